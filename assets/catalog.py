@@ -1,0 +1,212 @@
+"""Titles and artworks in SQLite, and the in-memory snapshot the rank path reads from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import sqlite_utils
+
+from assets.images import CheckedImage, visual_tokens
+from bandits import features
+from bandits.storage import bump, write_transaction
+from service.errors import Conflict, NotFound
+
+CATALOG_VERSION = "catalog_version"
+
+
+def _title_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "name": row["name"], "genres": json.loads(row["genres"]), "year": row["year"],
+        "maturity": row["maturity"], "features": json.loads(row["features"]), "active": bool(row["active"]),
+        "created_at": row["created_at"], "updated_at": row["updated_at"],
+    }
+
+
+def _artwork_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "title_id": row["title_id"], "ordinal": row["ordinal"], "tags": json.loads(row["tags"]),
+        "visual": json.loads(row["visual"]), "format": row["format"], "width": row["width"],
+        "height": row["height"], "bytes": row["bytes"], "sha256": row["sha256"], "active": bool(row["active"]),
+        "created_at": row["created_at"], "retired_at": row["retired_at"],
+        "url": f"/v1/artworks/{row['id']}/image",
+    }
+
+
+def list_titles(db: sqlite_utils.Database, *, include_retired: bool = False) -> list[dict[str, Any]]:
+    """Return titles in id order, active ones only unless ``include_retired``."""
+    where = "" if include_retired else "WHERE active = 1"
+    return [_title_row(row) for row in db.query(f"SELECT * FROM titles {where} ORDER BY id")]
+
+
+def get_title(db: sqlite_utils.Database, title_id: str) -> dict[str, Any]:
+    """Return one title, retired or not; raise ``NotFound``."""
+    rows = list(db.query("SELECT * FROM titles WHERE id = ?", [title_id]))
+    if not rows:
+        raise NotFound(f"title {title_id!r} does not exist")
+    return _title_row(rows[0])
+
+
+def create_title(db: sqlite_utils.Database, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Add a title; raise ``Conflict`` if its id is taken (retired titles keep their ids)."""
+    title_id = body.get("id") or f"t-{uuid.uuid4().hex[:12]}"
+    now = time.time()
+    with write_transaction(db):
+        if db.execute("SELECT 1 FROM titles WHERE id = ?", [title_id]).fetchone():
+            raise Conflict(f"title {title_id!r} already exists")
+        db.execute(
+            "INSERT INTO titles (id, name, genres, year, maturity, features, active, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            [title_id, body["name"], json.dumps(body.get("genres") or []), body.get("year"), body.get("maturity"),
+             json.dumps(body.get("features") or {}, sort_keys=True), now, now],
+        )
+        bump(db, CATALOG_VERSION)
+    return get_title(db, title_id)
+
+
+def replace_title(db: sqlite_utils.Database, title_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace a title's fields (and make it active again); raise ``NotFound``."""
+    with write_transaction(db):
+        cursor = db.execute(
+            "UPDATE titles SET name = ?, genres = ?, year = ?, maturity = ?, features = ?, active = 1, "
+            "updated_at = ? WHERE id = ?",
+            [body["name"], json.dumps(body.get("genres") or []), body.get("year"), body.get("maturity"),
+             json.dumps(body.get("features") or {}, sort_keys=True), time.time(), title_id],
+        )
+        if cursor.rowcount == 0:
+            raise NotFound(f"title {title_id!r} does not exist")
+        bump(db, CATALOG_VERSION)
+    return get_title(db, title_id)
+
+
+def retire_title(db: sqlite_utils.Database, title_id: str) -> None:
+    """Stop choosing a title; it and its artworks stay stored for the log."""
+    with write_transaction(db):
+        cursor = db.execute("UPDATE titles SET active = 0, updated_at = ? WHERE id = ? AND active = 1",
+                            [time.time(), title_id])
+        if cursor.rowcount == 0:
+            get_title(db, title_id)  # NotFound for an unknown id; retiring twice is a no-op
+            return
+        bump(db, CATALOG_VERSION)
+
+
+def list_artworks(db: sqlite_utils.Database, title_id: str, *, include_retired: bool = False) -> list[dict[str, Any]]:
+    """Return a title's artworks in upload order; raise ``NotFound`` for an unknown title."""
+    get_title(db, title_id)
+    where = "" if include_retired else "AND active = 1"
+    return [_artwork_row(row) for row in
+            db.query(f"SELECT * FROM artworks WHERE title_id = ? {where} ORDER BY ordinal", [title_id])]
+
+
+def get_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
+    """Return one artwork with its stored path; raise ``NotFound``."""
+    rows = list(db.query("SELECT * FROM artworks WHERE id = ?", [artwork_id]))
+    if not rows:
+        raise NotFound(f"artwork {artwork_id!r} does not exist")
+    record = _artwork_row(rows[0])
+    record["path"] = rows[0]["path"]
+    return record
+
+
+def add_artwork(
+    db: sqlite_utils.Database, *, data_dir: str | Path, title_id: str, image: CheckedImage,
+    artwork_id: str | None, tags: Iterable[str],
+) -> dict[str, Any]:
+    """Store a checked image for a title: the file first (atomically), then the row; nothing half-done."""
+    artwork_id = artwork_id or f"a-{uuid.uuid4().hex[:12]}"
+    digest = hashlib.sha256(image.data).hexdigest()
+    relative = Path("artworks") / f"{artwork_id}.{image.extension}"
+    target = Path(data_dir) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with write_transaction(db):
+        title = db.execute("SELECT active FROM titles WHERE id = ?", [title_id]).fetchone()
+        if title is None:
+            raise NotFound(f"title {title_id!r} does not exist")
+        if db.execute("SELECT 1 FROM artworks WHERE id = ?", [artwork_id]).fetchone():
+            raise Conflict(f"artwork {artwork_id!r} already exists")
+        ordinal = db.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM artworks WHERE title_id = ?",
+                             [title_id]).fetchone()[0]
+        temporary = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")
+        temporary.write_bytes(image.data)
+        try:
+            os.replace(temporary, target)
+            db.execute(
+                "INSERT INTO artworks (id, title_id, ordinal, tags, visual, format, width, height, bytes, sha256, "
+                "path, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                [artwork_id, title_id, ordinal, json.dumps(list(dict.fromkeys(tags))), json.dumps(image.visual),
+                 image.format, image.width, image.height, len(image.data), digest, str(relative), time.time()],
+            )
+            bump(db, CATALOG_VERSION)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+            raise
+    return get_artwork(db, artwork_id)
+
+
+def retire_artwork(db: sqlite_utils.Database, artwork_id: str) -> None:
+    """Stop choosing an artwork; its file and row stay for the log."""
+    with write_transaction(db):
+        cursor = db.execute("UPDATE artworks SET active = 0, retired_at = ? WHERE id = ? AND active = 1",
+                            [time.time(), artwork_id])
+        if cursor.rowcount == 0:
+            get_artwork(db, artwork_id)
+            return
+        bump(db, CATALOG_VERSION)
+
+
+# ---------------------------------------------------------------- serving snapshot
+
+
+@dataclass(frozen=True)
+class ServingTitle:
+    """An active title with at least one active artwork, its VW line and its artworks' lines."""
+
+    id: str
+    genres: tuple[str, ...]
+    action_line: str
+    artwork_ids: tuple[str, ...]
+    artwork_lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """What the rank path needs of the catalog at one catalog version."""
+
+    version: int
+    titles: dict[str, ServingTitle]
+    order: tuple[str, ...]  # servable title ids in id order
+    without_artwork: frozenset[str]  # active titles that have no active artwork
+
+
+def catalog_version(db: sqlite_utils.Database) -> int:
+    """Return the counter bumped by every catalog change."""
+    return int(db.execute("SELECT value FROM meta WHERE key = ?", [CATALOG_VERSION]).fetchone()[0])
+
+
+def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
+    """Read the active catalog and build every VW line once."""
+    version = catalog_version(db)
+    artworks: dict[str, list[tuple[str, str]]] = {}
+    for row in db.query("SELECT id, title_id, tags, visual FROM artworks WHERE active = 1 ORDER BY title_id, ordinal"):
+        line = features.artwork_action(artwork_id=row["id"], tags=json.loads(row["tags"]),
+                                       visual_tokens=visual_tokens(json.loads(row["visual"])))
+        artworks.setdefault(row["title_id"], []).append((row["id"], line))
+    titles: dict[str, ServingTitle] = {}
+    without: set[str] = set()
+    for title in list_titles(db):
+        arts = artworks.get(title["id"])
+        if not arts:
+            without.add(title["id"])
+            continue
+        titles[title["id"]] = ServingTitle(
+            id=title["id"], genres=tuple(title["genres"]), action_line=features.title_action(title),
+            artwork_ids=tuple(a for a, _ in arts), artwork_lines=tuple(line for _, line in arts),
+        )
+    return CatalogSnapshot(version=version, titles=titles, order=tuple(titles), without_artwork=frozenset(without))

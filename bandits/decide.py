@@ -1,0 +1,104 @@
+"""One rank decision: titles for the slots of a row, then one artwork per chosen title."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from assets.catalog import CatalogSnapshot
+from bandits import features
+from bandits.exploration import epsilon_greedy, epsilon_greedy_row
+from bandits.policy import ServingModel
+
+
+class NotEnoughCandidates(Exception):
+    """Fewer servable candidate titles than slots."""
+
+
+@dataclass(frozen=True)
+class SlotDecision:
+    """The title and artwork picks of one slot, with exact probabilities and the features as used."""
+
+    position: int
+    title_id: str
+    title_index: int  # index into the row's candidate list
+    title_prob: float
+    title_explored: bool
+    artwork_id: str
+    artwork_ids: tuple[str, ...]
+    artwork_lines: tuple[str, ...]
+    artwork_index: int
+    artwork_prob: float
+    artwork_explored: bool
+    title_estimate: float  # the model's expected reward of the chosen title
+    greedy_title_id: str
+    artwork_estimate: float
+    greedy_artwork_id: str
+
+
+@dataclass(frozen=True)
+class RowDecision:
+    """A whole row: the shared viewer line, the candidate titles and their lines, and the slots."""
+
+    shared_line: str
+    candidate_ids: tuple[str, ...]
+    candidate_lines: tuple[str, ...]
+    slots: tuple[SlotDecision, ...]
+    unavailable: tuple[str, ...]
+    model_versions: Mapping[str, int]
+
+
+def candidate_titles(
+    snapshot: CatalogSnapshot, *, candidates: Sequence[str] | None, exclude: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Return (servable candidate ids in request or catalog order, requested ids that are not servable)."""
+    excluded = set(exclude)
+    if candidates is None:
+        return [tid for tid in snapshot.order if tid not in excluded], []
+    chosen: list[str] = []
+    unavailable: list[str] = []
+    for tid in dict.fromkeys(candidates):
+        if tid in excluded:
+            continue
+        (chosen if tid in snapshot.titles else unavailable).append(tid)
+    return chosen, unavailable
+
+
+def decide_row(
+    *, snapshot: CatalogSnapshot, titles_model: ServingModel, artwork_model: ServingModel,
+    titles_epsilon: float, artwork_epsilon: float, user_id: str | None, user_features: Mapping[str, Any],
+    slots: int, candidates: Sequence[str] | None, exclude: Sequence[str], rng: np.random.Generator,
+) -> RowDecision:
+    """Choose titles for ``slots`` positions (no repeats) and an artwork for each; one VW call per policy step."""
+    ids, unavailable = candidate_titles(snapshot, candidates=candidates, exclude=exclude)
+    if len(ids) < slots:
+        raise NotEnoughCandidates(
+            f"slots: {slots} requested but only {len(ids)} candidate titles are servable"
+            + (f" (not servable: {', '.join(unavailable[:20])})" if unavailable else "")
+        )
+    shared = features.viewer_shared(user_id=user_id, features=user_features)
+    lines = [snapshot.titles[tid].action_line for tid in ids]
+    # The slot position is a shared, uncrossed feature: it shifts every title's cost equally, so one
+    # prediction ranks the whole row and each slot's greedy pick is the best title not yet placed.
+    costs = titles_model.costs(shared, lines)
+    picks = epsilon_greedy_row(costs, slots, titles_epsilon, rng)
+    decided: list[SlotDecision] = []
+    for position, pick in enumerate(picks):
+        title = snapshot.titles[ids[pick.index]]
+        art_costs = artwork_model.costs(features.artwork_shared(shared, lines[pick.index]), title.artwork_lines)
+        art = epsilon_greedy(art_costs, artwork_epsilon, rng)
+        decided.append(SlotDecision(
+            position=position, title_id=title.id, title_index=pick.index, title_prob=pick.probability,
+            title_explored=pick.explored, artwork_id=title.artwork_ids[art.index], artwork_ids=title.artwork_ids,
+            artwork_lines=title.artwork_lines, artwork_index=art.index, artwork_prob=art.probability,
+            artwork_explored=art.explored, title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
+            greedy_title_id=ids[pick.greedy_index], artwork_estimate=float(art_costs[art.index] / features.COST_PER_REWARD),
+            greedy_artwork_id=title.artwork_ids[art.greedy_index],
+        ))
+    return RowDecision(
+        shared_line=shared, candidate_ids=tuple(ids), candidate_lines=tuple(lines), slots=tuple(decided),
+        unavailable=tuple(unavailable),
+        model_versions={"titles": titles_model.version, "artwork": artwork_model.version},
+    )

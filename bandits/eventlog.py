@@ -1,0 +1,169 @@
+"""The event log: decisions, activations and rewards, each committed in one transaction.
+
+Reward windows are decided inside write transactions, so the accounting is exact: a reward is
+credited to a policy only while that policy's ``pending`` row for the event is open and its window
+has not passed; the learner closes windows in a write transaction of its own. A reward is either
+credited before the close (and learned) or refused credit after it (stored, never learned).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import sqlite_utils
+
+from bandits.decide import RowDecision
+from bandits.policy import POLICY_NAMES, PolicyConfig
+from bandits.storage import write_transaction
+from service.errors import Conflict, NotFound
+
+
+def log_decision(
+    db: sqlite_utils.Database, *, event_id: str, decision: RowDecision, user_id: str | None,
+    context: Mapping[str, Any], deferred: bool, policies: Mapping[str, PolicyConfig], now: float | None = None,
+) -> int:
+    """Store a decision with its impressions and open its reward windows; return the event's sequence number."""
+    now = time.time() if now is None else now
+    with write_transaction(db):
+        try:
+            cursor = db.execute(
+                "INSERT INTO events (id, created_at, user_id, context, candidates, title_shared, title_actions, "
+                "model_versions, deferred, activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [event_id, now, user_id, json.dumps(context, sort_keys=True), json.dumps(decision.candidate_ids),
+                 decision.shared_line, json.dumps(decision.candidate_lines), json.dumps(dict(decision.model_versions)),
+                 int(deferred), None if deferred else now],
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"event {event_id!r} already exists; event ids are single-use") from None
+        seq = int(cursor.lastrowid)  # type: ignore[arg-type]
+        db.conn.executemany(
+            "INSERT INTO impressions (event_seq, position, title_id, title_index, title_prob, title_explored, "
+            "artwork_id, artwork_ids, artwork_actions, artwork_index, artwork_prob, artwork_explored) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(seq, s.position, s.title_id, s.title_index, s.title_prob, int(s.title_explored), s.artwork_id,
+              json.dumps(s.artwork_ids), json.dumps(s.artwork_lines), s.artwork_index, s.artwork_prob,
+              int(s.artwork_explored)) for s in decision.slots],
+        )
+        db.conn.executemany(
+            "INSERT INTO pending (policy, event_seq, due_at) VALUES (?, ?, ?)",
+            [(name, seq, None if deferred else now + policies[name].reward_wait) for name in POLICY_NAMES],
+        )
+    return seq
+
+
+def _event(db: sqlite_utils.Database, event_id: str) -> tuple[int, int, float | None]:
+    row = db.execute("SELECT seq, deferred, activated_at FROM events WHERE id = ?", [event_id]).fetchone()
+    if row is None:
+        raise NotFound(f"event {event_id!r} does not exist")
+    return int(row[0]), int(row[1]), row[2]
+
+
+def activate(
+    db: sqlite_utils.Database, *, event_id: str, policies: Mapping[str, PolicyConfig], now: float | None = None
+) -> dict[str, Any]:
+    """Mark a deferred event as shown: its reward windows start now. Activating twice changes nothing."""
+    now = time.time() if now is None else now
+    with write_transaction(db):
+        seq, deferred, activated_at = _event(db, event_id)
+        if activated_at is not None:
+            return {"event_id": event_id, "activated_at": activated_at, "already_active": True}
+        db.execute("UPDATE events SET activated_at = ? WHERE seq = ?", [now, seq])
+        for name in POLICY_NAMES:
+            db.execute("UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ? AND closed_at IS NULL",
+                       [now + policies[name].reward_wait, name, seq])
+    return {"event_id": event_id, "activated_at": now, "already_active": False}
+
+
+@dataclass(frozen=True)
+class RewardReceipt:
+    """What happened to a posted reward."""
+
+    reward_id: int
+    event_id: str
+    title_id: str
+    value: float
+    received_at: float
+    credited: tuple[str, ...]  # policies whose window was open
+    replayed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the receipt as JSON-ready data."""
+        return {"reward_id": self.reward_id, "event_id": self.event_id, "title_id": self.title_id,
+                "value": self.value, "received_at": self.received_at, "credited_policies": list(self.credited),
+                "late": not self.credited, "replayed": self.replayed}
+
+
+def record_reward(
+    db: sqlite_utils.Database, *, event_id: str, title_id: str, value: float, idempotency_key: str | None,
+    policies: Mapping[str, PolicyConfig], now: float | None = None,
+) -> RewardReceipt:
+    """Store a reward and credit it to every policy whose window for the event is still open."""
+    now = time.time() if now is None else now
+    with write_transaction(db):
+        seq, _deferred, _activated = _event(db, event_id)
+        if idempotency_key is not None:
+            previous = db.execute(
+                "SELECT id, event_seq, title_id, value, received_at FROM rewards WHERE idempotency_key = ?",
+                [idempotency_key],
+            ).fetchone()
+            if previous is not None:
+                if (previous[1], previous[2], previous[3]) != (seq, title_id, value):
+                    raise Conflict("Idempotency-Key was already used for a different reward")
+                credited = tuple(row[0] for row in db.execute(
+                    "SELECT policy FROM reward_credits WHERE reward_id = ? ORDER BY policy", [previous[0]]))
+                return RewardReceipt(reward_id=previous[0], event_id=event_id, title_id=title_id, value=value,
+                                     received_at=previous[4], credited=credited, replayed=True)
+        shown = db.execute("SELECT 1 FROM impressions WHERE event_seq = ? AND title_id = ?", [seq, title_id]).fetchone()
+        if shown is None:
+            raise Conflict(f"title {title_id!r} was not shown in event {event_id!r}")
+        reward_id = int(db.execute(
+            "INSERT INTO rewards (event_seq, title_id, value, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?)",
+            [seq, title_id, value, now, idempotency_key],
+        ).lastrowid)  # type: ignore[arg-type]
+        credited = []
+        for name in POLICY_NAMES:
+            row = db.execute(
+                "SELECT due_at FROM pending WHERE policy = ? AND event_seq = ? AND closed_at IS NULL", [name, seq]
+            ).fetchone()
+            if row is None or (row[0] is not None and now > row[0]):
+                continue
+            db.execute("INSERT INTO reward_credits (reward_id, policy) VALUES (?, ?)", [reward_id, name])
+            credited.append(name)
+            if policies[name].learn_on_first_reward and (row[0] is None or row[0] > now):
+                db.execute("UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ?", [now, name, seq])
+    return RewardReceipt(reward_id=reward_id, event_id=event_id, title_id=title_id, value=value, received_at=now,
+                         credited=tuple(credited))
+
+
+def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
+    """Return an event as logged: context, slots with probabilities, rewards, and learning state."""
+    rows = list(db.query("SELECT * FROM events WHERE id = ?", [event_id]))
+    if not rows:
+        raise NotFound(f"event {event_id!r} does not exist")
+    event = rows[0]
+    slots = [
+        {"position": r["position"], "title_id": r["title_id"], "artwork_id": r["artwork_id"],
+         "title_probability": r["title_prob"], "artwork_probability": r["artwork_prob"],
+         "title_explored": bool(r["title_explored"]), "artwork_explored": bool(r["artwork_explored"])}
+        for r in db.query("SELECT * FROM impressions WHERE event_seq = ? ORDER BY position", [event["seq"]])
+    ]
+    rewards = [
+        {"title_id": r["title_id"], "value": r["value"], "received_at": r["received_at"],
+         "credited_policies": [p for p in (r["credits"] or "").split(",") if p]}
+        for r in db.query(
+            "SELECT r.title_id, r.value, r.received_at, GROUP_CONCAT(c.policy) AS credits FROM rewards r "
+            "LEFT JOIN reward_credits c ON c.reward_id = r.id WHERE r.event_seq = ? GROUP BY r.id ORDER BY r.id",
+            [event["seq"]])
+    ]
+    learned = {r["policy"]: r["version"] for r in db.query(
+        "SELECT policy, version FROM learned WHERE event_seq = ?", [event["seq"]])}
+    return {
+        "event_id": event["id"], "created_at": event["created_at"], "user_id": event["user_id"],
+        "context": json.loads(event["context"]), "candidates": json.loads(event["candidates"]),
+        "model_versions": json.loads(event["model_versions"]), "deferred": bool(event["deferred"]),
+        "activated_at": event["activated_at"], "slots": slots, "rewards": rewards, "learned_in_versions": learned,
+    }

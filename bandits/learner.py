@@ -1,0 +1,262 @@
+"""The learner: learns every impression whose reward window closed, exactly once, in time order.
+
+One learner runs per database (an exclusive ``flock`` on ``<database>.learner.lock``). Each step
+for a policy has three phases:
+
+1. *close* (write transaction): pick due ``pending`` rows, fix their labels from the rewards credited
+   so far, and mark them closed; from then on no reward can be credited to them;
+2. *learn* (no lock held): learn the closed rows, in (due time, event) order, into the newest model;
+3. *commit* (write transaction): publish the new model version, record every learned event and delete
+   its ``pending`` row, all at once.
+
+A crash between 1 and 3 leaves closed rows behind; the next step learns them again from the last
+published model, which did not contain them, so nothing is learned twice or lost. If another model
+version was published meanwhile (an import or a reset), the step's work is discarded and redone on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import sqlite_utils
+import vowpal_wabbit_next as vw
+
+from bandits import features
+from bandits.policy import ARTWORK, POLICY_NAMES, TITLES, PolicyConfig, latest_model, load_policy, new_workspace, publish
+from bandits.storage import StorageBusy, connect, write_transaction
+
+log = logging.getLogger("marquee.learner")
+
+
+@dataclass
+class StepResult:
+    """What one learning step did for one policy."""
+
+    policy: str
+    events: int = 0
+    examples: int = 0
+    version: int | None = None
+    discarded: bool = False
+
+
+def _close_due(db: sqlite_utils.Database, cfg: PolicyConfig, *, now: float, limit: int) -> None:
+    """Phase 1: fix the labels of due events and close their reward windows."""
+    with write_transaction(db):
+        due = db.execute(
+            "SELECT event_seq FROM pending WHERE policy = ? AND closed_at IS NULL AND due_at IS NOT NULL "
+            "AND due_at <= ? ORDER BY due_at, event_seq LIMIT ?",
+            [cfg.name, now, limit],
+        ).fetchall()
+        for (seq,) in due:
+            shown = db.execute("SELECT title_id FROM impressions WHERE event_seq = ? ORDER BY position", [seq]).fetchall()
+            credited = db.execute(
+                "SELECT r.title_id, r.value FROM rewards r JOIN reward_credits c ON c.reward_id = r.id "
+                "WHERE r.event_seq = ? AND c.policy = ? ORDER BY r.id",
+                [seq, cfg.name],
+            ).fetchall()
+            by_title: dict[str, list[float]] = {}
+            for title_id, value in credited:
+                by_title.setdefault(title_id, []).append(value)
+            rewards = []
+            for (title_id,) in shown:
+                values = by_title.get(title_id)
+                if not values:
+                    rewards.append(cfg.default_reward)
+                elif cfg.aggregation == "sum":
+                    rewards.append(sum(values))
+                else:
+                    rewards.append(values[0])
+            db.execute("UPDATE pending SET closed_at = ?, labels = ? WHERE policy = ? AND event_seq = ?",
+                       [now, json.dumps(rewards), cfg.name, seq])
+
+
+def title_examples(event: Mapping[str, Any], impressions: list[Mapping[str, Any]], rewards: list[float]) -> list[list[str]]:
+    """Return the labelled VW examples of a row's title decisions, one per slot, as logged."""
+    lines: list[str] = json.loads(event["title_actions"])
+    left = list(range(len(lines)))
+    examples = []
+    for impression, reward in zip(impressions, rewards):
+        chosen = impression["title_index"]
+        example = [features.with_position(event["title_shared"], impression["position"])]
+        for index in left:
+            if index == chosen:
+                example.append(features.labeled(lines[index], cost=features.COST_PER_REWARD * reward,
+                                                probability=impression["title_prob"]))
+            else:
+                example.append(lines[index])
+        examples.append(example)
+        left.remove(chosen)
+    return examples
+
+
+def artwork_examples(event: Mapping[str, Any], impressions: list[Mapping[str, Any]], rewards: list[float]) -> list[list[str]]:
+    """Return the labelled VW examples of a row's artwork decisions, one per shown title, as logged."""
+    lines: list[str] = json.loads(event["title_actions"])
+    examples = []
+    for impression, reward in zip(impressions, rewards):
+        example = [features.artwork_shared(event["title_shared"], lines[impression["title_index"]])]
+        for index, line in enumerate(json.loads(impression["artwork_actions"])):
+            if index == impression["artwork_index"]:
+                line = features.labeled(line, cost=features.COST_PER_REWARD * reward,
+                                        probability=impression["artwork_prob"])
+            example.append(line)
+        examples.append(example)
+    return examples
+
+
+EXAMPLE_BUILDERS = {TITLES: title_examples, ARTWORK: artwork_examples}
+
+
+class Learner:
+    """Learns closed impressions into new model versions for every policy."""
+
+    def __init__(self, db: sqlite_utils.Database, config: Mapping[str, Any]) -> None:
+        self.db = db
+        self.config = config
+        self._workspaces: dict[str, tuple[int, vw.Workspace]] = {}
+
+    def _workspace(self, policy: str) -> tuple[int, vw.Workspace, Any]:
+        record = latest_model(self.db, policy)
+        if record is None:
+            raise RuntimeError(f"policy {policy!r} has no model; the service creates version 0 at start")
+        cached = self._workspaces.get(policy)
+        if cached is None or cached[0] != record.version:
+            cached = (record.version, new_workspace(record.vw_args, model_data=record.blob))
+            self._workspaces[policy] = cached
+        return cached[0], cached[1], record
+
+    def step(self, policy: str, *, now: float | None = None) -> StepResult:
+        """Close due windows, learn every closed event of ``policy`` and publish one new version."""
+        now = time.time() if now is None else now
+        cfg = load_policy(self.db, self.config, policy)
+        batch = int(self.config["LEARNER_BATCH"])
+        _close_due(self.db, cfg, now=now, limit=batch)
+        closed = list(self.db.query(
+            "SELECT p.event_seq, p.labels, e.title_shared, e.title_actions FROM pending p "
+            "JOIN events e ON e.seq = p.event_seq WHERE p.policy = ? AND p.closed_at IS NOT NULL "
+            "ORDER BY p.due_at, p.event_seq LIMIT ?",
+            [policy, batch],
+        ))
+        result = StepResult(policy=policy)
+        if not closed:
+            return result
+        base_version, workspace, record = self._workspace(policy)
+        parser = vw.TextFormatParser(workspace)
+        build = EXAMPLE_BUILDERS[policy]
+        learned_rows = []
+        for event in closed:
+            impressions = list(self.db.query(
+                "SELECT position, title_index, title_prob, artwork_actions, artwork_index, artwork_prob "
+                "FROM impressions WHERE event_seq = ? ORDER BY position", [event["event_seq"]]))
+            rewards = json.loads(event["labels"])
+            examples = build(event, impressions, rewards)
+            for example in examples:
+                workspace.learn_one([parser.parse_line(line) for line in example])
+            learned_rows.append((event["event_seq"], len(examples)))
+        result.events = len(learned_rows)
+        result.examples = sum(n for _, n in learned_rows)
+        with write_transaction(self.db):
+            current = latest_model(self.db, policy)
+            if current is None or current.version != base_version:
+                # An import or reset published a version meanwhile: redo this work on top of it.
+                self._workspaces.pop(policy, None)
+                result.discarded = True
+                return result
+            version = publish(
+                self.db, policy=policy, blob=workspace.serialize(), vw_args=record.vw_args,
+                events_learned=record.events_learned + result.events,
+                examples_learned=record.examples_learned + result.examples,
+                origin="learner", keep=int(self.config["MODEL_VERSIONS_KEPT"]),
+            )
+            self.db.conn.executemany(
+                "INSERT INTO learned (policy, event_seq, version, examples) VALUES (?, ?, ?, ?)",
+                [(policy, seq, version, n) for seq, n in learned_rows],
+            )
+            self.db.conn.executemany("DELETE FROM pending WHERE policy = ? AND event_seq = ?",
+                                     [(policy, seq) for seq, _ in learned_rows])
+        self._workspaces[policy] = (version, workspace)
+        result.version = version
+        return result
+
+    def run_once(self, *, now: float | None = None) -> dict[str, StepResult]:
+        """Learn everything due for every policy (in batches); return per-policy totals."""
+        batch = int(self.config["LEARNER_BATCH"])
+        totals: dict[str, StepResult] = {}
+        for policy in POLICY_NAMES:
+            total = totals[policy] = StepResult(policy=policy)
+            while True:
+                step = self.step(policy, now=now)
+                if step.discarded:
+                    continue
+                total.events += step.events
+                total.examples += step.examples
+                total.version = step.version if step.version is not None else total.version
+                if step.events < batch:
+                    break
+        return totals
+
+
+def lock_path(database: str | Path) -> Path:
+    """Return the path of the learner's lock file for a database."""
+    return Path(f"{database}.learner.lock")
+
+
+def try_lock(database: str | Path) -> int | None:
+    """Take the learner lock without waiting; return the open descriptor, or None if another holds it."""
+    fd = os.open(lock_path(database), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None) -> int:
+    """Run the learner until the parent process goes away; return an exit code."""
+    fd = try_lock(config["DATABASE"])
+    if fd is None:
+        log.info("another learner holds the lock; exiting")
+        return 0
+    db = connect(config["DATABASE"])
+    learner = Learner(db, config)
+    interval = float(config["LEARNER_INTERVAL_SECONDS"])
+    log.info("learner started (pid %s)", os.getpid())
+    while parent_pid is None or os.getppid() == parent_pid:
+        started = time.monotonic()
+        try:
+            results = learner.run_once()
+        except StorageBusy as exc:
+            log.warning("database busy, retrying next round: %s", exc)
+            results = {}
+        for result in results.values():
+            if result.events:
+                log.info("policy %s: learned %d events (%d examples) -> version %s",
+                         result.policy, result.events, result.examples, result.version)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    log.info("parent process is gone; learner exiting")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bandits.learner``: configuration comes from ``MARQUEE_*`` variables."""
+    from service import config as settings
+
+    parser = argparse.ArgumentParser(description="Run Marquee's learner for one database.")
+    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer the parent")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [learner] %(message)s", stream=sys.stderr)
+    return serve_forever(settings.load(), parent_pid=args.parent_pid)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Policies: their configuration, their VW workspaces, and their model versions in SQLite.
+
+Each policy is a VW ``--cb_adf`` cost regressor (one cost estimate per action) plus Marquee's own
+exploration over those estimates (``bandits.exploration``). Learning is VW's; the probability of
+every pick is Marquee's, so it is exact even when a row's slots are drawn one after another.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import sqlite_utils
+import vowpal_wabbit_next as vw
+
+from bandits.storage import bump, write_transaction
+
+TITLES = "titles"
+ARTWORK = "artwork"
+POLICY_NAMES = (TITLES, ARTWORK)
+
+BASE_ARGS = ["--cb_adf"]
+DEFAULT_VW_ARGS: dict[str, list[str]] = {
+    TITLES: ["-q", "UT"],
+    ARTWORK: ["-q", "UA", "-q", "TA"],
+}
+AGGREGATIONS = ("earliest", "sum")
+# Settings an operator may override per policy; anything absent takes the deployment default.
+POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
+OVERRIDABLE = ("epsilon", "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward")
+
+
+_MANAGED_OPTIONS = {"-d", "--data", "-f", "--final_regressor", "-i", "--initial_regressor", "--cb_adf",
+                    "--cb_explore_adf", "--ccb_explore_adf", "--cb", "--cb_explore", "--save_resume", "--daemon"}
+_EXPLORATION_OPTIONS = {"--epsilon", "--first", "--bag", "--cover", "--softmax", "--squarecb", "--rnd", "--regcb",
+                        "--regcbopt", "--synthcover", "--lambda", "--gamma_scale"}
+
+
+class PolicyError(Exception):
+    """A policy setting or model is not usable."""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The effective settings of one policy."""
+
+    name: str
+    epsilon: float
+    vw_args: list[str]
+    reward_wait: float
+    default_reward: float
+    aggregation: str = "earliest"
+    learn_on_first_reward: bool = False
+    overridden: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-ready data."""
+        return asdict(self)
+
+
+def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Return a policy's settings before any override, from the deployment configuration."""
+    return {
+        "epsilon": float(config["EPSILON"]),
+        "vw_args": list(DEFAULT_VW_ARGS[name]),
+        "reward_wait": float(config["REWARD_WAIT_SECONDS"]),
+        "default_reward": float(config["DEFAULT_REWARD"]),
+        "aggregation": "earliest",
+        "learn_on_first_reward": False,
+    }
+
+
+def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Check override values; raise ``PolicyError`` naming the first bad one. Return them normalized."""
+    clean: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in OVERRIDABLE:
+            raise PolicyError(f"{key}: not a policy setting (settings: {', '.join(OVERRIDABLE)})")
+        if value is None:
+            continue
+        if key == "epsilon":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise PolicyError("epsilon: must be a number in [0, 1]")
+            value = float(value)
+        elif key == "reward_wait":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 7 * 86400:
+                raise PolicyError("reward_wait: must be a number of seconds in [0, 604800]")
+            value = float(value)
+        elif key == "default_reward":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
+                raise PolicyError("default_reward: must be a number in [-1, 1]")
+            value = float(value)
+        elif key == "aggregation":
+            if value not in AGGREGATIONS:
+                raise PolicyError(f"aggregation: must be one of {', '.join(AGGREGATIONS)}")
+        elif key == "learn_on_first_reward":
+            if not isinstance(value, bool):
+                raise PolicyError("learn_on_first_reward: must be true or false")
+        elif key == "vw_args":
+            value = parse_vw_args(value)
+        clean[key] = value
+    return clean
+
+
+def parse_vw_args(value: Any) -> list[str]:
+    """Accept VW options as a list of strings or one shell-quoted string; check VW accepts them."""
+    if isinstance(value, str):
+        args = shlex.split(value)
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        args = list(value)
+    else:
+        raise PolicyError("vw_args: must be a list of strings or one string of VW options")
+    workspace = new_workspace(args)  # raises PolicyError when VW refuses them
+    if workspace.prediction_type != vw.PredictionType.ActionScores:
+        raise PolicyError("vw_args: the options must keep VW a --cb_adf cost regressor (no exploration reductions)")
+    return args
+
+
+def new_workspace(vw_args: Sequence[str], *, model_data: bytes | None = None) -> vw.Workspace:
+    """Build a workspace (``--cb_adf`` plus ``vw_args``), translating VW's errors to ``PolicyError``."""
+    for option in vw_args:
+        if option in _MANAGED_OPTIONS:
+            raise PolicyError(f"vw_args: {option} is managed by Marquee and cannot be set")
+        if option in _EXPLORATION_OPTIONS:
+            raise PolicyError(f"vw_args: {option} is an exploration option; Marquee explores itself (set the policy's epsilon)")
+    # A stored model carries its own options; passing them again would duplicate interactions.
+    args = [] if model_data is not None else list(BASE_ARGS) + list(vw_args)
+    try:
+        return vw.Workspace(args, model_data=model_data)
+    except (RuntimeError, ValueError) as exc:
+        what = "model: Vowpal Wabbit could not load it" if model_data is not None else "vw_args: Vowpal Wabbit refused the options"
+        raise PolicyError(f"{what}: {str(exc).strip()}") from None
+
+
+def load_policy(db: sqlite_utils.Database, config: Mapping[str, Any], name: str) -> PolicyConfig:
+    """Return the effective settings of a policy (deployment defaults plus stored overrides)."""
+    if name not in POLICY_NAMES:
+        raise KeyError(name)
+    settings = deployment_defaults(config, name)
+    row = db.execute("SELECT overrides FROM policies WHERE name = ?", [name]).fetchone()
+    overrides = json.loads(row[0]) if row else {}
+    settings.update(overrides)
+    return PolicyConfig(name=name, overridden=sorted(overrides), **settings)
+
+
+def store_overrides(db: sqlite_utils.Database, name: str, overrides: Mapping[str, Any]) -> None:
+    """Replace a policy's stored overrides (inside the caller's transaction) and bump the settings version."""
+    bump(db, POLICIES_VERSION)
+    db.execute(
+        "INSERT INTO policies (name, overrides, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET overrides = excluded.overrides, updated_at = excluded.updated_at",
+        [name, json.dumps(dict(overrides), sort_keys=True), time.time()],
+    )
+
+
+# ---------------------------------------------------------------- model versions
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One stored model version."""
+
+    policy: str
+    version: int
+    created_at: float
+    vw_args: list[str]
+    events_learned: int
+    examples_learned: int
+    origin: str
+    blob: bytes = b""
+
+    def summary(self) -> dict[str, Any]:
+        """Return the record without its blob."""
+        data = asdict(self)
+        data.pop("blob")
+        data["bytes"] = len(self.blob)
+        return data
+
+
+def _record(row: Sequence[Any], *, with_blob: bool) -> ModelRecord:
+    policy, version, created_at, blob, vw_args, events, examples, origin = row
+    return ModelRecord(
+        policy=policy, version=version, created_at=created_at, vw_args=json.loads(vw_args),
+        events_learned=events, examples_learned=examples, origin=origin, blob=bytes(blob) if with_blob else blob,
+    )
+
+
+def latest_model(db: sqlite_utils.Database, policy: str) -> ModelRecord | None:
+    """Return the newest model version of a policy, or None if it has none yet."""
+    row = db.execute(
+        "SELECT policy, version, created_at, blob, vw_args, events_learned, examples_learned, origin "
+        "FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
+        [policy],
+    ).fetchone()
+    return _record(row, with_blob=True) if row else None
+
+
+def latest_versions(db: sqlite_utils.Database) -> dict[str, int]:
+    """Return the newest version number of every policy that has a model."""
+    rows = db.execute("SELECT policy, MAX(version) FROM models GROUP BY policy").fetchall()
+    return {policy: int(version) for policy, version in rows}
+
+
+def publish(
+    db: sqlite_utils.Database, *, policy: str, blob: bytes, vw_args: Sequence[str], events_learned: int,
+    examples_learned: int, origin: str, keep: int,
+) -> int:
+    """Store a new model version inside the caller's transaction, prune old ones, return the version."""
+    row = db.execute("SELECT COALESCE(MAX(version), -1) FROM models WHERE policy = ?", [policy]).fetchone()
+    version = int(row[0]) + 1
+    db.execute(
+        "INSERT INTO models (policy, version, created_at, blob, vw_args, events_learned, examples_learned, origin) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [policy, version, time.time(), blob, json.dumps(list(vw_args)), events_learned, examples_learned, origin],
+    )
+    db.execute("DELETE FROM models WHERE policy = ? AND version <= ?", [policy, version - max(1, keep)])
+    return version
+
+
+def ensure_models(db: sqlite_utils.Database, config: Mapping[str, Any]) -> None:
+    """Give every policy a version-0 model (an empty workspace) if it has none."""
+    missing = [name for name in POLICY_NAMES if name not in latest_versions(db)]
+    if not missing:
+        return
+    with write_transaction(db):
+        for name in missing:
+            if latest_model(db, name) is not None:
+                continue  # another process got there first
+            settings = load_policy(db, config, name)
+            blob = new_workspace(settings.vw_args).serialize()
+            publish(db, policy=name, blob=blob, vw_args=settings.vw_args, events_learned=0, examples_learned=0,
+                    origin="initial", keep=int(config["MODEL_VERSIONS_KEPT"]))
+
+
+class ServingModel:
+    """A loaded model version: predicts cost estimates, thread-safe (VW holds the GIL anyway)."""
+
+    def __init__(self, record: ModelRecord) -> None:
+        self.version = record.version
+        self.workspace = new_workspace(record.vw_args, model_data=record.blob)
+        self.parser = vw.TextFormatParser(self.workspace)
+        self._lock = threading.Lock()
+
+    def costs(self, shared: str, actions: Sequence[str]) -> np.ndarray:
+        """Return VW's cost estimate of each action line, in the order given."""
+        with self._lock:
+            examples = [self.parser.parse_line(shared)]
+            examples.extend(self.parser.parse_line(line) for line in actions)
+            scores = self.workspace.predict_one(examples)
+        costs = np.empty(len(actions))
+        for index, score in scores:
+            costs[index] = score
+        if not np.all(np.isfinite(costs)):
+            raise PolicyError(f"model version {self.version} produced a non-finite cost estimate")
+        return costs

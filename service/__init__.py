@@ -1,0 +1,58 @@
+"""Marquee's web service: ``create_app()`` builds the Flask app."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+
+from bandits.policy import ensure_models
+from bandits.storage import StorageBusy, connect
+from service import config as settings
+from service import errors
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings (defaults, ``MARQUEE_*`` environment, ``test_config``), schema, blueprints."""
+    app = Flask(__name__)
+    app.config.from_mapping(settings.load(test_config))
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    db = connect(app.config["DATABASE"])  # creates the schema
+    ensure_models(db, app.config)
+    db.conn.close()
+
+    errors.register(app)
+
+    @app.errorhandler(StorageBusy)
+    def _busy(exc: StorageBusy):  # type: ignore[no-untyped-def]
+        return app.handle_user_exception(errors.Unavailable("the database is busy; retry shortly"))
+
+    @app.errorhandler(sqlite3.OperationalError)
+    def _storage(exc: sqlite3.OperationalError):  # type: ignore[no-untyped-def]
+        message = str(exc)
+        if any(word in message for word in ("locked", "busy", "disk", "full", "readonly", "read-only")):
+            app.logger.error("storage unavailable: %s", message)
+            return app.handle_user_exception(errors.Unavailable(f"storage is unavailable ({message}); nothing was changed"))
+        raise exc
+
+    from service.views import catalog, decisions, ops, policies
+
+    for blueprint in (decisions.bp, catalog.bp, policies.bp, ops.bp):
+        app.register_blueprint(blueprint)
+
+    from service import cli
+
+    cli.register(app)
+
+    if app.config["LEARNER"]:
+        from service.runtime import ensure_learner
+
+        @app.before_request
+        def _learner() -> None:
+            ensure_learner(app.config)
+
+    return app

@@ -1,0 +1,44 @@
+"""``flask --app wsgi <command>``: init-db, demo-catalog, learn."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from assets.demo import build_demo_catalog
+from bandits.learner import Learner, serve_forever
+from bandits.storage import connect
+
+
+def register(app: Flask) -> None:
+    """Attach the commands to the app."""
+
+    @app.cli.command("init-db")
+    def init_db() -> None:
+        """Create the database file and its tables (idempotent)."""
+        connect(current_app.config["DATABASE"])
+        click.echo(f"database ready: {current_app.config['DATABASE']}")
+
+    @app.cli.command("demo-catalog")
+    @click.option("--seed", default=7, show_default=True, help="Random seed; the same seed draws the same catalog.")
+    @click.option("--titles", "count", default=60, show_default=True, help="How many titles.")
+    def demo_catalog(seed: int, count: int) -> None:
+        """Add a demo catalog of titles with Pillow-drawn posters (titles already present are kept)."""
+        db = connect(current_app.config["DATABASE"])
+        with click.progressbar(length=count, label="demo catalog") as bar:
+            summary = build_demo_catalog(db, data_dir=current_app.config["DATA_DIR"], seed=seed, count=count,
+                                         progress=bar.update)
+        click.echo(f"{summary['titles_added']} titles and {summary['artworks_added']} artworks added "
+                   f"({count - summary['titles_added']} already present)")
+
+    @app.cli.command("learn")
+    @click.option("--once", is_flag=True, help="Learn what is due now and exit, instead of running until stopped.")
+    def learn(once: bool) -> None:
+        """Run the learner in the foreground (the service normally starts it by itself)."""
+        config = dict(current_app.config)
+        if once:
+            for result in Learner(connect(config["DATABASE"]), config).run_once().values():
+                click.echo(f"{result.policy}: learned {result.events} events, {result.examples} examples, "
+                           f"version {result.version}")
+            return
+        raise SystemExit(serve_forever(config))

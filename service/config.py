@@ -1,0 +1,73 @@
+"""Configuration: defaults, then ``MARQUEE_*`` environment variables, then test overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {text!r}")
+
+
+# name -> (default, parser, description). The README's configuration table is checked against this.
+SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
+    "DATA_DIR": (str(PROJECT_ROOT / "data"), str, "Folder for the SQLite file, artwork images and the learner lock."),
+    "DATABASE": ("", str, "Path of the SQLite file; empty means `<DATA_DIR>/marquee.sqlite3`."),
+    "EPSILON": (0.1, float, "Default exploration rate of both policies (each policy can override it)."),
+    "REWARD_WAIT_SECONDS": (10.0, float, "Default reward window: an impression is learned this long after it was shown."),
+    "DEFAULT_REWARD": (0.0, float, "Default reward of an impression whose window closed without a reward."),
+    "LEARNER": (True, _bool, "Start the background learner from the serving processes (one per data folder)."),
+    "LEARNER_INTERVAL_SECONDS": (0.5, float, "How often the learner looks for impressions whose window closed."),
+    "LEARNER_BATCH": (2000, int, "Most events the learner learns into one model version."),
+    "MODEL_VERSIONS_KEPT": (20, int, "Model versions kept per policy; older checkpoints are pruned."),
+    "MAX_CONTENT_LENGTH": (16 * 1024 * 1024, int, "Largest request body in bytes (uploads included); larger is a 413."),
+    "MAX_SLOTS": (50, int, "Largest `slots` a rank request may ask for."),
+}
+
+
+def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return the settings: defaults, overridden by ``MARQUEE_*`` variables, then by ``test_config``."""
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for name, (default, parse, _doc) in SETTINGS.items():
+        value = default
+        raw = environ.get(f"MARQUEE_{name}")
+        if raw is not None:
+            try:
+                value = parse(raw)
+            except ValueError as exc:
+                raise ValueError(f"MARQUEE_{name}: {exc}") from None
+        config[name] = value
+    if test_config:
+        config.update(test_config)
+    if not config["DATABASE"]:
+        config["DATABASE"] = str(Path(config["DATA_DIR"]) / "marquee.sqlite3")
+    _validate(config)
+    return config
+
+
+def _validate(config: Mapping[str, Any]) -> None:
+    if not 0.0 <= float(config["EPSILON"]) <= 1.0:
+        raise ValueError(f"EPSILON must be in [0, 1], got {config['EPSILON']}")
+    if float(config["REWARD_WAIT_SECONDS"]) < 0:
+        raise ValueError(f"REWARD_WAIT_SECONDS must be >= 0, got {config['REWARD_WAIT_SECONDS']}")
+    if not -1.0 <= float(config["DEFAULT_REWARD"]) <= 1.0:
+        raise ValueError(f"DEFAULT_REWARD must be in [-1, 1], got {config['DEFAULT_REWARD']}")
+
+
+def describe() -> str:
+    """Return the settings as JSON lines (name, default, description), for documentation checks."""
+    return "\n".join(
+        json.dumps({"name": f"MARQUEE_{name}", "default": default, "doc": doc})
+        for name, (default, _parse, doc) in SETTINGS.items()
+    )

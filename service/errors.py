@@ -1,0 +1,90 @@
+"""Error types with an HTTP status; every error body has the shape ``{"error": {code, message, details}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+
+class MarqueeError(Exception):
+    """Base of every error a client can cause."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+        super().__init__(message or (self.__doc__ or self.code).strip())
+        self.message = message or (self.__doc__ or self.code).strip()
+        self.details = details
+
+
+class NotFound(MarqueeError):
+    """The resource does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(MarqueeError):
+    """The request conflicts with what is stored."""
+
+    status = 409
+    code = "conflict"
+
+
+class Invalid(MarqueeError):
+    """The request is malformed or a value is out of range."""
+
+    status = 422
+    code = "invalid"
+
+
+class UnsupportedMedia(MarqueeError):
+    """The request body has the wrong content type."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidImage(Invalid):
+    """The upload is not an image Marquee accepts."""
+
+    code = "invalid_image"
+
+
+class Unavailable(MarqueeError):
+    """The service cannot serve this request right now; try again."""
+
+    status = 503
+    code = "unavailable"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """Return the one JSON error shape."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def register(app: Flask) -> None:
+    """Render every error, ours and werkzeug's, as JSON with the right status."""
+
+    @app.errorhandler(MarqueeError)
+    def _marquee(exc: MarqueeError):  # type: ignore[no-untyped-def]
+        response = jsonify(error_body(exc.code, exc.message, exc.details))
+        response.status_code = exc.status
+        if exc.status == 503:
+            response.headers["Retry-After"] = "1"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):  # type: ignore[no-untyped-def]
+        code = (exc.name or "error").lower().replace(" ", "_")
+        message = exc.description or exc.name or "error"
+        if exc.code == 413:
+            message = f"request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
+        response = jsonify(error_body(code, message))
+        response.status_code = exc.code or 500
+        if exc.code == 405:
+            response.headers["Allow"] = ", ".join(exc.valid_methods or [])  # type: ignore[attr-defined]
+        return response

@@ -1,0 +1,144 @@
+"""Per-process serving state: the loaded models and catalog, exploration randomness, and the learner.
+
+A serving process keeps the newest model of each policy and a snapshot of the catalog in memory.
+Before each decision it reads three counters (one small query) and reloads what changed, so every
+process serves a newly published model from its next request on. Randomness is created per process
+(after any fork), so gunicorn workers never share an exploration sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import sqlite_utils
+
+from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
+from bandits.learner import try_lock
+from bandits.policy import POLICIES_VERSION, POLICY_NAMES, PolicyConfig, ServingModel, latest_model, load_policy
+from service.config import PROJECT_ROOT, SETTINGS
+
+log = logging.getLogger("marquee.runtime")
+
+
+class ServingState:
+    """Models and catalog of one process, refreshed when the database says they changed."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.rng = np.random.default_rng()  # fresh OS entropy in every process
+        self.models: dict[str, ServingModel] = {}
+        self.snapshot: CatalogSnapshot | None = None
+        self.policies: dict[str, PolicyConfig] = {}
+        self._policies_version: int | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self, db: sqlite_utils.Database, config: Mapping[str, Any]) -> None:
+        """Reload any model, policy setting or catalog whose version changed since the last call."""
+        rows = db.execute(
+            "SELECT 'catalog', value FROM meta WHERE key = ? "
+            "UNION ALL SELECT 'policies', value FROM meta WHERE key = ? "
+            "UNION ALL SELECT policy, MAX(version) FROM models GROUP BY policy",
+            [CATALOG_VERSION, POLICIES_VERSION],
+        ).fetchall()
+        versions = dict(rows)
+        with self._lock:
+            if not self.policies or self._policies_version != versions.get("policies"):
+                self.policies = {name: load_policy(db, config, name) for name in POLICY_NAMES}
+                self._policies_version = versions.get("policies")
+            if self.snapshot is None or self.snapshot.version != versions.get("catalog"):
+                self.snapshot = load_snapshot(db)
+            for name in POLICY_NAMES:
+                model = self.models.get(name)
+                if model is None or model.version != versions.get(name):
+                    record = latest_model(db, name)
+                    if record is not None:
+                        self.models[name] = ServingModel(record)
+
+
+_states: dict[tuple[int, str], ServingState] = {}
+_states_lock = threading.Lock()
+
+
+def serving_state(database: str) -> ServingState:
+    """Return this process's serving state for a database (a new one after a fork)."""
+    key = (os.getpid(), database)
+    state = _states.get(key)
+    if state is None:
+        with _states_lock:
+            state = _states.get(key)
+            if state is None:
+                state = _states[key] = ServingState()
+    return state
+
+
+class LearnerSupervisor:
+    """Keeps one learner process running per database, from whichever serving process sees it missing.
+
+    Every serving process runs this watchdog thread. Once a second it tries the learner's lock; if
+    nobody holds it, it starts ``python -m bandits.learner``, which takes the lock itself (a learner
+    that loses the race exits at once). The learner exits when the process that started it does, and
+    another watchdog starts a new one within about a second.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = dict(config)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="marquee-learner-watchdog", daemon=True)
+
+    def start(self) -> None:
+        """Start watching."""
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop watching and end a learner this process started."""
+        self._stop.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for name in SETTINGS:
+            value = self.config[name]
+            env[f"MARQUEE_{name}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+        return env
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0 if self.process is not None else 0.0):
+            if self.process is not None and self.process.poll() is None:
+                continue
+            self.process = None  # reaped (or never started)
+            fd = try_lock(self.config["DATABASE"])
+            if fd is None:
+                self._stop.wait(1.0)
+                continue
+            os.close(fd)  # free: hand it to a new learner process
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bandits.learner", "--parent-pid", str(os.getpid())],
+                env=self._environment(), cwd=str(PROJECT_ROOT),
+            )
+            log.info("started learner process %s", self.process.pid)
+            time.sleep(0.2)
+
+
+_supervisors: dict[tuple[int, str], LearnerSupervisor] = {}
+
+
+def ensure_learner(config: Mapping[str, Any]) -> None:
+    """Start this process's learner watchdog once (per process and database)."""
+    key = (os.getpid(), config["DATABASE"])
+    if key in _supervisors:
+        return
+    with _states_lock:
+        if key not in _supervisors:
+            supervisor = _supervisors[key] = LearnerSupervisor(config)
+            supervisor.start()

@@ -1,0 +1,140 @@
+"""Request bodies, validated with pydantic; every failure becomes a 422 that names the field."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Optional
+
+from flask import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from service.errors import Invalid, UnsupportedMedia
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+_ID_RE = re.compile(ID_PATTERN)
+MAX_FEATURES = 200
+MAX_NAME = 64
+MAX_STRING = 256
+MAX_LIST = 100
+MAX_IDS = 2000
+
+
+def check_id(value: str, *, what: str) -> str:
+    """Return ``value`` if it is a valid id; raise ``Invalid`` naming ``what`` otherwise."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise Invalid(f"{what}: must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
+    return value
+
+
+def check_features(features: dict[str, Any]) -> dict[str, Any]:
+    """Check a feature mapping: string -> categorical, finite number -> numeric, list of strings."""
+    if len(features) > MAX_FEATURES:
+        raise ValueError(f"at most {MAX_FEATURES} features")
+    for name, value in features.items():
+        if not 0 < len(name) <= MAX_NAME:
+            raise ValueError(f"feature name {name!r} must be 1-{MAX_NAME} characters")
+        if isinstance(value, str):
+            if len(value) > MAX_STRING:
+                raise ValueError(f"{name}: strings are at most {MAX_STRING} characters")
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, (int, float)):
+            if not math.isfinite(float(value)) or abs(float(value)) > 1e12:
+                raise ValueError(f"{name}: numbers must be finite and at most 1e12 in size")
+        elif isinstance(value, list):
+            if len(value) > MAX_LIST:
+                raise ValueError(f"{name}: lists hold at most {MAX_LIST} strings")
+            for item in value:
+                if not isinstance(item, str) or len(item) > MAX_STRING:
+                    raise ValueError(f"{name}: list items must be strings of at most {MAX_STRING} characters")
+        else:
+            raise ValueError(f"{name}: a feature value must be a string, a number, a boolean or a list of strings")
+    return features
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class User(Strict):
+    id: Optional[str] = Field(default=None, max_length=128)
+    features: dict[str, Any] = Field(default_factory=dict)
+
+    _features = field_validator("features")(check_features)
+
+
+class RankRequest(Strict):
+    user: User = Field(default_factory=User)
+    slots: int = Field(default=10, ge=1)
+    candidates: Optional[list[str]] = Field(default=None, max_length=MAX_IDS)
+    exclude: list[str] = Field(default_factory=list, max_length=MAX_IDS)
+    event_id: Optional[str] = Field(default=None, pattern=ID_PATTERN)
+    defer_activation: bool = False
+    explain: bool = False
+
+
+class RewardRequest(Strict):
+    title_id: str = Field(min_length=1, max_length=128)
+    value: float = Field(ge=-1.0, le=1.0)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("must be a number in [-1, 1]")
+        return float(value)
+
+
+class TitleBody(Strict):
+    id: Optional[str] = Field(default=None, pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=300)
+    genres: list[str] = Field(default_factory=list, max_length=20)
+    year: Optional[int] = Field(default=None, ge=1870, le=2100)
+    maturity: Optional[str] = Field(default=None, min_length=1, max_length=16)
+    features: dict[str, Any] = Field(default_factory=dict)
+
+    _features = field_validator("features")(check_features)
+
+    @field_validator("genres")
+    @classmethod
+    def _genres(cls, value: list[str]) -> list[str]:
+        for genre in value:
+            if not 0 < len(genre) <= MAX_NAME:
+                raise ValueError(f"genre {genre!r} must be 1-{MAX_NAME} characters")
+        return list(dict.fromkeys(value))
+
+
+class PolicyBody(Strict):
+    epsilon: Optional[float] = None
+    vw_args: Optional[Any] = None
+    reward_wait: Optional[float] = None
+    default_reward: Optional[float] = None
+    aggregation: Optional[str] = None
+    learn_on_first_reward: Optional[bool] = None
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def parse(model: type[BaseModel], request: Request) -> Any:
+    """Parse the JSON body of ``request`` into ``model``; raise 415 or 422 with the offending path."""
+    if not request.is_json:
+        raise UnsupportedMedia("the request body must be JSON (Content-Type: application/json)")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise Invalid("the request body is not valid JSON")
+    if not isinstance(data, dict):
+        raise Invalid("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"path": _location(error["loc"]), "message": error["msg"].removeprefix("Value error, ")}
+            for error in exc.errors(include_url=False)
+        ]
+        first = problems[0]
+        raise Invalid(f"{first['path']}: {first['message']}", details=problems) from None

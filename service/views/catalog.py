@@ -1,0 +1,121 @@
+"""Catalog endpoints: titles, artwork uploads, artwork images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, request, send_file
+
+from assets import catalog
+from assets.images import check_image
+from service.db import get_db
+from service.errors import Invalid, NotFound, UnsupportedMedia
+from service.schemas import TitleBody, check_id, parse
+
+bp = Blueprint("catalog", __name__)
+
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+MAX_TAGS = 20
+
+
+def _flag(name: str) -> bool:
+    value = request.args.get(name, "false").lower()
+    if value not in {"true", "false", "1", "0"}:
+        raise Invalid(f"{name}: must be true or false")
+    return value in {"true", "1"}
+
+
+@bp.get("/v1/titles")
+def list_titles():  # type: ignore[no-untyped-def]
+    """List titles (active ones unless ``include_retired=true``)."""
+    return jsonify({"titles": catalog.list_titles(get_db(), include_retired=_flag("include_retired"))})
+
+
+@bp.post("/v1/titles")
+def create_title():  # type: ignore[no-untyped-def]
+    """Add a title."""
+    body: TitleBody = parse(TitleBody, request)
+    return jsonify(catalog.create_title(get_db(), body.model_dump())), 201
+
+
+@bp.get("/v1/titles/<title_id>")
+def get_title(title_id: str):  # type: ignore[no-untyped-def]
+    """Return one title with its artworks."""
+    check_id(title_id, what="title_id")
+    db = get_db()
+    title = catalog.get_title(db, title_id)
+    title["artworks"] = catalog.list_artworks(db, title_id, include_retired=True)
+    return jsonify(title)
+
+
+@bp.put("/v1/titles/<title_id>")
+def replace_title(title_id: str):  # type: ignore[no-untyped-def]
+    """Replace a title's fields; a retired title becomes active again."""
+    check_id(title_id, what="title_id")
+    body: TitleBody = parse(TitleBody, request)
+    if body.id is not None and body.id != title_id:
+        raise Invalid(f"id: the body's id {body.id!r} differs from the URL's {title_id!r}")
+    return jsonify(catalog.replace_title(get_db(), title_id, body.model_dump()))
+
+
+@bp.delete("/v1/titles/<title_id>")
+def retire_title(title_id: str):  # type: ignore[no-untyped-def]
+    """Retire a title: no longer chosen, kept for the log."""
+    check_id(title_id, what="title_id")
+    catalog.retire_title(get_db(), title_id)
+    return "", 204
+
+
+@bp.get("/v1/titles/<title_id>/artworks")
+def list_artworks(title_id: str):  # type: ignore[no-untyped-def]
+    """List a title's artworks (active ones unless ``include_retired=true``)."""
+    check_id(title_id, what="title_id")
+    return jsonify({"artworks": catalog.list_artworks(get_db(), title_id, include_retired=_flag("include_retired"))})
+
+
+@bp.post("/v1/titles/<title_id>/artworks")
+def upload_artwork(title_id: str):  # type: ignore[no-untyped-def]
+    """Upload an image (multipart field ``file``; optional ``id`` and ``tags``) as a new artwork."""
+    check_id(title_id, what="title_id")
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMedia("artwork uploads must be multipart/form-data with the image in the field 'file'")
+    upload = request.files.get("file")
+    if upload is None:
+        raise Invalid("file: the multipart field 'file' is missing")
+    artwork_id = request.form.get("id") or None
+    if artwork_id is not None:
+        check_id(artwork_id, what="id")
+    tags: list[str] = []
+    for raw in request.form.getlist("tags"):
+        tags.extend(tag.strip() for tag in raw.split(",") if tag.strip())
+    if len(tags) > MAX_TAGS or any(len(tag) > 64 for tag in tags):
+        raise Invalid(f"tags: at most {MAX_TAGS} tags of at most 64 characters")
+    db = get_db()
+    catalog.get_title(db, title_id)  # 404 before the image is decoded
+    image = check_image(upload.read())
+    record = catalog.add_artwork(db, data_dir=current_app.config["DATA_DIR"], title_id=title_id, image=image,
+                                 artwork_id=artwork_id, tags=tags)
+    record.pop("path", None)
+    return jsonify(record), 201
+
+
+@bp.delete("/v1/artworks/<artwork_id>")
+def retire_artwork(artwork_id: str):  # type: ignore[no-untyped-def]
+    """Retire an artwork: no longer chosen, kept for the log."""
+    check_id(artwork_id, what="artwork_id")
+    catalog.retire_artwork(get_db(), artwork_id)
+    return "", 204
+
+
+@bp.get("/v1/artworks/<artwork_id>/image")
+def artwork_image(artwork_id: str):  # type: ignore[no-untyped-def]
+    """Serve the stored image of an artwork (retired ones too: the log refers to them)."""
+    check_id(artwork_id, what="artwork_id")
+    record = catalog.get_artwork(get_db(), artwork_id)
+    path = Path(current_app.config["DATA_DIR"]) / record["path"]
+    if not path.is_file():
+        raise NotFound(f"the image file of artwork {artwork_id!r} is missing from the data folder")
+    response = send_file(path, mimetype=MIME[record["format"]], etag=record["sha256"], conditional=True,
+                         max_age=86400)
+    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    return response

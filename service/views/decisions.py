@@ -1,0 +1,110 @@
+"""``POST /v1/rank``, rewards, activation, and reading a logged event."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
+from bandits.eventlog import activate, get_event, log_decision, record_reward
+from service.db import get_db
+from service.errors import Conflict, Invalid
+from service.runtime import serving_state
+from service.schemas import RankRequest, RewardRequest, check_id, parse
+
+bp = Blueprint("decisions", __name__)
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _slot_json(slot: Any, *, explain: bool) -> dict[str, Any]:
+    body = {
+        "position": slot.position, "title_id": slot.title_id, "artwork_id": slot.artwork_id,
+        "artwork_url": f"/v1/artworks/{slot.artwork_id}/image",
+        "title_probability": slot.title_prob, "artwork_probability": slot.artwork_prob,
+    }
+    if explain:
+        body["explanation"] = {
+            "title": {"explored": slot.title_explored, "estimated_reward": slot.title_estimate + 0.0,
+                      "greedy_title_id": slot.greedy_title_id},
+            "artwork": {"explored": slot.artwork_explored, "estimated_reward": slot.artwork_estimate + 0.0,
+                        "greedy_artwork_id": slot.greedy_artwork_id},
+        }
+    return body
+
+
+@bp.post("/v1/rank")
+def rank():  # type: ignore[no-untyped-def]
+    """Choose titles and artwork for a row, log the decision, return it."""
+    body: RankRequest = parse(RankRequest, request)
+    config = current_app.config
+    if body.slots > config["MAX_SLOTS"]:
+        raise Invalid(f"slots: at most {config['MAX_SLOTS']} slots per row")
+    for field, ids in (("candidates", body.candidates or []), ("exclude", body.exclude)):
+        for index, title_id in enumerate(ids):
+            check_id(title_id, what=f"{field}[{index}]")
+    db = get_db()
+    state = serving_state(config["DATABASE"])
+    state.refresh(db, config)
+    snapshot = state.snapshot
+    assert snapshot is not None
+    if not snapshot.titles:
+        raise Conflict("the catalog has no active title with an active artwork; add titles and artworks first")
+    try:
+        decision: RowDecision = decide_row(
+            snapshot=snapshot, titles_model=state.models["titles"], artwork_model=state.models["artwork"],
+            titles_epsilon=state.policies["titles"].epsilon, artwork_epsilon=state.policies["artwork"].epsilon,
+            user_id=body.user.id, user_features=body.user.features, slots=body.slots,
+            candidates=body.candidates, exclude=body.exclude, rng=state.rng,
+        )
+    except NotEnoughCandidates as exc:
+        raise Invalid(str(exc)) from None
+    event_id = body.event_id or f"e-{uuid.uuid4().hex}"
+    log_decision(db, event_id=event_id, decision=decision, user_id=body.user.id, context=body.user.features,
+                 deferred=body.defer_activation, policies=state.policies)
+    response: dict[str, Any] = {
+        "event_id": event_id,
+        "model_versions": dict(decision.model_versions),
+        "deferred": body.defer_activation,
+        "slots": [_slot_json(slot, explain=body.explain) for slot in decision.slots],
+    }
+    if decision.unavailable:
+        response["unavailable_candidates"] = list(decision.unavailable)
+    return jsonify(response)
+
+
+@bp.post("/v1/events/<event_id>/reward")
+def reward(event_id: str):  # type: ignore[no-untyped-def]
+    """Report a reward for one title of an event."""
+    check_id(event_id, what="event_id")
+    body: RewardRequest = parse(RewardRequest, request)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise Invalid(f"Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    config = current_app.config
+    db = get_db()
+    state = serving_state(config["DATABASE"])
+    state.refresh(db, config)
+    receipt = record_reward(db, event_id=event_id, title_id=body.title_id, value=body.value,
+                            idempotency_key=key, policies=state.policies)
+    return jsonify(receipt.as_dict()), (200 if receipt.replayed else 201)
+
+
+@bp.post("/v1/events/<event_id>/activate")
+def activate_event(event_id: str):  # type: ignore[no-untyped-def]
+    """Mark a deferred event as shown; its reward windows start now."""
+    check_id(event_id, what="event_id")
+    config = current_app.config
+    db = get_db()
+    state = serving_state(config["DATABASE"])
+    state.refresh(db, config)
+    return jsonify(activate(db, event_id=event_id, policies=state.policies))
+
+
+@bp.get("/v1/events/<event_id>")
+def show_event(event_id: str):  # type: ignore[no-untyped-def]
+    """Return a logged event: context, slots, probabilities, rewards and learning state."""
+    check_id(event_id, what="event_id")
+    return jsonify(get_event(get_db(), event_id))

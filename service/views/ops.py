@@ -1,0 +1,41 @@
+"""Operations: health."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Blueprint, current_app, jsonify
+
+from bandits.learner import try_lock
+from bandits.policy import POLICY_NAMES, latest_model
+from service.db import get_db
+from service.views.policies import policy_stats
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():  # type: ignore[no-untyped-def]
+    """Report the database, the learner and the age of each policy's newest model."""
+    db = get_db()
+    now = time.time()
+    database_ok = db.execute("SELECT 1").fetchone() == (1,)
+    fd = try_lock(current_app.config["DATABASE"])
+    learner_running = fd is None
+    if fd is not None:
+        os.close(fd)
+    models = {}
+    for name in POLICY_NAMES:
+        record = latest_model(db, name)
+        stats = policy_stats(db, name, now=now)
+        models[name] = {
+            "version": record.version if record else None,
+            "age_seconds": round(now - record.created_at, 3) if record else None,
+            "learner_lag_seconds": stats["learner_lag_seconds"],
+        }
+    healthy = database_ok and (learner_running or not current_app.config["LEARNER"])
+    body = {"status": "ok" if healthy else "degraded", "database": "ok" if database_ok else "error",
+            "learner": "running" if learner_running else ("disabled" if not current_app.config["LEARNER"] else "not running"),
+            "policies": models}
+    return jsonify(body), (200 if healthy else 503)

@@ -1,0 +1,135 @@
+"""Policy settings, model versions, model export/import and reset."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlite_utils
+from flask import Blueprint, current_app, jsonify, request
+
+from bandits import policy as policies
+from bandits.storage import write_transaction
+from service.db import get_db
+from service.errors import Invalid, NotFound, UnsupportedMedia
+from service.schemas import PolicyBody, parse
+
+bp = Blueprint("policies", __name__)
+
+MAX_MODEL_BYTES = 256 * 1024 * 1024
+
+
+def _name(name: str) -> str:
+    if name not in policies.POLICY_NAMES:
+        raise NotFound(f"policy {name!r} does not exist (policies: {', '.join(policies.POLICY_NAMES)})")
+    return name
+
+
+def policy_stats(db: sqlite_utils.Database, name: str, *, now: float | None = None) -> dict[str, Any]:
+    """Return learning progress: events waiting, due, learned, and how far the learner is behind."""
+    now = time.time() if now is None else now
+    waiting, due, oldest_due = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(due_at <= ?), 0), MIN(CASE WHEN due_at <= ? THEN due_at END) "
+        "FROM pending WHERE policy = ? AND due_at IS NOT NULL",
+        [now, now, name],
+    ).fetchone()
+    deferred = db.execute("SELECT COUNT(*) FROM pending WHERE policy = ? AND due_at IS NULL", [name]).fetchone()[0]
+    learned = db.execute("SELECT COUNT(*) FROM learned WHERE policy = ?", [name]).fetchone()[0]
+    return {
+        "events_waiting_for_rewards": int(waiting) - int(due), "events_due": int(due),
+        "events_deferred_not_activated": int(deferred), "events_learned": int(learned),
+        "learner_lag_seconds": round(now - oldest_due, 3) if oldest_due is not None else 0.0,
+    }
+
+
+def _describe(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
+    settings = policies.load_policy(db, current_app.config, name)
+    model = policies.latest_model(db, name)
+    return {"name": name, "settings": settings.as_dict(), "model": model.summary() if model else None,
+            "stats": policy_stats(db, name)}
+
+
+@bp.get("/v1/policies")
+def list_policies():  # type: ignore[no-untyped-def]
+    """List every policy with its settings, newest model and learning progress."""
+    db = get_db()
+    return jsonify({"policies": [_describe(db, name) for name in policies.POLICY_NAMES]})
+
+
+@bp.get("/v1/policies/<name>")
+def get_policy(name: str):  # type: ignore[no-untyped-def]
+    """Return one policy."""
+    return jsonify(_describe(get_db(), _name(name)))
+
+
+@bp.put("/v1/policies/<name>")
+def put_policy(name: str):  # type: ignore[no-untyped-def]
+    """Replace a policy's overrides; settings left out take the deployment defaults.
+
+    Changing ``vw_args`` starts a new, empty model with those options.
+    """
+    name = _name(name)
+    body: PolicyBody = parse(PolicyBody, request)
+    try:
+        overrides = policies.validate_overrides(body.model_dump(exclude_none=True))
+    except policies.PolicyError as exc:
+        raise Invalid(str(exc)) from None
+    db = get_db()
+    config = current_app.config
+    with write_transaction(db):
+        before = policies.load_policy(db, config, name)
+        policies.store_overrides(db, name, overrides)
+        after = policies.load_policy(db, config, name)
+        if after.vw_args != before.vw_args:
+            blob = policies.new_workspace(after.vw_args).serialize()
+            policies.publish(db, policy=name, blob=blob, vw_args=after.vw_args, events_learned=0,
+                             examples_learned=0, origin="vw_args changed", keep=int(config["MODEL_VERSIONS_KEPT"]))
+    return jsonify(_describe(db, name))
+
+
+@bp.get("/v1/policies/<name>/model")
+def export_model(name: str):  # type: ignore[no-untyped-def]
+    """Download the newest model version as VW model bytes."""
+    record = policies.latest_model(get_db(), _name(name))
+    if record is None:
+        raise NotFound(f"policy {name!r} has no model yet")
+    response = current_app.response_class(record.blob, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}-v{record.version}.vwmodel"'
+    response.headers["X-Marquee-Model-Version"] = str(record.version)
+    return response
+
+
+@bp.put("/v1/policies/<name>/model")
+def import_model(name: str):  # type: ignore[no-untyped-def]
+    """Publish uploaded VW model bytes (``application/octet-stream``) as the policy's newest version."""
+    name = _name(name)
+    if request.mimetype != "application/octet-stream":
+        raise UnsupportedMedia("send the model bytes as application/octet-stream")
+    blob = request.get_data(cache=False)
+    if not blob:
+        raise Invalid("body: the model is empty")
+    try:
+        workspace = policies.new_workspace([], model_data=blob)
+    except policies.PolicyError as exc:
+        raise Invalid(str(exc)) from None
+    if workspace.prediction_type != policies.vw.PredictionType.ActionScores:
+        raise Invalid("model: not a --cb_adf model (Marquee policies predict one cost per action)")
+    db = get_db()
+    with write_transaction(db):
+        version = policies.publish(db, policy=name, blob=workspace.serialize(), vw_args=[], events_learned=0,
+                                   examples_learned=0, origin="import", keep=int(current_app.config["MODEL_VERSIONS_KEPT"]))
+    return jsonify({"policy": name, "version": version}), 201
+
+
+@bp.post("/v1/policies/<name>/reset")
+def reset_model(name: str):  # type: ignore[no-untyped-def]
+    """Publish a new, empty model with the policy's current options."""
+    name = _name(name)
+    db = get_db()
+    config = current_app.config
+    with write_transaction(db):
+        settings = policies.load_policy(db, config, name)
+        version = policies.publish(db, policy=name, blob=policies.new_workspace(settings.vw_args).serialize(),
+                                   vw_args=settings.vw_args, events_learned=0, examples_learned=0, origin="reset",
+                                   keep=int(config["MODEL_VERSIONS_KEPT"]))
+    return jsonify({"policy": name, "version": version}), 201
