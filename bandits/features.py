@@ -6,7 +6,9 @@ One module owns the text format. Namespaces (VW keys interactions on their first
 * ``I`` the viewer id (shared; not crossed by default, there for ``--lrq IT4``-style configurations),
 * ``P`` the slot position (shared; never crossed, so it absorbs position bias when learning and
   leaves the ranking of one row unchanged),
-* ``T`` title features (an action of the title policy; shared context of the artwork policy),
+* ``T`` title features: id, decade, maturity, free-form features (an action of the title policy;
+  shared context of the artwork policy),
+* ``G`` title genres (with ``T``; kept apart so that genre can be crossed without the title id),
 * ``A`` artwork features (an action of the artwork policy).
 
 Feature values: a string is a categorical ``name=value``; a number is numeric ``name:value``; a list of
@@ -79,9 +81,8 @@ def with_position(shared_line: str, position: int) -> str:
 
 
 def title_tokens(title: Mapping[str, Any]) -> list[str]:
-    """Return the tokens that describe a title (id, genres, decade, maturity, free-form features)."""
+    """Return the tokens that describe a title (id, decade, maturity, free-form features)."""
     tokens = [f"id={escape(title['id'])}"]
-    tokens.extend(f"genre={escape(genre)}" for genre in title.get("genres") or [])
     year = title.get("year")
     if year is not None:
         tokens.append(f"decade={int(year) // 10 * 10}s")
@@ -92,8 +93,12 @@ def title_tokens(title: Mapping[str, Any]) -> list[str]:
 
 
 def title_action(title: Mapping[str, Any]) -> str:
-    """Return the action line of a title."""
-    return namespace("T", title_tokens(title))
+    """Return the action line of a title: its ``T`` and ``G`` namespaces."""
+    line = namespace("T", title_tokens(title))
+    genres = title.get("genres") or []
+    if genres:
+        line += " " + namespace("G", [escape(genre) for genre in genres])
+    return line
 
 
 def artwork_shared(viewer_shared_line: str, title_line: str) -> str:

@@ -25,9 +25,12 @@ ARTWORK = "artwork"
 POLICY_NAMES = (TITLES, ARTWORK)
 
 BASE_ARGS = ["--cb_adf"]
+# Viewer x title (id and genre) for titles; viewer x artwork and genre x artwork for artwork. The
+# learning rate is a tenth of VW's default: importance weights of explored picks reach 1/p (15 at
+# epsilon 0.2 over 3 artworks) and at -l 0.5 they made greedy choices flip between checkpoints.
 DEFAULT_VW_ARGS: dict[str, list[str]] = {
-    TITLES: ["-q", "UT"],
-    ARTWORK: ["-q", "UA", "-q", "TA"],
+    TITLES: ["-q", "UT", "-q", "UG", "-l", "0.05"],
+    ARTWORK: ["-q", "UA", "-q", "GA", "-l", "0.05"],
 }
 AGGREGATIONS = ("earliest", "sum")
 # Settings an operator may override per policy; anything absent takes the deployment default.

@@ -106,14 +106,14 @@ class TitleBody(Strict):
 
 
 class PolicyBody(Strict):
-    epsilon: Optional[float] = None
-    vw_args: Optional[Any] = None
-    reward_wait: Optional[float] = None
-    default_reward: Optional[float] = None
-    aggregation: Optional[str] = None
-    learn_on_first_reward: Optional[bool] = None
+    """Policy overrides; values are checked by ``bandits.policy.validate_overrides``."""
 
-    model_config = ConfigDict(extra="forbid", strict=False)
+    epsilon: Optional[Any] = None
+    vw_args: Optional[Any] = None
+    reward_wait: Optional[Any] = None
+    default_reward: Optional[Any] = None
+    aggregation: Optional[Any] = None
+    learn_on_first_reward: Optional[Any] = None
 
 
 def _location(loc: tuple[Any, ...]) -> str:

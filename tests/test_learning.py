@@ -22,7 +22,9 @@ def click_probability(*, segment: str, title_id: str, artwork_id: str) -> float:
 
 def test_policies_learn_segment_artwork_and_popular_titles(app, client, db, learner):
     titles = add_catalog(client, titles=12)
-    rng = np.random.default_rng(11)
+    with app.app_context():
+        serving_state(app.config["DATABASE"]).rng = np.random.default_rng(5)  # the service's exploration
+    rng = np.random.default_rng(11)  # the audience
     segments = list(SEGMENT_TASTE)
     wait = app.config["REWARD_WAIT_SECONDS"]
     for event in range(3000):

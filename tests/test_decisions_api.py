@@ -1,0 +1,219 @@
+"""Rank, reward and activate over HTTP: what is returned is logged, windows and rewards are exact."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.helpers import add_catalog, table_counts
+
+USER = {"id": "u-1", "features": {"country": "BR", "device": "tv", "hour": 21, "history_genres": ["comedy"]}}
+
+
+def rank(client, **body):
+    response = client.post("/v1/rank", json={"user": USER, "slots": 3, **body})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_rank_returns_distinct_titles_with_probabilities_and_logs_them(client, db, catalog):
+    body = rank(client, slots=4)
+    slots = body["slots"]
+    assert [s["position"] for s in slots] == [0, 1, 2, 3]
+    assert len({s["title_id"] for s in slots}) == 4
+    assert body["model_versions"] == {"titles": 0, "artwork": 0}
+    for slot in slots:
+        assert slot["artwork_id"].startswith(slot["title_id"] + "-")
+        assert slot["artwork_url"] == f"/v1/artworks/{slot['artwork_id']}/image"
+        assert 0 < slot["title_probability"] <= 1 and 0 < slot["artwork_probability"] <= 1
+    logged = client.get(f"/v1/events/{body['event_id']}").get_json()
+    assert logged["context"] == USER["features"]
+    assert [(s["title_id"], s["artwork_id"], s["title_probability"], s["artwork_probability"])
+            for s in logged["slots"]] == [
+        (s["title_id"], s["artwork_id"], s["title_probability"], s["artwork_probability"]) for s in slots]
+    row = db.execute("SELECT title_shared, title_actions FROM events").fetchone()
+    assert row[0].startswith("shared |U ") and "country=BR" in row[0] and "hour:21" in row[0]
+    assert len(json.loads(row[1])) == len(catalog)
+
+
+def test_probabilities_follow_epsilon_greedy_with_slots_conditioned_on_earlier_ones(client, catalog):
+    # An untrained model ties every title, so the greedy title of each slot is the first one left.
+    slots = rank(client, slots=3)["slots"]
+    epsilon, n = 0.2, len(catalog)
+    left = list(catalog)
+    for position, slot in enumerate(slots):
+        greedy = left[0]
+        expected = epsilon / (n - position) + (1 - epsilon if slot["title_id"] == greedy else 0)
+        assert slot["title_probability"] == pytest.approx(expected)
+        left.remove(slot["title_id"])
+
+
+def test_candidates_and_exclude_narrow_the_row(client, catalog):
+    body = rank(client, slots=2, candidates=["t01", "t02", "t03", "gone"], exclude=["t03"])
+    assert {s["title_id"] for s in body["slots"]} == {"t01", "t02"}
+    assert body["unavailable_candidates"] == ["gone"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"slots": 0}, 422, "slots"),
+        ({"slots": 51}, 422, "at most 50"),
+        ({"slots": 7}, 422, "only 6 candidate titles"),
+        ({"slots": "3"}, 422, "slots"),
+        ({"candidates": ["t01"], "slots": 2}, 422, "only 1 candidate"),
+        ({"candidates": "t01"}, 422, "candidates"),
+        ({"candidates": ["bad id"]}, 422, "candidates[0]"),
+        ({"user": {"features": {"hour": [1, 2]}}}, 422, "user.features"),
+        ({"user": {"features": {"nested": {"a": 1}}}}, 422, "user.features"),
+        ({"user": {"features": {"x" * 65: "y"}}}, 422, "user.features"),
+        ({"user": {"id": 5}}, 422, "user.id"),
+        ({"event_id": "has space"}, 422, "event_id"),
+        ({"surprise": True}, 422, "surprise"),
+        ({"defer_activation": "yes"}, 422, "defer_activation"),
+    ],
+)
+def test_bad_rank_requests_are_refused_and_log_nothing(client, db, catalog, body, status, message):
+    before = table_counts(db)
+    response = client.post("/v1/rank", json=body)
+    assert response.status_code == status
+    error = response.get_json()["error"]
+    assert message in error["message"], error
+    assert table_counts(db) == before
+
+
+def test_rank_refusals_outside_the_body(client, db, catalog):
+    assert client.post("/v1/rank", data="slots=3").status_code == 415
+    assert client.post("/v1/rank", data="[", content_type="application/json").status_code == 422
+    assert client.get("/v1/rank").status_code == 405
+    rank(client, event_id="e-fixed")
+    before = table_counts(db)
+    duplicate = client.post("/v1/rank", json={"slots": 1, "event_id": "e-fixed"})
+    assert duplicate.status_code == 409
+    assert table_counts(db) == before
+
+
+def test_empty_catalog_and_titles_without_artwork(client, db):
+    empty = client.post("/v1/rank", json={"slots": 1})
+    assert empty.status_code == 409 and "catalog" in empty.get_json()["error"]["message"]
+    client.post("/v1/titles", json={"id": "bare", "name": "No artwork"})
+    assert client.post("/v1/rank", json={"slots": 1}).status_code == 409
+    add_catalog(client, titles=1)
+    refused = client.post("/v1/rank", json={"slots": 1, "candidates": ["bare"]})
+    assert refused.status_code == 422 and "bare" in refused.get_json()["error"]["message"]
+    assert client.post("/v1/rank", json={"slots": 1}).get_json()["slots"][0]["title_id"] == "t00"
+
+
+def test_retired_titles_and_artwork_are_not_chosen(client, catalog):
+    client.delete("/v1/titles/t00")
+    client.delete("/v1/artworks/t01-dark-warm")
+    client.delete("/v1/artworks/t01-bright-cool")
+    for _ in range(30):
+        body = rank(client, slots=5)
+        ids = [s["title_id"] for s in body["slots"]]
+        assert "t00" not in ids
+        for slot in body["slots"]:
+            if slot["title_id"] == "t01":
+                assert slot["artwork_id"] == "t01-neutral" and slot["artwork_probability"] == 1.0
+
+
+def test_reward_flow_credits_both_policies_and_is_idempotent(client, db, catalog):
+    body = rank(client)
+    event, title = body["event_id"], body["slots"][1]["title_id"]
+    first = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 1},
+                        headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201
+    assert first.get_json()["credited_policies"] == ["titles", "artwork"]
+    again = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 1},
+                        headers={"Idempotency-Key": "k1"})
+    assert again.status_code == 200 and again.get_json()["replayed"] is True
+    assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == 1
+    reused = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 0.5},
+                         headers={"Idempotency-Key": "k1"})
+    assert reused.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v1/events/nope/reward", {"title_id": "t00", "value": 1}, 404, "nope"),
+        (None, {"title_id": "not-shown", "value": 1}, 409, "not shown"),
+        (None, {"title_id": "t00", "value": 1.5}, 422, "value"),
+        (None, {"title_id": "t00", "value": "1"}, 422, "value"),
+        (None, {"title_id": "t00", "value": True}, 422, "value"),
+        (None, {"title_id": "t00"}, 422, "value"),
+        (None, {"value": 1}, 422, "title_id"),
+        ("/v1/events/bad%20id/reward", {"title_id": "t00", "value": 1}, 422, "event_id"),
+    ],
+)
+def test_bad_rewards_are_refused_and_change_nothing(client, db, catalog, path, body, status, message):
+    event = rank(client)["event_id"]
+    before = table_counts(db)
+    response = client.post(path or f"/v1/events/{event}/reward", json=body)
+    assert response.status_code == status
+    assert message in response.get_json()["error"]["message"]
+    assert table_counts(db) == before
+
+
+def test_idempotency_key_too_long(client, catalog):
+    body = rank(client)
+    response = client.post(f"/v1/events/{body['event_id']}/reward",
+                           json={"title_id": body["slots"][0]["title_id"], "value": 1},
+                           headers={"Idempotency-Key": "k" * 201})
+    assert response.status_code == 422
+
+
+def test_late_rewards_are_stored_but_not_learned(client, db, learner, catalog):
+    body = rank(client)
+    event, title = body["event_id"], body["slots"][0]["title_id"]
+    learner.run_once(now=time.time() + 61)  # window closed: learned with the default reward
+    late = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 1})
+    assert late.status_code == 201 and late.get_json()["late"] is True
+    logged = client.get(f"/v1/events/{event}").get_json()
+    assert logged["rewards"][0]["credited_policies"] == []
+    assert logged["learned_in_versions"] == {"titles": 1, "artwork": 1}
+
+
+def test_deferred_events_are_learned_only_after_activation(client, db, learner, catalog):
+    deferred = rank(client, defer_activation=True)
+    assert deferred["deferred"] is True
+    never = rank(client, defer_activation=True)["event_id"]
+    learner.run_once(now=time.time() + 3600)
+    assert db.execute("SELECT COUNT(*) FROM learned").fetchone()[0] == 0
+    activated = client.post(f"/v1/events/{deferred['event_id']}/activate")
+    assert activated.status_code == 200 and activated.get_json()["already_active"] is False
+    assert client.post(f"/v1/events/{deferred['event_id']}/activate").get_json()["already_active"] is True
+    assert client.post("/v1/events/nope/activate").status_code == 404
+    learner.run_once(now=time.time() + 61)
+    learned = {row[0] for row in db.execute("SELECT e.id FROM learned l JOIN events e ON e.seq = l.event_seq")}
+    assert learned == {deferred["event_id"]}
+    assert never not in learned
+    assert client.get("/v1/policies/titles").get_json()["stats"]["events_deferred_not_activated"] == 1
+
+
+@pytest.mark.parametrize(("aggregation", "expected"), [("earliest", 0.25), ("sum", 1.0)])
+def test_aggregation_of_several_rewards(client, db, learner, catalog, aggregation, expected):
+    assert client.put("/v1/policies/titles", json={"aggregation": aggregation}).status_code == 200
+    body = rank(client)
+    title = body["slots"][0]["title_id"]
+    for value in (0.25, 0.75):
+        client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": title, "value": value})
+    from bandits.learner import _close_due
+    from bandits.policy import load_policy
+
+    _close_due(db, load_policy(db, learner.config, "titles"), now=time.time() + 61, limit=10)
+    labels = json.loads(db.execute("SELECT labels FROM pending WHERE policy = 'titles'").fetchone()[0])
+    assert labels == [expected, 0.0, 0.0]
+
+
+def test_learn_on_first_reward(client, db, learner, catalog):
+    client.put("/v1/policies/artwork", json={"learn_on_first_reward": True})
+    body = rank(client)
+    client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1})
+    results = learner.run_once()  # now: the titles window is still open, the artwork one closed on the reward
+    assert results["titles"].events == 0 and results["artwork"].events == 1
+    second = client.post(f"/v1/events/{body['event_id']}/reward",
+                         json={"title_id": body["slots"][1]["title_id"], "value": 1})
+    assert second.get_json()["credited_policies"] == ["titles"]

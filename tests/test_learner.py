@@ -1,0 +1,103 @@
+"""The learner: every due impression learned exactly once, in order, across crashes and model imports."""
+
+from __future__ import annotations
+
+import time
+
+from bandits.learner import Learner, _close_due
+from bandits.policy import latest_model, load_policy
+
+USER = {"id": "u-1", "features": {"segment": "a"}}
+
+
+def rank_many(client, n, slots=3):
+    events = []
+    for _ in range(n):
+        body = client.post("/v1/rank", json={"user": USER, "slots": slots}).get_json()
+        events.append(body)
+    return events
+
+
+def test_each_due_event_is_learned_once_and_versions_count_examples(app, client, db, learner, catalog):
+    rank_many(client, 25)
+    later = time.time() + 61
+    first = learner.run_once(now=later)
+    assert first["titles"].events == 25 and first["titles"].examples == 75
+    assert learner.run_once(now=later)["titles"].events == 0  # nothing twice
+    rank_many(client, 5)
+    learner.run_once(now=time.time() + 61)
+    for policy in ("titles", "artwork"):
+        model = latest_model(db, policy)
+        assert (model.events_learned, model.examples_learned) == (30, 90)
+        rows = db.execute("SELECT COUNT(*), COUNT(DISTINCT event_seq), SUM(examples) FROM learned WHERE policy = ?",
+                          [policy]).fetchone()
+        assert rows == (30, 30, 90)
+    assert db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 0
+
+
+def test_nothing_is_learned_before_the_window_closes(client, db, learner, catalog):
+    rank_many(client, 3)
+    assert learner.run_once()["titles"].events == 0
+    assert latest_model(db, "titles").version == 0
+
+
+def test_batches_are_learned_in_due_order(app, client, db, catalog):
+    rank_many(client, 7)
+    small = Learner(db, {**app.config, "LEARNER_BATCH": 3})
+    result = small.run_once(now=time.time() + 61)
+    assert result["titles"].events == 7
+    versions = [row[0] for row in db.execute(
+        "SELECT version FROM learned WHERE policy = 'titles' ORDER BY event_seq")]
+    assert versions == sorted(versions) and len(set(versions)) == 3
+
+
+def test_crash_after_closing_windows_learns_each_event_once(app, client, db, catalog):
+    rank_many(client, 10)
+    later = time.time() + 61
+    # A learner closes the windows, then dies before publishing.
+    _close_due(db, load_policy(db, app.config, "titles"), now=later, limit=100)
+    events = client.get("/v1/events/" + db.execute("SELECT id FROM events LIMIT 1").fetchone()[0]).get_json()
+    late = client.post(f"/v1/events/{events['event_id']}/reward",
+                       json={"title_id": events["slots"][0]["title_id"], "value": 1}).get_json()
+    assert late["credited_policies"] == ["artwork"]  # titles window already closed
+    restarted = Learner(db, app.config)
+    result = restarted.run_once(now=later)
+    assert result["titles"].events == 10 and result["artwork"].events == 10
+    assert latest_model(db, "titles").examples_learned == 30
+    assert restarted.run_once(now=later)["titles"].events == 0
+
+
+def test_model_published_during_learning_is_not_overwritten(app, client, db, catalog):
+    rank_many(client, 4)
+    learner = Learner(db, app.config)
+    later = time.time() + 61
+    learner.run_once(now=later)
+    rank_many(client, 4)
+    reset = client.post("/v1/policies/titles/reset")
+    assert reset.status_code == 201
+    # The learner's cached workspace is at the pre-reset version: it must build on the reset model.
+    result = learner.run_once(now=later + 1)
+    model = latest_model(db, "titles")
+    assert result["titles"].events == 4
+    assert model.origin == "learner" and model.examples_learned == 12  # only what came after the reset
+
+
+def test_discarded_step_is_redone_on_the_new_version(app, client, db, catalog, monkeypatch):
+    rank_many(client, 3)
+    learner = Learner(db, app.config)
+    original = learner._workspace
+    calls = {"n": 0}
+
+    def publish_meanwhile(policy):
+        found = original(policy)
+        if policy == "titles" and calls["n"] == 0:
+            calls["n"] += 1
+            client.post("/v1/policies/titles/reset")  # lands between phase 1 and phase 3
+        return found
+
+    monkeypatch.setattr(learner, "_workspace", publish_meanwhile)
+    result = learner.run_once(now=time.time() + 61)
+    assert calls["n"] == 1 and result["titles"].events == 3
+    model = latest_model(db, "titles")
+    assert model.origin == "learner" and model.examples_learned == 9
+    assert db.execute("SELECT COUNT(*) FROM learned WHERE policy = 'titles'").fetchone()[0] == 3

@@ -1,0 +1,106 @@
+"""Policy settings, model export/import/reset over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import vowpal_wabbit_next as vw
+
+from tests.helpers import table_counts
+
+
+def test_settings_override_and_revert(client):
+    body = client.put("/v1/policies/titles", json={"epsilon": 0.05, "reward_wait": 5}).get_json()
+    assert body["settings"]["epsilon"] == 0.05 and body["settings"]["reward_wait"] == 5.0
+    assert body["settings"]["overridden"] == ["epsilon", "reward_wait"]
+    assert body["model"]["version"] == 0  # options unchanged: same model
+    reverted = client.put("/v1/policies/titles", json={}).get_json()
+    assert reverted["settings"]["epsilon"] == 0.2 and reverted["settings"]["overridden"] == []
+
+
+def test_new_epsilon_is_served_at_once(client, catalog):
+    client.put("/v1/policies/titles", json={"epsilon": 0.0})
+    client.put("/v1/policies/artwork", json={"epsilon": 0.0})
+    slots = client.post("/v1/rank", json={"slots": 3}).get_json()["slots"]
+    assert all(s["title_probability"] == 1.0 and s["artwork_probability"] == 1.0 for s in slots)
+
+
+def test_changing_vw_args_starts_a_new_model(client, db):
+    body = client.put("/v1/policies/titles", json={"vw_args": "-q UT --lrq IT4 -l 0.2"}).get_json()
+    assert body["settings"]["vw_args"] == ["-q", "UT", "--lrq", "IT4", "-l", "0.2"]
+    assert body["model"]["version"] == 1 and body["model"]["origin"] == "vw_args changed"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"epsilon": 1.5}, "epsilon"),
+    ({"epsilon": "high"}, "epsilon"),
+    ({"reward_wait": -1}, "reward_wait"),
+    ({"default_reward": 2}, "default_reward"),
+    ({"aggregation": "max"}, "aggregation"),
+    ({"learn_on_first_reward": "yes"}, "learn_on_first_reward"),
+    ({"vw_args": "--bogus_option"}, "Vowpal Wabbit refused"),
+    ({"vw_args": "--cb_explore_adf"}, "managed by Marquee"),
+    ({"vw_args": ["--epsilon", "0.3"]}, "exploration option"),
+    ({"vw_args": 5}, "vw_args"),
+    ({"temperature": 1}, "temperature"),
+])
+def test_bad_settings_are_refused_and_change_nothing(client, db, body, message):
+    before = table_counts(db)
+    response = client.put("/v1/policies/artwork", json=body)
+    assert response.status_code == 422
+    assert message in response.get_json()["error"]["message"]
+    assert table_counts(db) == before
+
+
+def test_unknown_policy(client):
+    assert client.get("/v1/policies/ghost").status_code == 404
+    assert client.put("/v1/policies/ghost", json={}).status_code == 404
+    assert client.get("/v1/policies/ghost/model").status_code == 404
+
+
+def test_model_export_import_round_trip(client, db, learner, catalog):
+    for _ in range(20):
+        body = client.post("/v1/rank", json={"user": {"features": {"segment": "a"}}, "slots": 2}).get_json()
+        client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1})
+    learner.run_once(now=time.time() + 61)
+    exported = client.get("/v1/policies/artwork/model")
+    assert exported.status_code == 200 and exported.headers["X-Marquee-Model-Version"] == "1"
+    vw.Workspace(model_data=exported.data)  # VW itself reads the export
+    client.post("/v1/policies/artwork/reset")
+    imported = client.put("/v1/policies/artwork/model", data=exported.data,
+                          content_type="application/octet-stream")
+    assert imported.status_code == 201 and imported.get_json()["version"] == 3
+    round_trip = client.get("/v1/policies/artwork/model").data
+    example = ["shared |U segment=a |T id=t00 |G comedy", "|A id=t00-dark-warm tag=dark-warm", "|A id=t00-neutral tag=neutral"]
+    predictions = []
+    for blob in (exported.data, round_trip):
+        workspace = vw.Workspace(model_data=blob)
+        parser = vw.TextFormatParser(workspace)
+        predictions.append(workspace.predict_one([parser.parse_line(line) for line in example]))
+    assert predictions[0] == predictions[1] and any(score != 0 for _, score in predictions[0])
+    listing = client.get("/v1/policies/artwork").get_json()
+    assert listing["model"]["origin"] == "import"
+
+
+@pytest.mark.parametrize(("data", "content_type", "status"), [
+    (b"not a model", "application/octet-stream", 422),
+    (b"", "application/octet-stream", 422),
+    (b"{}", "application/json", 415),
+])
+def test_bad_model_imports_are_refused(client, db, data, content_type, status):
+    before = table_counts(db)
+    assert client.put("/v1/policies/titles/model", data=data, content_type=content_type).status_code == status
+    assert table_counts(db) == before
+
+
+def test_model_of_another_kind_is_refused(client, db):
+    regression = vw.Workspace([]).serialize()
+    response = client.put("/v1/policies/titles/model", data=regression, content_type="application/octet-stream")
+    assert response.status_code == 422 and "cb_adf" in response.get_json()["error"]["message"]
+
+
+def test_reset_publishes_an_empty_model(client, db):
+    body = client.post("/v1/policies/titles/reset").get_json()
+    assert body == {"policy": "titles", "version": 1}
+    assert client.get("/v1/policies/titles").get_json()["model"]["origin"] == "reset"
