@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify
 from bandits.learner import try_lock
 from bandits.policy import POLICY_NAMES, latest_model
 from service.db import get_db
+from service.runtime import serving_state
 from service.views.policies import policy_stats
 
 bp = Blueprint("ops", __name__)
@@ -17,8 +18,10 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/healthz")
 def healthz():  # type: ignore[no-untyped-def]
-    """Report the database, the learner and the age of each policy's newest model."""
+    """Report the database, the learner, each policy's newest model and the version this process serves."""
     db = get_db()
+    state = serving_state(current_app.config["DATABASE"])
+    state.refresh(db, current_app.config)
     now = time.time()
     database_ok = db.execute("SELECT 1").fetchone() == (1,)
     fd = try_lock(current_app.config["DATABASE"])
@@ -33,9 +36,10 @@ def healthz():  # type: ignore[no-untyped-def]
             "version": record.version if record else None,
             "age_seconds": round(now - record.created_at, 3) if record else None,
             "learner_lag_seconds": stats["learner_lag_seconds"],
+            "serving_version": state.models[name].version if name in state.models else None,
         }
     healthy = database_ok and (learner_running or not current_app.config["LEARNER"])
     body = {"status": "ok" if healthy else "degraded", "database": "ok" if database_ok else "error",
             "learner": "running" if learner_running else ("disabled" if not current_app.config["LEARNER"] else "not running"),
-            "policies": models}
+            "policies": models, "process": os.getpid()}
     return jsonify(body), (200 if healthy else 503)
