@@ -94,8 +94,12 @@ def poster(*, palette: str, composition: str, title: str, rng: random.Random) ->
     return out.getvalue()
 
 
-def demo_titles(*, seed: int, count: int) -> Iterator[tuple[dict, list[tuple[str, list[str], bytes]]]]:
-    """Yield (title body, [(artwork id, tags, JPEG bytes)]) for ``count`` titles, deterministic for ``seed``."""
+def demo_titles(*, seed: int, count: int, artworks_per_title: int | None = None
+                ) -> Iterator[tuple[dict, list[tuple[str, list[str], bytes]]]]:
+    """Yield (title body, [(artwork id, tags, JPEG bytes)]) for ``count`` titles, deterministic for ``seed``.
+
+    Each title gets 3-6 posters in distinct styles, or exactly ``artworks_per_title``.
+    """
     rng = random.Random(seed)
     for index in range(count):
         name = f"{rng.choice(WORDS)} {rng.choice(NOUNS)}"
@@ -106,7 +110,8 @@ def demo_titles(*, seed: int, count: int) -> Iterator[tuple[dict, list[tuple[str
         styles = [(p, c) for p in PALETTES for c in COMPOSITIONS]
         rng.shuffle(styles)
         artworks = []
-        for number, (palette, composition) in enumerate(styles[: rng.randint(3, 6)]):
+        how_many = rng.randint(3, 6) if artworks_per_title is None else artworks_per_title
+        for number, (palette, composition) in enumerate(styles[:how_many]):
             tags = [palette, composition]
             artworks.append((f"{title_id}-a{number + 1}", tags, poster(palette=palette, composition=composition,
                                                                         title=name, rng=rng)))
@@ -114,11 +119,12 @@ def demo_titles(*, seed: int, count: int) -> Iterator[tuple[dict, list[tuple[str
 
 
 def build_demo_catalog(db: sqlite_utils.Database, *, data_dir: str | Path, seed: int = 7, count: int = 60,
+                       artworks_per_title: int | None = None,
                        progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Add the demo catalog through the same checks as uploads; skip titles that already exist."""
     added_titles = added_artworks = 0
     existing = {row["id"] for row in catalog.list_titles(db, include_retired=True)}
-    for body, artworks in demo_titles(seed=seed, count=count):
+    for body, artworks in demo_titles(seed=seed, count=count, artworks_per_title=artworks_per_title):
         if body["id"] not in existing:
             catalog.create_title(db, body)
             for artwork_id, tags, data in artworks:

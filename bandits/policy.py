@@ -19,6 +19,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits.storage import bump, write_transaction
+from bandits.vwtext import TextExamples
 
 TITLES = "titles"
 ARTWORK = "artwork"
@@ -246,15 +247,13 @@ class ServingModel:
     def __init__(self, record: ModelRecord) -> None:
         self.version = record.version
         self.workspace = new_workspace(record.vw_args, model_data=record.blob)
-        self.parser = vw.TextFormatParser(self.workspace)
+        self._examples = TextExamples(self.workspace)
         self._lock = threading.Lock()
 
     def costs(self, shared: str, actions: Sequence[str]) -> np.ndarray:
         """Return VW's cost estimate of each action line, in the order given."""
         with self._lock:
-            examples = [self.parser.parse_line(shared)]
-            examples.extend(self.parser.parse_line(line) for line in actions)
-            scores = self.workspace.predict_one(examples)
+            scores = self._examples.predict([shared, *actions])
         costs = np.empty(len(actions))
         for index, score in scores:
             costs[index] = score

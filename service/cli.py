@@ -22,12 +22,14 @@ def register(app: Flask) -> None:
     @app.cli.command("demo-catalog")
     @click.option("--seed", default=7, show_default=True, help="Random seed; the same seed draws the same catalog.")
     @click.option("--titles", "count", default=60, show_default=True, help="How many titles.")
-    def demo_catalog(seed: int, count: int) -> None:
+    @click.option("--artworks", "artworks", type=click.IntRange(1, 20), default=None,
+                  help="Posters per title (default: 3 to 6, drawn by the seed).")
+    def demo_catalog(seed: int, count: int, artworks: int | None) -> None:
         """Add a demo catalog of titles with Pillow-drawn posters (titles already present are kept)."""
         db = connect(current_app.config["DATABASE"])
         with click.progressbar(length=count, label="demo catalog") as bar:
             summary = build_demo_catalog(db, data_dir=current_app.config["DATA_DIR"], seed=seed, count=count,
-                                         progress=bar.update)
+                                         artworks_per_title=artworks, progress=bar.update)
         click.echo(f"{summary['titles_added']} titles and {summary['artworks_added']} artworks added "
                    f"({count - summary['titles_added']} already present)")
 

@@ -27,7 +27,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "REWARD_WAIT_SECONDS": (10.0, float, "Default reward window: an impression is learned this long after it was shown."),
     "DEFAULT_REWARD": (0.0, float, "Default reward of an impression whose window closed without a reward."),
     "LEARNER": (True, _bool, "Start the background learner from the serving processes (one per data folder)."),
-    "LEARNER_INTERVAL_SECONDS": (0.5, float, "How often the learner looks for impressions whose window closed."),
+    "LEARNER_INTERVAL_SECONDS": (1.0, float, "How often the learner looks for impressions whose window closed (and at most how often it publishes a model version)."),
+    "LEARNER_PRIORITY": ("idle", str, "CPU priority of the learner: `idle` (runs only on CPU time serving leaves; Linux SCHED_IDLE), `low` (nice 10) or `normal`."),
     "LEARNER_BATCH": (2000, int, "Most events the learner learns into one model version."),
     "MODEL_VERSIONS_KEPT": (20, int, "Model versions kept per policy; older checkpoints are pruned."),
     "MAX_CONTENT_LENGTH": (16 * 1024 * 1024, int, "Largest request body in bytes (uploads included); larger is a 413."),
@@ -59,6 +60,8 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
 def _validate(config: Mapping[str, Any]) -> None:
     if not 0.0 <= float(config["EPSILON"]) <= 1.0:
         raise ValueError(f"EPSILON must be in [0, 1], got {config['EPSILON']}")
+    if config["LEARNER_PRIORITY"] not in ("idle", "low", "normal"):
+        raise ValueError(f"LEARNER_PRIORITY must be idle, low or normal, got {config['LEARNER_PRIORITY']!r}")
     if float(config["REWARD_WAIT_SECONDS"]) < 0:
         raise ValueError(f"REWARD_WAIT_SECONDS must be >= 0, got {config['REWARD_WAIT_SECONDS']}")
     if not -1.0 <= float(config["DEFAULT_REWARD"]) <= 1.0:

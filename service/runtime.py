@@ -1,9 +1,13 @@
 """Per-process serving state: the loaded models and catalog, exploration randomness, and the learner.
 
-A serving process keeps the newest model of each policy and a snapshot of the catalog in memory.
-Before each decision it reads three counters (one small query) and reloads what changed, so every
-process serves a newly published model from its next request on. Randomness is created per process
-(after any fork), so gunicorn workers never share an exploration sequence.
+A serving process keeps the newest model of each policy, the policies' settings and a snapshot of
+the catalog in memory. Before each decision it reads their version counters (one small query):
+a changed catalog or setting is reloaded at once, so a retired title is never chosen after its
+DELETE returned; a new model version is loaded by a background thread of the process (VW releases
+the GIL while it builds a workspace, about 2 ms a model) and swapped in when ready, so requests
+never wait for a model to load. Every process serves a new version within about a second.
+Randomness is created per process (after any fork), so gunicorn workers never share an
+exploration sequence.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import sqlite_utils
 
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
 from bandits.learner import try_lock
+from bandits.storage import connect
 from bandits.policy import POLICIES_VERSION, POLICY_NAMES, PolicyConfig, ServingModel, latest_model, load_policy
 from service.config import PROJECT_ROOT, SETTINGS
 
 log = logging.getLogger("marquee.runtime")
+
+MODEL_POLL_SECONDS = 0.25  # how often a serving process looks for new model versions by itself
 
 
 class ServingState:
@@ -38,28 +45,70 @@ class ServingState:
         self.policies: dict[str, PolicyConfig] = {}
         self._policies_version: int | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._loader: threading.Thread | None = None
 
-    def refresh(self, db: sqlite_utils.Database, config: Mapping[str, Any]) -> None:
-        """Reload any model, policy setting or catalog whose version changed since the last call."""
+    @staticmethod
+    def _versions(db: sqlite_utils.Database) -> dict[str, int]:
         rows = db.execute(
             "SELECT 'catalog', value FROM meta WHERE key = ? "
             "UNION ALL SELECT 'policies', value FROM meta WHERE key = ? "
             "UNION ALL SELECT policy, MAX(version) FROM models GROUP BY policy",
             [CATALOG_VERSION, POLICIES_VERSION],
         ).fetchall()
-        versions = dict(rows)
+        return dict(rows)
+
+    def refresh(self, db: sqlite_utils.Database, config: Mapping[str, Any], *, wait_for_models: bool = True) -> None:
+        """Reload whatever changed; models in the background unless ``wait_for_models`` (or none is loaded)."""
+        versions = self._versions(db)
         with self._lock:
             if not self.policies or self._policies_version != versions.get("policies"):
                 self.policies = {name: load_policy(db, config, name) for name in POLICY_NAMES}
                 self._policies_version = versions.get("policies")
             if self.snapshot is None or self.snapshot.version != versions.get("catalog"):
                 self.snapshot = load_snapshot(db)
-            for name in POLICY_NAMES:
-                model = self.models.get(name)
-                if model is None or model.version != versions.get(name):
-                    record = latest_model(db, name)
-                    if record is not None:
-                        self.models[name] = ServingModel(record)
+        stale = [name for name in POLICY_NAMES
+                 if name in versions and (name not in self.models or self.models[name].version != versions[name])]
+        if not stale:
+            return
+        if wait_for_models or any(name not in self.models for name in stale):
+            self._load_models(db, stale)
+        else:
+            self._start_loader(config)
+            self._wake.set()
+
+    def _load_models(self, db: sqlite_utils.Database, names: list[str]) -> None:
+        loaded = {}
+        for name in names:
+            record = latest_model(db, name)
+            if record is not None:
+                loaded[name] = ServingModel(record)
+        with self._lock:
+            models = dict(self.models)
+            for name, model in loaded.items():
+                if name not in models or models[name].version < model.version:
+                    models[name] = model
+            self.models = models  # one reference swap: a request sees old or new models, never a mix
+
+    def _start_loader(self, config: Mapping[str, Any]) -> None:
+        if self._loader is not None:
+            return
+        with self._lock:
+            if self._loader is None:
+                self._loader = threading.Thread(target=self._load_forever, args=(config["DATABASE"],),
+                                                name="marquee-model-loader", daemon=True)
+                self._loader.start()
+
+    def _load_forever(self, database: str) -> None:
+        db = connect(database)
+        while True:
+            self._wake.wait(timeout=MODEL_POLL_SECONDS)
+            self._wake.clear()
+            versions = self._versions(db)
+            stale = [name for name in POLICY_NAMES
+                     if name in versions and (name not in self.models or self.models[name].version != versions[name])]
+            if stale:
+                self._load_models(db, stale)
 
 
 _states: dict[tuple[int, str], ServingState] = {}

@@ -47,15 +47,15 @@ def rank():  # type: ignore[no-untyped-def]
             check_id(title_id, what=f"{field}[{index}]")
     db = get_db()
     state = serving_state(config["DATABASE"])
-    state.refresh(db, config)
-    snapshot = state.snapshot
+    state.refresh(db, config, wait_for_models=False)
+    snapshot, models, policies = state.snapshot, state.models, state.policies
     assert snapshot is not None
     if not snapshot.titles:
         raise Conflict("the catalog has no active title with an active artwork; add titles and artworks first")
     try:
         decision: RowDecision = decide_row(
-            snapshot=snapshot, titles_model=state.models["titles"], artwork_model=state.models["artwork"],
-            titles_epsilon=state.policies["titles"].epsilon, artwork_epsilon=state.policies["artwork"].epsilon,
+            snapshot=snapshot, titles_model=models["titles"], artwork_model=models["artwork"],
+            titles_epsilon=policies["titles"].epsilon, artwork_epsilon=policies["artwork"].epsilon,
             user_id=body.user.id, user_features=body.user.features, slots=body.slots,
             candidates=body.candidates, exclude=body.exclude, rng=state.rng,
         )
@@ -63,7 +63,7 @@ def rank():  # type: ignore[no-untyped-def]
         raise Invalid(str(exc)) from None
     event_id = body.event_id or f"e-{uuid.uuid4().hex}"
     log_decision(db, event_id=event_id, decision=decision, user_id=body.user.id, context=body.user.features,
-                 deferred=body.defer_activation, policies=state.policies)
+                 deferred=body.defer_activation, policies=policies)
     response: dict[str, Any] = {
         "event_id": event_id,
         "model_versions": dict(decision.model_versions),
@@ -86,7 +86,7 @@ def reward(event_id: str):  # type: ignore[no-untyped-def]
     config = current_app.config
     db = get_db()
     state = serving_state(config["DATABASE"])
-    state.refresh(db, config)
+    state.refresh(db, config, wait_for_models=False)
     receipt = record_reward(db, event_id=event_id, title_id=body.title_id, value=body.value,
                             idempotency_key=key, policies=state.policies)
     return jsonify(receipt.as_dict()), (200 if receipt.replayed else 201)
@@ -99,7 +99,7 @@ def activate_event(event_id: str):  # type: ignore[no-untyped-def]
     config = current_app.config
     db = get_db()
     state = serving_state(config["DATABASE"])
-    state.refresh(db, config)
+    state.refresh(db, config, wait_for_models=False)
     return jsonify(activate(db, event_id=event_id, policies=state.policies))
 
 

@@ -21,7 +21,7 @@ def healthz():  # type: ignore[no-untyped-def]
     """Report the database, the learner, each policy's newest model and the version this process serves."""
     db = get_db()
     state = serving_state(current_app.config["DATABASE"])
-    state.refresh(db, current_app.config)
+    state.refresh(db, current_app.config, wait_for_models=False)
     now = time.time()
     database_ok = db.execute("SELECT 1").fetchone() == (1,)
     fd = try_lock(current_app.config["DATABASE"])

@@ -1,0 +1,199 @@
+"""Rank benchmark: gunicorn (2 workers) under wrk and an open-loop generator, against the VW calls alone.
+
+Usage (from the repository root, with the dev requirements installed and Debian's wrk):
+
+    python -m bench.rank_bench [--seconds 30] [--rate 500] [--workers 2]
+
+It builds a catalog of 40 titles with 5 artworks each in a temporary folder, then measures:
+
+1. the VW-only ceiling: the same row decisions (1 title prediction over 40 titles, then 10
+   artwork predictions over 5 artworks) in one process, without HTTP, logging or JSON; the
+   ceiling of N workers is N times that (one core each);
+2. the service's throughput: wrk, closed loop, 8 connections, rows of 10 slots;
+3. the service's latency at a fixed rate: open-loop Poisson arrivals at ``--rate`` rows/s
+   (bench/loadgen.py; latency from each request's scheduled time), p50/p95/p99 and errors.
+
+The learner runs throughout, as in production: every row is learned after the reward window.
+
+Results print as a Markdown table and are saved under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {"user": {"id": "u-1", "features": {"country": "BR", "device": "tv", "hour": 21,
+                                           "history_genres": ["comedy", "heist"], "recent_searches": ["space"]}},
+        "slots": 10}
+
+
+def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
+    """Rows per second of the VW calls alone, on this process's one core."""
+    os.environ["MARQUEE_DATA_DIR"] = str(data_dir)
+    from bandits import features
+    from bandits.exploration import epsilon_greedy, epsilon_greedy_row
+    from bandits.storage import connect
+    from service import config as settings
+    from service.runtime import ServingState
+
+    config = settings.load({"LEARNER": False})
+    db = connect(config["DATABASE"])
+    state = ServingState()
+    state.refresh(db, config)
+    snapshot = state.snapshot
+    assert snapshot is not None
+    ids = list(snapshot.order)
+    lines = [snapshot.titles[t].action_line for t in ids]
+    rng = np.random.default_rng(0)
+    titles, artwork = state.models["titles"], state.models["artwork"]
+    rows = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        shared = features.viewer_shared(user_id="u-1", features=BODY["user"]["features"])
+        picks = epsilon_greedy_row(titles.costs(shared, lines), 10, 0.1, rng)
+        for pick in picks:
+            title = snapshot.titles[ids[pick.index]]
+            epsilon_greedy(artwork.costs(features.artwork_shared(shared, lines[pick.index]), title.artwork_lines), 0.1, rng)
+        rows += 1
+    elapsed = time.perf_counter() - started
+    return {"rows_per_second": rows / elapsed, "ms_per_row": 1000 * elapsed / rows}
+
+
+def wrk(port: int, *, seconds: float, connections: int = 8) -> dict[str, float]:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = '{json.dumps(BODY)}'\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "-s", str(script), "--latency",
+                          f"http://127.0.0.1:{port}/v1/rank"], capture_output=True, text=True, check=True).stdout
+    script.unlink()
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rows_per_second": rate, "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else "none",
+            "p99_ms": _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))}  # type: ignore[union-attr]
+
+
+def _wrk_ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def fixed_rate(port: int, *, seconds: float, rate: int) -> dict[str, float]:
+    """Open-loop Poisson load at ``rate`` rows/s (bench.loadgen), varying the viewer per request."""
+    from bench.loadgen import run
+
+    def make(index: int) -> tuple[str, str, dict]:
+        body = json.loads(json.dumps(BODY))
+        body["user"]["id"] = f"u-{index % 1000}"
+        body["user"]["features"]["hour"] = index % 24
+        return "POST", "/v1/rank", body
+
+    return run("127.0.0.1", port, rate=rate, seconds=seconds, make=make).summary()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the CPU time (user + system) consumed so far by the given processes."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_learner(service, timeout: float = 300) -> float:
+    """Wait until the learner has learned every due event; return how long that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        _, health = service.request("GET", "/healthz")
+        if all(p["learner_lag_seconds"] == 0 for p in health["policies"].values()):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError("the learner did not catch up")
+
+
+def measured(service, label: str, action):
+    """Run ``action`` and return its result plus the CPU seconds each part of the service used."""
+    learners = service.learners()
+    workers = [pid for pid in service.processes() if pid not in learners]
+    this = resource.getrusage(resource.RUSAGE_SELF)
+    before = (cpu_seconds(workers), cpu_seconds(learners), this.ru_utime + this.ru_stime, time.monotonic())
+    result = action()
+    this = resource.getrusage(resource.RUSAGE_SELF)
+    after = (cpu_seconds(workers), cpu_seconds(learners), this.ru_utime + this.ru_stime, time.monotonic())
+    wall = after[3] - before[3]
+    result[f"{label}_cpu_cores_serving"] = round((after[0] - before[0]) / wall, 2)
+    result[f"{label}_cpu_cores_learner"] = round((after[1] - before[1]) / wall, 2)
+    result[f"{label}_cpu_cores_generator"] = round((after[2] - before[2]) / wall, 2)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    for tool in ("wrk",):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
+    from tests.gunicorn_harness import Service
+
+    work = Path(tempfile.mkdtemp(prefix="marquee-bench-"))
+    service = Service(work / "data", workers=args.workers)
+    service.flask("demo-catalog", "--titles", "40", "--artworks", "5", "--seed", "1")
+    ceiling = vw_only(work / "data", seconds=min(10.0, args.seconds))
+    service.start()
+    try:
+        service.request("POST", "/v1/rank", BODY)  # warm both the catalog and the models
+        fixed = measured(service, "fixed", lambda: fixed_rate(service.port, seconds=args.seconds, rate=args.rate))
+        wait_for_learner(service)
+        closed = measured(service, "closed", lambda: wrk(service.port, seconds=args.seconds))
+        catch_up = wait_for_learner(service)
+    finally:
+        service.stop()
+    ceiling_n = ceiling["rows_per_second"] * args.workers
+    result = {
+        "command": f"python -m bench.rank_bench --seconds {args.seconds:g} --rate {args.rate} --workers {args.workers}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "vw_only_rows_per_second_one_core": round(ceiling["rows_per_second"], 1),
+        "vw_only_ms_per_row": round(ceiling["ms_per_row"], 3),
+        "vw_only_ceiling_rows_per_second": round(ceiling_n, 1),
+        "service_rows_per_second": round(closed["rows_per_second"], 1),
+        "service_share_of_ceiling": round(closed["rows_per_second"] / ceiling_n, 3),
+        "closed_loop_p99_ms": closed["p99_ms"], "closed_loop_non_2xx": closed["non_2xx"],
+        "closed_loop_socket_errors": closed["socket_errors"],
+        "fixed_rate": args.rate, "fixed_rate_achieved": fixed["achieved_per_second"],
+        "fixed_rate_p50_ms": fixed["p50_ms"], "fixed_rate_p95_ms": fixed["p95_ms"], "fixed_rate_p99_ms": fixed["p99_ms"],
+        "fixed_rate_max_ms": fixed["max_ms"], "fixed_rate_errors": fixed["non_2xx"] + fixed["failures"],
+        **{k: v for k, v in {**fixed, **closed}.items() if "_cpu_" in k},
+        "learner_catch_up_after_closed_loop_s": round(catch_up, 1),
+    }
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"rank-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2))
+    print("| measure | value |\n|---|---|")
+    for key, value in result.items():
+        print(f"| {key} | {value} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
