@@ -2,6 +2,11 @@
 
 VW's ``--cb_adf`` returns a cost estimate per action; Marquee draws from an explicit distribution
 over those estimates so that every logged propensity is the exact probability of the pick.
+
+Epsilon-greedy with uniform tie-breaking: of ``k`` actions, the ``m`` that share the lowest cost
+each get ``(1 - epsilon) / m + epsilon / k``, every other ``epsilon / k``. Ties are common (an
+untrained model, new titles with no learned weights) and breaking them uniformly, rather than by
+catalog order, keeps a cold catalog from always showing its first titles.
 """
 
 from __future__ import annotations
@@ -17,63 +22,65 @@ class Pick:
 
     index: int
     probability: float
-    greedy_index: int
+    greedy_index: int  # the pick itself when it is one of the best, else the first of the best
 
     @property
     def explored(self) -> bool:
-        """Whether the pick differs from the greedy choice."""
+        """Whether the pick is not one of the lowest-cost actions."""
         return self.index != self.greedy_index
 
 
-def epsilon_greedy_pmf(costs: np.ndarray, epsilon: float) -> tuple[np.ndarray, int]:
-    """Return the epsilon-greedy distribution over actions and the greedy index.
-
-    The greedy action (lowest cost; the first of equals) gets ``1 - epsilon + epsilon / k``, every
-    other ``epsilon / k``, for ``k = len(costs)``.
-    """
+def epsilon_greedy_pmf(costs: np.ndarray, epsilon: float) -> np.ndarray:
+    """Return the epsilon-greedy distribution over actions (ties for the lowest cost share the greedy mass)."""
     k = len(costs)
     if k == 0:
         raise ValueError("costs is empty")
-    greedy = int(np.argmin(costs))
+    best = costs == costs.min()
     pmf = np.full(k, epsilon / k)
-    pmf[greedy] += 1.0 - epsilon
-    return pmf, greedy
+    pmf[best] += (1.0 - epsilon) / int(best.sum())
+    return pmf
+
+
+def _draw(best: list[int], others_and_best: list[int], epsilon: float, rng: np.random.Generator) -> Pick:
+    """Draw among ``others_and_best`` (all actions offered), the ``best`` ones favoured."""
+    k, m = len(others_and_best), len(best)
+    if rng.random() < epsilon:
+        index = others_and_best[int(rng.integers(k))]
+    else:
+        index = best[int(rng.integers(m))] if m > 1 else best[0]
+    is_best = index in best
+    probability = epsilon / k + ((1.0 - epsilon) / m if is_best else 0.0)
+    return Pick(index=index, probability=probability, greedy_index=index if is_best else best[0])
 
 
 def epsilon_greedy(costs: np.ndarray, epsilon: float, rng: np.random.Generator) -> Pick:
     """Draw one action epsilon-greedily."""
-    pmf, greedy = epsilon_greedy_pmf(costs, epsilon)
-    k = len(costs)
-    if k > 1 and rng.random() < epsilon:
-        index = int(rng.integers(k))
-    else:
-        index = greedy
-    return Pick(index=index, probability=float(pmf[index]), greedy_index=greedy)
+    if len(costs) == 0:
+        raise ValueError("costs is empty")
+    low = costs.min()
+    best = [int(i) for i in np.flatnonzero(costs == low)]
+    return _draw(best, list(range(len(costs))), epsilon, rng)
 
 
 def epsilon_greedy_row(costs: np.ndarray, slots: int, epsilon: float, rng: np.random.Generator) -> list[Pick]:
     """Fill ``slots`` positions without repeats, each slot epsilon-greedy over the actions left.
 
     Each ``Pick.index`` indexes ``costs``; its probability is the exact conditional probability of
-    that pick given the picks of the earlier slots (the uniform part is over the actions left).
+    that pick given the picks of the earlier slots (computed over the actions left at that slot).
     """
     if slots > len(costs):
         raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
-    order = np.argsort(costs, kind="stable")  # greedy order; ties keep the catalog order
-    taken = np.zeros(len(costs), dtype=bool)
+    order = [int(i) for i in np.argsort(costs, kind="stable")]  # cheapest first
+    values = costs.tolist()
     picks: list[Pick] = []
-    cursor = 0  # position in `order` of the best action not yet taken
-    for slot in range(slots):
-        while taken[order[cursor]]:
-            cursor += 1
-        greedy = int(order[cursor])
-        left = len(costs) - slot
-        if left > 1 and rng.random() < epsilon:
-            remaining = np.flatnonzero(~taken)
-            index = int(remaining[rng.integers(left)])
-        else:
-            index = greedy
-        probability = epsilon / left + (1.0 - epsilon if index == greedy else 0.0)
-        taken[index] = True
-        picks.append(Pick(index=index, probability=probability, greedy_index=greedy))
+    for _ in range(slots):
+        low = values[order[0]]
+        best = []
+        for index in order:
+            if values[index] != low:
+                break
+            best.append(index)
+        pick = _draw(best, order, epsilon, rng)
+        order.remove(pick.index)
+        picks.append(pick)
     return picks

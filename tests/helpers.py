@@ -50,3 +50,12 @@ def table_counts(db: Any) -> dict[str, int]:
     counts = {name: db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0] for name in tables}
     counts["meta"] = sum(row[0] for row in db.execute("SELECT value FROM meta").fetchall())
     return counts
+
+
+def serve_newest_models(app: Any) -> None:
+    """Make this process serve the newest model versions now (requests load them in the background)."""
+    from service.db import get_db
+    from service.runtime import serving_state
+
+    with app.app_context():
+        serving_state(app.config["DATABASE"]).refresh(get_db(), app.config, wait_for_models=True)

@@ -10,11 +10,10 @@ import pytest
 from bandits.exploration import epsilon_greedy, epsilon_greedy_pmf, epsilon_greedy_row
 
 
-def test_pmf_shape_and_greedy():
-    pmf, greedy = epsilon_greedy_pmf(np.array([0.3, -0.2, 0.1]), 0.3)
-    assert greedy == 1
-    assert pmf == pytest.approx([0.1, 0.8, 0.1])
-    assert epsilon_greedy_pmf(np.array([5.0]), 0.5)[0] == pytest.approx([1.0])
+def test_pmf_shape_and_ties():
+    assert epsilon_greedy_pmf(np.array([0.3, -0.2, 0.1]), 0.3) == pytest.approx([0.1, 0.8, 0.1])
+    assert epsilon_greedy_pmf(np.array([0.0, 0.0, 0.5, 0.0]), 0.2) == pytest.approx([0.05 + 0.8 / 3] * 2 + [0.05] + [0.05 + 0.8 / 3])
+    assert epsilon_greedy_pmf(np.array([5.0]), 0.5) == pytest.approx([1.0])
     with pytest.raises(ValueError):
         epsilon_greedy_pmf(np.array([]), 0.1)
 
@@ -29,9 +28,21 @@ def test_single_draws_match_their_logged_probability():
     assert all(d.explored == (d.index != 1) for d in draws[:200])
 
 
-def test_row_probabilities_are_exact_conditional_probabilities():
+def test_tied_draws_match_their_logged_probability():
+    rng = np.random.default_rng(4)
+    costs = np.array([0.0, -1.0, -1.0, 0.2])
+    draws = [epsilon_greedy(costs, 0.3, rng) for _ in range(40_000)]
+    counts = Counter(d.index for d in draws)
+    pmf = epsilon_greedy_pmf(costs, 0.3)
+    for index in range(4):
+        assert counts[index] / len(draws) == pytest.approx(pmf[index], abs=0.01)
+    assert all(d.probability == pytest.approx(pmf[2]) for d in draws if d.index == 2)
+
+
+@pytest.mark.parametrize("costs", [[0.4, -0.3, 0.1, 0.0, 0.2], [0.0, 0.0, 0.1, 0.0, -0.2]])
+def test_row_probabilities_are_exact_conditional_probabilities(costs):
     rng = np.random.default_rng(5)
-    costs = np.array([0.4, -0.3, 0.1, 0.0, 0.2])
+    costs = np.array(costs)
     n = 60_000
     rows = [epsilon_greedy_row(costs, 3, 0.3, rng) for _ in range(n)]
     # The probability of a whole row is the product of its slots' logged probabilities.

@@ -7,7 +7,7 @@ import time
 import pytest
 import vowpal_wabbit_next as vw
 
-from tests.helpers import table_counts
+from tests.helpers import serve_newest_models, table_counts
 
 
 def test_settings_override_and_revert(client):
@@ -19,7 +19,14 @@ def test_settings_override_and_revert(client):
     assert reverted["settings"]["epsilon"] == 0.2 and reverted["settings"]["overridden"] == []
 
 
-def test_new_epsilon_is_served_at_once(client, catalog):
+def test_new_epsilon_is_served_at_once(app, client, learner, catalog):
+    for _ in range(30):  # teach the model something, so that no two titles tie
+        body = client.post("/v1/rank", json={"slots": 6}).get_json()
+        for slot in body["slots"]:
+            client.post(f"/v1/events/{body['event_id']}/reward",
+                        json={"title_id": slot["title_id"], "value": 1.0 / (1 + int(slot["title_id"][1:]))})
+    learner.run_once(now=time.time() + 61)
+    serve_newest_models(app)
     client.put("/v1/policies/titles", json={"epsilon": 0.0})
     client.put("/v1/policies/artwork", json={"epsilon": 0.0})
     slots = client.post("/v1/rank", json={"slots": 3}).get_json()["slots"]
