@@ -124,7 +124,7 @@ def record_reward(
             "INSERT INTO rewards (event_seq, title_id, value, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?)",
             [seq, title_id, value, now, idempotency_key],
         ).lastrowid)  # type: ignore[arg-type]
-        credited = []
+        newly_credited: list[str] = []
         for name in POLICY_NAMES:
             row = db.execute(
                 "SELECT due_at FROM pending WHERE policy = ? AND event_seq = ? AND closed_at IS NULL", [name, seq]
@@ -132,11 +132,11 @@ def record_reward(
             if row is None or (row[0] is not None and now > row[0]):
                 continue
             db.execute("INSERT INTO reward_credits (reward_id, policy) VALUES (?, ?)", [reward_id, name])
-            credited.append(name)
+            newly_credited.append(name)
             if policies[name].learn_on_first_reward and (row[0] is None or row[0] > now):
                 db.execute("UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ?", [now, name, seq])
     return RewardReceipt(reward_id=reward_id, event_id=event_id, title_id=title_id, value=value, received_at=now,
-                         credited=tuple(credited))
+                         credited=tuple(newly_credited))
 
 
 def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:

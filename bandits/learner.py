@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import sqlite_utils
 import vowpal_wabbit_next as vw
@@ -97,7 +97,7 @@ def aggregate(values: list[float] | None, cfg: PolicyConfig) -> float:
     return values[0]
 
 
-def title_examples(event: Mapping[str, Any], impressions: list[Mapping[str, Any]], rewards: list[float]) -> list[list[str]]:
+def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float]) -> list[list[str]]:
     """Return the labelled VW examples of a row's title decisions, one per slot, as logged."""
     lines: list[str] = json.loads(event["title_actions"])
     left = list(range(len(lines)))
@@ -116,7 +116,7 @@ def title_examples(event: Mapping[str, Any], impressions: list[Mapping[str, Any]
     return examples
 
 
-def artwork_examples(event: Mapping[str, Any], impressions: list[Mapping[str, Any]], rewards: list[float]) -> list[list[str]]:
+def artwork_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float]) -> list[list[str]]:
     """Return the labelled VW examples of a row's artwork decisions, one per shown title, as logged."""
     lines: list[str] = json.loads(event["title_actions"])
     examples = []

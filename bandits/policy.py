@@ -19,7 +19,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits.storage import bump, write_transaction
-from bandits.vwtext import TextExamples
+from bandits.vwtext import TextExamples, VWError
 
 TITLES = "titles"
 ARTWORK = "artwork"
@@ -253,7 +253,10 @@ class ServingModel:
     def costs(self, shared: str, actions: Sequence[str]) -> np.ndarray:
         """Return VW's cost estimate of each action line, in the order given."""
         with self._lock:
-            scores = self._examples.predict([shared, *actions])
+            try:
+                scores = self._examples.predict([shared, *actions])
+            except VWError as exc:
+                raise PolicyError(f"model version {self.version} could not score the candidates: {exc}") from None
         costs = np.empty(len(actions))
         for index, score in scores:
             costs[index] = score

@@ -18,6 +18,10 @@ import vowpal_wabbit_next as vw
 from vowpal_wabbit_next import _core
 
 
+class VWError(Exception):
+    """Vowpal Wabbit refused an example."""
+
+
 class TextExamples:
     """Predict and learn on multi-line text examples of one workspace."""
 
@@ -32,9 +36,23 @@ class TextExamples:
         return [_core._parse_line_text(core, line) for line in lines]
 
     def predict(self, lines: Sequence[str]) -> list[tuple[int, float]]:
-        """Return VW's prediction for one multi-line example (for ``--cb_adf``: (action, cost) pairs)."""
-        return self._core.predict_multi_ex_one(self._parse(lines))  # type: ignore[no-any-return]
+        """Return VW's prediction for one multi-line example (for ``--cb_adf``: (action, cost) pairs).
+
+        Raises:
+            VWError: VW refused the example.
+        """
+        try:
+            return self._core.predict_multi_ex_one(self._parse(lines))  # type: ignore[return-value]
+        except RuntimeError as exc:
+            raise VWError(str(exc)) from None
 
     def learn(self, lines: Sequence[str]) -> None:
-        """Learn one labelled multi-line example."""
-        self._core.learn_multi_ex_one(self._parse(lines))
+        """Learn one labelled multi-line example.
+
+        Raises:
+            VWError: VW refused the example.
+        """
+        try:
+            self._core.learn_multi_ex_one(self._parse(lines))
+        except RuntimeError as exc:
+            raise VWError(str(exc)) from None

@@ -31,11 +31,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = {"user": {"id": "u-1", "features": {"country": "BR", "device": "tv", "hour": 21,
+BODY: dict[str, Any] = {"user": {"id": "u-1", "features": {"country": "BR", "device": "tv", "hour": 21,
                                            "history_genres": ["comedy", "heist"], "recent_searches": ["space"]}},
         "slots": 10}
 
@@ -72,7 +73,7 @@ def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
     return {"rows_per_second": rows / elapsed, "ms_per_row": 1000 * elapsed / rows}
 
 
-def wrk(port: int, *, seconds: float, connections: int = 8) -> dict[str, float]:
+def wrk(port: int, *, seconds: float, connections: int = 8) -> dict[str, Any]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                       f"wrk.body = '{json.dumps(BODY)}'\n")

@@ -6,9 +6,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Mapping
 
-from flask import Flask
+from flask import Flask, Response
 
-from bandits.policy import ensure_models
+from bandits.policy import PolicyError, ensure_models
 from bandits.storage import StorageBusy, connect
 from service import config as settings
 from service import errors
@@ -28,15 +28,20 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.register(app)
 
     @app.errorhandler(StorageBusy)
-    def _busy(exc: StorageBusy):  # type: ignore[no-untyped-def]
-        return app.handle_user_exception(errors.Unavailable("the database is busy; retry shortly"))
+    def _busy(exc: StorageBusy) -> Response:
+        return errors.render(errors.Unavailable("the database is busy; retry shortly"))
+
+    @app.errorhandler(PolicyError)
+    def _model(exc: PolicyError) -> Response:
+        app.logger.error("model failure: %s", exc)
+        return errors.render(errors.Unavailable(f"the model cannot decide right now ({exc}); nothing was logged"))
 
     @app.errorhandler(sqlite3.OperationalError)
-    def _storage(exc: sqlite3.OperationalError):  # type: ignore[no-untyped-def]
+    def _storage(exc: sqlite3.OperationalError) -> Response:
         message = str(exc)
         if any(word in message for word in ("locked", "busy", "disk", "full", "readonly", "read-only")):
             app.logger.error("storage unavailable: %s", message)
-            return app.handle_user_exception(errors.Unavailable(f"storage is unavailable ({message}); nothing was changed"))
+            return errors.render(errors.Unavailable(f"storage is unavailable ({message}); nothing was changed"))
         raise exc
 
     from service.views import catalog, decisions, ops, policies

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 
@@ -66,19 +66,21 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+def render(exc: MarqueeError) -> Response:
+    """Return the JSON response of one of our errors."""
+    response = jsonify(error_body(exc.code, exc.message, exc.details))
+    response.status_code = exc.status
+    if exc.status == 503:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
 def register(app: Flask) -> None:
     """Render every error, ours and werkzeug's, as JSON with the right status."""
-
-    @app.errorhandler(MarqueeError)
-    def _marquee(exc: MarqueeError):  # type: ignore[no-untyped-def]
-        response = jsonify(error_body(exc.code, exc.message, exc.details))
-        response.status_code = exc.status
-        if exc.status == 503:
-            response.headers["Retry-After"] = "1"
-        return response
+    app.register_error_handler(MarqueeError, render)
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def _http(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
         message = exc.description or exc.name or "error"
         if exc.code == 413:

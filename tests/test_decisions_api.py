@@ -215,3 +215,36 @@ def test_learn_on_first_reward(client, db, learner, catalog):
     second = client.post(f"/v1/events/{body['event_id']}/reward",
                          json={"title_id": body["slots"][1]["title_id"], "value": 1})
     assert second.get_json()["credited_policies"] == ["titles"]
+
+
+def test_a_model_failure_is_a_503_and_logs_nothing(client, db, catalog, monkeypatch):
+    from bandits.vwtext import TextExamples, VWError
+
+    def refuse(self, lines):
+        raise VWError("simulated failure")
+
+    monkeypatch.setattr(TextExamples, "predict", refuse)
+    before = table_counts(db)
+    response = client.post("/v1/rank", json={"slots": 2})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert "simulated failure" in response.get_json()["error"]["message"]
+    assert table_counts(db) == before
+
+
+def test_each_process_draws_its_own_exploration(app):
+    import os
+
+    from service.runtime import serving_state
+
+    parent = serving_state(app.config["DATABASE"])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child, as a gunicorn worker would be after a fork
+        child = serving_state(app.config["DATABASE"])
+        os.write(write, b"new" if child is not parent else b"same")
+        os.write(write, child.rng.bytes(16))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    answer = os.read(read, 100)
+    assert answer[:3] == b"new"
+    assert answer[3:] != parent.rng.bytes(16)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify, request, send_file
 
 from assets import catalog
@@ -26,20 +27,20 @@ def _flag(name: str) -> bool:
 
 
 @bp.get("/v1/titles")
-def list_titles():  # type: ignore[no-untyped-def]
+def list_titles() -> ResponseReturnValue:
     """List titles (active ones unless ``include_retired=true``)."""
     return jsonify({"titles": catalog.list_titles(get_db(), include_retired=_flag("include_retired"))})
 
 
 @bp.post("/v1/titles")
-def create_title():  # type: ignore[no-untyped-def]
+def create_title() -> ResponseReturnValue:
     """Add a title."""
     body: TitleBody = parse(TitleBody, request)
     return jsonify(catalog.create_title(get_db(), body.model_dump())), 201
 
 
 @bp.get("/v1/titles/<title_id>")
-def get_title(title_id: str):  # type: ignore[no-untyped-def]
+def get_title(title_id: str) -> ResponseReturnValue:
     """Return one title with its artworks."""
     check_id(title_id, what="title_id")
     db = get_db()
@@ -49,7 +50,7 @@ def get_title(title_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.put("/v1/titles/<title_id>")
-def replace_title(title_id: str):  # type: ignore[no-untyped-def]
+def replace_title(title_id: str) -> ResponseReturnValue:
     """Replace a title's fields; a retired title becomes active again."""
     check_id(title_id, what="title_id")
     body: TitleBody = parse(TitleBody, request)
@@ -59,7 +60,7 @@ def replace_title(title_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.delete("/v1/titles/<title_id>")
-def retire_title(title_id: str):  # type: ignore[no-untyped-def]
+def retire_title(title_id: str) -> ResponseReturnValue:
     """Retire a title: no longer chosen, kept for the log."""
     check_id(title_id, what="title_id")
     catalog.retire_title(get_db(), title_id)
@@ -67,14 +68,14 @@ def retire_title(title_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/v1/titles/<title_id>/artworks")
-def list_artworks(title_id: str):  # type: ignore[no-untyped-def]
+def list_artworks(title_id: str) -> ResponseReturnValue:
     """List a title's artworks (active ones unless ``include_retired=true``)."""
     check_id(title_id, what="title_id")
     return jsonify({"artworks": catalog.list_artworks(get_db(), title_id, include_retired=_flag("include_retired"))})
 
 
 @bp.post("/v1/titles/<title_id>/artworks")
-def upload_artwork(title_id: str):  # type: ignore[no-untyped-def]
+def upload_artwork(title_id: str) -> ResponseReturnValue:
     """Upload an image (multipart field ``file``; optional ``id`` and ``tags``) as a new artwork."""
     check_id(title_id, what="title_id")
     if request.mimetype != "multipart/form-data":
@@ -100,7 +101,7 @@ def upload_artwork(title_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.delete("/v1/artworks/<artwork_id>")
-def retire_artwork(artwork_id: str):  # type: ignore[no-untyped-def]
+def retire_artwork(artwork_id: str) -> ResponseReturnValue:
     """Retire an artwork: no longer chosen, kept for the log."""
     check_id(artwork_id, what="artwork_id")
     catalog.retire_artwork(get_db(), artwork_id)
@@ -108,7 +109,7 @@ def retire_artwork(artwork_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/v1/artworks/<artwork_id>/image")
-def artwork_image(artwork_id: str):  # type: ignore[no-untyped-def]
+def artwork_image(artwork_id: str) -> ResponseReturnValue:
     """Serve the stored image of an artwork (retired ones too: the log refers to them)."""
     check_id(artwork_id, what="artwork_id")
     record = catalog.get_artwork(get_db(), artwork_id)

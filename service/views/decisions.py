@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify, request
 
 from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
@@ -36,7 +37,7 @@ def _slot_json(slot: Any, *, explain: bool) -> dict[str, Any]:
 
 
 @bp.post("/v1/rank")
-def rank():  # type: ignore[no-untyped-def]
+def rank() -> ResponseReturnValue:
     """Choose titles and artwork for a row, log the decision, return it."""
     body: RankRequest = parse(RankRequest, request)
     config = current_app.config
@@ -76,7 +77,7 @@ def rank():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/v1/events/<event_id>/reward")
-def reward(event_id: str):  # type: ignore[no-untyped-def]
+def reward(event_id: str) -> ResponseReturnValue:
     """Report a reward for one title of an event."""
     check_id(event_id, what="event_id")
     body: RewardRequest = parse(RewardRequest, request)
@@ -93,7 +94,7 @@ def reward(event_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/v1/events/<event_id>/activate")
-def activate_event(event_id: str):  # type: ignore[no-untyped-def]
+def activate_event(event_id: str) -> ResponseReturnValue:
     """Mark a deferred event as shown; its reward windows start now."""
     check_id(event_id, what="event_id")
     config = current_app.config
@@ -104,7 +105,7 @@ def activate_event(event_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/v1/events/<event_id>")
-def show_event(event_id: str):  # type: ignore[no-untyped-def]
+def show_event(event_id: str) -> ResponseReturnValue:
     """Return a logged event: context, slots, probabilities, rewards and learning state."""
     check_id(event_id, what="event_id")
     return jsonify(get_event(get_db(), event_id))

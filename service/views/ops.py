@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify
 
 from bandits.learner import try_lock
@@ -17,7 +18,7 @@ bp = Blueprint("ops", __name__)
 
 
 @bp.get("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+def healthz() -> ResponseReturnValue:
     """Report the database, the learner, each policy's newest model and the version this process serves."""
     db = get_db()
     state = serving_state(current_app.config["DATABASE"])

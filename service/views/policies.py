@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import sqlite_utils
+from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify, request
 
 from bandits import policy as policies
@@ -50,20 +51,20 @@ def _describe(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
 
 
 @bp.get("/v1/policies")
-def list_policies():  # type: ignore[no-untyped-def]
+def list_policies() -> ResponseReturnValue:
     """List every policy with its settings, newest model and learning progress."""
     db = get_db()
     return jsonify({"policies": [_describe(db, name) for name in policies.POLICY_NAMES]})
 
 
 @bp.get("/v1/policies/<name>")
-def get_policy(name: str):  # type: ignore[no-untyped-def]
+def get_policy(name: str) -> ResponseReturnValue:
     """Return one policy."""
     return jsonify(_describe(get_db(), _name(name)))
 
 
 @bp.put("/v1/policies/<name>")
-def put_policy(name: str):  # type: ignore[no-untyped-def]
+def put_policy(name: str) -> ResponseReturnValue:
     """Replace a policy's overrides; settings left out take the deployment defaults.
 
     Changing ``vw_args`` starts a new, empty model with those options.
@@ -88,7 +89,7 @@ def put_policy(name: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/v1/policies/<name>/model")
-def export_model(name: str):  # type: ignore[no-untyped-def]
+def export_model(name: str) -> ResponseReturnValue:
     """Download the newest model version as VW model bytes."""
     record = policies.latest_model(get_db(), _name(name))
     if record is None:
@@ -100,7 +101,7 @@ def export_model(name: str):  # type: ignore[no-untyped-def]
 
 
 @bp.put("/v1/policies/<name>/model")
-def import_model(name: str):  # type: ignore[no-untyped-def]
+def import_model(name: str) -> ResponseReturnValue:
     """Publish uploaded VW model bytes (``application/octet-stream``) as the policy's newest version."""
     name = _name(name)
     if request.mimetype != "application/octet-stream":
@@ -122,7 +123,7 @@ def import_model(name: str):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/v1/policies/<name>/reset")
-def reset_model(name: str):  # type: ignore[no-untyped-def]
+def reset_model(name: str) -> ResponseReturnValue:
     """Publish a new, empty model with the policy's current options."""
     name = _name(name)
     db = get_db()
