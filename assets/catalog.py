@@ -15,6 +15,7 @@ import sqlite_utils
 
 from assets.images import CheckedImage, visual_tokens
 from bandits import features
+from bandits.blocks import Block
 from bandits.storage import bump, write_transaction
 from service.errors import Conflict, NotFound
 
@@ -173,6 +174,7 @@ class ServingTitle:
     action_line: str
     artwork_ids: tuple[str, ...]
     artwork_lines: tuple[str, ...]
+    artwork_block: Block
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ class CatalogSnapshot:
     titles: dict[str, ServingTitle]
     order: tuple[str, ...]  # servable title ids in id order
     without_artwork: frozenset[str]  # active titles that have no active artwork
+    all_titles_block: Block  # the lines of every servable title in order: a row without candidates
 
 
 def catalog_version(db: sqlite_utils.Database) -> int:
@@ -208,5 +211,7 @@ def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
         titles[title["id"]] = ServingTitle(
             id=title["id"], genres=tuple(title["genres"]), action_line=features.title_action(title),
             artwork_ids=tuple(a for a, _ in arts), artwork_lines=tuple(line for _, line in arts),
+            artwork_block=Block.of([line for _, line in arts]),
         )
-    return CatalogSnapshot(version=version, titles=titles, order=tuple(titles), without_artwork=frozenset(without))
+    return CatalogSnapshot(version=version, titles=titles, order=tuple(titles), without_artwork=frozenset(without),
+                           all_titles_block=Block.of([title.action_line for title in titles.values()]))

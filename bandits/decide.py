@@ -9,6 +9,7 @@ import numpy as np
 
 from assets.catalog import CatalogSnapshot
 from bandits import features
+from bandits.blocks import Block
 from bandits.exploration import epsilon_greedy, epsilon_greedy_row
 from bandits.policy import ServingModel
 
@@ -28,7 +29,7 @@ class SlotDecision:
     title_explored: bool
     artwork_id: str
     artwork_ids: tuple[str, ...]
-    artwork_lines: tuple[str, ...]
+    artwork_block: Block  # the artwork lines offered, as used
     artwork_index: int
     artwork_prob: float
     artwork_explored: bool
@@ -44,7 +45,7 @@ class RowDecision:
 
     shared_line: str
     candidate_ids: tuple[str, ...]
-    candidate_lines: tuple[str, ...]
+    candidate_block: Block  # the candidate title lines, as used
     slots: tuple[SlotDecision, ...]
     unavailable: tuple[str, ...]
     model_versions: Mapping[str, int]
@@ -79,7 +80,11 @@ def decide_row(
             + (f" (not servable: {', '.join(unavailable[:20])})" if unavailable else "")
         )
     shared = features.viewer_shared(user_id=user_id, features=user_features)
-    lines = [snapshot.titles[tid].action_line for tid in ids]
+    if candidates is None and not exclude:
+        block = snapshot.all_titles_block
+    else:
+        block = Block.of([snapshot.titles[tid].action_line for tid in ids])
+    lines = block.lines
     # The slot position is a shared, uncrossed feature: it shifts every title's cost equally, so one
     # prediction ranks the whole row and each slot's greedy pick is the best title not yet placed.
     costs = titles_model.costs(shared, lines)
@@ -92,13 +97,13 @@ def decide_row(
         decided.append(SlotDecision(
             position=position, title_id=title.id, title_index=pick.index, title_prob=pick.probability,
             title_explored=pick.explored, artwork_id=title.artwork_ids[art.index], artwork_ids=title.artwork_ids,
-            artwork_lines=title.artwork_lines, artwork_index=art.index, artwork_prob=art.probability,
+            artwork_block=title.artwork_block, artwork_index=art.index, artwork_prob=art.probability,
             artwork_explored=art.explored, title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
             greedy_title_id=ids[pick.greedy_index], artwork_estimate=float(art_costs[art.index] / features.COST_PER_REWARD),
             greedy_artwork_id=title.artwork_ids[art.greedy_index],
         ))
     return RowDecision(
-        shared_line=shared, candidate_ids=tuple(ids), candidate_lines=tuple(lines), slots=tuple(decided),
+        shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=tuple(decided),
         unavailable=tuple(unavailable),
         model_versions={"titles": titles_model.version, "artwork": artwork_model.version},
     )

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import sqlite_utils
 
+from bandits import blocks
 from bandits.decide import RowDecision
 from bandits.policy import POLICY_NAMES, PolicyConfig
 from bandits.storage import write_transaction
@@ -23,18 +24,23 @@ from service.errors import Conflict, NotFound
 
 
 def log_decision(
-    db: sqlite_utils.Database, *, event_id: str, decision: RowDecision, user_id: str | None,
+    db: sqlite_utils.Database, *, database: str, event_id: str, decision: RowDecision, user_id: str | None,
     context: Mapping[str, Any], deferred: bool, policies: Mapping[str, PolicyConfig], now: float | None = None,
 ) -> int:
-    """Store a decision with its impressions and open its reward windows; return the event's sequence number."""
+    """Store a decision with its impressions and open its reward windows; return the event's sequence number.
+
+    The VW lines of the candidate titles and of each slot's artworks are stored as used, as content-
+    addressed blocks (``bandits.blocks``), so that learning sees exactly the features the decision saw.
+    """
     now = time.time() if now is None else now
     with write_transaction(db):
+        inserted = blocks.store(db, database, [decision.candidate_block, *(s.artwork_block for s in decision.slots)])
         try:
             cursor = db.execute(
-                "INSERT INTO events (id, created_at, user_id, context, candidates, title_shared, title_actions, "
+                "INSERT INTO events (id, created_at, user_id, context, candidates, title_shared, title_block, "
                 "model_versions, deferred, activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [event_id, now, user_id, json.dumps(context, sort_keys=True), json.dumps(decision.candidate_ids),
-                 decision.shared_line, json.dumps(decision.candidate_lines), json.dumps(dict(decision.model_versions)),
+                 decision.shared_line, decision.candidate_block.key, json.dumps(dict(decision.model_versions)),
                  int(deferred), None if deferred else now],
             )
         except sqlite3.IntegrityError:
@@ -42,16 +48,17 @@ def log_decision(
         seq = int(cursor.lastrowid)  # type: ignore[arg-type]
         db.conn.executemany(
             "INSERT INTO impressions (event_seq, position, title_id, title_index, title_prob, title_explored, "
-            "artwork_id, artwork_ids, artwork_actions, artwork_index, artwork_prob, artwork_explored) "
+            "artwork_id, artwork_ids, artwork_block, artwork_index, artwork_prob, artwork_explored) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(seq, s.position, s.title_id, s.title_index, s.title_prob, int(s.title_explored), s.artwork_id,
-              json.dumps(s.artwork_ids), json.dumps(s.artwork_lines), s.artwork_index, s.artwork_prob,
+              json.dumps(s.artwork_ids), s.artwork_block.key, s.artwork_index, s.artwork_prob,
               int(s.artwork_explored)) for s in decision.slots],
         )
         db.conn.executemany(
             "INSERT INTO pending (policy, event_seq, due_at) VALUES (?, ?, ?)",
             [(name, seq, None if deferred else now + policies[name].reward_wait) for name in POLICY_NAMES],
         )
+    blocks.remember(database, inserted)
     return seq
 
 

@@ -12,6 +12,7 @@ catalog order, keeps a cold catalog from always showing its first titles.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -30,12 +31,13 @@ class Pick:
         return self.index != self.greedy_index
 
 
-def epsilon_greedy_pmf(costs: np.ndarray, epsilon: float) -> np.ndarray:
+def epsilon_greedy_pmf(costs: Sequence[float], epsilon: float) -> np.ndarray:
     """Return the epsilon-greedy distribution over actions (ties for the lowest cost share the greedy mass)."""
     k = len(costs)
     if k == 0:
         raise ValueError("costs is empty")
-    best = costs == costs.min()
+    values = np.asarray(costs, dtype=float)
+    best = values == values.min()
     pmf = np.full(k, epsilon / k)
     pmf[best] += (1.0 - epsilon) / int(best.sum())
     return pmf
@@ -53,16 +55,16 @@ def _draw(best: list[int], others_and_best: list[int], epsilon: float, rng: np.r
     return Pick(index=index, probability=probability, greedy_index=index if is_best else best[0])
 
 
-def epsilon_greedy(costs: np.ndarray, epsilon: float, rng: np.random.Generator) -> Pick:
+def epsilon_greedy(costs: Sequence[float], epsilon: float, rng: np.random.Generator) -> Pick:
     """Draw one action epsilon-greedily."""
     if len(costs) == 0:
         raise ValueError("costs is empty")
-    low = costs.min()
-    best = [int(i) for i in np.flatnonzero(costs == low)]
+    low = min(costs)
+    best = [index for index, cost in enumerate(costs) if cost == low]
     return _draw(best, list(range(len(costs))), epsilon, rng)
 
 
-def epsilon_greedy_row(costs: np.ndarray, slots: int, epsilon: float, rng: np.random.Generator) -> list[Pick]:
+def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: np.random.Generator) -> list[Pick]:
     """Fill ``slots`` positions without repeats, each slot epsilon-greedy over the actions left.
 
     Each ``Pick.index`` indexes ``costs``; its probability is the exact conditional probability of
@@ -70,8 +72,8 @@ def epsilon_greedy_row(costs: np.ndarray, slots: int, epsilon: float, rng: np.ra
     """
     if slots > len(costs):
         raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
-    order = [int(i) for i in np.argsort(costs, kind="stable")]  # cheapest first
-    values = costs.tolist()
+    values = list(costs)
+    order = sorted(range(len(values)), key=values.__getitem__)  # cheapest first; stable for ties
     picks: list[Pick] = []
     for _ in range(slots):
         low = values[order[0]]

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import sqlite_utils
 import vowpal_wabbit_next as vw
 
-from bandits import features
+from bandits import blocks, features
 from bandits.policy import ARTWORK, POLICY_NAMES, TITLES, PolicyConfig, latest_model, load_policy, new_workspace, publish
 from bandits.storage import StorageBusy, connect, write_transaction
 from bandits.vwtext import TextExamples
@@ -97,9 +97,10 @@ def aggregate(values: list[float] | None, cfg: PolicyConfig) -> float:
     return values[0]
 
 
-def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float]) -> list[list[str]]:
+def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float],
+                   lines_of: Mapping[str, list[str]]) -> list[list[str]]:
     """Return the labelled VW examples of a row's title decisions, one per slot, as logged."""
-    lines: list[str] = json.loads(event["title_actions"])
+    lines = lines_of[event["title_block"]]
     left = list(range(len(lines)))
     examples = []
     for impression, reward in zip(impressions, rewards):
@@ -116,13 +117,14 @@ def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, 
     return examples
 
 
-def artwork_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float]) -> list[list[str]]:
+def artwork_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float],
+                     lines_of: Mapping[str, list[str]]) -> list[list[str]]:
     """Return the labelled VW examples of a row's artwork decisions, one per shown title, as logged."""
-    lines: list[str] = json.loads(event["title_actions"])
+    lines = lines_of[event["title_block"]]
     examples = []
     for impression, reward in zip(impressions, rewards):
         example = [features.artwork_shared(event["title_shared"], lines[impression["title_index"]])]
-        for index, line in enumerate(json.loads(impression["artwork_actions"])):
+        for index, line in enumerate(lines_of[impression["artwork_block"]]):
             if index == impression["artwork_index"]:
                 line = features.labeled(line, cost=features.COST_PER_REWARD * reward,
                                         probability=impression["artwork_prob"])
@@ -159,7 +161,7 @@ class Learner:
         batch = int(self.config["LEARNER_BATCH"])
         _close_due(self.db, cfg, now=now, limit=batch)
         closed = list(self.db.query(
-            "SELECT p.event_seq, p.labels, e.title_shared, e.title_actions FROM pending p "
+            "SELECT p.event_seq, p.labels, e.title_shared, e.title_block FROM pending p "
             "JOIN events e ON e.seq = p.event_seq WHERE p.policy = ? AND p.closed_at IS NOT NULL "
             "ORDER BY p.due_at, p.event_seq LIMIT ?",
             [policy, batch],
@@ -168,7 +170,7 @@ class Learner:
         if closed:
             seqs = [event["event_seq"] for event in closed]
             for row in self.db.query(
-                "SELECT event_seq, position, title_index, title_prob, artwork_actions, artwork_index, artwork_prob "
+                "SELECT event_seq, position, title_index, title_prob, artwork_block, artwork_index, artwork_prob "
                 f"FROM impressions WHERE event_seq IN ({','.join('?' * len(seqs))}) ORDER BY event_seq, position",
                 seqs,
             ):
@@ -176,13 +178,16 @@ class Learner:
         result = StepResult(policy=policy)
         if not closed:
             return result
+        keys = {event["title_block"] for event in closed}
+        keys.update(row["artwork_block"] for rows in impressions.values() for row in rows)
+        lines_of = blocks.load(self.db, keys)
         base_version, workspace, record = self._workspace(policy)
         examples_of = TextExamples(workspace)
         build = EXAMPLE_BUILDERS[policy]
         learned_rows = []
         for event in closed:
             rewards = json.loads(event["labels"])
-            examples = build(event, impressions[event["event_seq"]], rewards)
+            examples = build(event, impressions[event["event_seq"]], rewards, lines_of)
             for example in examples:
                 examples_of.learn(example)
             learned_rows.append((event["event_seq"], len(examples)))

@@ -8,13 +8,13 @@ every pick is Marquee's, so it is exact even when a row's slots are drawn one af
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import sqlite_utils
 import vowpal_wabbit_next as vw
 
@@ -250,16 +250,16 @@ class ServingModel:
         self._examples = TextExamples(self.workspace)
         self._lock = threading.Lock()
 
-    def costs(self, shared: str, actions: Sequence[str]) -> np.ndarray:
+    def costs(self, shared: str, actions: Sequence[str]) -> list[float]:
         """Return VW's cost estimate of each action line, in the order given."""
         with self._lock:
             try:
                 scores = self._examples.predict([shared, *actions])
             except VWError as exc:
                 raise PolicyError(f"model version {self.version} could not score the candidates: {exc}") from None
-        costs = np.empty(len(actions))
+        costs = [0.0] * len(actions)
         for index, score in scores:
             costs[index] = score
-        if not np.all(np.isfinite(costs)):
+        if not all(math.isfinite(cost) for cost in costs):
             raise PolicyError(f"model version {self.version} produced a non-finite cost estimate")
         return costs

@@ -23,6 +23,7 @@ class LoadResult:
     """Latencies (seconds, from scheduled time) and status counts of one run."""
 
     latencies: list[float] = field(default_factory=list)
+    send_lags: list[float] = field(default_factory=list)  # how late the generator itself sent each request
     statuses: dict[int, int] = field(default_factory=dict)
     failures: int = 0
     elapsed: float = 0.0
@@ -36,6 +37,8 @@ class LoadResult:
             "p50_ms": round(float(np.percentile(lat, 50)), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2),
             "p99_ms": round(float(np.percentile(lat, 99)), 2), "max_ms": round(float(lat.max()), 2),
             "non_2xx": sum(n for s, n in self.statuses.items() if s not in (200, 201)), "failures": self.failures,
+            "generator_send_lag_p99_ms": round(float(np.percentile(np.array(self.send_lags) * 1000, 99)), 2)
+            if self.send_lags else float("nan"),
         }
 
 
@@ -77,6 +80,7 @@ async def _run(host: str, port: int, *, rate: float, seconds: float, make: Calla
     start = time.perf_counter()
 
     async def one(index: int, scheduled: float) -> None:
+        result.send_lags.append(time.perf_counter() - scheduled)
         method, path, body = make(index)
         try:
             status, _ = await asyncio.wait_for(pool.request(method, path, json.dumps(body).encode()), timeout)

@@ -14,7 +14,10 @@ _local = threading.local()
 
 
 def get_db() -> sqlite_utils.Database:
-    """Return this thread's connection to the app's database (opened on first use, again after a fork)."""
+    """Return this thread's connection to the app's database (opened on first use, again after a fork).
+
+    Serving connections never checkpoint inside a commit; ``service.runtime`` does it in the background.
+    """
     path = current_app.config["DATABASE"]
     key = (os.getpid(), path)
     connections = getattr(_local, "connections", None)
@@ -23,5 +26,5 @@ def get_db() -> sqlite_utils.Database:
         _local.pid = os.getpid()
     db = connections.get(key)
     if db is None:
-        db = connections[key] = connect(path)
+        db = connections[key] = connect(path, autocheckpoint=False)
     return db

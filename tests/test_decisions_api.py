@@ -33,9 +33,10 @@ def test_rank_returns_distinct_titles_with_probabilities_and_logs_them(client, d
     assert [(s["title_id"], s["artwork_id"], s["title_probability"], s["artwork_probability"])
             for s in logged["slots"]] == [
         (s["title_id"], s["artwork_id"], s["title_probability"], s["artwork_probability"]) for s in slots]
-    row = db.execute("SELECT title_shared, title_actions FROM events").fetchone()
+    row = db.execute("SELECT e.title_shared, b.lines FROM events e JOIN feature_blocks b ON b.key = e.title_block"
+                     ).fetchone()
     assert row[0].startswith("shared |U ") and "country=BR" in row[0] and "hour:21" in row[0]
-    assert len(json.loads(row[1])) == len(catalog)
+    assert len(row[1].split("\n")) == len(catalog) and all(line.startswith("|T id=") for line in row[1].split("\n"))
 
 
 def test_untrained_model_ranks_uniformly_and_says_so(client, catalog):

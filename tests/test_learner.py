@@ -101,3 +101,19 @@ def test_discarded_step_is_redone_on_the_new_version(app, client, db, catalog, m
     model = latest_model(db, "titles")
     assert model.origin == "learner" and model.examples_learned == 9
     assert db.execute("SELECT COUNT(*) FROM learned WHERE policy = 'titles'").fetchone()[0] == 3
+
+
+def test_feature_blocks_are_stored_once_and_survive_a_rolled_back_event(app, client, db, learner, catalog):
+    rank_many(client, 5)
+    # one block of candidate titles, one block of artworks per title shown
+    shown = db.execute("SELECT COUNT(DISTINCT title_id) FROM impressions").fetchone()[0]
+    assert db.execute("SELECT COUNT(*) FROM feature_blocks").fetchone()[0] == 1 + shown
+    client.post("/v1/rank", json={"slots": 1, "event_id": "taken"})
+    client.put("/v1/titles/t00", json={"name": "Renamed", "genres": ["noir"]})  # new lines from here on
+    blocks_before = db.execute("SELECT COUNT(*) FROM feature_blocks").fetchone()[0]
+    refused = client.post("/v1/rank", json={"slots": 6, "event_id": "taken"})
+    assert refused.status_code == 409
+    assert db.execute("SELECT COUNT(*) FROM feature_blocks").fetchone()[0] == blocks_before  # rolled back
+    rank_many(client, 2, slots=6)  # must store the new blocks even though the refused event tried first
+    result = learner.run_once(now=time.time() + 61)
+    assert result["titles"].events == 8 and result["artwork"].events == 8

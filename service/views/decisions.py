@@ -63,7 +63,7 @@ def rank() -> ResponseReturnValue:
     except NotEnoughCandidates as exc:
         raise Invalid(str(exc)) from None
     event_id = body.event_id or f"e-{uuid.uuid4().hex}"
-    log_decision(db, event_id=event_id, decision=decision, user_id=body.user.id, context=body.user.features,
+    log_decision(db, database=config["DATABASE"], event_id=event_id, decision=decision, user_id=body.user.id, context=body.user.features,
                  deferred=body.defer_activation, policies=policies)
     response: dict[str, Any] = {
         "event_id": event_id,
