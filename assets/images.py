@@ -76,6 +76,11 @@ def visual_features(image: Image.Image) -> dict[str, Any]:
     side is at most ``ANALYSIS_SIDE`` pixels.
     """
     width, height = image.size
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit (or 32-bit) grey: Pillow's RGB conversion clips every value above 255 to white.
+        deep = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or deep.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(deep / top * 255.0, 0, 255).astype(np.uint8), mode="L")
     small = image.convert("RGB")
     small.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE))
     rgb = np.asarray(small, dtype=np.float64) / 255.0

@@ -43,7 +43,9 @@ def log_decision(
                  decision.shared_line, decision.candidate_block.key, json.dumps(dict(decision.model_versions)),
                  int(deferred), None if deferred else now],
             )
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as exc:
+            if "events.id" not in str(exc):
+                raise
             raise Conflict(f"event {event_id!r} already exists; event ids are single-use") from None
         seq = int(cursor.lastrowid)  # type: ignore[arg-type]
         db.conn.executemany(
@@ -111,7 +113,7 @@ def record_reward(
     """Store a reward and credit it to every policy whose window for the event is still open."""
     now = time.time() if now is None else now
     with write_transaction(db):
-        seq, _deferred, _activated = _event(db, event_id)
+        seq, deferred, activated_at = _event(db, event_id)
         if idempotency_key is not None:
             previous = db.execute(
                 "SELECT id, event_seq, title_id, value, received_at FROM rewards WHERE idempotency_key = ?",
@@ -124,6 +126,9 @@ def record_reward(
                     "SELECT policy FROM reward_credits WHERE reward_id = ? ORDER BY policy", [previous[0]]))
                 return RewardReceipt(reward_id=previous[0], event_id=event_id, title_id=title_id, value=value,
                                      received_at=previous[4], credited=credited, replayed=True)
+        if deferred and activated_at is None:
+            raise Conflict(f"event {event_id!r} is deferred and was never activated: activate it when it is shown, "
+                           "then report its rewards")
         shown = db.execute("SELECT 1 FROM impressions WHERE event_seq = ? AND title_id = ?", [seq, title_id]).fetchone()
         if shown is None:
             raise Conflict(f"title {title_id!r} was not shown in event {event_id!r}")
@@ -136,11 +141,11 @@ def record_reward(
             row = db.execute(
                 "SELECT due_at FROM pending WHERE policy = ? AND event_seq = ? AND closed_at IS NULL", [name, seq]
             ).fetchone()
-            if row is None or (row[0] is not None and now > row[0]):
+            if row is None or now > row[0]:  # learned already, or the window has passed
                 continue
             db.execute("INSERT INTO reward_credits (reward_id, policy) VALUES (?, ?)", [reward_id, name])
             newly_credited.append(name)
-            if policies[name].learn_on_first_reward and (row[0] is None or row[0] > now):
+            if policies[name].learn_on_first_reward and row[0] > now:
                 db.execute("UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ?", [now, name, seq])
     return RewardReceipt(reward_id=reward_id, event_id=event_id, title_id=title_id, value=value, received_at=now,
                          credited=tuple(newly_credited))

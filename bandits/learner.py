@@ -182,6 +182,9 @@ class Learner:
         keys.update(row["artwork_block"] for rows in impressions.values() for row in rows)
         lines_of = blocks.load(self.db, keys)
         base_version, workspace, record = self._workspace(policy)
+        # Learning changes the workspace in place: until the commit succeeds it is no longer the
+        # published version, so it must not be found in the cache by a retry.
+        self._workspaces.pop(policy, None)
         examples_of = TextExamples(workspace)
         build = EXAMPLE_BUILDERS[policy]
         learned_rows = []
@@ -197,7 +200,6 @@ class Learner:
             current = latest_model(self.db, policy)
             if current is None or current.version != base_version:
                 # An import or reset published a version meanwhile: redo this work on top of it.
-                self._workspaces.pop(policy, None)
                 result.discarded = True
                 return result
             version = publish(
@@ -267,7 +269,7 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None) -
         log.info("another learner holds the lock; exiting")
         return 0
     lower_priority(str(config.get("LEARNER_PRIORITY", "normal")))
-    db = connect(config["DATABASE"])
+    db = connect(config["DATABASE"], synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")))
     learner = Learner(db, config)
     interval = float(config["LEARNER_INTERVAL_SECONDS"])
     log.info("learner started (pid %s)", os.getpid())

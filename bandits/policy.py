@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits.storage import bump, write_transaction
+from bandits.vwoptions import OptionError, check_model, check_user_args
 from bandits.vwtext import TextExamples, VWError
 
 TITLES = "titles"
@@ -37,12 +37,6 @@ AGGREGATIONS = ("earliest", "sum")
 # Settings an operator may override per policy; anything absent takes the deployment default.
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
 OVERRIDABLE = ("epsilon", "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward")
-
-
-_MANAGED_OPTIONS = {"-d", "--data", "-f", "--final_regressor", "-i", "--initial_regressor", "--cb_adf",
-                    "--cb_explore_adf", "--ccb_explore_adf", "--cb", "--cb_explore", "--save_resume", "--daemon"}
-_EXPLORATION_OPTIONS = {"--epsilon", "--first", "--bag", "--cover", "--softmax", "--squarecb", "--rnd", "--regcb",
-                        "--regcbopt", "--synthcover", "--lambda", "--gamma_scale"}
 
 
 class PolicyError(Exception):
@@ -112,33 +106,47 @@ def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_vw_args(value: Any) -> list[str]:
-    """Accept VW options as a list of strings or one shell-quoted string; check VW accepts them."""
-    if isinstance(value, str):
-        args = shlex.split(value)
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        args = list(value)
-    else:
-        raise PolicyError("vw_args: must be a list of strings or one string of VW options")
+    """Accept VW options as a list of strings or one shell-quoted string; check them and VW's answer."""
+    try:
+        args = check_user_args(value)
+    except OptionError as exc:
+        raise PolicyError(str(exc)) from None
     workspace = new_workspace(args)  # raises PolicyError when VW refuses them
     if workspace.prediction_type != vw.PredictionType.ActionScores:
-        raise PolicyError("vw_args: the options must keep VW a --cb_adf cost regressor (no exploration reductions)")
+        raise PolicyError("vw_args: the options must keep VW a --cb_adf cost regressor")
     return args
 
 
 def new_workspace(vw_args: Sequence[str], *, model_data: bytes | None = None) -> vw.Workspace:
-    """Build a workspace (``--cb_adf`` plus ``vw_args``), translating VW's errors to ``PolicyError``."""
-    for option in vw_args:
-        if option in _MANAGED_OPTIONS:
-            raise PolicyError(f"vw_args: {option} is managed by Marquee and cannot be set")
-        if option in _EXPLORATION_OPTIONS:
-            raise PolicyError(f"vw_args: {option} is an exploration option; Marquee explores itself (set the policy's epsilon)")
-    # A stored model carries its own options; passing them again would duplicate interactions.
-    args = [] if model_data is not None else list(BASE_ARGS) + list(vw_args)
+    """Build a workspace (``--cb_adf`` plus ``vw_args``, or a stored model), translating VW's errors.
+
+    Only options ``bandits.vwoptions`` accepts reach VW, from ``vw_args`` or from a model's header.
+    """
     try:
-        return vw.Workspace(args, model_data=model_data)
-    except (RuntimeError, ValueError) as exc:
+        if model_data is not None:
+            check_model(model_data)
+            args: list[str] = []  # a stored model carries its own options
+        else:
+            args = list(BASE_ARGS) + check_user_args(list(vw_args))
+    except OptionError as exc:
+        raise PolicyError(str(exc)) from None
+    try:
+        workspace = vw.Workspace(args, model_data=model_data)
+    except (RuntimeError, ValueError, TypeError) as exc:
         what = "model: Vowpal Wabbit could not load it" if model_data is not None else "vw_args: Vowpal Wabbit refused the options"
         raise PolicyError(f"{what}: {str(exc).strip()}") from None
+    return workspace
+
+
+def load_uploaded_model(blob: bytes) -> vw.Workspace:
+    """Load model bytes from outside Marquee: accepted options only, whole, and a ``--cb_adf`` model."""
+    workspace = new_workspace([], model_data=blob)
+    if len(workspace.serialize()) != len(blob):
+        # VW loads a truncated file without complaint; a whole one serializes back to its own length.
+        raise PolicyError("model: the file is incomplete (it does not serialize back to its own length)")
+    if workspace.prediction_type != vw.PredictionType.ActionScores:
+        raise PolicyError("model: not a --cb_adf model (Marquee policies predict one cost per action)")
+    return workspace
 
 
 def load_policy(db: sqlite_utils.Database, config: Mapping[str, Any], name: str) -> PolicyConfig:

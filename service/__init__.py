@@ -21,7 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
-    db = connect(app.config["DATABASE"])  # creates the schema
+    db = connect(app.config["DATABASE"], synchronous=app.config["SQLITE_SYNCHRONOUS"])  # creates the schema
     ensure_models(db, app.config)
     db.conn.close()
 

@@ -16,7 +16,7 @@ def register(app: Flask) -> None:
     @app.cli.command("init-db")
     def init_db() -> None:
         """Create the database file and its tables (idempotent)."""
-        connect(current_app.config["DATABASE"])
+        connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
         click.echo(f"database ready: {current_app.config['DATABASE']}")
 
     @app.cli.command("demo-catalog")
@@ -26,7 +26,7 @@ def register(app: Flask) -> None:
                   help="Posters per title (default: 3 to 6, drawn by the seed).")
     def demo_catalog(seed: int, count: int, artworks: int | None) -> None:
         """Add a demo catalog of titles with Pillow-drawn posters (titles already present are kept)."""
-        db = connect(current_app.config["DATABASE"])
+        db = connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
         with click.progressbar(length=count, label="demo catalog") as bar:
             summary = build_demo_catalog(db, data_dir=current_app.config["DATA_DIR"], seed=seed, count=count,
                                          artworks_per_title=artworks, progress=bar.update)
@@ -39,7 +39,7 @@ def register(app: Flask) -> None:
         """Run the learner in the foreground (the service normally starts it by itself)."""
         config = dict(current_app.config)
         if once:
-            for result in Learner(connect(config["DATABASE"]), config).run_once().values():
+            for result in Learner(connect(config["DATABASE"], synchronous=config["SQLITE_SYNCHRONOUS"]), config).run_once().values():
                 click.echo(f"{result.policy}: learned {result.events} events, {result.examples} examples, "
                            f"version {result.version}")
             return

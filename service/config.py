@@ -31,6 +31,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "LEARNER_PRIORITY": ("idle", str, "CPU priority of the learner: `idle` (runs only on CPU time serving leaves; Linux SCHED_IDLE), `low` (nice 10) or `normal`."),
     "LEARNER_BATCH": (2000, int, "Most events the learner learns into one model version."),
     "MODEL_VERSIONS_KEPT": (20, int, "Model versions kept per policy; older checkpoints are pruned."),
+    "SQLITE_SYNCHRONOUS": ("normal", str, "`normal`: survives any process crash, may lose the last commits on a power cut; `full`: syncs every commit to disk (slower)."),
     "MAX_CONTENT_LENGTH": (16 * 1024 * 1024, int, "Largest request body in bytes (uploads included); larger is a 413."),
     "MAX_SLOTS": (50, int, "Largest `slots` a rank request may ask for."),
 }
@@ -60,6 +61,8 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
 def _validate(config: Mapping[str, Any]) -> None:
     if not 0.0 <= float(config["EPSILON"]) <= 1.0:
         raise ValueError(f"EPSILON must be in [0, 1], got {config['EPSILON']}")
+    if config["SQLITE_SYNCHRONOUS"] not in ("normal", "full"):
+        raise ValueError(f"SQLITE_SYNCHRONOUS must be normal or full, got {config['SQLITE_SYNCHRONOUS']!r}")
     if config["LEARNER_PRIORITY"] not in ("idle", "low", "normal"):
         raise ValueError(f"LEARNER_PRIORITY must be idle, low or normal, got {config['LEARNER_PRIORITY']!r}")
     if float(config["REWARD_WAIT_SECONDS"]) < 0:

@@ -26,5 +26,6 @@ def get_db() -> sqlite_utils.Database:
         _local.pid = os.getpid()
     db = connections.get(key)
     if db is None:
-        db = connections[key] = connect(path, autocheckpoint=False)
+        db = connections[key] = connect(path, autocheckpoint=False,
+                                         synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
     return db

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sqlite3
 import os
 import subprocess
 import sys
@@ -28,7 +29,8 @@ import sqlite_utils
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
 from bandits.learner import try_lock
 from bandits.storage import checkpoint, connect
-from bandits.policy import POLICIES_VERSION, POLICY_NAMES, PolicyConfig, ServingModel, latest_model, load_policy
+from bandits.policy import (POLICIES_VERSION, POLICY_NAMES, PolicyConfig, PolicyError, ServingModel, latest_model,
+                            load_policy)
 from service.config import PROJECT_ROOT, SETTINGS
 
 log = logging.getLogger("marquee.runtime")
@@ -101,29 +103,38 @@ class ServingState:
             self.models = models  # one reference swap: a request sees old or new models, never a mix
 
     def _start_background(self, config: Mapping[str, Any]) -> None:
-        if self._background is not None:
+        if self._background is not None and self._background.is_alive():
             return
         with self._lock:
-            if self._background is None:
-                self._background = threading.Thread(target=self._background_forever, args=(config["DATABASE"],),
+            if self._background is None or not self._background.is_alive():
+                self._background = threading.Thread(target=self._background_forever,
+                                                    args=(config["DATABASE"], config["SQLITE_SYNCHRONOUS"]),
                                                     name="marquee-background", daemon=True)
                 self._background.start()
 
-    def _background_forever(self, database: str) -> None:
+    def _background_forever(self, database: str, synchronous: str) -> None:
         """Load new model versions as they appear, and checkpoint the WAL about once a second."""
-        db = connect(database, autocheckpoint=False)
+        db = connect(database, autocheckpoint=False, synchronous=synchronous)
         last_checkpoint = time.monotonic()
+        failures = 0
         while True:
-            self._wake.wait(timeout=MODEL_POLL_SECONDS)
+            self._wake.wait(timeout=MODEL_POLL_SECONDS * (1 + min(failures, 20)))
             self._wake.clear()
-            versions = self._versions(db)
-            stale = [name for name in POLICY_NAMES
-                     if name in versions and (name not in self.models or self.models[name].version != versions[name])]
-            if stale:
-                self._load_models(db, stale)
-            if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
-                checkpoint(db)  # sqlite3 releases the GIL meanwhile; requests go on
-                last_checkpoint = time.monotonic()
+            try:
+                versions = self._versions(db)
+                stale = [name for name in POLICY_NAMES
+                         if name in versions and (name not in self.models or self.models[name].version != versions[name])]
+                if stale:
+                    self._load_models(db, stale)
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+                    checkpoint(db)  # sqlite3 releases the GIL meanwhile; requests go on
+                    last_checkpoint = time.monotonic()
+                failures = 0
+            except (sqlite3.Error, PolicyError, OSError) as exc:
+                # A locked or unreadable database, or a model that will not load: keep serving what
+                # is loaded, say so, and try again with a growing pause.
+                failures += 1
+                log.warning("background refresh failed (%d in a row): %s", failures, exc)
 
 
 _states: dict[tuple[int, str], ServingState] = {}

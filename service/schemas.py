@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from service.errors import Invalid, UnsupportedMedia
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
-_ID_RE = re.compile(ID_PATTERN)
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 15
 MAX_FEATURES = 200
 MAX_NAME = 64
 MAX_STRING = 256
@@ -22,7 +24,7 @@ MAX_IDS = 2000
 
 def check_id(value: str, *, what: str) -> str:
     """Return ``value`` if it is a valid id; raise ``Invalid`` naming ``what`` otherwise."""
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise Invalid(f"{what}: must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
     return value
 
@@ -120,15 +122,42 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
+def check_json(value: Any, path: str = "body", depth: int = 0) -> None:
+    """Refuse what no field may hold: deep nesting, text that is not valid Unicode, integers too long."""
+    if depth > MAX_DEPTH:
+        raise Invalid(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid(f"{path}: text holds an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode") from None
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if len(str(abs(value))) > MAX_INT_DIGITS:
+            raise Invalid(f"{path}: integers have at most {MAX_INT_DIGITS} digits")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_json(key, f"{path} (a key)", depth + 1)
+            check_json(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json(item, f"{path}[{index}]", depth + 1)
+
+
 def parse(model: type[BaseModel], request: Request) -> Any:
     """Parse the JSON body of ``request`` into ``model``; raise 415 or 422 with the offending path."""
     if not request.is_json:
         raise UnsupportedMedia("the request body must be JSON (Content-Type: application/json)")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise Invalid(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
     if data is None:
-        raise Invalid("the request body is not valid JSON")
+        raise Invalid("the request body is not valid JSON (UTF-8)")
     if not isinstance(data, dict):
         raise Invalid("the request body must be a JSON object")
+    check_json(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

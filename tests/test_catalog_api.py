@@ -165,3 +165,13 @@ def test_oversized_body_is_413(tmp_path):
     response = upload(client, "t1", image_bytes(size=(300, 300), fmt="PNG") + b"\0" * 2000)
     assert response.status_code == 413
     assert "1000 bytes" in response.get_json()["error"]["message"]
+
+
+def test_sixteen_bit_grey_images_keep_their_brightness(client):
+    import numpy as np
+
+    client.post("/v1/titles", json={"id": "t1", "name": "Grey"})
+    out = io.BytesIO()
+    Image.fromarray(np.full((40, 40), 8000, dtype=np.uint16)).save(out, "PNG")  # dark: 8000 of 65535
+    body = upload(client, "t1", out.getvalue()).get_json()
+    assert body["visual"]["brightness"] == pytest.approx(8000 / 65535, abs=0.01)

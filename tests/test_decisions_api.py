@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -249,3 +250,72 @@ def test_each_process_draws_its_own_exploration(app):
     answer = os.read(read, 100)
     assert answer[:3] == b"new"
     assert answer[3:] != parent.rng.bytes(16)
+
+
+@pytest.mark.parametrize(("path", "body", "message"), [
+    ("/v1/titles", '{"name": "x", "genres": ["\\ud800"]}', "surrogate"),
+    ("/v1/titles", '{"name": "x", "features": {"k": "\\udfff"}}', "surrogate"),
+    ("/v1/rank", '{"user": {"features": {"q": "\\ud800"}}}', "surrogate"),
+    ("/v1/rank", '{"user": {"features": {"n": ' + "9" * 400 + '}}}', "digits"),
+    ("/v1/titles", '{"name": "x", "year": ' + "1" * 400 + '}', "digits"),
+    ("/v1/rank", "[" * 100_000 + "]" * 100_000, "nested"),
+    ("/v1/rank", '{"user": {"features": {"a": ' + "[" * 40 + '"x"' + "]" * 40 + "}}}", "nested"),
+    ("/v1/rank", b'{"slots": "\xff\xfe"}', "not valid JSON"),
+])
+def test_hostile_json_is_a_422_and_changes_nothing(client, db, catalog, path, body, message):
+    before = table_counts(db)
+    response = client.post(path, data=body, content_type="application/json")
+    assert response.status_code == 422, response.get_json()
+    assert message in response.get_json()["error"]["message"]
+    assert table_counts(db) == before
+    assert client.post("/v1/rank", json={"slots": 2}).status_code == 200  # and serving goes on
+
+
+def test_rewards_for_a_deferred_event_wait_for_its_activation(client, db, learner, catalog):
+    client.put("/v1/policies/titles", json={"learn_on_first_reward": True})
+    body = rank(client, defer_activation=True)
+    title = body["slots"][0]["title_id"]
+    early = client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": title, "value": 1})
+    assert early.status_code == 409 and "activate" in early.get_json()["error"]["message"]
+    assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == 0
+    assert learner.run_once()["titles"].events == 0  # nothing learnable before the activation
+    client.post(f"/v1/events/{body['event_id']}/activate")
+    after = client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": title, "value": 1})
+    assert after.status_code == 201 and after.get_json()["credited_policies"] == ["titles", "artwork"]
+    assert learner.run_once()["titles"].events == 1
+
+
+def test_ids_with_a_trailing_newline_are_refused(client, catalog):
+    import io
+
+    from tests.helpers import image_bytes
+
+    response = client.post("/v1/titles/t00/artworks", data={"file": (io.BytesIO(image_bytes()), "x.png"), "id": "a9\n"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 422
+    assert client.post("/v1/rank", json={"slots": 1, "event_id": "e1\n"}).status_code == 422
+
+
+def test_background_refresh_survives_a_failure_and_serves_new_models(app, client, db, catalog, monkeypatch):
+    import sqlite3
+
+    from service.runtime import ServingState, serving_state
+
+    rank(client)  # starts this process's background thread
+    state = serving_state(app.config["DATABASE"])
+    real = ServingState._versions
+    failures = {"left": 2}
+
+    def flaky(database):
+        if threading.current_thread().name == "marquee-background" and failures["left"]:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("simulated: database is locked")
+        return real(database)
+
+    monkeypatch.setattr(ServingState, "_versions", staticmethod(flaky))
+    client.post("/v1/policies/titles/reset")
+    deadline = time.monotonic() + 30
+    while state.models["titles"].version != 1 and time.monotonic() < deadline:
+        client.post("/v1/rank", json={"slots": 1})  # requests wake the background thread
+        time.sleep(0.05)
+    assert failures["left"] == 0 and state.models["titles"].version == 1

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from bandits.learner import Learner, _close_due
 from bandits.policy import latest_model, load_policy
+from bandits.storage import connect
 
 USER = {"id": "u-1", "features": {"segment": "a"}}
 
@@ -117,3 +120,37 @@ def test_feature_blocks_are_stored_once_and_survive_a_rolled_back_event(app, cli
     rank_many(client, 2, slots=6)  # must store the new blocks even though the refused event tried first
     result = learner.run_once(now=time.time() + 61)
     assert result["titles"].events == 8 and result["artwork"].events == 8
+
+
+def test_a_failed_commit_does_not_learn_the_batch_twice(app, client, db, catalog, monkeypatch):
+    import bandits.learner as learner_module
+    from bandits.storage import StorageBusy
+
+    rank_many(client, 6)
+    later = time.time() + 61
+    clean_db = connect(app.config["DATABASE"])
+    # The reference: what one clean pass publishes, computed on a copy of the log.
+    reference_path = app.config["DATABASE"] + ".copy"
+    clean_db.conn.execute(f"VACUUM INTO '{reference_path}'")
+    reference = Learner(connect(reference_path), app.config)
+    reference.run_once(now=later)
+    expected = latest_model(reference.db, "titles")
+
+    real = learner_module.write_transaction
+    calls = {"n": 0}
+
+    def failing_once(database):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the titles commit (the first call closed the windows)
+            raise StorageBusy("simulated: the database stayed locked")
+        return real(database)
+
+    monkeypatch.setattr(learner_module, "write_transaction", failing_once)
+    learner = Learner(db, app.config)
+    with pytest.raises(StorageBusy):
+        learner.step("titles", now=later)
+    monkeypatch.setattr(learner_module, "write_transaction", real)
+    learner.run_once(now=later)  # the retry, as the learner loop does after StorageBusy
+    published = latest_model(db, "titles")
+    assert published.examples_learned == expected.examples_learned == 18
+    assert published.blob == expected.blob  # the same model as one clean pass: nothing learned twice

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import time
+from pathlib import Path
 
 import pytest
 import vowpal_wabbit_next as vw
@@ -46,9 +48,14 @@ def test_changing_vw_args_starts_a_new_model(client, db):
     ({"default_reward": 2}, "default_reward"),
     ({"aggregation": "max"}, "aggregation"),
     ({"learn_on_first_reward": "yes"}, "learn_on_first_reward"),
-    ({"vw_args": "--bogus_option"}, "Vowpal Wabbit refused"),
-    ({"vw_args": "--cb_explore_adf"}, "managed by Marquee"),
-    ({"vw_args": ["--epsilon", "0.3"]}, "exploration option"),
+    ({"vw_args": "--bogus_option"}, "'--bogus_option' is not accepted"),
+    ({"vw_args": "--cb_explore_adf"}, "not accepted"),
+    ({"vw_args": ["--epsilon", "0.3"]}, "not accepted"),
+    ({"vw_args": ["-q", "UTX"]}, "not a valid value for -q"),
+    ({"vw_args": ["-l"]}, "needs a value"),
+    ({"vw_args": ["-b", "40"]}, "not a valid value for -b"),
+    ({"vw_args": '"'}, "No closing quotation"),
+    ({"vw_args": ["-q", "\ud800T"]}, "surrogate"),
     ({"vw_args": 5}, "vw_args"),
     ({"temperature": 1}, "temperature"),
 ])
@@ -111,3 +118,52 @@ def test_reset_publishes_an_empty_model(client, db):
     body = client.post("/v1/policies/titles/reset").get_json()
     assert body == {"policy": "titles", "version": 1}
     assert client.get("/v1/policies/titles").get_json()["model"]["origin"] == "reset"
+
+
+@pytest.mark.parametrize("args", [
+    ["-p", "{db}"], ["--predictions={db}"], ["-r", "{db}"], ["--help"], ["-h"], ["--version"], ["--port", "0"],
+    ["--daemon"], ["-t"], ["--data={db}"], ["--cache_file", "{db}"], ["--audit"], ["-f", "{db}"],
+])
+def test_dangerous_vw_options_never_reach_vw(app, client, db, args):
+    database = app.config["DATABASE"]
+    size = Path(database).stat().st_size
+    before = table_counts(db)
+    response = client.put("/v1/policies/titles", json={"vw_args": [a.format(db=database) for a in args]})
+    assert response.status_code == 422 and "not accepted" in response.get_json()["error"]["message"]
+    assert Path(database).stat().st_size == size and table_counts(db) == before
+
+
+def _with_header_options(blob: bytes, options: bytes) -> bytes:
+    """Rewrite the options string in a VW model header (as an attacker would)."""
+    offset = 0
+    for _ in range(2):
+        (length,) = struct.unpack_from("<I", blob, offset)
+        offset += 4 + length
+    offset += 1 + 4 * 4 + 8
+    (length,) = struct.unpack_from("<I", blob, offset)
+    return blob[:offset] + struct.pack("<I", len(options) + 1) + options + b"\0" + blob[offset + 4 + length:]
+
+
+@pytest.mark.parametrize("extra", [b"--predictions {db}", b"--port 0", b"--audit", b"--testonly"])
+def test_models_with_dangerous_options_in_their_header_are_refused(app, client, db, extra):
+    database = app.config["DATABASE"]
+    size = Path(database).stat().st_size
+    blob = vw.Workspace(["--cb_adf", "-q", "UA"]).serialize()
+    crafted = _with_header_options(blob, b" --cb_adf --cb_type mtr --csoaa_ldf multiline --csoaa_rank "
+                                   + extra.replace(b"{db}", database.encode()))
+    before = table_counts(db)
+    response = client.put("/v1/policies/artwork/model", data=crafted, content_type="application/octet-stream")
+    assert response.status_code == 422 and "not accepted" in response.get_json()["error"]["message"]
+    assert Path(database).stat().st_size == size and table_counts(db) == before
+
+
+def test_truncated_model_is_refused(client, db, learner, catalog):
+    for _ in range(10):
+        body = client.post("/v1/rank", json={"slots": 2}).get_json()
+        client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1})
+    learner.run_once(now=time.time() + 61)
+    blob = client.get("/v1/policies/titles/model").data
+    for cut in (len(blob) // 2, len(blob) - 8):
+        response = client.put("/v1/policies/titles/model", data=blob[:cut], content_type="application/octet-stream")
+        assert response.status_code == 422, cut
+        assert "incomplete" in response.get_json()["error"]["message"] or "could not load" in response.get_json()["error"]["message"]

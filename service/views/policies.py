@@ -110,11 +110,9 @@ def import_model(name: str) -> ResponseReturnValue:
     if not blob:
         raise Invalid("body: the model is empty")
     try:
-        workspace = policies.new_workspace([], model_data=blob)
+        workspace = policies.load_uploaded_model(blob)
     except policies.PolicyError as exc:
         raise Invalid(str(exc)) from None
-    if workspace.prediction_type != policies.vw.PredictionType.ActionScores:
-        raise Invalid("model: not a --cb_adf model (Marquee policies predict one cost per action)")
     db = get_db()
     with write_transaction(db):
         version = policies.publish(db, policy=name, blob=workspace.serialize(), vw_args=[], events_learned=0,
