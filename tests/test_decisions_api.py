@@ -27,7 +27,7 @@ def test_rank_returns_distinct_titles_with_probabilities_and_logs_them(client, d
     assert body["model_versions"] == {"titles": 0, "artwork": 0}
     for slot in slots:
         assert slot["artwork_id"].startswith(slot["title_id"] + "-")
-        assert slot["artwork_url"] == f"/v1/artworks/{slot['artwork_id']}/image"
+        assert slot["artwork_url"] == f"/v1/artworks/{slot['artwork_id']}/image?w=342"
         assert 0 < slot["title_probability"] <= 1 and 0 < slot["artwork_probability"] <= 1
     logged = client.get(f"/v1/events/{body['event_id']}").get_json()
     assert logged["context"] == USER["features"]

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 
 from assets import catalog
 from assets.images import check_image
+from assets.thumbnails import ensure_rendition, parse_rendition
 from service.db import get_db
 from service.errors import Invalid, NotFound, UnsupportedMedia
 from service.schemas import TitleBody, check_id, parse
@@ -16,6 +17,10 @@ from service.schemas import TitleBody, check_id, parse
 bp = Blueprint("catalog", __name__)
 
 MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+CACHE_SECONDS = 365 * 86400
+# An artwork id always names the same image (a replacement is a new artwork), so every response for
+# it can be cached for good.
+CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}, immutable"
 MAX_TAGS = 20
 
 
@@ -110,13 +115,25 @@ def retire_artwork(artwork_id: str) -> ResponseReturnValue:
 
 @bp.get("/v1/artworks/<artwork_id>/image")
 def artwork_image(artwork_id: str) -> ResponseReturnValue:
-    """Serve the stored image of an artwork (retired ones too: the log refers to them)."""
+    """Serve an artwork's master, or a rendition: ``?w=&h=&format=webp|jpeg|png`` (retired ones too)."""
     check_id(artwork_id, what="artwork_id")
+    rendition = parse_rendition(request.args)
     record = catalog.get_artwork(get_db(), artwork_id)
-    path = Path(current_app.config["DATA_DIR"]) / record["path"]
-    if not path.is_file():
+    master = Path(current_app.config["DATA_DIR"]) / record["path"]
+    if not master.is_file():
         raise NotFound(f"the image file of artwork {artwork_id!r} is missing from the data folder")
-    response = send_file(path, mimetype=MIME[record["format"]], etag=record["sha256"], conditional=True,
-                         max_age=86400)
-    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    if rendition is None:
+        path, mimetype, etag = master, MIME[record["format"]], record["sha256"][:32]
+    else:
+        etag = f"{record['sha256'][:24]}-{rendition.name}"
+        if request.if_none_match.contains(etag):
+            response = current_app.response_class(status=304)  # answered without rendering anything
+            response.set_etag(etag)
+            response.headers["Cache-Control"] = CACHE_CONTROL
+            return response
+        path = ensure_rendition(current_app.config["DATA_DIR"], artwork_id=artwork_id, digest=record["sha256"],
+                                master=master, rendition=rendition)
+        mimetype = rendition.mimetype
+    response = send_file(path, mimetype=mimetype, etag=etag, conditional=True, max_age=CACHE_SECONDS)
+    response.headers["Cache-Control"] = CACHE_CONTROL
     return response

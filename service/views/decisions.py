@@ -18,12 +18,13 @@ from service.schemas import RankRequest, RewardRequest, check_id, parse
 bp = Blueprint("decisions", __name__)
 
 MAX_IDEMPOTENCY_KEY = 200
+ARTWORK_URL_WIDTH = 342  # the rendition rank responses point to (WebP, 342 px wide)
 
 
 def _slot_json(slot: Any, *, explain: bool) -> dict[str, Any]:
     body = {
         "position": slot.position, "title_id": slot.title_id, "artwork_id": slot.artwork_id,
-        "artwork_url": f"/v1/artworks/{slot.artwork_id}/image",
+        "artwork_url": f"/v1/artworks/{slot.artwork_id}/image?w={ARTWORK_URL_WIDTH}",
         "title_probability": slot.title_prob, "artwork_probability": slot.artwork_prob,
     }
     if explain:
