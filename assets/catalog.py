@@ -117,9 +117,12 @@ def get_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
 
 def add_artwork(
     db: sqlite_utils.Database, *, data_dir: str | Path, title_id: str, image: CheckedImage,
-    artwork_id: str | None, tags: Iterable[str],
+    artwork_id: str | None, tags: Iterable[str], replaces: str | None = None,
 ) -> dict[str, Any]:
-    """Store a checked image for a title: the file first (atomically), then the row; nothing half-done."""
+    """Store a checked image for a title: the file first (atomically), then the row; nothing half-done.
+
+    ``replaces`` names an active artwork of the same title to retire in the same transaction.
+    """
     artwork_id = artwork_id or f"a-{uuid.uuid4().hex[:12]}"
     digest = hashlib.sha256(image.data).hexdigest()
     relative = Path("artworks") / f"{artwork_id}.{image.extension}"
@@ -131,6 +134,12 @@ def add_artwork(
             raise NotFound(f"title {title_id!r} does not exist")
         if db.execute("SELECT 1 FROM artworks WHERE id = ?", [artwork_id]).fetchone():
             raise Conflict(f"artwork {artwork_id!r} already exists")
+        if replaces is not None:
+            old = db.execute("SELECT title_id, active FROM artworks WHERE id = ?", [replaces]).fetchone()
+            if old is None:
+                raise NotFound(f"artwork {replaces!r} (to replace) does not exist")
+            if old[0] != title_id or not old[1]:
+                raise Conflict(f"artwork {replaces!r} is not an active artwork of title {title_id!r}")
         ordinal = db.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM artworks WHERE title_id = ?",
                              [title_id]).fetchone()[0]
         temporary = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")
@@ -143,6 +152,8 @@ def add_artwork(
                 [artwork_id, title_id, ordinal, json.dumps(list(dict.fromkeys(tags))), json.dumps(image.visual),
                  image.format, image.width, image.height, len(image.data), digest, str(relative), time.time()],
             )
+            if replaces is not None:
+                db.execute("UPDATE artworks SET active = 0, retired_at = ? WHERE id = ?", [time.time(), replaces])
             bump(db, CATALOG_VERSION)
         except BaseException:
             temporary.unlink(missing_ok=True)

@@ -113,7 +113,7 @@ def encode(image: Image.Image, fmt: str, *, icc_profile: bytes | None = None, qu
     out = io.BytesIO()
     extra: dict[str, Any] = {"icc_profile": icc_profile} if icc_profile else {}
     if fmt == "JPEG":
-        flatten(image).save(out, "JPEG", quality=quality, optimize=True, progressive=True, **extra)
+        flatten(image).save(out, "JPEG", quality=quality, optimize=True, **extra)
     elif fmt == "PNG":
         image.save(out, "PNG", optimize=False, compress_level=6, **extra)
     elif fmt == "WEBP":

@@ -70,9 +70,16 @@ def parse_rendition(args: Mapping[str, str]) -> Rendition | None:
 def render(master: Path, rendition: Rendition) -> bytes:
     """Render a rendition of the master image and return its encoded bytes."""
     with Image.open(master) as source:
+        full_width, full_height = source.size
+        if source.format == "JPEG" and (rendition.width or rendition.height):
+            # Let the JPEG decoder scale down by a power of two on the way; it keeps at least the
+            # target size, and LANCZOS takes it from there.
+            need = max(rendition.width / full_width, rendition.height / full_height)
+            source.draft("RGB", (max(1, round(full_width * need)), max(1, round(full_height * need))))
         image = source.copy()
         icc = source.info.get("icc_profile")
-    width, height = image.size
+    scale_back = image.width / full_width  # 1 unless the decoder scaled down
+    width, height = full_width, full_height
     box_w, box_h = rendition.width, rendition.height
     if box_w and box_h:
         scale = max(box_w / width, box_h / height)
@@ -84,6 +91,8 @@ def render(master: Path, rendition: Rendition) -> bytes:
         if scale < 1:
             image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))),
                                  Image.Resampling.LANCZOS)
+        elif scale_back < 1:  # decoded smaller than the master, but the rendition is the master's size
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
     return encode(image, FORMATS[rendition.format][0], icc_profile=icc, quality=82)
 
 

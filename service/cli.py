@@ -1,10 +1,13 @@
-"""``flask --app wsgi <command>``: init-db, demo-catalog, learn."""
+"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 
+from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
 from bandits.learner import Learner, serve_forever
 from bandits.storage import connect
@@ -32,6 +35,32 @@ def register(app: Flask) -> None:
                                          artworks_per_title=artworks, progress=bar.update)
         click.echo(f"{summary['titles_added']} titles and {summary['artworks_added']} artworks added "
                    f"({count - summary['titles_added']} already present)")
+
+    @app.cli.command("import-catalog")
+    @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                  help="CSV or JSON manifest (default: manifest.csv or manifest.json in FOLDER).")
+    def import_catalog(folder: Path, manifest: Path | None) -> None:
+        """Import titles and artworks from a folder of images and a manifest; exit 1 if a row was refused."""
+        if manifest is None:
+            found = [folder / name for name in ("manifest.csv", "manifest.json") if (folder / name).is_file()]
+            if not found:
+                raise click.UsageError(f"no manifest.csv or manifest.json in {folder}; name one with --manifest")
+            manifest = found[0]
+        try:
+            rows = len(read_manifest(manifest))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.UsageError(f"the manifest cannot be read: {exc}") from None
+        db = connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
+        with click.progressbar(length=rows, label="importing") as bar:
+            summary = import_folder(db, folder=folder, manifest=manifest, data_dir=current_app.config["DATA_DIR"],
+                                    progress=bar.update)
+        click.echo(f"{summary.titles_created} titles created, {summary.artworks_added} artworks added, "
+                   f"{len(summary.refused)} rows refused")
+        for line in iter_refusals(summary):
+            click.echo(f"  refused: {line}")
+        if summary.refused:
+            raise SystemExit(1)
 
     @app.cli.command("learn")
     @click.option("--once", is_flag=True, help="Learn what is due now and exit, instead of running until stopped.")

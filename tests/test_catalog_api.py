@@ -175,3 +175,19 @@ def test_sixteen_bit_grey_images_keep_their_brightness(client):
     Image.fromarray(np.full((40, 40), 8000, dtype=np.uint16)).save(out, "PNG")  # dark: 8000 of 65535
     body = upload(client, "t1", out.getvalue()).get_json()
     assert body["visual"]["brightness"] == pytest.approx(8000 / 65535, abs=0.01)
+
+
+def test_replace_retires_the_old_artwork_in_the_same_step(client, db):
+    client.post("/v1/titles", json={"id": "t1", "name": "x"})
+    client.post("/v1/titles", json={"id": "t2", "name": "y"})
+    assert upload(client, "t1", image_bytes(), id="old").status_code == 201
+    assert upload(client, "t2", image_bytes(), id="other").status_code == 201
+    before = table_counts(db)
+    assert upload(client, "t1", image_bytes(), id="x1", replaces="other").status_code == 409  # another title's
+    assert upload(client, "t1", image_bytes(), id="x2", replaces="ghost").status_code == 404
+    assert table_counts(db) == before
+    assert upload(client, "t1", image_bytes((0, 0, 255)), id="new", replaces="old").status_code == 201
+    assert [a["id"] for a in client.get("/v1/titles/t1/artworks").get_json()["artworks"]] == ["new"]
+    retired = client.get("/v1/titles/t1/artworks?include_retired=true").get_json()["artworks"]
+    assert [(a["id"], a["active"]) for a in retired] == [("old", False), ("new", True)]
+    assert upload(client, "t1", image_bytes(), id="x3", replaces="old").status_code == 409  # already retired

@@ -81,7 +81,7 @@ def list_artworks(title_id: str) -> ResponseReturnValue:
 
 @bp.post("/v1/titles/<title_id>/artworks")
 def upload_artwork(title_id: str) -> ResponseReturnValue:
-    """Upload an image (multipart field ``file``; optional ``id`` and ``tags``) as a new artwork."""
+    """Upload an image (multipart ``file``; optional ``id``, ``tags``, and ``replaces``: an artwork to retire)."""
     check_id(title_id, what="title_id")
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMedia("artwork uploads must be multipart/form-data with the image in the field 'file'")
@@ -91,6 +91,9 @@ def upload_artwork(title_id: str) -> ResponseReturnValue:
     artwork_id = request.form.get("id") or None
     if artwork_id is not None:
         check_id(artwork_id, what="id")
+    replaces = request.form.get("replaces") or None
+    if replaces is not None:
+        check_id(replaces, what="replaces")
     tags: list[str] = []
     for raw in request.form.getlist("tags"):
         tags.extend(tag.strip() for tag in raw.split(",") if tag.strip())
@@ -100,7 +103,7 @@ def upload_artwork(title_id: str) -> ResponseReturnValue:
     catalog.get_title(db, title_id)  # 404 before the image is decoded
     image = check_image(upload.read())
     record = catalog.add_artwork(db, data_dir=current_app.config["DATA_DIR"], title_id=title_id, image=image,
-                                 artwork_id=artwork_id, tags=tags)
+                                 artwork_id=artwork_id, tags=tags, replaces=replaces)
     record.pop("path", None)
     return jsonify(record), 201
 
