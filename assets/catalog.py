@@ -186,6 +186,7 @@ class ServingTitle:
     artwork_ids: tuple[str, ...]
     artwork_lines: tuple[str, ...]
     artwork_block: Block
+    artwork_created: tuple[float, ...]  # upload times, for the new-artwork trial
 
 
 @dataclass(frozen=True)
@@ -207,11 +208,12 @@ def catalog_version(db: sqlite_utils.Database) -> int:
 def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
     """Read the active catalog and build every VW line once."""
     version = catalog_version(db)
-    artworks: dict[str, list[tuple[str, str]]] = {}
-    for row in db.query("SELECT id, title_id, tags, visual FROM artworks WHERE active = 1 ORDER BY title_id, ordinal"):
+    artworks: dict[str, list[tuple[str, str, float]]] = {}
+    for row in db.query("SELECT id, title_id, tags, visual, created_at FROM artworks WHERE active = 1 "
+                        "ORDER BY title_id, ordinal"):
         line = features.artwork_action(artwork_id=row["id"], tags=json.loads(row["tags"]),
                                        visual_tokens=visual_tokens(json.loads(row["visual"])))
-        artworks.setdefault(row["title_id"], []).append((row["id"], line))
+        artworks.setdefault(row["title_id"], []).append((row["id"], line, row["created_at"]))
     titles: dict[str, ServingTitle] = {}
     without: set[str] = set()
     for title in list_titles(db):
@@ -221,8 +223,8 @@ def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
             continue
         titles[title["id"]] = ServingTitle(
             id=title["id"], genres=tuple(title["genres"]), action_line=features.title_action(title),
-            artwork_ids=tuple(a for a, _ in arts), artwork_lines=tuple(line for _, line in arts),
-            artwork_block=Block.of([line for _, line in arts]),
+            artwork_ids=tuple(a for a, _, _ in arts), artwork_lines=tuple(line for _, line, _ in arts),
+            artwork_block=Block.of([line for _, line, _ in arts]), artwork_created=tuple(c for _, _, c in arts),
         )
     return CatalogSnapshot(version=version, titles=titles, order=tuple(titles), without_artwork=frozenset(without),
                            all_titles_block=Block.of([title.action_line for title in titles.values()]))

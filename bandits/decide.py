@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -71,8 +72,13 @@ def decide_row(
     *, snapshot: CatalogSnapshot, titles_model: ServingModel, artwork_model: ServingModel,
     titles_epsilon: float, artwork_epsilon: float, user_id: str | None, user_features: Mapping[str, Any],
     slots: int, candidates: Sequence[str] | None, exclude: Sequence[str], rng: np.random.Generator,
+    trial_seconds: float = 0.0, trial_share: float = 0.0, now: float | None = None,
 ) -> RowDecision:
-    """Choose titles for ``slots`` positions (no repeats) and an artwork for each; one VW call per policy step."""
+    """Choose titles for ``slots`` positions (no repeats) and an artwork for each; one VW call per policy step.
+
+    Artworks uploaded less than ``trial_seconds`` ago, next to older ones of the same title, get an
+    extra ``trial_share`` of that title's artwork draws (``bandits.exploration.epsilon_greedy``).
+    """
     ids, unavailable = candidate_titles(snapshot, candidates=candidates, exclude=exclude)
     if len(ids) < slots:
         raise NotEnoughCandidates(
@@ -93,7 +99,11 @@ def decide_row(
     for position, pick in enumerate(picks):
         title = snapshot.titles[ids[pick.index]]
         art_costs = artwork_model.costs(features.artwork_shared(shared, lines[pick.index]), title.artwork_lines)
-        art = epsilon_greedy(art_costs, artwork_epsilon, rng)
+        trial: list[int] = []
+        if trial_share > 0.0 and len(title.artwork_ids) > 1:
+            cutoff = (time.time() if now is None else now) - trial_seconds
+            trial = [i for i, created in enumerate(title.artwork_created) if created > cutoff]
+        art = epsilon_greedy(art_costs, artwork_epsilon, rng, trial=trial, trial_share=trial_share)
         decided.append(SlotDecision(
             position=position, title_id=title.id, title_index=pick.index, title_prob=pick.probability,
             title_explored=pick.explored, artwork_id=title.artwork_ids[art.index], artwork_ids=title.artwork_ids,

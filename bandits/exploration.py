@@ -55,13 +55,31 @@ def _draw(best: list[int], others_and_best: list[int], epsilon: float, rng: np.r
     return Pick(index=index, probability=probability, greedy_index=index if is_best else best[0])
 
 
-def epsilon_greedy(costs: Sequence[float], epsilon: float, rng: np.random.Generator) -> Pick:
-    """Draw one action epsilon-greedily."""
-    if len(costs) == 0:
+def epsilon_greedy(costs: Sequence[float], epsilon: float, rng: np.random.Generator, *,
+                   trial: Sequence[int] = (), trial_share: float = 0.0) -> Pick:
+    """Draw one action epsilon-greedily, giving actions on ``trial`` an extra ``trial_share`` of draws.
+
+    With ``trial`` a non-empty strict subset of the actions, a draw is, with probability
+    ``trial_share``, uniform over the trial actions, and otherwise epsilon-greedy over all; the
+    pick's probability is ``(1 - trial_share) * eg(a) + trial_share * [a on trial] / len(trial)``.
+    This gives new artwork a fair number of impressions however the model scores it, with the
+    probability still exact.
+    """
+    k = len(costs)
+    if k == 0:
         raise ValueError("costs is empty")
     low = min(costs)
     best = [index for index, cost in enumerate(costs) if cost == low]
-    return _draw(best, list(range(len(costs))), epsilon, rng)
+    actions = list(range(k))
+    if not trial or len(trial) >= k or trial_share <= 0.0:
+        return _draw(best, actions, epsilon, rng)
+    if rng.random() < trial_share:
+        index = trial[int(rng.integers(len(trial)))]
+    else:
+        index = _draw(best, actions, epsilon, rng).index
+    greedy_mass = epsilon / k + ((1.0 - epsilon) / len(best) if index in best else 0.0)
+    probability = (1.0 - trial_share) * greedy_mass + (trial_share / len(trial) if index in trial else 0.0)
+    return Pick(index=index, probability=probability, greedy_index=index if index in best else best[0])
 
 
 def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: np.random.Generator) -> list[Pick]:

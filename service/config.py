@@ -26,6 +26,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "EPSILON": (0.1, float, "Default exploration rate of both policies (each policy can override it)."),
     "REWARD_WAIT_SECONDS": (10.0, float, "Default reward window: an impression is learned this long after it was shown."),
     "DEFAULT_REWARD": (0.0, float, "Default reward of an impression whose window closed without a reward."),
+    "ARTWORK_TRIAL_HOURS": (72.0, float, "How long a new artwork is on trial: it gets an extra share of its title's draws while older artworks of the title exist."),
+    "ARTWORK_TRIAL_SHARE": (0.2, float, "The extra share of a title's artwork draws given to its artworks on trial (0 turns the trial off)."),
     "LEARNER": (True, _bool, "Start the background learner from the serving processes (one per data folder)."),
     "LEARNER_INTERVAL_SECONDS": (1.0, float, "How often the learner looks for impressions whose window closed (and at most how often it publishes a model version)."),
     "LEARNER_PRIORITY": ("idle", str, "CPU priority of the learner: `idle` (runs only on CPU time serving leaves; Linux SCHED_IDLE), `low` (nice 10) or `normal`."),
@@ -61,6 +63,10 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
 def _validate(config: Mapping[str, Any]) -> None:
     if not 0.0 <= float(config["EPSILON"]) <= 1.0:
         raise ValueError(f"EPSILON must be in [0, 1], got {config['EPSILON']}")
+    if not 0.0 <= float(config["ARTWORK_TRIAL_SHARE"]) <= 1.0:
+        raise ValueError(f"ARTWORK_TRIAL_SHARE must be in [0, 1], got {config['ARTWORK_TRIAL_SHARE']}")
+    if float(config["ARTWORK_TRIAL_HOURS"]) < 0:
+        raise ValueError(f"ARTWORK_TRIAL_HOURS must be >= 0, got {config['ARTWORK_TRIAL_HOURS']}")
     if config["SQLITE_SYNCHRONOUS"] not in ("normal", "full"):
         raise ValueError(f"SQLITE_SYNCHRONOUS must be normal or full, got {config['SQLITE_SYNCHRONOUS']!r}")
     if config["LEARNER_PRIORITY"] not in ("idle", "low", "normal"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -286,8 +288,6 @@ def test_rewards_for_a_deferred_event_wait_for_its_activation(client, db, learne
 
 
 def test_ids_with_a_trailing_newline_are_refused(client, catalog):
-    import io
-
     from tests.helpers import image_bytes
 
     response = client.post("/v1/titles/t00/artworks", data={"file": (io.BytesIO(image_bytes()), "x.png"), "id": "a9\n"},
@@ -319,3 +319,28 @@ def test_background_refresh_survives_a_failure_and_serves_new_models(app, client
         client.post("/v1/rank", json={"slots": 1})  # requests wake the background thread
         time.sleep(0.05)
     assert failures["left"] == 0 and state.models["titles"].version == 1
+
+
+def test_new_artwork_gets_its_trial_share_with_exact_probabilities(app, client, db, learner):
+    from tests.helpers import add_catalog, image_bytes, serve_newest_models
+
+    add_catalog(client, titles=2, styles=(("dark-warm", "face"), ("bright-cool", "ensemble")))
+    for title in ("t00", "t01"):  # the catalog's artworks are old news
+        db.execute("UPDATE artworks SET created_at = created_at - 30 * 86400 WHERE title_id = ?", [title])
+    for _ in range(40):  # teach the model that dark-warm wins
+        body = rank(client, slots=2)
+        for slot in body["slots"]:
+            if slot["artwork_id"].endswith("dark-warm"):
+                client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": slot["title_id"], "value": 1})
+    learner.run_once(now=time.time() + 61)
+    serve_newest_models(app)
+    client.put("/v1/policies/artwork", json={"epsilon": 0.0})
+    client.post("/v1/titles/t00/artworks", data={"file": (io.BytesIO(image_bytes((10, 200, 10))), "n.png"),
+                                                 "id": "t00-new"}, content_type="multipart/form-data")
+    shown = Counter()
+    for _ in range(300):
+        slot = next(s for s in rank(client, slots=2)["slots"] if s["title_id"] == "t00")
+        shown[slot["artwork_id"]] += 1
+        expected = {"t00-new": 0.2, "t00-dark-warm": 0.8, "t00-bright-cool": 0.0}[slot["artwork_id"]]
+        assert slot["artwork_probability"] == pytest.approx(expected)
+    assert shown["t00-bright-cool"] == 0 and 30 <= shown["t00-new"] <= 90  # 60 expected

@@ -62,3 +62,24 @@ def test_row_without_exploration_is_the_greedy_order():
     assert all(p.probability == 1.0 for p in row)
     with pytest.raises(ValueError):
         epsilon_greedy_row(np.array([0.0]), 2, 0.1, rng)
+
+
+def test_trial_share_is_exact_by_sampling():
+    rng = np.random.default_rng(8)
+    costs = [-1.0, 0.0, 0.0, 0.5]
+    trial, share, epsilon = [2, 3], 0.25, 0.1
+    draws = [epsilon_greedy(costs, epsilon, rng, trial=trial, trial_share=share) for _ in range(60_000)]
+    counts = Counter(d.index for d in draws)
+    eg = epsilon_greedy_pmf(np.array(costs), epsilon)
+    for index in range(4):
+        expected = (1 - share) * eg[index] + (share / len(trial) if index in trial else 0.0)
+        assert counts[index] / len(draws) == pytest.approx(expected, abs=0.006)
+        logged = {round(d.probability, 12) for d in draws if d.index == index}
+        assert logged == {round(expected, 12)}
+
+
+def test_no_trial_when_every_action_is_new_or_the_share_is_zero():
+    rng = np.random.default_rng(2)
+    costs = [-1.0, 0.0, 0.0]
+    assert epsilon_greedy(costs, 0.0, rng, trial=[0, 1, 2], trial_share=0.5).probability == 1.0
+    assert epsilon_greedy(costs, 0.0, rng, trial=[1], trial_share=0.0).probability == 1.0

@@ -60,6 +60,7 @@ def rank() -> ResponseReturnValue:
             titles_epsilon=policies["titles"].epsilon, artwork_epsilon=policies["artwork"].epsilon,
             user_id=body.user.id, user_features=body.user.features, slots=body.slots,
             candidates=body.candidates, exclude=body.exclude, rng=state.rng,
+            trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600, trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
         )
     except NotEnoughCandidates as exc:
         raise Invalid(str(exc)) from None
