@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import random
@@ -26,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.report import report
+
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def photo_like_jpeg(seed: int) -> bytes:
@@ -103,12 +103,7 @@ def main() -> None:
         "cached_serve_requests_per_second": rate,
         "cached_serve_p99": p99,
     }
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / f"artwork-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2))
-    print("| measure | value |\n|---|---|")
-    for key, value in result.items():
-        print(f"| {key} | {value} |")
+    report("artwork", result)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -33,9 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import report
+
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
 BODY: dict[str, Any] = {"user": {"id": "u-1", "features": {"country": "BR", "device": "tv", "hour": 21,
                                            "history_genres": ["comedy", "heist"], "recent_searches": ["space"]}},
         "slots": 10}
@@ -189,12 +190,7 @@ def main() -> None:
         **{k: v for k, v in {**fixed, **closed}.items() if "_cpu_" in k},
         "learner_catch_up_after_closed_loop_s": round(catch_up, 1),
     }
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / f"rank-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2))
-    print("| measure | value |\n|---|---|")
-    for key, value in result.items():
-        print(f"| {key} | {value} |")
+    report("rank", result)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -165,19 +165,11 @@ class LearnerSupervisor:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
         self.process: subprocess.Popen[bytes] | None = None
-        self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="marquee-learner-watchdog", daemon=True)
 
     def start(self) -> None:
         """Start watching."""
         self.thread.start()
-
-    def stop(self) -> None:
-        """Stop watching and end a learner this process started."""
-        self._stop.set()
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -188,13 +180,15 @@ class LearnerSupervisor:
         return env
 
     def _run(self) -> None:
-        while not self._stop.wait(1.0 if self.process is not None else 0.0):
+        while True:
+            if self.process is not None:
+                time.sleep(1.0)
             if self.process is not None and self.process.poll() is None:
                 continue
             self.process = None  # reaped (or never started)
             fd = try_lock(self.config["DATABASE"])
             if fd is None:
-                self._stop.wait(1.0)
+                time.sleep(1.0)
                 continue
             os.close(fd)  # free: hand it to a new learner process
             self.process = subprocess.Popen(
