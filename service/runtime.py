@@ -165,6 +165,7 @@ class LearnerSupervisor:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = time.monotonic()
         self.thread = threading.Thread(target=self._run, name="marquee-learner-watchdog", daemon=True)
 
     def start(self) -> None:
@@ -200,6 +201,15 @@ class LearnerSupervisor:
 
 
 _supervisors: dict[tuple[int, str], LearnerSupervisor] = {}
+
+
+LEARNER_START_GRACE_SECONDS = 10.0
+
+
+def learner_starting(config: Mapping[str, Any]) -> bool:
+    """Whether this process began supervising the learner so recently that it may still be starting."""
+    supervisor = _supervisors.get((os.getpid(), config["DATABASE"]))
+    return supervisor is not None and time.monotonic() - supervisor.started_at < LEARNER_START_GRACE_SECONDS
 
 
 def ensure_learner(config: Mapping[str, Any]) -> None:

@@ -92,6 +92,8 @@ def check_accounting(db, traffic: Traffic, *, events: int, cut_requests: int = 0
 
 
 def test_two_workers_one_learner_every_impression_learned_once(service, tmp_path):
+    status, health = service.request("GET", "/healthz")  # right after start: healthy, learner on its way
+    assert status == 200 and health["learner"] in ("starting", "running"), health
     traffic = Traffic(service, seed=1)
     traffic.run(150)
     db = connect(tmp_path / "data" / "marquee.sqlite3")

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify
 from bandits.learner import try_lock
 from bandits.policy import POLICY_NAMES, latest_model
 from service.db import get_db
-from service.runtime import serving_state
+from service.runtime import learner_starting, serving_state
 from service.views.policies import policy_stats
 
 bp = Blueprint("ops", __name__)
@@ -19,7 +19,11 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
-    """Report the database, the learner, each policy's newest model and the version this process serves."""
+    """Report the database, the learner, each policy's newest model and the version this process serves.
+
+    The learner is ``starting`` for the first seconds after this process began supervising it, and the
+    answer is 503 only when it should run and does not.
+    """
     db = get_db()
     state = serving_state(current_app.config["DATABASE"])
     state.refresh(db, current_app.config, wait_for_models=False)
@@ -39,8 +43,14 @@ def healthz() -> ResponseReturnValue:
             "learner_lag_seconds": stats["learner_lag_seconds"],
             "serving_version": state.models[name].version if name in state.models else None,
         }
-    healthy = database_ok and (learner_running or not current_app.config["LEARNER"])
+    if not current_app.config["LEARNER"]:
+        learner = "disabled"
+    elif learner_running:
+        learner = "running"
+    else:
+        learner = "starting" if learner_starting(current_app.config) else "not running"
+    healthy = database_ok and learner != "not running"
     body = {"status": "ok" if healthy else "degraded", "database": "ok" if database_ok else "error",
-            "learner": "running" if learner_running else ("disabled" if not current_app.config["LEARNER"] else "not running"),
+            "learner": learner,
             "policies": models, "process": os.getpid()}
     return jsonify(body), (200 if healthy else 503)
