@@ -45,7 +45,7 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise ValueError(f"{path}: a JSON manifest is a list of objects")
         return rows
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets write a BOM
         return [dict(row) for row in csv.DictReader(handle)]
 
 
@@ -79,7 +79,7 @@ def import_folder(
         file_name = str(row.get("file") or "")
         try:
             _import_row(db, row, root=root, data_dir=data_dir, summary=summary)
-        except (MarqueeError, ValueError, OSError, KeyError) as exc:
+        except (MarqueeError, ValueError, TypeError, OverflowError, OSError, KeyError) as exc:
             reason = exc.message if isinstance(exc, MarqueeError) else str(exc)
             summary.refused.append((number, file_name, reason))
         if progress is not None:
@@ -92,10 +92,16 @@ def _import_row(db: sqlite_utils.Database, row: dict[str, Any], *, root: Path, d
     for column in ("title_id", "file"):
         if not row.get(column):
             raise ValueError(f"the column {column!r} is empty")
-    check_id(str(row["title_id"]), what="title_id")
+    for column in ("title_id", "artwork_id", "file", "title"):
+        if row.get(column) is not None and not isinstance(row[column], str):
+            raise ValueError(f"{column}: must be text")
+    check_id(row["title_id"], what="title_id")
     artwork_id = row.get("artwork_id") or None
     if artwork_id is not None:
-        check_id(str(artwork_id), what="artwork_id")
+        check_id(artwork_id, what="artwork_id")
+        if db.execute("SELECT 1 FROM artworks WHERE id = ?", [artwork_id]).fetchone():
+            raise ValueError(f"artwork {artwork_id!r} already exists")  # before any title is created
+    tags = catalog.check_tags(_items(row.get("tags")))
     path = (root / str(row["file"])).resolve()
     if not path.is_relative_to(root):
         raise ValueError("file: the path leads outside the import folder")
@@ -103,14 +109,14 @@ def _import_row(db: sqlite_utils.Database, row: dict[str, Any], *, root: Path, d
         raise ValueError("file: no such file in the import folder")
     image = check_image(path.read_bytes())  # before any write: a bad image leaves no title behind
     try:
-        catalog.get_title(db, str(row["title_id"]))
+        catalog.get_title(db, row["title_id"])
     except MarqueeError:
         if not row.get("title"):
             raise ValueError("title: the name is needed for a title not in the catalog yet") from None
         catalog.create_title(db, _title_body(row))
         summary.titles_created += 1
-    catalog.add_artwork(db, data_dir=data_dir, title_id=str(row["title_id"]), image=image, artwork_id=artwork_id,
-                        tags=_items(row.get("tags")))
+    catalog.add_artwork(db, data_dir=data_dir, title_id=row["title_id"], image=image, artwork_id=artwork_id,
+                        tags=tags)
     summary.artworks_added += 1
 
 

@@ -17,9 +17,19 @@ from assets.images import CheckedImage, visual_tokens
 from bandits import features
 from bandits.blocks import Block
 from bandits.storage import bump, write_transaction
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, Invalid, NotFound
 
 CATALOG_VERSION = "catalog_version"
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """Return the tags without blanks or repeats; raise ``Invalid`` past 20 tags or 64 characters."""
+    clean = list(dict.fromkeys(tag.strip() for tag in tags if tag.strip()))
+    if len(clean) > MAX_TAGS or any(len(tag) > MAX_TAG_LENGTH for tag in clean):
+        raise Invalid(f"tags: at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters")
+    return clean
 
 
 def _title_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,24 +138,26 @@ def add_artwork(
     relative = Path("artworks") / f"{artwork_id}.{image.extension}"
     target = Path(data_dir) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
-    with write_transaction(db):
-        title = db.execute("SELECT active FROM titles WHERE id = ?", [title_id]).fetchone()
-        if title is None:
-            raise NotFound(f"title {title_id!r} does not exist")
-        if db.execute("SELECT 1 FROM artworks WHERE id = ?", [artwork_id]).fetchone():
-            raise Conflict(f"artwork {artwork_id!r} already exists")
-        if replaces is not None:
-            old = db.execute("SELECT title_id, active FROM artworks WHERE id = ?", [replaces]).fetchone()
-            if old is None:
-                raise NotFound(f"artwork {replaces!r} (to replace) does not exist")
-            if old[0] != title_id or not old[1]:
-                raise Conflict(f"artwork {replaces!r} is not an active artwork of title {title_id!r}")
-        ordinal = db.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM artworks WHERE title_id = ?",
-                             [title_id]).fetchone()[0]
-        temporary = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")
-        temporary.write_bytes(image.data)
-        try:
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    written = False
+    try:
+        with write_transaction(db):
+            title = db.execute("SELECT active FROM titles WHERE id = ?", [title_id]).fetchone()
+            if title is None:
+                raise NotFound(f"title {title_id!r} does not exist")
+            if db.execute("SELECT 1 FROM artworks WHERE id = ?", [artwork_id]).fetchone():
+                raise Conflict(f"artwork {artwork_id!r} already exists")
+            if replaces is not None:
+                old = db.execute("SELECT title_id, active FROM artworks WHERE id = ?", [replaces]).fetchone()
+                if old is None:
+                    raise NotFound(f"artwork {replaces!r} (to replace) does not exist")
+                if old[0] != title_id or not old[1]:
+                    raise Conflict(f"artwork {replaces!r} is not an active artwork of title {title_id!r}")
+            ordinal = db.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM artworks WHERE title_id = ?",
+                                 [title_id]).fetchone()[0]
+            temporary.write_bytes(image.data)
             os.replace(temporary, target)
+            written = True
             db.execute(
                 "INSERT INTO artworks (id, title_id, ordinal, tags, visual, format, width, height, bytes, sha256, "
                 "path, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
@@ -155,10 +167,11 @@ def add_artwork(
             if replaces is not None:
                 db.execute("UPDATE artworks SET active = 0, retired_at = ? WHERE id = ?", [time.time(), replaces])
             bump(db, CATALOG_VERSION)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
+    except BaseException:  # the block or its COMMIT failed: no file without its row
+        temporary.unlink(missing_ok=True)
+        if written:  # only ever the file this call wrote (a taken id must not lose its image)
             target.unlink(missing_ok=True)
-            raise
+        raise
     return get_artwork(db, artwork_id)
 
 

@@ -2,9 +2,10 @@
 
 An upload passes when it is a whole, still JPEG, PNG or WebP image within the size limits. What is
 stored and served is not the upload itself but a *master* re-encoded from it by Pillow: turned
-upright by its EXIF orientation, converted to RGB (or RGBA where it has transparency), with EXIF,
-XMP and comments dropped (the ICC colour profile is kept). Every thumbnail is rendered from the
-master, so no served byte carries the uploader's metadata.
+upright by its EXIF orientation, converted to sRGB through its ICC profile when it has one, in RGB
+(or RGBA where it has transparency), with every piece of metadata dropped (EXIF, XMP, comments and
+the profile itself). Every thumbnail is rendered from the master, so no served byte carries the
+uploader's metadata.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from service.errors import InvalidImage
 
@@ -23,10 +24,12 @@ ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 16
+MAX_SIDE = 16383  # WebP's limit: every rendition must be encodable
 ANALYSIS_SIDE = 256  # features are computed on a copy at most this large: cheap and stable
 HUE_NAMES = ("red", "orange", "yellow", "chartreuse", "green", "spring", "cyan", "azure", "blue", "violet",
              "magenta", "rose")
 WHITE = (255, 255, 255)
+SRGB = ImageCms.createProfile("sRGB")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ def check_image(data: bytes) -> CheckedImage:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as probe:
                 fmt = probe.format or ""
+                if fmt == "MPO":  # a JPEG with extra pictures (phones store depth or gain maps)
+                    fmt = "JPEG"
                 width, height = probe.size
                 if fmt not in ALLOWED_FORMATS:
                     raise InvalidImage(f"file: format {fmt or 'unknown'} is not accepted (use JPEG, PNG or WebP)")
@@ -63,22 +68,44 @@ def check_image(data: bytes) -> CheckedImage:
                     raise InvalidImage(f"file: {width}x{height} is more than {MAX_PIXELS} pixels")
                 if min(width, height) < MIN_SIDE:
                     raise InvalidImage(f"file: {width}x{height} is smaller than {MIN_SIDE} pixels on a side")
-                if getattr(probe, "n_frames", 1) > 1:
+                if max(width, height) > MAX_SIDE:
+                    raise InvalidImage(f"file: {width}x{height} is more than {MAX_SIDE} pixels on a side")
+                if getattr(probe, "n_frames", 1) > 1 and probe.format != "MPO":
                     raise InvalidImage("file: animated images are not accepted (upload one still frame)")
                 probe.verify()
             with Image.open(io.BytesIO(data)) as image:
                 image.load()  # verify() misses truncated pixel data; decoding it all does not
-                icc = image.info.get("icc_profile")
-                upright = normalize(image)
+                upright = normalize(to_srgb(image))
+                upright.info = {}  # nothing of the upload's metadata may reach the encoder
+            master = encode(upright, fmt)
     except InvalidImage:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidImage("file: not a readable image (or one that decodes to too many pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"file: the image is corrupt or truncated ({exc})") from None
-    master = encode(upright, fmt, icc_profile=icc)
     return CheckedImage(data=master, format=fmt, extension=ALLOWED_FORMATS[fmt], width=upright.width,
                         height=upright.height, visual=visual_features(upright))
+
+
+def to_srgb(image: Image.Image) -> Image.Image:
+    """Return the image converted to sRGB through its embedded ICC profile (as is without a usable one)."""
+    icc = image.info.get("icc_profile")
+    if not icc:
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        mode = "RGBA" if image.mode in ("RGBA", "LA", "PA") else "RGB"
+        converted = ImageCms.profileToProfile(image, source, SRGB, outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return image  # an unreadable or mismatched profile: the pixels are taken as sRGB
+    if converted is None:
+        return image
+    converted.info.pop("icc_profile", None)
+    exif = image.getexif()
+    if exif:  # keep the orientation for exif_transpose; the rest is dropped at encoding
+        converted.info["exif"] = exif.tobytes()
+    return converted
 
 
 def normalize(image: Image.Image) -> Image.Image:
@@ -108,16 +135,15 @@ def flatten(image: Image.Image) -> Image.Image:
     return background
 
 
-def encode(image: Image.Image, fmt: str, *, icc_profile: bytes | None = None, quality: int = 90) -> bytes:
-    """Encode an image as JPEG, PNG or WebP with no metadata but its colour profile."""
+def encode(image: Image.Image, fmt: str, *, quality: int = 90) -> bytes:
+    """Encode an (sRGB) image as JPEG, PNG or WebP with no metadata at all."""
     out = io.BytesIO()
-    extra: dict[str, Any] = {"icc_profile": icc_profile} if icc_profile else {}
     if fmt == "JPEG":
-        flatten(image).save(out, "JPEG", quality=quality, optimize=True, **extra)
+        flatten(image).save(out, "JPEG", quality=quality, optimize=True)
     elif fmt == "PNG":
-        image.save(out, "PNG", optimize=False, compress_level=6, **extra)
+        image.save(out, "PNG", optimize=False, compress_level=6, icc_profile=None)  # PNG would copy info's
     elif fmt == "WEBP":
-        image.save(out, "WEBP", quality=quality, method=4, **extra)
+        image.save(out, "WEBP", quality=quality, method=4)
     else:
         raise ValueError(f"cannot encode {fmt}")
     return out.getvalue()

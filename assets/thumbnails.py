@@ -10,6 +10,7 @@ then a rename, so concurrent workers never serve half a file) and served from th
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -58,7 +59,7 @@ def parse_rendition(args: Mapping[str, str]) -> Rendition | None:
         if raw is None or raw == "":
             sizes.append(0)
             continue
-        if not raw.isdigit() or int(raw) not in SIZES:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) not in SIZES:
             raise Invalid(f"{key}: must be one of {', '.join(map(str, SIZES))}")
         sizes.append(int(raw))
     fmt = args.get("format") or DEFAULT_FORMAT
@@ -77,7 +78,6 @@ def render(master: Path, rendition: Rendition) -> bytes:
             need = max(rendition.width / full_width, rendition.height / full_height)
             source.draft("RGB", (max(1, round(full_width * need)), max(1, round(full_height * need))))
         image = source.copy()
-        icc = source.info.get("icc_profile")
     scale_back = image.width / full_width  # 1 unless the decoder scaled down
     width, height = full_width, full_height
     box_w, box_h = rendition.width, rendition.height
@@ -93,7 +93,7 @@ def render(master: Path, rendition: Rendition) -> bytes:
                                  Image.Resampling.LANCZOS)
         elif scale_back < 1:  # decoded smaller than the master, but the rendition is the master's size
             image = image.resize((width, height), Image.Resampling.LANCZOS)
-    return encode(image, FORMATS[rendition.format][0], icc_profile=icc, quality=82)
+    return encode(image, FORMATS[rendition.format][0], quality=82)
 
 
 def rendition_path(data_dir: str | Path, *, artwork_id: str, digest: str, rendition: Rendition) -> Path:
@@ -108,7 +108,14 @@ def ensure_rendition(data_dir: str | Path, *, artwork_id: str, digest: str, mast
         return path
     data = render(master, rendition)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    # A temporary file of its own for every render (threads and processes may render the same
+    # rendition at once); the rename is atomic, so a reader sees a whole file or none.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path

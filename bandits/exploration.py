@@ -11,6 +11,7 @@ catalog order, keeps a cold catalog from always showing its first titles.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,6 +44,11 @@ def epsilon_greedy_pmf(costs: Sequence[float], epsilon: float) -> np.ndarray:
     return pmf
 
 
+def _check_finite(costs: Sequence[float]) -> None:
+    if not all(math.isfinite(cost) for cost in costs):
+        raise ValueError("costs must be finite numbers")
+
+
 def _draw(best: list[int], others_and_best: list[int], epsilon: float, rng: np.random.Generator) -> Pick:
     """Draw among ``others_and_best`` (all actions offered), the ``best`` ones favoured."""
     k, m = len(others_and_best), len(best)
@@ -68,6 +74,7 @@ def epsilon_greedy(costs: Sequence[float], epsilon: float, rng: np.random.Genera
     k = len(costs)
     if k == 0:
         raise ValueError("costs is empty")
+    _check_finite(costs)
     low = min(costs)
     best = [index for index, cost in enumerate(costs) if cost == low]
     actions = list(range(k))
@@ -90,6 +97,7 @@ def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: 
     """
     if slots > len(costs):
         raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
+    _check_finite(costs)
     values = list(costs)
     order = sorted(range(len(values)), key=values.__getitem__)  # cheapest first; stable for ties
     picks: list[Pick] = []

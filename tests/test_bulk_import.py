@@ -68,3 +68,26 @@ def test_unreadable_manifest_is_a_usage_error(app, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no manifest.csv" in app.test_cli_runner().invoke(args=["import-catalog", str(empty)]).output
+
+
+def test_odd_rows_are_refused_one_by_one_and_a_bom_is_fine(app, client, db, tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(image_bytes())
+    client.post("/v1/titles", json={"id": "t0", "name": "Zero"})
+    client.post("/v1/titles/t0/artworks", data={"file": (__import__("io").BytesIO(image_bytes()), "a.png"),
+                                                 "id": "taken"}, content_type="multipart/form-data")
+    (folder / "manifest.json").write_text(json.dumps([
+        {"title_id": "t1", "title": "One", "year": {}, "file": "a.png"},
+        {"title_id": "t2", "title": "Two", "file": "a.png", "artwork_id": True},
+        {"title_id": 5, "title": "Five", "file": "a.png"},
+        {"title_id": "t3", "title": "Three", "file": "a.png", "tags": ["x" * 100]},
+        {"title_id": "t4", "title": "Four", "file": "a.png", "artwork_id": "taken"},
+        {"title_id": "t6", "title": "Six", "file": "a.png", "year": 2001},
+    ]).replace('{}', '{}'))
+    result = app.test_cli_runner().invoke(args=["import-catalog", str(folder)])
+    assert "1 titles created, 1 artworks added, 5 rows refused" in result.output, result.output
+    assert [t["id"] for t in client.get("/v1/titles").get_json()["titles"]] == ["t0", "t6"]  # t4 not created
+    (folder / "manifest.json").unlink()
+    (folder / "manifest.csv").write_text("\ufefftitle_id,title,file\nt7,Seven,a.png\n", encoding="utf-8")
+    assert app.test_cli_runner().invoke(args=["import-catalog", str(folder)]).exit_code == 0

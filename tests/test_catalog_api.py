@@ -191,3 +191,54 @@ def test_replace_retires_the_old_artwork_in_the_same_step(client, db):
     retired = client.get("/v1/titles/t1/artworks?include_retired=true").get_json()["artworks"]
     assert [(a["id"], a["active"]) for a in retired] == [("old", False), ("new", True)]
     assert upload(client, "t1", image_bytes(), id="x3", replaces="old").status_code == 409  # already retired
+
+
+def test_a_refused_duplicate_keeps_the_existing_image(client):
+    client.post("/v1/titles", json={"id": "t1", "name": "x"})
+    assert upload(client, "t1", image_bytes((255, 0, 0)), id="a1").status_code == 201
+    assert upload(client, "t1", image_bytes((0, 0, 255)), id="a1").status_code == 409
+    served = Image.open(io.BytesIO(client.get("/v1/artworks/a1/image").data))
+    assert served.getpixel((1, 1)) == (255, 0, 0)
+
+
+def test_concurrent_renders_of_one_thumbnail_all_succeed(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client.post("/v1/titles", json={"id": "t1", "name": "x"})
+    upload(client, "t1", image_bytes(size=(1200, 1800)), id="big")
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: client.get("/v1/artworks/big/image?w=1280&format=png").status_code, range(8)))
+    assert statuses == [200] * 8
+
+
+def test_icc_profiles_are_converted_and_never_served(client):
+    from PIL import ImageCms
+
+    client.post("/v1/titles", json={"id": "t1", "name": "x"})
+    out = io.BytesIO()
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(out, "JPEG", icc_profile=b"UPLOADER-SECRET" + b"\0" * 200)
+    assert upload(client, "t1", out.getvalue(), id="bogus").status_code == 201
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(out, "PNG", icc_profile=profile)
+    assert upload(client, "t1", out.getvalue(), id="lab").status_code == 201
+    for artwork in ("bogus", "lab"):
+        for query in ("", "?w=92&format=jpeg", "?format=webp"):
+            data = client.get(f"/v1/artworks/{artwork}/image{query}").data
+            assert b"UPLOADER-SECRET" not in data
+            assert "icc_profile" not in Image.open(io.BytesIO(data)).info
+
+
+@pytest.mark.parametrize("query", ["?w=%C2%B3", "?h=%D9%A3%D9%A4%D9%A2"])
+def test_non_ascii_digits_are_refused(client, query):
+    client.post("/v1/titles", json={"id": "t1", "name": "x"})
+    upload(client, "t1", image_bytes(), id="a1")
+    assert client.get(f"/v1/artworks/a1/image{query}").status_code == 422
+
+
+def test_overlong_sides_are_refused(client, db):
+    client.post("/v1/titles", json={"id": "t1", "name": "x"})
+    before = table_counts(db)
+    response = upload(client, "t1", image_bytes(size=(16, 20000)))
+    assert response.status_code == 422 and "on a side" in response.get_json()["error"]["message"]
+    assert table_counts(db) == before

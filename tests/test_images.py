@@ -109,3 +109,21 @@ def test_decompression_bombs_are_refused():
     assert len(bomb) < 200_000
     with pytest.raises(InvalidImage, match="pixels"):
         check_image(bomb)
+
+
+def test_multi_picture_jpegs_are_taken_as_their_first_picture():
+    first, second = Image.new("RGB", (64, 96), (200, 30, 30)), Image.new("RGB", (64, 96), (30, 30, 200))
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[second])
+    checked = check_image(out.getvalue())
+    assert checked.format == "JPEG" and checked.visual["dominant_hue"] == "red"
+
+
+def test_exploration_refuses_non_finite_costs():
+    from bandits.exploration import epsilon_greedy, epsilon_greedy_row
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="finite"):
+        epsilon_greedy([float("nan"), 0.0], 0.1, rng)
+    with pytest.raises(ValueError, match="finite"):
+        epsilon_greedy_row([0.0, float("inf")], 1, 0.1, rng)

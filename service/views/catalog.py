@@ -21,7 +21,6 @@ CACHE_SECONDS = 365 * 86400
 # An artwork id always names the same image (a replacement is a new artwork), so every response for
 # it can be cached for good.
 CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}, immutable"
-MAX_TAGS = 20
 
 
 def _flag(name: str) -> bool:
@@ -94,11 +93,7 @@ def upload_artwork(title_id: str) -> ResponseReturnValue:
     replaces = request.form.get("replaces") or None
     if replaces is not None:
         check_id(replaces, what="replaces")
-    tags: list[str] = []
-    for raw in request.form.getlist("tags"):
-        tags.extend(tag.strip() for tag in raw.split(",") if tag.strip())
-    if len(tags) > MAX_TAGS or any(len(tag) > 64 for tag in tags):
-        raise Invalid(f"tags: at most {MAX_TAGS} tags of at most 64 characters")
+    tags = catalog.check_tags(tag for raw in request.form.getlist("tags") for tag in raw.split(","))
     db = get_db()
     catalog.get_title(db, title_id)  # 404 before the image is decoded
     image = check_image(upload.read())
