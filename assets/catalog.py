@@ -209,7 +209,6 @@ class CatalogSnapshot:
     version: int
     titles: dict[str, ServingTitle]
     order: tuple[str, ...]  # servable title ids in id order
-    without_artwork: frozenset[str]  # active titles that have no active artwork
     all_titles_block: Block  # the lines of every servable title in order: a row without candidates
 
 
@@ -228,16 +227,14 @@ def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
                                        visual_tokens=visual_tokens(json.loads(row["visual"])))
         artworks.setdefault(row["title_id"], []).append((row["id"], line, row["created_at"]))
     titles: dict[str, ServingTitle] = {}
-    without: set[str] = set()
     for title in list_titles(db):
         arts = artworks.get(title["id"])
         if not arts:
-            without.add(title["id"])
-            continue
+            continue  # a title with no active artwork cannot be shown
         titles[title["id"]] = ServingTitle(
             id=title["id"], genres=tuple(title["genres"]), action_line=features.title_action(title),
             artwork_ids=tuple(a for a, _, _ in arts), artwork_lines=tuple(line for _, line, _ in arts),
             artwork_block=Block.of([line for _, line, _ in arts]), artwork_created=tuple(c for _, _, c in arts),
         )
-    return CatalogSnapshot(version=version, titles=titles, order=tuple(titles), without_artwork=frozenset(without),
+    return CatalogSnapshot(version=version, titles=titles, order=tuple(titles),
                            all_titles_block=Block.of([title.action_line for title in titles.values()]))

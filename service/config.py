@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -75,11 +74,3 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"REWARD_WAIT_SECONDS must be >= 0, got {config['REWARD_WAIT_SECONDS']}")
     if not -1.0 <= float(config["DEFAULT_REWARD"]) <= 1.0:
         raise ValueError(f"DEFAULT_REWARD must be in [-1, 1], got {config['DEFAULT_REWARD']}")
-
-
-def describe() -> str:
-    """Return the settings as JSON lines (name, default, description), for documentation checks."""
-    return "\n".join(
-        json.dumps({"name": f"MARQUEE_{name}", "default": default, "doc": doc})
-        for name, (default, _parse, doc) in SETTINGS.items()
-    )
