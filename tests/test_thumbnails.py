@@ -90,3 +90,21 @@ def test_rank_artwork_url_serves_a_thumbnail(client, catalog):
     assert response.status_code == 200 and response.mimetype == "image/webp"
     with Image.open(io.BytesIO(response.data)) as image:
         assert image.width <= 342
+
+
+def test_thumbnails_of_a_rotated_upload_are_upright(client):
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (400, 200), (200, 30, 30))
+    ImageDraw.Draw(image).rectangle([0, 0, 60, 60], fill=(0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif, quality=95)
+    client.post("/v1/titles", json={"id": "t3", "name": "Turned"})
+    client.post("/v1/titles/t3/artworks", data={"file": (io.BytesIO(out.getvalue()), "r.jpg"), "id": "turned"},
+                content_type="multipart/form-data")
+    with Image.open(io.BytesIO(client.get("/v1/artworks/turned/image?w=154&format=png").data)) as thumb:
+        assert thumb.size == (154, 308)
+        assert not thumb.getexif()
+        assert thumb.getpixel((150, 3))[2] > 150  # the blue corner is now top-right
