@@ -64,18 +64,31 @@ class ServingState:
         ).fetchall()
         return dict(rows)
 
-    def refresh(self, db: sqlite_utils.Database, config: Mapping[str, Any], *, wait_for_models: bool = True) -> None:
-        """Reload whatever changed; models in the background unless ``wait_for_models`` (or none is loaded)."""
-        versions = self._versions(db)
+    def _stale(self, versions: Mapping[str, int]) -> list[str]:
+        """Return the policies whose loaded model is not the newest version."""
+        return [name for name in POLICY_NAMES
+                if name in versions and (name not in self.models or self.models[name].version != versions[name])]
+
+    def _refresh_policies(self, db: sqlite_utils.Database, config: Mapping[str, Any], versions: Mapping[str, int]) -> None:
         with self._lock:
             if not self.policies or self._policies_version != versions.get("policies"):
                 self.policies = {name: load_policy(db, config, name) for name in POLICY_NAMES}
                 self._policies_version = versions.get("policies")
+
+    def current_policies(self, db: sqlite_utils.Database, config: Mapping[str, Any]) -> dict[str, PolicyConfig]:
+        """Return the policies' current settings (all a reward or an activation needs; no catalog, no models)."""
+        self._refresh_policies(db, config, self._versions(db))
+        return self.policies
+
+    def refresh(self, db: sqlite_utils.Database, config: Mapping[str, Any], *, wait_for_models: bool = True) -> None:
+        """Reload whatever changed; models in the background unless ``wait_for_models`` (or none is loaded)."""
+        versions = self._versions(db)
+        self._refresh_policies(db, config, versions)
+        with self._lock:
             if self.snapshot is None or self.snapshot.version != versions.get("catalog"):
                 self.snapshot = load_snapshot(db)
         self._start_background(config)
-        stale = [name for name in POLICY_NAMES
-                 if name in versions and (name not in self.models or self.models[name].version != versions[name])]
+        stale = self._stale(versions)
         if not stale:
             return
         if wait_for_models or any(name not in self.models for name in stale):
@@ -121,9 +134,7 @@ class ServingState:
             self._wake.wait(timeout=MODEL_POLL_SECONDS * (1 + min(failures, 20)))
             self._wake.clear()
             try:
-                versions = self._versions(db)
-                stale = [name for name in POLICY_NAMES
-                         if name in versions and (name not in self.models or self.models[name].version != versions[name])]
+                stale = self._stale(self._versions(db))
                 if stale:
                     self._load_models(db, stale)
                 if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:

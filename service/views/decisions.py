@@ -88,10 +88,9 @@ def reward(event_id: str) -> ResponseReturnValue:
         raise Invalid(f"Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY} characters")
     config = current_app.config
     db = get_db()
-    state = serving_state(config["DATABASE"])
-    state.refresh(db, config, wait_for_models=False)
+    policies = serving_state(config["DATABASE"]).current_policies(db, config)
     receipt = record_reward(db, event_id=event_id, title_id=body.title_id, value=body.value,
-                            idempotency_key=key, policies=state.policies)
+                            idempotency_key=key, policies=policies)
     return jsonify(receipt.as_dict()), (200 if receipt.replayed else 201)
 
 
@@ -101,9 +100,8 @@ def activate_event(event_id: str) -> ResponseReturnValue:
     check_id(event_id, what="event_id")
     config = current_app.config
     db = get_db()
-    state = serving_state(config["DATABASE"])
-    state.refresh(db, config, wait_for_models=False)
-    return jsonify(activate(db, event_id=event_id, policies=state.policies))
+    policies = serving_state(config["DATABASE"]).current_policies(db, config)
+    return jsonify(activate(db, event_id=event_id, policies=policies))
 
 
 @bp.get("/v1/events/<event_id>")
