@@ -3,11 +3,15 @@
 One learner runs per database (an exclusive ``flock`` on ``<database>.learner.lock``). Each step
 for a policy has three phases:
 
-1. *close* (write transaction): pick due ``pending`` rows, fix their labels from the rewards credited
-   so far, and mark them closed; from then on no reward can be credited to them;
-2. *learn* (no lock held): learn the closed rows, in (due time, event) order, into the newest model;
+1. *close* (write transaction): mark due ``pending`` rows closed; from then on no reward can be
+   credited to them, so their labels are fixed;
+2. *learn* (no lock held): read the labels, learn the closed rows, in (due time, event) order, into
+   the newest model, and serialize it;
 3. *commit* (write transaction): publish the new model version, record every learned event and delete
    its ``pending`` row, all at once.
+
+Serving waits for SQLite's write lock whenever the learner holds it, so both transactions hold it
+for plain statements only: every read, every VW call and the model's serialization happen outside.
 
 A crash between 1 and 3 leaves closed rows behind; the next step learns them again from the last
 published model, which did not contain them, so nothing is learned twice or lost. If another model
@@ -31,7 +35,8 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits import blocks, features
-from bandits.policy import ARTWORK, POLICY_NAMES, TITLES, PolicyConfig, latest_model, load_policy, new_workspace, publish
+from bandits.policy import (ARTWORK, POLICY_NAMES, TITLES, PolicyConfig, latest_model, latest_versions, load_policy,
+                            new_workspace, publish)
 from bandits.storage import StorageBusy, connect, write_transaction
 from bandits.vwtext import TextExamples
 
@@ -49,50 +54,77 @@ class StepResult:
     discarded: bool = False
 
 
-CLOSE_CHUNK = 100  # events closed per write transaction (about 1.5 ms): keeps serving's lock waits short
+CLOSE_CHUNK = 200  # windows closed per write transaction: one UPDATE, well under a millisecond
 
 
 def _close_due(db: sqlite_utils.Database, cfg: PolicyConfig, *, now: float, limit: int) -> int:
-    """Phase 1: fix the labels of due events and close their reward windows; return how many closed."""
+    """Phase 1: close the reward windows of up to ``limit`` due events, oldest first; return how many closed.
+
+    Each chunk is one UPDATE and nothing else, because serving waits for the write lock while the
+    learner holds it (and the learner may run at idle CPU priority, where a long transaction is
+    easily preempted). Closing fixes the labels: from then on no reward is credited to the window,
+    so ``closed_labels`` reads them afterwards without the lock. The aggregation rule and default
+    reward in force at the close are recorded with each window, so a retried step learns the same labels.
+    """
+    rule = json.dumps({"aggregation": cfg.aggregation, "default_reward": cfg.default_reward})
     closed = 0
     while closed < limit:
         with write_transaction(db):
-            due = [row[0] for row in db.execute(
+            count = db.execute(
+                "UPDATE pending SET closed_at = ?, labels = ? WHERE policy = ? AND event_seq IN ("
                 "SELECT event_seq FROM pending WHERE policy = ? AND closed_at IS NULL AND due_at IS NOT NULL "
-                "AND due_at <= ? ORDER BY due_at, event_seq LIMIT ?",
-                [cfg.name, now, min(CLOSE_CHUNK, limit - closed)],
-            )]
-            if not due:
-                break
-            marks = ",".join("?" * len(due))
-            shown: dict[int, list[str]] = {}
-            for seq, title_id in db.execute(
-                f"SELECT event_seq, title_id FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position",
-                due,
-            ):
-                shown.setdefault(seq, []).append(title_id)
-            credited: dict[tuple[int, str], list[float]] = {}
-            for seq, title_id, value in db.execute(
-                f"SELECT r.event_seq, r.title_id, r.value FROM rewards r JOIN reward_credits c ON c.reward_id = r.id "
-                f"WHERE r.event_seq IN ({marks}) AND c.policy = ? ORDER BY r.id",
-                [*due, cfg.name],
-            ):
-                credited.setdefault((seq, title_id), []).append(value)
-            updates = []
-            for seq in due:
-                rewards = [aggregate(credited.get((seq, title_id)), cfg) for title_id in shown.get(seq, [])]
-                updates.append((now, json.dumps(rewards), cfg.name, seq))
-            db.conn.executemany("UPDATE pending SET closed_at = ?, labels = ? WHERE policy = ? AND event_seq = ?",
-                                updates)
-        closed += len(due)
+                "AND due_at <= ? ORDER BY due_at, event_seq LIMIT ?)",
+                [now, rule, cfg.name, cfg.name, now, min(CLOSE_CHUNK, limit - closed)],
+            ).rowcount
+        if count <= 0:
+            break
+        closed += count
     return closed
 
 
-def aggregate(values: list[float] | None, cfg: PolicyConfig) -> float:
-    """Combine the rewards credited to one shown title by the policy's rule (default if none came)."""
+def closed_labels(db: sqlite_utils.Database, policy: str, seqs: Sequence[int]) -> dict[int, list[float]]:
+    """Return the reward of every shown title, in slot order, of events whose ``policy`` window is closed.
+
+    The credited rewards of each title are combined by the rule recorded when the window closed
+    (``aggregate``); a title without a credited reward gets that rule's default reward.
+    """
+    if not seqs:
+        return {}
+    marks = ",".join("?" * len(seqs))
+    rules = {seq: json.loads(text) for seq, text in db.execute(
+        f"SELECT event_seq, labels FROM pending WHERE policy = ? AND closed_at IS NOT NULL AND event_seq IN ({marks})",
+        [policy, *seqs])}
+    missing = set(seqs) - set(rules)
+    if missing:
+        raise LookupError(f"{policy}: the windows of events {sorted(missing)[:5]} are not closed")
+    shown: dict[int, list[str]] = {}
+    for seq, title_id in db.execute(
+        f"SELECT event_seq, title_id FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position", seqs
+    ):
+        shown.setdefault(seq, []).append(title_id)
+    credited: dict[tuple[int, str], list[float]] = {}
+    for seq, title_id, value in db.execute(
+        f"SELECT r.event_seq, r.title_id, r.value FROM rewards r JOIN reward_credits c ON c.reward_id = r.id "
+        f"WHERE r.event_seq IN ({marks}) AND c.policy = ? ORDER BY r.id",
+        [*seqs, policy],
+    ):
+        credited.setdefault((seq, title_id), []).append(value)
+    labels: dict[int, list[float]] = {}
+    for seq in seqs:
+        rule = rules[seq]
+        if isinstance(rule, list):  # closed by a Marquee that fixed the labels themselves at the close
+            labels[seq] = [float(value) for value in rule]
+            continue
+        labels[seq] = [aggregate(credited.get((seq, title_id)), aggregation=rule["aggregation"],
+                                 default_reward=float(rule["default_reward"])) for title_id in shown.get(seq, [])]
+    return labels
+
+
+def aggregate(values: list[float] | None, *, aggregation: str, default_reward: float) -> float:
+    """Combine the rewards credited to one shown title (``earliest`` or ``sum``); the default if none came."""
     if not values:
-        return cfg.default_reward
-    if cfg.aggregation == "sum":
+        return default_reward
+    if aggregation == "sum":
         return sum(values)
     return values[0]
 
@@ -161,7 +193,7 @@ class Learner:
         batch = int(self.config["LEARNER_BATCH"])
         _close_due(self.db, cfg, now=now, limit=batch)
         closed = list(self.db.query(
-            "SELECT p.event_seq, p.labels, e.title_shared, e.title_block FROM pending p "
+            "SELECT p.event_seq, e.title_shared, e.title_block FROM pending p "
             "JOIN events e ON e.seq = p.event_seq WHERE p.policy = ? AND p.closed_at IS NOT NULL "
             "ORDER BY p.due_at, p.event_seq LIMIT ?",
             [policy, batch],
@@ -187,23 +219,24 @@ class Learner:
         self._workspaces.pop(policy, None)
         examples_of = TextExamples(workspace)
         build = EXAMPLE_BUILDERS[policy]
+        labels = closed_labels(self.db, policy, [event["event_seq"] for event in closed])
         learned_rows = []
         for event in closed:
-            rewards = json.loads(event["labels"])
+            rewards = labels[event["event_seq"]]
             examples = build(event, impressions[event["event_seq"]], rewards, lines_of)
             for example in examples:
                 examples_of.learn(example)
             learned_rows.append((event["event_seq"], len(examples)))
         result.events = len(learned_rows)
         result.examples = sum(n for _, n in learned_rows)
+        blob = workspace.serialize()
         with write_transaction(self.db):
-            current = latest_model(self.db, policy)
-            if current is None or current.version != base_version:
+            if latest_versions(self.db).get(policy) != base_version:
                 # An import or reset published a version meanwhile: redo this work on top of it.
                 result.discarded = True
                 return result
             version = publish(
-                self.db, policy=policy, blob=workspace.serialize(), vw_args=record.vw_args,
+                self.db, policy=policy, blob=blob, vw_args=record.vw_args,
                 events_learned=record.events_learned + result.events,
                 examples_learned=record.examples_learned + result.examples,
                 origin="learner", keep=int(self.config["MODEL_VERSIONS_KEPT"]),

@@ -202,12 +202,15 @@ def test_aggregation_of_several_rewards(client, db, learner, catalog, aggregatio
     title = body["slots"][0]["title_id"]
     for value in (0.25, 0.75):
         client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": title, "value": value})
-    from bandits.learner import _close_due
+    from bandits.learner import _close_due, closed_labels
     from bandits.policy import load_policy
 
     _close_due(db, load_policy(db, learner.config, "titles"), now=time.time() + 61, limit=10)
-    labels = json.loads(db.execute("SELECT labels FROM pending WHERE policy = 'titles'").fetchone()[0])
-    assert labels == [expected, 0.0, 0.0]
+    # A change of rule after the close does not change the labels the close fixed.
+    other = "sum" if aggregation == "earliest" else "earliest"
+    assert client.put("/v1/policies/titles", json={"aggregation": other}).status_code == 200
+    seq = db.execute("SELECT seq FROM events WHERE id = ?", [body["event_id"]]).fetchone()[0]
+    assert closed_labels(db, "titles", [seq]) == {seq: [expected, 0.0, 0.0]}
 
 
 def test_learn_on_first_reward(client, db, learner, catalog):

@@ -154,3 +154,30 @@ def test_a_failed_commit_does_not_learn_the_batch_twice(app, client, db, catalog
     published = latest_model(db, "titles")
     assert published.examples_learned == expected.examples_learned == 18
     assert published.blob == expected.blob  # the same model as one clean pass: nothing learned twice
+
+
+def test_the_write_lock_is_never_held_while_learning_or_serializing(app, client, db, catalog, monkeypatch):
+    """Serving waits for the write lock while the learner holds it: VW work happens outside it."""
+    import vowpal_wabbit_next as vw
+
+    from bandits.vwtext import TextExamples
+
+    learner = Learner(db, app.config)
+    calls = []
+    learn, serialize = TextExamples.learn, vw.Workspace.serialize
+
+    def learn_outside(self, lines):
+        calls.append(("learn", db.conn.in_transaction))
+        return learn(self, lines)
+
+    def serialize_outside(self):
+        calls.append(("serialize", db.conn.in_transaction))
+        return serialize(self)
+
+    monkeypatch.setattr(TextExamples, "learn", learn_outside)
+    monkeypatch.setattr(vw.Workspace, "serialize", serialize_outside)
+    rank_many(client, 5)
+    result = learner.run_once(now=time.time() + 61)
+    assert result["titles"].events == 5 and result["artwork"].events == 5
+    assert {name for name, _ in calls} == {"learn", "serialize"}
+    assert not any(in_transaction for _, in_transaction in calls)
