@@ -11,7 +11,11 @@ It builds a catalog of 40 titles with 5 artworks each in a temporary folder, the
    ceiling of N workers is N times that (one core each);
 2. the service's throughput: wrk, closed loop, 8 connections, rows of 10 slots;
 3. the service's latency at a fixed rate: open-loop Poisson arrivals at ``--rate`` rows/s
-   (bench/loadgen.py; latency from each request's scheduled time), p50/p95/p99 and errors.
+   (bench/loadgen.py; latency from each request's scheduled time), p50/p95/p99 and errors;
+4. the HTTP stack alone: gunicorn with the same workers serving ``bench/empty_app.py`` (Flask parses
+   the same request and answers a row of the same size, without deciding or logging) under the same
+   wrk load. Its throughput bounds any Flask service on this machine; with the VW calls added on
+   top, ``stack_bound_rows_per_second`` is what a service doing nothing else could reach.
 
 The learner runs throughout, as in production: every row is learned after the reward window.
 
@@ -27,7 +31,9 @@ import platform
 import re
 import resource
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -107,6 +113,29 @@ def fixed_rate(port: int, *, seconds: float, rate: int) -> dict[str, float]:
     return run("127.0.0.1", port, rate=rate, seconds=seconds, make=make).summary()
 
 
+def empty_stack(workers: int, *, seconds: float) -> dict[str, Any]:
+    """Throughput of gunicorn + Flask answering the same request with a canned row (bench/empty_app.py)."""
+    from tests.gunicorn_harness import ROOT, free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                                "bench.empty_app:app"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn with bench.empty_app did not start") from None
+                time.sleep(0.1)
+        return wrk(port, seconds=seconds)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """Return the CPU time (user + system) consumed so far by the given processes."""
     total = 0
@@ -171,7 +200,11 @@ def main() -> None:
         catch_up = wait_for_learner(service)
     finally:
         service.stop()
+    stack = empty_stack(args.workers, seconds=args.seconds)
     ceiling_n = ceiling["rows_per_second"] * args.workers
+    # CPU per row of a service that only adds the VW calls to the bare stack: the stack's share
+    # (workers / its throughput, with the workers saturating their cores) plus the VW calls' share.
+    bound = args.workers / (args.workers / stack["rows_per_second"] + ceiling["ms_per_row"] / 1000)
     result = {
         "command": f"python -m bench.rank_bench --seconds {args.seconds:g} --rate {args.rate} --workers {args.workers}",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}",
@@ -189,6 +222,10 @@ def main() -> None:
         "fixed_rate_generator_send_lag_p99_ms": fixed["generator_send_lag_p99_ms"],
         **{k: v for k, v in {**fixed, **closed}.items() if "_cpu_" in k},
         "learner_catch_up_after_closed_loop_s": round(catch_up, 1),
+        "empty_stack_rows_per_second": round(stack["rows_per_second"], 1),
+        "empty_stack_share_of_ceiling": round(stack["rows_per_second"] / ceiling_n, 3),
+        "stack_bound_rows_per_second": round(bound, 1),
+        "stack_bound_share_of_ceiling": round(bound / ceiling_n, 3),
     }
     report("rank", result)
     shutil.rmtree(work, ignore_errors=True)
