@@ -56,3 +56,35 @@ class TextExamples:
             self._core.learn_multi_ex_one(self._parse(lines))
         except RuntimeError as exc:
             raise VWError(str(exc)) from None
+
+
+class TextLines:
+    """Predict and learn on single-line text examples of one workspace (e.g. a squared-loss regressor)."""
+
+    def __init__(self, workspace: vw.Workspace) -> None:
+        if workspace.multiline:
+            raise ValueError("TextLines is for single-line workspaces")
+        self.workspace = workspace
+        self._core = workspace._workspace
+
+    def predict(self, line: str) -> float:
+        """Return VW's prediction for one example.
+
+        Raises:
+            VWError: VW refused the example.
+        """
+        try:
+            return float(self._core.predict_one(_core._parse_line_text(self._core, line)))  # type: ignore[arg-type]
+        except RuntimeError as exc:
+            raise VWError(str(exc)) from None
+
+    def learn(self, line: str) -> None:
+        """Learn one labelled example.
+
+        Raises:
+            VWError: VW refused the example.
+        """
+        try:
+            self._core.learn_one(_core._parse_line_text(self._core, line))
+        except RuntimeError as exc:
+            raise VWError(str(exc)) from None

@@ -7,7 +7,7 @@ import random
 import pytest
 import vowpal_wabbit_next as vw
 
-from bandits.vwtext import TextExamples
+from bandits.vwtext import TextExamples, TextLines
 
 
 def stream(seed: int, n: int = 400):
@@ -38,3 +38,20 @@ def test_same_predictions_and_same_model_as_the_public_api(args):
 def test_refuses_single_line_workspaces():
     with pytest.raises(ValueError):
         TextExamples(vw.Workspace([]))
+
+
+def test_single_lines_predict_and_learn_as_the_public_api():
+    rng = random.Random(5)
+    public = vw.Workspace(["-q", "UT"])
+    parser = vw.TextFormatParser(public)
+    fast_ws = vw.Workspace(["-q", "UT"])
+    fast = TextLines(fast_ws)
+    for _ in range(300):
+        line = f"|U seg={rng.randrange(4)} hour:{rng.randrange(24)} |T id=t{rng.randrange(30)}"
+        assert fast.predict(line) == public.predict_one(parser.parse_line(line))
+        labelled = f"{float(rng.random() < 0.4)} {line}"
+        public.learn_one(parser.parse_line(labelled))
+        fast.learn(labelled)
+    assert fast_ws.serialize() == public.serialize()
+    with pytest.raises(ValueError):
+        TextLines(vw.Workspace(["--cb_adf"]))
