@@ -97,7 +97,7 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create every table and index if missing (idempotent, safe to run from several processes)."""
-    if db["meta"].exists() and db["learned"].exists():
+    if db["meta"].exists() and db["evaluations"].exists():  # the newest table: older files get it added
         return
     with write_transaction(db):
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
@@ -176,6 +176,14 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 policy TEXT NOT NULL, event_seq INTEGER NOT NULL, version INTEGER NOT NULL,
                 examples INTEGER NOT NULL, PRIMARY KEY (policy, event_seq)) WITHOUT ROWID"""
         )
+        # Offline evaluations (bandits.runs): the request, where the background process is, the report.
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS evaluations (
+                id TEXT PRIMARY KEY, created_at REAL NOT NULL, policy TEXT NOT NULL, request TEXT NOT NULL,
+                status TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0, stage TEXT, started_at REAL,
+                finished_at REAL, heartbeat_at REAL, pid INTEGER, result TEXT, error TEXT)"""
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS evaluations_created ON evaluations (created_at)")
 
 
 def checkpoint(db: sqlite_utils.Database) -> tuple[int, int, int]:

@@ -1,14 +1,20 @@
-"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn."""
+"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate."""
 
 from __future__ import annotations
 
+import json
+import math
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
 
 from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
+from bandits import offline
 from bandits.learner import Learner, serve_forever
 from bandits.storage import connect
 
@@ -73,3 +79,110 @@ def register(app: Flask) -> None:
                            f"version {result.version}")
             return
         raise SystemExit(serve_forever(config))
+
+    @app.cli.command("evaluate")
+    @click.option("--policy", type=click.Choice(["titles", "artwork"]), required=True, help="The policy whose log to evaluate.")
+    @click.option("--candidate", "candidates", multiple=True, metavar="CANDIDATE",
+                  help="logged, uniform, default, greedy, vw:<VW options>, or a JSON object "
+                       "(repeatable; default: logged, uniform, default, greedy).")
+    @click.option("--since", default=None, help="Only decisions from this time on (ISO 8601 or unix seconds).")
+    @click.option("--until", default=None, help="Only decisions before this time (ISO 8601 or unix seconds).")
+    @click.option("--segment-by", default=None, help="A viewer feature whose values the results are broken down by.")
+    @click.option("--folds", default=2, show_default=True, help="Time-ordered folds of the cross-fitted reward model.")
+    @click.option("--limit", type=int, default=None, help="Only the most recent LIMIT events of the range.")
+    @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+                  help="Also write the whole report as JSON to this file (- for standard output, instead of the table).")
+    def evaluate(policy: str, candidates: tuple[str, ...], since: str | None, until: str | None,
+                 segment_by: str | None, folds: int, limit: int | None, json_path: str | None) -> None:
+        """Estimate how candidate policies would have done on the logged decisions (IPS, SNIPS, DM, DR)."""
+        request: dict[str, Any] = {"policy": policy, "folds": folds, "segment_by": segment_by, "limit": limit,
+                                   "since": _time_option(since), "until": _time_option(until)}
+        if candidates:
+            request["candidates"] = [_candidate_option(text) for text in candidates]
+        try:
+            spec = offline.parse_spec(request)
+        except offline.SpecError as exc:
+            raise click.UsageError(str(exc)) from None
+        config = dict(current_app.config)
+        db = connect(config["DATABASE"], synchronous=config["SQLITE_SYNCHRONOUS"])
+        with click.progressbar(length=1000, label="evaluating", file=sys.stderr) as bar:
+            def progress(fraction: float, stage: str) -> None:
+                bar.label = stage
+                bar.update(int(fraction * 1000) - bar.pos)
+
+            try:
+                report = offline.evaluate(db, config, spec, progress=progress)
+            except offline.SpecError as exc:
+                raise click.UsageError(str(exc)) from None
+            progress(1.0, "done")
+        if json_path is not None:
+            with click.open_file(json_path, "w") as out:
+                json.dump(report, out, indent=1)
+            if json_path == "-":
+                return
+        click.echo(format_report(report))
+
+
+def _time_option(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _candidate_option(text: str) -> Any:
+    """Read ``--candidate``: a name, ``vw:<options>``, or a JSON object."""
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise click.UsageError(f"--candidate {text!r}: not valid JSON ({exc})") from None
+    if text.startswith("vw:"):
+        return {"kind": "vw", "vw_args": text[3:]}
+    return text
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ci(interval: dict[str, Any], *, signed: bool = False) -> str:
+    if interval.get("value") is None:
+        return "undefined"
+    sign = "+" if signed else ""
+    return f"{interval['value']:{sign}.4f} [{interval['ci_low']:{sign}.4f}, {interval['ci_high']:{sign}.4f}]"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Return an evaluation report as a readable table (per segment too, if the report has segments)."""
+    model = report["reward_model"]
+    r_squared = model.get("r_squared")
+    lines = [
+        f"{report['policy']}: {report['rounds']} decisions in {report['events']} events, "
+        f"{_when(report['first_decision_at'])} to {_when(report['last_decision_at'])}; "
+        f"mean reward {report['mean_reward']:.4f}",
+        f"reward model: VW {' '.join(model['vw_args'])}, {model['folds']} time-ordered folds, "
+        f"R^2 {r_squared:.3f}" if r_squared is not None and math.isfinite(r_squared) else
+        f"reward model: VW {' '.join(model['vw_args'])}, {model['folds']} time-ordered folds",
+        "95% intervals; DR is the estimate to read, IPS/SNIPS/DM are there to compare.",
+        "",
+    ]
+    width = max(9, *(len(entry["name"]) for entry in report["candidates"]))
+    header = f"{'candidate':<{width}}  {'DR [95% CI]':<26}  {'IPS':>7}  {'SNIPS':>7}  {'DM':>7}  {'ESS':>8}  lift over logged (DR)"
+    lines += [header, "-" * len(header)]
+    for entry in report["candidates"]:
+        e = entry["estimates"]
+        snips = e["snips"]["value"]
+        lines.append(
+            f"{entry['name']:<{width}}  {_ci(e['dr']):<26}  {e['ips']['value']:>7.4f}  "
+            f"{(f'{snips:.4f}' if snips is not None else 'n/a'):>7}  {e['dm']['value']:>7.4f}  "
+            f"{e['ips']['effective_sample_size']:>8.0f}  {_ci(entry['lift_over_logged'], signed=True)}")
+    if report.get("segment_by"):
+        lines += ["", f"by {report['segment_by']} (DR; segments under {offline.MIN_SEGMENT_ROUNDS} decisions are not estimated):"]
+        for entry in report["candidates"]:
+            for row in entry.get("segments", []):
+                estimate = _ci(row["dr"]) if "dr" in row else "too few decisions"
+                lines.append(f"  {entry['name']:<{width}}  {row['segment']:<20}  {row['rounds']:>7}  {estimate}")
+    return "\n".join(lines)

@@ -164,6 +164,16 @@ def serving_state(database: str) -> ServingState:
     return state
 
 
+def child_environment(config: Mapping[str, Any]) -> dict[str, str]:
+    """Return the environment of a background process (learner, evaluation): this app's settings as ``MARQUEE_*``."""
+    env = dict(os.environ)
+    for name in SETTINGS:
+        value = config[name]
+        env[f"MARQUEE_{name}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
 class LearnerSupervisor:
     """Keeps one learner process running per database, from whichever serving process sees it missing.
 
@@ -183,14 +193,6 @@ class LearnerSupervisor:
         """Start watching."""
         self.thread.start()
 
-    def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in SETTINGS:
-            value = self.config[name]
-            env[f"MARQUEE_{name}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-        return env
-
     def _run(self) -> None:
         while True:
             if self.process is not None:
@@ -205,7 +207,7 @@ class LearnerSupervisor:
             os.close(fd)  # free: hand it to a new learner process
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bandits.learner", "--parent-pid", str(os.getpid())],
-                env=self._environment(), cwd=str(PROJECT_ROOT),
+                env=child_environment(self.config), cwd=str(PROJECT_ROOT),
             )
             log.info("started learner process %s", self.process.pid)
             time.sleep(0.2)
@@ -232,3 +234,15 @@ def ensure_learner(config: Mapping[str, Any]) -> None:
         if key not in _supervisors:
             supervisor = _supervisors[key] = LearnerSupervisor(config)
             supervisor.start()
+
+
+def spawn_evaluation(config: Mapping[str, Any], run_id: str) -> int:
+    """Start the background process of a queued evaluation run; return its pid.
+
+    A thread of this process waits for it, so that it does not linger as a zombie when it ends.
+    """
+    process = subprocess.Popen([sys.executable, "-m", "bandits.runs", run_id], env=child_environment(config),
+                               cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
+    threading.Thread(target=process.wait, name=f"marquee-evaluation-{run_id}", daemon=True).start()
+    log.info("started evaluation %s in process %s", run_id, process.pid)
+    return process.pid

@@ -145,8 +145,8 @@ def check_json(value: Any, path: str = "body", depth: int = 0) -> None:
             check_json(item, f"{path}[{index}]", depth + 1)
 
 
-def parse(model: type[BaseModel], request: Request) -> Any:
-    """Parse the JSON body of ``request`` into ``model``; raise 415 or 422 with the offending path."""
+def json_object(request: Request) -> dict[str, Any]:
+    """Return the JSON object body of ``request``; raise 415 or 422 saying what is wrong with it."""
     if not request.is_json:
         raise UnsupportedMedia("the request body must be JSON (Content-Type: application/json)")
     try:
@@ -158,6 +158,12 @@ def parse(model: type[BaseModel], request: Request) -> Any:
     if not isinstance(data, dict):
         raise Invalid("the request body must be a JSON object")
     check_json(data)
+    return data
+
+
+def parse(model: type[BaseModel], request: Request) -> Any:
+    """Parse the JSON body of ``request`` into ``model``; raise 415 or 422 with the offending path."""
+    data = json_object(request)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -23,7 +23,7 @@ EVENTS, SLOTS, TITLES = 1500, 4, 12
 class LoggedWorld:
     """A service that ranked ``EVENTS`` rows for a simulated audience whose click rates are known."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, events: int = EVENTS) -> None:
         self.app = create_app({"DATA_DIR": str(root / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0,
                                "EPSILON": 0.2})
         self.client = self.app.test_client()
@@ -35,7 +35,7 @@ class LoggedWorld:
         rng = np.random.default_rng(11)
         segments = list(SEGMENT_TASTE)
         self.segment_of: dict[str, str] = {}
-        for event in range(EVENTS):
+        for event in range(events):
             segment = segments[int(rng.integers(2))]
             user = {"id": f"u{int(rng.integers(300))}", "features": {"segment": segment, "device": "tv"}}
             body = self.client.post("/v1/rank", json={"user": user, "slots": SLOTS}).get_json()
