@@ -14,7 +14,8 @@ from flask import Flask, current_app
 
 from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
-from bandits import offline
+from bandits import logexport, offline
+from bandits.policy import load_policy
 from bandits.learner import Learner, serve_forever
 from bandits.storage import connect
 
@@ -121,6 +122,31 @@ def register(app: Flask) -> None:
             if json_path == "-":
                 return
         click.echo(format_report(report))
+
+
+    @app.cli.command("export-log")
+    @click.option("--policy", type=click.Choice(["titles", "artwork"]), default="artwork", show_default=True)
+    @click.option("--format", "fmt", type=click.Choice(list(logexport.FORMATS)), default="dsjson", show_default=True)
+    @click.option("--since", default=None, help="Only decisions from this time on (ISO 8601 or unix seconds).")
+    @click.option("--until", default=None, help="Only decisions before this time (ISO 8601 or unix seconds).")
+    @click.option("--output", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
+                  help="File to write (- for standard output).")
+    def export_log(policy: str, fmt: str, since: str | None, until: str | None, output: str) -> None:
+        """Write a policy's closed decisions as VW DSJson or flat JSON lines, one line per decision."""
+        try:
+            start = offline.parse_time(_time_option(since), where="--since")
+            end = offline.parse_time(_time_option(until), where="--until")
+        except offline.SpecError as exc:
+            raise click.UsageError(str(exc)) from None
+        config = dict(current_app.config)
+        db = connect(config["DATABASE"], synchronous=config["SQLITE_SYNCHRONOUS"])
+        settings = load_policy(db, config, policy)
+        rounds = offline.from_log(db, policy=policy, aggregation=settings.aggregation,
+                                  default_reward=settings.default_reward, since=start, until=end)
+        with click.open_file(output, "w") as out:
+            out.writelines(logexport.lines(rounds, fmt))
+        if output != "-":
+            click.echo(f"{len(rounds)} decisions written to {output}", err=True)
 
 
 def _time_option(text: str | None) -> Any:

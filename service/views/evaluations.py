@@ -1,11 +1,14 @@
-"""Offline evaluations: start one in the background, follow it, read its report."""
+"""Offline evaluations: start one in the background, follow it, read its report; export the log."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bandits import offline, runs
+from bandits import logexport, offline, runs
+from bandits.policy import POLICY_NAMES, load_policy
 from service.db import get_db
 from service.errors import Conflict, Invalid, NotFound
 from service.runtime import spawn_evaluation
@@ -56,3 +59,40 @@ def show_evaluation(run_id: str) -> ResponseReturnValue:
     if found is None:
         raise NotFound(f"evaluation {run_id!r} does not exist")
     return jsonify(found)
+
+
+def _query_time(name: str) -> float | None:
+    text = request.args.get(name)
+    if text is None or text == "":
+        return None
+    value: Any = text
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    try:
+        return offline.parse_time(value, where=name)
+    except offline.SpecError as exc:
+        raise Invalid(str(exc)) from None
+
+
+@bp.get("/v1/logs/export")
+def export_log() -> ResponseReturnValue:
+    """Stream one policy's closed decisions as DSJson or JSON lines (one line per decision, oldest first)."""
+    fmt = request.args.get("format", "dsjson")
+    if fmt not in logexport.FORMATS:
+        raise Invalid(f"format: must be one of {', '.join(logexport.FORMATS)}, got {fmt!r}")
+    policy = request.args.get("policy", "artwork")
+    if policy not in POLICY_NAMES:
+        raise Invalid(f"policy: must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
+    since, until = _query_time("since"), _query_time("until")
+    if since is not None and until is not None and until <= since:
+        raise Invalid("until: must be later than since")
+    db = get_db()
+    settings = load_policy(db, current_app.config, policy)
+    rounds = offline.from_log(db, policy=policy, aggregation=settings.aggregation,
+                              default_reward=settings.default_reward, since=since, until=until)
+    response = Response(logexport.lines(rounds, fmt), mimetype="application/x-ndjson")
+    response.headers["Content-Disposition"] = f'attachment; filename="marquee-{policy}.{fmt}"'
+    response.headers["X-Marquee-Decisions"] = str(len(rounds))
+    return response
