@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -218,7 +219,6 @@ class _RoundBuilder:
         self.sizes: list[int] = []
         self.action_index: list[int] = []
         self.action_ids: list[str] = []
-        self._events: list[str] = []
 
     def add(self, *, event_id: str, event_index: int, position: int, created_at: float, context: Mapping[str, Any],
             shared: str, block: str, action_index: Sequence[int], chosen: int, pscore: float, reward: float,
@@ -282,13 +282,12 @@ def _regressor_line(shared: str, action: str, reward: float | None = None) -> st
     return f"{label}{features_only} {action}"
 
 
-def _predicted_rewards(examples: TextExamples, rounds: Rounds, i: int) -> np.ndarray:
-    """Return a ``--cb_adf`` workspace's predicted reward of every action of round ``i``, in the order offered."""
-    scores = examples.predict(rounds.example(i, labeled=False))
-    costs = np.empty(len(scores))
-    for index, cost in scores:
+def _action_costs(examples: TextExamples, rounds: Rounds, i: int) -> np.ndarray:
+    """Return a ``--cb_adf`` workspace's cost estimate of every action of round ``i``, in the order offered."""
+    costs = np.empty(int(rounds.sizes[i]))
+    for index, cost in examples.predict(rounds.example(i, labeled=False)):
         costs[index] = cost
-    return costs / features.COST_PER_REWARD
+    return costs
 
 
 @dataclass(frozen=True)
@@ -449,10 +448,6 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
     return Candidate(name=name, kind=str(kind), epsilon=float(epsilon), version=version, vw_args=vw_args)
 
 
-def _pmf_of_costs(costs: np.ndarray, epsilon: float) -> np.ndarray:
-    return epsilon_greedy_pmf(costs.tolist(), epsilon)
-
-
 def _model_pmf(rounds: Rounds, workspace: vw.Workspace, epsilon: float, *, learn: bool, progress: Progress,
                stage: str) -> np.ndarray:
     """Return the epsilon-greedy distribution of a workspace over every round's actions, flat.
@@ -466,8 +461,7 @@ def _model_pmf(rounds: Rounds, workspace: vw.Workspace, epsilon: float, *, learn
     for event in rounds.events():
         for i in event:
             start, stop = rounds.offsets[i], rounds.offsets[i + 1]
-            costs = _predicted_rewards(examples, rounds, i) * features.COST_PER_REWARD
-            pmf[start:stop] = _pmf_of_costs(costs, epsilon)
+            pmf[start:stop] = epsilon_greedy_pmf(_action_costs(examples, rounds, i).tolist(), epsilon)
         if learn:
             for i in event:
                 examples.learn(rounds.example(i, labeled=True))
@@ -610,9 +604,7 @@ MAX_CANDIDATES = 20
 
 
 def parse_time(value: Any, *, where: str) -> float | None:
-    """Read a time as unix seconds (a number) or ISO 8601 text (UTC unless it names an offset)."""
-    from datetime import datetime, timezone
-
+    """Read a time as unix seconds (a number, or its text) or ISO 8601 text (UTC unless it names an offset)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -622,6 +614,10 @@ def parse_time(value: Any, *, where: str) -> float | None:
             raise SpecError(f"{where}: must be a non-negative number of unix seconds")
         return float(value)
     if isinstance(value, str):
+        try:
+            return parse_time(float(value), where=where)
+        except ValueError:
+            pass
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
@@ -704,9 +700,19 @@ def _interval(estimate: Mapping[str, Any]) -> dict[str, Any]:
     return {key: estimate.get(key) for key in ("value", "ci_low", "ci_high")}
 
 
+def policy_rounds(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *, since: float | None = None,
+                  until: float | None = None, limit: int | None = None) -> Rounds:
+    """Return ``from_log`` rounds with the rewards combined by the policy's current rule."""
+    from bandits.policy import load_policy
+
+    settings = load_policy(db, config, policy)
+    return from_log(db, policy=policy, aggregation=settings.aggregation, default_reward=settings.default_reward,
+                    since=since, until=until, limit=limit)
+
+
 def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: EvaluationSpec, *,
-             rounds: Rounds | None = None, progress: Progress = _quiet) -> dict[str, Any]:
-    """Run an evaluation: rounds from the log (or ``rounds`` given), reward model, every candidate; return the report.
+             progress: Progress = _quiet) -> dict[str, Any]:
+    """Run an evaluation: rounds from the log, reward model, every candidate; return the report.
 
     Raises:
         SpecError: the request cannot be evaluated (too few rounds, a model version not kept, ...).
@@ -717,9 +723,7 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
     work = [1.0, 2.0 * spec.folds] + [2.0 if c.kind in ("model", "vw") else 0.1 for c in spec.candidates]
     stages = _Stages(progress, work)
     stages.stage(0)(0.0, "reading the log")
-    if rounds is None:
-        rounds = from_log(db, policy=spec.policy, aggregation=settings.aggregation,
-                          default_reward=settings.default_reward, since=spec.since, until=spec.until, limit=spec.limit)
+    rounds = policy_rounds(db, config, spec.policy, since=spec.since, until=spec.until, limit=spec.limit)
     if len(rounds) < 2 or rounds.n_events < spec.folds:
         raise SpecError(f"since: the range holds {len(rounds)} closed decisions of {spec.policy} in "
                         f"{rounds.n_events} events; at least 2 decisions in {spec.folds} events (one per fold) are needed")

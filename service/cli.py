@@ -15,7 +15,6 @@ from flask import Flask, current_app
 from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
 from bandits import logexport, offline
-from bandits.policy import load_policy
 from bandits.learner import Learner, serve_forever
 from bandits.storage import connect
 
@@ -97,7 +96,7 @@ def register(app: Flask) -> None:
                  segment_by: str | None, folds: int, limit: int | None, json_path: str | None) -> None:
         """Estimate how candidate policies would have done on the logged decisions (IPS, SNIPS, DM, DR)."""
         request: dict[str, Any] = {"policy": policy, "folds": folds, "segment_by": segment_by, "limit": limit,
-                                   "since": _time_option(since), "until": _time_option(until)}
+                                   "since": since, "until": until}
         if candidates:
             request["candidates"] = [_candidate_option(text) for text in candidates]
         try:
@@ -134,28 +133,17 @@ def register(app: Flask) -> None:
     def export_log(policy: str, fmt: str, since: str | None, until: str | None, output: str) -> None:
         """Write a policy's closed decisions as VW DSJson or flat JSON lines, one line per decision."""
         try:
-            start = offline.parse_time(_time_option(since), where="--since")
-            end = offline.parse_time(_time_option(until), where="--until")
+            start = offline.parse_time(since, where="--since")
+            end = offline.parse_time(until, where="--until")
         except offline.SpecError as exc:
             raise click.UsageError(str(exc)) from None
         config = dict(current_app.config)
         db = connect(config["DATABASE"], synchronous=config["SQLITE_SYNCHRONOUS"])
-        settings = load_policy(db, config, policy)
-        rounds = offline.from_log(db, policy=policy, aggregation=settings.aggregation,
-                                  default_reward=settings.default_reward, since=start, until=end)
+        rounds = offline.policy_rounds(db, config, policy, since=start, until=end)
         with click.open_file(output, "w") as out:
             out.writelines(logexport.lines(rounds, fmt))
         if output != "-":
             click.echo(f"{len(rounds)} decisions written to {output}", err=True)
-
-
-def _time_option(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def _candidate_option(text: str) -> Any:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from bandits import logexport, offline, runs
-from bandits.policy import POLICY_NAMES, load_policy
+from bandits.policy import POLICY_NAMES
 from service.db import get_db
 from service.errors import Conflict, Invalid, NotFound
 from service.runtime import spawn_evaluation
@@ -62,16 +60,8 @@ def show_evaluation(run_id: str) -> ResponseReturnValue:
 
 
 def _query_time(name: str) -> float | None:
-    text = request.args.get(name)
-    if text is None or text == "":
-        return None
-    value: Any = text
     try:
-        value = float(text)
-    except ValueError:
-        pass
-    try:
-        return offline.parse_time(value, where=name)
+        return offline.parse_time(request.args.get(name) or None, where=name)
     except offline.SpecError as exc:
         raise Invalid(str(exc)) from None
 
@@ -89,9 +79,7 @@ def export_log() -> ResponseReturnValue:
     if since is not None and until is not None and until <= since:
         raise Invalid("until: must be later than since")
     db = get_db()
-    settings = load_policy(db, current_app.config, policy)
-    rounds = offline.from_log(db, policy=policy, aggregation=settings.aggregation,
-                              default_reward=settings.default_reward, since=since, until=until)
+    rounds = offline.policy_rounds(db, current_app.config, policy, since=since, until=until)
     response = Response(logexport.lines(rounds, fmt), mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = f'attachment; filename="marquee-{policy}.{fmt}"'
     response.headers["X-Marquee-Decisions"] = str(len(rounds))
