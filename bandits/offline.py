@@ -182,7 +182,7 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
     keys.update(row["artwork_block"] for rows in impressions.values() for row in rows)
     lines_of = blocks.load(db, keys)
 
-    builder = _RoundBuilder(policy, lines_of)
+    builder = RoundBuilder(policy, lines_of)
     for number, event in enumerate(events):
         context = json.loads(event["context"])
         candidates = lines_of[event["title_block"]]
@@ -207,7 +207,7 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
     return builder.build()
 
 
-class _RoundBuilder:
+class RoundBuilder:
     """Collects rounds one at a time and turns them into a ``Rounds``."""
 
     def __init__(self, policy: str, lines_of: Mapping[str, list[str]]) -> None:
@@ -583,23 +583,30 @@ def time_buckets(rounds: Rounds, buckets: int = TIME_BUCKETS) -> list[np.ndarray
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    """What to evaluate: a policy's rounds in a time range, the candidates, and how to break results down."""
+    """What to evaluate: a policy's rounds in a time range, the candidates, and how to break results down.
 
-    policy: str
+    With ``dataset``, the rounds are an imported dataset's (``bandits.datasets``) instead of the log's;
+    ``policy`` then names whose VW options the reward model uses and whose stored models ``model``
+    candidates load, and may be None for a dataset no Marquee policy logged.
+    """
+
+    policy: str | None
     candidates: tuple[Candidate, ...]
     since: float | None = None
     until: float | None = None
     segment_by: str | None = None
     folds: int = 2
     limit: int | None = None
+    dataset: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the spec as JSON-ready data (what ``parse_spec`` reads back)."""
-        return {"policy": self.policy, "candidates": [c.as_dict() for c in self.candidates], "since": self.since,
-                "until": self.until, "segment_by": self.segment_by, "folds": self.folds, "limit": self.limit}
+        return {"policy": self.policy, "dataset": self.dataset, "candidates": [c.as_dict() for c in self.candidates],
+                "since": self.since, "until": self.until, "segment_by": self.segment_by, "folds": self.folds,
+                "limit": self.limit}
 
 
-SPEC_FIELDS = ("policy", "candidates", "since", "until", "segment_by", "folds", "limit")
+SPEC_FIELDS = ("policy", "dataset", "candidates", "since", "until", "segment_by", "folds", "limit")
 MAX_CANDIDATES = 20
 
 
@@ -641,8 +648,11 @@ def parse_spec(data: Mapping[str, Any]) -> EvaluationSpec:
     unknown = sorted(set(data) - set(SPEC_FIELDS))
     if unknown:
         raise SpecError(f"{unknown[0]}: not an evaluation field (fields: {', '.join(SPEC_FIELDS)})")
+    dataset = data.get("dataset")
+    if dataset is not None and (not isinstance(dataset, str) or not 0 < len(dataset) <= 64):
+        raise SpecError("dataset: must be the id of an imported dataset")
     policy = data.get("policy")
-    if policy not in POLICY_NAMES:
+    if policy not in POLICY_NAMES and not (dataset is not None and policy is None):
         raise SpecError(f"policy: must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
     raw = data.get("candidates")
     if raw is None:
@@ -665,8 +675,8 @@ def parse_spec(data: Mapping[str, Any]) -> EvaluationSpec:
     limit = data.get("limit")
     if limit is not None:
         limit = _positive_int(limit, where="limit", low=2, high=10_000_000)
-    return EvaluationSpec(policy=str(policy), candidates=candidates, since=since, until=until,
-                          segment_by=segment_by, folds=folds, limit=limit)
+    return EvaluationSpec(policy=policy, candidates=candidates, since=since, until=until,
+                          segment_by=segment_by, folds=folds, limit=limit, dataset=dataset)
 
 
 def model_blob(db: sqlite_utils.Database, policy: str, version: int | None) -> tuple[int, bytes]:
@@ -710,32 +720,70 @@ def policy_rounds(db: sqlite_utils.Database, config: Mapping[str, Any], policy: 
                     since=since, until=until, limit=limit)
 
 
+def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
+    """Check what ``spec`` refers to and return it completed: a dataset's policy filled in when it has one.
+
+    Raises:
+        SpecError: the dataset is not ready, or a ``model`` candidate names a version not kept or
+            has no policy to load a model of.
+    """
+    from dataclasses import replace
+
+    from bandits import datasets
+
+    if spec.dataset is not None:
+        found = datasets.ready(db, spec.dataset)
+        if spec.policy is None and found["policy"] in POLICY_NAMES:
+            spec = replace(spec, policy=found["policy"])
+    for index, candidate in enumerate(spec.candidates):
+        if candidate.kind != "model":
+            continue
+        if spec.policy is None:
+            raise SpecError(f"candidates[{index}].kind: a model candidate runs a policy's stored model, and dataset "
+                            f"{spec.dataset!r} was not logged by a Marquee policy; name the policy in 'policy'")
+        try:
+            model_blob(db, spec.policy, candidate.version)
+        except SpecError as exc:
+            raise SpecError(f"candidates[{index}].{exc}") from None
+    return spec
+
+
 def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: EvaluationSpec, *,
              progress: Progress = _quiet) -> dict[str, Any]:
-    """Run an evaluation: rounds from the log, reward model, every candidate; return the report.
+    """Run an evaluation: rounds from the log or a dataset, reward model, every candidate; return the report.
 
     Raises:
         SpecError: the request cannot be evaluated (too few rounds, a model version not kept, ...).
     """
+    from bandits import datasets
     from bandits.policy import load_policy
 
-    settings = load_policy(db, config, spec.policy)
+    spec = resolve(db, spec)
+    settings = load_policy(db, config, spec.policy) if spec.policy is not None else None
+    vw_args = settings.vw_args if settings is not None else datasets.FOREIGN_VW_ARGS
     work = [1.0, 2.0 * spec.folds] + [2.0 if c.kind in ("model", "vw") else 0.1 for c in spec.candidates]
     stages = _Stages(progress, work)
     stages.stage(0)(0.0, "reading the log")
-    rounds = policy_rounds(db, config, spec.policy, since=spec.since, until=spec.until, limit=spec.limit)
+    source: dict[str, Any]
+    reward_rule: dict[str, Any] | None = None
+    if spec.dataset is not None:
+        rounds = datasets.load(db, spec.dataset, since=spec.since, until=spec.until, limit=spec.limit)
+        source = {"dataset": datasets.get(db, spec.dataset)}
+        what = f"dataset {spec.dataset}"
+    else:
+        assert settings is not None and spec.policy is not None
+        rounds = from_log(db, policy=spec.policy, aggregation=settings.aggregation,
+                          default_reward=settings.default_reward, since=spec.since, until=spec.until, limit=spec.limit)
+        source = {"log": spec.policy}
+        reward_rule = {"aggregation": settings.aggregation, "default_reward": settings.default_reward}
+        what = spec.policy
     if len(rounds) < 2 or rounds.n_events < spec.folds:
-        raise SpecError(f"since: the range holds {len(rounds)} closed decisions of {spec.policy} in "
+        raise SpecError(f"since: the range holds {len(rounds)} closed decisions of {what} in "
                         f"{rounds.n_events} events; at least 2 decisions in {spec.folds} events (one per fold) are needed")
-    blobs: dict[int, tuple[int, bytes]] = {}
-    for index, candidate in enumerate(spec.candidates):
-        if candidate.kind == "model":
-            try:
-                blobs[index] = model_blob(db, spec.policy, candidate.version)
-            except SpecError as exc:
-                raise SpecError(f"candidates[{index}].{exc}") from None
+    blobs = {index: model_blob(db, str(spec.policy), candidate.version)
+             for index, candidate in enumerate(spec.candidates) if candidate.kind == "model"}
     stages.stage(0)(1.0, "reading the log")
-    model = fit_reward_model(rounds, vw_args=settings.vw_args, folds=spec.folds, progress=stages.stage(1))
+    model = fit_reward_model(rounds, vw_args=vw_args, folds=spec.folds, progress=stages.stage(1))
     segments = segment_values(rounds, spec.segment_by) if spec.segment_by else None
     segment_counts: list[tuple[str, int]] = []
     if segments is not None:
@@ -778,10 +826,11 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         results.append(entry)
         report(1.0, f"candidate {candidate.name}")
     return {
-        "policy": spec.policy, "spec": spec.as_dict(), "rounds": len(rounds), "events": rounds.n_events,
+        "policy": spec.policy, "source": source, "spec": spec.as_dict(), "rounds": len(rounds),
+        "events": rounds.n_events,
         "first_decision_at": float(rounds.created_at.min()), "last_decision_at": float(rounds.created_at.max()),
         "mean_reward": float(rounds.reward.mean()),
-        "reward_rule": {"aggregation": settings.aggregation, "default_reward": settings.default_reward},
+        "reward_rule": reward_rule,
         "reward_model": {**model.summary(), "rounds": len(rounds)},
         "segment_by": spec.segment_by,
         "segments": [{"segment": value, "rounds": count} for value, count in segment_counts],

@@ -42,7 +42,7 @@ def create(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: floa
     with write_transaction(db):
         db.execute("INSERT INTO evaluations (id, created_at, policy, request, status, heartbeat_at) "
                    "VALUES (?, ?, ?, ?, 'queued', ?)",
-                   [run_id, now, spec.policy, json.dumps(spec.as_dict()), now])
+                   [run_id, now, spec.policy or "", json.dumps(spec.as_dict()), now])
     return run_id
 
 
@@ -69,7 +69,7 @@ def active_count(db: sqlite_utils.Database, *, now: float | None = None) -> int:
 
 def _public(row: Mapping[str, Any], *, with_result: bool) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": row["id"], "status": row["status"], "policy": row["policy"], "progress": row["progress"],
+        "id": row["id"], "status": row["status"], "policy": row["policy"] or None, "progress": row["progress"],
         "stage": row["stage"], "created_at": row["created_at"], "started_at": row["started_at"],
         "finished_at": row["finished_at"], "request": json.loads(row["request"]), "error": row["error"],
     }

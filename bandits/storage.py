@@ -95,9 +95,13 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
         raise
 
 
+TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", "events", "impressions", "rewards",
+          "reward_credits", "pending", "learned", "evaluations", "datasets", "dataset_rounds")
+
+
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create every table and index if missing (idempotent, safe to run from several processes)."""
-    if db["meta"].exists() and db["evaluations"].exists():  # the newest table: older files get it added
+    if set(TABLES) <= set(db.table_names()):  # a file from an older version gets the tables it lacks
         return
     with write_transaction(db):
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
@@ -184,6 +188,21 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 finished_at REAL, heartbeat_at REAL, pid INTEGER, result TEXT, error TEXT)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS evaluations_created ON evaluations (created_at)")
+        # Imported logs (bandits.datasets): one row per file, one per decision read from it.
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS datasets (
+                id TEXT PRIMARY KEY, name TEXT NOT NULL, format TEXT NOT NULL, status TEXT NOT NULL,
+                policy TEXT, rounds INTEGER, events INTEGER, skipped TEXT, first_at REAL, last_at REAL,
+                created_at REAL NOT NULL, finished_at REAL)"""
+        )
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS dataset_rounds (
+                dataset_id TEXT NOT NULL REFERENCES datasets(id), seq INTEGER NOT NULL, event_index INTEGER NOT NULL,
+                event_id TEXT NOT NULL, position INTEGER NOT NULL, created_at REAL NOT NULL, context TEXT NOT NULL,
+                shared TEXT NOT NULL, block TEXT NOT NULL REFERENCES feature_blocks(key), action_ids TEXT NOT NULL,
+                chosen INTEGER NOT NULL, pscore REAL NOT NULL, reward REAL NOT NULL,
+                PRIMARY KEY (dataset_id, seq)) WITHOUT ROWID"""
+        )
 
 
 def checkpoint(db: sqlite_utils.Database) -> tuple[int, int, int]:

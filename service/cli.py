@@ -1,4 +1,4 @@
-"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate."""
+"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate, export-log, import-log."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from flask import Flask, current_app
 
 from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
-from bandits import logexport, offline
+from bandits import datasets, logexport, offline
+from bandits.logimport import FORMATS
 from bandits.learner import Learner, serve_forever
 from bandits.storage import connect
 
@@ -81,7 +82,9 @@ def register(app: Flask) -> None:
         raise SystemExit(serve_forever(config))
 
     @app.cli.command("evaluate")
-    @click.option("--policy", type=click.Choice(["titles", "artwork"]), required=True, help="The policy whose log to evaluate.")
+    @click.option("--policy", type=click.Choice(["titles", "artwork"]), default=None,
+                  help="The policy whose log to evaluate (with --dataset: whose VW options and models to use).")
+    @click.option("--dataset", default=None, help="Evaluate this imported dataset instead of the service's log.")
     @click.option("--candidate", "candidates", multiple=True, metavar="CANDIDATE",
                   help="logged, uniform, default, greedy, vw:<VW options>, or a JSON object "
                        "(repeatable; default: logged, uniform, default, greedy).")
@@ -92,11 +95,14 @@ def register(app: Flask) -> None:
     @click.option("--limit", type=int, default=None, help="Only the most recent LIMIT events of the range.")
     @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
                   help="Also write the whole report as JSON to this file (- for standard output, instead of the table).")
-    def evaluate(policy: str, candidates: tuple[str, ...], since: str | None, until: str | None,
-                 segment_by: str | None, folds: int, limit: int | None, json_path: str | None) -> None:
+    def evaluate(policy: str | None, dataset: str | None, candidates: tuple[str, ...], since: str | None,
+                 until: str | None, segment_by: str | None, folds: int, limit: int | None,
+                 json_path: str | None) -> None:
         """Estimate how candidate policies would have done on the logged decisions (IPS, SNIPS, DM, DR)."""
-        request: dict[str, Any] = {"policy": policy, "folds": folds, "segment_by": segment_by, "limit": limit,
-                                   "since": since, "until": until}
+        if policy is None and dataset is None:
+            raise click.UsageError("name the log to evaluate: --policy titles|artwork, or --dataset ID")
+        request: dict[str, Any] = {"policy": policy, "dataset": dataset, "folds": folds, "segment_by": segment_by,
+                                   "limit": limit, "since": since, "until": until}
         if candidates:
             request["candidates"] = [_candidate_option(text) for text in candidates]
         try:
@@ -146,6 +152,26 @@ def register(app: Flask) -> None:
             click.echo(f"{len(rounds)} decisions written to {output}", err=True)
 
 
+    @app.cli.command("import-log")
+    @click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+    @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="dsjson", show_default=True)
+    @click.option("--name", default=None, help="A name for the dataset (default: its id).")
+    def import_log(path: str, fmt: str, name: str | None) -> None:
+        """Import a DSJson or JSON-lines log (Marquee's or another VW-based service's) as a dataset to evaluate."""
+        config = dict(current_app.config)
+        db = connect(config["DATABASE"], synchronous=config["SQLITE_SYNCHRONOUS"])
+        with click.open_file(path, "rb") as source:
+            try:
+                summary = datasets.import_lines(db, config["DATABASE"], source, fmt=fmt, name=name)
+            except datasets.ImportRefused as exc:
+                raise click.ClickException(f"{exc}; nothing was stored") from None
+        skipped = sum(summary["skipped"].values())
+        click.echo(f"dataset {summary['id']} ({summary['name']}): {summary['decisions']} decisions in "
+                   f"{summary['events']} events, {skipped} lines skipped")
+        for reason, count in summary["skipped"].items():
+            click.echo(f"  skipped {count}: {reason}")
+
+
 def _candidate_option(text: str) -> Any:
     """Read ``--candidate``: a name, ``vw:<options>``, or a JSON object."""
     if text.startswith("{"):
@@ -173,8 +199,10 @@ def format_report(report: dict[str, Any]) -> str:
     """Return an evaluation report as a readable table (per segment too, if the report has segments)."""
     model = report["reward_model"]
     r_squared = model.get("r_squared")
+    dataset = report["source"].get("dataset")
+    what = f"dataset {dataset['id']} ({dataset['name']})" if dataset else report['policy']
     lines = [
-        f"{report['policy']}: {report['rounds']} decisions in {report['events']} events, "
+        f"{what}: {report['rounds']} decisions in {report['events']} events, "
         f"{_when(report['first_decision_at'])} to {_when(report['last_decision_at'])}; "
         f"mean reward {report['mean_reward']:.4f}",
         f"reward model: VW {' '.join(model['vw_args'])}, {model['folds']} time-ordered folds, "

@@ -34,6 +34,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "MODEL_VERSIONS_KEPT": (20, int, "Model versions kept per policy; older checkpoints are pruned."),
     "SQLITE_SYNCHRONOUS": ("normal", str, "`normal`: survives any process crash, may lose the last commits on a power cut; `full`: syncs every commit to disk (slower)."),
     "MAX_CONTENT_LENGTH": (16 * 1024 * 1024, int, "Largest request body in bytes (uploads included); larger is a 413."),
+    "MAX_IMPORT_BYTES": (1024 * 1024 * 1024, int, "Largest log file `POST /v1/datasets` reads in bytes; larger is a 413 (the `import-log` command has no limit)."),
     "MAX_SLOTS": (50, int, "Largest `slots` a rank request may ask for."),
 }
 

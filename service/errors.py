@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -84,7 +84,7 @@ def register(app: Flask) -> None:
         code = (exc.name or "error").lower().replace(" ", "_")
         message = exc.description or exc.name or "error"
         if exc.code == 413:
-            message = f"request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
+            message = f"request body is larger than the limit of {request.max_content_length} bytes"
         response = jsonify(error_body(code, message))
         response.status_code = exc.code or 500
         if exc.code == 405:

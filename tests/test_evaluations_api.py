@@ -109,13 +109,15 @@ def test_cli_prints_a_table_and_writes_the_report(world, tmp_path: Path):
     assert refused.exit_code == 2 and "'best' is not a candidate name" in refused.output
 
 
-def test_a_database_from_before_evaluations_gets_the_table(tmp_path: Path):
-    from bandits.storage import connect
+def test_a_database_from_before_evaluations_gets_the_tables(tmp_path: Path):
+    from bandits.storage import TABLES, connect
 
     path = tmp_path / "old.sqlite3"
     db = connect(path)
-    db.execute("DROP TABLE evaluations")
+    assert set(TABLES) == set(db.table_names()) - {"sqlite_sequence"}
+    for table in ("evaluations", "dataset_rounds", "datasets"):
+        db.execute(f"DROP TABLE {table}")
     db.conn.close()
     reopened = connect(path)
-    assert reopened["evaluations"].exists()
-    assert reopened.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 0
+    for table in ("evaluations", "datasets", "dataset_rounds"):
+        assert reopened.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0

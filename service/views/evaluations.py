@@ -26,12 +26,10 @@ def create_evaluation() -> ResponseReturnValue:
     except offline.SpecError as exc:
         raise Invalid(str(exc)) from None
     db = get_db()
-    for index, candidate in enumerate(spec.candidates):
-        if candidate.kind == "model":
-            try:
-                offline.model_blob(db, spec.policy, candidate.version)
-            except offline.SpecError as exc:
-                raise Invalid(f"candidates[{index}].{exc}") from None
+    try:
+        spec = offline.resolve(db, spec)
+    except offline.SpecError as exc:
+        raise Invalid(str(exc)) from None
     active = runs.active_count(db)
     if active >= MAX_ACTIVE:
         raise Conflict(f"{active} evaluations are queued or running (at most {MAX_ACTIVE}); "
