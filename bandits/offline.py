@@ -472,10 +472,11 @@ def _model_pmf(rounds: Rounds, workspace: vw.Workspace, epsilon: float, *, learn
 
 
 def target_distribution(rounds: Rounds, candidate: Candidate, *, model_blob: bytes | None = None,
-                        progress: Progress = _quiet) -> np.ndarray | None:
+                        trained: dict[str, bytes] | None = None, progress: Progress = _quiet) -> np.ndarray | None:
     """Return the candidate's probability of every action of every round, flat; None for ``logged``.
 
-    ``model_blob`` is the stored model of a ``model`` candidate.
+    ``model_blob`` is the stored model of a ``model`` candidate. A ``vw`` candidate's model, once it
+    has learned every round, is put in ``trained`` under the candidate's name if given.
     """
     sizes = rounds.sizes
     if candidate.kind == "logged":
@@ -492,8 +493,12 @@ def target_distribution(rounds: Rounds, candidate: Candidate, *, model_blob: byt
         workspace = new_workspace([], model_data=model_blob)
         return _model_pmf(rounds, workspace, candidate.epsilon, learn=False, progress=progress,
                           stage=f"candidate {candidate.name}")
-    return _model_pmf(rounds, new_workspace(list(candidate.vw_args)), candidate.epsilon, learn=True,
-                      progress=progress, stage=f"candidate {candidate.name}")
+    workspace = new_workspace(list(candidate.vw_args))
+    pmf = _model_pmf(rounds, workspace, candidate.epsilon, learn=True, progress=progress,
+                     stage=f"candidate {candidate.name}")
+    if trained is not None:
+        trained[candidate.name] = workspace.serialize()
+    return pmf
 
 
 # ---------------------------------------------------------------- estimates
@@ -749,8 +754,10 @@ def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
 
 
 def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: EvaluationSpec, *,
-             progress: Progress = _quiet) -> dict[str, Any]:
+             progress: Progress = _quiet, trained: dict[str, bytes] | None = None) -> dict[str, Any]:
     """Run an evaluation: rounds from the log or a dataset, reward model, every candidate; return the report.
+
+    ``trained``, if given, receives each ``vw`` candidate's model after it learned every round.
 
     Raises:
         SpecError: the request cannot be evaluated (too few rounds, a model version not kept, ...).
@@ -796,7 +803,8 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         report = stages.stage(2 + index)
         report(0.0, f"candidate {candidate.name}")
         blob = blobs.get(index)
-        pmf = target_distribution(rounds, candidate, model_blob=blob[1] if blob else None, progress=report)
+        pmf = target_distribution(rounds, candidate, model_blob=blob[1] if blob else None, trained=trained,
+                                  progress=report)
         scores = candidate_scores(rounds, model, pmf)
         terms = dr_terms(rounds, model, scores)
         entry: dict[str, Any] = {"name": candidate.name, "candidate": candidate.as_dict(),
@@ -831,6 +839,7 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         "first_decision_at": float(rounds.created_at.min()), "last_decision_at": float(rounds.created_at.max()),
         "mean_reward": float(rounds.reward.mean()),
         "reward_rule": reward_rule,
+        "policy_settings": settings.as_dict() if settings is not None else None,
         "reward_model": {**model.summary(), "rounds": len(rounds)},
         "segment_by": spec.segment_by,
         "segments": [{"segment": value, "rounds": count} for value, count in segment_counts],

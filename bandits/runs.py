@@ -127,8 +127,12 @@ class _Reporter:
                             [round(fraction, 4), stage, time.time(), self.run_id])
 
 
-def _finish(db: sqlite_utils.Database, run_id: str, *, status: str, result: Any = None, error: str | None = None) -> None:
+def _finish(db: sqlite_utils.Database, run_id: str, *, status: str, result: Any = None, error: str | None = None,
+            trained: Mapping[str, bytes] | None = None) -> None:
     with write_transaction(db):
+        if trained:
+            db.conn.executemany("INSERT OR REPLACE INTO evaluation_models (run_id, candidate, blob) VALUES (?, ?, ?)",
+                                [(run_id, name, blob) for name, blob in trained.items()])
         db.execute(
             "UPDATE evaluations SET status = ?, progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END, "
             "stage = NULL, finished_at = ?, result = ?, error = ? WHERE id = ?",
@@ -153,8 +157,9 @@ def run(config: Mapping[str, Any], run_id: str) -> str:
     row = db.execute("SELECT request FROM evaluations WHERE id = ?", [run_id]).fetchone()
     try:
         spec = offline.parse_spec(json.loads(row[0]))
+        trained: dict[str, bytes] = {}
         with _Reporter(config["DATABASE"], run_id, synchronous=synchronous) as reporter:
-            report = offline.evaluate(db, config, spec, progress=reporter)
+            report = offline.evaluate(db, config, spec, progress=reporter, trained=trained)
     except offline.SpecError as exc:
         _finish(db, run_id, status="failed", error=str(exc))
         return "failed"
@@ -162,8 +167,105 @@ def run(config: Mapping[str, Any], run_id: str) -> str:
         log.error("evaluation %s failed:\n%s", run_id, traceback.format_exc())
         _finish(db, run_id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
         raise
-    _finish(db, run_id, status="done", result=report)
+    _finish(db, run_id, status="done", result=report, trained=trained)
     return "done"
+
+
+# ---------------------------------------------------------------- applying a winner
+
+
+class ApplyRefused(Exception):
+    """A candidate of an evaluation cannot be applied; ``status`` is the HTTP answer (404, 409 or 422)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _interval_text(estimate: Mapping[str, Any]) -> str:
+    return f"{estimate['value']:.4f} [{estimate['ci_low']:.4f}, {estimate['ci_high']:.4f}]"
+
+
+def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, candidate_name: Any) -> dict[str, Any]:
+    """Make a candidate of a finished evaluation the policy's configuration and newest model.
+
+    Applied only if the candidate's DR 95% lower bound is above the logged policy's DR estimate (which
+    is the mean logged reward), the candidate keeps exploring (epsilon above 0), and the policy's
+    settings are still those the log was evaluated under. A ``vw`` candidate brings its options, its
+    epsilon and the model it was trained to on the evaluated decisions; a ``model`` candidate its
+    epsilon and a copy of that stored version.
+
+    Raises:
+        ApplyRefused: with the reason, and nothing changed.
+    """
+    from bandits import policy as policies
+
+    found = get(db, run_id)
+    if found is None:
+        raise ApplyRefused(f"evaluation {run_id!r} does not exist", status=404)
+    if not isinstance(candidate_name, str):
+        raise ApplyRefused("candidate: must be the name of one of the evaluation's candidates", status=422)
+    if found["status"] != "done":
+        raise ApplyRefused(f"evaluation {run_id!r} is {found['status']}; only a finished evaluation can be applied",
+                           status=409)
+    report = found["result"]
+    entries = {entry["name"]: entry for entry in report["candidates"]}
+    if candidate_name not in entries:
+        raise ApplyRefused(f"candidate: {candidate_name!r} is not a candidate of {run_id} "
+                           f"(candidates: {', '.join(entries)})", status=422)
+    entry = entries[candidate_name]
+    candidate = offline.parse_candidate(entry["candidate"])
+    policy = report["policy"]
+    if policy is None:
+        raise ApplyRefused(f"candidate: evaluation {run_id} was of a dataset no Marquee policy logged; "
+                           "evaluate the candidate on a policy's log to apply it", status=422)
+    if candidate.kind not in ("vw", "model"):
+        raise ApplyRefused(f"candidate: {candidate_name!r} is a {candidate.kind} baseline, not a configuration a "
+                           "policy runs; apply a vw or model candidate", status=422)
+    if candidate.epsilon <= 0.0:
+        raise ApplyRefused(
+            f"candidate: {candidate_name!r} never explores (epsilon 0): the policy would stop learning anything "
+            "it does not already prefer, and its log could no longer evaluate other policies; evaluate the "
+            "candidate with the exploration the policy should keep (e.g. epsilon 0.05) and apply that", status=422)
+    dr, baseline = entry["estimates"]["dr"], float(report["mean_reward"])
+    evidence = {"candidate_dr": dr, "logged_dr": baseline, "decisions": report["rounds"]}
+    if not dr["ci_low"] > baseline:
+        raise ApplyRefused(
+            f"refused: {candidate_name!r} is not shown to beat the logged policy: its DR estimate "
+            f"{_interval_text(dr)} has a lower bound at or below the logged policy's {baseline:.4f} on "
+            f"{report['rounds']} decisions; nothing was changed", status=409)
+    with write_transaction(db):
+        settings = policies.load_policy(db, config, policy)
+        then = report["policy_settings"]
+        if settings.vw_args != then["vw_args"] or settings.epsilon != then["epsilon"]:
+            raise ApplyRefused(
+                f"the {policy} policy's settings changed since the evaluation (vw_args {then['vw_args']} -> "
+                f"{settings.vw_args}, epsilon {then['epsilon']} -> {settings.epsilon}); evaluate again", status=409)
+        if candidate.kind == "vw":
+            row = db.execute("SELECT blob FROM evaluation_models WHERE run_id = ? AND candidate = ?",
+                             [run_id, candidate_name]).fetchone()
+            if row is None:
+                raise ApplyRefused(f"the model {candidate_name!r} was trained to is not stored with {run_id}; "
+                                   "evaluate again", status=409)
+            blob, vw_args = bytes(row[0]), list(candidate.vw_args)
+        else:
+            try:
+                _, blob = offline.model_blob(db, policy, candidate.version)
+            except offline.SpecError as exc:
+                raise ApplyRefused(f"{exc}; evaluate again", status=409) from None
+            record = db.execute("SELECT vw_args FROM models WHERE policy = ? AND version = ?",
+                                [policy, candidate.version]).fetchone()
+            vw_args = json.loads(record[0]) or settings.vw_args
+        overrides_row = db.execute("SELECT overrides FROM policies WHERE name = ?", [policy]).fetchone()
+        overrides = {**(json.loads(overrides_row[0]) if overrides_row else {}), "epsilon": candidate.epsilon,
+                     "vw_args": vw_args}
+        policies.store_overrides(db, policy, overrides)
+        version = policies.publish(db, policy=policy, blob=blob, vw_args=vw_args, events_learned=int(report["events"]),
+                                   examples_learned=int(report["rounds"]),
+                                   origin=f"evaluation {run_id}: {candidate_name}",
+                                   keep=int(config["MODEL_VERSIONS_KEPT"]))
+    return {"evaluation": run_id, "candidate": candidate_name, "policy": policy, "version": version,
+            "settings": policies.load_policy(db, config, policy).as_dict(), "evidence": evidence}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,7 +96,7 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
 
 
 TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", "events", "impressions", "rewards",
-          "reward_credits", "pending", "learned", "evaluations", "datasets", "dataset_rounds")
+          "reward_credits", "pending", "learned", "evaluations", "evaluation_models", "datasets", "dataset_rounds")
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
@@ -188,6 +188,12 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 finished_at REAL, heartbeat_at REAL, pid INTEGER, result TEXT, error TEXT)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS evaluations_created ON evaluations (created_at)")
+        # The models VW candidates were trained to during an evaluation, for applying a winner.
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS evaluation_models (
+                run_id TEXT NOT NULL REFERENCES evaluations(id), candidate TEXT NOT NULL, blob BLOB NOT NULL,
+                PRIMARY KEY (run_id, candidate)) WITHOUT ROWID"""
+        )
         # Imported logs (bandits.datasets): one row per file, one per decision read from it.
         db.execute(
             """CREATE TABLE IF NOT EXISTS datasets (

@@ -57,6 +57,20 @@ def show_evaluation(run_id: str) -> ResponseReturnValue:
     return jsonify(found)
 
 
+@bp.post("/v1/evaluations/<run_id>/apply")
+def apply_candidate(run_id: str) -> ResponseReturnValue:
+    """Apply a candidate of a finished evaluation to its policy, if the evidence says it beats the logged policy."""
+    body = json_object(request)
+    unknown = sorted(set(body) - {"candidate"})
+    if unknown:
+        raise Invalid(f"{unknown[0]}: not a field (fields: candidate)")
+    try:
+        applied = runs.apply(get_db(), current_app.config, run_id, body.get("candidate"))
+    except runs.ApplyRefused as exc:
+        raise {404: NotFound, 409: Conflict}.get(exc.status, Invalid)(str(exc)) from None
+    return jsonify(applied)
+
+
 def _query_time(name: str) -> float | None:
     try:
         return offline.parse_time(request.args.get(name) or None, where=name)
