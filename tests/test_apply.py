@@ -10,7 +10,7 @@ import vowpal_wabbit_next as vw
 
 from bandits.policy import latest_model
 from bandits.vwtext import TextExamples
-from tests.test_evaluations_api import wait_until_finished
+from tests.test_evaluations_api import run_to_the_end, wait_until_finished
 from tests.test_offline import LoggedWorld
 
 CROSSED = {"name": "crossed", "kind": "vw", "vw_args": "-q UA -q GA -l 0.05", "epsilon": 0.05}
@@ -26,11 +26,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> LoggedWorld:
 
 @pytest.fixture(scope="module")
 def run(world: LoggedWorld) -> dict[str, Any]:
-    response = world.client.post("/v1/evaluations", json=REQUEST)
-    assert response.status_code == 202, response.get_json()
-    finished = wait_until_finished(world.client, response.headers["Location"])
-    assert finished["status"] == "done", finished["error"]
-    return finished
+    return run_to_the_end(world.client, REQUEST)
 
 
 def apply(world: LoggedWorld, run: dict[str, Any], candidate: Any) -> Any:

@@ -35,6 +35,15 @@ def wait_until_finished(client: Any, location: str, *, deadline_seconds: float =
     raise AssertionError(f"the evaluation did not finish; statuses seen: {seen[-5:]}")
 
 
+def run_to_the_end(client: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Post an evaluation, wait for its background process, and return the finished run."""
+    response = client.post("/v1/evaluations", json=request)
+    assert response.status_code == 202, response.get_json()
+    finished = wait_until_finished(client, response.headers["Location"])
+    assert finished["status"] == "done", finished["error"]
+    return finished
+
+
 def evaluation_rows(world: LoggedWorld) -> int:
     return world.db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
 

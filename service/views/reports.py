@@ -1,0 +1,70 @@
+"""Pages for people: the evaluations and each one's report with its charts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from flask import Blueprint, render_template
+from flask.typing import ResponseReturnValue
+
+from bandits import runs
+from service import charts
+from service.db import get_db
+
+bp = Blueprint("reports", __name__)
+
+APPLICABLE = ("vw", "model")
+
+
+@bp.app_template_filter("utc")
+def utc(seconds: float | None) -> str:
+    """Format unix seconds as a UTC time for pages."""
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def applicable(entry: Mapping[str, Any], mean_reward: float) -> str:
+    """Say whether ``POST /v1/evaluations/{id}/apply`` would take this candidate on the evidence, and if not why."""
+    candidate = entry["candidate"]
+    if candidate["kind"] not in APPLICABLE:
+        return "baseline"
+    if not candidate.get("epsilon"):
+        return "never explores"
+    dr = entry["estimates"]["dr"]
+    return "beats logged" if dr["ci_low"] > mean_reward else "not shown better"
+
+
+@bp.get("/evaluations")
+def evaluations_page() -> ResponseReturnValue:
+    """List the newest evaluations with links to their reports."""
+    return render_template("evaluations.html", evaluations=runs.recent(get_db()))
+
+
+@bp.get("/evaluations/<run_id>")
+def evaluation_page(run_id: str) -> ResponseReturnValue:
+    """Show an evaluation: progress while it runs; estimates, lift and the series over time once done."""
+    found = runs.get(get_db(), run_id)
+    if found is None:
+        return render_template("evaluation.html", run=None, run_id=run_id), 404
+    context: dict[str, Any] = {"run": found, "run_id": run_id}
+    report = found["result"]
+    if report is not None:
+        mean = float(report["mean_reward"])
+        entries = report["candidates"]
+        rows = []
+        for entry in entries:
+            e = entry["estimates"]
+            rows.append({"name": entry["name"], **{k: e["dr"].get(k) for k in ("value", "ci_low", "ci_high")},
+                         "ips": e["ips"].get("value"), "snips": e["snips"].get("value"), "dm": e["dm"].get("value")})
+        context.update(
+            report=report,
+            estimates=charts.interval_chart(rows, reference=mean, reference_label=f"logged {mean:.4f}",
+                                            markers=("ips", "snips", "dm")),
+            lift=charts.interval_chart([{"name": entry["name"], **entry["lift_over_logged"]} for entry in entries],
+                                       reference=0.0, reference_label="no change"),
+            over_time=charts.series_chart(entries, reference=mean, reference_label="logged overall"),
+            applicable={entry["name"]: applicable(entry, mean) for entry in entries},
+        )
+    return render_template("evaluation.html", **context)
