@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from bandits import datasets, logimport, offline
+from bench.coffee_log import DRINKS, foreign_log
 from tests.test_offline import LoggedWorld
 
 CANDIDATES = ["logged", "uniform", "default", "greedy", {"name": "crossed", "kind": "vw", "vw_args": "-q UA -q GA"}]
@@ -66,43 +66,7 @@ def test_the_export_imports_back_with_the_same_estimates(world, policy, fmt):
         assert ours["segments"] == theirs["segments"]
 
 
-# ---------------------------------------------------------------- DSJson from another service
-
-TASTE = {  # click probability of each drink by time of day: what the foreign service's users do
-    "morning": {"latte": 0.6, "cold-brew": 0.2, "tea": 0.3},
-    "evening": {"latte": 0.1, "cold-brew": 0.3, "tea": 0.5},
-}
-DRINKS = [{"_tag": "latte", "drink": {"type": "hot", "milk": True}, "price": 4.5},
-          {"_tag": "cold-brew", "drink": {"type": "cold", "milk": False}, "price": 5},
-          {"_tag": "tea", "drink": {"type": "hot"}, "price": 3, "_note": "not a feature"}]
-LOGGING = {"morning": [0.6, 0.2, 0.2], "evening": [0.2, 0.2, 0.6]}  # the foreign policy's distribution
-
-
-def foreign_log(lines: int, *, seed: int) -> tuple[list[str], float, float]:
-    """Personalizer-style DSJson lines of a known world; return them with the true value of 'default' and 'uniform'."""
-    rng = np.random.default_rng(seed)
-    start = datetime(2026, 9, 1, tzinfo=timezone.utc)
-    out, default_truth, uniform_truth = [], [], []
-    for n in range(lines):
-        tod = "morning" if rng.random() < 0.5 else "evening"
-        pmf = LOGGING[tod]
-        chosen = int(rng.choice(3, p=pmf))
-        tag = DRINKS[chosen]["_tag"]
-        reward = float(rng.random() < TASTE[tod][tag])
-        ranking = [chosen + 1, *[j + 1 for j in range(3) if j != chosen]]
-        stamp = (start + timedelta(seconds=37 * n)).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")  # 7 digits, as Personalizer's
-        out.append(json.dumps({
-            "_label_cost": -reward, "_label_probability": pmf[chosen], "_label_Action": chosen + 1,
-            "_labelIndex": chosen, "o": [{"v": reward, "EventId": f"e{n}"}], "Timestamp": stamp, "Version": "1",
-            "EventId": uuid.UUID(int=int(rng.integers(2**63))).hex, "DeferredAction": False, "a": ranking,
-            "c": {"Context": {"tod": tod, "weather": "rain" if rng.random() < 0.3 else "sun"}, "visits": 3,
-                  "_multi": DRINKS},
-            "p": [pmf[j - 1] for j in ranking], "VWState": {"m": "a1b2/c3d4"},
-        }))
-        default_truth.append(TASTE[tod]["latte"])
-        uniform_truth.append(np.mean(list(TASTE[tod].values())))
-    return out, float(np.mean(default_truth)), float(np.mean(uniform_truth))
-
+# ---------------------------------------------------------------- DSJson from another service (bench/coffee_log.py)
 
 def test_foreign_dsjson_reads_as_vw_would_read_it():
     lines, _, _ = foreign_log(1, seed=1)
