@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -18,7 +18,7 @@ TASTE = {  # click probability of each drink by time of day: what the foreign se
     "morning": {"latte": 0.6, "cold-brew": 0.2, "tea": 0.3},
     "evening": {"latte": 0.1, "cold-brew": 0.3, "tea": 0.5},
 }
-DRINKS = [{"_tag": "latte", "drink": {"type": "hot", "milk": True}, "price": 4.5},
+DRINKS: list[dict[str, Any]] = [{"_tag": "latte", "drink": {"type": "hot", "milk": True}, "price": 4.5},
           {"_tag": "cold-brew", "drink": {"type": "cold", "milk": False}, "price": 5},
           {"_tag": "tea", "drink": {"type": "hot"}, "price": 3, "_note": "not a feature"}]
 LOGGING = {"morning": [0.6, 0.2, 0.2], "evening": [0.2, 0.2, 0.6]}  # the foreign policy's distribution
@@ -42,7 +42,7 @@ def generate(lines: int, *, seed: int) -> Iterator[tuple[str, float, float]]:
         tod = "morning" if rng.random() < 0.5 else "evening"
         pmf = LOGGING[tod]
         chosen = int(rng.choice(3, p=pmf))
-        tag = DRINKS[chosen]["_tag"]
+        tag = str(DRINKS[chosen]["_tag"])
         reward = float(rng.random() < TASTE[tod][tag])
         ranking = [chosen + 1, *[j + 1 for j in range(3) if j != chosen]]
         stamp = (start + timedelta(seconds=37 * n)).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")  # 7 digits, as Personalizer's

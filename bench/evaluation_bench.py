@@ -54,16 +54,18 @@ def main() -> None:
         config = {"DATABASE": database}
         spec = offline.parse_spec({"dataset": dataset["id"], "folds": args.folds, "candidates": [
             "logged", "uniform", "default", {"name": "vw", "kind": "vw", "vw_args": "-q ::"}]})
-        stages: dict[str, float] = {}
-        last = [time.perf_counter(), ""]
+        stages: dict[str, float] = {}  # stage -> seconds
+        current: list[tuple[str, float]] = [("", time.perf_counter())]  # the stage running, since when
 
         def progress(fraction: float, stage: str) -> None:
+            running, since = current[0]
+            if stage == running:
+                return
             now = time.perf_counter()
-            if stage != last[1]:
-                if last[1]:  # the stage that just ended
-                    key = str(last[1]).split(":")[0].split(" fold")[0]
-                    stages[key] = stages.get(key, 0.0) + now - float(last[0])
-                last[0], last[1] = now, stage
+            if running:  # the stage that just ended
+                key = running.split(":")[0]
+                stages[key] = stages.get(key, 0.0) + now - since
+            current[0] = (stage, now)
 
         started = time.perf_counter()
         result = offline.evaluate(db, config, spec, progress=progress)
