@@ -1,0 +1,157 @@
+"""Drive Marquee with the simulated audience through its HTTP API, and keep score against baselines.
+
+Each step draws a viewer, asks the service for a row (``POST /v1/rank``), lets the viewer respond,
+and posts a reward for every click or play (``POST /v1/events/{id}/reward``). The score of every
+row is its exact expected reward in the simulated world, so learning curves are free of the
+viewers' coin flips; the same is scored, on the same viewer at the same moment, for the baselines:
+
+* ``oracle``: the best row the world knows of;
+* ``uniform``: titles and artworks drawn uniformly (a fresh random row per step);
+* ``default artwork``: the service's titles, each in its first artwork (what artwork personalization adds).
+
+A ``Transport`` is the HTTP client: Flask's test client in the process, or a connection to a
+running service.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from bandits.simulator import REWARDS, World
+
+BASELINES = ("oracle", "uniform", "default artwork")
+
+
+class Transport(Protocol):
+    """Posts JSON to the service and returns (status, JSON body)."""
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]: ...
+
+
+class FlaskTransport:
+    """Requests through a Flask test client (the app in this process)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = self.client.post(path, json=body)
+        return response.status_code, response.get_json()
+
+
+class HttpTransport:
+    """Requests over one kept-alive HTTP connection to a running service."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme != "http" or not parsed.hostname:
+            raise ValueError(f"url: must be http://host[:port], got {url!r}")
+        self.connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
+        self.prefix = parsed.path.rstrip("/")
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        self.connection.request("POST", self.prefix + path, body=json.dumps(body),
+                                headers={"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        data = response.read()
+        return response.status, json.loads(data) if data else None
+
+
+class SimulationError(RuntimeError):
+    """The service answered a request of the simulation with an error."""
+
+
+@dataclass
+class Point:
+    """Scores over one window of impressions: expected reward per impression of each policy."""
+
+    impressions: int  # impressions shown so far, at the end of the window
+    clicks: int  # clicks the simulated viewers made in the window
+    plays: int
+    shown: int  # impressions in the window
+    expected: dict[str, float]  # policy -> expected reward per impression in the window
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the point as JSON-ready data."""
+        return {"impressions": self.impressions, "click_rate": self.clicks / self.shown if self.shown else 0.0,
+                "play_rate": self.plays / self.shown if self.shown else 0.0, "expected": self.expected}
+
+
+@dataclass
+class Curve:
+    """A simulation's learning curve and totals."""
+
+    reward: str
+    slots: int
+    points: list[Point] = field(default_factory=list)
+
+    def summary(self, last: int | None = None) -> dict[str, float]:
+        """Return each policy's expected reward per impression over the last ``last`` points (all by default)."""
+        points = self.points[-last:] if last else self.points
+        total = sum(p.shown for p in points)
+        names = ["marquee", *BASELINES]
+        return {name: sum(p.expected[name] * p.shown for p in points) / total if total else 0.0 for name in names}
+
+
+def drive(transport: Transport, world: World, *, impressions: int, slots: int = 4, reward: str = "play",
+          seed: int = 0, window: int = 1000, learn: Callable[[], None] | None = None, learn_every: int = 200,
+          progress: Callable[[int], None] | None = None) -> Curve:
+    """Show about ``impressions`` impressions (rows of ``slots``) to simulated viewers; return the learning curve.
+
+    ``reward``: what earns a reward of 1, ``play`` or ``click``. ``learn`` is called every
+    ``learn_every`` rows (in the process, to run the learner; a running service learns by itself).
+
+    Raises:
+        SimulationError: the service refused a rank or a reward.
+    """
+    if reward not in REWARDS:
+        raise ValueError(f"reward: must be one of {', '.join(REWARDS)}, got {reward!r}")
+    if any(title.arrives_at > 0 for title in world.titles.values()):
+        raise ValueError("world: titles that arrive late are not driven yet (the service would offer them early)")
+    rng = np.random.default_rng(seed)  # the viewers and their responses
+    baseline_rng = np.random.default_rng([seed, 1])  # the uniform baseline's rows
+    curve = Curve(reward=reward, slots=slots)
+    window_totals = {name: 0.0 for name in ("marquee", *BASELINES)}
+    clicks = plays = shown = done = rows = 0
+    while done < impressions:
+        viewer = world.draw_viewer(rng)
+        status, body = transport.post("/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)},
+                                                   "slots": slots})
+        if status != 200:
+            raise SimulationError(f"POST /v1/rank answered {status}: {body}")
+        row = [(slot["title_id"], slot["artwork_id"]) for slot in body["slots"]]
+        for outcome in world.respond(viewer, row, rng, at=done):
+            clicks += outcome.clicked
+            plays += outcome.played
+            if outcome.played if reward == "play" else outcome.clicked:
+                status, answer = transport.post(f"/v1/events/{body['event_id']}/reward",
+                                                {"title_id": outcome.title_id, "value": 1.0})
+                if status != 201:
+                    raise SimulationError(f"POST /v1/events/.../reward answered {status}: {answer}")
+        available = world.available(done)
+        oracle = world.oracle(viewer, slots=len(row), at=done, reward=reward)
+        picks = baseline_rng.choice(len(available), size=min(len(row), len(available)), replace=False)
+        uniform = [(available[i], world.titles[available[i]].artworks[
+            int(baseline_rng.integers(len(world.titles[available[i]].artworks)))].id) for i in picks]
+        default = [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]
+        for name, candidate in (("marquee", row), ("oracle", oracle), ("uniform", uniform), ("default artwork", default)):
+            window_totals[name] += world.row_value(viewer, candidate, at=done, reward=reward)
+        shown += len(row)
+        done += len(row)
+        rows += 1
+        if learn is not None and rows % learn_every == 0:
+            learn()
+        if shown >= window or done >= impressions:
+            curve.points.append(Point(impressions=done, clicks=clicks, plays=plays, shown=shown,
+                                      expected={name: total / shown for name, total in window_totals.items()}))
+            window_totals = {name: 0.0 for name in window_totals}
+            clicks = plays = shown = 0
+            if progress is not None:
+                progress(done)
+    return curve
