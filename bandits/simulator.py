@@ -24,7 +24,6 @@ Everything is drawn from ``seed``: the same seed gives the same world, viewers a
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -247,12 +246,3 @@ class World:
                                     played=played))
         return outcomes
 
-
-def catalog_from_database(db: Any) -> list[dict[str, Any]]:
-    """Return the active titles of a Marquee database with their active artworks' stored visual features."""
-    artworks: dict[str, list[dict[str, Any]]] = {}
-    for artwork_id, title_id, visual in db.execute(
-            "SELECT id, title_id, visual FROM artworks WHERE active = 1 ORDER BY title_id, ordinal"):
-        artworks.setdefault(title_id, []).append({"id": artwork_id, "visual": json.loads(visual)})
-    return [{"id": title_id, "genres": json.loads(genres), "artworks": artworks.get(title_id, [])}
-            for title_id, genres in db.execute("SELECT id, genres FROM titles WHERE active = 1 ORDER BY id")]

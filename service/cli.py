@@ -1,23 +1,28 @@
-"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate, export-log, import-log."""
+"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate, export-log, import-log, simulate."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
+import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
-from flask import Flask, current_app
+from flask import Flask, current_app, render_template
 
 from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
 from bandits import datasets, logexport, offline
 from bandits.logimport import FORMATS
 from bandits.learner import Learner, serve_forever
+from bandits.simulator import REWARDS, World
 from bandits.storage import connect
+from service import charts, simulate
 
 
 def register(app: Flask) -> None:
@@ -170,6 +175,56 @@ def register(app: Flask) -> None:
                    f"{summary['events']} events, {skipped} lines skipped")
         for reason, count in summary["skipped"].items():
             click.echo(f"  skipped {count}: {reason}")
+
+
+    @app.cli.command("simulate")
+    @click.option("--impressions", default=20_000, show_default=True, help="Impressions to show (rows of --slots).")
+    @click.option("--slots", default=4, show_default=True, help="Titles per row.")
+    @click.option("--reward", type=click.Choice(list(REWARDS)), default="play", show_default=True,
+                  help="What earns a reward of 1.")
+    @click.option("--seed", default=1, show_default=True, help="Seed of the audience (and of the scratch catalog).")
+    @click.option("--url", default=None, help="Drive the running service at this URL (it learns by itself); "
+                                             "default: a scratch service in this process on a fresh demo catalog.")
+    @click.option("--titles", default=30, show_default=True, help="Titles of the scratch service's demo catalog.")
+    @click.option("--window", default=1000, show_default=True, help="Impressions per point of the learning curve.")
+    @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("learning-curve.svg"),
+                  show_default=True, help="Where to write the learning curve (SVG).")
+    def simulate_command(impressions: int, slots: int, reward: str, seed: int, url: str | None, titles: int,
+                         window: int, plot: Path) -> None:
+        """Drive Marquee with a simulated audience; print its learning against random, default artwork and oracle."""
+        from service import create_app
+
+        with contextlib.ExitStack() as stack:
+            learn = None
+            if url is None:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="marquee-simulate-"))
+                scratch = create_app({"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0,
+                                      "EPSILON": current_app.config["EPSILON"]})
+                db = connect(scratch.config["DATABASE"])
+                build_demo_catalog(db, data_dir=folder, seed=seed, count=titles)
+                learner = Learner(db, scratch.config)
+                transport: simulate.Transport = simulate.FlaskTransport(scratch.test_client())
+
+                def learn() -> None:  # windows of the scratch service close as soon as the learner looks
+                    learner.run_once(now=time.time() + 2.0)
+            else:
+                try:
+                    transport = simulate.HttpTransport(url)
+                except ValueError as exc:
+                    raise click.UsageError(f"--{exc}") from None
+            try:
+                world = World.build(simulate.catalog_from_service(transport), seed=seed)
+                with click.progressbar(length=impressions, label="simulating", file=sys.stderr) as bar:
+                    curve = simulate.drive(transport, world, impressions=impressions, slots=slots, reward=reward,
+                                           seed=seed, window=window, learn=learn,
+                                           progress=lambda done: bar.update(done - bar.pos))
+            except (simulate.SimulationError, ValueError, OSError) as exc:
+                raise click.ClickException(str(exc)) from None
+        plot.write_text(render_template("curve.svg", chart=charts.line_chart([
+            (name, [(p.impressions, p.expected[name]) for p in curve.points]) for name in simulate.POLICIES]),
+            title=f"expected {reward}s per impression"))
+        click.echo(simulate.format_summary(curve))
+        click.echo(f"learning curve written to {plot}")
 
 
 def _candidate_option(text: str) -> Any:

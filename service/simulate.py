@@ -26,12 +26,15 @@ import numpy as np
 from bandits.simulator import REWARDS, World
 
 BASELINES = ("oracle", "uniform", "default artwork")
+POLICIES = ("marquee", *BASELINES)
 
 
 class Transport(Protocol):
-    """Posts JSON to the service and returns (status, JSON body)."""
+    """Sends requests to the service and returns (status, JSON body)."""
 
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]: ...
+
+    def get(self, path: str) -> tuple[int, Any]: ...
 
 
 class FlaskTransport:
@@ -42,6 +45,10 @@ class FlaskTransport:
 
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         response = self.client.post(path, json=body)
+        return response.status_code, response.get_json()
+
+    def get(self, path: str) -> tuple[int, Any]:
+        response = self.client.get(path)
         return response.status_code, response.get_json()
 
 
@@ -55,16 +62,37 @@ class HttpTransport:
         self.connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
         self.prefix = parsed.path.rstrip("/")
 
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        self.connection.request("POST", self.prefix + path, body=json.dumps(body),
-                                headers={"Content-Type": "application/json"})
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+        self.connection.request(method, self.prefix + path, body=json.dumps(body) if body is not None else None,
+                                headers={"Content-Type": "application/json"} if body is not None else {})
         response = self.connection.getresponse()
         data = response.read()
         return response.status, json.loads(data) if data else None
 
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        return self._send("POST", path, body)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self._send("GET", path, None)
+
 
 class SimulationError(RuntimeError):
     """The service answered a request of the simulation with an error."""
+
+
+def _ok(transport: Transport, path: str) -> Any:
+    status, body = transport.get(path)
+    if status != 200:
+        raise SimulationError(f"GET {path} answered {status}: {body}")
+    return body
+
+
+def catalog_from_service(transport: Transport) -> list[dict[str, Any]]:
+    """Return the service's active titles with their active artworks and the visual features measured on them."""
+    return [{"id": title["id"], "genres": title["genres"],
+             "artworks": [{"id": a["id"], "visual": a["visual"]}
+                          for a in _ok(transport, f"/v1/titles/{title['id']}/artworks")["artworks"]]}
+            for title in _ok(transport, "/v1/titles")["titles"]]
 
 
 @dataclass
@@ -95,8 +123,7 @@ class Curve:
         """Return each policy's expected reward per impression over the last ``last`` points (all by default)."""
         points = self.points[-last:] if last else self.points
         total = sum(p.shown for p in points)
-        names = ["marquee", *BASELINES]
-        return {name: sum(p.expected[name] * p.shown for p in points) / total if total else 0.0 for name in names}
+        return {name: sum(p.expected[name] * p.shown for p in points) / total if total else 0.0 for name in POLICIES}
 
 
 def drive(transport: Transport, world: World, *, impressions: int, slots: int = 4, reward: str = "play",
@@ -117,7 +144,7 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
     rng = np.random.default_rng(seed)  # the viewers and their responses
     baseline_rng = np.random.default_rng([seed, 1])  # the uniform baseline's rows
     curve = Curve(reward=reward, slots=slots)
-    window_totals = {name: 0.0 for name in ("marquee", *BASELINES)}
+    window_totals = {name: 0.0 for name in POLICIES}
     clicks = plays = shown = done = rows = 0
     while done < impressions:
         viewer = world.draw_viewer(rng)
@@ -155,3 +182,23 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
             if progress is not None:
                 progress(done)
     return curve
+
+
+def format_summary(curve: Curve) -> str:
+    """Return a table of each policy's expected reward per impression, early and late, and its share of the oracle's lift."""
+    quarter = max(1, len(curve.points) // 4)
+    early = Curve(reward=curve.reward, slots=curve.slots, points=curve.points[:quarter]).summary()
+    late = curve.summary(last=quarter)
+    shown = sum(p.shown for p in curve.points[-quarter:])
+    lines = [f"expected {curve.reward}s per impression; first and last quarter of {curve.points[-1].impressions} "
+             f"impressions (last quarter: {shown})", "",
+             f"{'policy':<16} {'first':>8} {'last':>8}  share of the oracle's lift over uniform (last)",
+             "-" * 76]
+    span = late["oracle"] - late["uniform"]
+    for name in POLICIES:
+        share = f"{(late[name] - late['uniform']) / span:7.0%}" if span > 0 else "    n/a"
+        lines.append(f"{name:<16} {early[name]:>8.4f} {late[name]:>8.4f}  {share}")
+    clicks = sum(p.clicks for p in curve.points[-quarter:])
+    plays = sum(p.plays for p in curve.points[-quarter:])
+    lines += ["", f"marquee, observed in the last quarter: {clicks / shown:.3f} clicks and {plays / shown:.3f} plays per impression"]
+    return "\n".join(lines)

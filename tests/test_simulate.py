@@ -13,7 +13,7 @@ from bandits.learner import Learner
 from bandits.storage import connect
 from service import create_app
 from service.runtime import serving_state
-from service.simulate import FlaskTransport, HttpTransport, SimulationError, drive
+from service.simulate import FlaskTransport, HttpTransport, SimulationError, catalog_from_service, drive
 from tests.gunicorn_harness import Service
 from tests.helpers import add_catalog
 from tests.test_simulator import GENRES, STYLES
@@ -27,7 +27,7 @@ def test_marquee_learns_most_of_the_way_to_the_oracle(tmp_path: Path):
         title = client.get(f"/v1/titles/t{index:02d}").get_json()
         client.put(f"/v1/titles/t{index:02d}", json={"name": title["name"], "genres": [GENRES[index % len(GENRES)]]})
     db = connect(app.config["DATABASE"])
-    world = simulator.World.build(simulator.catalog_from_database(db), seed=2)
+    world = simulator.World.build(catalog_from_service(FlaskTransport(client)), seed=2)
     learner = Learner(db, app.config)
     with app.app_context():
         serving_state(app.config["DATABASE"]).rng = np.random.default_rng(5)
@@ -48,12 +48,13 @@ def test_marquee_learns_most_of_the_way_to_the_oracle(tmp_path: Path):
 
 def test_refusals_stop_the_simulation_with_the_answer(tmp_path: Path):
     app = create_app({"DATA_DIR": str(tmp_path), "LEARNER": False})
-    add_catalog(app.test_client(), titles=2, styles=STYLES[:2])
-    world = simulator.World.build(simulator.catalog_from_database(connect(app.config["DATABASE"])), seed=1)
+    transport = FlaskTransport(app.test_client())
+    add_catalog(transport.client, titles=2, styles=STYLES[:2])
+    world = simulator.World.build(catalog_from_service(transport), seed=1)
     with pytest.raises(SimulationError, match="POST /v1/rank answered 422"):
-        drive(FlaskTransport(app.test_client()), world, impressions=10, slots=500)
+        drive(transport, world, impressions=10, slots=500)
     with pytest.raises(ValueError, match="reward: must be one of play, click"):
-        drive(FlaskTransport(app.test_client()), world, impressions=10, reward="purchase")
+        drive(transport, world, impressions=10, reward="purchase")
     with pytest.raises(ValueError, match="url: must be http://host"):
         HttpTransport("ftp://example.org")
 
@@ -65,11 +66,41 @@ def test_a_running_service_is_driven_over_http(tmp_path: Path):
     service.start()
     try:
         db = connect(service.data_dir / "marquee.sqlite3")
-        world = simulator.World.build(simulator.catalog_from_database(db), seed=4)
-        curve = drive(HttpTransport(f"http://127.0.0.1:{service.port}"), world, impressions=1200, slots=4, seed=2,
-                      reward="click", window=400)
+        transport = HttpTransport(f"http://127.0.0.1:{service.port}")
+        world = simulator.World.build(catalog_from_service(transport), seed=4)
+        assert len(world.titles) == 12 and all(len(t.artworks) >= 3 for t in world.titles.values())
+        curve = drive(transport, world, impressions=1200, slots=4, seed=2, reward="click", window=400)
         assert [p.impressions for p in curve.points] == [400, 800, 1200]
         assert db.execute("SELECT COUNT(*) FROM impressions").fetchone()[0] == 1200
         assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == sum(p.clicks for p in curve.points)
     finally:
         service.stop()
+
+
+def test_the_simulate_command_prints_the_table_and_draws_the_curve(tmp_path: Path):
+    import re
+    import xml.etree.ElementTree as ET
+
+    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False})
+    plot = tmp_path / "curve.svg"
+    result = app.test_cli_runner().invoke(args=["simulate", "--impressions", "3200", "--titles", "10", "--window", "800",
+                                                "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    table = dict(re.findall(r"^(marquee|oracle|uniform|default artwork)\s+[\d.]+\s+([\d.]+)", result.output, flags=re.M))
+    assert set(table) == {"marquee", "oracle", "uniform", "default artwork"}
+    assert float(table["oracle"]) > float(table["marquee"]) > float(table["uniform"])
+    svg = ET.fromstring(plot.read_text())
+    ns = "{http://www.w3.org/2000/svg}"
+    ticks = [(float(t.get("data-y")), float(t.get("data-tick"))) for t in svg.iter(f"{ns}text") if t.get("data-tick")]
+    (p0, v0), (p1, v1) = ticks[0], ticks[-1]
+    series = {g.get("data-name"): [v0 + (float(c.get("cy")) - p0) * (v1 - v0) / (p1 - p0) for c in g.iter(f"{ns}circle")]
+              for g in svg.iter(f"{ns}g")}
+    assert set(series) == set(table) and all(len(points) == 4 for points in series.values())
+    last_quarter = {name: points[-1] for name, points in series.items()}  # the last window is the last quarter
+    for name, value in table.items():
+        assert last_quarter[name] == pytest.approx(float(value), abs=1e-3)
+    # The scratch service had its own database: the configured one saw no traffic and no catalog.
+    own = connect(app.config["DATABASE"])
+    assert own.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert own.execute("SELECT COUNT(*) FROM titles").fetchone()[0] == 0
+    assert app.test_cli_runner().invoke(args=["simulate", "--url", "ftp://x"]).exit_code == 2

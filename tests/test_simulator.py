@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bandits import simulator
-from bandits.storage import connect
 from service import create_app
+from service.simulate import FlaskTransport, catalog_from_service
 from tests.helpers import add_catalog
 
 STYLES = (("dark-warm", "face"), ("bright-cool", "ensemble"), ("neutral", "text"), ("bright-warm", "landscape"))
@@ -27,7 +27,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     for index in range(12):  # spread the genres, so segments differ
         title = client.get(f"/v1/titles/t{index:02d}").get_json()
         client.put(f"/v1/titles/t{index:02d}", json={"name": title["name"], "genres": [GENRES[index % len(GENRES)]]})
-    return simulator.catalog_from_database(connect(app.config["DATABASE"]))
+    return catalog_from_service(FlaskTransport(client))
 
 
 def test_the_catalog_is_read_with_its_measured_looks(catalog):
