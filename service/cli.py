@@ -187,10 +187,12 @@ def register(app: Flask) -> None:
                                              "default: a scratch service in this process on a fresh demo catalog.")
     @click.option("--titles", default=30, show_default=True, help="Titles of the scratch service's demo catalog.")
     @click.option("--window", default=1000, show_default=True, help="Impressions per point of the learning curve.")
+    @click.option("--late-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+                  help="Share of titles that arrive during the run: retired from the catalog until then.")
     @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("learning-curve.svg"),
                   show_default=True, help="Where to write the learning curve (SVG).")
     def simulate_command(impressions: int, slots: int, reward: str, seed: int, url: str | None, titles: int,
-                         window: int, plot: Path) -> None:
+                         window: int, late_share: float, plot: Path) -> None:
         """Drive Marquee with a simulated audience; print its learning against random, default artwork and oracle."""
         from service import create_app
 
@@ -213,7 +215,8 @@ def register(app: Flask) -> None:
                 except ValueError as exc:
                     raise click.UsageError(f"--{exc}") from None
             try:
-                world = World.build(simulate.catalog_from_service(transport), seed=seed)
+                world = World.build(simulate.catalog_from_service(transport), seed=seed, late_share=late_share,
+                                    impressions=impressions)
                 with click.progressbar(length=impressions, label="simulating", file=sys.stderr) as bar:
                     curve = simulate.drive(transport, world, impressions=impressions, slots=slots, reward=reward,
                                            seed=seed, window=window, learn=learn,

@@ -32,6 +32,8 @@ POLICIES = ("marquee", *BASELINES)
 class Transport(Protocol):
     """Sends requests to the service and returns (status, JSON body)."""
 
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]: ...
+
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]: ...
 
     def get(self, path: str) -> tuple[int, Any]: ...
@@ -43,13 +45,15 @@ class FlaskTransport:
     def __init__(self, client: Any) -> None:
         self.client = client
 
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        response = self.client.open(path, method=method, json=body)
+        return response.status_code, response.get_json(silent=True)
+
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        response = self.client.post(path, json=body)
-        return response.status_code, response.get_json()
+        return self.send("POST", path, body)
 
     def get(self, path: str) -> tuple[int, Any]:
-        response = self.client.get(path)
-        return response.status_code, response.get_json()
+        return self.send("GET", path)
 
 
 class HttpTransport:
@@ -62,7 +66,7 @@ class HttpTransport:
         self.connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
         self.prefix = parsed.path.rstrip("/")
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         self.connection.request(method, self.prefix + path, body=json.dumps(body) if body is not None else None,
                                 headers={"Content-Type": "application/json"} if body is not None else {})
         response = self.connection.getresponse()
@@ -70,21 +74,25 @@ class HttpTransport:
         return response.status, json.loads(data) if data else None
 
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        return self._send("POST", path, body)
+        return self.send("POST", path, body)
 
     def get(self, path: str) -> tuple[int, Any]:
-        return self._send("GET", path, None)
+        return self.send("GET", path)
 
 
 class SimulationError(RuntimeError):
     """The service answered a request of the simulation with an error."""
 
 
+def _expect(transport: Transport, method: str, path: str, *, status: int, body: dict[str, Any] | None = None) -> Any:
+    answered, answer = transport.send(method, path, body)
+    if answered != status:
+        raise SimulationError(f"{method} {path} answered {answered}: {answer}")
+    return answer
+
+
 def _ok(transport: Transport, path: str) -> Any:
-    status, body = transport.get(path)
-    if status != 200:
-        raise SimulationError(f"GET {path} answered {status}: {body}")
-    return body
+    return _expect(transport, "GET", path, status=200)
 
 
 def catalog_from_service(transport: Transport) -> list[dict[str, Any]]:
@@ -131,6 +139,9 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
           progress: Callable[[int], None] | None = None) -> Curve:
     """Show about ``impressions`` impressions (rows of ``slots``) to simulated viewers; return the learning curve.
 
+    Titles of the world that arrive late are retired from the service's catalog first and put back
+    when the simulation reaches their arrival.
+
     ``reward``: what earns a reward of 1, ``play`` or ``click``. ``learn`` is called every
     ``learn_every`` rows (in the process, to run the learner; a running service learns by itself).
 
@@ -139,14 +150,20 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
     """
     if reward not in REWARDS:
         raise ValueError(f"reward: must be one of {', '.join(REWARDS)}, got {reward!r}")
-    if any(title.arrives_at > 0 for title in world.titles.values()):
-        raise ValueError("world: titles that arrive late are not driven yet (the service would offer them early)")
+    waiting = sorted((title.arrives_at, title_id) for title_id, title in world.titles.items() if title.arrives_at > 0)
+    for _, title_id in waiting:  # not in the catalog until they arrive
+        _expect(transport, "DELETE", f"/v1/titles/{title_id}", status=204)
     rng = np.random.default_rng(seed)  # the viewers and their responses
     baseline_rng = np.random.default_rng([seed, 1])  # the uniform baseline's rows
     curve = Curve(reward=reward, slots=slots)
     window_totals = {name: 0.0 for name in POLICIES}
     clicks = plays = shown = done = rows = 0
     while done < impressions:
+        while waiting and waiting[0][0] <= done:
+            _, title_id = waiting.pop(0)
+            title = _expect(transport, "GET", f"/v1/titles/{title_id}", status=200)
+            _expect(transport, "PUT", f"/v1/titles/{title_id}", status=200,
+                    body={key: title[key] for key in ("name", "genres", "year", "maturity", "features")})
         viewer = world.draw_viewer(rng)
         status, body = transport.post("/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)},
                                                    "slots": slots})

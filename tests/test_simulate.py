@@ -104,3 +104,21 @@ def test_the_simulate_command_prints_the_table_and_draws_the_curve(tmp_path: Pat
     assert own.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
     assert own.execute("SELECT COUNT(*) FROM titles").fetchone()[0] == 0
     assert app.test_cli_runner().invoke(args=["simulate", "--url", "ftp://x"]).exit_code == 2
+
+
+def test_late_titles_are_offered_only_from_their_arrival(tmp_path: Path):
+    app = create_app({"DATA_DIR": str(tmp_path), "LEARNER": False, "EPSILON": 0.3})
+    transport = FlaskTransport(app.test_client())
+    add_catalog(transport.client, titles=12, styles=STYLES[:2])
+    world = simulator.World.build(catalog_from_service(transport), seed=8, late_share=0.4, impressions=3000)
+    late = {t.id: t.arrives_at for t in world.titles.values() if t.arrives_at > 0}
+    assert len(late) >= 3
+    drive(transport, world, impressions=4000, slots=4, seed=3)
+    db = connect(app.config["DATABASE"])
+    shown = [row[0] for row in db.execute(
+        "SELECT i.title_id FROM impressions i JOIN events e ON e.seq = i.event_seq ORDER BY e.seq, i.position")]
+    for title_id, arrives_at in late.items():
+        first = shown.index(title_id)  # every late title arrived in time to be shown
+        assert first >= arrives_at, (title_id, first, arrives_at)
+    titles = transport.get("/v1/titles")[1]["titles"]
+    assert len(titles) == 12  # all back in the catalog
