@@ -7,10 +7,9 @@ import json
 import math
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 from flask import Flask, current_app, render_template
@@ -194,21 +193,13 @@ def register(app: Flask) -> None:
     def simulate_command(impressions: int, slots: int, reward: str, seed: int, url: str | None, titles: int,
                          window: int, late_share: float, plot: Path) -> None:
         """Drive Marquee with a simulated audience; print its learning against random, default artwork and oracle."""
-        from service import create_app
-
         with contextlib.ExitStack() as stack:
-            learn = None
+            learn: Callable[[], None] | None = None
+            transport: simulate.Transport
             if url is None:
                 folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="marquee-simulate-"))
-                scratch = create_app({"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0,
-                                      "EPSILON": current_app.config["EPSILON"]})
-                db = connect(scratch.config["DATABASE"])
-                build_demo_catalog(db, data_dir=folder, seed=seed, count=titles)
-                learner = Learner(db, scratch.config)
-                transport: simulate.Transport = simulate.FlaskTransport(scratch.test_client())
-
-                def learn() -> None:  # windows of the scratch service close as soon as the learner looks
-                    learner.run_once(now=time.time() + 2.0)
+                transport, learn = simulate.scratch_service(folder, seed=seed, titles=titles,
+                                                            settings={"EPSILON": current_app.config["EPSILON"]})
             else:
                 try:
                     transport = simulate.HttpTransport(url)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -219,3 +220,26 @@ def format_summary(curve: Curve) -> str:
     plays = sum(p.plays for p in curve.points[-quarter:])
     lines += ["", f"marquee, observed in the last quarter: {clicks / shown:.3f} clicks and {plays / shown:.3f} plays per impression"]
     return "\n".join(lines)
+
+
+def scratch_service(folder: str, *, seed: int, titles: int,
+                    settings: Mapping[str, Any] | None = None) -> tuple[FlaskTransport, Callable[[], None]]:
+    """Start a service in this process on a fresh demo catalog in ``folder``; return its transport and learner step.
+
+    ``settings`` override the scratch service's configuration (e.g. ``EPSILON``). Its reward windows
+    last a second and the learner step closes them at once, so that the simulation need not wait.
+    """
+    from assets.demo import build_demo_catalog
+    from bandits.learner import Learner
+    from bandits.storage import connect
+    from service import create_app
+
+    app = create_app({"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0, **(settings or {})})
+    db = connect(app.config["DATABASE"])
+    build_demo_catalog(db, data_dir=folder, seed=seed, count=titles)
+    learner = Learner(db, app.config)
+
+    def learn() -> None:
+        learner.run_once(now=time.time() + 2.0)
+
+    return FlaskTransport(app.test_client()), learn
