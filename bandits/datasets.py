@@ -34,15 +34,15 @@ class ImportRefused(ValueError):
 
 
 def _insert_batch(db: sqlite_utils.Database, database: str, dataset_id: str, rows: list[tuple[int, int, Decision]]) -> None:
-    found = {block.key: block for block in (blocks.Block.of(decision.actions) for _, _, decision in rows)}
+    block_of = [blocks.Block.of(decision.actions) for _, _, decision in rows]
     with write_transaction(db):
-        inserted = blocks.store(db, database, found.values())
+        inserted = blocks.store(db, database, {block.key: block for block in block_of}.values())
         db.conn.executemany(
             "INSERT INTO dataset_rounds (dataset_id, seq, event_index, event_id, position, created_at, context, "
             "shared, block, action_ids, chosen, pscore, reward) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(dataset_id, seq, event_index, d.event_id, d.position, d.created_at, json.dumps(d.context), d.shared,
-              blocks.Block.of(d.actions).key, json.dumps(list(d.action_ids)), d.chosen, d.pscore, d.reward)
-             for seq, event_index, d in rows])
+              block.key, json.dumps(list(d.action_ids)), d.chosen, d.pscore, d.reward)
+             for (seq, event_index, d), block in zip(rows, block_of)])
     blocks.remember(database, inserted)
 
 

@@ -182,6 +182,23 @@ class ApplyRefused(Exception):
         self.status = status
 
 
+APPLICABLE_KINDS = ("vw", "model")
+
+
+def verdict(entry: Mapping[str, Any], mean_reward: float) -> str:
+    """Return what ``apply`` makes of a report's candidate on its evidence alone.
+
+    ``baseline`` (not a configuration), ``never explores`` (epsilon 0), ``not shown better`` (DR lower
+    bound not above the logged policy's estimate, the mean logged reward) or ``beats logged``.
+    """
+    candidate = entry["candidate"]
+    if candidate["kind"] not in APPLICABLE_KINDS:
+        return "baseline"
+    if not candidate.get("epsilon"):
+        return "never explores"
+    return "beats logged" if entry["estimates"]["dr"]["ci_low"] > mean_reward else "not shown better"
+
+
 def _interval_text(estimate: Mapping[str, Any]) -> str:
     return f"{estimate['value']:.4f} [{estimate['ci_low']:.4f}, {estimate['ci_high']:.4f}]"
 
@@ -219,17 +236,18 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
     if policy is None:
         raise ApplyRefused(f"candidate: evaluation {run_id} was of a dataset no Marquee policy logged; "
                            "evaluate the candidate on a policy's log to apply it", status=422)
-    if candidate.kind not in ("vw", "model"):
+    dr, baseline = entry["estimates"]["dr"], float(report["mean_reward"])
+    found_verdict = verdict(entry, baseline)
+    if found_verdict == "baseline":
         raise ApplyRefused(f"candidate: {candidate_name!r} is a {candidate.kind} baseline, not a configuration a "
                            "policy runs; apply a vw or model candidate", status=422)
-    if candidate.epsilon <= 0.0:
+    if found_verdict == "never explores":
         raise ApplyRefused(
             f"candidate: {candidate_name!r} never explores (epsilon 0): the policy would stop learning anything "
             "it does not already prefer, and its log could no longer evaluate other policies; evaluate the "
             "candidate with the exploration the policy should keep (e.g. epsilon 0.05) and apply that", status=422)
-    dr, baseline = entry["estimates"]["dr"], float(report["mean_reward"])
     evidence = {"candidate_dr": dr, "logged_dr": baseline, "decisions": report["rounds"]}
-    if not dr["ci_low"] > baseline:
+    if found_verdict == "not shown better":
         raise ApplyRefused(
             f"refused: {candidate_name!r} is not shown to beat the logged policy: its DR estimate "
             f"{_interval_text(dr)} has a lower bound at or below the logged policy's {baseline:.4f} on "

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import random
 import re
 import shutil
@@ -25,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import report
+from bench.report import machine, report
 
 import numpy as np
 from PIL import Image
@@ -94,7 +92,7 @@ def main() -> None:
     p99 = re.search(r"99%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
     result = {
         "command": f"python -m bench.artwork_bench --images {args.images} --seconds {args.seconds:g}",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "jpeg_kb_mean": round(sum(map(len, images)) / len(images) / 1024, 1),
         "upload_with_features_ms_per_image": round(upload_ms, 1),

@@ -15,8 +15,6 @@ true value it should cover. Results print as a Markdown table and are saved unde
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import tempfile
 import time
@@ -28,7 +26,7 @@ import vowpal_wabbit_next
 from bandits import datasets, offline
 from bandits.storage import connect
 from bench.coffee_log import generate
-from bench.report import report
+from bench.report import machine, report
 
 
 def main() -> None:
@@ -76,8 +74,7 @@ def main() -> None:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         report("evaluation", {
             "command": f"python -m bench.evaluation_bench --decisions {args.decisions} --folds {args.folds}",
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                       f"NumPy {np.__version__}, vowpal-wabbit-next {vowpal_wabbit_next.__version__}",
+            "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
             "date": time.strftime("%Y-%m-%d"),
             "decisions": dataset["decisions"], "log_mib": round(log.stat().st_size / 2**20, 1),
             "import_seconds": round(import_seconds, 1),

@@ -16,8 +16,6 @@ under bench/results/.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from typing import Any
@@ -26,7 +24,7 @@ import numpy as np
 import vowpal_wabbit_next
 
 from bandits.simulator import World
-from bench.report import report
+from bench.report import machine, report
 from service.simulate import catalog_from_service, drive, scratch_service
 
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
@@ -47,8 +45,7 @@ def main() -> None:
     checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
         "command": f"python -m bench.learning_bench --impressions {args.impressions} --titles {args.titles} --seed {args.seed}",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                   f"NumPy {np.__version__}, vowpal-wabbit-next {vowpal_wabbit_next.__version__}",
+        "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
         "date": time.strftime("%Y-%m-%d"),
     }
     for name, settings in CONFIGURATIONS.items():

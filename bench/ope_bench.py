@@ -13,7 +13,6 @@ under bench/results/.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import time
 import tracemalloc
@@ -22,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bandits.evaluation import dr, ips, snips
-from bench.report import report
+from bench.report import machine, report
 
 
 def synthetic_log(rounds: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -65,8 +64,7 @@ def main() -> None:
                                                 interval="bootstrap", n_bootstrap=args.resamples, seed=1))
     result = {
         "command": f"python -m bench.ope_bench --rounds {args.rounds} --resamples {args.resamples}",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                   f"NumPy {np.__version__}, {platform.platform()}",
+        "machine": machine(f"NumPy {np.__version__}", platform.platform()),
         "date": time.strftime("%Y-%m-%d"),
         "rounds": args.rounds,
         "ips_snips_dr_normal_seconds": round(three_seconds, 3), "ips_snips_dr_normal_peak_mib": round(three_mib, 1),

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import report
+from bench.report import machine, report
 
 import numpy as np
 
@@ -207,7 +207,7 @@ def main() -> None:
     bound = args.workers / (args.workers / stack["rows_per_second"] + ceiling["ms_per_row"] / 1000)
     result = {
         "command": f"python -m bench.rank_bench --seconds {args.seconds:g} --rate {args.rate} --workers {args.workers}",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}",
+        "machine": machine(platform.platform()),
         "date": time.strftime("%Y-%m-%d"),
         "vw_only_rows_per_second_one_core": round(ceiling["rows_per_second"], 1),
         "vw_only_ms_per_row": round(ceiling["ms_per_row"], 3),

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine(*extra: str) -> str:
+    """Describe the machine a benchmark ran on: architecture, cores, Python, then ``extra`` (library versions, ...)."""
+    return ", ".join([f"{platform.machine()}", f"{os.cpu_count()} cores", f"Python {platform.python_version()}", *extra])
 
 
 def report(name: str, result: Mapping[str, Any]) -> Path:

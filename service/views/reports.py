@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
@@ -14,26 +14,12 @@ from service.db import get_db
 
 bp = Blueprint("reports", __name__)
 
-APPLICABLE = ("vw", "model")
-
-
 @bp.app_template_filter("utc")
 def utc(seconds: float | None) -> str:
     """Format unix seconds as a UTC time for pages."""
     if seconds is None:
         return "-"
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def applicable(entry: Mapping[str, Any], mean_reward: float) -> str:
-    """Say whether ``POST /v1/evaluations/{id}/apply`` would take this candidate on the evidence, and if not why."""
-    candidate = entry["candidate"]
-    if candidate["kind"] not in APPLICABLE:
-        return "baseline"
-    if not candidate.get("epsilon"):
-        return "never explores"
-    dr = entry["estimates"]["dr"]
-    return "beats logged" if dr["ci_low"] > mean_reward else "not shown better"
 
 
 @bp.get("/evaluations")
@@ -65,6 +51,6 @@ def evaluation_page(run_id: str) -> ResponseReturnValue:
             lift=charts.interval_chart([{"name": entry["name"], **entry["lift_over_logged"]} for entry in entries],
                                        reference=0.0, reference_label="no change"),
             over_time=charts.series_chart(entries, reference=mean, reference_label="logged overall"),
-            applicable={entry["name"]: applicable(entry, mean) for entry in entries},
+            applicable={entry["name"]: runs.verdict(entry, mean) for entry in entries},
         )
     return render_template("evaluation.html", **context)
