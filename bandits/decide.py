@@ -11,7 +11,7 @@ import numpy as np
 from assets.catalog import CatalogSnapshot
 from bandits import features
 from bandits.blocks import Block
-from bandits.exploration import epsilon_greedy, epsilon_greedy_row
+from bandits.exploration import Exploration
 from bandits.policy import ServingModel
 
 
@@ -70,14 +70,14 @@ def candidate_titles(
 
 def decide_row(
     *, snapshot: CatalogSnapshot, titles_model: ServingModel, artwork_model: ServingModel,
-    titles_epsilon: float, artwork_epsilon: float, user_id: str | None, user_features: Mapping[str, Any],
+    titles_exploration: Exploration, artwork_exploration: Exploration, user_id: str | None, user_features: Mapping[str, Any],
     slots: int, candidates: Sequence[str] | None, exclude: Sequence[str], rng: np.random.Generator,
     trial_seconds: float = 0.0, trial_share: float = 0.0, now: float | None = None,
 ) -> RowDecision:
     """Choose titles for ``slots`` positions (no repeats) and an artwork for each; one VW call per policy step.
 
     Artworks uploaded less than ``trial_seconds`` ago, next to older ones of the same title, get an
-    extra ``trial_share`` of that title's artwork draws (``bandits.exploration.epsilon_greedy``).
+    extra ``trial_share`` of that title's artwork draws (``bandits.exploration.Exploration.pick``).
     """
     ids, unavailable = candidate_titles(snapshot, candidates=candidates, exclude=exclude)
     if len(ids) < slots:
@@ -94,7 +94,7 @@ def decide_row(
     # The slot position is a shared, uncrossed feature: it shifts every title's cost equally, so one
     # prediction ranks the whole row and each slot's greedy pick is the best title not yet placed.
     costs = titles_model.costs(shared, lines)
-    picks = epsilon_greedy_row(costs, slots, titles_epsilon, rng)
+    picks = titles_exploration.row(costs, slots, rng)
     decided: list[SlotDecision] = []
     for position, pick in enumerate(picks):
         title = snapshot.titles[ids[pick.index]]
@@ -103,7 +103,7 @@ def decide_row(
         if trial_share > 0.0 and len(title.artwork_ids) > 1:
             cutoff = (time.time() if now is None else now) - trial_seconds
             trial = [i for i, created in enumerate(title.artwork_created) if created > cutoff]
-        art = epsilon_greedy(art_costs, artwork_epsilon, rng, trial=trial, trial_share=trial_share)
+        art = artwork_exploration.pick(art_costs, rng, trial=trial, trial_share=trial_share)
         decided.append(SlotDecision(
             position=position, title_id=title.id, title_index=pick.index, title_prob=pick.probability,
             title_explored=pick.explored, artwork_id=title.artwork_ids[art.index], artwork_ids=title.artwork_ids,

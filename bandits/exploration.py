@@ -1,4 +1,4 @@
-"""Exploration over VW scores: epsilon-greedy per decision and per slot of a row.
+"""Exploration over VW scores: epsilon-greedy or SquareCB, per decision and per slot of a row.
 
 VW's ``--cb_adf`` returns a cost estimate per action; Marquee draws from an explicit distribution
 over those estimates so that every logged propensity is the exact probability of the pick.
@@ -7,6 +7,13 @@ Epsilon-greedy with uniform tie-breaking: of ``k`` actions, the ``m`` that share
 each get ``(1 - epsilon) / m + epsilon / k``, every other ``epsilon / k``. Ties are common (an
 untrained model, new titles with no learned weights) and breaking them uniformly, rather than by
 catalog order, keeps a cold catalog from always showing its first titles.
+
+SquareCB (Foster and Rakhlin, 2020; VW's ``--squarecb``) explores in proportion to how much worse
+an action looks: of ``k`` actions, one whose estimated cost exceeds the lowest by ``gap`` gets
+``1 / (k + gamma * gap)`` and the lowest-cost actions share the rest. ``gamma`` grows with what the
+model has learned (``gamma_scale * n ** gamma_exponent`` after ``n`` learned examples; VW's defaults
+are 10 and 0.5), so exploration starts uniform and narrows as the estimates earn trust, and an action
+that looks nearly as good as the best keeps being tried while a hopeless one is left alone.
 """
 
 from __future__ import annotations
@@ -112,3 +119,92 @@ def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: 
         order.remove(pick.index)
         picks.append(pick)
     return picks
+
+
+# ---------------------------------------------------------------- SquareCB and the exploration rule
+
+EPSILON_GREEDY = "epsilon-greedy"
+SQUARECB = "squarecb"
+RULES = (EPSILON_GREEDY, SQUARECB)
+
+
+def squarecb_pmf(costs: Sequence[float] | np.ndarray, gamma: float) -> np.ndarray:
+    """Return SquareCB's distribution: ``1 / (k + gamma * gap)`` off the best, the rest shared by the best."""
+    k = len(costs)
+    if k == 0:
+        raise ValueError("costs is empty")
+    values = np.asarray(costs, dtype=float)
+    gaps = values - values.min()
+    best = gaps == 0.0
+    pmf = 1.0 / (k + gamma * gaps)
+    pmf[best] = 0.0
+    pmf[best] = (1.0 - pmf.sum()) / int(best.sum())
+    return pmf
+
+
+def _sample(pmf: np.ndarray, rng: np.random.Generator) -> int:
+    cumulative = np.cumsum(pmf)
+    return min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(pmf) - 1)
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """How one policy explores at one model version: the rule and its parameter at that version.
+
+    ``epsilon`` is used by epsilon-greedy; ``gamma`` by SquareCB (see ``Exploration.squarecb``).
+    """
+
+    rule: str = EPSILON_GREEDY
+    epsilon: float = 0.1
+    gamma: float = 0.0
+
+    @classmethod
+    def squarecb(cls, *, gamma_scale: float, gamma_exponent: float, examples_learned: int) -> "Exploration":
+        """SquareCB at a model that has learned ``examples_learned`` examples (uniform before the first)."""
+        return cls(rule=SQUARECB, gamma=gamma_scale * float(examples_learned) ** gamma_exponent if examples_learned else 0.0)
+
+    def pmf(self, costs: Sequence[float]) -> np.ndarray:
+        """Return the distribution over actions of the given costs."""
+        if self.rule == SQUARECB:
+            return squarecb_pmf(costs, self.gamma)
+        return epsilon_greedy_pmf(costs, self.epsilon)
+
+    def pick(self, costs: Sequence[float], rng: np.random.Generator, *, trial: Sequence[int] = (),
+             trial_share: float = 0.0) -> Pick:
+        """Draw one action; actions on ``trial`` get an extra ``trial_share`` of draws (see ``epsilon_greedy``)."""
+        if self.rule == EPSILON_GREEDY:
+            return epsilon_greedy(costs, self.epsilon, rng, trial=trial, trial_share=trial_share)
+        _check_finite(costs)
+        pmf = self.pmf(costs)
+        if trial and len(trial) < len(costs) and trial_share > 0.0:
+            extra = np.zeros(len(costs))
+            extra[list(trial)] = 1.0 / len(trial)
+            pmf = (1.0 - trial_share) * pmf + trial_share * extra
+        index = _sample(pmf, rng)
+        return self._pick(costs, index, float(pmf[index]))
+
+    def row(self, costs: Sequence[float], slots: int, rng: np.random.Generator) -> list[Pick]:
+        """Fill ``slots`` positions without repeats, each slot's probability exact given the earlier ones."""
+        if self.rule == EPSILON_GREEDY:
+            return epsilon_greedy_row(costs, slots, self.epsilon, rng)
+        if slots > len(costs):
+            raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
+        _check_finite(costs)
+        values = np.asarray(costs, dtype=float)
+        left = np.arange(len(values))
+        picks: list[Pick] = []
+        for _ in range(slots):
+            offered = values[left]
+            pmf = squarecb_pmf(offered, self.gamma)
+            chosen = _sample(pmf, rng)
+            pick = self._pick(offered.tolist(), chosen, float(pmf[chosen]))
+            picks.append(Pick(index=int(left[pick.index]), probability=pick.probability,
+                              greedy_index=int(left[pick.greedy_index])))
+            left = np.delete(left, chosen)
+        return picks
+
+    @staticmethod
+    def _pick(costs: Sequence[float], index: int, probability: float) -> Pick:
+        low = min(costs)
+        greedy = index if costs[index] == low else next(i for i, cost in enumerate(costs) if cost == low)
+        return Pick(index=index, probability=probability, greedy_index=greedy)

@@ -36,7 +36,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits import blocks, evaluation, features
-from bandits.exploration import epsilon_greedy_pmf
+from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
 from bandits.learner import aggregate
 from bandits.policy import ARTWORK, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
 from bandits.vwtext import TextExamples, TextLines
@@ -359,6 +359,7 @@ def fit_reward_model(rounds: Rounds, *, vw_args: Sequence[str], folds: int = 2, 
 # ---------------------------------------------------------------- candidate policies
 
 CANDIDATE_KINDS = ("logged", "uniform", "default", "model", "vw")
+CANDIDATE_FIELDS = ("name", "kind", "version", "vw_args", "exploration", "epsilon", "gamma_scale", "gamma_exponent")
 
 
 @dataclass(frozen=True)
@@ -368,9 +369,11 @@ class Candidate:
     Kinds: ``logged`` (the policy that logged the rounds: the on-policy check), ``uniform``,
     ``default`` (always the first action offered: a title's first artwork; for titles, the first
     candidate left in the order the request or the catalog gave), ``model`` (a stored model version of
-    the policy, newest if ``version`` is None, epsilon-greedy with ``epsilon``), ``vw`` (a new VW
-    workspace with ``vw_args``, trained on the rounds in time order with progressive validation:
-    each event's rounds are decided before they are learned; epsilon-greedy with ``epsilon``).
+    the policy, newest if ``version`` is None), ``vw`` (a new VW workspace with ``vw_args``, trained
+    on the rounds in time order with progressive validation: each event's rounds are decided before
+    they are learned). Both explore by ``exploration``: epsilon-greedy with ``epsilon``, or SquareCB
+    with ``gamma_scale`` and ``gamma_exponent`` at the examples the model has learned (for ``vw``, the
+    rounds learned so far).
     """
 
     name: str
@@ -378,12 +381,19 @@ class Candidate:
     epsilon: float = 0.0
     version: int | None = None
     vw_args: tuple[str, ...] = ()
+    exploration: str = EPSILON_GREEDY
+    gamma_scale: float = 10.0
+    gamma_exponent: float = 0.5
 
     def as_dict(self) -> dict[str, Any]:
         """Return the candidate as JSON-ready data (what ``parse_candidate`` reads back)."""
         data: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.kind in ("model", "vw"):
-            data["epsilon"] = self.epsilon
+            data["exploration"] = self.exploration
+            if self.exploration == SQUARECB:
+                data["gamma_scale"], data["gamma_exponent"] = self.gamma_scale, self.gamma_exponent
+            else:
+                data["epsilon"] = self.epsilon
         if self.kind == "model":
             data["version"] = self.version
         if self.kind == "vw":
@@ -403,8 +413,9 @@ DEFAULT_CANDIDATES = ("logged", "uniform", "default", "greedy")
 def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
     """Read a candidate from a shorthand name (``logged``, ``uniform``, ``default``, ``greedy``) or a mapping.
 
-    A mapping has ``kind`` and, by kind, ``epsilon``, ``version`` (``model``) or ``vw_args`` (``vw``: a
-    list of strings or one string), and an optional ``name``.
+    A mapping has ``kind`` and, by kind, ``version`` (``model``) or ``vw_args`` (``vw``: a list of
+    strings or one string), the exploration of either (``exploration``: ``epsilon-greedy`` with
+    ``epsilon``, or ``squarecb`` with ``gamma_scale`` and ``gamma_exponent``), and an optional ``name``.
     """
     if isinstance(value, str):
         if value not in SHORTHANDS:
@@ -413,15 +424,34 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
         return parse_candidate({"name": value, **SHORTHANDS[value]}, where=where)
     if not isinstance(value, Mapping):
         raise SpecError(f"{where}: must be a candidate name or an object")
-    unknown = set(value) - {"name", "kind", "epsilon", "version", "vw_args"}
+    unknown = set(value) - set(CANDIDATE_FIELDS)
     if unknown:
-        raise SpecError(f"{where}.{sorted(unknown)[0]}: not a candidate field (fields: name, kind, epsilon, version, vw_args)")
+        raise SpecError(f"{where}.{sorted(unknown)[0]}: not a candidate field (fields: {', '.join(CANDIDATE_FIELDS)})")
     kind = value.get("kind")
     if kind not in CANDIDATE_KINDS:
         raise SpecError(f"{where}.kind: must be one of {', '.join(CANDIDATE_KINDS)}, got {kind!r}")
     epsilon = value.get("epsilon", 0.0)
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
         raise SpecError(f"{where}.epsilon: must be a number in [0, 1]")
+    exploration = value.get("exploration", EPSILON_GREEDY)
+    if exploration not in RULES:
+        raise SpecError(f"{where}.exploration: must be one of {', '.join(RULES)}, got {exploration!r}")
+    if "exploration" in value and kind not in ("model", "vw"):
+        raise SpecError(f"{where}.exploration: only for candidates of kind model or vw")
+    gammas: dict[str, float] = {}
+    for key, low, high, default in (("gamma_scale", 0.0, 1e6, 10.0), ("gamma_exponent", 0.0, 1.0, 0.5)):
+        if key not in value:
+            gammas[key] = default
+            continue
+        if exploration != SQUARECB:
+            raise SpecError(f"{where}.{key}: only with exploration squarecb")
+        number = value[key]
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not low <= number <= high \
+                or (key == "gamma_scale" and number == 0):
+            raise SpecError(f"{where}.{key}: must be a number in {'(' if key == 'gamma_scale' else '['}{low:g}, {high:g}]")
+        gammas[key] = float(number)
+    if exploration == SQUARECB and "epsilon" in value:
+        raise SpecError(f"{where}.epsilon: only with exploration epsilon-greedy (SquareCB is set by gamma_scale)")
     version = value.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise SpecError(f"{where}.version: must be a model version number (0 or more)")
@@ -441,27 +471,42 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
     if name is None:
         name = {"model": f"model v{version}" if version is not None else "model",
                 "vw": "vw " + " ".join(vw_args)}.get(str(kind), str(kind))
-        if kind in ("model", "vw") and epsilon:
+        if kind in ("model", "vw") and exploration == SQUARECB:
+            name += " squarecb"
+        elif kind in ("model", "vw") and epsilon:
             name += f" eps={float(epsilon):g}"
     if not isinstance(name, str) or not 0 < len(name) <= 100:
         raise SpecError(f"{where}.name: must be text of 1 to 100 characters")
-    return Candidate(name=name, kind=str(kind), epsilon=float(epsilon), version=version, vw_args=vw_args)
+    return Candidate(name=name, kind=str(kind), epsilon=float(epsilon), version=version, vw_args=vw_args,
+                     exploration=str(exploration), **gammas)
 
 
-def _model_pmf(rounds: Rounds, workspace: vw.Workspace, epsilon: float, *, learn: bool, progress: Progress,
-               stage: str) -> np.ndarray:
-    """Return the epsilon-greedy distribution of a workspace over every round's actions, flat.
+def candidate_exploration(candidate: Candidate, examples_learned: int) -> Exploration:
+    """Return how a ``model`` or ``vw`` candidate explores with a model that learned ``examples_learned``."""
+    if candidate.exploration == SQUARECB:
+        return Exploration.squarecb(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent,
+                                    examples_learned=examples_learned)
+    return Exploration(epsilon=candidate.epsilon)
 
-    With ``learn``, the workspace learns each event's labelled rounds after deciding them
-    (progressive validation: no round is decided by a model that saw it).
+
+def _model_pmf(rounds: Rounds, workspace: vw.Workspace, candidate: Candidate, *, learned: int, learn: bool,
+               progress: Progress, stage: str) -> np.ndarray:
+    """Return the candidate's exploring distribution over every round's actions, flat.
+
+    ``learned`` is how many examples the workspace has learned before the first round. With
+    ``learn``, the workspace learns each event's labelled rounds after deciding them (progressive
+    validation: no round is decided by a model that saw it).
     """
     examples = TextExamples(workspace)
     pmf = np.empty(int(rounds.offsets[-1]))
     done = 0
+    explorer = candidate_exploration(candidate, learned)
     for event in rounds.events():
+        if learn and candidate.exploration == SQUARECB:
+            explorer = candidate_exploration(candidate, learned + done)
         for i in event:
             start, stop = rounds.offsets[i], rounds.offsets[i + 1]
-            pmf[start:stop] = epsilon_greedy_pmf(_action_costs(examples, rounds, i).tolist(), epsilon)
+            pmf[start:stop] = explorer.pmf(_action_costs(examples, rounds, i).tolist())
         if learn:
             for i in event:
                 examples.learn(rounds.example(i, labeled=True))
@@ -472,10 +517,12 @@ def _model_pmf(rounds: Rounds, workspace: vw.Workspace, epsilon: float, *, learn
 
 
 def target_distribution(rounds: Rounds, candidate: Candidate, *, model_blob: bytes | None = None,
-                        trained: dict[str, bytes] | None = None, progress: Progress = _quiet) -> np.ndarray | None:
+                        model_examples: int = 0, trained: dict[str, bytes] | None = None,
+                        progress: Progress = _quiet) -> np.ndarray | None:
     """Return the candidate's probability of every action of every round, flat; None for ``logged``.
 
-    ``model_blob`` is the stored model of a ``model`` candidate. A ``vw`` candidate's model, once it
+    ``model_blob`` is the stored model of a ``model`` candidate, ``model_examples`` the examples it
+    has learned (SquareCB's exploration depends on them). A ``vw`` candidate's model, once it
     has learned every round, is put in ``trained`` under the candidate's name if given.
     """
     sizes = rounds.sizes
@@ -491,10 +538,10 @@ def target_distribution(rounds: Rounds, candidate: Candidate, *, model_blob: byt
         if model_blob is None:
             raise ValueError("a model candidate needs the model's bytes")
         workspace = new_workspace([], model_data=model_blob)
-        return _model_pmf(rounds, workspace, candidate.epsilon, learn=False, progress=progress,
+        return _model_pmf(rounds, workspace, candidate, learned=model_examples, learn=False, progress=progress,
                           stage=f"candidate {candidate.name}")
     workspace = new_workspace(list(candidate.vw_args))
-    pmf = _model_pmf(rounds, workspace, candidate.epsilon, learn=True, progress=progress,
+    pmf = _model_pmf(rounds, workspace, candidate, learned=0, learn=True, progress=progress,
                      stage=f"candidate {candidate.name}")
     if trained is not None:
         trained[candidate.name] = workspace.serialize()
@@ -684,17 +731,18 @@ def parse_spec(data: Mapping[str, Any]) -> EvaluationSpec:
                           segment_by=segment_by, folds=folds, limit=limit, dataset=dataset)
 
 
-def model_blob(db: sqlite_utils.Database, policy: str, version: int | None) -> tuple[int, bytes]:
-    """Return (version, bytes) of a stored model of ``policy``: ``version``, or the newest if None."""
+def model_blob(db: sqlite_utils.Database, policy: str, version: int | None) -> tuple[int, bytes, int]:
+    """Return (version, bytes, examples learned) of a stored model of ``policy``: ``version``, or the newest if None."""
     if version is None:
-        row = db.execute("SELECT version, blob FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
+        row = db.execute("SELECT version, blob, examples_learned FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
                          [policy]).fetchone()
     else:
-        row = db.execute("SELECT version, blob FROM models WHERE policy = ? AND version = ?", [policy, version]).fetchone()
+        row = db.execute("SELECT version, blob, examples_learned FROM models WHERE policy = ? AND version = ?",
+                         [policy, version]).fetchone()
     if row is None:
         kept = db.execute("SELECT MIN(version), MAX(version) FROM models WHERE policy = ?", [policy]).fetchone()
         raise SpecError(f"version: model version {version} of {policy} is not stored (versions kept: {kept[0]} to {kept[1]})")
-    return int(row[0]), bytes(row[1])
+    return int(row[0]), bytes(row[1]), int(row[2])
 
 
 class _Stages:
@@ -803,8 +851,8 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         report = stages.stage(2 + index)
         report(0.0, f"candidate {candidate.name}")
         blob = blobs.get(index)
-        pmf = target_distribution(rounds, candidate, model_blob=blob[1] if blob else None, trained=trained,
-                                  progress=report)
+        pmf = target_distribution(rounds, candidate, model_blob=blob[1] if blob else None,
+                                  model_examples=blob[2] if blob else 0, trained=trained, progress=report)
         scores = candidate_scores(rounds, model, pmf)
         terms = dr_terms(rounds, model, scores)
         entry: dict[str, Any] = {"name": candidate.name, "candidate": candidate.as_dict(),

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import sqlite_utils
 import vowpal_wabbit_next as vw
 
+from bandits.exploration import RULES, SQUARECB, Exploration
 from bandits.storage import bump, write_transaction
 from bandits.vwoptions import OptionError, check_model, check_user_args
 from bandits.vwtext import TextExamples, VWError
@@ -36,7 +37,7 @@ DEFAULT_VW_ARGS: dict[str, list[str]] = {
 AGGREGATIONS = ("earliest", "sum")
 # Settings an operator may override per policy; anything absent takes the deployment default.
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
-OVERRIDABLE = ("epsilon", "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward")
+OVERRIDABLE = ("exploration", "epsilon", "gamma_scale", "gamma_exponent", "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward")
 
 
 class PolicyError(Exception):
@@ -54,11 +55,21 @@ class PolicyConfig:
     default_reward: float
     aggregation: str = "earliest"
     learn_on_first_reward: bool = False
+    exploration: str = "epsilon-greedy"
+    gamma_scale: float = 10.0
+    gamma_exponent: float = 0.5
     overridden: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the settings as JSON-ready data."""
         return asdict(self)
+
+    def explorer(self, examples_learned: int) -> Exploration:
+        """Return how this policy explores with a model that has learned ``examples_learned`` examples."""
+        if self.exploration == SQUARECB:
+            return Exploration.squarecb(gamma_scale=self.gamma_scale, gamma_exponent=self.gamma_exponent,
+                                        examples_learned=examples_learned)
+        return Exploration(epsilon=self.epsilon)
 
 
 def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -70,6 +81,9 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "default_reward": float(config["DEFAULT_REWARD"]),
         "aggregation": "earliest",
         "learn_on_first_reward": False,
+        "exploration": str(config["EXPLORATION"]),
+        "gamma_scale": float(config["SQUARECB_GAMMA_SCALE"]),
+        "gamma_exponent": float(config["SQUARECB_GAMMA_EXPONENT"]),
     }
 
 
@@ -84,6 +98,17 @@ def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
         if key == "epsilon":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise PolicyError("epsilon: must be a number in [0, 1]")
+            value = float(value)
+        elif key == "exploration":
+            if value not in RULES:
+                raise PolicyError(f"exploration: must be one of {', '.join(RULES)}")
+        elif key == "gamma_scale":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1e6:
+                raise PolicyError("gamma_scale: must be a number in (0, 1000000]")
+            value = float(value)
+        elif key == "gamma_exponent":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise PolicyError("gamma_exponent: must be a number in [0, 1]")
             value = float(value)
         elif key == "reward_wait":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 7 * 86400:
@@ -254,6 +279,7 @@ class ServingModel:
 
     def __init__(self, record: ModelRecord) -> None:
         self.version = record.version
+        self.examples_learned = record.examples_learned
         self.workspace = new_workspace(record.vw_args, model_data=record.blob)
         self._examples = TextExamples(self.workspace)
         self._lock = threading.Lock()

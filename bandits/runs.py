@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import sqlite_utils
 
 from bandits import offline
+from bandits.exploration import SQUARECB
 from bandits.storage import connect, write_transaction
 
 log = logging.getLogger("marquee.runs")
@@ -183,18 +184,21 @@ class ApplyRefused(Exception):
 
 
 APPLICABLE_KINDS = ("vw", "model")
+# The settings an evaluation's verdict depends on; reports written before SquareCB lack the last three.
+EXPLORATION_KEYS = ("vw_args", "epsilon", "exploration", "gamma_scale", "gamma_exponent")
+EXPLORATION_BEFORE = {"exploration": "epsilon-greedy", "gamma_scale": 10.0, "gamma_exponent": 0.5}
 
 
 def verdict(entry: Mapping[str, Any], mean_reward: float) -> str:
     """Return what ``apply`` makes of a report's candidate on its evidence alone.
 
-    ``baseline`` (not a configuration), ``never explores`` (epsilon 0), ``not shown better`` (DR lower
+    ``baseline`` (not a configuration), ``never explores`` (epsilon-greedy at 0), ``not shown better`` (DR lower
     bound not above the logged policy's estimate, the mean logged reward) or ``beats logged``.
     """
     candidate = entry["candidate"]
     if candidate["kind"] not in APPLICABLE_KINDS:
         return "baseline"
-    if not candidate.get("epsilon"):
+    if candidate.get("exploration", "epsilon-greedy") == "epsilon-greedy" and not candidate.get("epsilon"):
         return "never explores"
     return "beats logged" if entry["estimates"]["dr"]["ci_low"] > mean_reward else "not shown better"
 
@@ -207,10 +211,10 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
     """Make a candidate of a finished evaluation the policy's configuration and newest model.
 
     Applied only if the candidate's DR 95% lower bound is above the logged policy's DR estimate (which
-    is the mean logged reward), the candidate keeps exploring (epsilon above 0), and the policy's
-    settings are still those the log was evaluated under. A ``vw`` candidate brings its options, its
-    epsilon and the model it was trained to on the evaluated decisions; a ``model`` candidate its
-    epsilon and a copy of that stored version.
+    is the mean logged reward), the candidate keeps exploring (SquareCB, or epsilon above 0), and the
+    policy's settings are still those the log was evaluated under. A ``vw`` candidate brings its
+    options, its exploration and the model it was trained to on the evaluated decisions; a ``model``
+    candidate its exploration and a copy of that stored version.
 
     Raises:
         ApplyRefused: with the reason, and nothing changed.
@@ -255,10 +259,12 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
     with write_transaction(db):
         settings = policies.load_policy(db, config, policy)
         then = report["policy_settings"]
-        if settings.vw_args != then["vw_args"] or settings.epsilon != then["epsilon"]:
-            raise ApplyRefused(
-                f"the {policy} policy's settings changed since the evaluation (vw_args {then['vw_args']} -> "
-                f"{settings.vw_args}, epsilon {then['epsilon']} -> {settings.epsilon}); evaluate again", status=409)
+        now = settings.as_dict()
+        changed = [f"{key} {then.get(key, EXPLORATION_BEFORE.get(key))} -> {now[key]}" for key in EXPLORATION_KEYS
+                   if now[key] != then.get(key, EXPLORATION_BEFORE.get(key))]
+        if changed:
+            raise ApplyRefused(f"the {policy} policy's settings changed since the evaluation ({', '.join(changed)}); "
+                               "evaluate again", status=409)
         if candidate.kind == "vw":
             row = db.execute("SELECT blob FROM evaluation_models WHERE run_id = ? AND candidate = ?",
                              [run_id, candidate_name]).fetchone()
@@ -268,15 +274,19 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
             blob, vw_args = bytes(row[0]), list(candidate.vw_args)
         else:
             try:
-                _, blob = offline.model_blob(db, policy, candidate.version)
+                _, blob, _ = offline.model_blob(db, policy, candidate.version)
             except offline.SpecError as exc:
                 raise ApplyRefused(f"{exc}; evaluate again", status=409) from None
             record = db.execute("SELECT vw_args FROM models WHERE policy = ? AND version = ?",
                                 [policy, candidate.version]).fetchone()
             vw_args = json.loads(record[0]) or settings.vw_args
         overrides_row = db.execute("SELECT overrides FROM policies WHERE name = ?", [policy]).fetchone()
-        overrides = {**(json.loads(overrides_row[0]) if overrides_row else {}), "epsilon": candidate.epsilon,
-                     "vw_args": vw_args}
+        overrides = {**(json.loads(overrides_row[0]) if overrides_row else {}), "vw_args": vw_args,
+                     "exploration": candidate.exploration}
+        if candidate.exploration == SQUARECB:
+            overrides.update(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent)
+        else:
+            overrides["epsilon"] = candidate.epsilon
         policies.store_overrides(db, policy, overrides)
         version = policies.publish(db, policy=policy, blob=blob, vw_args=vw_args, events_learned=int(report["events"]),
                                    examples_learned=int(report["rounds"]),

@@ -31,6 +31,7 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "default (epsilon 0.1)": {},
     "epsilon 0.05": {"EPSILON": 0.05},
     "epsilon 0.2": {"EPSILON": 0.2},
+    "squarecb (gamma 10 n^0.5)": {"EXPLORATION": "squarecb"},
 }
 CHECKPOINTS = (5_000, 20_000, 100_000)
 WINDOW = 1000

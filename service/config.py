@@ -23,6 +23,9 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "DATA_DIR": (str(PROJECT_ROOT / "data"), str, "Folder for the SQLite file, artwork images and the learner lock."),
     "DATABASE": ("", str, "Path of the SQLite file; empty means `<DATA_DIR>/marquee.sqlite3`."),
     "EPSILON": (0.1, float, "Default exploration rate of both policies (each policy can override it)."),
+    "EXPLORATION": ("epsilon-greedy", str, "Default exploration rule of both policies: `epsilon-greedy` or `squarecb` (each policy can override it)."),
+    "SQUARECB_GAMMA_SCALE": (10.0, float, "SquareCB's gamma after one learned example; it grows as `scale * n ** exponent` (VW's defaults)."),
+    "SQUARECB_GAMMA_EXPONENT": (0.5, float, "How fast SquareCB's gamma grows with the examples a model has learned (0 keeps it fixed)."),
     "REWARD_WAIT_SECONDS": (10.0, float, "Default reward window: an impression is learned this long after it was shown."),
     "DEFAULT_REWARD": (0.0, float, "Default reward of an impression whose window closed without a reward."),
     "ARTWORK_TRIAL_HOURS": (72.0, float, "How long a new artwork is on trial: it gets an extra share of its title's draws while older artworks of the title exist."),
@@ -63,6 +66,12 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
 def _validate(config: Mapping[str, Any]) -> None:
     if not 0.0 <= float(config["EPSILON"]) <= 1.0:
         raise ValueError(f"EPSILON must be in [0, 1], got {config['EPSILON']}")
+    if config["EXPLORATION"] not in ("epsilon-greedy", "squarecb"):
+        raise ValueError(f"EXPLORATION must be epsilon-greedy or squarecb, got {config['EXPLORATION']!r}")
+    if not 0.0 < float(config["SQUARECB_GAMMA_SCALE"]) <= 1e6:
+        raise ValueError(f"SQUARECB_GAMMA_SCALE must be in (0, 1000000], got {config['SQUARECB_GAMMA_SCALE']}")
+    if not 0.0 <= float(config["SQUARECB_GAMMA_EXPONENT"]) <= 1.0:
+        raise ValueError(f"SQUARECB_GAMMA_EXPONENT must be in [0, 1], got {config['SQUARECB_GAMMA_EXPONENT']}")
     if not 0.0 <= float(config["ARTWORK_TRIAL_SHARE"]) <= 1.0:
         raise ValueError(f"ARTWORK_TRIAL_SHARE must be in [0, 1], got {config['ARTWORK_TRIAL_SHARE']}")
     if float(config["ARTWORK_TRIAL_HOURS"]) < 0:

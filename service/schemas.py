@@ -110,7 +110,10 @@ class TitleBody(Strict):
 class PolicyBody(Strict):
     """Policy overrides; values are checked by ``bandits.policy.validate_overrides``."""
 
+    exploration: Optional[Any] = None
     epsilon: Optional[Any] = None
+    gamma_scale: Optional[Any] = None
+    gamma_exponent: Optional[Any] = None
     vw_args: Optional[Any] = None
     reward_wait: Optional[Any] = None
     default_reward: Optional[Any] = None

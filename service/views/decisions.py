@@ -57,7 +57,8 @@ def rank() -> ResponseReturnValue:
     try:
         decision: RowDecision = decide_row(
             snapshot=snapshot, titles_model=models["titles"], artwork_model=models["artwork"],
-            titles_epsilon=policies["titles"].epsilon, artwork_epsilon=policies["artwork"].epsilon,
+            titles_exploration=policies["titles"].explorer(models["titles"].examples_learned),
+            artwork_exploration=policies["artwork"].explorer(models["artwork"].examples_learned),
             user_id=body.user.id, user_features=body.user.features, slots=body.slots,
             candidates=body.candidates, exclude=body.exclude, rng=state.rng,
             trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600, trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
