@@ -169,12 +169,14 @@ def series_chart(candidates: Sequence[Mapping[str, Any]], *, reference: float | 
     return chart
 
 
-def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], *, height: int = 320) -> SeriesChart:
-    """Lay out named series of (x, y) points as lines on shared axes, x starting at 0."""
+def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], *, height: int = 320,
+               x_low: float = 0.0) -> SeriesChart:
+    """Lay out named series of (x, y) points as lines on shared axes, x starting at ``x_low``."""
     xs = [x for _, points in series for x, _ in points]
     low, high = value_range([y for _, points in series for _, y in points], include=[0.0])
     left, right, top, bottom = 56.0, float(WIDTH - 3 * MARGIN), float(MARGIN), float(height - AXIS_HEIGHT)
-    x_axis = Axis(0.0, max(xs, default=1.0) or 1.0, left, right)
+    x_high = max(xs, default=x_low + 1.0)
+    x_axis = Axis(x_low, x_high if x_high > x_low else x_low + 1.0, left, right)
     y_axis = Axis(max(0.0, low), high, bottom, top)
     chart = SeriesChart(width=WIDTH, height=height, x_axis=x_axis, y_axis=y_axis, plot_top=top, plot_bottom=bottom,
                         x_labels=[(x, f"{float(text):,.0f}") for x, text in x_axis.ticks(6)])

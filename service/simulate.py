@@ -135,13 +135,20 @@ class Curve:
         return {name: sum(p.expected[name] * p.shown for p in points) / total if total else 0.0 for name in POLICIES}
 
 
+def _restore(transport: Transport, title_id: str) -> None:
+    """Put a retired title back into the service's catalog (a PUT of its own fields reactivates it)."""
+    title = _expect(transport, "GET", f"/v1/titles/{title_id}", status=200)
+    _expect(transport, "PUT", f"/v1/titles/{title_id}", status=200,
+            body={key: title[key] for key in ("name", "genres", "year", "maturity", "features")})
+
+
 def drive(transport: Transport, world: World, *, impressions: int, slots: int = 4, reward: str = "play",
           seed: int = 0, window: int = 1000, learn: Callable[[], None] | None = None, learn_every: int = 200,
           progress: Callable[[int], None] | None = None) -> Curve:
     """Show about ``impressions`` impressions (rows of ``slots``) to simulated viewers; return the learning curve.
 
     Titles of the world that arrive late are retired from the service's catalog first and put back
-    when the simulation reaches their arrival.
+    when the simulation reaches their arrival, or when it stops early.
 
     ``reward``: what earns a reward of 1, ``play`` or ``click``. ``learn`` is called every
     ``learn_every`` rows (in the process, to run the learner; a running service learns by itself).
@@ -159,46 +166,47 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
     curve = Curve(reward=reward, slots=slots)
     window_totals = {name: 0.0 for name in POLICIES}
     clicks = plays = shown = done = rows = 0
-    while done < impressions:
-        while waiting and waiting[0][0] <= done:
-            _, title_id = waiting.pop(0)
-            title = _expect(transport, "GET", f"/v1/titles/{title_id}", status=200)
-            _expect(transport, "PUT", f"/v1/titles/{title_id}", status=200,
-                    body={key: title[key] for key in ("name", "genres", "year", "maturity", "features")})
-        viewer = world.draw_viewer(rng)
-        status, body = transport.post("/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)},
-                                                   "slots": slots})
-        if status != 200:
-            raise SimulationError(f"POST /v1/rank answered {status}: {body}")
-        row = [(slot["title_id"], slot["artwork_id"]) for slot in body["slots"]]
-        for outcome in world.respond(viewer, row, rng, at=done):
-            clicks += outcome.clicked
-            plays += outcome.played
-            if outcome.played if reward == "play" else outcome.clicked:
-                status, answer = transport.post(f"/v1/events/{body['event_id']}/reward",
-                                                {"title_id": outcome.title_id, "value": 1.0})
-                if status != 201:
-                    raise SimulationError(f"POST /v1/events/.../reward answered {status}: {answer}")
-        available = world.available(done)
-        oracle = world.oracle(viewer, slots=len(row), at=done, reward=reward)
-        picks = baseline_rng.choice(len(available), size=min(len(row), len(available)), replace=False)
-        uniform = [(available[i], world.titles[available[i]].artworks[
-            int(baseline_rng.integers(len(world.titles[available[i]].artworks)))].id) for i in picks]
-        default = [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]
-        for name, candidate in (("marquee", row), ("oracle", oracle), ("uniform", uniform), ("default artwork", default)):
-            window_totals[name] += world.row_value(viewer, candidate, at=done, reward=reward)
-        shown += len(row)
-        done += len(row)
-        rows += 1
-        if learn is not None and rows % learn_every == 0:
-            learn()
-        if shown >= window or done >= impressions:
-            curve.points.append(Point(impressions=done, clicks=clicks, plays=plays, shown=shown,
-                                      expected={name: total / shown for name, total in window_totals.items()}))
-            window_totals = {name: 0.0 for name in window_totals}
-            clicks = plays = shown = 0
-            if progress is not None:
-                progress(done)
+    try:
+        while done < impressions:
+            while waiting and waiting[0][0] <= done:
+                _restore(transport, waiting.pop(0)[1])
+            viewer = world.draw_viewer(rng)
+            status, body = transport.post("/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)},
+                                                       "slots": slots})
+            if status != 200:
+                raise SimulationError(f"POST /v1/rank answered {status}: {body}")
+            row = [(slot["title_id"], slot["artwork_id"]) for slot in body["slots"]]
+            for outcome in world.respond(viewer, row, rng, at=done):
+                clicks += outcome.clicked
+                plays += outcome.played
+                if outcome.played if reward == "play" else outcome.clicked:
+                    status, answer = transport.post(f"/v1/events/{body['event_id']}/reward",
+                                                    {"title_id": outcome.title_id, "value": 1.0})
+                    if status != 201:
+                        raise SimulationError(f"POST /v1/events/.../reward answered {status}: {answer}")
+            available = world.available(done)
+            oracle = world.oracle(viewer, slots=len(row), at=done, reward=reward)
+            picks = baseline_rng.choice(len(available), size=min(len(row), len(available)), replace=False)
+            uniform = [(available[i], world.titles[available[i]].artworks[
+                int(baseline_rng.integers(len(world.titles[available[i]].artworks)))].id) for i in picks]
+            default = [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]
+            for name, candidate in (("marquee", row), ("oracle", oracle), ("uniform", uniform), ("default artwork", default)):
+                window_totals[name] += world.row_value(viewer, candidate, at=done, reward=reward)
+            shown += len(row)
+            done += len(row)
+            rows += 1
+            if learn is not None and rows % learn_every == 0:
+                learn()
+            if shown >= window or done >= impressions:
+                curve.points.append(Point(impressions=done, clicks=clicks, plays=plays, shown=shown,
+                                          expected={name: total / shown for name, total in window_totals.items()}))
+                window_totals = {name: 0.0 for name in window_totals}
+                clicks = plays = shown = 0
+                if progress is not None:
+                    progress(done)
+    finally:  # stopped early (an error, Ctrl-C): titles that had not arrived go back into the catalog
+        for _, title_id in waiting:
+            _restore(transport, title_id)
     return curve
 
 

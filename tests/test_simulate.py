@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandits import simulator
+from bandits import live, simulator
 from bandits.learner import Learner
 from bandits.storage import connect
 from service import create_app
@@ -44,6 +44,11 @@ def test_marquee_learns_most_of_the_way_to_the_oracle(tmp_path: Path):
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == rows
     assert db.execute("SELECT COUNT(*) FROM impressions").fetchone()[0] == 16_000
     assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == sum(p.plays for p in curve.points)
+    # The live view shows the same run: every impression and play counted, the rewarded share rising.
+    view = live.snapshot(db, points=8)
+    buckets = view["buckets"]
+    assert sum(b["shown"] for b in buckets) == 16_000 and sum(b["rewarded"] for b in buckets) == sum(p.plays for p in curve.points)
+    assert min(b["rewarded_share"] for b in buckets[-3:]) > buckets[0]["rewarded_share"]
 
 
 def test_refusals_stop_the_simulation_with_the_answer(tmp_path: Path):
@@ -57,6 +62,25 @@ def test_refusals_stop_the_simulation_with_the_answer(tmp_path: Path):
         drive(transport, world, impressions=10, reward="purchase")
     with pytest.raises(ValueError, match="url: must be http://host"):
         HttpTransport("ftp://example.org")
+
+
+def test_a_simulation_stopped_early_puts_late_titles_back(tmp_path: Path):
+    app = create_app({"DATA_DIR": str(tmp_path), "LEARNER": False})
+    transport = FlaskTransport(app.test_client())
+    add_catalog(transport.client, titles=8, styles=STYLES[:2])
+    world = simulator.World.build(catalog_from_service(transport), seed=1, late_share=0.5, impressions=1000)
+    late = [title_id for title_id, title in world.titles.items() if title.arrives_at > 0]
+    assert late
+    stops = iter([False, False, True])
+
+    def interrupt(_done: int) -> None:
+        if next(stops):
+            raise KeyboardInterrupt  # what Ctrl-C raises in the simulate command
+
+    with pytest.raises(KeyboardInterrupt):
+        drive(transport, world, impressions=1000, slots=2, window=20, progress=interrupt)
+    active = {title["id"] for title in transport.get("/v1/titles")[1]["titles"]}
+    assert active == set(world.titles)  # every late title is back, though the run never reached its arrival
 
 
 @pytest.mark.slow
