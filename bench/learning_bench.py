@@ -2,15 +2,19 @@
 
 Usage (from the repository root):
 
-    python -m bench.learning_bench [--impressions 100000] [--titles 30] [--seed 1]
+    python -m bench.learning_bench [--impressions 100000] [--titles 30] [--seeds 1 2 3]
 
 For each configuration, a fresh scratch service (``service.simulate.scratch_service``: a demo catalog
 of ``--titles`` titles with Pillow-drawn posters, in a temporary folder) is driven by the simulated
 audience of ``bandits/simulator.py`` in this process, rows of four titles, a reward for each play.
 At each checkpoint the table gives Marquee's expected plays per impression over the window of
 1,000 impressions ending there, its lift over uniformly random rows, and its share of the oracle's
-lift over random (0 % is random, 100 % the oracle). Results print as a Markdown table and are saved
-under bench/results/.
+lift over random (0 % is random, 100 % the oracle). With several ``--seeds`` each configuration
+runs once per seed (a different world, viewers and catalog each time; the service's own exploration
+is seeded per process, so runs differ even for one seed) and the table gives the means and the
+range of the share. After each run ``gap_breakdown`` splits what is left of the gap to the oracle
+into choosing titles, ordering them, dressing them and exploring. Results print as a Markdown
+table and are saved under bench/results/.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import vowpal_wabbit_next
 
 from bandits.simulator import World
 from bench.report import machine, report
-from service.simulate import catalog_from_service, drive, scratch_service
+from service.simulate import Transport, catalog_from_service, drive, scratch_service
 
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "default (epsilon 0.1)": {},
@@ -37,37 +41,99 @@ CHECKPOINTS = (5_000, 20_000, 100_000)
 WINDOW = 1000
 
 
+def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, viewers: int = 2000) -> dict[str, float]:
+    """Split the trained service's shortfall from the oracle, per impression, into four parts.
+
+    The same sampled viewers are shown the service's exploring rows, then (exploration switched
+    off) its greedy rows, then those titles each in its best artwork, then in the best order, then
+    the oracle's row; each step's gain is the part of the gap it closes:
+
+    * ``exploration``: greedy rows minus exploring rows (the price of exploring);
+    * ``artwork``: the greedy titles in their best artworks minus the greedy rows;
+    * ``order``: the same titles in the best order minus the titles as placed;
+    * ``titles``: the oracle's row minus the greedy titles best dressed and ordered (choosing the titles).
+    """
+    rng = np.random.default_rng([seed, 2])
+    sample = [world.draw_viewer(rng) for _ in range(viewers)]
+
+    def served() -> list[list[tuple[str, str]]]:
+        rows = []
+        for viewer in sample:
+            status, body = transport.post("/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)},
+                                                       "slots": 4})
+            if status != 200:
+                raise RuntimeError(f"POST /v1/rank answered {status}: {body}")
+            rows.append([(slot["title_id"], slot["artwork_id"]) for slot in body["slots"]])
+        return rows
+
+    def value(rows: list[list[tuple[str, str]]]) -> float:
+        return float(np.mean([world.row_value(v, row, at=at) for v, row in zip(sample, rows)])) / 4
+
+    exploring = served()
+    for policy in ("titles", "artwork"):
+        status, body = transport.send("PUT", f"/v1/policies/{policy}", {"exploration": "epsilon-greedy", "epsilon": 0.0})
+        if status != 200:
+            raise RuntimeError(f"PUT /v1/policies/{policy} answered {status}: {body}")
+    greedy = served()
+    dressed = [[(t, world.best_artwork(v, t, at=at)) for t, _ in row] for v, row in zip(sample, greedy)]
+    ordered = [world.oracle(v, slots=4, at=at, candidates=[t for t, _ in row]) for v, row in zip(sample, greedy)]
+    oracle = [world.oracle(v, slots=4, at=at) for v in sample]
+    values = [value(rows) for rows in (exploring, greedy, dressed, ordered, oracle)]
+    return {"exploring": values[0], "oracle": values[4], "exploration": values[1] - values[0],
+            "artwork": values[2] - values[1], "order": values[3] - values[2], "titles": values[4] - values[3]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impressions", type=int, default=100_000)
     parser.add_argument("--titles", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     args = parser.parse_args()
     checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
-        "command": f"python -m bench.learning_bench --impressions {args.impressions} --titles {args.titles} --seed {args.seed}",
+        "command": (f"python -m bench.learning_bench --impressions {args.impressions} --titles {args.titles} "
+                    f"--seeds {' '.join(map(str, args.seeds))}"),
         "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
         "date": time.strftime("%Y-%m-%d"),
     }
+    baselines: list[dict[str, float]] = []
     for name, settings in CONFIGURATIONS.items():
-        with tempfile.TemporaryDirectory(prefix="marquee-learning-") as folder:
-            transport, learn = scratch_service(folder, seed=args.seed, titles=args.titles, settings=settings)
-            world = World.build(catalog_from_service(transport), seed=args.seed)
-            started = time.perf_counter()
-            curve = drive(transport, world, impressions=args.impressions, slots=4, seed=args.seed, window=WINDOW,
-                          learn=learn, learn_every=100)
-            seconds = time.perf_counter() - started
-        at = {point.impressions: point.expected for point in curve.points}
+        shares: dict[int, list[float]] = {c: [] for c in checkpoints}
+        rewards: dict[int, list[float]] = {c: [] for c in checkpoints}
+        lifts: dict[int, list[float]] = {c: [] for c in checkpoints}
+        gaps: list[dict[str, float]] = []
+        seconds = 0.0
+        for seed in args.seeds:
+            with tempfile.TemporaryDirectory(prefix="marquee-learning-") as folder:
+                transport, learn = scratch_service(folder, seed=seed, titles=args.titles, settings=settings)
+                world = World.build(catalog_from_service(transport), seed=seed)
+                started = time.perf_counter()
+                curve = drive(transport, world, impressions=args.impressions, slots=4, seed=seed, window=WINDOW,
+                              learn=learn, learn_every=100)
+                seconds += time.perf_counter() - started
+                gaps.append(gap_breakdown(transport, world, at=args.impressions, seed=seed))
+            at = {point.impressions: point.expected for point in curve.points}
+            for checkpoint in checkpoints:
+                expected = at[min(at, key=lambda n: abs(n - checkpoint))]
+                rewards[checkpoint].append(expected["marquee"])
+                lifts[checkpoint].append(expected["marquee"] / expected["uniform"] - 1)
+                shares[checkpoint].append((expected["marquee"] - expected["uniform"])
+                                          / (expected["oracle"] - expected["uniform"]))
+            baselines.append(curve.points[-1].expected)
         cells = []
         for checkpoint in checkpoints:
-            expected = at[min(at, key=lambda n: abs(n - checkpoint))]
-            lift = expected["marquee"] / expected["uniform"] - 1
-            share = (expected["marquee"] - expected["uniform"]) / (expected["oracle"] - expected["uniform"])
-            cells.append(f"{checkpoint // 1000}k: {expected['marquee']:.3f} (+{lift:.0%} over random, {share:.0%} of oracle)")
-        result[name] = "; ".join(cells) + f"; {seconds:.0f} s"
-    final = curve.points[-1].expected
-    result["baselines at the end"] = (f"oracle {final['oracle']:.3f}, uniform {final['uniform']:.3f}, "
-                                      f"default artwork {final['default artwork']:.3f}")
+            spread = (f" [{min(shares[checkpoint]):.0%} to {max(shares[checkpoint]):.0%}]"
+                      if len(args.seeds) > 1 else "")
+            cells.append(f"{checkpoint // 1000}k: {np.mean(rewards[checkpoint]):.3f} "
+                         f"(+{np.mean(lifts[checkpoint]):.0%} over random, {np.mean(shares[checkpoint]):.0%}{spread} of oracle)")
+        result[name] = "; ".join(cells) + f"; {seconds / len(args.seeds):.0f} s a run"
+        gap = {key: float(np.mean([g[key] for g in gaps])) for key in gaps[0]}
+        result[f"{name}: gap to the oracle at the end"] = (
+            f"{gap['oracle'] - gap['exploring']:.4f} plays per impression = titles {gap['titles']:.4f} + order "
+            f"{gap['order']:.4f} + artwork {gap['artwork']:.4f} + exploration {gap['exploration']:.4f}")
+    final = {key: float(np.mean([b[key] for b in baselines])) for key in baselines[0]}
+    result["baselines at the end (mean over runs)"] = (
+        f"oracle {final['oracle']:.3f}, uniform {final['uniform']:.3f}, default artwork {final['default artwork']:.3f}")
     report("learning", result)
 
 
