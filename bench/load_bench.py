@@ -29,12 +29,11 @@ import resource
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.rank_bench import measured, vw_only, wait_for_learner
+from bench.rank_bench import measured, started_service, wait_for_learner
 from bench.report import machine, report
 
 SCRIPT = Path(__file__).resolve().parent / "rank_reward.lua"
@@ -60,16 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    from tests.gunicorn_harness import Service
-
-    work = Path(tempfile.mkdtemp(prefix="marquee-load-"))
-    service = Service(work / "data", workers=args.workers)
-    service.flask("demo-catalog", "--titles", "40", "--artworks", "5", "--seed", "1")
-    ceiling = vw_only(work / "data", seconds=min(10.0, args.seconds))
-    service.start()
+    work, service, ceiling = started_service(workers=args.workers, seconds=args.seconds, prefix="marquee-load-")
     try:
-        for _ in range(20):  # every worker loads the catalog and the models on its first request
-            service.request("POST", "/v1/rank", {"slots": 10})
         database = sqlite3.connect(work / "data" / "marquee.sqlite3")
         events_before = database.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)

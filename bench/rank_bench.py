@@ -175,6 +175,23 @@ def measured(service, label: str, action):
     return result
 
 
+def started_service(*, workers: int, seconds: float, prefix: str) -> tuple[Path, Any, dict[str, float]]:
+    """Build the benchmark catalog in a new folder, measure the VW-only ceiling, start gunicorn and warm it up.
+
+    Returns the folder, the running ``tests.gunicorn_harness.Service`` and the ceiling (``vw_only``).
+    """
+    from tests.gunicorn_harness import Service
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    service = Service(work / "data", workers=workers)
+    service.flask("demo-catalog", "--titles", "40", "--artworks", "5", "--seed", "1")
+    ceiling = vw_only(work / "data", seconds=min(10.0, seconds))
+    service.start()
+    for _ in range(20):  # every worker loads the catalog and the models on its first request
+        service.request("POST", "/v1/rank", BODY)
+    return work, service, ceiling
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30)
@@ -184,16 +201,8 @@ def main() -> None:
     for tool in ("wrk",):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
-    from tests.gunicorn_harness import Service
-
-    work = Path(tempfile.mkdtemp(prefix="marquee-bench-"))
-    service = Service(work / "data", workers=args.workers)
-    service.flask("demo-catalog", "--titles", "40", "--artworks", "5", "--seed", "1")
-    ceiling = vw_only(work / "data", seconds=min(10.0, args.seconds))
-    service.start()
+    work, service, ceiling = started_service(workers=args.workers, seconds=args.seconds, prefix="marquee-bench-")
     try:
-        for _ in range(20):  # every worker loads the catalog and the models on its first request
-            service.request("POST", "/v1/rank", BODY)
         fixed = measured(service, "fixed", lambda: fixed_rate(service.port, seconds=args.seconds, rate=args.rate))
         wait_for_learner(service)
         closed = measured(service, "closed", lambda: wrk(service.port, seconds=args.seconds))
