@@ -186,6 +186,18 @@ def retire_artwork(db: sqlite_utils.Database, artwork_id: str) -> None:
         bump(db, CATALOG_VERSION)
 
 
+def restore_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
+    """Choose a retired artwork again (a seasonal poster back in season); return it. Restoring an active one changes nothing.
+
+    It keeps its upload time, so it gets no new trial (``ARTWORK_TRIAL_HOURS`` counts from the upload).
+    """
+    with write_transaction(db):
+        cursor = db.execute("UPDATE artworks SET active = 1, retired_at = NULL WHERE id = ? AND active = 0", [artwork_id])
+        if cursor.rowcount:
+            bump(db, CATALOG_VERSION)
+    return get_artwork(db, artwork_id)
+
+
 # ---------------------------------------------------------------- serving snapshot
 
 

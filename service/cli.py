@@ -188,10 +188,12 @@ def register(app: Flask) -> None:
     @click.option("--window", default=1000, show_default=True, help="Impressions per point of the learning curve.")
     @click.option("--late-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
                   help="Share of titles that arrive during the run: retired from the catalog until then.")
+    @click.option("--late-artwork-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+                  help="Share of artworks (other than a title's first) that arrive during the run.")
     @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("learning-curve.svg"),
                   show_default=True, help="Where to write the learning curve (SVG).")
     def simulate_command(impressions: int, slots: int, reward: str, seed: int, url: str | None, titles: int,
-                         window: int, late_share: float, plot: Path) -> None:
+                         window: int, late_share: float, late_artwork_share: float, plot: Path) -> None:
         """Drive Marquee with a simulated audience; print its learning against random, default artwork and oracle."""
         with contextlib.ExitStack() as stack:
             learn: Callable[[], None] | None = None
@@ -199,7 +201,9 @@ def register(app: Flask) -> None:
             if url is None:
                 folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="marquee-simulate-"))
                 transport, learn = simulate.scratch_service(folder, seed=seed, titles=titles,
-                                                            settings={"EPSILON": current_app.config["EPSILON"]})
+                                                            settings={key: current_app.config[key] for key in (
+                                                                "EPSILON", "EXPLORATION", "SQUARECB_GAMMA_SCALE",
+                                                                "SQUARECB_GAMMA_EXPONENT")})
             else:
                 try:
                     transport = simulate.HttpTransport(url)
@@ -207,7 +211,7 @@ def register(app: Flask) -> None:
                     raise click.UsageError(f"--{exc}") from None
             try:
                 world = World.build(simulate.catalog_from_service(transport), seed=seed, late_share=late_share,
-                                    impressions=impressions)
+                                    late_artwork_share=late_artwork_share, impressions=impressions)
                 with click.progressbar(length=impressions, label="simulating", file=sys.stderr) as bar:
                     curve = simulate.drive(transport, world, impressions=impressions, slots=slots, reward=reward,
                                            seed=seed, window=window, learn=learn,

@@ -135,10 +135,13 @@ class Curve:
         return {name: sum(p.expected[name] * p.shown for p in points) / total if total else 0.0 for name in POLICIES}
 
 
-def _restore(transport: Transport, title_id: str) -> None:
-    """Put a retired title back into the service's catalog (a PUT of its own fields reactivates it)."""
-    title = _expect(transport, "GET", f"/v1/titles/{title_id}", status=200)
-    _expect(transport, "PUT", f"/v1/titles/{title_id}", status=200,
+def _restore(transport: Transport, kind: str, item_id: str) -> None:
+    """Put a retired title (a PUT of its own fields reactivates it) or artwork back into the service's catalog."""
+    if kind == "artwork":
+        _expect(transport, "POST", f"/v1/artworks/{item_id}/restore", status=200)
+        return
+    title = _expect(transport, "GET", f"/v1/titles/{item_id}", status=200)
+    _expect(transport, "PUT", f"/v1/titles/{item_id}", status=200,
             body={key: title[key] for key in ("name", "genres", "year", "maturity", "features")})
 
 
@@ -147,8 +150,8 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
           progress: Callable[[int], None] | None = None) -> Curve:
     """Show about ``impressions`` impressions (rows of ``slots``) to simulated viewers; return the learning curve.
 
-    Titles of the world that arrive late are retired from the service's catalog first and put back
-    when the simulation reaches their arrival, or when it stops early.
+    Titles and artworks of the world that arrive late are retired from the service's catalog first
+    and put back when the simulation reaches their arrival, or when it stops early.
 
     ``reward``: what earns a reward of 1, ``play`` or ``click``. ``learn`` is called every
     ``learn_every`` rows (in the process, to run the learner; a running service learns by itself).
@@ -158,9 +161,12 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
     """
     if reward not in REWARDS:
         raise ValueError(f"reward: must be one of {', '.join(REWARDS)}, got {reward!r}")
-    waiting = sorted((title.arrives_at, title_id) for title_id, title in world.titles.items() if title.arrives_at > 0)
-    for _, title_id in waiting:  # not in the catalog until they arrive
-        _expect(transport, "DELETE", f"/v1/titles/{title_id}", status=204)
+    # Titles and artworks that arrive late are not in the catalog until they arrive.
+    waiting = sorted([(title.arrives_at, "title", title_id) for title_id, title in world.titles.items() if title.arrives_at > 0]
+                     + [(artwork.arrives_at, "artwork", artwork.id) for title in world.titles.values()
+                        for artwork in title.artworks if artwork.arrives_at > 0])
+    for _, kind, item_id in waiting:
+        _expect(transport, "DELETE", f"/v1/{kind}s/{item_id}", status=204)
     rng = np.random.default_rng(seed)  # the viewers and their responses
     baseline_rng = np.random.default_rng([seed, 1])  # the uniform baseline's rows
     curve = Curve(reward=reward, slots=slots)
@@ -169,7 +175,7 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
     try:
         while done < impressions:
             while waiting and waiting[0][0] <= done:
-                _restore(transport, waiting.pop(0)[1])
+                _restore(transport, *waiting.pop(0)[1:])
             viewer = world.draw_viewer(rng)
             status, body = transport.post("/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)},
                                                        "slots": slots})
@@ -187,8 +193,10 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
             available = world.available(done)
             oracle = world.oracle(viewer, slots=len(row), at=done, reward=reward)
             picks = baseline_rng.choice(len(available), size=min(len(row), len(available)), replace=False)
-            uniform = [(available[i], world.titles[available[i]].artworks[
-                int(baseline_rng.integers(len(world.titles[available[i]].artworks)))].id) for i in picks]
+            uniform = []
+            for i in picks:
+                offered = world.artworks(available[i], done)
+                uniform.append((available[i], offered[int(baseline_rng.integers(len(offered)))].id))
             default = [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]
             for name, candidate in (("marquee", row), ("oracle", oracle), ("uniform", uniform), ("default artwork", default)):
                 window_totals[name] += world.row_value(viewer, candidate, at=done, reward=reward)
@@ -204,9 +212,9 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
                 clicks = plays = shown = 0
                 if progress is not None:
                     progress(done)
-    finally:  # stopped early (an error, Ctrl-C): titles that had not arrived go back into the catalog
-        for _, title_id in waiting:
-            _restore(transport, title_id)
+    finally:  # stopped early (an error, Ctrl-C): what had not arrived goes back into the catalog
+        for _, kind, item_id in waiting:
+            _restore(transport, kind, item_id)
     return curve
 
 

@@ -242,3 +242,23 @@ def test_overlong_sides_are_refused(client, db):
     response = upload(client, "t1", image_bytes(size=(16, 20000)))
     assert response.status_code == 422 and "on a side" in response.get_json()["error"]["message"]
     assert table_counts(db) == before
+
+
+def test_a_retired_artwork_can_be_restored(client, db):
+    client.post("/v1/titles", json={"id": "t1", "name": "One"})
+    for artwork_id, color in (("summer", (250, 200, 40)), ("winter", (40, 60, 200))):
+        assert upload(client, "t1", image_bytes(color), id=artwork_id).status_code == 201
+    assert client.delete("/v1/artworks/winter").status_code == 204
+    shown = {client.post("/v1/rank", json={"slots": 1}).get_json()["slots"][0]["artwork_id"] for _ in range(30)}
+    assert shown == {"summer"}  # retired: never chosen
+    restored = client.post("/v1/artworks/winter/restore")
+    assert restored.status_code == 200 and restored.get_json()["active"] is True
+    assert restored.get_json()["retired_at"] is None and "path" not in restored.get_json()
+    shown = {client.post("/v1/rank", json={"slots": 1}).get_json()["slots"][0]["artwork_id"] for _ in range(60)}
+    assert shown == {"summer", "winter"}
+    before = table_counts(db)
+    assert client.post("/v1/artworks/winter/restore").status_code == 200  # already active: nothing changes
+    assert table_counts(db) == before
+    assert client.post("/v1/artworks/nope/restore").status_code == 404
+    assert client.post("/v1/artworks/bad%20id/restore").status_code == 422
+    assert table_counts(db) == before

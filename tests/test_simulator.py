@@ -39,7 +39,7 @@ def test_the_catalog_is_read_with_its_measured_looks(catalog):
 
 def test_a_seed_gives_the_same_world_and_the_same_outcomes(catalog):
     def run(seed: int) -> list:
-        world = simulator.World.build(catalog, seed=seed, late_share=0.25, impressions=1000)
+        world = simulator.World.build(catalog, seed=seed, late_share=0.25, late_artwork_share=0.3, impressions=1000)
         rng = np.random.default_rng(seed)
         seen = []
         for at in range(200):
@@ -106,3 +106,38 @@ def test_tastes_drift_and_titles_arrive(catalog):
     assert late and all(t not in world.available(0) for t in late)
     assert all(t in world.available(10_000) for t in titles)
     assert not set(late) & {t for t, _ in world.oracle(night, slots=12, at=0)}
+
+
+def test_artworks_arrive_and_the_oracle_waits_for_them(catalog):
+    world = simulator.World.build(catalog, seed=6, late_artwork_share=0.5, impressions=10_000)
+    late = [(t.id, a.id) for t in world.titles.values() for a in t.artworks if a.arrives_at > 0]
+    assert late and all(world.titles[t].artworks[0].arrives_at == 0 for t in world.titles)  # the first is always there
+    for title_id, artwork_id in late:
+        assert artwork_id not in {a.id for a in world.artworks(title_id, 0)}
+        assert artwork_id in {a.id for a in world.artworks(title_id, 10_000)}
+    for viewer in world.viewers[:50]:
+        row = world.oracle(viewer, slots=12, at=0)
+        assert not set(row) & set(late)
+        assert all(artwork_id == world.best_artwork(viewer, title_id, at=0) for title_id, artwork_id in row)
+    # Once they arrive, some of them are some viewer's best artwork.
+    assert any(world.best_artwork(v, t, at=10_000) == a for v in world.viewers[:200] for t, a in late)
+
+
+def test_viewers_are_known_by_their_signals_not_their_segment(catalog):
+    world = simulator.World.build(catalog, seed=2)
+    assert all("segment" not in v.features for v in world.viewers)
+    assert all({"device", "hour", "daypart", "history_genres", "top_rated_genres", "recent_searches"} <= set(v.features)
+               for v in world.viewers)
+    # Each viewer's taste is the segment's plus a personal deviation: two night owls differ.
+    owls = [v for v in world.viewers if v.segment == "night-owl"]
+    assert owls[0].genre_taste != owls[1].genre_taste
+    deviations = [v.genre_taste["thriller"] - world.segments["night-owl"].genre_taste["thriller"] for v in owls]
+    assert abs(float(np.mean(deviations))) < 0.15 and 0.45 < float(np.std(deviations)) < 0.75
+    # The signals carry the tastes: the history leans to the viewer's favourite genres...
+    family = [v for v in world.viewers if v.segment == "family"]
+    share = np.mean([("animation" in v.features["history_genres"]) for v in family])
+    assert share > 0.6 > np.mean([("animation" in v.features["history_genres"]) for v in owls])
+    # ... and the hours to the segment's.
+    assert {v.features["daypart"] for v in owls} == {"night"}
+    revealed = simulator.World.build(catalog, seed=2, reveal_segment=True)
+    assert all(v.features["segment"] == v.segment for v in revealed.viewers)

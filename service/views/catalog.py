@@ -111,6 +111,15 @@ def retire_artwork(artwork_id: str) -> ResponseReturnValue:
     return "", 204
 
 
+@bp.post("/v1/artworks/<artwork_id>/restore")
+def restore_artwork(artwork_id: str) -> ResponseReturnValue:
+    """Choose a retired artwork again; it keeps its upload time (no new trial)."""
+    check_id(artwork_id, what="artwork_id")
+    record = catalog.restore_artwork(get_db(), artwork_id)
+    record.pop("path", None)
+    return jsonify(record)
+
+
 @bp.get("/v1/artworks/<artwork_id>/image")
 def artwork_image(artwork_id: str) -> ResponseReturnValue:
     """Serve an artwork's master, or a rendition: ``?w=&h=&format=webp|jpeg|png`` (retired ones too)."""
