@@ -191,7 +191,7 @@ def register(app: Flask) -> None:
     @click.option("--late-artwork-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
                   help="Share of artworks (other than a title's first) that arrive during the run.")
     @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("learning-curve.svg"),
-                  show_default=True, help="Where to write the learning curve (SVG).")
+                  show_default=True, help="Where to write the learning curves, the rewarded rate first, then the other (SVG).")
     def simulate_command(impressions: int, slots: int, reward: str, seed: int, url: str | None, titles: int,
                          window: int, late_share: float, late_artwork_share: float, plot: Path) -> None:
         """Drive Marquee with a simulated audience; print its learning against random, default artwork and oracle."""
@@ -218,9 +218,10 @@ def register(app: Flask) -> None:
                                            progress=lambda done: bar.update(done - bar.pos))
             except (simulate.SimulationError, ValueError, OSError) as exc:
                 raise click.ClickException(str(exc)) from None
-        plot.write_text(render_template("curve.svg", chart=charts.line_chart([
-            (name, [(p.impressions, p.expected[name]) for p in curve.points]) for name in simulate.POLICIES]),
-            title=f"expected {reward}s per impression"))
+        panels = [(f"expected {kind}s per impression" + (" (rewarded)" if kind == reward else ""), charts.line_chart([
+            (name, [(p.impressions, p.rates[kind][name]) for p in curve.points]) for name in simulate.POLICIES]))
+            for kind in sorted(REWARDS, key=lambda kind: kind != reward)]
+        plot.write_text(render_template("curves.svg", panels=panels))
         click.echo(simulate.format_summary(curve))
         click.echo(f"learning curve written to {plot}")
 

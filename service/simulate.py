@@ -113,11 +113,13 @@ class Point:
     plays: int
     shown: int  # impressions in the window
     expected: dict[str, float]  # policy -> expected reward per impression in the window
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)  # "click"/"play" -> policy -> expected per impression
 
     def as_dict(self) -> dict[str, Any]:
         """Return the point as JSON-ready data."""
         return {"impressions": self.impressions, "click_rate": self.clicks / self.shown if self.shown else 0.0,
-                "play_rate": self.plays / self.shown if self.shown else 0.0, "expected": self.expected}
+                "play_rate": self.plays / self.shown if self.shown else 0.0, "expected": self.expected,
+                "expected_rates": self.rates}
 
 
 @dataclass
@@ -170,7 +172,7 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
     rng = np.random.default_rng(seed)  # the viewers and their responses
     baseline_rng = np.random.default_rng([seed, 1])  # the uniform baseline's rows
     curve = Curve(reward=reward, slots=slots)
-    window_totals = {name: 0.0 for name in POLICIES}
+    window_totals = {(kind, name): 0.0 for kind in REWARDS for name in POLICIES}
     clicks = plays = shown = done = rows = 0
     try:
         while done < impressions:
@@ -199,16 +201,18 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
                 uniform.append((available[i], offered[int(baseline_rng.integers(len(offered)))].id))
             default = [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]
             for name, candidate in (("marquee", row), ("oracle", oracle), ("uniform", uniform), ("default artwork", default)):
-                window_totals[name] += world.row_value(viewer, candidate, at=done, reward=reward)
+                for kind in REWARDS:  # the oracle's row is the best for ``reward``; its other rate is that row's
+                    window_totals[kind, name] += world.row_value(viewer, candidate, at=done, reward=kind)
             shown += len(row)
             done += len(row)
             rows += 1
             if learn is not None and rows % learn_every == 0:
                 learn()
             if shown >= window or done >= impressions:
+                rates = {kind: {name: window_totals[kind, name] / shown for name in POLICIES} for kind in REWARDS}
                 curve.points.append(Point(impressions=done, clicks=clicks, plays=plays, shown=shown,
-                                          expected={name: total / shown for name, total in window_totals.items()}))
-                window_totals = {name: 0.0 for name in window_totals}
+                                          expected=rates[reward], rates=rates))
+                window_totals = {key: 0.0 for key in window_totals}
                 clicks = plays = shown = 0
                 if progress is not None:
                     progress(done)

@@ -42,6 +42,9 @@ def test_marquee_learns_a_good_part_of_the_way_to_the_oracle(tmp_path: Path):
     # history, ratings, searches and hours.
     assert share > 0.35, late
     assert late["marquee"] > curve.points[0].expected["marquee"]  # it improved as it learned
+    # Both rates are kept: a play is a click that went on, and plays are what was rewarded.
+    assert all(p.rates["click"][n] > p.rates["play"][n] and p.expected[n] == p.rates["play"][n]
+               for p in curve.points for n in ("marquee", "oracle", "uniform", "default artwork"))
     # Every row and every play reached the log.
     rows = 16_000 // 4
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == rows
@@ -139,8 +142,12 @@ def test_the_simulate_command_prints_the_table_and_draws_the_curve(tmp_path: Pat
     table = dict(re.findall(r"^(marquee|oracle|uniform|default artwork)\s+[\d.]+\s+([\d.]+)", result.output, flags=re.M))
     assert set(table) == {"marquee", "oracle", "uniform", "default artwork"}
     assert float(table["oracle"]) > float(table["marquee"]) > float(table["uniform"])
-    svg = ET.fromstring(plot.read_text())
     ns = "{http://www.w3.org/2000/svg}"
+    panels = {panel.get("data-chart"): panel for panel in ET.fromstring(plot.read_text()).findall(f"{ns}svg")}
+    assert list(panels) == ["expected plays per impression (rewarded)", "expected clicks per impression"]
+    clicks = {g.get("data-name"): len(list(g.iter(f"{ns}circle"))) for g in panels["expected clicks per impression"].iter(f"{ns}g")}
+    assert clicks == {name: 4 for name in table}
+    svg = panels["expected plays per impression (rewarded)"]
     ticks = [(float(t.get("data-y")), float(t.get("data-tick"))) for t in svg.iter(f"{ns}text") if t.get("data-tick")]
     (p0, v0), (p1, v1) = ticks[0], ticks[-1]
     series = {g.get("data-name"): [v0 + (float(c.get("cy")) - p0) * (v1 - v0) / (p1 - p0) for c in g.iter(f"{ns}circle")]
