@@ -135,11 +135,6 @@ class World:
     viewers: list[Viewer]
     drift_impressions: int
     seed: int
-    _shares: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._shares = np.array([self.segments[v.segment].share for v in self.viewers])
-        self._shares = self._shares / self._shares.sum()
 
     @classmethod
     def build(cls, catalog: Iterable[Mapping[str, Any]], *, seed: int, segments: Sequence[Segment] = SEGMENTS,

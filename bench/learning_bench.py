@@ -71,7 +71,11 @@ def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, vie
 
     exploring = served()
     for policy in ("titles", "artwork"):
-        status, body = transport.send("PUT", f"/v1/policies/{policy}", {"exploration": "epsilon-greedy", "epsilon": 0.0})
+        # PUT replaces a policy's overrides: keep the others (a new vw_args would start an empty model).
+        _, current = transport.get(f"/v1/policies/{policy}")
+        kept = {key: current["settings"][key] for key in current["settings"]["overridden"]}
+        status, body = transport.send("PUT", f"/v1/policies/{policy}",
+                                      {**kept, "exploration": "epsilon-greedy", "epsilon": 0.0})
         if status != 200:
             raise RuntimeError(f"PUT /v1/policies/{policy} answered {status}: {body}")
     greedy = served()

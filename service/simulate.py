@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-from bandits.simulator import REWARDS, World
+from bandits.simulator import REWARDS, Viewer, World
 
 BASELINES = ("oracle", "uniform", "default artwork")
 POLICIES = ("marquee", *BASELINES)
@@ -147,6 +147,24 @@ def _restore(transport: Transport, kind: str, item_id: str) -> None:
             body={key: title[key] for key in ("name", "genres", "year", "maturity", "features")})
 
 
+def baseline_rows(world: World, viewer: Viewer, row: list[tuple[str, str]], *, at: int, reward: str,
+                  rng: np.random.Generator) -> dict[str, list[tuple[str, str]]]:
+    """Return the baselines' rows for the viewer a policy just showed ``row`` to, at impression ``at``.
+
+    ``oracle``: the best row for ``reward``; ``uniform``: as many titles drawn uniformly from those
+    offered, each in an artwork drawn uniformly from its offered ones (from ``rng``); ``default
+    artwork``: the row's titles, each in its first artwork.
+    """
+    available = world.available(at)
+    picks = rng.choice(len(available), size=min(len(row), len(available)), replace=False)
+    uniform = []
+    for i in picks:
+        offered = world.artworks(available[i], at)
+        uniform.append((available[i], offered[int(rng.integers(len(offered)))].id))
+    return {"oracle": world.oracle(viewer, slots=len(row), at=at, reward=reward), "uniform": uniform,
+            "default artwork": [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]}
+
+
 def drive(transport: Transport, world: World, *, impressions: int, slots: int = 4, reward: str = "play",
           seed: int = 0, window: int = 1000, learn: Callable[[], None] | None = None, learn_every: int = 200,
           progress: Callable[[int], None] | None = None) -> Curve:
@@ -192,15 +210,8 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
                                                     {"title_id": outcome.title_id, "value": 1.0})
                     if status != 201:
                         raise SimulationError(f"POST /v1/events/.../reward answered {status}: {answer}")
-            available = world.available(done)
-            oracle = world.oracle(viewer, slots=len(row), at=done, reward=reward)
-            picks = baseline_rng.choice(len(available), size=min(len(row), len(available)), replace=False)
-            uniform = []
-            for i in picks:
-                offered = world.artworks(available[i], done)
-                uniform.append((available[i], offered[int(baseline_rng.integers(len(offered)))].id))
-            default = [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]
-            for name, candidate in (("marquee", row), ("oracle", oracle), ("uniform", uniform), ("default artwork", default)):
+            for name, candidate in (("marquee", row), *baseline_rows(world, viewer, row, at=done, reward=reward,
+                                                                     rng=baseline_rng).items()):
                 for kind in REWARDS:  # the oracle's row is the best for ``reward``; its other rate is that row's
                     window_totals[kind, name] += world.row_value(viewer, candidate, at=done, reward=kind)
             shown += len(row)
