@@ -54,3 +54,14 @@ def healthz() -> ResponseReturnValue:
             "learner": learner,
             "policies": models, "process": os.getpid()}
     return jsonify(body), (200 if healthy else 503)
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> ResponseReturnValue:
+    """The OpenAPI 3.1 document of this API: every route, its request schema, examples and responses."""
+    from service import openapi
+
+    document = current_app.extensions.get("marquee_openapi")
+    if document is None:
+        document = current_app.extensions["marquee_openapi"] = openapi.document(current_app)
+    return jsonify(document)

@@ -1,0 +1,362 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``, built from the app's routes and its pydantic schemas.
+
+Every route of the app is an operation here (``tests/test_openapi.py`` checks that none is missing
+and fuzzes them all with schemathesis). Request bodies come from the same pydantic models that
+validate them (``service.schemas``); responses are described by the models below, which mirror what
+the views return; every client error is the common error body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from flask import Flask
+from pydantic import BaseModel, ConfigDict, Field
+
+from service import schemas
+
+REF = "#/components/schemas/{model}"
+
+
+class Open(BaseModel):
+    """A response body: the fields listed are always there; a later version may add more."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(Open):
+    code: str = Field(description="machine-readable kind, e.g. `invalid`, `not_found`, `conflict`")
+    message: str = Field(description="what is wrong, naming the field or the resource")
+    details: Any = Field(default=None, description="every problem found, for a 422; otherwise null")
+
+
+class ErrorBody(Open):
+    error: ErrorDetail
+
+
+class Explanation(Open):
+    explored: bool
+    estimated_reward: float
+    greedy_title_id: Optional[str] = None
+    greedy_artwork_id: Optional[str] = None
+
+
+class SlotExplanation(Open):
+    title: Explanation
+    artwork: Explanation
+
+
+class Slot(Open):
+    position: int
+    title_id: str
+    artwork_id: str
+    artwork_url: str
+    title_probability: float = Field(gt=0, le=1)
+    artwork_probability: float = Field(gt=0, le=1)
+    explanation: Optional[SlotExplanation] = None
+
+
+class RankResponse(Open):
+    event_id: str
+    model_versions: dict[str, int]
+    deferred: bool
+    slots: list[Slot]
+    unavailable_candidates: Optional[list[str]] = None
+
+
+class RewardReceipt(Open):
+    reward_id: int
+    event_id: str
+    title_id: str
+    value: float
+    received_at: float
+    credited_policies: list[str]
+    late: bool
+    replayed: bool
+
+
+class Activation(Open):
+    event_id: str
+    activated_at: float
+    already_active: bool
+
+
+class Artwork(Open):
+    id: str
+    title_id: str
+    ordinal: int
+    tags: list[str]
+    visual: dict[str, Any]
+    format: str
+    width: int
+    height: int
+    bytes: int
+    sha256: str
+    active: bool
+    created_at: float
+    retired_at: Optional[float]
+    url: str
+
+
+class Title(Open):
+    id: str
+    name: str
+    genres: list[str]
+    year: Optional[int]
+    maturity: Optional[str]
+    features: dict[str, Any]
+    active: bool
+    created_at: float
+    updated_at: float
+    artworks: Optional[list[Artwork]] = None
+
+
+class TitleList(Open):
+    titles: list[Title]
+
+
+class ArtworkList(Open):
+    artworks: list[Artwork]
+
+
+class LiveBucket(Open):
+    first_event: int
+    events: int
+    shown: int
+    rewarded: int
+    title_explored: int
+    artwork_explored: int
+    impressions_before: int
+    impressions: int
+    since: float
+    until: float
+    rewarded_share: float
+    title_explored_share: float
+    artwork_explored_share: float
+
+
+class LiveView(Open):
+    generated_at: float
+    events: int
+    events_per_bucket: int
+    rows_last_minute: int
+    buckets: list[LiveBucket]
+    models: dict[str, Any]
+
+
+class ApplyBody(schemas.Strict):
+    candidate: str = Field(description="the name of a `vw` or `model` candidate of the finished evaluation")
+
+
+class EvaluationBody(Open):
+    """``bandits.offline.parse_spec`` checks it; the README's offline policy evaluation section describes each field."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: Optional[str] = Field(default=None, description="`titles` or `artwork`; optional with a dataset Marquee logged")
+    dataset: Optional[str] = Field(default=None, description="an imported dataset's id, instead of the log")
+    candidates: Optional[list[Any]] = Field(default=None, description="names (`logged`, `uniform`, `default`, `greedy`) or candidate objects")
+    since: Optional[Any] = Field(default=None, description="ISO 8601 time or unix seconds")
+    until: Optional[Any] = Field(default=None, description="ISO 8601 time or unix seconds")
+    segment_by: Optional[str] = None
+    folds: Optional[int] = None
+    limit: Optional[int] = None
+
+
+OBJECT = {"type": "object"}
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body: a JSON model, or another media type with its schema."""
+
+    media: str
+    model: type[BaseModel] | None = None
+    schema: dict[str, Any] | None = None
+    example: Any = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Operation:
+    status: int  # the success status
+    response: type[BaseModel] | dict[str, Any] | None = None  # JSON model or schema; None for no body
+    media: str = "application/json"
+    body: Body | None = None
+    query: tuple[Param, ...] = ()
+    extra: dict[int, str] = field(default_factory=dict)  # other successes: status -> description
+
+
+def _json(model: type[BaseModel], example: Any) -> Body:
+    return Body(media="application/json", model=model, example=example)
+
+
+BOOL = {"type": "string", "enum": ["true", "false"]}
+TIME = {"type": "string", "description": "ISO 8601 time or unix seconds"}
+LINE_FORMAT = {"type": "string", "enum": ["dsjson", "jsonl"]}
+RANK_EXAMPLE = {"user": {"id": "u-123", "features": {"country": "BR", "device": "tv", "hour": 21,
+                                                      "history_genres": ["comedy", "heist"]}}, "slots": 3}
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("POST", "/v1/rank"): Operation(200, RankResponse, body=_json(schemas.RankRequest, RANK_EXAMPLE)),
+    ("POST", "/v1/events/{event_id}/reward"): Operation(
+        201, RewardReceipt, body=_json(schemas.RewardRequest, {"title_id": "t007", "value": 1.0}),
+        extra={200: "the same Idempotency-Key was used before: the first receipt"}),
+    ("POST", "/v1/events/{event_id}/activate"): Operation(200, Activation),
+    ("GET", "/v1/events/{event_id}"): Operation(200, OBJECT),
+    ("GET", "/v1/titles"): Operation(200, TitleList, query=(Param("include_retired", BOOL),)),
+    ("POST", "/v1/titles"): Operation(201, Title, body=_json(schemas.TitleBody, {
+        "id": "heist-night", "name": "Heist Night", "genres": ["crime", "comedy"], "year": 2019, "maturity": "PG-13"})),
+    ("GET", "/v1/titles/{title_id}"): Operation(200, Title),
+    ("PUT", "/v1/titles/{title_id}"): Operation(200, Title, body=_json(schemas.TitleBody, {
+        "name": "Heist Night", "genres": ["crime"]})),
+    ("DELETE", "/v1/titles/{title_id}"): Operation(204),
+    ("GET", "/v1/titles/{title_id}/artworks"): Operation(200, ArtworkList, query=(Param("include_retired", BOOL),)),
+    ("POST", "/v1/titles/{title_id}/artworks"): Operation(201, Artwork, body=Body(media="multipart/form-data", schema={
+        "type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary", "description": "a JPEG, PNG or WebP image"},
+            "id": {"type": "string", "pattern": schemas.ID_PATTERN},
+            "tags": {"type": "string", "description": "comma-separated"},
+            "replaces": {"type": "string", "description": "an active artwork of the title, retired in the same step"}}})),
+    ("DELETE", "/v1/artworks/{artwork_id}"): Operation(204),
+    ("POST", "/v1/artworks/{artwork_id}/restore"): Operation(200, Artwork),
+    ("GET", "/v1/artworks/{artwork_id}/image"): Operation(200, {"type": "string", "format": "binary"}, media="image/*", query=(
+        Param("w", {"type": "integer"}, "width in pixels"), Param("h", {"type": "integer"}, "height in pixels"),
+        Param("format", {"type": "string", "enum": ["webp", "jpeg", "png"]})), extra={304: "not modified (If-None-Match)"}),
+    ("GET", "/v1/policies"): Operation(200, OBJECT),
+    ("GET", "/v1/policies/{name}"): Operation(200, OBJECT),
+    ("PUT", "/v1/policies/{name}"): Operation(200, OBJECT, body=_json(schemas.PolicyBody, {
+        "exploration": "epsilon-greedy", "epsilon": 0.05, "vw_args": "-q UA -q GA -l 0.05"})),
+    ("GET", "/v1/policies/{name}/model"): Operation(200, {"type": "string", "format": "binary"},
+                                                      media="application/octet-stream"),
+    ("PUT", "/v1/policies/{name}/model"): Operation(201, OBJECT, body=Body(
+        media="application/octet-stream", schema={"type": "string", "format": "binary"})),
+    ("POST", "/v1/policies/{name}/reset"): Operation(201, OBJECT),
+    ("POST", "/v1/evaluations"): Operation(202, OBJECT, body=_json(EvaluationBody, {
+        "policy": "artwork", "candidates": ["logged", "uniform", "greedy", {"kind": "vw", "vw_args": "-q UA"}]})),
+    ("GET", "/v1/evaluations"): Operation(200, OBJECT),
+    ("GET", "/v1/evaluations/{run_id}"): Operation(200, OBJECT),
+    ("POST", "/v1/evaluations/{run_id}/apply"): Operation(200, OBJECT, body=_json(ApplyBody, {"candidate": "crossed"})),
+    ("GET", "/v1/logs/export"): Operation(200, {"type": "string"}, media="application/x-ndjson", query=(
+        Param("format", LINE_FORMAT), Param("policy", {"type": "string", "enum": ["artwork", "titles"]}),
+        Param("since", TIME), Param("until", TIME))),
+    ("POST", "/v1/datasets"): Operation(201, OBJECT, body=Body(
+        media="application/x-ndjson", schema={"type": "string", "description": "the log file, one JSON object per line"}),
+        query=(Param("format", LINE_FORMAT), Param("name", {"type": "string"}))),
+    ("GET", "/v1/datasets"): Operation(200, OBJECT),
+    ("GET", "/v1/datasets/{dataset_id}"): Operation(200, OBJECT),
+    ("DELETE", "/v1/datasets/{dataset_id}"): Operation(204),
+    ("GET", "/v1/live"): Operation(200, LiveView, query=(
+        Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
+        Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}))),
+    ("GET", "/live"): Operation(200, {"type": "string"}, media="text/html", query=(
+        Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
+        Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}), Param("fragment", {"type": "string"}))),
+    ("GET", "/evaluations"): Operation(200, {"type": "string"}, media="text/html"),
+    ("GET", "/evaluations/{run_id}"): Operation(200, {"type": "string"}, media="text/html",
+                                              extra={404: "no such evaluation (an HTML page saying so)"}),
+    ("GET", "/healthz"): Operation(200, OBJECT, extra={503: "degraded: the learner should run and does not"}),
+    ("GET", "/openapi.json"): Operation(200, OBJECT),
+}
+SKIPPED_ENDPOINTS = ("static",)
+ID = {"type": "string", "pattern": schemas.ID_PATTERN}
+PATH_PARAMETERS = {"name": {"type": "string", "enum": ["titles", "artwork"]}}
+
+
+def path_of(rule: str) -> str:
+    """Return the OpenAPI path of a Flask rule: ``<name>`` and ``<conv:name>`` become ``{name}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def routes(app: Flask) -> list[tuple[str, str, str]]:
+    """Return (method, OpenAPI path, endpoint) of every route the app serves, but static files."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in SKIPPED_ENDPOINTS:
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            found.append((method, path_of(rule.rule), rule.endpoint))
+    return sorted(found, key=lambda item: (item[1], item[0]))
+
+
+def _content(media: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {media: {"schema": schema}}
+
+
+def document(app: Flask) -> dict[str, Any]:
+    """Return the OpenAPI document of the app's routes.
+
+    Raises:
+        KeyError: a route has no entry in ``OPERATIONS`` (a new view must be described here).
+    """
+    models: list[type[BaseModel]] = [ErrorBody]
+    paths: dict[str, dict[str, Any]] = {}
+    error = {"$ref": REF.format(model="ErrorBody")}
+    for method, path, endpoint in routes(app):
+        spec = OPERATIONS[method, path]
+        doc = (app.view_functions[endpoint].__doc__ or endpoint).strip()
+        summary, _, description = doc.partition("\n")
+        operation: dict[str, Any] = {"operationId": endpoint.replace(".", "_"), "summary": summary.strip(),
+                                     "tags": [endpoint.split(".")[0]]}
+        if description.strip():
+            operation["description"] = " ".join(description.split())
+        parameters = [{"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS.get(name, ID)}
+                      for name in re.findall(r"{([^}]+)}", path)]
+        parameters += [{"name": p.name, "in": "query", "required": False, "schema": p.schema,
+                        **({"description": p.description} if p.description else {})} for p in spec.query]
+        if method == "POST" and path == "/v1/events/{event_id}/reward":
+            parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                               "schema": {"type": "string", "minLength": 1, "maxLength": 200}})
+        if parameters:
+            operation["parameters"] = parameters
+        if spec.body is not None:
+            if spec.body.model is not None:
+                models.append(spec.body.model)
+                schema = {"$ref": REF.format(model=spec.body.model.__name__)}
+            else:
+                schema = spec.body.schema or {}
+            content = _content(spec.body.media, schema)
+            if spec.body.example is not None:
+                content[spec.body.media]["example"] = spec.body.example
+            operation["requestBody"] = {"required": spec.body.required, "content": content}
+        responses: dict[str, Any] = {}
+        if isinstance(spec.response, type):
+            models.append(spec.response)
+            success: dict[str, Any] = {"description": "done", "content": _content(
+                spec.media, {"$ref": REF.format(model=spec.response.__name__)})}
+        elif spec.response is not None:
+            success = {"description": "done", "content": _content(spec.media, spec.response)}
+        else:
+            success = {"description": "done; no body"}
+        responses[str(spec.status)] = success
+        for status, text in spec.extra.items():
+            responses[str(status)] = {"description": text, **({"content": success["content"]} if "content" in success
+                                                              and status not in (304,) else {})}
+        responses.setdefault("404", {"description": "unknown resource", "content": _content("application/json", error)})
+        responses["4XX"] = {"description": "a client mistake; the message says what to change",
+                            "content": _content("application/json", error)}
+        responses["503"] = {"description": "the database stayed locked or is unwritable, or the model cannot decide; "
+                                           "nothing was stored", "content": _content("application/json", error)}
+        operation["responses"] = responses
+        paths.setdefault(path, {})[method.lower()] = operation
+    components: dict[str, Any] = {}
+    for model in models:
+        found = model.model_json_schema(ref_template=REF)
+        for name, definition in found.pop("$defs", {}).items():
+            components[name] = definition
+        components[model.__name__] = found
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Marquee", "version": "1",
+                 "description": "Titles and artwork for each viewer, chosen by contextual bandits; impressions "
+                                "logged with their propensities; offline policy evaluation."},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
