@@ -35,6 +35,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits import blocks, features
+from bandits.maintenance import PruneSummary, prune
 from bandits.policy import (ARTWORK, POLICY_NAMES, TITLES, PolicyConfig, latest_model, latest_versions, load_policy,
                             new_workspace, publish)
 from bandits.storage import StorageBusy, connect, write_transaction
@@ -295,6 +296,22 @@ def lower_priority(priority: str) -> None:
         raise ValueError(f"LEARNER_PRIORITY must be idle, low or normal, got {priority!r}")
 
 
+class Retention:
+    """Prunes decisions older than ``days`` (0: never) at most once every ``every`` seconds."""
+
+    def __init__(self, days: float, *, every: float = 3600.0) -> None:
+        self.days = days
+        self.every = every
+        self.next_at = 0.0  # monotonic time of the next prune: the first round prunes
+
+    def run_if_due(self, db: sqlite_utils.Database, *, now: float | None = None) -> PruneSummary | None:
+        """Prune if retention is on and the last prune is ``every`` seconds old; return what it removed."""
+        if self.days <= 0 or time.monotonic() < self.next_at:
+            return None
+        self.next_at = time.monotonic() + self.every
+        return prune(db, older_than=(time.time() if now is None else now) - self.days * 86400.0)
+
+
 def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None) -> int:
     """Run the learner until the parent process goes away; return an exit code."""
     fd = try_lock(config["DATABASE"])
@@ -305,11 +322,16 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None) -
     db = connect(config["DATABASE"], synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")))
     learner = Learner(db, config)
     interval = float(config["LEARNER_INTERVAL_SECONDS"])
+    retention = Retention(float(config.get("RETENTION_DAYS", 0.0)))
     log.info("learner started (pid %s)", os.getpid())
     while parent_pid is None or os.getppid() == parent_pid:
         started = time.monotonic()
         try:
             results = learner.run_once()
+            pruned = retention.run_if_due(db)
+            if pruned is not None and pruned.events:
+                log.info("retention: pruned %d events (%d impressions, %d rewards) in %d batches",
+                         pruned.events, pruned.impressions, pruned.rewards, pruned.batches)
         except StorageBusy as exc:
             log.warning("database busy, retrying next round: %s", exc)
             results = {}

@@ -1,4 +1,4 @@
-"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate, export-log, import-log, simulate."""
+"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate, export-log, import-log, backup, prune, simulate."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +17,7 @@ from flask import Flask, current_app, render_template
 
 from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
-from bandits import datasets, logexport, offline
+from bandits import datasets, logexport, maintenance, offline
 from bandits.logimport import FORMATS
 from bandits.learner import Learner, serve_forever
 from bandits.simulator import REWARDS, World
@@ -175,6 +176,35 @@ def register(app: Flask) -> None:
         for reason, count in summary["skipped"].items():
             click.echo(f"  skipped {count}: {reason}")
 
+
+    @app.cli.command("backup")
+    @click.argument("dest", type=click.Path(path_type=Path))
+    def backup_command(dest: Path) -> None:
+        """Copy the database (SQLite's online backup, while serving) and its artwork into the new folder DEST."""
+        config = current_app.config
+        try:
+            summary = maintenance.backup(config["DATABASE"], config["DATA_DIR"], dest,
+                                         progress=lambda step: click.echo(f"copying {step}", err=True))
+        except maintenance.BackupRefused as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"backup written to {summary.folder}: database {summary.database_bytes:,} bytes "
+                   f"({summary.events:,} events, {summary.titles:,} titles), {summary.artworks:,} artwork masters "
+                   f"({summary.artwork_bytes:,} bytes), integrity ok, in {summary.seconds:.1f} s")
+        click.echo(f"to run from it: stop the service, then start it with MARQUEE_DATA_DIR={summary.folder}")
+
+    @app.cli.command("prune")
+    @click.option("--days", type=click.FloatRange(min=0.0, min_open=True), default=None,
+                  help="Prune decisions older than this many days (default: MARQUEE_RETENTION_DAYS).")
+    def prune_command(days: float | None) -> None:
+        """Delete decisions (events, impressions, rewards) older than --days, in small batches, while serving."""
+        config = current_app.config
+        days = days if days is not None else float(config["RETENTION_DAYS"])
+        if days <= 0:
+            raise click.UsageError("give --days, or set MARQUEE_RETENTION_DAYS above 0")
+        db = connect(config["DATABASE"], synchronous=config["SQLITE_SYNCHRONOUS"])
+        summary = maintenance.prune(db, older_than=time.time() - days * 86400.0)
+        click.echo(f"pruned {summary.events:,} events older than {days:g} days ({summary.impressions:,} impressions, "
+                   f"{summary.rewards:,} rewards) in {summary.batches} batches")
 
     @app.cli.command("simulate")
     @click.option("--impressions", default=20_000, show_default=True, help="Impressions to show (rows of --slots).")

@@ -103,6 +103,16 @@ class Service:
         finally:
             conn.close()
 
+    def request_raw(self, method: str, path: str, timeout: float = 30) -> tuple[int, bytes]:
+        """Send a request without a body; return the status and the body's bytes (for images and pages)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
     def processes(self) -> list[int]:
         assert self.process is not None
         return [self.process.pid, *children(self.process.pid)]
