@@ -96,7 +96,8 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
 
 
 TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", "events", "impressions", "rewards",
-          "reward_credits", "pending", "learned", "evaluations", "evaluation_models", "datasets", "dataset_rounds")
+          "reward_credits", "pending", "learned", "evaluations", "evaluation_models", "datasets", "dataset_rounds",
+          "api_keys")
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
@@ -193,6 +194,12 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
             """CREATE TABLE IF NOT EXISTS evaluation_models (
                 run_id TEXT NOT NULL REFERENCES evaluations(id), candidate TEXT NOT NULL, blob BLOB NOT NULL,
                 PRIMARY KEY (run_id, candidate)) WITHOUT ROWID"""
+        )
+        # API keys made by ``flask keys create`` (service.auth): only a SHA-256 of each key is kept.
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS api_keys (
+                name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,
+                revoked_at REAL)"""
         )
         # Imported logs (bandits.datasets): one row per file, one per decision read from it.
         db.execute(

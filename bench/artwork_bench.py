@@ -56,7 +56,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="marquee-artwork-bench-"))
     images = [photo_like_jpeg(seed) for seed in range(args.images)]
-    app = create_app({"DATA_DIR": str(work / "data"), "LEARNER": False})
+    app = create_app({"DATA_DIR": str(work / "data"), "LEARNER": False, "AUTH": "off"})
     client = app.test_client()
     client.post("/v1/titles", json={"id": "t1", "name": "Bench"})
     started = time.perf_counter()
@@ -66,7 +66,7 @@ def main() -> None:
         assert response.status_code == 201, response.get_json()
     upload_ms = 1000 * (time.perf_counter() - started) / len(images)
 
-    service = Service(work / "data", workers=2, env={"MARQUEE_LEARNER": "false"})
+    service = Service(work / "data", workers=2, env={"MARQUEE_LEARNER": "false", "MARQUEE_AUTH": "off"})
     service.start()
     try:
         import http.client

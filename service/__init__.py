@@ -10,8 +10,8 @@ from flask import Flask, Response
 
 from bandits.policy import PolicyError, ensure_models
 from bandits.storage import StorageBusy, connect
+from service import auth, errors
 from service import config as settings
-from service import errors
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -26,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.conn.close()
 
     errors.register(app)
+    auth.register(app)
 
     @app.errorhandler(StorageBusy)
     def _busy(exc: StorageBusy) -> Response:

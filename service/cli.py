@@ -1,4 +1,4 @@
-"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate, export-log, import-log, backup, prune, simulate."""
+"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate, export-log, import-log, keys, backup, prune, simulate."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import click
 from flask import Flask, current_app, render_template
+from flask.cli import AppGroup
 
 from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
@@ -22,7 +23,7 @@ from bandits.logimport import FORMATS
 from bandits.learner import Learner, serve_forever
 from bandits.simulator import REWARDS, World
 from bandits.storage import connect
-from service import charts, simulate
+from service import auth, charts, errors, simulate
 
 
 def register(app: Flask) -> None:
@@ -47,6 +48,8 @@ def register(app: Flask) -> None:
                                          artworks_per_title=artworks, progress=bar.update)
         click.echo(f"{summary['titles_added']} titles and {summary['artworks_added']} artworks added "
                    f"({count - summary['titles_added']} already present)")
+        for role, key in auth.first_keys(current_app, db).items():
+            click.echo(f"{role} key (shown once; X-API-Key): {key}")
 
     @app.cli.command("import-catalog")
     @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -177,6 +180,41 @@ def register(app: Flask) -> None:
             click.echo(f"  skipped {count}: {reason}")
 
 
+    keys = AppGroup("keys", help="API keys kept in the database (only their SHA-256 digests are stored).")
+    app.cli.add_command(keys)
+
+    @keys.command("create")
+    @click.option("--name", required=True, help="A name to list and revoke the key by.")
+    @click.option("--role", type=click.Choice(list(auth.ROLES)), default=auth.CLIENT, show_default=True,
+                  help="client: rank, reward, read the catalog; admin: everything.")
+    def keys_create(name: str, role: str) -> None:
+        """Make a key and print it, once."""
+        db = connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
+        try:
+            key = auth.create_key(db, name=name, role=role)
+        except (errors.Invalid, errors.Conflict) as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(key)
+
+    @keys.command("list")
+    def keys_list() -> None:
+        """List the stored keys: name, role, created, revoked."""
+        db = connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
+        for key in auth.list_keys(db):
+            revoked = f"revoked {_when(key['revoked_at'])}" if key["revoked_at"] else "active"
+            click.echo(f"{key['name']}\t{key['role']}\tcreated {_when(key['created_at'])}\t{revoked}")
+
+    @keys.command("revoke")
+    @click.argument("name")
+    def keys_revoke(name: str) -> None:
+        """Revoke a stored key: requests with it are refused from the next one on."""
+        db = connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
+        try:
+            auth.revoke_key(db, name)
+        except errors.NotFound as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(f"revoked {name}")
+
     @app.cli.command("backup")
     @click.argument("dest", type=click.Path(path_type=Path))
     def backup_command(dest: Path) -> None:
@@ -214,6 +252,8 @@ def register(app: Flask) -> None:
     @click.option("--seed", default=1, show_default=True, help="Seed of the audience (and of the scratch catalog).")
     @click.option("--url", default=None, help="Drive the running service at this URL (it learns by itself); "
                                              "default: a scratch service in this process on a fresh demo catalog.")
+    @click.option("--api-key", default=None, help="The key to send to the service at --url (X-API-Key): a client key "
+                                                 "will do, an admin key if titles or artworks arrive late.")
     @click.option("--titles", default=30, show_default=True, help="Titles of the scratch service's demo catalog.")
     @click.option("--window", default=1000, show_default=True, help="Impressions per point of the learning curve.")
     @click.option("--late-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
@@ -222,7 +262,8 @@ def register(app: Flask) -> None:
                   help="Share of artworks (other than a title's first) that arrive during the run.")
     @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("learning-curve.svg"),
                   show_default=True, help="Where to write the learning curves, the rewarded rate first, then the other (SVG).")
-    def simulate_command(impressions: int, slots: int, reward: str, seed: int, url: str | None, titles: int,
+    def simulate_command(impressions: int, slots: int, reward: str, seed: int, url: str | None, api_key: str | None,
+                         titles: int,
                          window: int, late_share: float, late_artwork_share: float, plot: Path) -> None:
         """Drive Marquee with a simulated audience; print its learning against random, default artwork and oracle."""
         with contextlib.ExitStack() as stack:
@@ -236,7 +277,7 @@ def register(app: Flask) -> None:
                                                                 "SQUARECB_GAMMA_EXPONENT")})
             else:
                 try:
-                    transport = simulate.HttpTransport(url)
+                    transport = simulate.HttpTransport(url, api_key=api_key)
                 except ValueError as exc:
                     raise click.UsageError(f"--{exc}") from None
             try:

@@ -22,6 +22,9 @@ def _bool(text: str) -> bool:
 SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "DATA_DIR": (str(PROJECT_ROOT / "data"), str, "Folder for the SQLite file, artwork images and the learner lock."),
     "DATABASE": ("", str, "Path of the SQLite file; empty means `<DATA_DIR>/marquee.sqlite3`."),
+    "AUTH": ("keys", str, "`keys`: every request but images, `/healthz` and `/openapi.json` needs an API key; `off`: no checks (only for a service nobody else can reach)."),
+    "API_KEYS": ("", str, "Client keys (rank, reward, read), comma-separated; hashed when the app starts. `flask keys create` stores more."),
+    "ADMIN_KEYS": ("", str, "Admin keys (everything), comma-separated; hashed when the app starts."),
     "EPSILON": (0.1, float, "Default exploration rate of both policies (each policy can override it)."),
     "EXPLORATION": ("epsilon-greedy", str, "Default exploration rule of both policies: `epsilon-greedy` or `squarecb` (each policy can override it)."),
     "SQUARECB_GAMMA_SCALE": (10.0, float, "SquareCB's gamma after one learned example; it grows as `scale * n ** exponent` (VW's defaults)."),
@@ -67,6 +70,8 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
 def _validate(config: Mapping[str, Any]) -> None:
     if not 0.0 <= float(config["EPSILON"]) <= 1.0:
         raise ValueError(f"EPSILON must be in [0, 1], got {config['EPSILON']}")
+    if config["AUTH"] not in ("keys", "off"):
+        raise ValueError(f"AUTH must be keys or off, got {config['AUTH']!r}")
     if config["EXPLORATION"] not in ("epsilon-greedy", "squarecb"):
         raise ValueError(f"EXPLORATION must be epsilon-greedy or squarecb, got {config['EXPLORATION']!r}")
     if not 0.0 < float(config["SQUARECB_GAMMA_SCALE"]) <= 1e6:

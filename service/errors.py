@@ -54,6 +54,21 @@ class InvalidImage(Invalid):
     code = "invalid_image"
 
 
+class Unauthorized(MarqueeError):
+    """The request needs an API key (X-API-Key) that Marquee knows."""
+
+    status = 401
+    code = "unauthorized"
+    challenge = ""  # the WWW-Authenticate header of the answer
+
+
+class Forbidden(MarqueeError):
+    """The API key is known but may not do this."""
+
+    status = 403
+    code = "forbidden"
+
+
 class Unavailable(MarqueeError):
     """The service cannot serve this request right now; try again."""
 
@@ -72,6 +87,8 @@ def render(exc: MarqueeError) -> Response:
     response.status_code = exc.status
     if exc.status == 503:
         response.headers["Retry-After"] = "1"
+    if isinstance(exc, Unauthorized) and exc.challenge:
+        response.headers["WWW-Authenticate"] = exc.challenge
     return response
 
 

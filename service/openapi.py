@@ -15,7 +15,7 @@ from typing import Any, Optional
 from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import schemas
+from service import auth, schemas
 
 REF = "#/components/schemas/{model}"
 
@@ -286,6 +286,17 @@ def routes(app: Flask) -> list[tuple[str, str, str]]:
     return sorted(found, key=lambda item: (item[1], item[0]))
 
 
+def _security(endpoint: str) -> dict[str, Any]:
+    """Return the operation's security requirement and the role it needs (``service.auth``)."""
+    if endpoint in auth.PUBLIC_ENDPOINTS:
+        return {"security": []}
+    role = auth.CLIENT if endpoint in auth.CLIENT_ENDPOINTS else auth.ADMIN
+    schemes: list[dict[str, list[str]]] = [{"apiKey": []}]
+    if endpoint in auth.PAGE_ENDPOINTS:
+        schemes.append({"basic": []})
+    return {"security": schemes, "x-marquee-role": role}
+
+
 def _content(media: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {media: {"schema": schema}}
 
@@ -304,7 +315,7 @@ def document(app: Flask) -> dict[str, Any]:
         doc = (app.view_functions[endpoint].__doc__ or endpoint).strip()
         summary, _, description = doc.partition("\n")
         operation: dict[str, Any] = {"operationId": endpoint.replace(".", "_"), "summary": summary.strip(),
-                                     "tags": [endpoint.split(".")[0]]}
+                                     "tags": [endpoint.split(".")[0]], **_security(endpoint)}
         if description.strip():
             operation["description"] = " ".join(description.split())
         parameters = [{"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS.get(name, ID)}
@@ -358,5 +369,8 @@ def document(app: Flask) -> dict[str, Any]:
                  "description": "Titles and artwork for each viewer, chosen by contextual bandits; impressions "
                                 "logged with their propensities; offline policy evaluation."},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": {
+            "apiKey": {"type": "apiKey", "in": "header", "name": auth.HEADER,
+                       "description": "a client key (rank, reward, read) or an admin key (everything)"},
+            "basic": {"type": "http", "scheme": "basic", "description": "pages only: an admin key as the password"}}},
     }

@@ -60,16 +60,18 @@ class FlaskTransport:
 class HttpTransport:
     """Requests over one kept-alive HTTP connection to a running service."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, api_key: str | None = None) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"url: must be http://host[:port], got {url!r}")
         self.connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
         self.prefix = parsed.path.rstrip("/")
+        self.headers = {"X-API-Key": api_key} if api_key else {}
 
     def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        headers = {**self.headers, **({"Content-Type": "application/json"} if body is not None else {})}
         self.connection.request(method, self.prefix + path, body=json.dumps(body) if body is not None else None,
-                                headers={"Content-Type": "application/json"} if body is not None else {})
+                                headers=headers)
         response = self.connection.getresponse()
         data = response.read()
         return response.status, json.loads(data) if data else None
@@ -265,7 +267,8 @@ def scratch_service(folder: str, *, seed: int, titles: int,
     from bandits.storage import connect
     from service import create_app
 
-    app = create_app({"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0, **(settings or {})})
+    # AUTH off: the scratch service lives in this process only and nothing else can reach it.
+    app = create_app({"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0, "AUTH": "off", **(settings or {})})
     db = connect(app.config["DATABASE"])
     build_demo_catalog(db, data_dir=folder, seed=seed, count=titles)
     learner = Learner(db, app.config)

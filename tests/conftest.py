@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,6 +14,10 @@ from bandits.learner import Learner
 from bandits.storage import connect
 from service import create_app
 from tests.helpers import add_catalog
+
+# The suite runs with key checks off, said explicitly (the default is on); tests/test_auth.py turns
+# them on. Services started in subprocesses (gunicorn, the CLI) inherit this.
+os.environ["MARQUEE_AUTH"] = "off"
 
 
 @pytest.fixture

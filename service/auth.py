@@ -1,0 +1,167 @@
+"""API keys: who may call what.
+
+Two roles. A **client** key ranks, rewards, activates and reads events and the catalog: what a
+product's backend needs. An **admin** key may do everything (catalog writes, policy settings, model
+import and reset, evaluations, datasets, log export, the pages). Images, ``/healthz`` and
+``/openapi.json`` need no key: artwork URLs go into pages that browsers load.
+
+Keys arrive in ``X-API-Key``; the pages also take HTTP Basic authentication with an admin key as the
+password, so a browser can open them. Keys come from ``MARQUEE_API_KEYS`` and ``MARQUEE_ADMIN_KEYS``
+(comma-separated) and from the ``api_keys`` table (``flask keys create``). Only SHA-256 digests are
+kept: the table never holds a key, and the configured ones are hashed when the app starts. A
+presented key is hashed and compared with every known digest in constant time.
+
+``MARQUEE_AUTH=off`` turns the checks off; nothing else does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Any, Mapping
+
+import sqlite_utils
+from flask import Flask, current_app, request
+
+from bandits.storage import write_transaction
+from service.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+
+CLIENT = "client"
+ADMIN = "admin"
+ROLES = (CLIENT, ADMIN)
+HEADER = "X-API-Key"
+PREFIX = {CLIENT: "mq_client_", ADMIN: "mq_admin_"}
+PUBLIC_ENDPOINTS = {"static", "ops.healthz", "ops.openapi_document", "catalog.artwork_image"}
+CLIENT_ENDPOINTS = {"decisions.rank", "decisions.reward", "decisions.activate_event", "decisions.show_event",
+                    "catalog.list_titles", "catalog.get_title", "catalog.list_artworks"}
+PAGE_ENDPOINTS = {"live.live_page", "reports.evaluations_page", "reports.evaluation_page"}
+
+
+def digest(key: str) -> str:
+    """Return the SHA-256 hex digest of a key (keys are long random tokens: a fast hash is the right one)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def configured_digests(config: Mapping[str, Any]) -> dict[str, str]:
+    """Return digest -> role of the keys in ``API_KEYS`` and ``ADMIN_KEYS`` (comma-separated)."""
+    found: dict[str, str] = {}
+    for setting, role in (("API_KEYS", CLIENT), ("ADMIN_KEYS", ADMIN)):
+        for key in str(config.get(setting) or "").split(","):
+            if key.strip():
+                found[digest(key.strip())] = role
+    return found
+
+
+def stored_digests(db: sqlite_utils.Database) -> dict[str, str]:
+    """Return digest -> role of the keys in the table that are not revoked."""
+    return {row[0]: row[1] for row in db.execute("SELECT hash, role FROM api_keys WHERE revoked_at IS NULL")}
+
+
+def role_of(key: str, known: Mapping[str, str]) -> str | None:
+    """Return the role of ``key`` among the ``known`` digests, comparing with each in constant time."""
+    presented = digest(key)
+    role = None
+    for candidate, candidate_role in known.items():
+        if hmac.compare_digest(presented, candidate):
+            role = candidate_role
+    return role
+
+
+def create_key(db: sqlite_utils.Database, *, name: str, role: str) -> str:
+    """Make a new key, store its digest under ``name`` and return the key (shown this once).
+
+    Raises:
+        Invalid: unknown role or a bad name.
+        Conflict: a key of that name exists.
+    """
+    if role not in ROLES:
+        raise Invalid(f"role: must be one of {', '.join(ROLES)}")
+    if not 0 < len(name) <= 64 or not name.replace("-", "").replace("_", "").isalnum():
+        raise Invalid("name: 1 to 64 letters, digits, '-' or '_'")
+    key = PREFIX[role] + secrets.token_urlsafe(32)
+    with write_transaction(db):
+        if db.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
+            raise Conflict(f"name: a key named {name!r} exists; revoke it or choose another name")
+        db.execute("INSERT INTO api_keys (name, role, hash, created_at) VALUES (?, ?, ?, ?)",
+                   [name, role, digest(key), time.time()])
+    return key
+
+
+def revoke_key(db: sqlite_utils.Database, name: str) -> None:
+    """Revoke the key named ``name``; requests with it are refused from then on.
+
+    Raises:
+        NotFound: no key has that name.
+    """
+    with write_transaction(db):
+        if not db.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                          [time.time(), name]).rowcount:
+            if not db.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
+                raise NotFound(f"no key is named {name!r}")
+
+
+def list_keys(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Return the stored keys' names, roles and times (never a key or its digest)."""
+    return [{"name": row[0], "role": row[1], "created_at": row[2], "revoked_at": row[3]}
+            for row in db.execute("SELECT name, role, created_at, revoked_at FROM api_keys ORDER BY created_at")]
+
+
+def _presented_key() -> str | None:
+    key = request.headers.get(HEADER)
+    if key:
+        return key
+    header = request.headers.get("Authorization", "")
+    if request.endpoint in PAGE_ENDPOINTS and header.startswith("Basic "):
+        try:
+            _, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or None
+    return None
+
+
+def check_request() -> None:
+    """Refuse a request whose endpoint needs a key it does not carry (401) or a stronger one (403)."""
+    config = current_app.config
+    endpoint = request.endpoint
+    if config["AUTH"] == "off" or endpoint is None or endpoint in PUBLIC_ENDPOINTS:
+        return
+    needed = CLIENT if endpoint in CLIENT_ENDPOINTS else ADMIN
+    key = _presented_key()
+    if not key:
+        raise _unauthorized(f"{HEADER}: missing; this needs {'a client or an admin' if needed == CLIENT else 'an admin'} "
+                            "key (flask keys create)")
+    from service.db import get_db
+
+    known = {**current_app.extensions["marquee_key_digests"], **stored_digests(get_db())}
+    role = role_of(key, known)
+    if role is None:
+        raise _unauthorized(f"{HEADER}: not a key this service knows (or it was revoked)")
+    if needed == ADMIN and role != ADMIN:
+        raise Forbidden(f"{HEADER}: a client key may rank, reward and read the catalog; this needs an admin key")
+
+
+def _unauthorized(message: str) -> Unauthorized:
+    error = Unauthorized(message)
+    # Pages ask the browser for Basic credentials (an admin key as the password); the API names its header.
+    error.challenge = 'Basic realm="Marquee", charset="UTF-8"' if request.endpoint in PAGE_ENDPOINTS \
+        else f'ApiKey realm="Marquee", header="{HEADER}"'
+    return error
+
+
+def register(app: Flask) -> None:
+    """Hash the configured keys once (the app keeps no plain key) and check every request."""
+    app.extensions["marquee_key_digests"] = configured_digests(app.config)
+    app.config["API_KEYS"] = app.config["ADMIN_KEYS"] = ""
+    app.before_request(check_request)
+
+
+def first_keys(app: Flask, db: sqlite_utils.Database) -> dict[str, str]:
+    """Create a client and an admin key if checks are on and no key exists at all; return them (else {})."""
+    if app.config["AUTH"] == "off" or app.extensions["marquee_key_digests"] or stored_digests(db):
+        return {}
+    return {role: create_key(db, name=f"first-{role}", role=role) for role in ROLES}
