@@ -319,7 +319,8 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None) -
         log.info("another learner holds the lock; exiting")
         return 0
     lower_priority(str(config.get("LEARNER_PRIORITY", "normal")))
-    db = connect(config["DATABASE"], synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")))
+    db = connect(config["DATABASE"], synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")),
+                 max_bytes=int(float(config.get("MAX_DATABASE_MB", 0.0)) * 1024 * 1024))
     learner = Learner(db, config)
     interval = float(config["LEARNER_INTERVAL_SECONDS"])
     retention = Retention(float(config.get("RETENTION_DAYS", 0.0)))

@@ -42,6 +42,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "MAX_CONTENT_LENGTH": (16 * 1024 * 1024, int, "Largest request body in bytes (uploads included); larger is a 413."),
     "MAX_IMPORT_BYTES": (1024 * 1024 * 1024, int, "Largest log file `POST /v1/datasets` reads in bytes; larger is a 413 (the `import-log` command has no limit)."),
     "MAX_SLOTS": (50, int, "Largest `slots` a rank request may ask for."),
+    "MAX_DATABASE_MB": (0.0, float, "Cap on the database file in MiB (0: none): past it, writes fail as on a full disk (a 503, nothing stored) until old decisions are pruned or the cap is raised."),
     "RETENTION_DAYS": (0.0, float, "Decisions older than this many days are pruned by the learner, hourly, in small batches (0 keeps everything)."),
 }
 
@@ -86,6 +87,8 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"SQLITE_SYNCHRONOUS must be normal or full, got {config['SQLITE_SYNCHRONOUS']!r}")
     if config["LEARNER_PRIORITY"] not in ("idle", "low", "normal"):
         raise ValueError(f"LEARNER_PRIORITY must be idle, low or normal, got {config['LEARNER_PRIORITY']!r}")
+    if float(config["MAX_DATABASE_MB"]) < 0:
+        raise ValueError(f"MAX_DATABASE_MB must be >= 0, got {config['MAX_DATABASE_MB']}")
     if float(config["RETENTION_DAYS"]) < 0:
         raise ValueError(f"RETENTION_DAYS must be >= 0, got {config['RETENTION_DAYS']}")
     if float(config["REWARD_WAIT_SECONDS"]) < 0:

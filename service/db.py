@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any, Mapping
 
 import sqlite_utils
 from flask import current_app
@@ -13,13 +14,19 @@ from bandits.storage import connect
 _local = threading.local()
 
 
+def max_bytes(config: Mapping[str, Any]) -> int:
+    """Return the database size cap of ``MAX_DATABASE_MB`` in bytes (0: none)."""
+    return int(float(config.get("MAX_DATABASE_MB", 0.0)) * 1024 * 1024)
+
+
 def get_db() -> sqlite_utils.Database:
     """Return this thread's connection to the app's database (opened on first use, again after a fork).
 
     Serving connections never checkpoint inside a commit; ``service.runtime`` does it in the background.
     """
     path = current_app.config["DATABASE"]
-    key = (os.getpid(), path)
+    cap = max_bytes(current_app.config)
+    key = (os.getpid(), path, cap)  # apps with different caps on one file (tests) do not share a connection
     connections = getattr(_local, "connections", None)
     if connections is None or getattr(_local, "pid", None) != os.getpid():
         connections = _local.connections = {}
@@ -27,5 +34,6 @@ def get_db() -> sqlite_utils.Database:
     db = connections.get(key)
     if db is None:
         db = connections[key] = connect(path, autocheckpoint=False,
-                                         synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
+                                         synchronous=current_app.config["SQLITE_SYNCHRONOUS"],
+                                         max_bytes=cap)
     return db
