@@ -28,7 +28,8 @@ import sqlite_utils
 from flask import Flask, current_app, request
 
 from bandits.storage import write_transaction
-from service.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from service.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
+from service.ratelimit import Limiter, retry_after
 
 CLIENT = "client"
 ADMIN = "admin"
@@ -143,6 +144,14 @@ def check_request() -> None:
         raise _unauthorized(f"{HEADER}: not a key this service knows (or it was revoked)")
     if needed == ADMIN and role != ADMIN:
         raise Forbidden(f"{HEADER}: a client key may rank, reward and read the catalog; this needs an admin key")
+    limiter = current_app.extensions.get("marquee_limiter")
+    if limiter is not None:
+        wait = limiter.take(digest(key))
+        if wait > 0:
+            error = TooManyRequests(f"{HEADER}: this key is over its limit of {limiter.rate:g} requests a second "
+                                    f"(bursts of {limiter.burst:g}) on this serving process; retry in {wait:.2f} s")
+            error.retry_after = retry_after(wait)
+            raise error
 
 
 def _unauthorized(message: str) -> Unauthorized:
@@ -157,6 +166,9 @@ def register(app: Flask) -> None:
     """Hash the configured keys once (the app keeps no plain key) and check every request."""
     app.extensions["marquee_key_digests"] = configured_digests(app.config)
     app.config["API_KEYS"] = app.config["ADMIN_KEYS"] = ""
+    rate = float(app.config["RATE_LIMIT"])
+    if rate > 0:
+        app.extensions["marquee_limiter"] = Limiter(rate, float(app.config["RATE_BURST"]) or max(1.0, 2 * rate))
     app.before_request(check_request)
 
 

@@ -25,6 +25,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "AUTH": ("keys", str, "`keys`: every request but images, `/healthz` and `/openapi.json` needs an API key; `off`: no checks (only for a service nobody else can reach)."),
     "API_KEYS": ("", str, "Client keys (rank, reward, read), comma-separated; hashed when the app starts. `flask keys create` stores more."),
     "ADMIN_KEYS": ("", str, "Admin keys (everything), comma-separated; hashed when the app starts."),
+    "RATE_LIMIT": (0.0, float, "Requests a second each API key may send to each serving process, on average (0: no limit); over it, a 429 with Retry-After."),
+    "RATE_BURST": (0.0, float, "Requests an API key may send at once before the rate applies (0: twice the rate, at least 1)."),
     "EPSILON": (0.1, float, "Default exploration rate of both policies (each policy can override it)."),
     "EXPLORATION": ("epsilon-greedy", str, "Default exploration rule of both policies: `epsilon-greedy` or `squarecb` (each policy can override it)."),
     "SQUARECB_GAMMA_SCALE": (10.0, float, "SquareCB's gamma after one learned example; it grows as `scale * n ** exponent` (VW's defaults)."),
@@ -73,6 +75,10 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"EPSILON must be in [0, 1], got {config['EPSILON']}")
     if config["AUTH"] not in ("keys", "off"):
         raise ValueError(f"AUTH must be keys or off, got {config['AUTH']!r}")
+    if float(config["RATE_LIMIT"]) < 0 or float(config["RATE_BURST"]) < 0:
+        raise ValueError("RATE_LIMIT and RATE_BURST must be >= 0")
+    if 0 < float(config["RATE_BURST"]) < 1:
+        raise ValueError(f"RATE_BURST must be 0 (twice the rate) or at least 1, got {config['RATE_BURST']}")
     if config["EXPLORATION"] not in ("epsilon-greedy", "squarecb"):
         raise ValueError(f"EXPLORATION must be epsilon-greedy or squarecb, got {config['EXPLORATION']!r}")
     if not 0.0 < float(config["SQUARECB_GAMMA_SCALE"]) <= 1e6:

@@ -69,6 +69,14 @@ class Forbidden(MarqueeError):
     code = "forbidden"
 
 
+class TooManyRequests(MarqueeError):
+    """This key sent more requests than its rate limit allows; retry after the given seconds."""
+
+    status = 429
+    code = "rate_limited"
+    retry_after = 1
+
+
 class Unavailable(MarqueeError):
     """The service cannot serve this request right now; try again."""
 
@@ -87,6 +95,8 @@ def render(exc: MarqueeError) -> Response:
     response.status_code = exc.status
     if exc.status == 503:
         response.headers["Retry-After"] = "1"
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized) and exc.challenge:
         response.headers["WWW-Authenticate"] = exc.challenge
     return response

@@ -139,3 +139,37 @@ def test_checks_are_off_only_when_said(tmp_path: Path):
     assert settings.load(environ={})["AUTH"] == "keys"
     app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "AUTH": "off"})
     assert app.test_client().post("/v1/titles", json={"name": "x"}).status_code == 201
+
+
+def test_a_key_over_its_rate_gets_429_and_changes_nothing(tmp_path: Path):
+    keys = {"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "AUTH": "keys", "API_KEYS": CLIENT, "ADMIN_KEYS": ADMIN}
+    add_catalog(as_key(create_app(keys), ADMIN), titles=3)
+    app = create_app({**keys, "RATE_LIMIT": 0.01, "RATE_BURST": 5})
+    client = as_key(app, CLIENT)
+    db = connect(app.config["DATABASE"])
+    statuses = [client.post("/v1/rank", json={"slots": 2}).status_code for _ in range(5)]
+    assert statuses == [200] * 5  # the burst
+    before = table_counts(db)
+    refused = client.post("/v1/rank", json={"slots": 2})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 60  # a token every 100 s
+    assert "over its limit of 0.01 requests a second" in refused.get_json()["error"]["message"]
+    assert table_counts(db) == before
+    assert as_key(app, "other").post("/v1/rank", json={"slots": 2}).status_code == 401  # unknown keys spend nothing
+    assert as_key(app, None).get("/v1/artworks/t00-dark-warm/image?w=92").status_code == 200  # images are not limited
+
+
+def test_buckets_refill_at_the_rate():
+    from service.ratelimit import Limiter, retry_after
+
+    now = [0.0]
+    limiter = Limiter(2.0, 3, clock=lambda: now[0])
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a") == pytest.approx(0.5)  # two tokens a second: the next in half a second
+    assert limiter.take("b") == 0.0  # keys do not share
+    now[0] += 0.5
+    assert limiter.take("a") == 0.0 and limiter.take("a") == pytest.approx(0.5)
+    now[0] += 100
+    assert [limiter.take("a") for _ in range(4)][-1] == pytest.approx(0.5)  # refilled to the burst, not beyond
+    assert retry_after(0.01) == 1 and retry_after(2.2) == 3
+    with pytest.raises(ValueError):
+        Limiter(0, 1)
