@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any, Optional
@@ -148,16 +149,31 @@ def check_json(value: Any, path: str = "body", depth: int = 0) -> None:
             check_json(item, f"{path}[{index}]", depth + 1)
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice (which value was meant is anyone's guess)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKey(key)
+        found[key] = value
+    return found
+
+
 def json_object(request: Request) -> dict[str, Any]:
     """Return the JSON object body of ``request``; raise 415 or 422 saying what is wrong with it."""
     if not request.is_json:
         raise UnsupportedMedia("the request body must be JSON (Content-Type: application/json)")
     try:
-        data = request.get_json(silent=True)
+        data = json.loads(request.get_data(cache=True).decode("utf-8"), object_pairs_hook=_unique_keys)
+    except DuplicateKey as exc:
+        raise Invalid(f"the request body has the key {exc.args[0]!r} twice in one object; send it once") from None
     except RecursionError:
         raise Invalid(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
-    if data is None:
-        raise Invalid("the request body is not valid JSON (UTF-8)")
+    except (UnicodeDecodeError, ValueError):
+        raise Invalid("the request body is not valid JSON (UTF-8)") from None
     if not isinstance(data, dict):
         raise Invalid("the request body must be a JSON object")
     check_json(data)
