@@ -42,6 +42,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
 def alive(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
     try:
@@ -116,6 +123,12 @@ class Service:
     def processes(self) -> list[int]:
         assert self.process is not None
         return [self.process.pid, *children(self.process.pid)]
+
+    def worker_pids(self) -> list[int]:
+        """Return the gunicorn workers: the master's own children (learners are the workers' children)."""
+        assert self.process is not None
+        return [pid for pid in children(self.process.pid)
+                if "bandits.learner" not in cmdline(pid) and _parent(pid) == self.process.pid]
 
     def learners(self) -> list[int]:
         return [pid for pid in self.processes() if "bandits.learner" in cmdline(pid)]
