@@ -33,6 +33,8 @@ class ErrorDetail(Open):
 
 
 class ErrorBody(Open):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{"error": {
+        "code": "invalid", "message": "slots: 3 requested but only 1 candidate titles are servable", "details": None}}]})
     error: ErrorDetail
 
 
@@ -59,6 +61,11 @@ class Slot(Open):
 
 
 class RankResponse(Open):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "event_id": "e-f5f972e5440348d182f8e88556248349", "model_versions": {"titles": 42, "artwork": 40},
+        "deferred": False, "slots": [{"position": 0, "title_id": "t006", "artwork_id": "t006-a3",
+                                      "artwork_url": "/v1/artworks/t006-a3/image?w=342",
+                                      "title_probability": 0.93, "artwork_probability": 0.96}]}]})
     event_id: str
     model_versions: dict[str, int]
     deferred: bool
@@ -67,6 +74,9 @@ class RankResponse(Open):
 
 
 class RewardReceipt(Open):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "reward_id": 1, "event_id": "e-f5f972e5440348d182f8e88556248349", "title_id": "t006", "value": 1.0,
+        "received_at": 1795513008.64, "credited_policies": ["titles", "artwork"], "late": False, "replayed": False}]})
     reward_id: int
     event_id: str
     title_id: str

@@ -37,6 +37,8 @@ def test_every_route_is_an_operation(app):
             body = operation.get("requestBody")
             if body and "application/json" in body["content"]:
                 assert "example" in body["content"]["application/json"], (method, path)
+    for name in ("RankResponse", "RewardReceipt", "ErrorBody"):  # the answers clients handle most show an example
+        assert document["components"]["schemas"][name]["examples"], name
 
 
 def test_the_json_examples_are_accepted(app):

@@ -81,3 +81,31 @@ def test_a_read_only_database_answers_503_and_reads_go_on(tmp_path: Path, monkey
     monkeypatch.undo()
     assert table_counts(connect(str(path))) == before
     assert client.post("/v1/rank", json={"slots": 2}).status_code == 200  # writable again: serving resumes
+
+
+def test_a_write_lock_held_too_long_is_a_503_after_bounded_retries(tmp_path: Path, monkeypatch):
+    """Another process holds SQLite's write lock: requests retry for BUSY_TIMEOUT_MS, then answer 503, never 500."""
+    from bandits import storage
+
+    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False})
+    client = app.test_client()
+    add_catalog(client, titles=3)
+    event = client.post("/v1/rank", json={"slots": 2}).get_json()
+    monkeypatch.setattr(storage, "BUSY_TIMEOUT_MS", 300)
+    holder = sqlite3.connect(app.config["DATABASE"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a real write lock, as a stuck writer would hold it
+    try:
+        before = holder.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        response = client.post("/v1/rank", json={"slots": 2})
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert "busy" in response.get_json()["error"]["message"]
+        reward = client.post(f"/v1/events/{event['event_id']}/reward",
+                             json={"title_id": event["slots"][0]["title_id"], "value": 1})
+        assert reward.status_code == 503
+        assert client.get("/v1/titles").status_code == 200  # reads are not blocked by a writer (WAL)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    db = connect(app.config["DATABASE"])
+    assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == before
+    assert client.post("/v1/rank", json={"slots": 2}).status_code == 200  # the lock is gone: served again
