@@ -28,6 +28,7 @@ import sqlite_utils
 from flask import Flask, current_app, request
 
 from bandits.storage import write_transaction
+from service.db import get_db
 from service.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
 from service.ratelimit import Limiter, retry_after
 
@@ -62,9 +63,8 @@ def stored_digests(db: sqlite_utils.Database) -> dict[str, str]:
     return {row[0]: row[1] for row in db.execute("SELECT hash, role FROM api_keys WHERE revoked_at IS NULL")}
 
 
-def role_of(key: str, known: Mapping[str, str]) -> str | None:
-    """Return the role of ``key`` among the ``known`` digests, comparing with each in constant time."""
-    presented = digest(key)
+def role_of(presented: str, known: Mapping[str, str]) -> str | None:
+    """Return the role of the key whose digest is ``presented`` among the ``known`` digests, comparing with each in constant time."""
     role = None
     for candidate, candidate_role in known.items():
         if hmac.compare_digest(presented, candidate):
@@ -136,17 +136,16 @@ def check_request() -> None:
     if not key:
         raise _unauthorized(f"{HEADER}: missing; this needs {'a client or an admin' if needed == CLIENT else 'an admin'} "
                             "key (flask keys create)")
-    from service.db import get_db
-
+    presented = digest(key)  # once: the role lookup and the rate limit both use it
     known = {**current_app.extensions["marquee_key_digests"], **stored_digests(get_db())}
-    role = role_of(key, known)
+    role = role_of(presented, known)
     if role is None:
         raise _unauthorized(f"{HEADER}: not a key this service knows (or it was revoked)")
     if needed == ADMIN and role != ADMIN:
         raise Forbidden(f"{HEADER}: a client key may rank, reward and read the catalog; this needs an admin key")
     limiter = current_app.extensions.get("marquee_limiter")
     if limiter is not None:
-        wait = limiter.take(digest(key))
+        wait = limiter.take(presented)
         if wait > 0:
             error = TooManyRequests(f"{HEADER}: this key is over its limit of {limiter.rate:g} requests a second "
                                     f"(bursts of {limiter.burst:g}) on this serving process; retry in {wait:.2f} s")

@@ -185,7 +185,6 @@ class Body:
     model: type[BaseModel] | None = None
     schema: dict[str, Any] | None = None
     example: Any = None
-    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -346,7 +345,7 @@ def document(app: Flask) -> dict[str, Any]:
             content = _content(spec.body.media, schema)
             if spec.body.example is not None:
                 content[spec.body.media]["example"] = spec.body.example
-            operation["requestBody"] = {"required": spec.body.required, "content": content}
+            operation["requestBody"] = {"required": True, "content": content}
         responses: dict[str, Any] = {}
         if isinstance(spec.response, type):
             models.append(spec.response)
