@@ -11,6 +11,7 @@ import numpy as np
 from assets.catalog import CatalogSnapshot
 from bandits import features
 from bandits.blocks import Block
+from bandits.diversity import Diversity
 from bandits.exploration import Exploration
 from bandits.policy import ServingModel
 
@@ -27,6 +28,7 @@ class SlotDecision:
     title_id: str
     title_index: int  # index into the row's candidate list
     title_prob: float
+    title_offered: tuple[int, ...] | None  # the candidates this slot drew from, when fewer than all left
     title_explored: bool
     artwork_id: str
     artwork_ids: tuple[str, ...]
@@ -50,6 +52,7 @@ class RowDecision:
     slots: tuple[SlotDecision, ...]
     unavailable: tuple[str, ...]
     model_versions: Mapping[str, int]
+    diversity: Mapping[str, Any] | None = None  # the constraint and whether the row met it, when one applied
 
 
 def candidate_titles(
@@ -73,11 +76,13 @@ def decide_row(
     titles_exploration: Exploration, artwork_exploration: Exploration, user_id: str | None, user_features: Mapping[str, Any],
     slots: int, candidates: Sequence[str] | None, exclude: Sequence[str], rng: np.random.Generator,
     trial_seconds: float = 0.0, trial_share: float = 0.0, now: float | None = None,
+    diversity: Diversity | None = None,
 ) -> RowDecision:
     """Choose titles for ``slots`` positions (no repeats) and an artwork for each; one VW call per policy step.
 
     Artworks uploaded less than ``trial_seconds`` ago, next to older ones of the same title, get an
     extra ``trial_share`` of that title's artwork draws (``bandits.exploration.Exploration.pick``).
+    A ``diversity`` constraint narrows each slot's title draw (``bandits.diversity``).
     """
     ids, unavailable = candidate_titles(snapshot, candidates=candidates, exclude=exclude)
     if len(ids) < slots:
@@ -94,7 +99,10 @@ def decide_row(
     # The slot position is a shared, uncrossed feature: it shifts every title's cost equally, so one
     # prediction ranks the whole row and each slot's greedy pick is the best title not yet placed.
     costs = titles_model.costs(shared, lines)
-    picks = titles_exploration.row(costs, slots, rng)
+    restriction = None
+    if diversity is not None and diversity.active:
+        restriction = diversity.restriction([snapshot.titles[tid].genres for tid in ids], slots)
+    picks = titles_exploration.row(costs, slots, rng, allowed=restriction)
     decided: list[SlotDecision] = []
     for position, pick in enumerate(picks):
         title = snapshot.titles[ids[pick.index]]
@@ -106,6 +114,7 @@ def decide_row(
         art = artwork_exploration.pick(art_costs, rng, trial=trial, trial_share=trial_share)
         decided.append(SlotDecision(
             position=position, title_id=title.id, title_index=pick.index, title_prob=pick.probability,
+            title_offered=pick.offered,
             title_explored=pick.explored, artwork_id=title.artwork_ids[art.index], artwork_ids=title.artwork_ids,
             artwork_block=title.artwork_block, artwork_index=art.index, artwork_prob=art.probability,
             artwork_explored=art.explored, title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
@@ -116,4 +125,5 @@ def decide_row(
         shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=tuple(decided),
         unavailable=tuple(unavailable),
         model_versions={"titles": titles_model.version, "artwork": artwork_model.version},
+        diversity=restriction.report([pick.index for pick in picks]) if restriction is not None else None,
     )

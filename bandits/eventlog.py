@@ -50,11 +50,12 @@ def log_decision(
         seq = int(cursor.lastrowid)  # type: ignore[arg-type]
         db.conn.executemany(
             "INSERT INTO impressions (event_seq, position, title_id, title_index, title_prob, title_explored, "
-            "artwork_id, artwork_ids, artwork_block, artwork_index, artwork_prob, artwork_explored) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "artwork_id, artwork_ids, artwork_block, artwork_index, artwork_prob, artwork_explored, offered) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(seq, s.position, s.title_id, s.title_index, s.title_prob, int(s.title_explored), s.artwork_id,
               json.dumps(s.artwork_ids), s.artwork_block.key, s.artwork_index, s.artwork_prob,
-              int(s.artwork_explored)) for s in decision.slots],
+              int(s.artwork_explored), None if s.title_offered is None else json.dumps(s.title_offered))
+             for s in decision.slots],
         )
         db.conn.executemany(
             "INSERT INTO pending (policy, event_seq, due_at) VALUES (?, ?, ?)",
@@ -157,12 +158,15 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
     if not rows:
         raise NotFound(f"event {event_id!r} does not exist")
     event = rows[0]
-    slots = [
-        {"position": r["position"], "title_id": r["title_id"], "artwork_id": r["artwork_id"],
-         "title_probability": r["title_prob"], "artwork_probability": r["artwork_prob"],
-         "title_explored": bool(r["title_explored"]), "artwork_explored": bool(r["artwork_explored"])}
-        for r in db.query("SELECT * FROM impressions WHERE event_seq = ? ORDER BY position", [event["seq"]])
-    ]
+    candidates = json.loads(event["candidates"])
+    slots = []
+    for r in db.query("SELECT * FROM impressions WHERE event_seq = ? ORDER BY position", [event["seq"]]):
+        slot = {"position": r["position"], "title_id": r["title_id"], "artwork_id": r["artwork_id"],
+                "title_probability": r["title_prob"], "artwork_probability": r["artwork_prob"],
+                "title_explored": bool(r["title_explored"]), "artwork_explored": bool(r["artwork_explored"])}
+        if r["offered"]:  # a diversity constraint narrowed this slot's draw to these titles
+            slot["offered_title_ids"] = [candidates[index] for index in json.loads(r["offered"])]
+        slots.append(slot)
     rewards = [
         {"title_id": r["title_id"], "value": r["value"], "received_at": r["received_at"],
          "credited_policies": [p for p in (r["credits"] or "").split(",") if p]}
@@ -175,7 +179,7 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
         "SELECT policy, version FROM learned WHERE event_seq = ?", [event["seq"]])}
     return {
         "event_id": event["id"], "created_at": event["created_at"], "user_id": event["user_id"],
-        "context": json.loads(event["context"]), "candidates": json.loads(event["candidates"]),
+        "context": json.loads(event["context"]), "candidates": candidates,
         "model_versions": json.loads(event["model_versions"]), "deferred": bool(event["deferred"]),
         "activated_at": event["activated_at"], "slots": slots, "rewards": rewards, "learned_in_versions": learned,
     }

@@ -19,8 +19,8 @@ that looks nearly as good as the best keeps being tried while a hopeless one is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class Pick:
     index: int
     probability: float
     greedy_index: int  # the pick itself when it is one of the best, else the first of the best
+    offered: tuple[int, ...] | None = None  # in a row: the actions drawn from, when fewer than all left
 
     @property
     def explored(self) -> bool:
@@ -96,11 +97,30 @@ def epsilon_greedy(costs: Sequence[float], epsilon: float, rng: np.random.Genera
     return Pick(index=index, probability=probability, greedy_index=index if index in best else best[0])
 
 
-def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: np.random.Generator) -> list[Pick]:
+Allowed = Callable[[Sequence[int], Sequence[int]], Sequence[int]]
+"""A row's restriction: given the picks so far and the actions left (in that order), the actions the
+next slot may draw from; a non-empty subset of those left. It must depend on nothing else, so that the
+draw's probability, computed over the subset, is the exact conditional probability of the pick."""
+
+
+def _offered(allowed: Allowed | None, picks: Sequence[Pick], left: list[int]) -> tuple[list[int], bool]:
+    """Return the actions this slot draws from (in ``left``'s order) and whether they are fewer than ``left``."""
+    if allowed is None:
+        return left, False
+    keep = set(allowed([pick.index for pick in picks], left))
+    offered = [index for index in left if index in keep]
+    if not offered:
+        raise ValueError("a row restriction offered no action")
+    return offered, len(offered) < len(left)
+
+
+def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: np.random.Generator, *,
+                       allowed: Allowed | None = None) -> list[Pick]:
     """Fill ``slots`` positions without repeats, each slot epsilon-greedy over the actions left.
 
     Each ``Pick.index`` indexes ``costs``; its probability is the exact conditional probability of
-    that pick given the picks of the earlier slots (computed over the actions left at that slot).
+    that pick given the picks of the earlier slots, computed over the actions that slot offered: all
+    those left, or the subset ``allowed`` returns (then recorded in ``Pick.offered``).
     """
     if slots > len(costs):
         raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
@@ -109,13 +129,16 @@ def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: 
     order = sorted(range(len(values)), key=values.__getitem__)  # cheapest first; stable for ties
     picks: list[Pick] = []
     for _ in range(slots):
-        low = values[order[0]]
+        offered, restricted = _offered(allowed, picks, order)
+        low = values[offered[0]]
         best = []
-        for index in order:
+        for index in offered:
             if values[index] != low:
                 break
             best.append(index)
-        pick = _draw(best, order, epsilon, rng)
+        pick = _draw(best, offered, epsilon, rng)
+        if restricted:
+            pick = replace(pick, offered=tuple(sorted(offered)))
         order.remove(pick.index)
         picks.append(pick)
     return picks
@@ -183,24 +206,30 @@ class Exploration:
         index = _sample(pmf, rng)
         return self._pick(costs, index, float(pmf[index]))
 
-    def row(self, costs: Sequence[float], slots: int, rng: np.random.Generator) -> list[Pick]:
-        """Fill ``slots`` positions without repeats, each slot's probability exact given the earlier ones."""
+    def row(self, costs: Sequence[float], slots: int, rng: np.random.Generator, *,
+            allowed: Allowed | None = None) -> list[Pick]:
+        """Fill ``slots`` positions without repeats, each slot's probability exact given the earlier ones.
+
+        ``allowed`` restricts each slot's draw to a subset of the actions left (see ``Allowed``).
+        """
         if self.rule == EPSILON_GREEDY:
-            return epsilon_greedy_row(costs, slots, self.epsilon, rng)
+            return epsilon_greedy_row(costs, slots, self.epsilon, rng, allowed=allowed)
         if slots > len(costs):
             raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
         _check_finite(costs)
         values = np.asarray(costs, dtype=float)
-        left = np.arange(len(values))
+        left = list(range(len(values)))
         picks: list[Pick] = []
         for _ in range(slots):
-            offered = values[left]
-            pmf = squarecb_pmf(offered, self.gamma)
+            offered, restricted = _offered(allowed, picks, left)
+            offered_costs = values[offered]
+            pmf = squarecb_pmf(offered_costs, self.gamma)
             chosen = _sample(pmf, rng)
-            pick = self._pick(offered.tolist(), chosen, float(pmf[chosen]))
-            picks.append(Pick(index=int(left[pick.index]), probability=pick.probability,
-                              greedy_index=int(left[pick.greedy_index])))
-            left = np.delete(left, chosen)
+            pick = self._pick(offered_costs.tolist(), chosen, float(pmf[chosen]))
+            picks.append(Pick(index=offered[pick.index], probability=pick.probability,
+                              greedy_index=offered[pick.greedy_index],
+                              offered=tuple(offered) if restricted else None))
+            left.remove(offered[chosen])
         return picks
 
     @staticmethod

@@ -130,6 +130,12 @@ def aggregate(values: list[float] | None, *, aggregation: str, default_reward: f
     return values[0]
 
 
+def offered_titles(impression: Mapping[str, Any], left: list[int]) -> list[int]:
+    """Return the candidate indices a slot drew its title from: those logged, else every one not yet placed."""
+    offered = impression.get("offered")
+    return list(json.loads(offered)) if offered else list(left)
+
+
 def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float],
                    lines_of: Mapping[str, list[str]]) -> list[list[str]]:
     """Return the labelled VW examples of a row's title decisions, one per slot, as logged."""
@@ -139,7 +145,7 @@ def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, 
     for impression, reward in zip(impressions, rewards):
         chosen = impression["title_index"]
         example = [features.with_position(event["title_shared"], impression["position"])]
-        for index in left:
+        for index in offered_titles(impression, left):
             if index == chosen:
                 example.append(features.labeled(lines[index], cost=features.COST_PER_REWARD * reward,
                                                 probability=impression["title_prob"]))
@@ -203,7 +209,7 @@ class Learner:
         if closed:
             seqs = [event["event_seq"] for event in closed]
             for row in self.db.query(
-                "SELECT event_seq, position, title_index, title_prob, artwork_block, artwork_index, artwork_prob "
+                "SELECT event_seq, position, title_index, title_prob, artwork_block, artwork_index, artwork_prob, offered "
                 f"FROM impressions WHERE event_seq IN ({','.join('?' * len(seqs))}) ORDER BY event_seq, position",
                 seqs,
             ):

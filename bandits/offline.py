@@ -37,7 +37,7 @@ import vowpal_wabbit_next as vw
 
 from bandits import blocks, evaluation, features
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
-from bandits.learner import aggregate
+from bandits.learner import aggregate, offered_titles
 from bandits.policy import ARTWORK, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
 from bandits.vwtext import TextExamples, TextLines
 
@@ -168,7 +168,7 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
         marks = ",".join("?" * len(chunk))
         for row in db.query(
             "SELECT event_seq, position, title_id, title_index, title_prob, artwork_ids, artwork_block, "
-            f"artwork_index, artwork_prob FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position",
+            f"artwork_index, artwork_prob, offered FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position",
             chunk,
         ):
             impressions.setdefault(row["event_seq"], []).append(row)
@@ -194,10 +194,11 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
             common = {"event_id": event["id"], "event_index": number, "position": row["position"],
                       "created_at": event["created_at"], "context": context, "reward": reward}
             if policy == TITLES:
+                offered = offered_titles(row, left)
                 builder.add(**common, shared=features.with_position(event["title_shared"], row["position"]),
-                            block=event["title_block"], action_index=list(left),
-                            chosen=left.index(row["title_index"]), pscore=row["title_prob"],
-                            action_ids=[candidate_ids[j] for j in left])
+                            block=event["title_block"], action_index=offered,
+                            chosen=offered.index(row["title_index"]), pscore=row["title_prob"],
+                            action_ids=[candidate_ids[j] for j in offered])
                 left.remove(row["title_index"])
             else:
                 artwork_ids = json.loads(row["artwork_ids"])

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import sqlite_utils
 import vowpal_wabbit_next as vw
 
+from bandits.diversity import Diversity, DiversityError
 from bandits.exploration import RULES, SQUARECB, Exploration
 from bandits.storage import bump, write_transaction
 from bandits.vwoptions import OptionError, check_model, check_user_args
@@ -37,7 +38,9 @@ DEFAULT_VW_ARGS: dict[str, list[str]] = {
 AGGREGATIONS = ("earliest", "sum")
 # Settings an operator may override per policy; anything absent takes the deployment default.
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
-OVERRIDABLE = ("exploration", "epsilon", "gamma_scale", "gamma_exponent", "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward")
+OVERRIDABLE = ("exploration", "epsilon", "gamma_scale", "gamma_exponent", "vw_args", "reward_wait", "default_reward",
+               "aggregation", "learn_on_first_reward", "max_per_genre", "min_genres")
+TITLES_ONLY = ("max_per_genre", "min_genres")  # row settings: the artwork policy picks one artwork per title
 
 
 class PolicyError(Exception):
@@ -58,6 +61,8 @@ class PolicyConfig:
     exploration: str = "epsilon-greedy"
     gamma_scale: float = 10.0
     gamma_exponent: float = 0.5
+    max_per_genre: int = 0
+    min_genres: int = 0
     overridden: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +75,11 @@ class PolicyConfig:
             return Exploration.squarecb(gamma_scale=self.gamma_scale, gamma_exponent=self.gamma_exponent,
                                         examples_learned=examples_learned)
         return Exploration(epsilon=self.epsilon)
+
+    @property
+    def diversity(self) -> Diversity:
+        """The row's genre constraint (``bandits.diversity``); only the titles policy has one."""
+        return Diversity(max_per_genre=self.max_per_genre, min_genres=self.min_genres)
 
 
 def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -84,10 +94,12 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "exploration": str(config["EXPLORATION"]),
         "gamma_scale": float(config["SQUARECB_GAMMA_SCALE"]),
         "gamma_exponent": float(config["SQUARECB_GAMMA_EXPONENT"]),
+        **({"max_per_genre": int(config["MAX_PER_GENRE"]), "min_genres": int(config["MIN_GENRES"])}
+           if name == TITLES else {}),
     }
 
 
-def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) -> dict[str, Any]:
     """Check override values; raise ``PolicyError`` naming the first bad one. Return them normalized."""
     clean: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -95,6 +107,13 @@ def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
             raise PolicyError(f"{key}: not a policy setting (settings: {', '.join(OVERRIDABLE)})")
         if value is None:
             continue
+        if key in TITLES_ONLY:
+            if policy != TITLES:
+                raise PolicyError(f"{key}: a setting of the titles policy only (it shapes the row)")
+            try:
+                Diversity.of(value, 0) if key == "max_per_genre" else Diversity.of(0, value)
+            except DiversityError as exc:
+                raise PolicyError(str(exc)) from None
         if key == "epsilon":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise PolicyError("epsilon: must be a number in [0, 1]")

@@ -109,9 +109,22 @@ TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", 
           "api_keys")
 
 
+# Columns added after their table was first released: a file from an older version gains them.
+ADDED_COLUMNS = (("impressions", "offered", "TEXT"),)
+
+
+def _missing_columns(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
+    return [(table, column, kind) for table, column, kind in ADDED_COLUMNS
+            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}]
+
+
 def ensure_schema(db: sqlite_utils.Database) -> None:
-    """Create every table and index if missing (idempotent, safe to run from several processes)."""
+    """Create every table, index and column if missing (idempotent, safe to run from several processes)."""
     if set(TABLES) <= set(db.table_names()):  # a file from an older version gets the tables it lacks
+        if _missing_columns(db):
+            with write_transaction(db):
+                for table, column, kind in _missing_columns(db):  # again: another process may have added it
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         return
     with write_transaction(db):
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
@@ -154,13 +167,15 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 deferred INTEGER NOT NULL, activated_at REAL)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS events_created ON events (created_at)")
+        # offered: the candidate indices a slot's title draw was restricted to (bandits.diversity), as a
+        # JSON list; NULL when it drew from every candidate not yet placed.
         db.execute(
             """CREATE TABLE IF NOT EXISTS impressions (
                 event_seq INTEGER NOT NULL REFERENCES events(seq), position INTEGER NOT NULL,
                 title_id TEXT NOT NULL, title_index INTEGER NOT NULL, title_prob REAL NOT NULL,
                 title_explored INTEGER NOT NULL, artwork_id TEXT NOT NULL, artwork_ids TEXT NOT NULL,
                 artwork_block TEXT NOT NULL REFERENCES feature_blocks(key), artwork_index INTEGER NOT NULL,
-                artwork_prob REAL NOT NULL, artwork_explored INTEGER NOT NULL,
+                artwork_prob REAL NOT NULL, artwork_explored INTEGER NOT NULL, offered TEXT,
                 PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
         )
         db.execute(

@@ -33,6 +33,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "SQUARECB_GAMMA_EXPONENT": (0.5, float, "How fast SquareCB's gamma grows with the examples a model has learned (0 keeps it fixed)."),
     "REWARD_WAIT_SECONDS": (10.0, float, "Default reward window: an impression is learned this long after it was shown."),
     "DEFAULT_REWARD": (0.0, float, "Default reward of an impression whose window closed without a reward."),
+    "MAX_PER_GENRE": (0, int, "Default row diversity: at most this many titles of one genre in a row (0: no cap); the titles policy and each request can override it."),
+    "MIN_GENRES": (0, int, "Default row diversity: at least this many genres in a row when the candidates allow (0: no minimum)."),
     "ARTWORK_TRIAL_HOURS": (72.0, float, "How long a new artwork is on trial: it gets an extra share of its title's draws while older artworks of the title exist."),
     "ARTWORK_TRIAL_SHARE": (0.2, float, "The extra share of a title's artwork draws given to its artworks on trial (0 turns the trial off)."),
     "LEARNER": (True, _bool, "Start the background learner from the serving processes (one per data folder)."),
@@ -87,6 +89,9 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"SQUARECB_GAMMA_EXPONENT must be in [0, 1], got {config['SQUARECB_GAMMA_EXPONENT']}")
     if not 0.0 <= float(config["ARTWORK_TRIAL_SHARE"]) <= 1.0:
         raise ValueError(f"ARTWORK_TRIAL_SHARE must be in [0, 1], got {config['ARTWORK_TRIAL_SHARE']}")
+    for name in ("MAX_PER_GENRE", "MIN_GENRES"):
+        if not 0 <= int(config[name]) <= 100:
+            raise ValueError(f"{name} must be an integer in [0, 100], got {config[name]}")
     if float(config["ARTWORK_TRIAL_HOURS"]) < 0:
         raise ValueError(f"ARTWORK_TRIAL_HOURS must be >= 0, got {config['ARTWORK_TRIAL_HOURS']}")
     if config["SQLITE_SYNCHRONOUS"] not in ("normal", "full"):

@@ -67,6 +67,13 @@ class User(Strict):
     _features = field_validator("features")(check_features)
 
 
+class DiversityBody(Strict):
+    """A row's genre constraint for one request; a field left out keeps the titles policy's setting."""
+
+    max_per_genre: int = Field(default=0, ge=0, le=100, description="At most this many titles of one genre (0: no cap).")
+    min_genres: int = Field(default=0, ge=0, le=100, description="At least this many genres in the row (0: no minimum).")
+
+
 class RankRequest(Strict):
     user: User = Field(default_factory=User)
     slots: int = Field(default=10, ge=1)
@@ -75,6 +82,7 @@ class RankRequest(Strict):
     event_id: Optional[str] = Field(default=None, pattern=ID_PATTERN)
     defer_activation: bool = False
     explain: bool = False
+    diversity: Optional[DiversityBody] = None
 
 
 class RewardRequest(Strict):
@@ -120,6 +128,8 @@ class PolicyBody(Strict):
     default_reward: Optional[Any] = None
     aggregation: Optional[Any] = None
     learn_on_first_reward: Optional[Any] = None
+    max_per_genre: Optional[Any] = None
+    min_genres: Optional[Any] = None
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify, request
 
+from bandits.diversity import DiversityError
 from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
 from bandits.eventlog import activate, get_event, log_decision, record_reward
 from service.db import get_db
@@ -52,6 +53,12 @@ def rank() -> ResponseReturnValue:
     state.refresh(db, config, wait_for_models=False)
     snapshot, models, policies = state.snapshot, state.models, state.policies
     assert snapshot is not None
+    diversity = policies["titles"].diversity
+    if body.diversity is not None:
+        try:
+            diversity = diversity.override(body.diversity.model_dump(exclude_unset=True))
+        except DiversityError as exc:
+            raise Invalid(str(exc)) from None
     if not snapshot.titles:
         raise Conflict("the catalog has no active title with an active artwork; add titles and artworks first")
     try:
@@ -62,6 +69,7 @@ def rank() -> ResponseReturnValue:
             user_id=body.user.id, user_features=body.user.features, slots=body.slots,
             candidates=body.candidates, exclude=body.exclude, rng=state.rng,
             trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600, trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
+            diversity=diversity,
         )
     except NotEnoughCandidates as exc:
         raise Invalid(str(exc)) from None
@@ -74,6 +82,8 @@ def rank() -> ResponseReturnValue:
         "deferred": body.defer_activation,
         "slots": [_slot_json(slot, explain=body.explain) for slot in decision.slots],
     }
+    if decision.diversity is not None:
+        response["diversity"] = dict(decision.diversity)
     if decision.unavailable:
         response["unavailable_candidates"] = list(decision.unavailable)
     return jsonify(response)

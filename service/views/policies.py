@@ -72,7 +72,7 @@ def put_policy(name: str) -> ResponseReturnValue:
     name = _name(name)
     body: PolicyBody = parse(PolicyBody, request)
     try:
-        overrides = policies.validate_overrides(body.model_dump(exclude_none=True))
+        overrides = policies.validate_overrides(body.model_dump(exclude_none=True), policy=name)
     except policies.PolicyError as exc:
         raise Invalid(str(exc)) from None
     db = get_db()
