@@ -212,6 +212,7 @@ class ServingTitle:
     artwork_lines: tuple[str, ...]
     artwork_block: Block
     artwork_created: tuple[float, ...]  # upload times, for the new-artwork trial
+    created_at: float = 0.0  # when the title was added, for the new-title trial
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
             id=title["id"], genres=tuple(title["genres"]), action_line=features.title_action(title),
             artwork_ids=tuple(a for a, _, _ in arts), artwork_lines=tuple(line for _, line, _ in arts),
             artwork_block=Block.of([line for _, line, _ in arts]), artwork_created=tuple(c for _, _, c in arts),
+            created_at=title["created_at"],
         )
     return CatalogSnapshot(version=version, titles=titles, order=tuple(titles),
                            all_titles_block=Block.of([title.action_line for title in titles.values()]))

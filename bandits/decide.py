@@ -76,14 +76,17 @@ def decide_row(
     titles_exploration: Exploration, artwork_exploration: Exploration, user_id: str | None, user_features: Mapping[str, Any],
     slots: int, candidates: Sequence[str] | None, exclude: Sequence[str], rng: np.random.Generator,
     trial_seconds: float = 0.0, trial_share: float = 0.0, now: float | None = None,
-    diversity: Diversity | None = None,
+    diversity: Diversity | None = None, title_trial_seconds: float = 0.0, title_trial_share: float = 0.0,
 ) -> RowDecision:
     """Choose titles for ``slots`` positions (no repeats) and an artwork for each; one VW call per policy step.
 
     Artworks uploaded less than ``trial_seconds`` ago, next to older ones of the same title, get an
     extra ``trial_share`` of that title's artwork draws (``bandits.exploration.Exploration.pick``).
-    A ``diversity`` constraint narrows each slot's title draw (``bandits.diversity``).
+    Titles added less than ``title_trial_seconds`` ago likewise get an extra ``title_trial_share``
+    of each slot's title draw, among those the slot offers. A ``diversity`` constraint narrows each
+    slot's title draw (``bandits.diversity``).
     """
+    now = time.time() if now is None else now
     ids, unavailable = candidate_titles(snapshot, candidates=candidates, exclude=exclude)
     if len(ids) < slots:
         raise NotEnoughCandidates(
@@ -102,14 +105,19 @@ def decide_row(
     restriction = None
     if diversity is not None and diversity.active:
         restriction = diversity.restriction([snapshot.titles[tid].genres for tid in ids], slots)
-    picks = titles_exploration.row(costs, slots, rng, allowed=restriction)
+    title_trial: list[int] = []
+    if title_trial_share > 0.0:
+        title_cutoff = now - title_trial_seconds
+        title_trial = [i for i, tid in enumerate(ids) if snapshot.titles[tid].created_at > title_cutoff]
+    picks = titles_exploration.row(costs, slots, rng, allowed=restriction, trial=title_trial,
+                                   trial_share=title_trial_share)
     decided: list[SlotDecision] = []
     for position, pick in enumerate(picks):
         title = snapshot.titles[ids[pick.index]]
         art_costs = artwork_model.costs(features.artwork_shared(shared, lines[pick.index]), title.artwork_lines)
         trial: list[int] = []
         if trial_share > 0.0 and len(title.artwork_ids) > 1:
-            cutoff = (time.time() if now is None else now) - trial_seconds
+            cutoff = now - trial_seconds
             trial = [i for i, created in enumerate(title.artwork_created) if created > cutoff]
         art = artwork_exploration.pick(art_costs, rng, trial=trial, trial_share=trial_share)
         decided.append(SlotDecision(

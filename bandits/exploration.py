@@ -40,7 +40,7 @@ class Pick:
         return self.index != self.greedy_index
 
 
-def epsilon_greedy_pmf(costs: Sequence[float], epsilon: float) -> np.ndarray:
+def epsilon_greedy_pmf(costs: Sequence[float] | np.ndarray, epsilon: float) -> np.ndarray:
     """Return the epsilon-greedy distribution over actions (ties for the lowest cost share the greedy mass)."""
     k = len(costs)
     if k == 0:
@@ -186,7 +186,7 @@ class Exploration:
         """SquareCB at a model that has learned ``examples_learned`` examples (uniform before the first)."""
         return cls(rule=SQUARECB, gamma=gamma_scale * float(examples_learned) ** gamma_exponent if examples_learned else 0.0)
 
-    def pmf(self, costs: Sequence[float]) -> np.ndarray:
+    def pmf(self, costs: Sequence[float] | np.ndarray) -> np.ndarray:
         """Return the distribution over actions of the given costs."""
         if self.rule == SQUARECB:
             return squarecb_pmf(costs, self.gamma)
@@ -207,23 +207,31 @@ class Exploration:
         return self._pick(costs, index, float(pmf[index]))
 
     def row(self, costs: Sequence[float], slots: int, rng: np.random.Generator, *,
-            allowed: Allowed | None = None) -> list[Pick]:
+            allowed: Allowed | None = None, trial: Sequence[int] = (), trial_share: float = 0.0) -> list[Pick]:
         """Fill ``slots`` positions without repeats, each slot's probability exact given the earlier ones.
 
         ``allowed`` restricts each slot's draw to a subset of the actions left (see ``Allowed``).
+        Actions on ``trial`` get an extra ``trial_share`` of each slot's draw, as in ``pick``, among
+        the trial actions that slot offers (when it offers some, but not only those).
         """
-        if self.rule == EPSILON_GREEDY:
+        if self.rule == EPSILON_GREEDY and not (trial and trial_share > 0.0):
             return epsilon_greedy_row(costs, slots, self.epsilon, rng, allowed=allowed)
         if slots > len(costs):
             raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
         _check_finite(costs)
         values = np.asarray(costs, dtype=float)
+        on_trial = set(trial) if trial_share > 0.0 else set()
         left = list(range(len(values)))
         picks: list[Pick] = []
         for _ in range(slots):
             offered, restricted = _offered(allowed, picks, left)
             offered_costs = values[offered]
-            pmf = squarecb_pmf(offered_costs, self.gamma)
+            pmf = self.pmf(offered_costs)
+            trial_at = [j for j, index in enumerate(offered) if index in on_trial]
+            if trial_at and len(trial_at) < len(offered):
+                extra = np.zeros(len(offered))
+                extra[trial_at] = 1.0 / len(trial_at)
+                pmf = (1.0 - trial_share) * pmf + trial_share * extra
             chosen = _sample(pmf, rng)
             pick = self._pick(offered_costs.tolist(), chosen, float(pmf[chosen]))
             picks.append(Pick(index=offered[pick.index], probability=pick.probability,

@@ -37,6 +37,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "MIN_GENRES": (0, int, "Default row diversity: at least this many genres in a row when the candidates allow (0: no minimum)."),
     "ARTWORK_TRIAL_HOURS": (72.0, float, "How long a new artwork is on trial: it gets an extra share of its title's draws while older artworks of the title exist."),
     "ARTWORK_TRIAL_SHARE": (0.2, float, "The extra share of a title's artwork draws given to its artworks on trial (0 turns the trial off)."),
+    "TITLE_TRIAL_HOURS": (72.0, float, "How long a new title is on trial: it gets an extra share of each slot's title draw while older titles are offered too."),
+    "TITLE_TRIAL_SHARE": (0.1, float, "The exposure floor of new titles: the share of each slot's title draw that goes (uniformly) to the titles on trial it offers (0 turns it off)."),
     "LEARNER": (True, _bool, "Start the background learner from the serving processes (one per data folder)."),
     "LEARNER_INTERVAL_SECONDS": (1.0, float, "How often the learner looks for impressions whose window closed (and at most how often it publishes a model version)."),
     "LEARNER_PRIORITY": ("idle", str, "CPU priority of the learner: `idle` (runs only on CPU time serving leaves; Linux SCHED_IDLE), `low` (nice 10) or `normal`."),
@@ -92,6 +94,10 @@ def _validate(config: Mapping[str, Any]) -> None:
     for name in ("MAX_PER_GENRE", "MIN_GENRES"):
         if not 0 <= int(config[name]) <= 100:
             raise ValueError(f"{name} must be an integer in [0, 100], got {config[name]}")
+    if not 0.0 <= float(config["TITLE_TRIAL_SHARE"]) <= 1.0:
+        raise ValueError(f"TITLE_TRIAL_SHARE must be in [0, 1], got {config['TITLE_TRIAL_SHARE']}")
+    if float(config["TITLE_TRIAL_HOURS"]) < 0:
+        raise ValueError(f"TITLE_TRIAL_HOURS must be >= 0, got {config['TITLE_TRIAL_HOURS']}")
     if float(config["ARTWORK_TRIAL_HOURS"]) < 0:
         raise ValueError(f"ARTWORK_TRIAL_HOURS must be >= 0, got {config['ARTWORK_TRIAL_HOURS']}")
     if config["SQLITE_SYNCHRONOUS"] not in ("normal", "full"):

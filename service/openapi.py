@@ -71,6 +71,7 @@ class RankResponse(Open):
     deferred: bool
     slots: list[Slot]
     unavailable_candidates: Optional[list[str]] = None
+    diversity: Optional[dict[str, Any]] = Field(default=None, description="the row's genre constraint and whether it was met")
 
 
 class RewardReceipt(Open):
@@ -154,6 +155,29 @@ class LiveView(Open):
     rows_last_minute: int
     buckets: list[LiveBucket]
     models: dict[str, Any]
+
+
+class ExposureValue(Open):
+    value: str
+    titles: float
+    catalog_share: float
+    impressions: float
+    impression_share: float
+    exposure_share: float
+    exposure_ratio: Optional[float] = Field(description="exposure share over catalog share; null for a value no active title has")
+
+
+class ExposureReport(Open):
+    since: float
+    until: float
+    impressions: int
+    active_titles: int
+    titles_shown: int
+    gini: dict[str, float]
+    by: dict[str, list[ExposureValue]]
+    new_titles: list[dict[str, Any]]
+    new_artworks: list[dict[str, Any]]
+    most_shown: list[dict[str, Any]]
 
 
 class ApplyBody(schemas.Strict):
@@ -262,6 +286,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/datasets"): Operation(200, OBJECT),
     ("GET", "/v1/datasets/{dataset_id}"): Operation(200, OBJECT),
     ("DELETE", "/v1/datasets/{dataset_id}"): Operation(204),
+    ("GET", "/v1/reports/exposure"): Operation(200, ExposureReport, query=(
+        Param("days", {"type": "number", "exclusiveMinimum": 0, "maximum": 3650}, "the window: the last this many days"),
+        Param("by", {"type": "string"}, "comma-separated attributes: genre, year, maturity, features.<name>"),
+        Param("new_days", {"type": "number", "exclusiveMinimum": 0, "maximum": 365}, "how long a title or artwork counts as new"))),
     ("GET", "/v1/live"): Operation(200, LiveView, query=(
         Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
         Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}))),

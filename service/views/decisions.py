@@ -70,6 +70,8 @@ def rank() -> ResponseReturnValue:
             candidates=body.candidates, exclude=body.exclude, rng=state.rng,
             trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600, trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
             diversity=diversity,
+            title_trial_seconds=float(config["TITLE_TRIAL_HOURS"]) * 3600,
+            title_trial_share=float(config["TITLE_TRIAL_SHARE"]),
         )
     except NotEnoughCandidates as exc:
         raise Invalid(str(exc)) from None

@@ -1,18 +1,47 @@
-"""Pages for people: the evaluations and each one's report with its charts."""
+"""Reports: exposure fairness (JSON), and pages for people: the evaluations and each one's report."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bandits import runs
+from bandits import exposure, runs
 from service import charts
 from service.db import get_db
+from service.errors import Invalid
 
 bp = Blueprint("reports", __name__)
+
+
+def _number_arg(name: str, default: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise Invalid(f"{name}: must be a number, got {raw!r}") from None
+
+
+def exposure_report() -> dict[str, Any]:
+    """The exposure report the request's ``days``, ``by`` and ``new_days`` ask for."""
+    by = [part.strip() for part in request.args.get("by", "genre").split(",") if part.strip()]
+    if not by or len(by) > 10:
+        raise Invalid("by: name 1 to 10 attributes, comma-separated")
+    try:
+        return exposure.report(get_db(), days=_number_arg("days", 7.0), by=by, new_days=_number_arg("new_days", 7.0))
+    except exposure.ExposureError as exc:
+        raise Invalid(str(exc)) from None
+
+
+@bp.get("/v1/reports/exposure")
+def exposure_json() -> ResponseReturnValue:
+    """Impression and exposure share against catalog share by attribute, Gini over titles, new titles' first days."""
+    return jsonify(exposure_report())
+
 
 @bp.app_template_filter("utc")
 def utc(seconds: float | None) -> str:
