@@ -25,7 +25,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ensure_models(db, app.config)
     db.conn.close()
 
+    # Imported here, not above: gunicorn.conf.py reads the settings (this package) before it tells
+    # prometheus-client, on its first import, to share metrics between workers.
+    from service import metrics
+
     errors.register(app)
+    metrics.register(app)  # before auth, so refused requests are timed and counted too
     auth.register(app)
 
     @app.errorhandler(StorageBusy)

@@ -299,6 +299,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/evaluations"): Operation(200, {"type": "string"}, media="text/html"),
     ("GET", "/evaluations/{run_id}"): Operation(200, {"type": "string"}, media="text/html",
                                               extra={404: "no such evaluation (an HTML page saying so)"}),
+    ("GET", "/metrics"): Operation(200, {"type": "string"}, media="text/plain"),
     ("GET", "/healthz"): Operation(200, OBJECT, extra={503: "degraded: the learner should run and does not"}),
     ("GET", "/openapi.json"): Operation(200, OBJECT),
 }

@@ -31,6 +31,7 @@ from bandits.learner import try_lock
 from bandits.storage import checkpoint, connect
 from bandits.policy import (POLICIES_VERSION, POLICY_NAMES, PolicyConfig, PolicyError, ServingModel, latest_model,
                             load_policy)
+from service import metrics
 from service.config import PROJECT_ROOT, SETTINGS
 
 log = logging.getLogger("marquee.runtime")
@@ -114,6 +115,8 @@ class ServingState:
                 if name not in models or models[name].version < model.version:
                     models[name] = model
             self.models = models  # one reference swap: a request sees old or new models, never a mix
+        for name, model in models.items():
+            metrics.serving(name, model.version)
 
     def _start_background(self, config: Mapping[str, Any]) -> None:
         if self._background is not None and self._background.is_alive():

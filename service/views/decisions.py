@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 from bandits.diversity import DiversityError
 from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
 from bandits.eventlog import activate, get_event, log_decision, record_reward
+from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid
 from service.runtime import serving_state
@@ -78,6 +79,7 @@ def rank() -> ResponseReturnValue:
     event_id = body.event_id or f"e-{uuid.uuid4().hex}"
     log_decision(db, database=config["DATABASE"], event_id=event_id, decision=decision, user_id=body.user.id, context=body.user.features,
                  deferred=body.defer_activation, policies=policies)
+    metrics.decision(decision.slots)
     response: dict[str, Any] = {
         "event_id": event_id,
         "model_versions": dict(decision.model_versions),
@@ -104,6 +106,7 @@ def reward(event_id: str) -> ResponseReturnValue:
     policies = serving_state(config["DATABASE"]).current_policies(db, config)
     receipt = record_reward(db, event_id=event_id, title_id=body.title_id, value=body.value,
                             idempotency_key=key, policies=policies)
+    metrics.reward(receipt.value, credited=bool(receipt.credited), replayed=receipt.replayed)
     return jsonify(receipt.as_dict()), (200 if receipt.replayed else 201)
 
 

@@ -56,6 +56,14 @@ def healthz() -> ResponseReturnValue:
     return jsonify(body), (200 if healthy else 503)
 
 
+@bp.get("/metrics")
+def prometheus_metrics() -> ResponseReturnValue:
+    """Prometheus metrics: requests and latency per route, decisions, picks, rewards, models, learner lag."""
+    from service import metrics
+
+    return metrics.exposition()
+
+
 @bp.get("/openapi.json")
 def openapi_document() -> ResponseReturnValue:
     """The OpenAPI 3.1 document of this API: every route, its request schema, examples and responses."""
