@@ -99,34 +99,40 @@ class RewardReceipt:
     received_at: float
     credited: tuple[str, ...]  # policies whose window was open
     replayed: bool = False
+    type: str | None = None  # the outcome, for a typed reward
 
     def as_dict(self) -> dict[str, Any]:
         """Return the receipt as JSON-ready data."""
         return {"reward_id": self.reward_id, "event_id": self.event_id, "title_id": self.title_id,
                 "value": self.value, "received_at": self.received_at, "credited_policies": list(self.credited),
-                "late": not self.credited, "replayed": self.replayed}
+                "late": not self.credited, "replayed": self.replayed, "type": self.type}
 
 
 def record_reward(
     db: sqlite_utils.Database, *, event_id: str, title_id: str, value: float, idempotency_key: str | None,
-    policies: Mapping[str, PolicyConfig], now: float | None = None,
+    policies: Mapping[str, PolicyConfig], now: float | None = None, reward_type: str | None = None,
 ) -> RewardReceipt:
-    """Store a reward and credit it to every policy whose window for the event is still open."""
+    """Store a reward and credit it to every policy whose window for the event is still open.
+
+    A typed reward (``reward_type``) is stored with its type; each policy values it by its own
+    ``reward_values`` when it learns (``bandits.learner.closed_labels``), ``value`` is for display.
+    """
     now = time.time() if now is None else now
     with write_transaction(db):
         seq, deferred, activated_at = _event(db, event_id)
         if idempotency_key is not None:
             previous = db.execute(
-                "SELECT id, event_seq, title_id, value, received_at FROM rewards WHERE idempotency_key = ?",
+                "SELECT id, event_seq, title_id, value, received_at, type FROM rewards WHERE idempotency_key = ?",
                 [idempotency_key],
             ).fetchone()
             if previous is not None:
-                if (previous[1], previous[2], previous[3]) != (seq, title_id, value):
+                if (previous[1], previous[2], previous[5]) != (seq, title_id, reward_type) or \
+                        (reward_type is None and previous[3] != value):
                     raise Conflict("Idempotency-Key was already used for a different reward")
                 credited = tuple(row[0] for row in db.execute(
                     "SELECT policy FROM reward_credits WHERE reward_id = ? ORDER BY policy", [previous[0]]))
-                return RewardReceipt(reward_id=previous[0], event_id=event_id, title_id=title_id, value=value,
-                                     received_at=previous[4], credited=credited, replayed=True)
+                return RewardReceipt(reward_id=previous[0], event_id=event_id, title_id=title_id, value=previous[3],
+                                     received_at=previous[4], credited=credited, replayed=True, type=reward_type)
         if deferred and activated_at is None:
             raise Conflict(f"event {event_id!r} is deferred and was never activated: activate it when it is shown, "
                            "then report its rewards")
@@ -134,8 +140,9 @@ def record_reward(
         if shown is None:
             raise Conflict(f"title {title_id!r} was not shown in event {event_id!r}")
         reward_id = int(db.execute(
-            "INSERT INTO rewards (event_seq, title_id, value, received_at, idempotency_key) VALUES (?, ?, ?, ?, ?)",
-            [seq, title_id, value, now, idempotency_key],
+            "INSERT INTO rewards (event_seq, title_id, value, received_at, idempotency_key, type) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [seq, title_id, value, now, idempotency_key, reward_type],
         ).lastrowid)  # type: ignore[arg-type]
         newly_credited: list[str] = []
         for name in POLICY_NAMES:
@@ -149,7 +156,7 @@ def record_reward(
             if policies[name].learn_on_first_reward and row[0] > now:
                 db.execute("UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ?", [now, name, seq])
     return RewardReceipt(reward_id=reward_id, event_id=event_id, title_id=title_id, value=value, received_at=now,
-                         credited=tuple(newly_credited))
+                         credited=tuple(newly_credited), type=reward_type)
 
 
 def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
@@ -168,10 +175,10 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
             slot["offered_title_ids"] = [candidates[index] for index in json.loads(r["offered"])]
         slots.append(slot)
     rewards = [
-        {"title_id": r["title_id"], "value": r["value"], "received_at": r["received_at"],
+        {"title_id": r["title_id"], "value": r["value"], "type": r["type"], "received_at": r["received_at"],
          "credited_policies": [p for p in (r["credits"] or "").split(",") if p]}
         for r in db.query(
-            "SELECT r.title_id, r.value, r.received_at, GROUP_CONCAT(c.policy) AS credits FROM rewards r "
+            "SELECT r.title_id, r.value, r.type, r.received_at, GROUP_CONCAT(c.policy) AS credits FROM rewards r "
             "LEFT JOIN reward_credits c ON c.reward_id = r.id WHERE r.event_seq = ? GROUP BY r.id ORDER BY r.id",
             [event["seq"]])
     ]

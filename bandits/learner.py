@@ -67,7 +67,8 @@ def _close_due(db: sqlite_utils.Database, cfg: PolicyConfig, *, now: float, limi
     so ``closed_labels`` reads them afterwards without the lock. The aggregation rule and default
     reward in force at the close are recorded with each window, so a retried step learns the same labels.
     """
-    rule = json.dumps({"aggregation": cfg.aggregation, "default_reward": cfg.default_reward})
+    rule = json.dumps({"aggregation": cfg.aggregation, "default_reward": cfg.default_reward,
+                       "reward_values": cfg.reward_values})
     closed = 0
     while closed < limit:
         with write_transaction(db):
@@ -103,30 +104,43 @@ def closed_labels(db: sqlite_utils.Database, policy: str, seqs: Sequence[int]) -
         f"SELECT event_seq, title_id FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position", seqs
     ):
         shown.setdefault(seq, []).append(title_id)
-    credited: dict[tuple[int, str], list[float]] = {}
-    for seq, title_id, value in db.execute(
-        f"SELECT r.event_seq, r.title_id, r.value FROM rewards r JOIN reward_credits c ON c.reward_id = r.id "
+    credited: dict[tuple[int, str], list[tuple[float, str | None]]] = {}
+    for seq, title_id, value, reward_type in db.execute(
+        f"SELECT r.event_seq, r.title_id, r.value, r.type FROM rewards r JOIN reward_credits c ON c.reward_id = r.id "
         f"WHERE r.event_seq IN ({marks}) AND c.policy = ? ORDER BY r.id",
         [*seqs, policy],
     ):
-        credited.setdefault((seq, title_id), []).append(value)
+        credited.setdefault((seq, title_id), []).append((value, reward_type))
     labels: dict[int, list[float]] = {}
     for seq in seqs:
         rule = rules[seq]
         if isinstance(rule, list):  # closed by a Marquee that fixed the labels themselves at the close
             labels[seq] = [float(value) for value in rule]
             continue
-        labels[seq] = [aggregate(credited.get((seq, title_id)), aggregation=rule["aggregation"],
+        values = rule.get("reward_values", {})
+        labels[seq] = [aggregate(valued(credited.get((seq, title_id)), values), aggregation=rule["aggregation"],
                                  default_reward=float(rule["default_reward"])) for title_id in shown.get(seq, [])]
     return labels
 
 
+def valued(rewards: list[tuple[float, str | None]] | None, reward_values: Mapping[str, float]) -> list[float] | None:
+    """Return the values of rewards in arrival order: a number as sent, a typed one at the policy's value of its type.
+
+    A type the policy gives no value (a window closed before types existed) keeps the value stored with it.
+    """
+    if rewards is None:
+        return None
+    return [float(reward_values.get(kind, value)) if kind is not None else value for value, kind in rewards]
+
+
 def aggregate(values: list[float] | None, *, aggregation: str, default_reward: float) -> float:
-    """Combine the rewards credited to one shown title (``earliest`` or ``sum``); the default if none came."""
+    """Combine the rewards credited to one shown title (``earliest``, ``sum`` or ``max``); the default if none came."""
     if not values:
         return default_reward
     if aggregation == "sum":
         return sum(values)
+    if aggregation == "max":
+        return max(values)
     return values[0]
 
 

@@ -37,7 +37,7 @@ import vowpal_wabbit_next as vw
 
 from bandits import blocks, evaluation, features
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
-from bandits.learner import aggregate, offered_titles
+from bandits.learner import aggregate, offered_titles, valued
 from bandits.policy import ARTWORK, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
 from bandits.vwtext import TextExamples, TextLines
 
@@ -147,7 +147,8 @@ def _closed_events(db: sqlite_utils.Database, *, policy: str, since: float | Non
 
 
 def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, default_reward: float,
-             since: float | None = None, until: float | None = None, limit: int | None = None) -> Rounds:
+             since: float | None = None, until: float | None = None, limit: int | None = None,
+             reward_values: Mapping[str, float] | None = None) -> Rounds:
     """Return the rounds of ``policy`` logged between ``since`` (inclusive) and ``until`` (exclusive).
 
     Only events whose reward window for the policy has closed are included: their rewards are final.
@@ -162,7 +163,7 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
     events = _closed_events(db, policy=policy, since=since, until=until, limit=limit)
     seqs = [event["seq"] for event in events]
     impressions: dict[int, list[dict[str, Any]]] = {}
-    credited: dict[tuple[int, str], list[float]] = {}
+    credited: dict[tuple[int, str], list[tuple[float, str | None]]] = {}
     for start in range(0, len(seqs), 500):
         chunk = seqs[start:start + 500]
         marks = ",".join("?" * len(chunk))
@@ -172,12 +173,12 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
             chunk,
         ):
             impressions.setdefault(row["event_seq"], []).append(row)
-        for seq, title_id, value in db.execute(
-            "SELECT r.event_seq, r.title_id, r.value FROM rewards r JOIN reward_credits c ON c.reward_id = r.id "
+        for seq, title_id, value, reward_type in db.execute(
+            "SELECT r.event_seq, r.title_id, r.value, r.type FROM rewards r JOIN reward_credits c ON c.reward_id = r.id "
             f"WHERE r.event_seq IN ({marks}) AND c.policy = ? ORDER BY r.id",
             [*chunk, policy],
         ):
-            credited.setdefault((seq, title_id), []).append(value)
+            credited.setdefault((seq, title_id), []).append((value, reward_type))
     keys = {event["title_block"] for event in events}
     keys.update(row["artwork_block"] for rows in impressions.values() for row in rows)
     lines_of = blocks.load(db, keys)
@@ -189,7 +190,8 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
         left = list(range(len(candidates)))
         candidate_ids = json.loads(event["candidates"])
         for row in impressions.get(event["seq"], []):
-            reward = aggregate(credited.get((event["seq"], row["title_id"])), aggregation=aggregation,
+            reward = aggregate(valued(credited.get((event["seq"], row["title_id"])), reward_values or {}),
+                               aggregation=aggregation,
                                default_reward=default_reward)
             common = {"event_id": event["id"], "event_index": number, "position": row["position"],
                       "created_at": event["created_at"], "context": context, "reward": reward}
@@ -771,7 +773,7 @@ def policy_rounds(db: sqlite_utils.Database, config: Mapping[str, Any], policy: 
 
     settings = load_policy(db, config, policy)
     return from_log(db, policy=policy, aggregation=settings.aggregation, default_reward=settings.default_reward,
-                    since=since, until=until, limit=limit)
+                    since=since, until=until, limit=limit, reward_values=settings.reward_values)
 
 
 def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
@@ -829,9 +831,11 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
     else:
         assert settings is not None and spec.policy is not None
         rounds = from_log(db, policy=spec.policy, aggregation=settings.aggregation,
-                          default_reward=settings.default_reward, since=spec.since, until=spec.until, limit=spec.limit)
+                          default_reward=settings.default_reward, since=spec.since, until=spec.until, limit=spec.limit,
+                          reward_values=settings.reward_values)
         source = {"log": spec.policy}
-        reward_rule = {"aggregation": settings.aggregation, "default_reward": settings.default_reward}
+        reward_rule = {"aggregation": settings.aggregation, "default_reward": settings.default_reward,
+                       "reward_values": settings.reward_values}
         what = spec.policy
     if len(rounds) < 2 or rounds.n_events < spec.folds:
         raise SpecError(f"since: the range holds {len(rounds)} closed decisions of {what} in "

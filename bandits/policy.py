@@ -35,11 +35,13 @@ DEFAULT_VW_ARGS: dict[str, list[str]] = {
     TITLES: ["-q", "UT", "-q", "UG", "-l", "0.05"],
     ARTWORK: ["-q", "UA", "-q", "GA", "-l", "0.05"],
 }
-AGGREGATIONS = ("earliest", "sum")
+AGGREGATIONS = ("earliest", "sum", "max")
+# Outcomes a client may report by name; each policy gives each a value (``reward_values``).
+REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")
 # Settings an operator may override per policy; anything absent takes the deployment default.
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
 OVERRIDABLE = ("exploration", "epsilon", "gamma_scale", "gamma_exponent", "vw_args", "reward_wait", "default_reward",
-               "aggregation", "learn_on_first_reward", "max_per_genre", "min_genres")
+               "aggregation", "learn_on_first_reward", "max_per_genre", "min_genres", "reward_values")
 TITLES_ONLY = ("max_per_genre", "min_genres")  # row settings: the artwork policy picks one artwork per title
 
 
@@ -63,6 +65,7 @@ class PolicyConfig:
     gamma_exponent: float = 0.5
     max_per_genre: int = 0
     min_genres: int = 0
+    reward_values: dict[str, float] = field(default_factory=dict)
     overridden: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,6 +97,7 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "exploration": str(config["EXPLORATION"]),
         "gamma_scale": float(config["SQUARECB_GAMMA_SCALE"]),
         "gamma_exponent": float(config["SQUARECB_GAMMA_EXPONENT"]),
+        "reward_values": parse_reward_values(config["REWARD_VALUES"]),
         **({"max_per_genre": int(config["MAX_PER_GENRE"]), "min_genres": int(config["MIN_GENRES"])}
            if name == TITLES else {}),
     }
@@ -145,8 +149,45 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) ->
                 raise PolicyError("learn_on_first_reward: must be true or false")
         elif key == "vw_args":
             value = parse_vw_args(value)
+        elif key == "reward_values":
+            value = check_reward_values(value)
         clean[key] = value
     return clean
+
+
+def check_reward_values(value: Any, *, where: str = "reward_values") -> dict[str, float]:
+    """Check a mapping of reward types to values in [-1, 1]; a type left out keeps its default."""
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where}: must be an object mapping reward types ({', '.join(REWARD_TYPES)}) to values")
+    clean: dict[str, float] = {}
+    for name, number in value.items():
+        if name not in REWARD_TYPES:
+            raise PolicyError(f"{where}.{name}: not a reward type (types: {', '.join(REWARD_TYPES)})")
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not -1.0 <= number <= 1.0:
+            raise PolicyError(f"{where}.{name}: must be a number in [-1, 1]")
+        clean[name] = float(number)
+    return clean
+
+
+def parse_reward_values(text: str) -> dict[str, float]:
+    """Read ``MARQUEE_REWARD_VALUES`` (``click=1,play=1,...``); every type gets a value."""
+    values: dict[str, Any] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, number = part.partition("=")
+        try:
+            values[name.strip()] = float(number) if sep else None
+        except ValueError:
+            raise ValueError(f"REWARD_VALUES: {part.strip()!r} is not type=number") from None
+    try:
+        clean = check_reward_values(values, where="REWARD_VALUES")
+    except PolicyError as exc:
+        raise ValueError(str(exc)) from None
+    missing = [name for name in REWARD_TYPES if name not in clean]
+    if missing:
+        raise ValueError(f"REWARD_VALUES: give every reward type a value (missing: {', '.join(missing)})")
+    return {name: clean[name] for name in REWARD_TYPES}
 
 
 def parse_vw_args(value: Any) -> list[str]:
@@ -201,6 +242,7 @@ def load_policy(db: sqlite_utils.Database, config: Mapping[str, Any], name: str)
     row = db.execute("SELECT overrides FROM policies WHERE name = ?", [name]).fetchone()
     overrides = json.loads(row[0]) if row else {}
     settings.update(overrides)
+    settings["reward_values"] = {**deployment_defaults(config, name)["reward_values"], **overrides.get("reward_values", {})}
     return PolicyConfig(name=name, overridden=sorted(overrides), **settings)
 
 

@@ -110,7 +110,7 @@ TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", 
 
 
 # Columns added after their table was first released: a file from an older version gains them.
-ADDED_COLUMNS = (("impressions", "offered", "TEXT"),)
+ADDED_COLUMNS = (("impressions", "offered", "TEXT"), ("rewards", "type", "TEXT"))
 
 
 def _missing_columns(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
@@ -178,11 +178,14 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 artwork_prob REAL NOT NULL, artwork_explored INTEGER NOT NULL, offered TEXT,
                 PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
         )
+        # type: the outcome a typed reward reported (click, play, ...; bandits.policy.REWARD_TYPES), whose
+        # value each policy sets; NULL for a reward sent as a number. value: the number, or for a typed
+        # reward the deployment's value of its type when it arrived.
         db.execute(
             """CREATE TABLE IF NOT EXISTS rewards (
                 id INTEGER PRIMARY KEY AUTOINCREMENT, event_seq INTEGER NOT NULL REFERENCES events(seq),
                 title_id TEXT NOT NULL, value REAL NOT NULL, received_at REAL NOT NULL,
-                idempotency_key TEXT UNIQUE)"""
+                idempotency_key TEXT UNIQUE, type TEXT)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS rewards_event ON rewards (event_seq)")
         # A reward counts for a policy only if it arrived while that policy's window was open.

@@ -35,6 +35,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "DEFAULT_REWARD": (0.0, float, "Default reward of an impression whose window closed without a reward."),
     "MAX_PER_GENRE": (0, int, "Default row diversity: at most this many titles of one genre in a row (0: no cap); the titles policy and each request can override it."),
     "MIN_GENRES": (0, int, "Default row diversity: at least this many genres in a row when the candidates allow (0: no minimum)."),
+    "REWARD_VALUES": ("click=1,play=1,completed=1,thumbs_up=1,thumbs_down=-1", str, "Default value of each reward type a client may report by name instead of a number (each policy can override any of them)."),
     "ARTWORK_TRIAL_HOURS": (72.0, float, "How long a new artwork is on trial: it gets an extra share of its title's draws while older artworks of the title exist."),
     "ARTWORK_TRIAL_SHARE": (0.2, float, "The extra share of a title's artwork draws given to its artworks on trial (0 turns the trial off)."),
     "TITLE_TRIAL_HOURS": (72.0, float, "How long a new title is on trial: it gets an extra share of each slot's title draw while older titles are offered too."),
@@ -91,6 +92,9 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"SQUARECB_GAMMA_EXPONENT must be in [0, 1], got {config['SQUARECB_GAMMA_EXPONENT']}")
     if not 0.0 <= float(config["ARTWORK_TRIAL_SHARE"]) <= 1.0:
         raise ValueError(f"ARTWORK_TRIAL_SHARE must be in [0, 1], got {config['ARTWORK_TRIAL_SHARE']}")
+    from bandits.policy import parse_reward_values
+
+    parse_reward_values(config["REWARD_VALUES"])  # raises ValueError naming the bad part
     for name in ("MAX_PER_GENRE", "MIN_GENRES"):
         if not 0 <= int(config[name]) <= 100:
             raise ValueError(f"{name} must be an integer in [0, 100], got {config[name]}")

@@ -35,8 +35,8 @@ LATENCY = Histogram("marquee_http_request_duration_seconds", "Time from a reques
 DECISIONS = Counter("marquee_decisions", "Rows ranked and logged")
 PICKS = Counter("marquee_picks", "Title and artwork picks, by policy and whether the pick explored",
                 ["policy", "explored"])
-REWARDS = Counter("marquee_rewards", "Rewards stored, by whether any policy's window was still open (credited)",
-                  ["credited"])
+REWARDS = Counter("marquee_rewards", "Rewards stored, by type (value: sent as a number) and whether any "
+                  "policy's window was still open (credited)", ["type", "credited"])
 REWARD_VALUES = Summary("marquee_reward_value", "Values of the rewards stored")
 _PICK_CHILDREN = {(policy, explored): PICKS.labels(policy, "true" if explored else "false")
                   for policy in ("titles", "artwork") for explored in (True, False)}
@@ -153,11 +153,11 @@ def decision(slots: Any) -> None:
             _PICK_CHILDREN[policy, False].inc(len(slots) - explored)
 
 
-def reward(value: float, *, credited: bool, replayed: bool) -> None:
+def reward(value: float, *, reward_type: str | None, credited: bool, replayed: bool) -> None:
     """Count a stored reward (a replayed one was counted the first time)."""
     if replayed:
         return
-    REWARDS.labels("true" if credited else "false").inc()
+    REWARDS.labels(reward_type or "value", "true" if credited else "false").inc()
     REWARD_VALUES.observe(value)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from flask import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from service.errors import Invalid, UnsupportedMedia
 
@@ -85,16 +85,31 @@ class RankRequest(Strict):
     diversity: Optional[DiversityBody] = None
 
 
+REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")  # as bandits.policy.REWARD_TYPES
+
+
 class RewardRequest(Strict):
+    """A reward for one shown title: a number, or the name of an outcome whose value each policy sets."""
+
     title_id: str = Field(min_length=1, max_length=128)
-    value: float = Field(ge=-1.0, le=1.0)
+    value: Optional[float] = Field(default=None, ge=-1.0, le=1.0, description="the reward, in [-1, 1]")
+    type: Optional[Literal["click", "play", "completed", "thumbs_up", "thumbs_down"]] = Field(
+        default=None, description="an outcome instead of a number; each policy's `reward_values` give its value")
 
     @field_validator("value", mode="before")
     @classmethod
     def _number(cls, value: Any) -> Any:
+        if value is None:
+            return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("must be a number in [-1, 1]")
         return float(value)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "RewardRequest":
+        if (self.value is None) == (self.type is None):
+            raise ValueError("give either value (a number in [-1, 1]) or type (" + ", ".join(REWARD_TYPES) + "), not both")
+        return self
 
 
 class TitleBody(Strict):
@@ -130,6 +145,7 @@ class PolicyBody(Strict):
     learn_on_first_reward: Optional[Any] = None
     max_per_genre: Optional[Any] = None
     min_genres: Optional[Any] = None
+    reward_values: Optional[Any] = None
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -46,7 +46,7 @@ def test_changing_vw_args_starts_a_new_model(client, db):
     ({"epsilon": "high"}, "epsilon"),
     ({"reward_wait": -1}, "reward_wait"),
     ({"default_reward": 2}, "default_reward"),
-    ({"aggregation": "max"}, "aggregation"),
+    ({"aggregation": "median"}, "aggregation"),
     ({"learn_on_first_reward": "yes"}, "learn_on_first_reward"),
     ({"vw_args": "--bogus_option"}, "'--bogus_option' is not accepted"),
     ({"vw_args": "--cb_explore_adf"}, "not accepted"),

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from bandits.diversity import DiversityError
 from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
+from bandits.policy import parse_reward_values
 from bandits.eventlog import activate, get_event, log_decision, record_reward
 from service import metrics
 from service.db import get_db
@@ -104,9 +105,14 @@ def reward(event_id: str) -> ResponseReturnValue:
     config = current_app.config
     db = get_db()
     policies = serving_state(config["DATABASE"]).current_policies(db, config)
-    receipt = record_reward(db, event_id=event_id, title_id=body.title_id, value=body.value,
+    if body.type is not None:
+        value = parse_reward_values(config["REWARD_VALUES"])[body.type]  # for display; each policy values it itself
+    else:
+        assert body.value is not None
+        value = body.value
+    receipt = record_reward(db, event_id=event_id, title_id=body.title_id, value=value, reward_type=body.type,
                             idempotency_key=key, policies=policies)
-    metrics.reward(receipt.value, credited=bool(receipt.credited), replayed=receipt.replayed)
+    metrics.reward(receipt.value, reward_type=body.type, credited=bool(receipt.credited), replayed=receipt.replayed)
     return jsonify(receipt.as_dict()), (200 if receipt.replayed else 201)
 
 
