@@ -40,7 +40,8 @@ PREFIX = {CLIENT: "mq_client_", ADMIN: "mq_admin_"}
 PUBLIC_ENDPOINTS = {"static", "ops.healthz", "ops.openapi_document", "catalog.artwork_image"}
 CLIENT_ENDPOINTS = {"decisions.rank", "decisions.reward", "decisions.activate_event", "decisions.show_event",
                     "catalog.list_titles", "catalog.get_title", "catalog.list_artworks"}
-PAGE_ENDPOINTS = {"live.live_page", "reports.evaluations_page", "reports.evaluation_page", "ops.prometheus_metrics"}
+PAGE_ENDPOINTS = {"live.live_page", "reports.evaluations_page", "reports.evaluation_page", "ops.prometheus_metrics",
+                  "dashboard.dashboard_page"}
 
 
 def digest(key: str) -> str:

@@ -297,6 +297,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
         Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}), Param("fragment", {"type": "string"}))),
     ("GET", "/evaluations"): Operation(200, {"type": "string"}, media="text/html"),
+    ("GET", "/dashboard"): Operation(200, {"type": "string"}, media="text/html", query=(
+        Param("span", {"type": "integer", "minimum": 100, "maximum": 100_000}, "the most recent rows the charts cover"),
+        Param("segment", {"type": "string"}, "the viewer feature whose values the winning-artwork table compares"))),
     ("GET", "/evaluations/{run_id}"): Operation(200, {"type": "string"}, media="text/html",
                                               extra={404: "no such evaluation (an HTML page saying so)"}),
     ("GET", "/metrics"): Operation(200, {"type": "string"}, media="text/plain"),
