@@ -115,13 +115,16 @@ def _offered(allowed: Allowed | None, picks: Sequence[Pick], left: list[int]) ->
 
 
 def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: np.random.Generator, *,
-                       allowed: Allowed | None = None) -> list[Pick]:
+                       allowed: Allowed | None = None, trial: Sequence[int] = (), trial_share: float = 0.0) -> list[Pick]:
     """Fill ``slots`` positions without repeats, each slot epsilon-greedy over the actions left.
 
     Each ``Pick.index`` indexes ``costs``; its probability is the exact conditional probability of
     that pick given the picks of the earlier slots, computed over the actions that slot offered: all
-    those left, or the subset ``allowed`` returns (then recorded in ``Pick.offered``).
+    those left, or the subset ``allowed`` returns (then recorded in ``Pick.offered``). Actions on
+    ``trial`` get an extra ``trial_share`` of each slot's draw among those the slot offers, as in
+    ``epsilon_greedy``, when it offers some but not only those.
     """
+    on_trial = set(trial) if trial_share > 0.0 else set()
     if slots > len(costs):
         raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
     _check_finite(costs)
@@ -136,7 +139,17 @@ def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: 
             if values[index] != low:
                 break
             best.append(index)
-        pick = _draw(best, offered, epsilon, rng)
+        trial_here = [index for index in offered if index in on_trial] if on_trial else []
+        if trial_here and len(trial_here) < len(offered):
+            if rng.random() < trial_share:
+                index = trial_here[int(rng.integers(len(trial_here)))]
+            else:
+                index = _draw(best, offered, epsilon, rng).index
+            greedy_mass = epsilon / len(offered) + ((1.0 - epsilon) / len(best) if index in best else 0.0)
+            probability = (1.0 - trial_share) * greedy_mass + (trial_share / len(trial_here) if index in on_trial else 0.0)
+            pick = Pick(index=index, probability=probability, greedy_index=index if index in best else best[0])
+        else:
+            pick = _draw(best, offered, epsilon, rng)
         if restricted:
             pick = replace(pick, offered=tuple(sorted(offered)))
         order.remove(pick.index)
@@ -214,8 +227,9 @@ class Exploration:
         Actions on ``trial`` get an extra ``trial_share`` of each slot's draw, as in ``pick``, among
         the trial actions that slot offers (when it offers some, but not only those).
         """
-        if self.rule == EPSILON_GREEDY and not (trial and trial_share > 0.0):
-            return epsilon_greedy_row(costs, slots, self.epsilon, rng, allowed=allowed)
+        if self.rule == EPSILON_GREEDY:
+            return epsilon_greedy_row(costs, slots, self.epsilon, rng, allowed=allowed, trial=trial,
+                                      trial_share=trial_share)
         if slots > len(costs):
             raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
         _check_finite(costs)
