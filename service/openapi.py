@@ -38,9 +38,20 @@ class ErrorBody(Open):
     error: ErrorDetail
 
 
+class Contribution(Open):
+    namespace: str = Field(description="viewer, viewer id, title, genre or artwork")
+    feature: str
+    value: float
+    contribution: float = Field(description="this feature's share of the estimated reward (Shapley value)")
+
+
 class Explanation(Open):
-    explored: bool
+    explored: bool = Field(description="the pick was not one of the model's best: exploration chose it")
     estimated_reward: float
+    baseline: float = Field(description="the estimate with no feature at all (the model's constant)")
+    features: list[Contribution] = Field(description="the features that moved the estimate most, largest first")
+    other_features: float = Field(description="the summed contribution of the remaining features")
+    feature_count: int
     greedy_title_id: Optional[str] = None
     greedy_artwork_id: Optional[str] = None
 

@@ -8,6 +8,7 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify, request
 
+from bandits import features
 from bandits.diversity import DiversityError
 from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
 from bandits.policy import parse_reward_values
@@ -24,20 +25,32 @@ MAX_IDEMPOTENCY_KEY = 200
 ARTWORK_URL_WIDTH = 342  # the rendition rank responses point to (WebP, 342 px wide)
 
 
-def _slot_json(slot: Any, *, explain: bool) -> dict[str, Any]:
+def _slot_json(slot: Any, *, explanation: dict[str, Any] | None) -> dict[str, Any]:
     body = {
         "position": slot.position, "title_id": slot.title_id, "artwork_id": slot.artwork_id,
         "artwork_url": f"/v1/artworks/{slot.artwork_id}/image?w={ARTWORK_URL_WIDTH}",
         "title_probability": slot.title_prob, "artwork_probability": slot.artwork_prob,
     }
-    if explain:
-        body["explanation"] = {
-            "title": {"explored": slot.title_explored, "estimated_reward": slot.title_estimate + 0.0,
-                      "greedy_title_id": slot.greedy_title_id},
-            "artwork": {"explored": slot.artwork_explored, "estimated_reward": slot.artwork_estimate + 0.0,
-                        "greedy_artwork_id": slot.greedy_artwork_id},
-        }
+    if explanation is not None:
+        body["explanation"] = explanation
     return body
+
+
+def _explanations(decision: RowDecision, models: Any) -> list[dict[str, Any]]:
+    """Per slot: whether each pick explored, the greedy choice, and what drove the estimate (``bandits.explain``)."""
+    titles, artwork = models["titles"].explainer(), models["artwork"].explainer()
+    lines = decision.candidate_block.lines
+    found = []
+    for slot in decision.slots:
+        title_line = lines[slot.title_index]
+        found.append({
+            "title": {"explored": slot.title_explored, "greedy_title_id": slot.greedy_title_id,
+                      **titles.explain(decision.shared_line, title_line)},
+            "artwork": {"explored": slot.artwork_explored, "greedy_artwork_id": slot.greedy_artwork_id,
+                        **artwork.explain(features.artwork_shared(decision.shared_line, title_line),
+                                          slot.artwork_block.lines[slot.artwork_index])},
+        })
+    return found
 
 
 @bp.post("/v1/rank")
@@ -85,7 +98,8 @@ def rank() -> ResponseReturnValue:
         "event_id": event_id,
         "model_versions": dict(decision.model_versions),
         "deferred": body.defer_activation,
-        "slots": [_slot_json(slot, explain=body.explain) for slot in decision.slots],
+        "slots": [_slot_json(slot, explanation=explanation) for slot, explanation in zip(
+            decision.slots, _explanations(decision, models) if body.explain else [None] * len(decision.slots))],
     }
     if decision.diversity is not None:
         response["diversity"] = dict(decision.diversity)
