@@ -102,3 +102,42 @@ class Explainer:
         found.sort(key=lambda item: -abs(item["contribution"]))
         return {"estimated_reward": full, "baseline": empty, "features": found[:top],
                 "other_features": float(sum(item["contribution"] for item in found[top:])), "feature_count": len(found)}
+
+
+def feature_group(namespace: str, feature: str) -> str:
+    """The feature a person asks about: ``segment`` for ``segment=night-owl``, ``hour`` for ``hour``; a genre is itself."""
+    if namespace == "G":
+        return feature
+    name, sep, _ = feature.partition("=")
+    return name if sep else feature
+
+
+def importance(explainer: Explainer, examples: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Mean absolute contribution of each feature to the estimates of ``examples`` (shared line, chosen action).
+
+    A feature's importance is how far, on average over the decisions, it moved the estimate for the
+    action that was shown, in either direction (zero in decisions where it is absent); the signed mean
+    says which way it pushed. Features are grouped by name: every value of ``segment`` counts as
+    ``segment``.
+    """
+    absolute: dict[tuple[str, str], float] = {}
+    signed: dict[tuple[str, str], float] = {}
+    present: dict[tuple[str, str], int] = {}
+    for shared, action in examples:
+        explained = explainer.explain(shared, action, top=10_000)
+        seen = set()
+        for item in explained["features"]:
+            key = (item["namespace"], feature_group(_letter(item["namespace"]), item["feature"]))
+            absolute[key] = absolute.get(key, 0.0) + abs(item["contribution"])
+            signed[key] = signed.get(key, 0.0) + item["contribution"]
+            seen.add(key)
+        for key in seen:
+            present[key] = present.get(key, 0) + 1
+    n = max(1, len(examples))
+    ranked = sorted(absolute, key=lambda key: -absolute[key])
+    return [{"namespace": key[0], "feature": key[1], "mean_abs_contribution": absolute[key] / n,
+             "mean_contribution": signed[key] / n, "present_share": present[key] / n} for key in ranked]
+
+
+def _letter(namespace_name: str) -> str:
+    return next((letter for letter, name in NAMESPACES.items() if name == namespace_name), namespace_name)

@@ -297,6 +297,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/datasets"): Operation(200, OBJECT),
     ("GET", "/v1/datasets/{dataset_id}"): Operation(200, OBJECT),
     ("DELETE", "/v1/datasets/{dataset_id}"): Operation(204),
+    ("GET", "/v1/policies/{name}/importance"): Operation(200, OBJECT, query=(
+        Param("decisions", {"type": "integer", "minimum": 1, "maximum": 2000}, "the most recent closed decisions to explain"),)),
     ("GET", "/v1/reports/exposure"): Operation(200, ExposureReport, query=(
         Param("days", {"type": "number", "exclusiveMinimum": 0, "maximum": 3650}, "the window: the last this many days"),
         Param("by", {"type": "string"}, "comma-separated attributes: genre, year, maturity, features.<name>"),

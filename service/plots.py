@@ -96,3 +96,16 @@ def intervals(name: str, rows: Sequence[tuple[str, float, float | None, float | 
     axes.set_xlabel(xlabel)
     axes.grid(axis="y", visible=False)
     return _svg(figure, name)
+
+
+def ranking(name: str, rows: Sequence[tuple[str, float]], *, xlabel: str) -> str:
+    """Horizontal bars, largest on top: (label, value) each."""
+    height = 0.8 + 0.26 * max(1, len(rows))
+    figure = Figure(figsize=(WIDTH / 2 - 0.1, height), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    ys = list(range(len(rows)))[::-1]
+    axes.barh(ys, [value for _, value in rows], color=COLORS[0], height=0.7)
+    axes.set_yticks(ys, [label[:32] for label, _ in rows])
+    axes.set_xlabel(xlabel)
+    axes.grid(axis="y", visible=False)
+    return _svg(figure, name)

@@ -21,7 +21,7 @@ from bandits.storage import connect
 from tests.gunicorn_harness import ROOT, Service
 from tests.test_gunicorn import wait_until_learned
 
-CHARTS = {"traffic", "clicked", "played", "evaluation", "exposure"}
+CHARTS = {"traffic", "clicked", "played", "evaluation", "exposure", "importance-titles", "importance-artwork"}
 ARTIFACTS = Path(os.environ.get("MARQUEE_ARTIFACTS", ROOT / "test-artifacts"))
 
 
@@ -102,7 +102,7 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         _open(browser, f"http://127.0.0.1:{service.port}/dashboard")
         assert browser.title.startswith("Dashboard")
         assert {e.get_attribute("data-empty") for e in browser.find_elements("css selector", "[data-empty]")} >= {
-            "traffic", "rates", "evaluation", "exposure"}
+            "traffic", "rates", "evaluation", "exposure", "importance"}
         assert _console_problems(browser) == []
         _screenshot(browser, "dashboard-empty")
 
@@ -131,7 +131,8 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         assert set(charts) == CHARTS
         for name, svg in charts.items():
             assert svg.is_displayed(), name
-            assert svg.size["width"] > 600 and svg.size["height"] > 100, (name, svg.size)
+            assert svg.size["width"] > (300 if name.startswith("importance") else 600), (name, svg.size)
+            assert svg.size["height"] > 100, (name, svg.size)
             drawn = browser.execute_script(
                 "return arguments[0].querySelectorAll('path, use, rect').length", svg)
             assert drawn > 10, (name, drawn)  # axes, ticks and the data itself

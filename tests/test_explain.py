@@ -121,3 +121,22 @@ def test_a_trained_policy_explains_its_artwork_by_the_segment_that_drives_it(app
                 assert top.get(f"segment={segment}", 0.0) > 0.0, artwork["features"]
             title = slot["explanation"]["title"]
             assert title["greedy_title_id"] and isinstance(title["features"], list)
+
+    # Over the logged decisions, the viewer's segment is among what the artwork policy looks at most.
+    report = client.get("/v1/policies/artwork/importance?decisions=300").get_json()
+    assert report["decisions"] == 300 and report["model_version"] >= 1
+    ranked = [(item["namespace"], item["feature"]) for item in report["features"]]
+    assert ("viewer", "segment") in ranked[:3], ranked[:6]
+    values = [item["mean_abs_contribution"] for item in report["features"]]
+    assert values == sorted(values, reverse=True)
+    assert all(0.0 < item["present_share"] <= 1.0 for item in report["features"])
+    assert {item["feature"] for item in report["features"] if item["namespace"] == "artwork"} >= {"id", "tag"}
+
+
+@pytest.mark.parametrize("query, status, message", [
+    ("decisions=0", 422, "decisions"), ("decisions=many", 422, "decisions"), ("decisions=2001", 422, "decisions"),
+])
+def test_bad_importance_parameters(client, query, status, message):
+    response = client.get(f"/v1/policies/titles/importance?{query}")
+    assert response.status_code == status and message in response.get_json()["error"]["message"]
+    assert client.get("/v1/policies/nope/importance").status_code == 404

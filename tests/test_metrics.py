@@ -54,7 +54,8 @@ def test_counts_add_up_every_worker_and_survive_a_killed_worker(tmp_path: Path):
                     all(v == newest[policy] for _, policy, v in serving):
                 break
             assert time.monotonic() < deadline, serving
-            status, _ = service.request("POST", "/v1/rank", {"slots": 1})  # let each worker refresh
+            # Nudge each worker to refresh; a deferred row is never learned, so no newer version follows it.
+            status, _ = service.request("POST", "/v1/rank", {"slots": 1, "defer_activation": True})
             assert status == 200
             extra += 1
             time.sleep(0.3)

@@ -13,11 +13,12 @@ from bandits.policy import ARTWORK, POLICY_NAMES, latest_model
 from service.db import get_db
 from service.errors import Invalid
 from service.runtime import serving_state
-from service.views.policies import policy_stats
+from service.views.policies import feature_importance, policy_stats
 
 bp = Blueprint("dashboard", __name__)
 
 POINTS = 30
+IMPORTANCE_DECISIONS = 200  # recent decisions explained for the feature-importance charts
 
 
 def _span() -> int:
@@ -88,6 +89,15 @@ def dashboard_page() -> ResponseReturnValue:
         winners = dashboard.winning_artwork(state.snapshot, state.models[ARTWORK], feature=feature, values=values,
                                             titles=titles)
 
+    importance = {}
+    for name in POLICY_NAMES:
+        found = feature_importance(db, name, IMPORTANCE_DECISIONS)
+        if found["decisions"]:
+            importance[name] = found
+            charts[f"importance-{name}"] = plots.ranking(f"importance-{name}", [
+                (f"{item['namespace']}: {item['feature']}", item["mean_abs_contribution"])
+                for item in found["features"][:12]], xlabel="mean |contribution| to the estimate")
+
     evaluation = _latest_evaluation(db)
     if evaluation is not None and evaluation.get("result"):
         report = evaluation["result"]
@@ -107,5 +117,5 @@ def dashboard_page() -> ResponseReturnValue:
             ("exposure share", [row["exposure_share"] for row in genres])], ylabel="share", percent=True)
 
     return render_template("dashboard.html", charts=charts, buckets=buckets, models=models, feature=feature,
-                           winners=winners, evaluation=evaluation, fairness=fairness, genres=genres, span=span,
+                           winners=winners, evaluation=evaluation, importance=importance, fairness=fairness, genres=genres, span=span,
                            generated_at=now)

@@ -88,6 +88,39 @@ def put_policy(name: str) -> ResponseReturnValue:
     return jsonify(_describe(db, name))
 
 
+MAX_IMPORTANCE_DECISIONS = 2000
+
+
+def feature_importance(db: sqlite_utils.Database, name: str, decisions: int) -> dict[str, Any]:
+    """Mean absolute contribution of each feature over the policy's most recent closed decisions."""
+    from bandits import explain, offline
+    from service.runtime import serving_state
+
+    config = current_app.config
+    state = serving_state(config["DATABASE"])
+    state.refresh(db, config, wait_for_models=True)
+    model = state.models[name]
+    rounds = offline.policy_rounds(db, config, name, limit=decisions)
+    first = max(0, len(rounds) - decisions)
+    examples = [(rounds.shared[i], rounds.actions(i)[int(rounds.chosen[i])]) for i in range(first, len(rounds))]
+    return {"policy": name, "model_version": model.version, "decisions": len(examples),
+            "features": explain.importance(model.explainer(), examples)}
+
+
+@bp.get("/v1/policies/<name>/importance")
+def policy_importance(name: str) -> ResponseReturnValue:
+    """Which viewer, title and artwork features move the policy's estimates most, over recent decisions."""
+    name = _name(name)
+    raw = request.args.get("decisions", "200")
+    try:
+        decisions = int(raw)
+    except ValueError:
+        raise Invalid(f"decisions: must be a whole number from 1 to {MAX_IMPORTANCE_DECISIONS}, got {raw!r}") from None
+    if not 1 <= decisions <= MAX_IMPORTANCE_DECISIONS:
+        raise Invalid(f"decisions: must be a whole number from 1 to {MAX_IMPORTANCE_DECISIONS}, got {decisions}")
+    return jsonify(feature_importance(get_db(), name, decisions))
+
+
 @bp.get("/v1/policies/<name>/model")
 def export_model(name: str) -> ResponseReturnValue:
     """Download the newest model version as VW model bytes."""
