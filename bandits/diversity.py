@@ -81,8 +81,9 @@ class RowRestriction:
                 counts[genre] = counts.get(genre, 0) + 1
         offered = list(left)
         cap = self.diversity.max_per_genre
-        if cap > 0:
-            capped = [i for i in offered if all(counts.get(g, 0) < cap for g in self.genres[i])]
+        full = {genre for genre, count in counts.items() if count >= cap} if cap > 0 else set()
+        if full:  # only genres at their cap take titles out of the offer
+            capped = [i for i in offered if full.isdisjoint(self.genres[i])]
             if capped:
                 offered = capped
             else:
