@@ -18,6 +18,7 @@ that looks nearly as good as the best keeps being tried while a hopeless one is 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -155,6 +156,16 @@ def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: 
         order.remove(pick.index)
         picks.append(pick)
     return picks
+
+
+def event_rng(event_id: str) -> np.random.Generator:
+    """The exploration randomness of a decision whose client chose its event id: the same id, the same draws.
+
+    Given the same model and candidates, a decision is then reproducible from its id (as in Azure
+    Personalizer), while distinct ids draw independently, so every logged probability stays exact.
+    """
+    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=16, person=b"marquee-explore").digest()
+    return np.random.default_rng(int.from_bytes(digest, "big"))
 
 
 # ---------------------------------------------------------------- SquareCB and the exploration rule

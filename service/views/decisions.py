@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from bandits import features
 from bandits.diversity import DiversityError
+from bandits.exploration import event_rng
 from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
 from bandits.policy import parse_reward_values
 from bandits.eventlog import activate, get_event, log_decision, record_reward
@@ -82,7 +83,8 @@ def rank() -> ResponseReturnValue:
             titles_exploration=policies["titles"].explorer(models["titles"].examples_learned),
             artwork_exploration=policies["artwork"].explorer(models["artwork"].examples_learned),
             user_id=body.user.id, user_features=body.user.features, slots=body.slots,
-            candidates=body.candidates, exclude=body.exclude, rng=state.rng,
+            candidates=body.candidates, exclude=body.exclude,
+            rng=event_rng(body.event_id) if body.event_id else state.rng,
             trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600, trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
             diversity=diversity,
             title_trial_seconds=float(config["TITLE_TRIAL_HOURS"]) * 3600,
