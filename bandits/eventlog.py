@@ -12,13 +12,13 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import sqlite_utils
 
 from bandits import blocks
 from bandits.decide import RowDecision
-from bandits.policy import POLICY_NAMES, PolicyConfig
+from bandits.policy import POLICY_NAMES, ROW_POLICIES, PolicyConfig
 from bandits.storage import write_transaction
 from service.errors import Conflict, NotFound
 
@@ -26,6 +26,7 @@ from service.errors import Conflict, NotFound
 def log_decision(
     db: sqlite_utils.Database, *, database: str, event_id: str, decision: RowDecision, user_id: str | None,
     context: Mapping[str, Any], deferred: bool, policies: Mapping[str, PolicyConfig], now: float | None = None,
+    kind: str | None = None, learned_by: Sequence[str] = ROW_POLICIES,
 ) -> int:
     """Store a decision with its impressions and open its reward windows; return the event's sequence number.
 
@@ -38,10 +39,10 @@ def log_decision(
         try:
             cursor = db.execute(
                 "INSERT INTO events (id, created_at, user_id, context, candidates, title_shared, title_block, "
-                "model_versions, deferred, activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model_versions, deferred, activated_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [event_id, now, user_id, json.dumps(context, sort_keys=True), json.dumps(decision.candidate_ids),
                  decision.shared_line, decision.candidate_block.key, json.dumps(dict(decision.model_versions)),
-                 int(deferred), None if deferred else now],
+                 int(deferred), None if deferred else now, kind],
             )
         except sqlite3.IntegrityError as exc:
             if "events.id" not in str(exc):
@@ -59,7 +60,7 @@ def log_decision(
         )
         db.conn.executemany(
             "INSERT INTO pending (policy, event_seq, due_at) VALUES (?, ?, ?)",
-            [(name, seq, None if deferred else now + policies[name].reward_wait) for name in POLICY_NAMES],
+            [(name, seq, None if deferred else now + policies[name].reward_wait) for name in learned_by],
         )
     blocks.remember(database, inserted)
     return seq

@@ -85,7 +85,7 @@ def _shown(db: sqlite_utils.Database, since: float, until: float) -> tuple[dict[
     exposure: dict[str, float] = defaultdict(float)
     for title_id, position, count in db.execute(
         "SELECT i.title_id, i.position, COUNT(*) FROM events e JOIN impressions i ON i.event_seq = e.seq "
-        "WHERE e.created_at >= ? AND e.created_at < ? GROUP BY i.title_id, i.position", [since, until]
+        "WHERE e.created_at >= ? AND e.created_at < ? AND e.kind IS NULL GROUP BY i.title_id, i.position", [since, until]
     ):
         impressions[title_id] += count
         exposure[title_id] += count * position_weight(position)
@@ -133,17 +133,17 @@ def _first_days(db: sqlite_utils.Database, items: Sequence[tuple[str, float]], d
         params += [item_id, created, min(until, created + days * DAY)]
     own = dict(db.execute(
         f"WITH n(id, t0, t1) AS (VALUES {values}) SELECT n.id, COUNT(*) FROM n "
-        f"JOIN events e ON e.created_at >= n.t0 AND e.created_at < n.t1 "
+        f"JOIN events e ON e.created_at >= n.t0 AND e.created_at < n.t1 AND e.kind IS NULL "
         f"JOIN impressions i ON i.event_seq = e.seq AND i.{column} = n.id GROUP BY n.id", params).fetchall())
     if scope == "all":
         among = dict(db.execute(
             f"WITH n(id, t0, t1) AS (VALUES {values}) SELECT n.id, COUNT(*) FROM n "
-            f"JOIN events e ON e.created_at >= n.t0 AND e.created_at < n.t1 "
+            f"JOIN events e ON e.created_at >= n.t0 AND e.created_at < n.t1 AND e.kind IS NULL "
             f"JOIN impressions i ON i.event_seq = e.seq GROUP BY n.id", params).fetchall())
     else:  # the impressions of the artwork's own title
         among = dict(db.execute(
             f"WITH n(id, t0, t1) AS (VALUES {values}) SELECT n.id, COUNT(*) FROM n "
-            f"JOIN artworks a ON a.id = n.id JOIN events e ON e.created_at >= n.t0 AND e.created_at < n.t1 "
+            f"JOIN artworks a ON a.id = n.id JOIN events e ON e.created_at >= n.t0 AND e.created_at < n.t1 AND e.kind IS NULL "
             f"JOIN impressions i ON i.event_seq = e.seq AND i.title_id = a.title_id GROUP BY n.id", params).fetchall())
     return {item_id: (int(own.get(item_id, 0)), int(among.get(item_id, 0))) for item_id, _ in items}
 

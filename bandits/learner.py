@@ -36,7 +36,7 @@ import vowpal_wabbit_next as vw
 
 from bandits import blocks, features
 from bandits.maintenance import PruneSummary, prune
-from bandits.policy import (ARTWORK, POLICY_NAMES, TITLES, PolicyConfig, latest_model, latest_versions, load_policy,
+from bandits.policy import (ACTIONS, ARTWORK, POLICY_NAMES, TITLES, PolicyConfig, latest_model, latest_versions, load_policy,
                             new_workspace, publish)
 from bandits.storage import StorageBusy, connect, write_transaction
 from bandits.vwtext import TextExamples
@@ -186,7 +186,23 @@ def artwork_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str
     return examples
 
 
-EXAMPLE_BUILDERS = {TITLES: title_examples, ARTWORK: artwork_examples}
+def action_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float],
+                    lines_of: Mapping[str, list[str]]) -> list[list[str]]:
+    """Return the labelled VW example of a decision over inline actions (one pick; no slot position)."""
+    lines = lines_of[event["title_block"]]
+    examples = []
+    for impression, reward in zip(impressions, rewards):
+        example = [event["title_shared"]]
+        for index in offered_titles(impression, list(range(len(lines)))):
+            line = lines[index]
+            if index == impression["title_index"]:
+                line = features.labeled(line, cost=features.COST_PER_REWARD * reward, probability=impression["title_prob"])
+            example.append(line)
+        examples.append(example)
+    return examples
+
+
+EXAMPLE_BUILDERS = {TITLES: title_examples, ARTWORK: artwork_examples, ACTIONS: action_examples}
 
 
 class Learner:

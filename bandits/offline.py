@@ -38,7 +38,7 @@ import vowpal_wabbit_next as vw
 from bandits import blocks, evaluation, features
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
 from bandits.learner import aggregate, offered_titles, valued
-from bandits.policy import ARTWORK, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
+from bandits.policy import ACTIONS, ARTWORK, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
 from bandits.vwtext import TextExamples, TextLines
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
@@ -128,6 +128,7 @@ def _closed_events(db: sqlite_utils.Database, *, policy: str, since: float | Non
                    limit: int | None) -> list[dict[str, Any]]:
     """Return the events whose ``policy`` window closed (learned, or closed and not yet learned), oldest first."""
     where = ["e.activated_at IS NOT NULL",
+             "e.kind = 'actions'" if policy == ACTIONS else "e.kind IS NULL",  # the policy's own decisions
              "NOT EXISTS (SELECT 1 FROM pending p WHERE p.policy = ? AND p.event_seq = e.seq AND p.closed_at IS NULL)"]
     params: list[Any] = [policy]
     if since is not None:
@@ -195,9 +196,11 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
                                default_reward=default_reward)
             common = {"event_id": event["id"], "event_index": number, "position": row["position"],
                       "created_at": event["created_at"], "context": context, "reward": reward}
-            if policy == TITLES:
+            if policy in (TITLES, ACTIONS):
                 offered = offered_titles(row, left)
-                builder.add(**common, shared=features.with_position(event["title_shared"], row["position"]),
+                shared = event["title_shared"] if policy == ACTIONS else features.with_position(event["title_shared"],
+                                                                                                row["position"])
+                builder.add(**common, shared=shared,
                             block=event["title_block"], action_index=offered,
                             chosen=offered.index(row["title_index"]), pscore=row["title_prob"],
                             action_ids=[candidate_ids[j] for j in offered])

@@ -25,7 +25,9 @@ from bandits.vwtext import TextExamples, VWError
 
 TITLES = "titles"
 ARTWORK = "artwork"
-POLICY_NAMES = (TITLES, ARTWORK)
+ACTIONS = "actions"  # decisions over inline actions (the Personalizer-compatible API, bandits.inline)
+ROW_POLICIES = (TITLES, ARTWORK)  # the two policies of a catalog row
+POLICY_NAMES = (TITLES, ARTWORK, ACTIONS)
 
 BASE_ARGS = ["--cb_adf"]
 # Viewer x title (id and genre) for titles; viewer x artwork and genre x artwork for artwork. The
@@ -34,6 +36,7 @@ BASE_ARGS = ["--cb_adf"]
 DEFAULT_VW_ARGS: dict[str, list[str]] = {
     TITLES: ["-q", "UT", "-q", "UG", "-l", "0.05"],
     ARTWORK: ["-q", "UA", "-q", "GA", "-l", "0.05"],
+    ACTIONS: ["-q", "CX", "-l", "0.05"],  # context x action (bandits.inline's namespaces)
 }
 AGGREGATIONS = ("earliest", "sum", "max")
 # Outcomes a client may report by name; each policy gives each a value (``reward_values``).

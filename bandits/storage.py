@@ -110,7 +110,7 @@ TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", 
 
 
 # Columns added after their table was first released: a file from an older version gains them.
-ADDED_COLUMNS = (("impressions", "offered", "TEXT"), ("rewards", "type", "TEXT"))
+ADDED_COLUMNS = (("impressions", "offered", "TEXT"), ("rewards", "type", "TEXT"), ("events", "kind", "TEXT"))
 
 
 def _missing_columns(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
@@ -157,6 +157,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS feature_blocks (key TEXT PRIMARY KEY, lines TEXT NOT NULL) WITHOUT ROWID"
         )
+        # kind: NULL for a catalog row (titles and artwork policies), 'actions' for a decision over inline
+        # actions (bandits.inline), whose one impression leaves the artwork columns empty.
         # seq is the rowid (no AUTOINCREMENT: one page write less per event); it only grows, since
         # the newest event is never deleted.
         db.execute(
@@ -164,7 +166,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,
                 user_id TEXT, context TEXT NOT NULL, candidates TEXT NOT NULL, title_shared TEXT NOT NULL,
                 title_block TEXT NOT NULL REFERENCES feature_blocks(key), model_versions TEXT NOT NULL,
-                deferred INTEGER NOT NULL, activated_at REAL)"""
+                deferred INTEGER NOT NULL, activated_at REAL, kind TEXT)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS events_created ON events (created_at)")
         # offered: the candidate indices a slot's title draw was restricted to (bandits.diversity), as a

@@ -50,9 +50,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             return errors.render(errors.Unavailable(f"storage is unavailable ({message}); nothing was changed"))
         raise exc
 
-    from service.views import catalog, dashboard, datasets, decisions, evaluations, live, ops, policies, reports
+    from service.views import (catalog, dashboard, datasets, decisions, evaluations, live, ops, personalizer, policies,
+                               reports)
 
-    for blueprint in (decisions.bp, catalog.bp, policies.bp, evaluations.bp, datasets.bp, reports.bp, live.bp, dashboard.bp, ops.bp):
+    for blueprint in (decisions.bp, catalog.bp, policies.bp, evaluations.bp, datasets.bp, reports.bp, live.bp, dashboard.bp, personalizer.bp, ops.bp):
         app.register_blueprint(blueprint)
 
     from service import cli

@@ -36,10 +36,12 @@ CLIENT = "client"
 ADMIN = "admin"
 ROLES = (CLIENT, ADMIN)
 HEADER = "X-API-Key"
+PERSONALIZER_HEADER = "Ocp-Apim-Subscription-Key"  # what Azure Personalizer's clients send their key in
 PREFIX = {CLIENT: "mq_client_", ADMIN: "mq_admin_"}
 PUBLIC_ENDPOINTS = {"static", "ops.healthz", "ops.openapi_document", "catalog.artwork_image"}
 CLIENT_ENDPOINTS = {"decisions.rank", "decisions.reward", "decisions.activate_event", "decisions.show_event",
-                    "catalog.list_titles", "catalog.get_title", "catalog.list_artworks"}
+                    "catalog.list_titles", "catalog.get_title", "catalog.list_artworks",
+                    "personalizer.rank", "personalizer.reward", "personalizer.activate_event"}
 PAGE_ENDPOINTS = {"live.live_page", "reports.evaluations_page", "reports.evaluation_page", "ops.prometheus_metrics",
                   "dashboard.dashboard_page"}
 
@@ -113,7 +115,7 @@ def list_keys(db: sqlite_utils.Database) -> list[dict[str, Any]]:
 
 
 def _presented_key() -> str | None:
-    key = request.headers.get(HEADER)
+    key = request.headers.get(HEADER) or request.headers.get(PERSONALIZER_HEADER)
     if key:
         return key
     header = request.headers.get("Authorization", "")

@@ -90,7 +90,7 @@ def register(app: Flask) -> None:
         raise SystemExit(serve_forever(config))
 
     @app.cli.command("evaluate")
-    @click.option("--policy", type=click.Choice(["titles", "artwork"]), default=None,
+    @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), default=None,
                   help="The policy whose log to evaluate (with --dataset: whose VW options and models to use).")
     @click.option("--dataset", default=None, help="Evaluate this imported dataset instead of the service's log.")
     @click.option("--candidate", "candidates", multiple=True, metavar="CANDIDATE",
@@ -108,7 +108,7 @@ def register(app: Flask) -> None:
                  json_path: str | None) -> None:
         """Estimate how candidate policies would have done on the logged decisions (IPS, SNIPS, DM, DR)."""
         if policy is None and dataset is None:
-            raise click.UsageError("name the log to evaluate: --policy titles|artwork, or --dataset ID")
+            raise click.UsageError("name the log to evaluate: --policy titles|artwork|actions, or --dataset ID")
         request: dict[str, Any] = {"policy": policy, "dataset": dataset, "folds": folds, "segment_by": segment_by,
                                    "limit": limit, "since": since, "until": until}
         if candidates:
@@ -138,7 +138,7 @@ def register(app: Flask) -> None:
 
 
     @app.cli.command("export-log")
-    @click.option("--policy", type=click.Choice(["titles", "artwork"]), default="artwork", show_default=True)
+    @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), default="artwork", show_default=True)
     @click.option("--format", "fmt", type=click.Choice(list(logexport.FORMATS)), default="dsjson", show_default=True)
     @click.option("--since", default=None, help="Only decisions from this time on (ISO 8601 or unix seconds).")
     @click.option("--until", default=None, help="Only decisions before this time (ISO 8601 or unix seconds).")

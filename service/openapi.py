@@ -16,6 +16,7 @@ from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
 
 from service import auth, schemas
+from service.views import personalizer
 
 REF = "#/components/schemas/{model}"
 
@@ -199,7 +200,7 @@ class EvaluationBody(Open):
     """``bandits.offline.parse_spec`` checks it; the README's offline policy evaluation section describes each field."""
 
     model_config = ConfigDict(extra="forbid")
-    policy: Optional[str] = Field(default=None, description="`titles` or `artwork`; optional with a dataset Marquee logged")
+    policy: Optional[str] = Field(default=None, description="`titles`, `artwork` or `actions`; optional with a dataset Marquee logged")
     dataset: Optional[str] = Field(default=None, description="an imported dataset's id, instead of the log")
     candidates: Optional[list[Any]] = Field(default=None, description="names (`logged`, `uniform`, `default`, `greedy`) or candidate objects")
     since: Optional[Any] = Field(default=None, description="ISO 8601 time or unix seconds")
@@ -299,6 +300,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/v1/datasets/{dataset_id}"): Operation(204),
     ("GET", "/v1/policies/{name}/importance"): Operation(200, OBJECT, query=(
         Param("decisions", {"type": "integer", "minimum": 1, "maximum": 2000}, "the most recent closed decisions to explain"),)),
+    ("POST", "/personalizer/v1.0/rank"): Operation(201, OBJECT, body=_json(personalizer.RankRequest, {
+        "contextFeatures": [{"user": {"profileType": "AnonymousUser"}}, {"device": {"mobile": True}}],
+        "actions": [{"id": "news", "features": [{"type": "article", "length": 3}]},
+                    {"id": "sports", "features": [{"type": "article", "length": 1}]}],
+        "excludedActions": [], "eventId": "75269AD0-BFEE-4598-8196-C57383D38E10", "deferActivation": False})),
+    ("POST", "/personalizer/v1.0/events/{event_id}/reward"): Operation(204, None, body=_json(
+        personalizer.RewardRequest, {"value": 1.0})),
+    ("POST", "/personalizer/v1.0/events/{event_id}/activate"): Operation(204, None),
     ("GET", "/v1/reports/exposure"): Operation(200, ExposureReport, query=(
         Param("days", {"type": "number", "exclusiveMinimum": 0, "maximum": 3650}, "the window: the last this many days"),
         Param("by", {"type": "string"}, "comma-separated attributes: genre, year, maturity, features.<name>"),

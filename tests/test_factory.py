@@ -32,7 +32,7 @@ def test_factory_creates_database_and_initial_models(tmp_path):
     app = create_app({"DATA_DIR": str(tmp_path / "d"), "LEARNER": False})
     assert (tmp_path / "d" / "marquee.sqlite3").exists()
     body = app.test_client().get("/v1/policies").get_json()
-    assert [(p["name"], p["model"]["version"]) for p in body["policies"]] == [("titles", 0), ("artwork", 0)]
+    assert [(p["name"], p["model"]["version"]) for p in body["policies"]] == [("titles", 0), ("artwork", 0), ("actions", 0)]
     assert app.test_client().get("/healthz").get_json()["learner"] == "disabled"
     assert app.test_client().get("/nowhere").get_json()["error"]["code"] == "not_found"
 

@@ -44,7 +44,7 @@ def test_counts_add_up_every_worker_and_survive_a_killed_worker(tmp_path: Path):
         rewards = db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0]
         wait_until_learned(db, 60)
         newest = {name: db.execute("SELECT MAX(version) FROM models WHERE policy = ?", [name]).fetchone()[0]
-                  for name in ("titles", "artwork")}
+                  for name in ("titles", "artwork", "actions")}
         deadline, extra = time.monotonic() + 20, 0
         # Every scrape, whichever worker answers it, reports the counts of both workers together.
         while True:

@@ -110,14 +110,20 @@ def rank() -> ResponseReturnValue:
     return jsonify(response)
 
 
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` header, checked (None when absent)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise Invalid(f"Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    return key
+
+
 @bp.post("/v1/events/<event_id>/reward")
 def reward(event_id: str) -> ResponseReturnValue:
     """Report a reward for one title of an event."""
     check_id(event_id, what="event_id")
     body: RewardRequest = parse(RewardRequest, request)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise Invalid(f"Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    key = idempotency_key()
     config = current_app.config
     db = get_db()
     policies = serving_state(config["DATABASE"]).current_policies(db, config)

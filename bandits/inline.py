@@ -1,0 +1,133 @@
+"""Decisions over inline actions, as Azure Personalizer made them: a context, a list of actions, one pick.
+
+The ``actions`` policy is a VW ``--cb_adf`` cost regressor like the others, with Marquee's own
+exploration and the same log, reward windows, learner and offline evaluation. A decision is logged as
+an event of kind ``actions`` with one impression: the chosen action, its exact probability, and the
+VW lines of every action offered.
+
+Features arrive as Personalizer sent them: a list of JSON objects per context or action, nested
+objects naming their features by path (``{"user": {"profileType": "Anon"}}`` is ``user.profileType``).
+Context features go to namespace ``C`` of the shared line, action features and the action id to
+namespace ``X``; the default interactions cross the two (``-q CX``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from bandits import features
+from bandits.blocks import Block
+from bandits.decide import RowDecision, SlotDecision
+from bandits.exploration import Exploration
+from bandits.policy import ACTIONS, ServingModel
+
+CONTEXT = "C"
+ACTION = "X"
+MAX_ACTIONS = 50  # as Personalizer
+MAX_DEPTH = 4
+MAX_FEATURES = 200
+MAX_NAME = 128
+MAX_STRING = 256
+
+
+class InlineError(ValueError):
+    """A context or an action is not usable; the message names where."""
+
+
+def flatten(objects: Sequence[Any], *, where: str) -> dict[str, Any]:
+    """Return the features of a list of feature objects, nested keys joined by ``.``."""
+    found: dict[str, Any] = {}
+
+    def visit(value: Any, path: str, place: str, depth: int) -> None:
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                raise InlineError(f"{place}: features nest at most {MAX_DEPTH} objects deep")
+            for key, inner in value.items():
+                if not isinstance(key, str) or not key:
+                    raise InlineError(f"{place}: feature names must be non-empty strings")
+                visit(inner, f"{path}.{key}" if path else key, f"{place}.{key}", depth + 1)
+            return
+        if not path or len(path) > MAX_NAME:
+            raise InlineError(f"{place}: a feature needs a name of 1-{MAX_NAME} characters")
+        if path in found:
+            raise InlineError(f"{place}: feature {path!r} is given twice")
+        if value is None:
+            return
+        if isinstance(value, bool):
+            found[path] = value
+        elif isinstance(value, (int, float)):
+            if not math.isfinite(float(value)) or abs(float(value)) > 1e12:
+                raise InlineError(f"{place}: numbers must be finite and at most 1e12 in size")
+            found[path] = float(value)
+        elif isinstance(value, str):
+            if len(value) > MAX_STRING:
+                raise InlineError(f"{place}: strings are at most {MAX_STRING} characters")
+            found[path] = value
+        elif isinstance(value, list):
+            if not all(isinstance(item, str) and len(item) <= MAX_STRING for item in value) or len(value) > 100:
+                raise InlineError(f"{place}: a list feature holds at most 100 strings of at most {MAX_STRING} characters")
+            found[path] = list(value)
+        else:
+            raise InlineError(f"{place}: a feature is a string, a number, a boolean, a list of strings or an object")
+        if len(found) > MAX_FEATURES:
+            raise InlineError(f"{where}: at most {MAX_FEATURES} features")
+
+    if not isinstance(objects, list):
+        raise InlineError(f"{where}: must be a list of feature objects")
+    for index, item in enumerate(objects):
+        if not isinstance(item, dict):
+            raise InlineError(f"{where}[{index}]: must be an object of features")
+        visit(item, "", f"{where}[{index}]", 1)
+    return found
+
+
+def context_line(context: Mapping[str, Any]) -> str:
+    """Return the shared VW line of a context."""
+    return "shared " + features.namespace(CONTEXT, features.feature_tokens(context))
+
+
+def action_line(action_id: str, action_features: Mapping[str, Any]) -> str:
+    """Return the VW line of an action: its id and its features."""
+    return features.namespace(ACTION, [f"id={features.escape(action_id)}", *features.feature_tokens(action_features)])
+
+
+@dataclass(frozen=True)
+class InlineRanking:
+    """Every action with its probability, the chosen one first, and the decision to log."""
+
+    ranking: list[tuple[str, float]]
+    reward_action_id: str
+    decision: RowDecision
+
+
+def rank(*, model: ServingModel, exploration: Exploration, context: Mapping[str, Any],
+         actions: Sequence[tuple[str, Mapping[str, Any]]], excluded: Sequence[str],
+         rng: np.random.Generator) -> InlineRanking:
+    """Pick one of the actions not excluded; rank the rest by their probability, excluded ones last at 0."""
+    skipped = set(excluded)
+    offered = [(action_id, found) for action_id, found in actions if action_id not in skipped]
+    if not offered:
+        raise InlineError("excludedActions: every action is excluded; at least one must be left to rank")
+    ids = [action_id for action_id, _ in offered]
+    lines = [action_line(action_id, found) for action_id, found in offered]
+    shared = context_line(context)
+    costs = model.costs(shared, lines)
+    pick = exploration.pick(costs, rng)
+    pmf = exploration.pmf(costs)
+    order = sorted(range(len(ids)), key=lambda i: (i != pick.index, -pmf[i], costs[i], i))
+    ranking = [(ids[i], float(pmf[i])) for i in order]
+    ranking += [(action_id, 0.0) for action_id, _ in actions if action_id in skipped]
+    block = Block.of(lines)
+    slot = SlotDecision(
+        position=0, title_id=ids[pick.index], title_index=pick.index, title_prob=pick.probability, title_offered=None,
+        title_explored=pick.explored, artwork_id="", artwork_ids=(), artwork_block=block, artwork_index=0,
+        artwork_prob=1.0, artwork_explored=False, title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
+        greedy_title_id=ids[pick.greedy_index], artwork_estimate=0.0, greedy_artwork_id="",
+    )
+    decision = RowDecision(shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=(slot,),
+                           unavailable=(), model_versions={ACTIONS: model.version})
+    return InlineRanking(ranking=ranking, reward_action_id=ids[pick.index], decision=decision)

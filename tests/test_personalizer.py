@@ -1,0 +1,179 @@
+"""A client written to Azure Personalizer's REST API runs unchanged against Marquee."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bandits.learner import Learner
+from bandits.offline import from_log
+from service.runtime import serving_state
+from tests.gunicorn_harness import Service
+from tests.helpers import add_catalog, serve_newest_models, table_counts
+
+KEY = "pz-client-key-0123456789"
+
+
+class PersonalizerClient:
+    """Plain HTTP against Personalizer's documented v1.0 shapes: no Azure SDK, nothing Marquee-specific."""
+
+    def __init__(self, host: str, port: int, key: str) -> None:
+        self.host, self.port, self.key = host, port, key
+
+    def _post(self, path: str, body: Any | None) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            headers = {"Ocp-Apim-Subscription-Key": self.key, "Content-Type": "application/json"}
+            conn.request("POST", f"/personalizer/v1.0{path}", body=None if body is None else json.dumps(body),
+                         headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, json.loads(data) if data else None
+        finally:
+            conn.close()
+
+    def rank(self, request: dict[str, Any]) -> dict[str, Any]:
+        status, body = self._post("/rank", request)
+        assert status == 201, body
+        return body
+
+    def reward(self, event_id: str, value: float) -> None:
+        status, body = self._post(f"/events/{event_id}/reward", {"value": value})
+        assert status == 204, body
+
+    def activate(self, event_id: str) -> None:
+        status, body = self._post(f"/events/{event_id}/activate", None)
+        assert status == 204, body
+
+
+ACTIONS = [
+    {"id": "news-article", "features": [{"type": "News", "length": 3}, {"topic": {"tags": ["politics"]}}]},
+    {"id": "sports-article", "features": [{"type": "Sports", "length": 1}]},
+    {"id": "entertainment-article", "features": [{"type": "Entertainment", "length": 2}]},
+]
+
+
+def _context(segment: str) -> list[dict[str, Any]]:
+    return [{"user": {"profileType": segment, "latLong": "47.6,-122.1"}},
+            {"environment": {"dayOfMonth": "28", "weather": "Sunny"}}, {"device": {"mobile": True}}]
+
+
+@pytest.mark.slow
+def test_a_personalizer_client_runs_unchanged_against_real_workers(tmp_path: Path):
+    service = Service(tmp_path / "data", env={"MARQUEE_AUTH": "keys", "MARQUEE_API_KEYS": KEY,
+                                              "MARQUEE_REWARD_WAIT_SECONDS": "1",
+                                              "MARQUEE_LEARNER_INTERVAL_SECONDS": "0.2"})
+    service.start()
+    try:
+        client = PersonalizerClient("127.0.0.1", service.port, KEY)
+        answer = client.rank({"contextFeatures": _context("AnonymousUser"), "actions": ACTIONS,
+                              "excludedActions": ["sports-article"], "eventId": "75269AD0-BFEE-4598-8196-C57383D38E10",
+                              "deferActivation": False})
+        assert answer["eventId"] == "75269AD0-BFEE-4598-8196-C57383D38E10"
+        ranking = answer["ranking"]
+        assert [item["id"] for item in ranking][-1] == "sports-article" and ranking[-1]["probability"] == 0.0
+        assert answer["rewardActionId"] == ranking[0]["id"]
+        assert sum(item["probability"] for item in ranking) == pytest.approx(1.0)
+        assert {item["id"] for item in ranking} == {action["id"] for action in ACTIONS}
+        client.reward(answer["eventId"], 1.0)
+
+        # Without an event id the service makes one; a deferred ranking is learned once activated.
+        deferred = client.rank({"contextFeatures": _context("LoggedIn"), "actions": ACTIONS, "deferActivation": True})
+        assert deferred["eventId"] and deferred["rewardActionId"] in {action["id"] for action in ACTIONS}
+        client.activate(deferred["eventId"])
+        client.reward(deferred["eventId"], 0.5)
+        # Marquee's own key header works too, and a wrong key is refused as Personalizer would.
+        assert PersonalizerClient("127.0.0.1", service.port, "wrong")._post("/rank", {"actions": ACTIONS})[0] == 401
+
+        deadline = time.monotonic() + 30
+        while True:
+            status, body = service.request("GET", f"/v1/events/{deferred['eventId']}", headers={"X-API-Key": KEY})
+            if body["learned_in_versions"].get("actions") is not None:
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+        assert body["rewards"][0]["title_id"] == deferred["rewardActionId"]
+        assert body["rewards"][0]["credited_policies"] == ["actions"]
+    finally:
+        service.stop()
+
+
+def test_the_actions_policy_learns_which_action_each_context_wants(app, client, db):
+    with app.app_context():
+        serving_state(app.config["DATABASE"]).rng = np.random.default_rng(7)
+    wanted = {"AnonymousUser": "entertainment-article", "LoggedIn": "news-article"}
+    rng = random.Random(5)
+    learner = Learner(db, app.config)
+    for index in range(600):
+        segment = rng.choice(list(wanted))
+        answer = client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context(segment),
+                                                               "actions": ACTIONS}).get_json()
+        chosen = answer["rewardActionId"]
+        value = 1.0 if chosen == wanted[segment] and rng.random() < 0.8 else 0.0
+        assert client.post(f"/personalizer/v1.0/events/{answer['eventId']}/reward", json={"value": value}).status_code == 204
+        if index % 100 == 99:
+            learner.run_once(now=time.time() + 3600)
+    serve_newest_models(app)
+    for segment, action in wanted.items():
+        answer = client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context(segment), "actions": ACTIONS,
+                                                              "eventId": f"check-{segment}"}).get_json()
+        best = max(answer["ranking"], key=lambda item: item["probability"])
+        assert best["id"] == action, answer["ranking"]
+        assert best["probability"] == pytest.approx(0.8 + 0.2 / 3)  # the greedy share at epsilon 0.2
+    # Offline evaluation sees the actions policy's decisions, and the catalog policies none of them.
+    rounds = from_log(db, policy="actions", aggregation="earliest", default_reward=0.0)
+    assert len(rounds) == 600
+    assert len(from_log(db, policy="titles", aggregation="earliest", default_reward=0.0)) == 0
+    assert db.execute("SELECT COUNT(*) FROM learned WHERE policy != 'actions'").fetchone()[0] == 0
+
+
+def test_inline_decisions_stay_out_of_catalog_reports(client, db):
+    add_catalog(client, titles=3)
+    client.post("/v1/rank", json={"slots": 2})
+    client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS})
+    report = client.get("/v1/reports/exposure").get_json()
+    assert report["impressions"] == 2 and {row["title_id"] for row in report["most_shown"]} <= {"t00", "t01", "t02"}
+
+
+@pytest.mark.parametrize("path, body, message", [
+    ("/rank", {"actions": []}, "actions"),
+    ("/rank", {"actions": [{"id": "a"}, {"id": "a"}]}, "given twice"),
+    ("/rank", {"actions": [{"id": "a"}], "excludedActions": ["b"]}, "excludedActions: 'b'"),
+    ("/rank", {"actions": [{"id": "a"}], "excludedActions": ["a"]}, "every action is excluded"),
+    ("/rank", {"actions": [{"id": "a", "features": [{"x": [{"deep": 1}]}]}]}, "actions[0].features[0].x"),
+    ("/rank", {"actions": [{"id": "a"}], "contextFeatures": [{"a": {"b": {"c": {"d": {"e": 1}}}}}]}, "nest"),
+    ("/rank", {"actions": [{"id": "a"}], "contextFeatures": ["mobile"]}, "contextFeatures"),
+    ("/rank", {"actions": [{"id": "a"}], "eventId": "has spaces"}, "eventId"),
+    ("/rank", {"actions": [{"id": "a"}], "rankingMode": "fast"}, "rankingMode"),
+    ("/rank", {"actions": [{"id": f"a{i}"} for i in range(51)]}, "actions"),
+])
+def test_bad_rankings_are_a_400_bad_argument_and_store_nothing(client, db, path, body, message):
+    before = table_counts(db)
+    response = client.post(f"/personalizer/v1.0{path}", json=body)
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "BadArgument" and message in error["message"], error
+    assert table_counts(db) == before
+
+
+def test_bad_rewards_and_unknown_events(client, db):
+    answer = client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS}).get_json()
+    url = f"/personalizer/v1.0/events/{answer['eventId']}/reward"
+    before = table_counts(db)
+    for body in ({"value": 2.0}, {"value": "1"}, {}, {"value": 1, "extra": 1}):
+        response = client.post(url, json=body)
+        assert response.status_code == 400 and response.get_json()["error"]["code"] == "BadArgument"
+    assert client.post("/personalizer/v1.0/events/unknown-event/reward", json={"value": 1}).status_code == 404
+    assert client.post("/personalizer/v1.0/events/unknown-event/activate").status_code == 404
+    assert table_counts(db) == before
+    # A catalog row's event is not a ranking of this API.
+    add_catalog(client, titles=2)
+    row = client.post("/v1/rank", json={"slots": 1}).get_json()
+    assert client.post(f"/personalizer/v1.0/events/{row['event_id']}/reward", json={"value": 1}).status_code == 404
