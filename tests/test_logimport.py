@@ -191,7 +191,7 @@ def test_datasets_are_listed_shown_deleted_and_evaluated_from_the_cli(world, tmp
     assert result.exit_code == 0, result.output
     assert f"dataset {dataset['id']} (coffee from the CLI): 300 decisions in 300 events" in result.output
     result = runner.invoke(args=["evaluate"])
-    assert result.exit_code != 0 and "--policy titles|artwork, or --dataset ID" in result.output
+    assert result.exit_code != 0 and "--policy titles|artwork|actions, or --dataset ID" in result.output
     bad = tmp_path / "bad.dsjson"
     bad.write_text(lines[0] + "\n{\n")
     result = runner.invoke(args=["import-log", str(bad)])
