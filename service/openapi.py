@@ -308,6 +308,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/personalizer/v1.0/events/{event_id}/reward"): Operation(204, None, body=_json(
         personalizer.RewardRequest, {"value": 1.0})),
     ("POST", "/personalizer/v1.0/events/{event_id}/activate"): Operation(204, None),
+    ("GET", "/personalizer/v1.0/configurations/service"): Operation(200, OBJECT),
+    ("PUT", "/personalizer/v1.0/configurations/service"): Operation(200, OBJECT, body=_json(
+        personalizer.ServiceConfiguration, {"rewardWaitTime": "PT10M", "defaultReward": 0.0,
+                                            "rewardAggregation": "earliest", "explorationPercentage": 0.2,
+                                            "learningMode": "Online"})),
+    ("GET", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT),
+    ("PUT", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT, body=_json(
+        personalizer.PolicyConfiguration, {"name": "actions", "arguments": "--cb_explore_adf --epsilon 0.2 -q :: -l 0.05"})),
     ("GET", "/v1/reports/exposure"): Operation(200, ExposureReport, query=(
         Param("days", {"type": "number", "exclusiveMinimum": 0, "maximum": 3650}, "the window: the last this many days"),
         Param("by", {"type": "string"}, "comma-separated attributes: genre, year, maturity, features.<name>"),

@@ -177,3 +177,56 @@ def test_bad_rewards_and_unknown_events(client, db):
     add_catalog(client, titles=2)
     row = client.post("/v1/rank", json={"slots": 1}).get_json()
     assert client.post(f"/personalizer/v1.0/events/{row['event_id']}/reward", json={"value": 1}).status_code == 404
+
+
+def test_service_and_policy_configurations_read_and_set_the_actions_policy(client, db):
+    base = "/personalizer/v1.0/configurations"
+    service = client.get(f"{base}/service").get_json()
+    assert service["rewardWaitTime"] == "PT1M" and service["learningMode"] == "Online"  # the suite's 60 s wait
+    assert service["explorationPercentage"] == 0.2 and service["rewardAggregation"] == "earliest"
+    # A configuration as a Personalizer client keeps it, Azure-only fields included (accepted, not applied).
+    answer = client.put(f"{base}/service", json={
+        "rewardWaitTime": "PT10M", "defaultReward": -0.5, "rewardAggregation": "Sum", "explorationPercentage": 0.05,
+        "modelExportFrequency": "PT5M", "logMirrorEnabled": False, "logRetentionDays": 90, "learningMode": "Online",
+        "isAutoOptimizationEnabled": True, "autoOptimizationFrequency": "P7D"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["rewardWaitTime"] == "PT10M" and answer.get_json()["isAutoOptimizationEnabled"] is False
+    settings = client.get("/v1/policies/actions").get_json()["settings"]
+    assert (settings["reward_wait"], settings["default_reward"], settings["aggregation"], settings["epsilon"]) == (
+        600.0, -0.5, "sum", 0.05)
+    assert client.get("/v1/policies/titles").get_json()["settings"]["reward_wait"] == 60.0  # only the actions policy
+
+    version = client.get("/v1/policies/actions").get_json()["model"]["version"]
+    answer = client.put(f"{base}/policy", json={
+        "name": "my-policy", "arguments": "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"})
+    assert answer.status_code == 200
+    assert answer.get_json()["arguments"] == "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
+    policy = client.get("/v1/policies/actions").get_json()
+    assert policy["settings"]["vw_args"] == ["--power_t", "0", "-l", "0.001", "--cb_type", "mtr", "-q", "::"]
+    assert policy["settings"]["epsilon"] == 0.2 and policy["settings"]["reward_wait"] == 600.0
+    assert policy["model"]["version"] == version + 1 and policy["model"]["origin"] == "vw_args changed"
+    ranked = client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context("Anon"), "actions": ACTIONS})
+    assert ranked.status_code == 201
+
+
+@pytest.mark.parametrize("path, body, message", [
+    ("service", {"rewardWaitTime": "10 minutes", "defaultReward": 0, "rewardAggregation": "earliest",
+                 "explorationPercentage": 0.2}, "rewardWaitTime"),
+    ("service", {"rewardWaitTime": "PT10M", "defaultReward": 0, "rewardAggregation": "average",
+                 "explorationPercentage": 0.2}, "aggregation"),
+    ("service", {"rewardWaitTime": "PT10M", "defaultReward": 0, "rewardAggregation": "earliest",
+                 "explorationPercentage": 1.5}, "explorationPercentage"),
+    ("service", {"rewardWaitTime": "PT10M", "defaultReward": 0, "rewardAggregation": "earliest",
+                 "explorationPercentage": 0.2, "learningMode": "Apprentice"}, "learningMode"),
+    ("service", {"rewardWaitTime": "P30D", "defaultReward": 0, "rewardAggregation": "earliest",
+                 "explorationPercentage": 0.2}, "reward_wait"),
+    ("policy", {"arguments": "--cb_explore_adf --port 26542"}, "arguments: option '--port'"),
+    ("policy", {"arguments": "--epsilon lots"}, "--epsilon"),
+    ("policy", {"arguments": "-q 'unclosed"}, "arguments"),
+])
+def test_bad_configurations_are_a_400_and_change_nothing(client, db, path, body, message):
+    before = table_counts(db)
+    response = client.put(f"/personalizer/v1.0/configurations/{path}", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert message in response.get_json()["error"]["message"]
+    assert table_counts(db) == before

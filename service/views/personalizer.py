@@ -9,7 +9,11 @@ and share Marquee's log, reward windows, learner and evaluation. Bad input is a 
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 import uuid
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -19,13 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from bandits import inline
 from bandits.eventlog import activate, log_decision, record_reward
 from bandits.exploration import event_rng
-from bandits.policy import ACTIONS
+from bandits.policy import ACTIONS, load_policy
 from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid, NotFound, error_body
 from service.runtime import serving_state
 from service.schemas import check_id, parse
 from service.views.decisions import idempotency_key
+from service.views.policies import replace_overrides
 
 bp = Blueprint("personalizer", __name__, url_prefix="/personalizer/v1.0")
 
@@ -141,3 +146,151 @@ def activate_event(event_id: str) -> ResponseReturnValue:
     activate(db, event_id=event_id, policies=serving_state(config["DATABASE"]).current_policies(db, config))
     return Response(status=204)
 
+
+
+# ---------------------------------------------------------------- configurations
+
+DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
+LEARNING_MODES = ("Online",)  # Personalizer's Apprentice and LoggingOnly are not available yet
+# Fields of Personalizer's service configuration that Marquee accepts and does not apply: they name
+# Azure's own machinery (log mirroring, automatic optimization) or deployment-wide settings.
+NOT_APPLIED = ("modelExportFrequency", "logMirrorEnabled", "logMirrorSasUri", "logRetentionDays",
+               "isAutoOptimizationEnabled", "autoOptimizationFrequency", "autoOptimizationStartDate",
+               "lastConfigurationEditDate")
+EXPLORATION_ARGS = ("--cb_explore_adf", "--cb_adf")
+
+
+def parse_duration(text: str, *, where: str) -> float:
+    """Seconds of an ISO 8601 duration of days, hours, minutes and seconds (``PT10M``, ``P1DT2H``)."""
+    match = DURATION.fullmatch(text)
+    if match is None or text in ("P", "PT") or text.endswith("T"):
+        raise Invalid(f"{where}: {text!r} is not an ISO 8601 duration such as PT10M or PT30S")
+    days, hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def format_duration(seconds: float) -> str:
+    """An ISO 8601 duration for a number of seconds, largest units first (``PT10M``, ``PT0.5S``)."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    fraction = seconds - whole
+    text = "P" + (f"{days}D" if days else "")
+    clock = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    if secs or fraction or not (days or clock):
+        clock += f"{secs + fraction:g}S"
+    return text + ("T" + clock if clock else "")
+
+
+class ServiceConfiguration(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    rewardWaitTime: str = Field(max_length=64)
+    defaultReward: float = Field(ge=-1.0, le=1.0)
+    rewardAggregation: str = Field(max_length=16)
+    explorationPercentage: float = Field(ge=0.0, le=1.0)
+    learningMode: str = "Online"
+    modelExportFrequency: Optional[Any] = None
+    logMirrorEnabled: Optional[Any] = None
+    logMirrorSasUri: Optional[Any] = None
+    logRetentionDays: Optional[Any] = None
+    isAutoOptimizationEnabled: Optional[Any] = None
+    autoOptimizationFrequency: Optional[Any] = None
+    autoOptimizationStartDate: Optional[Any] = None
+    lastConfigurationEditDate: Optional[Any] = None
+
+
+class PolicyConfiguration(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(default=ACTIONS, max_length=128)
+    arguments: str = Field(max_length=2000)
+
+
+def _edited_at(db: Any) -> str:
+    row = db.execute("SELECT updated_at FROM policies WHERE name = ?", [ACTIONS]).fetchone()
+    when = datetime.fromtimestamp(row[0] if row else 0.0, tz=timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _service_configuration(db: Any) -> dict[str, Any]:
+    config = current_app.config
+    settings = load_policy(db, config, ACTIONS)
+    return {
+        "rewardWaitTime": format_duration(settings.reward_wait), "defaultReward": settings.default_reward,
+        "rewardAggregation": settings.aggregation, "explorationPercentage": settings.epsilon,
+        "modelExportFrequency": format_duration(float(config["LEARNER_INTERVAL_SECONDS"])),
+        "logRetentionDays": int(float(config["RETENTION_DAYS"])) or -1, "learningMode": "Online",
+        "isAutoOptimizationEnabled": False, "logMirrorEnabled": False, "lastConfigurationEditDate": _edited_at(db),
+    }
+
+
+def _policy_configuration(db: Any) -> dict[str, Any]:
+    settings = load_policy(db, current_app.config, ACTIONS)
+    arguments = ["--cb_explore_adf", "--epsilon", f"{settings.epsilon:g}", *settings.vw_args]
+    return {"name": ACTIONS, "arguments": " ".join(shlex.quote(arg) for arg in arguments)}
+
+
+def _stored_overrides(db: Any) -> dict[str, Any]:
+    row = db.execute("SELECT overrides FROM policies WHERE name = ?", [ACTIONS]).fetchone()
+    return dict(json.loads(row[0])) if row else {}
+
+
+@bp.get("/configurations/service")
+def get_service_configuration() -> ResponseReturnValue:
+    """The ``actions`` policy's settings under Personalizer's names (reward wait as an ISO 8601 duration)."""
+    return jsonify(_service_configuration(get_db()))
+
+
+@bp.put("/configurations/service")
+def put_service_configuration() -> ResponseReturnValue:
+    """Set the reward wait, default reward, aggregation and exploration of the ``actions`` policy."""
+    body: ServiceConfiguration = parse(ServiceConfiguration, request)
+    if body.learningMode not in LEARNING_MODES:
+        raise Invalid(f"learningMode: {body.learningMode!r} is not available; Marquee learns Online")
+    db = get_db()
+    overrides = _stored_overrides(db)
+    overrides.update(reward_wait=parse_duration(body.rewardWaitTime, where="rewardWaitTime"),
+                     default_reward=body.defaultReward, aggregation=body.rewardAggregation.lower(),
+                     epsilon=body.explorationPercentage)
+    replace_overrides(db, ACTIONS, overrides)
+    return jsonify(_service_configuration(db))
+
+
+@bp.get("/configurations/policy")
+def get_policy_configuration() -> ResponseReturnValue:
+    """The ``actions`` policy's VW options, written as Personalizer's learning-policy arguments."""
+    return jsonify(_policy_configuration(get_db()))
+
+
+@bp.put("/configurations/policy")
+def put_policy_configuration() -> ResponseReturnValue:
+    """Set the ``actions`` policy's VW options from Personalizer's arguments; new options start a new model."""
+    body: PolicyConfiguration = parse(PolicyConfiguration, request)
+    try:
+        arguments = shlex.split(body.arguments)
+    except ValueError as exc:
+        raise Invalid(f"arguments: {exc}") from None
+    overrides = _stored_overrides(get_db())
+    vw_args: list[str] = []
+    index = 0
+    while index < len(arguments):
+        arg = arguments[index]
+        if arg in EXPLORATION_ARGS:
+            index += 1
+            continue
+        if arg == "--epsilon":
+            try:
+                overrides["epsilon"] = float(arguments[index + 1])
+            except (IndexError, ValueError):
+                raise Invalid("arguments: --epsilon needs a number in [0, 1]") from None
+            index += 2
+            continue
+        vw_args.append(arg)
+        index += 1
+    overrides["vw_args"] = vw_args
+    db = get_db()
+    try:
+        replace_overrides(db, ACTIONS, overrides)
+    except Invalid as exc:
+        raise Invalid(exc.message.replace("vw_args:", "arguments:", 1)) from None
+    return jsonify(_policy_configuration(db))

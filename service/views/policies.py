@@ -71,11 +71,17 @@ def put_policy(name: str) -> ResponseReturnValue:
     """
     name = _name(name)
     body: PolicyBody = parse(PolicyBody, request)
+    db = get_db()
+    replace_overrides(db, name, body.model_dump(exclude_none=True))
+    return jsonify(_describe(db, name))
+
+
+def replace_overrides(db: sqlite_utils.Database, name: str, overrides: dict[str, Any]) -> None:
+    """Check and store a policy's overrides; new ``vw_args`` publish a new, empty model in the same transaction."""
     try:
-        overrides = policies.validate_overrides(body.model_dump(exclude_none=True), policy=name)
+        overrides = policies.validate_overrides(overrides, policy=name)
     except policies.PolicyError as exc:
         raise Invalid(str(exc)) from None
-    db = get_db()
     config = current_app.config
     with write_transaction(db):
         before = policies.load_policy(db, config, name)
@@ -85,7 +91,6 @@ def put_policy(name: str) -> ResponseReturnValue:
             blob = policies.new_workspace(after.vw_args).serialize()
             policies.publish(db, policy=name, blob=blob, vw_args=after.vw_args, events_learned=0,
                              examples_learned=0, origin="vw_args changed", keep=int(config["MODEL_VERSIONS_KEPT"]))
-    return jsonify(_describe(db, name))
 
 
 MAX_IMPORTANCE_DECISIONS = 2000
