@@ -94,30 +94,25 @@ def rows_per_minute(buckets: Sequence[RateBucket]) -> list[float | None]:
     return rates
 
 
-def common_segment_feature(db: sqlite_utils.Database, *, sample: int = 2000, most_values: int = 12) -> str | None:
-    """Return the text viewer feature that best splits recent events into segments (None if none does).
-
-    A feature qualifies with 2 to ``most_values`` distinct values; the one carried by the most events
-    wins, then the one with more values.
-    """
+def text_features(db: sqlite_utils.Database, *, sample: int = 2000) -> dict[str, Counter[str]]:
+    """Return, for each text viewer feature of the ``sample`` most recent events, how often each value came."""
     seen: dict[str, Counter[str]] = {}
     for (text,) in db.execute("SELECT context FROM events ORDER BY seq DESC LIMIT ?", [sample]):
         for key, value in json.loads(text).items():
             if isinstance(value, str):
                 seen.setdefault(key, Counter())[value] += 1
+    return seen
+
+
+def common_segment_feature(seen: Mapping[str, Counter[str]], *, most_values: int = 12) -> str | None:
+    """Return the text viewer feature that best splits the events into segments (None if none does).
+
+    A feature qualifies with 2 to ``most_values`` distinct values; the one carried by the most events
+    wins, then the one with more values.
+    """
     ranked = sorted(((sum(values.values()), len(values), key) for key, values in seen.items()
                      if 2 <= len(values) <= most_values), reverse=True)
     return ranked[0][2] if ranked else None
-
-
-def segment_values(db: sqlite_utils.Database, feature: str, *, sample: int = 2000, limit: int = 6) -> list[tuple[str, int]]:
-    """Return the most frequent text values of ``feature`` in recent events, with their counts."""
-    seen: Counter[str] = Counter()
-    for (text,) in db.execute("SELECT context FROM events ORDER BY seq DESC LIMIT ?", [sample]):
-        value = json.loads(text).get(feature)
-        if isinstance(value, str):
-            seen[value] += 1
-    return seen.most_common(limit)
 
 
 def most_shown_titles(db: sqlite_utils.Database, snapshot: CatalogSnapshot, *, sample: int = 2000,
@@ -146,9 +141,3 @@ def winning_artwork(snapshot: CatalogSnapshot, model: ServingModel, *, feature: 
         rows.append({"segment": value, "picks": picks})
     return rows
 
-
-def as_dicts(buckets: Sequence[RateBucket]) -> list[Mapping[str, Any]]:
-    """Return buckets as JSON-ready data with their rates."""
-    return [{"since": b.since, "until": b.until, "events": b.events, "shown": b.shown,
-             "click_rate": {arm: b.rate("clicked", arm) for arm in ("exploit", "explore")},
-             "play_rate": {arm: b.rate("played", arm) for arm in ("exploit", "explore")}} for b in buckets]

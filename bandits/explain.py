@@ -22,9 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import vowpal_wabbit_next as vw
-
 from bandits import features
+from bandits.policy import new_workspace
 from bandits.vwtext import TextExamples
 
 NAMESPACES = {"U": "viewer", "I": "viewer id", "P": "position", "T": "title", "G": "genre", "A": "artwork"}
@@ -72,7 +71,7 @@ class Explainer:
     """Predictions for explanations on a private copy of one model version."""
 
     def __init__(self, blob: bytes) -> None:
-        self._examples = TextExamples(vw.Workspace([], model_data=blob))
+        self._examples = TextExamples(new_workspace([], model_data=blob))
         self._lock = threading.Lock()
 
     def _reward(self, shared: str, action: str) -> float:

@@ -242,11 +242,16 @@ def load_policy(db: sqlite_utils.Database, config: Mapping[str, Any], name: str)
     if name not in POLICY_NAMES:
         raise KeyError(name)
     settings = deployment_defaults(config, name)
-    row = db.execute("SELECT overrides FROM policies WHERE name = ?", [name]).fetchone()
-    overrides = json.loads(row[0]) if row else {}
-    settings.update(overrides)
-    settings["reward_values"] = {**deployment_defaults(config, name)["reward_values"], **overrides.get("reward_values", {})}
+    overrides = stored_overrides(db, name)
+    reward_values = {**settings["reward_values"], **overrides.get("reward_values", {})}
+    settings.update(overrides, reward_values=reward_values)
     return PolicyConfig(name=name, overridden=sorted(overrides), **settings)
+
+
+def stored_overrides(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
+    """Return the settings an operator stored for a policy (none: an empty mapping)."""
+    row = db.execute("SELECT overrides FROM policies WHERE name = ?", [name]).fetchone()
+    return dict(json.loads(row[0])) if row else {}
 
 
 def store_overrides(db: sqlite_utils.Database, name: str, overrides: Mapping[str, Any]) -> None:

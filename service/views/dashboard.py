@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
@@ -32,10 +33,10 @@ def _span() -> int:
     return span
 
 
-def _segment_feature(db: Any) -> str | None:
+def _segment_feature(seen: Any) -> str | None:
     name = request.args.get("segment")
     if name is None:
-        return dashboard.common_segment_feature(db)
+        return dashboard.common_segment_feature(seen)
     if not 0 < len(name) <= 64:
         raise Invalid("segment: a viewer feature name of 1 to 64 characters")
     return name
@@ -55,7 +56,8 @@ def dashboard_page() -> ResponseReturnValue:
     from service import plots  # matplotlib loads on the first visit, not in every worker at start
 
     span, db, config = _span(), get_db(), current_app.config
-    feature = _segment_feature(db)
+    seen = dashboard.text_features(db)
+    feature = _segment_feature(seen)
     state = serving_state(config["DATABASE"])
     state.refresh(db, config, wait_for_models=False)
     now = time.time()
@@ -84,7 +86,7 @@ def dashboard_page() -> ResponseReturnValue:
 
     winners: list[dict[str, Any]] = []
     if feature is not None and state.snapshot is not None and state.snapshot.titles and ARTWORK in state.models:
-        values = [value for value, _ in dashboard.segment_values(db, feature)]
+        values = [value for value, _ in seen.get(feature, Counter()).most_common(6)]
         titles = dashboard.most_shown_titles(db, state.snapshot)
         winners = dashboard.winning_artwork(state.snapshot, state.models[ARTWORK], feature=feature, values=values,
                                             titles=titles)

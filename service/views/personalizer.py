@@ -9,7 +9,6 @@ and share Marquee's log, reward windows, learner and evaluation. Bad input is a 
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import uuid
@@ -23,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from bandits import inline
 from bandits.eventlog import activate, log_decision, record_reward
 from bandits.exploration import event_rng
-from bandits.policy import ACTIONS, load_policy
+from bandits.policy import ACTIONS, load_policy, stored_overrides
 from service import metrics
 from service.db import get_db
-from service.errors import Conflict, Invalid, NotFound, error_body
+from service.errors import Conflict, Invalid, MarqueeError, NotFound, error_body
 from service.runtime import serving_state
 from service.schemas import check_id, parse
 from service.views.decisions import idempotency_key
@@ -56,19 +55,18 @@ class RewardRequest(_Body):
     value: float = Field(ge=-1.0, le=1.0)
 
 
-@bp.errorhandler(Invalid)
-def _bad_argument(exc: Invalid) -> ResponseReturnValue:
-    return jsonify(error_body("BadArgument", exc.message, exc.details)), 400
+# Personalizer's error codes and statuses for Marquee's errors; others render as everywhere else.
+PERSONALIZER_ERRORS: dict[type[MarqueeError], tuple[str, int]] = {
+    Invalid: ("BadArgument", 400), NotFound: ("NotFound", 404), Conflict: ("Conflict", 409)}
 
 
-@bp.errorhandler(NotFound)
-def _not_found(exc: NotFound) -> ResponseReturnValue:
-    return jsonify(error_body("NotFound", exc.message, exc.details)), 404
+def _personalizer_error(exc: MarqueeError) -> ResponseReturnValue:
+    code, status = next(found for kind, found in PERSONALIZER_ERRORS.items() if isinstance(exc, kind))
+    return jsonify(error_body(code, exc.message, exc.details)), status
 
 
-@bp.errorhandler(Conflict)
-def _conflict(exc: Conflict) -> ResponseReturnValue:
-    return jsonify(error_body("Conflict", exc.message, exc.details)), 409
+for _kind in PERSONALIZER_ERRORS:
+    bp.register_error_handler(_kind, _personalizer_error)
 
 
 def _event_id(event_id: str) -> str:
@@ -230,11 +228,6 @@ def _policy_configuration(db: Any) -> dict[str, Any]:
     return {"name": ACTIONS, "arguments": " ".join(shlex.quote(arg) for arg in arguments)}
 
 
-def _stored_overrides(db: Any) -> dict[str, Any]:
-    row = db.execute("SELECT overrides FROM policies WHERE name = ?", [ACTIONS]).fetchone()
-    return dict(json.loads(row[0])) if row else {}
-
-
 @bp.get("/configurations/service")
 def get_service_configuration() -> ResponseReturnValue:
     """The ``actions`` policy's settings under Personalizer's names (reward wait as an ISO 8601 duration)."""
@@ -248,7 +241,7 @@ def put_service_configuration() -> ResponseReturnValue:
     if body.learningMode not in LEARNING_MODES:
         raise Invalid(f"learningMode: {body.learningMode!r} is not available; Marquee learns Online")
     db = get_db()
-    overrides = _stored_overrides(db)
+    overrides = stored_overrides(db, ACTIONS)
     overrides.update(reward_wait=parse_duration(body.rewardWaitTime, where="rewardWaitTime"),
                      default_reward=body.defaultReward, aggregation=body.rewardAggregation.lower(),
                      epsilon=body.explorationPercentage)
@@ -270,7 +263,7 @@ def put_policy_configuration() -> ResponseReturnValue:
         arguments = shlex.split(body.arguments)
     except ValueError as exc:
         raise Invalid(f"arguments: {exc}") from None
-    overrides = _stored_overrides(get_db())
+    overrides = stored_overrides(get_db(), ACTIONS)
     vw_args: list[str] = []
     index = 0
     while index < len(arguments):
