@@ -40,6 +40,10 @@ class SlotDecision:
     greedy_title_id: str
     artwork_estimate: float
     greedy_artwork_id: str
+    # The deterministic greedy choices (the first of the lowest-cost actions offered), logged so that
+    # the greedy model can be evaluated against the baseline (bandits.apprentice).
+    title_lead: str = ""
+    artwork_lead: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,8 @@ def decide_row(
             artwork_block=title.artwork_block, artwork_index=art.index, artwork_prob=art.probability,
             artwork_explored=art.explored, title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
             greedy_title_id=ids[pick.greedy_index], artwork_estimate=float(art_costs[art.index] / features.COST_PER_REWARD),
-            greedy_artwork_id=title.artwork_ids[art.greedy_index],
+            greedy_artwork_id=title.artwork_ids[art.greedy_index], title_lead=ids[pick.lead],
+            artwork_lead=title.artwork_ids[art.lead],
         ))
     return RowDecision(
         shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=tuple(decided),

@@ -18,7 +18,7 @@ import sqlite_utils
 
 from bandits import blocks
 from bandits.decide import RowDecision
-from bandits.policy import POLICY_NAMES, ROW_POLICIES, PolicyConfig
+from bandits.policy import ONLINE, POLICY_NAMES, ROW_POLICIES, PolicyConfig
 from bandits.storage import write_transaction
 from service.errors import Conflict, NotFound
 
@@ -34,15 +34,16 @@ def log_decision(
     addressed blocks (``bandits.blocks``), so that learning sees exactly the features the decision saw.
     """
     now = time.time() if now is None else now
+    modes = {name: policies[name].learning_mode for name in learned_by if policies[name].learning_mode != ONLINE}
     with write_transaction(db):
         inserted = blocks.store(db, database, [decision.candidate_block, *(s.artwork_block for s in decision.slots)])
         try:
             cursor = db.execute(
                 "INSERT INTO events (id, created_at, user_id, context, candidates, title_shared, title_block, "
-                "model_versions, deferred, activated_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model_versions, deferred, activated_at, kind, modes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [event_id, now, user_id, json.dumps(context, sort_keys=True), json.dumps(decision.candidate_ids),
                  decision.shared_line, decision.candidate_block.key, json.dumps(dict(decision.model_versions)),
-                 int(deferred), None if deferred else now, kind],
+                 int(deferred), None if deferred else now, kind, json.dumps(modes, sort_keys=True) if modes else None],
             )
         except sqlite3.IntegrityError as exc:
             if "events.id" not in str(exc):
@@ -51,11 +52,12 @@ def log_decision(
         seq = int(cursor.lastrowid)  # type: ignore[arg-type]
         db.conn.executemany(
             "INSERT INTO impressions (event_seq, position, title_id, title_index, title_prob, title_explored, "
-            "artwork_id, artwork_ids, artwork_block, artwork_index, artwork_prob, artwork_explored, offered) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "artwork_id, artwork_ids, artwork_block, artwork_index, artwork_prob, artwork_explored, offered, "
+            "title_greedy, artwork_greedy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(seq, s.position, s.title_id, s.title_index, s.title_prob, int(s.title_explored), s.artwork_id,
               json.dumps(s.artwork_ids), s.artwork_block.key, s.artwork_index, s.artwork_prob,
-              int(s.artwork_explored), None if s.title_offered is None else json.dumps(s.title_offered))
+              int(s.artwork_explored), None if s.title_offered is None else json.dumps(s.title_offered),
+              s.title_lead or None, s.artwork_lead or None)
              for s in decision.slots],
         )
         db.conn.executemany(
@@ -190,4 +192,5 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
         "context": json.loads(event["context"]), "candidates": candidates,
         "model_versions": json.loads(event["model_versions"]), "deferred": bool(event["deferred"]),
         "activated_at": event["activated_at"], "slots": slots, "rewards": rewards, "learned_in_versions": learned,
+        "learning_modes": json.loads(event["modes"]) if event["modes"] else {},
     }

@@ -34,6 +34,10 @@ class Pick:
     probability: float
     greedy_index: int  # the pick itself when it is one of the best, else the first of the best
     offered: tuple[int, ...] | None = None  # in a row: the actions drawn from, when fewer than all left
+    # The deterministic greedy choice: the last (highest index) of the lowest-cost actions offered. A
+    # tie so never names the first action offered, the baseline (bandits.apprentice): a model with no
+    # preference does not count as agreeing with it.
+    lead: int = -1
 
     @property
     def explored(self) -> bool:
@@ -67,7 +71,7 @@ def _draw(best: list[int], others_and_best: list[int], epsilon: float, rng: np.r
         index = best[int(rng.integers(m))] if m > 1 else best[0]
     is_best = index in best
     probability = epsilon / k + ((1.0 - epsilon) / m if is_best else 0.0)
-    return Pick(index=index, probability=probability, greedy_index=index if is_best else best[0])
+    return Pick(index=index, probability=probability, greedy_index=index if is_best else best[0], lead=best[-1])
 
 
 def epsilon_greedy(costs: Sequence[float], epsilon: float, rng: np.random.Generator, *,
@@ -95,7 +99,7 @@ def epsilon_greedy(costs: Sequence[float], epsilon: float, rng: np.random.Genera
         index = _draw(best, actions, epsilon, rng).index
     greedy_mass = epsilon / k + ((1.0 - epsilon) / len(best) if index in best else 0.0)
     probability = (1.0 - trial_share) * greedy_mass + (trial_share / len(trial) if index in trial else 0.0)
-    return Pick(index=index, probability=probability, greedy_index=index if index in best else best[0])
+    return Pick(index=index, probability=probability, greedy_index=index if index in best else best[0], lead=best[-1])
 
 
 Allowed = Callable[[Sequence[int], Sequence[int]], Sequence[int]]
@@ -148,7 +152,8 @@ def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: 
                 index = _draw(best, offered, epsilon, rng).index
             greedy_mass = epsilon / len(offered) + ((1.0 - epsilon) / len(best) if index in best else 0.0)
             probability = (1.0 - trial_share) * greedy_mass + (trial_share / len(trial_here) if index in on_trial else 0.0)
-            pick = Pick(index=index, probability=probability, greedy_index=index if index in best else best[0])
+            pick = Pick(index=index, probability=probability, greedy_index=index if index in best else best[0],
+                        lead=best[-1])
         else:
             pick = _draw(best, offered, epsilon, rng)
         if restricted:
@@ -194,16 +199,30 @@ def _sample(pmf: np.ndarray, rng: np.random.Generator) -> int:
     return min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(pmf) - 1)
 
 
+def with_baseline(pmf: np.ndarray, baseline: float) -> np.ndarray:
+    """Mix a distribution with the baseline (the first action offered): ``baseline`` of the draws go to it."""
+    if baseline <= 0.0:
+        return pmf
+    mixed = (1.0 - baseline) * pmf
+    mixed[0] += baseline
+    return mixed
+
+
 @dataclass(frozen=True)
 class Exploration:
     """How one policy explores at one model version: the rule and its parameter at that version.
 
     ``epsilon`` is used by epsilon-greedy; ``gamma`` by SquareCB (see ``Exploration.squarecb``).
+    ``baseline`` is the share of draws that serve the baseline, the first action offered, whatever
+    the model thinks (1 in the apprentice and logging-only learning modes: the caller's own choice is
+    always served); every probability stays exact, and each pick still names the model's greedy choice.
+    Trial shares (``pick``, ``row``) apply only without a baseline share.
     """
 
     rule: str = EPSILON_GREEDY
     epsilon: float = 0.1
     gamma: float = 0.0
+    baseline: float = 0.0
 
     @classmethod
     def squarecb(cls, *, gamma_scale: float, gamma_exponent: float, examples_learned: int) -> "Exploration":
@@ -213,17 +232,17 @@ class Exploration:
     def pmf(self, costs: Sequence[float] | np.ndarray) -> np.ndarray:
         """Return the distribution over actions of the given costs."""
         if self.rule == SQUARECB:
-            return squarecb_pmf(costs, self.gamma)
-        return epsilon_greedy_pmf(costs, self.epsilon)
+            return with_baseline(squarecb_pmf(costs, self.gamma), self.baseline)
+        return with_baseline(epsilon_greedy_pmf(costs, self.epsilon), self.baseline)
 
     def pick(self, costs: Sequence[float], rng: np.random.Generator, *, trial: Sequence[int] = (),
              trial_share: float = 0.0) -> Pick:
         """Draw one action; actions on ``trial`` get an extra ``trial_share`` of draws (see ``epsilon_greedy``)."""
-        if self.rule == EPSILON_GREEDY:
+        if self.rule == EPSILON_GREEDY and self.baseline <= 0.0:
             return epsilon_greedy(costs, self.epsilon, rng, trial=trial, trial_share=trial_share)
         _check_finite(costs)
         pmf = self.pmf(costs)
-        if trial and len(trial) < len(costs) and trial_share > 0.0:
+        if trial and len(trial) < len(costs) and trial_share > 0.0 and self.baseline <= 0.0:
             extra = np.zeros(len(costs))
             extra[list(trial)] = 1.0 / len(trial)
             pmf = (1.0 - trial_share) * pmf + trial_share * extra
@@ -238,15 +257,15 @@ class Exploration:
         Actions on ``trial`` get an extra ``trial_share`` of each slot's draw, as in ``pick``, among
         the trial actions that slot offers (when it offers some, but not only those).
         """
-        if self.rule == EPSILON_GREEDY:
+        if self.rule == EPSILON_GREEDY and self.baseline <= 0.0:
             return epsilon_greedy_row(costs, slots, self.epsilon, rng, allowed=allowed, trial=trial,
                                       trial_share=trial_share)
         if slots > len(costs):
             raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
         _check_finite(costs)
         values = np.asarray(costs, dtype=float)
-        on_trial = set(trial) if trial_share > 0.0 else set()
-        left = list(range(len(values)))
+        on_trial = set(trial) if trial_share > 0.0 and self.baseline <= 0.0 else set()
+        left = list(range(len(values)))  # in the order given: each slot's baseline is the first one left
         picks: list[Pick] = []
         for _ in range(slots):
             offered, restricted = _offered(allowed, picks, left)
@@ -260,7 +279,7 @@ class Exploration:
             chosen = _sample(pmf, rng)
             pick = self._pick(offered_costs.tolist(), chosen, float(pmf[chosen]))
             picks.append(Pick(index=offered[pick.index], probability=pick.probability,
-                              greedy_index=offered[pick.greedy_index],
+                              greedy_index=offered[pick.greedy_index], lead=offered[pick.lead],
                               offered=tuple(offered) if restricted else None))
             left.remove(offered[chosen])
         return picks
@@ -268,5 +287,6 @@ class Exploration:
     @staticmethod
     def _pick(costs: Sequence[float], index: int, probability: float) -> Pick:
         low = min(costs)
-        greedy = index if costs[index] == low else next(i for i, cost in enumerate(costs) if cost == low)
-        return Pick(index=index, probability=probability, greedy_index=greedy)
+        best = [i for i, cost in enumerate(costs) if cost == low]
+        return Pick(index=index, probability=probability, greedy_index=index if costs[index] == low else best[0],
+                    lead=best[-1])

@@ -114,6 +114,11 @@ def artwork_action(*, artwork_id: str, tags: Iterable[str], visual_tokens: Itera
     return namespace("A", tokens)
 
 
+def unlabeled(line: str) -> str:
+    """Return an action line without the CB label ``labeled`` put in front of it (unchanged if it has none)."""
+    return line.split(" ", 1)[1] if line.startswith("0:") else line
+
+
 def labeled(action_line: str, *, cost: float, probability: float) -> str:
     """Return an action line with a CB label ``0:cost:probability``, the probability clamped above 0."""
     if not math.isfinite(cost):

@@ -126,7 +126,7 @@ def rank(*, model: ServingModel, exploration: Exploration, context: Mapping[str,
         position=0, title_id=ids[pick.index], title_index=pick.index, title_prob=pick.probability, title_offered=None,
         title_explored=pick.explored, artwork_id="", artwork_ids=(), artwork_block=block, artwork_index=0,
         artwork_prob=1.0, artwork_explored=False, title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
-        greedy_title_id=ids[pick.greedy_index], artwork_estimate=0.0, greedy_artwork_id="",
+        greedy_title_id=ids[pick.greedy_index], artwork_estimate=0.0, greedy_artwork_id="", title_lead=ids[pick.lead],
     )
     decision = RowDecision(shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=(slot,),
                            unavailable=(), model_versions={ACTIONS: model.version})

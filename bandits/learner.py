@@ -25,6 +25,7 @@ import fcntl
 import json
 import logging
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass
@@ -36,8 +37,8 @@ import vowpal_wabbit_next as vw
 
 from bandits import blocks, features
 from bandits.maintenance import PruneSummary, prune
-from bandits.policy import (ACTIONS, ARTWORK, POLICY_NAMES, TITLES, PolicyConfig, latest_model, latest_versions, load_policy,
-                            new_workspace, publish)
+from bandits.policy import (ACTIONS, APPRENTICE, ARTWORK, LOGGING_ONLY, ONLINE, POLICY_NAMES, TITLES, PolicyConfig,
+                            latest_model, latest_versions, load_policy, new_workspace, publish)
 from bandits.storage import StorageBusy, connect, write_transaction
 from bandits.vwtext import TextExamples
 
@@ -203,6 +204,47 @@ def action_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str,
 
 
 EXAMPLE_BUILDERS = {TITLES: title_examples, ARTWORK: artwork_examples, ACTIONS: action_examples}
+IMITATION_ACTIONS = 10  # actions a decision that served the baseline teaches: the baseline and up to 9 others
+
+
+def apprentice_examples(examples: Sequence[list[str]], *, default_reward: float, seed: int) -> list[list[str]]:
+    """Return what apprentice decisions teach: the baseline's worth, and to prefer it where it earns something.
+
+    A decision that served the baseline (the first action offered) becomes full-information
+    examples, each labelled with probability 1: the baseline at the reward it earned, and every
+    other action offered at ``default_reward``, what a shown action earns without a reward. The
+    model so learns to prefer the baseline wherever the baseline earns more than nothing, and only
+    there: it imitates the caller's choice as far as the rewards back it. A decision drawn by
+    ``apprentice_exploration`` (another action served) is learned as an Online one, at its logged
+    probability; those are what can teach the model to beat the baseline. Of a decision with more
+    than ``IMITATION_ACTIONS`` actions, the baseline and ``IMITATION_ACTIONS - 1`` others drawn
+    with ``seed`` are taught, which keeps the learner's work per decision bounded.
+    """
+    rng = random.Random(seed)
+    taught = []
+    default_cost = features.COST_PER_REWARD * default_reward + 0.0  # never -0
+    for example in examples:
+        shared, actions = example[0], example[1:]
+        if not actions or not actions[0].startswith("0:"):  # explored: another action was served
+            taught.append(example)
+            continue
+        cost = actions[0].split(":", 2)[1]
+        plain = [features.unlabeled(line) for line in actions]
+        indices = list(range(len(plain)))
+        if len(indices) > IMITATION_ACTIONS:
+            indices = [0, *sorted(rng.sample(indices[1:], IMITATION_ACTIONS - 1))]
+        for index in indices:
+            lines = list(plain)
+            lines[index] = features.labeled(plain[index], cost=float(cost) if index == 0 else default_cost,
+                                            probability=1.0)
+            taught.append([shared, *lines])
+    return taught
+
+
+def mode_of(event: Mapping[str, Any], policy: str) -> str:
+    """Return the learning mode ``policy`` was in when it made ``event``'s decision (``events.modes``)."""
+    modes = event.get("modes")
+    return str(json.loads(modes).get(policy, ONLINE)) if modes else ONLINE
 
 
 class Learner:
@@ -230,7 +272,7 @@ class Learner:
         batch = int(self.config["LEARNER_BATCH"])
         _close_due(self.db, cfg, now=now, limit=batch)
         closed = list(self.db.query(
-            "SELECT p.event_seq, e.title_shared, e.title_block FROM pending p "
+            "SELECT p.event_seq, e.title_shared, e.title_block, e.modes FROM pending p "
             "JOIN events e ON e.seq = p.event_seq WHERE p.policy = ? AND p.closed_at IS NOT NULL "
             "ORDER BY p.due_at, p.event_seq LIMIT ?",
             [policy, batch],
@@ -260,24 +302,31 @@ class Learner:
         learned_rows = []
         for event in closed:
             rewards = labels[event["event_seq"]]
-            examples = build(event, impressions[event["event_seq"]], rewards, lines_of)
+            mode = mode_of(event, policy)
+            examples = [] if mode == LOGGING_ONLY else build(event, impressions[event["event_seq"]], rewards, lines_of)
+            if mode == APPRENTICE:
+                examples = apprentice_examples(examples, default_reward=cfg.default_reward,
+                                               seed=event["event_seq"])
             for example in examples:
                 examples_of.learn(example)
             learned_rows.append((event["event_seq"], len(examples)))
         result.events = len(learned_rows)
         result.examples = sum(n for _, n in learned_rows)
-        blob = workspace.serialize()
+        blob = workspace.serialize() if result.examples else b""
         with write_transaction(self.db):
             if latest_versions(self.db).get(policy) != base_version:
                 # An import or reset published a version meanwhile: redo this work on top of it.
                 result.discarded = True
                 return result
-            version = publish(
-                self.db, policy=policy, blob=blob, vw_args=record.vw_args,
-                events_learned=record.events_learned + result.events,
-                examples_learned=record.examples_learned + result.examples,
-                origin="learner", keep=int(self.config["MODEL_VERSIONS_KEPT"]),
-            )
+            if result.examples:
+                version = publish(
+                    self.db, policy=policy, blob=blob, vw_args=record.vw_args,
+                    events_learned=record.events_learned + result.events,
+                    examples_learned=record.examples_learned + result.examples,
+                    origin="learner", keep=int(self.config["MODEL_VERSIONS_KEPT"]),
+                )
+            else:  # logging-only decisions: recorded as done, the model unchanged
+                version = base_version
             self.db.conn.executemany(
                 "INSERT INTO learned (policy, event_seq, version, examples) VALUES (?, ?, ?, ?)",
                 [(policy, seq, version, n) for seq, n in learned_rows],
@@ -350,6 +399,8 @@ class Retention:
 
 def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None) -> int:
     """Run the learner until the parent process goes away; return an exit code."""
+    from bandits.apprentice import SwitchCheck  # it reads the log through bandits.offline, which imports this module
+
     fd = try_lock(config["DATABASE"])
     if fd is None:
         log.info("another learner holds the lock; exiting")
@@ -360,11 +411,13 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None) -
     learner = Learner(db, config)
     interval = float(config["LEARNER_INTERVAL_SECONDS"])
     retention = Retention(float(config.get("RETENTION_DAYS", 0.0)))
+    switch = SwitchCheck()
     log.info("learner started (pid %s)", os.getpid())
     while parent_pid is None or os.getppid() == parent_pid:
         started = time.monotonic()
         try:
             results = learner.run_once()
+            switch.run_if_due(db, config)
             pruned = retention.run_if_due(db)
             if pruned is not None and pruned.events:
                 log.info("retention: pruned %d events (%d impressions, %d rewards) in %d batches",

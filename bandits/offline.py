@@ -37,8 +37,8 @@ import vowpal_wabbit_next as vw
 
 from bandits import blocks, evaluation, features
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
-from bandits.learner import aggregate, offered_titles, valued
-from bandits.policy import ACTIONS, ARTWORK, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
+from bandits.learner import aggregate, mode_of, offered_titles, valued
+from bandits.policy import ACTIONS, ARTWORK, ONLINE, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
 from bandits.vwtext import TextExamples, TextLines
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
@@ -83,6 +83,9 @@ class Rounds:
     reward: np.ndarray  # (n,) the reward credited to the decision
     action_ids: list[str]  # (total actions,) title or artwork id of every action
     lines_of: Mapping[str, list[str]] = field(repr=False, default_factory=dict)
+    # (n,) the model's greedy action as an offset within the round's actions, -1 where not logged
+    greedy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    modes: list[str] = field(default_factory=list)  # (n,) the policy's learning mode at the decision
 
     def __len__(self) -> int:
         return int(self.pscore.size)
@@ -137,7 +140,8 @@ def _closed_events(db: sqlite_utils.Database, *, policy: str, since: float | Non
     if until is not None:
         where.append("e.created_at < ?")
         params.append(until)
-    query = (f"SELECT e.seq, e.id, e.created_at, e.context, e.candidates, e.title_shared, e.title_block FROM events e "
+    query = (f"SELECT e.seq, e.id, e.created_at, e.context, e.candidates, e.title_shared, e.title_block, e.modes "
+             f"FROM events e "
              f"WHERE {' AND '.join(where)} ORDER BY e.created_at DESC, e.seq DESC")
     if limit is not None:
         query += " LIMIT ?"
@@ -170,7 +174,7 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
         marks = ",".join("?" * len(chunk))
         for row in db.query(
             "SELECT event_seq, position, title_id, title_index, title_prob, artwork_ids, artwork_block, "
-            f"artwork_index, artwork_prob, offered FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position",
+            f"artwork_index, artwork_prob, offered, title_greedy, artwork_greedy FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position",
             chunk,
         ):
             impressions.setdefault(row["event_seq"], []).append(row)
@@ -190,27 +194,35 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
         candidates = lines_of[event["title_block"]]
         left = list(range(len(candidates)))
         candidate_ids = json.loads(event["candidates"])
+        mode = mode_of(event, policy)
         for row in impressions.get(event["seq"], []):
             reward = aggregate(valued(credited.get((event["seq"], row["title_id"])), reward_values or {}),
                                aggregation=aggregation,
                                default_reward=default_reward)
             common = {"event_id": event["id"], "event_index": number, "position": row["position"],
-                      "created_at": event["created_at"], "context": context, "reward": reward}
+                      "created_at": event["created_at"], "context": context, "reward": reward, "mode": mode}
             if policy in (TITLES, ACTIONS):
                 offered = offered_titles(row, left)
                 shared = event["title_shared"] if policy == ACTIONS else features.with_position(event["title_shared"],
                                                                                                 row["position"])
+                offered_ids = [candidate_ids[j] for j in offered]
                 builder.add(**common, shared=shared,
                             block=event["title_block"], action_index=offered,
                             chosen=offered.index(row["title_index"]), pscore=row["title_prob"],
-                            action_ids=[candidate_ids[j] for j in offered])
+                            action_ids=offered_ids, greedy=_offset(offered_ids, row["title_greedy"]))
                 left.remove(row["title_index"])
             else:
                 artwork_ids = json.loads(row["artwork_ids"])
                 builder.add(**common, shared=features.artwork_shared(event["title_shared"], candidates[row["title_index"]]),
                             block=row["artwork_block"], action_index=list(range(len(artwork_ids))),
-                            chosen=row["artwork_index"], pscore=row["artwork_prob"], action_ids=artwork_ids)
+                            chosen=row["artwork_index"], pscore=row["artwork_prob"], action_ids=artwork_ids,
+                            greedy=_offset(artwork_ids, row["artwork_greedy"]))
     return builder.build()
+
+
+def _offset(action_ids: Sequence[str], greedy: str | None) -> int:
+    """Return where the logged greedy choice is among a round's actions (-1: not logged)."""
+    return action_ids.index(greedy) if greedy is not None and greedy in action_ids else -1
 
 
 class RoundBuilder:
@@ -221,18 +233,19 @@ class RoundBuilder:
         self.lines_of = lines_of
         self.columns: dict[str, list[Any]] = {name: [] for name in (
             "event_id", "event_index", "position", "created_at", "context", "shared", "block", "chosen", "pscore",
-            "reward")}
+            "reward", "greedy", "mode")}
         self.sizes: list[int] = []
         self.action_index: list[int] = []
         self.action_ids: list[str] = []
 
     def add(self, *, event_id: str, event_index: int, position: int, created_at: float, context: Mapping[str, Any],
             shared: str, block: str, action_index: Sequence[int], chosen: int, pscore: float, reward: float,
-            action_ids: Sequence[str]) -> None:
-        """Add one round."""
+            action_ids: Sequence[str], greedy: int = -1, mode: str = ONLINE) -> None:
+        """Add one round (``greedy``: the model's greedy action as an offset, -1 if unknown)."""
         for name, value in (("event_id", event_id), ("event_index", event_index), ("position", position),
                             ("created_at", created_at), ("context", context), ("shared", shared), ("block", block),
-                            ("chosen", chosen), ("pscore", pscore), ("reward", reward)):
+                            ("chosen", chosen), ("pscore", pscore), ("reward", reward), ("greedy", greedy),
+                            ("mode", mode)):
             self.columns[name].append(value)
         self.sizes.append(len(action_index))
         self.action_index.extend(action_index)
@@ -249,7 +262,8 @@ class RoundBuilder:
             contexts=c["context"], shared=c["shared"], block=c["block"], offsets=offsets,
             action_index=np.asarray(self.action_index, dtype=np.int64), chosen=np.asarray(c["chosen"], dtype=np.int64),
             pscore=np.asarray(c["pscore"], dtype=float), reward=np.asarray(c["reward"], dtype=float),
-            action_ids=self.action_ids, lines_of=self.lines_of,
+            action_ids=self.action_ids, lines_of=self.lines_of, greedy=np.asarray(c["greedy"], dtype=np.int64),
+            modes=c["mode"],
         )
 
 

@@ -11,7 +11,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import sqlite_utils
@@ -44,7 +44,14 @@ REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")
 # Settings an operator may override per policy; anything absent takes the deployment default.
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
 OVERRIDABLE = ("exploration", "epsilon", "gamma_scale", "gamma_exponent", "vw_args", "reward_wait", "default_reward",
-               "aggregation", "learn_on_first_reward", "max_per_genre", "min_genres", "reward_values")
+               "aggregation", "learn_on_first_reward", "max_per_genre", "min_genres", "reward_values", "learning_mode",
+               "apprentice_exploration", "auto_switch")
+# How a policy serves and learns (``bandits.apprentice``): ``online`` serves the model's exploring
+# choice and learns from rewards; ``apprentice`` serves the baseline (the first action offered: the
+# caller's own choice) and learns to prefer it where it earns rewards; ``logging-only`` serves the
+# baseline and learns nothing.
+ONLINE, APPRENTICE, LOGGING_ONLY = "online", "apprentice", "logging-only"
+LEARNING_MODES = (ONLINE, APPRENTICE, LOGGING_ONLY)
 TITLES_ONLY = ("max_per_genre", "min_genres")  # row settings: the artwork policy picks one artwork per title
 
 
@@ -69,6 +76,9 @@ class PolicyConfig:
     max_per_genre: int = 0
     min_genres: int = 0
     reward_values: dict[str, float] = field(default_factory=dict)
+    learning_mode: str = ONLINE
+    apprentice_exploration: float = 0.0  # the share of apprentice decisions the model's exploration draws
+    auto_switch: bool = False  # apprentice turns online by itself once the model beats the baseline
     overridden: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,9 +88,14 @@ class PolicyConfig:
     def explorer(self, examples_learned: int) -> Exploration:
         """Return how this policy explores with a model that has learned ``examples_learned`` examples."""
         if self.exploration == SQUARECB:
-            return Exploration.squarecb(gamma_scale=self.gamma_scale, gamma_exponent=self.gamma_exponent,
-                                        examples_learned=examples_learned)
-        return Exploration(epsilon=self.epsilon)
+            explorer = Exploration.squarecb(gamma_scale=self.gamma_scale, gamma_exponent=self.gamma_exponent,
+                                            examples_learned=examples_learned)
+        else:
+            explorer = Exploration(epsilon=self.epsilon)
+        if self.learning_mode == ONLINE:
+            return explorer
+        share = 1.0 - self.apprentice_exploration if self.learning_mode == APPRENTICE else 1.0
+        return replace(explorer, baseline=share)
 
     @property
     def diversity(self) -> Diversity:
@@ -101,6 +116,9 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "gamma_scale": float(config["SQUARECB_GAMMA_SCALE"]),
         "gamma_exponent": float(config["SQUARECB_GAMMA_EXPONENT"]),
         "reward_values": parse_reward_values(config["REWARD_VALUES"]),
+        "learning_mode": ONLINE,
+        "apprentice_exploration": 0.0,
+        "auto_switch": False,
         **({"max_per_genre": int(config["MAX_PER_GENRE"]), "min_genres": int(config["MIN_GENRES"])}
            if name == TITLES else {}),
     }
@@ -147,9 +165,16 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) ->
         elif key == "aggregation":
             if value not in AGGREGATIONS:
                 raise PolicyError(f"aggregation: must be one of {', '.join(AGGREGATIONS)}")
-        elif key == "learn_on_first_reward":
+        elif key in ("learn_on_first_reward", "auto_switch"):
             if not isinstance(value, bool):
-                raise PolicyError("learn_on_first_reward: must be true or false")
+                raise PolicyError(f"{key}: must be true or false")
+        elif key == "learning_mode":
+            if value not in LEARNING_MODES:
+                raise PolicyError(f"learning_mode: must be one of {', '.join(LEARNING_MODES)}")
+        elif key == "apprentice_exploration":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 0.5:
+                raise PolicyError("apprentice_exploration: must be a number in [0, 0.5]")
+            value = float(value)
         elif key == "vw_args":
             value = parse_vw_args(value)
         elif key == "reward_values":

@@ -110,7 +110,9 @@ TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", 
 
 
 # Columns added after their table was first released: a file from an older version gains them.
-ADDED_COLUMNS = (("impressions", "offered", "TEXT"), ("rewards", "type", "TEXT"), ("events", "kind", "TEXT"))
+ADDED_COLUMNS = (("impressions", "offered", "TEXT"), ("rewards", "type", "TEXT"), ("events", "kind", "TEXT"),
+                 ("events", "modes", "TEXT"), ("impressions", "title_greedy", "TEXT"),
+                 ("impressions", "artwork_greedy", "TEXT"))
 
 
 def _missing_columns(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
@@ -166,9 +168,12 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,
                 user_id TEXT, context TEXT NOT NULL, candidates TEXT NOT NULL, title_shared TEXT NOT NULL,
                 title_block TEXT NOT NULL REFERENCES feature_blocks(key), model_versions TEXT NOT NULL,
-                deferred INTEGER NOT NULL, activated_at REAL, kind TEXT)"""
+                deferred INTEGER NOT NULL, activated_at REAL, kind TEXT, modes TEXT)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS events_created ON events (created_at)")
+        # modes: the learning modes other than online the event's policies were in ({"titles": "apprentice"}),
+        # as JSON; NULL when all were online. title_greedy, artwork_greedy (impressions): the model's
+        # greedy choices, whichever was served (bandits.apprentice compares them with the baseline).
         # offered: the candidate indices a slot's title draw was restricted to (bandits.diversity), as a
         # JSON list; NULL when it drew from every candidate not yet placed.
         db.execute(
@@ -178,7 +183,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 title_explored INTEGER NOT NULL, artwork_id TEXT NOT NULL, artwork_ids TEXT NOT NULL,
                 artwork_block TEXT NOT NULL REFERENCES feature_blocks(key), artwork_index INTEGER NOT NULL,
                 artwork_prob REAL NOT NULL, artwork_explored INTEGER NOT NULL, offered TEXT,
-                PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
+                title_greedy TEXT, artwork_greedy TEXT, PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
         )
         # type: the outcome a typed reward reported (click, play, ...; bandits.policy.REWARD_TYPES), whose
         # value each policy sets; NULL for a reward sent as a number. value: the number, or for a typed

@@ -300,6 +300,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/v1/datasets/{dataset_id}"): Operation(204),
     ("GET", "/v1/policies/{name}/importance"): Operation(200, OBJECT, query=(
         Param("decisions", {"type": "integer", "minimum": 1, "maximum": 2000}, "the most recent closed decisions to explain"),)),
+    ("GET", "/v1/policies/{name}/apprentice"): Operation(200, OBJECT, query=(
+        Param("events", {"type": "integer", "minimum": 1, "maximum": 20_000}, "the most recent closed events to read"),)),
     ("POST", "/personalizer/v1.0/rank"): Operation(201, OBJECT, body=_json(personalizer.RankRequest, {
         "contextFeatures": [{"user": {"profileType": "AnonymousUser"}}, {"device": {"mobile": True}}],
         "actions": [{"id": "news", "features": [{"type": "article", "length": 3}]},

@@ -146,6 +146,9 @@ class PolicyBody(Strict):
     max_per_genre: Optional[Any] = None
     min_genres: Optional[Any] = None
     reward_values: Optional[Any] = None
+    learning_mode: Optional[Any] = None
+    apprentice_exploration: Optional[Any] = None
+    auto_switch: Optional[Any] = None
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -217,7 +217,7 @@ def test_service_and_policy_configurations_read_and_set_the_actions_policy(clien
     ("service", {"rewardWaitTime": "PT10M", "defaultReward": 0, "rewardAggregation": "earliest",
                  "explorationPercentage": 1.5}, "explorationPercentage"),
     ("service", {"rewardWaitTime": "PT10M", "defaultReward": 0, "rewardAggregation": "earliest",
-                 "explorationPercentage": 0.2, "learningMode": "Apprentice"}, "learningMode"),
+                 "explorationPercentage": 0.2, "learningMode": "Supervised"}, "learningMode"),
     ("service", {"rewardWaitTime": "P30D", "defaultReward": 0, "rewardAggregation": "earliest",
                  "explorationPercentage": 0.2}, "reward_wait"),
     ("policy", {"arguments": "--cb_explore_adf --port 26542"}, "arguments: option '--port'"),

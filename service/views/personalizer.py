@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bandits import inline
 from bandits.eventlog import activate, log_decision, record_reward
 from bandits.exploration import event_rng
-from bandits.policy import ACTIONS, load_policy, stored_overrides
+from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, load_policy, stored_overrides
 from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid, MarqueeError, NotFound, error_body
@@ -149,7 +149,8 @@ def activate_event(event_id: str) -> ResponseReturnValue:
 # ---------------------------------------------------------------- configurations
 
 DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
-LEARNING_MODES = ("Online",)  # Personalizer's Apprentice and LoggingOnly are not available yet
+# Personalizer's learning modes and the actions policy's (bandits.policy.LEARNING_MODES).
+LEARNING_MODES = {"Online": ONLINE, "Apprentice": APPRENTICE, "LoggingOnly": LOGGING_ONLY}
 # Fields of Personalizer's service configuration that Marquee accepts and does not apply: they name
 # Azure's own machinery (log mirroring, automatic optimization) or deployment-wide settings.
 NOT_APPLIED = ("modelExportFrequency", "logMirrorEnabled", "logMirrorSasUri", "logRetentionDays",
@@ -217,7 +218,8 @@ def _service_configuration(db: Any) -> dict[str, Any]:
         "rewardWaitTime": format_duration(settings.reward_wait), "defaultReward": settings.default_reward,
         "rewardAggregation": settings.aggregation, "explorationPercentage": settings.epsilon,
         "modelExportFrequency": format_duration(float(config["LEARNER_INTERVAL_SECONDS"])),
-        "logRetentionDays": int(float(config["RETENTION_DAYS"])) or -1, "learningMode": "Online",
+        "logRetentionDays": int(float(config["RETENTION_DAYS"])) or -1,
+        "learningMode": next(name for name, mode in LEARNING_MODES.items() if mode == settings.learning_mode),
         "isAutoOptimizationEnabled": False, "logMirrorEnabled": False, "lastConfigurationEditDate": _edited_at(db),
     }
 
@@ -239,12 +241,12 @@ def put_service_configuration() -> ResponseReturnValue:
     """Set the reward wait, default reward, aggregation and exploration of the ``actions`` policy."""
     body: ServiceConfiguration = parse(ServiceConfiguration, request)
     if body.learningMode not in LEARNING_MODES:
-        raise Invalid(f"learningMode: {body.learningMode!r} is not available; Marquee learns Online")
+        raise Invalid(f"learningMode: must be one of {', '.join(LEARNING_MODES)}, got {body.learningMode!r}")
     db = get_db()
     overrides = stored_overrides(db, ACTIONS)
     overrides.update(reward_wait=parse_duration(body.rewardWaitTime, where="rewardWaitTime"),
                      default_reward=body.defaultReward, aggregation=body.rewardAggregation.lower(),
-                     epsilon=body.explorationPercentage)
+                     epsilon=body.explorationPercentage, learning_mode=LEARNING_MODES[body.learningMode])
     replace_overrides(db, ACTIONS, overrides)
     return jsonify(_service_configuration(db))
 

@@ -126,6 +126,22 @@ def policy_importance(name: str) -> ResponseReturnValue:
     return jsonify(feature_importance(get_db(), name, decisions))
 
 
+@bp.get("/v1/policies/<name>/apprentice")
+def apprentice_report(name: str) -> ResponseReturnValue:
+    """How closely the model follows the baseline, the baseline's reward, and the evidence for switching online."""
+    from bandits import apprentice
+
+    name = _name(name)
+    raw = request.args.get("events", str(apprentice.REPORT_EVENTS))
+    try:
+        events = int(raw)
+    except ValueError:
+        events = 0
+    if not 1 <= events <= apprentice.REPORT_EVENTS:
+        raise Invalid(f"events: must be a whole number from 1 to {apprentice.REPORT_EVENTS}, got {raw!r}")
+    return jsonify(apprentice.report(get_db(), current_app.config, name, limit=events))
+
+
 @bp.get("/v1/policies/<name>/model")
 def export_model(name: str) -> ResponseReturnValue:
     """Download the newest model version as VW model bytes."""
