@@ -19,7 +19,7 @@ import numpy as np
 import sqlite_utils
 
 from bandits import blocks
-from bandits.logimport import FORMATS, Decision, Skip, read_line
+from bandits.logimport import FORMATS, INLINE_POLICY, Decision, Skip, read_line
 from bandits.offline import Rounds, SpecError, RoundBuilder
 from bandits.storage import write_transaction
 
@@ -53,11 +53,14 @@ def _drop(db: sqlite_utils.Database, dataset_id: str) -> None:
 
 
 def import_lines(db: sqlite_utils.Database, database: str, lines: Iterable[str | bytes], *, fmt: str,
-                 name: str | None = None, now: float | None = None) -> dict[str, Any]:
+                 name: str | None = None, now: float | None = None, policy: str | None = None) -> dict[str, Any]:
     """Read a DSJson or JSON-lines file into a new dataset and return its summary.
 
     ``database`` is the database's path (the block cache's key). Lines that are well formed but
-    cannot be evaluated are counted by reason in ``skipped``.
+    cannot be evaluated are counted by reason in ``skipped``. ``policy="actions"`` encodes the
+    decisions of a DSJson file from another service (Azure Personalizer's) as Marquee's
+    Personalizer-compatible rank encodes a request, so the dataset evaluates and warm-starts the
+    ``actions`` policy (``bandits.logimport.read_dsjson``).
 
     Raises:
         ImportRefused: a line is malformed, or no line holds a decision; the dataset was removed.
@@ -66,6 +69,9 @@ def import_lines(db: sqlite_utils.Database, database: str, lines: Iterable[str |
         raise ImportRefused(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if name is not None and (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME):
         raise ImportRefused(f"name: must be text of 1 to {MAX_NAME} characters")
+    if policy is not None and (policy != INLINE_POLICY or fmt != "dsjson"):
+        raise ImportRefused(f"policy: only {INLINE_POLICY!r}, for DSJson from another service, is read into a "
+                            "policy's encoding (Marquee's own logs keep the policy that logged them)")
     now = time.time() if now is None else now
     dataset_id = f"ds-{uuid.uuid4().hex[:16]}"
     with write_transaction(db):
@@ -79,7 +85,7 @@ def import_lines(db: sqlite_utils.Database, database: str, lines: Iterable[str |
     try:
         for number, text in enumerate(lines, start=1):
             try:
-                found = read_line(text, fmt)
+                found = read_line(text, fmt, inline=policy is not None)
             except ValueError as exc:
                 raise ImportRefused(f"line {number}: {exc}") from None
             if found is None:

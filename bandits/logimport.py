@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from bandits import features
@@ -256,8 +256,62 @@ def _chosen(record: Mapping[str, Any], size: int) -> int:
     return values.pop()
 
 
-def read_dsjson(record: Any) -> Decision | Skip:
-    """Read one DSJson contextual bandit line (Marquee's, VW's or another service's)."""
+def _merged(value: Any, *, where: str) -> Any:
+    """Return a feature value with every list of objects merged into one object, as a Personalizer features list."""
+    if isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value):
+        merged: dict[str, Any] = {}
+        for index, item in enumerate(value):
+            for key, inner in item.items():
+                if key in merged:
+                    raise ValueError(f"{where}[{index}].{key}: feature {key!r} is given twice")
+                merged[key] = _merged(inner, where=f"{where}[{index}].{key}")
+        return merged
+    if isinstance(value, Mapping):
+        return {key: _merged(inner, where=f"{where}.{key}") for key, inner in value.items()}
+    return value
+
+
+def _inline_features(mapping: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """Return the features of a DSJson context or action object as the Personalizer-compatible rank reads them."""
+    from bandits import inline
+
+    plain = {key: _merged(value, where=f"{where}.{key}") for key, value in mapping.items() if not key.startswith("_")}
+    try:
+        return inline.flatten([plain], where=where)
+    except inline.InlineError as exc:
+        raise ValueError(str(exc).replace(f"{where}[0]", where)) from None
+
+
+def _as_inline(decision: Decision, context: Mapping[str, Any], multi: list[Any]) -> Decision:
+    """Return a foreign decision re-encoded as the ``actions`` policy encodes a ranking (``bandits.inline``)."""
+    from bandits import inline
+
+    ids = []
+    for j, action in enumerate(multi):
+        tag = action.get("_tag", action.get("_id"))
+        if not isinstance(tag, str) or not 0 < len(tag) <= inline.MAX_NAME:
+            raise ValueError(f"c._multi[{j}]._tag: the actions policy needs each action's id (1-{inline.MAX_NAME} "
+                             "characters) in _tag or _id")
+        ids.append(tag)
+    if len(set(ids)) != len(ids):
+        raise ValueError("c._multi: two actions have the same _tag; action ids must be unique")
+    return replace(
+        decision, shared=inline.context_line(_inline_features(context, where="c")),
+        actions=tuple(inline.action_line(ids[j], _inline_features(action, where=f"c._multi[{j}]"))
+                      for j, action in enumerate(multi)),
+        action_ids=tuple(ids), policy=INLINE_POLICY)
+
+
+INLINE_POLICY = "actions"  # the policy whose encoding ``read_dsjson(inline=True)`` gives foreign lines
+
+
+def read_dsjson(record: Any, *, inline: bool = False) -> Decision | Skip:
+    """Read one DSJson contextual bandit line (Marquee's, VW's or another service's).
+
+    With ``inline``, a foreign line's features are encoded as Marquee's Personalizer-compatible rank
+    encodes a request's (``bandits.inline``: context features in namespace ``C``, an action's id
+    and features in ``X``), so that the ``actions`` policy can be evaluated on it and warm-started from it.
+    """
     if not isinstance(record, Mapping):
         raise ValueError("line: must be a JSON object")
     context = record.get("c")
@@ -311,13 +365,15 @@ def read_dsjson(record: Any) -> Decision | Skip:
         tag = action.get("_tag", action.get("_id"))
         ids.append(tag if isinstance(tag, str) and 0 < len(tag) <= 256 else str(j + 1))
     event_id = record.get("EventId")
-    return Decision(
+    decision = Decision(
         event_id=_text(event_id, where="EventId"), position=0, created_at=created_at,
-        shared=("shared " + vw_line(context, verbatim=False, where="c")).rstrip(),
-        actions=tuple(vw_line(action, verbatim=False, where=f"c._multi[{j}]") for j, action in enumerate(multi)),
-        action_ids=tuple(ids), chosen=chosen, pscore=pscore, reward=cost / features.COST_PER_REWARD,
-        context=_flat_context(context),
+        shared="shared", actions=(), action_ids=tuple(ids), chosen=chosen, pscore=pscore,
+        reward=cost / features.COST_PER_REWARD, context=_flat_context(context),
     )
+    if inline:
+        return _as_inline(decision, context, multi)
+    return replace(decision, shared=("shared " + vw_line(context, verbatim=False, where="c")).rstrip(),
+                   actions=tuple(vw_line(action, verbatim=False, where=f"c._multi[{j}]") for j, action in enumerate(multi)))
 
 
 JSONL_FIELDS = ("policy", "event_id", "position", "timestamp", "viewer", "shared", "actions", "chosen", "probability",
@@ -358,8 +414,8 @@ def read_jsonl(record: Any) -> Decision:
     )
 
 
-def read_line(text: str | bytes, fmt: str) -> Decision | Skip | None:
-    """Read one line of a file in ``fmt``; None for a blank line.
+def read_line(text: str | bytes, fmt: str, *, inline: bool = False) -> Decision | Skip | None:
+    """Read one line of a file in ``fmt``; None for a blank line (``inline``: see ``read_dsjson``).
 
     Raises:
         ValueError: the line is not valid JSON or not a decision; the message names the field.
@@ -372,4 +428,4 @@ def read_line(text: str | bytes, fmt: str) -> Decision | Skip | None:
         record = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"line: not valid JSON ({exc})") from None
-    return read_dsjson(record) if fmt == "dsjson" else read_jsonl(record)
+    return read_dsjson(record, inline=inline) if fmt == "dsjson" else read_jsonl(record)

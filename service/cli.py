@@ -1,4 +1,4 @@
-"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, evaluate, export-log, import-log, keys, backup, prune, simulate."""
+"""``flask --app wsgi <command>``: init-db, demo-catalog, import-catalog, learn, warm-start, evaluate, export-log, import-log, keys, backup, prune, simulate."""
 
 from __future__ import annotations
 
@@ -89,6 +89,31 @@ def register(app: Flask) -> None:
             return
         raise SystemExit(serve_forever(config))
 
+    @app.cli.command("warm-start")
+    @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), required=True)
+    @click.option("--dataset", required=True, help="An imported dataset in the policy's encoding.")
+    @click.option("--start", type=click.Choice(["empty", "newest"]), default="empty", show_default=True,
+                  help="A new model with the policy's options, or the newest version.")
+    @click.option("--passes", type=click.IntRange(1, 10), default=1, show_default=True)
+    def warm_start_command(policy: str, dataset: str, start: str, passes: int) -> None:
+        """Train a policy on an imported log into a new model version, before it serves."""
+        from bandits import warmstart
+
+        config = dict(current_app.config)
+        db = connect(config["DATABASE"], synchronous=config["SQLITE_SYNCHRONOUS"])
+        try:
+            result = warmstart.warm_start(db, config, policy, dataset, start=start, passes=passes)
+        except warmstart.WarmStartError as exc:
+            raise click.ClickException(str(exc)) from None
+        found = result["progressive"]
+        click.echo(f"{policy}: version {result['version']} learned {result['decisions']} decisions of {dataset} "
+                   f"({passes} pass{'es' if passes > 1 else ''})")
+        for label, key in (("greedy model", "greedy_model"), ("baseline", "baseline"), ("logged", "logged"),
+                           ("greedy - baseline", "greedy_minus_baseline")):
+            value = found[key]
+            click.echo(f"  {label:<18} {value['value']:+.4f} [{value['ci_low']:+.4f}, {value['ci_high']:+.4f}]"
+                       if value["ci_low"] is not None else f"  {label:<18} {value['value']}")
+
     @app.cli.command("evaluate")
     @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), default=None,
                   help="The policy whose log to evaluate (with --dataset: whose VW options and models to use).")
@@ -164,13 +189,15 @@ def register(app: Flask) -> None:
     @click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
     @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="dsjson", show_default=True)
     @click.option("--name", default=None, help="A name for the dataset (default: its id).")
-    def import_log(path: str, fmt: str, name: str | None) -> None:
+    @click.option("--policy", default=None, type=click.Choice(["actions"]),
+                  help="Read another service's DSJson as the actions policy encodes rankings (to evaluate and warm-start it).")
+    def import_log(path: str, fmt: str, name: str | None, policy: str | None) -> None:
         """Import a DSJson or JSON-lines log (Marquee's or another VW-based service's) as a dataset to evaluate."""
         config = dict(current_app.config)
         db = connect(config["DATABASE"], synchronous=config["SQLITE_SYNCHRONOUS"])
         with click.open_file(path, "rb") as source:
             try:
-                summary = datasets.import_lines(db, config["DATABASE"], source, fmt=fmt, name=name)
+                summary = datasets.import_lines(db, config["DATABASE"], source, fmt=fmt, name=name, policy=policy)
             except datasets.ImportRefused as exc:
                 raise click.ClickException(f"{exc}; nothing was stored") from None
         skipped = sum(summary["skipped"].values())

@@ -294,12 +294,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Param("since", TIME), Param("until", TIME))),
     ("POST", "/v1/datasets"): Operation(201, OBJECT, body=Body(
         media="application/x-ndjson", schema={"type": "string", "description": "the log file, one JSON object per line"}),
-        query=(Param("format", LINE_FORMAT), Param("name", {"type": "string"}))),
+        query=(Param("format", LINE_FORMAT), Param("name", {"type": "string"}),
+               Param("policy", {"type": "string", "enum": ["actions"]}, "read another service's DSJson as the actions policy's"))),
     ("GET", "/v1/datasets"): Operation(200, OBJECT),
     ("GET", "/v1/datasets/{dataset_id}"): Operation(200, OBJECT),
     ("DELETE", "/v1/datasets/{dataset_id}"): Operation(204),
     ("GET", "/v1/policies/{name}/importance"): Operation(200, OBJECT, query=(
         Param("decisions", {"type": "integer", "minimum": 1, "maximum": 2000}, "the most recent closed decisions to explain"),)),
+    ("POST", "/v1/policies/{name}/warm-start"): Operation(201, OBJECT, body=_json(schemas.WarmStartBody, {
+        "dataset": "ds-e76effb7e713471f", "start": "empty", "passes": 1})),
     ("GET", "/v1/policies/{name}/apprentice"): Operation(200, OBJECT, query=(
         Param("events", {"type": "integer", "minimum": 1, "maximum": 20_000}, "the most recent closed events to read"),)),
     ("POST", "/personalizer/v1.0/rank"): Operation(201, OBJECT, body=_json(personalizer.RankRequest, {

@@ -151,6 +151,14 @@ class PolicyBody(Strict):
     auto_switch: Optional[Any] = None
 
 
+class WarmStartBody(Strict):
+    """What ``POST /v1/policies/{name}/warm-start`` learns from (``bandits.warmstart``)."""
+
+    dataset: str = Field(min_length=1, max_length=64, description="a ready dataset in the policy's encoding")
+    start: str = Field(default="empty", description="empty (a new model) or newest (keep what the policy learned)")
+    passes: int = Field(default=1, ge=1, le=10)
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 

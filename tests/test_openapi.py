@@ -12,6 +12,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
+from bench.coffee_log import foreign_log
 from service import create_app, openapi
 from tests.helpers import add_catalog, table_counts
 
@@ -48,6 +49,8 @@ def test_the_json_examples_are_accepted(app):
     event = client.post("/v1/rank", json={"slots": 2}).get_json()
     values = {"event_id": event["event_id"], "title_id": "t00", "name": "artwork", "run_id": "ev-none",
               "artwork_id": "t00-dark-warm", "dataset_id": "ds-none"}
+    log = "\n".join(foreign_log(30, seed=1)[0])
+    dataset = client.post("/v1/datasets?policy=actions", data=log, content_type="application/x-ndjson").get_json()
     for path, item in document["paths"].items():
         for method, operation in item.items():
             content = operation.get("requestBody", {}).get("content", {}).get("application/json")
@@ -57,6 +60,8 @@ def test_the_json_examples_are_accepted(app):
             if path == "/v1/events/{event_id}/reward":
                 example["title_id"] = event["slots"][0]["title_id"]
             url = path.format(**values)
+            if path == "/v1/policies/{name}/warm-start":  # a dataset in the actions policy's encoding
+                example["dataset"], url = dataset["id"], path.format(name="actions")
             response = client.open(url, method=method.upper(), json=example)
             assert response.status_code != 422, (method, path, response.get_json())
             assert response.status_code < 500

@@ -39,7 +39,7 @@ def import_dataset() -> ResponseReturnValue:
         raise Invalid(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
     try:
         summary = datasets.import_lines(get_db(), current_app.config["DATABASE"], _body_lines(), fmt=fmt,
-                                        name=request.args.get("name"))
+                                        name=request.args.get("name"), policy=request.args.get("policy"))
     except datasets.ImportRefused as exc:
         raise Invalid(f"{exc}; nothing was stored") from None
     response = jsonify(summary)

@@ -13,7 +13,7 @@ from bandits import policy as policies
 from bandits.storage import write_transaction
 from service.db import get_db
 from service.errors import Invalid, NotFound, UnsupportedMedia
-from service.schemas import PolicyBody, parse
+from service.schemas import PolicyBody, WarmStartBody, parse
 
 bp = Blueprint("policies", __name__)
 
@@ -140,6 +140,21 @@ def apprentice_report(name: str) -> ResponseReturnValue:
     if not 1 <= events <= apprentice.REPORT_EVENTS:
         raise Invalid(f"events: must be a whole number from 1 to {apprentice.REPORT_EVENTS}, got {raw!r}")
     return jsonify(apprentice.report(get_db(), current_app.config, name, limit=events))
+
+
+@bp.post("/v1/policies/<name>/warm-start")
+def warm_start(name: str) -> ResponseReturnValue:
+    """Learn an imported dataset into a new model version, with progressive estimates of the result (201)."""
+    from bandits import warmstart
+
+    name = _name(name)
+    body: WarmStartBody = parse(WarmStartBody, request)
+    try:
+        result = warmstart.warm_start(get_db(), current_app.config, name, body.dataset, start=body.start,
+                                      passes=body.passes)
+    except warmstart.WarmStartError as exc:
+        raise Invalid(str(exc)) from None
+    return jsonify(result), 201
 
 
 @bp.get("/v1/policies/<name>/model")
