@@ -44,6 +44,10 @@ class SlotDecision:
     # the greedy model can be evaluated against the baseline (bandits.apprentice).
     title_lead: str = ""
     artwork_lead: str = ""
+    # A multi-slot ranking over inline actions (bandits.inline.rank_slots): the slot's own shared line
+    # (the context plus the slot's features) and its id.
+    shared_line: str = ""
+    slot_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,11 @@ def log_decision(
         db.conn.executemany(
             "INSERT INTO impressions (event_seq, position, title_id, title_index, title_prob, title_explored, "
             "artwork_id, artwork_ids, artwork_block, artwork_index, artwork_prob, artwork_explored, offered, "
-            "title_greedy, artwork_greedy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "title_greedy, artwork_greedy, shared, slot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(seq, s.position, s.title_id, s.title_index, s.title_prob, int(s.title_explored), s.artwork_id,
               json.dumps(s.artwork_ids), s.artwork_block.key, s.artwork_index, s.artwork_prob,
               int(s.artwork_explored), None if s.title_offered is None else json.dumps(s.title_offered),
-              s.title_lead or None, s.artwork_lead or None)
+              s.title_lead or None, s.artwork_lead or None, s.shared_line or None, s.slot_id or None)
              for s in decision.slots],
         )
         db.conn.executemany(
@@ -174,8 +174,10 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
         slot = {"position": r["position"], "title_id": r["title_id"], "artwork_id": r["artwork_id"],
                 "title_probability": r["title_prob"], "artwork_probability": r["artwork_prob"],
                 "title_explored": bool(r["title_explored"]), "artwork_explored": bool(r["artwork_explored"])}
-        if r["offered"]:  # a diversity constraint narrowed this slot's draw to these titles
+        if r["offered"]:  # a diversity constraint or a multi-slot ranking narrowed this slot's draw to these
             slot["offered_title_ids"] = [candidates[index] for index in json.loads(r["offered"])]
+        if r["slot_id"]:
+            slot["slot_id"] = r["slot_id"]
         slots.append(slot)
     rewards = [
         {"title_id": r["title_id"], "value": r["value"], "type": r["type"], "received_at": r["received_at"],

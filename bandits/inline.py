@@ -28,6 +28,7 @@ from bandits.policy import ACTIONS, ServingModel
 CONTEXT = "C"
 ACTION = "X"
 MAX_ACTIONS = 50  # as Personalizer
+MAX_SLOTS = 10
 MAX_DEPTH = 4
 MAX_FEATURES = 200
 MAX_NAME = 128
@@ -131,3 +132,75 @@ def rank(*, model: ServingModel, exploration: Exploration, context: Mapping[str,
     decision = RowDecision(shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=(slot,),
                            unavailable=(), model_versions={ACTIONS: model.version})
     return InlineRanking(ranking=ranking, reward_action_id=ids[pick.index], decision=decision)
+
+
+# ---------------------------------------------------------------- multi-slot
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One slot of a multi-slot ranking: its id, features, the actions it may not show, and its baseline."""
+
+    id: str
+    features: Mapping[str, Any]
+    excluded: tuple[str, ...]
+    baseline: str
+
+
+def slot_context(context: Mapping[str, Any], slot: Slot) -> dict[str, Any]:
+    """Return a slot's context: the request's features, the slot's id as ``slot``, its features as ``slot.<name>``."""
+    return {**context, "slot": slot.id, **{f"slot.{name}": value for name, value in slot.features.items()}}
+
+
+@dataclass(frozen=True)
+class SlotRanking:
+    """The action chosen for every slot, in slot order, and the decision to log."""
+
+    chosen: list[tuple[str, str]]  # (slot id, action id)
+    decision: RowDecision
+
+
+def rank_slots(*, model: ServingModel, exploration: Exploration, context: Mapping[str, Any],
+               actions: Sequence[tuple[str, Mapping[str, Any]]], slots: Sequence[Slot],
+               rng: np.random.Generator) -> SlotRanking:
+    """Fill the slots in order, each with a different action, each pick one exact-probability decision.
+
+    Each slot draws from the actions neither excluded from it nor placed in an earlier slot, its
+    baseline first when it is among them (else the first in request order), with its own shared
+    line: the context plus the slot's id and features (``slot_context``). The logged probability of
+    each pick is its probability given the earlier slots' picks, so every slot is learned and
+    evaluated as a decision of its own. With a baseline share (apprentice), each slot serves its
+    baseline.
+    """
+    ids = [action_id for action_id, _ in actions]
+    lines = [action_line(action_id, found) for action_id, found in actions]
+    block = Block.of(lines)
+    position_of = {action_id: index for index, action_id in enumerate(ids)}
+    used: set[int] = set()
+    decided: list[SlotDecision] = []
+    for position, slot in enumerate(slots):
+        skipped = set(slot.excluded)
+        offered = [i for i, action_id in enumerate(ids) if i not in used and action_id not in skipped]
+        if not offered:
+            raise InlineError(f"slots[{position}]: no action is left for slot {slot.id!r} (the others are excluded "
+                              "from it or shown in earlier slots)")
+        baseline = position_of[slot.baseline]
+        if baseline in offered:
+            offered.remove(baseline)
+            offered.insert(0, baseline)
+        shared = context_line(slot_context(context, slot))
+        costs = model.costs(shared, [lines[i] for i in offered])
+        pick = exploration.pick(costs, rng)
+        chosen = offered[pick.index]
+        used.add(chosen)
+        decided.append(SlotDecision(
+            position=position, title_id=ids[chosen], title_index=chosen, title_prob=pick.probability,
+            title_offered=tuple(offered), title_explored=pick.explored, artwork_id="", artwork_ids=(),
+            artwork_block=block, artwork_index=0, artwork_prob=1.0, artwork_explored=False,
+            title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
+            greedy_title_id=ids[offered[pick.greedy_index]], artwork_estimate=0.0, greedy_artwork_id="",
+            title_lead=ids[offered[pick.lead]], shared_line=shared, slot_id=slot.id,
+        ))
+    decision = RowDecision(shared_line=context_line(context), candidate_ids=tuple(ids), candidate_block=block,
+                           slots=tuple(decided), unavailable=(), model_versions={ACTIONS: model.version})
+    return SlotRanking(chosen=[(slot.id, ids[d.title_index]) for slot, d in zip(slots, decided)], decision=decision)

@@ -193,7 +193,7 @@ def action_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str,
     lines = lines_of[event["title_block"]]
     examples = []
     for impression, reward in zip(impressions, rewards):
-        example = [event["title_shared"]]
+        example = [impression.get("shared") or event["title_shared"]]  # a multi-slot ranking's slot has its own
         for index in offered_titles(impression, list(range(len(lines)))):
             line = lines[index]
             if index == impression["title_index"]:
@@ -281,7 +281,7 @@ class Learner:
         if closed:
             seqs = [event["event_seq"] for event in closed]
             for row in self.db.query(
-                "SELECT event_seq, position, title_index, title_prob, artwork_block, artwork_index, artwork_prob, offered "
+                "SELECT event_seq, position, title_index, title_prob, artwork_block, artwork_index, artwork_prob, offered, shared "
                 f"FROM impressions WHERE event_seq IN ({','.join('?' * len(seqs))}) ORDER BY event_seq, position",
                 seqs,
             ):

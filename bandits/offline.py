@@ -174,7 +174,7 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
         marks = ",".join("?" * len(chunk))
         for row in db.query(
             "SELECT event_seq, position, title_id, title_index, title_prob, artwork_ids, artwork_block, "
-            f"artwork_index, artwork_prob, offered, title_greedy, artwork_greedy FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position",
+            f"artwork_index, artwork_prob, offered, title_greedy, artwork_greedy, shared FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position",
             chunk,
         ):
             impressions.setdefault(row["event_seq"], []).append(row)
@@ -203,8 +203,8 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
                       "created_at": event["created_at"], "context": context, "reward": reward, "mode": mode}
             if policy in (TITLES, ACTIONS):
                 offered = offered_titles(row, left)
-                shared = event["title_shared"] if policy == ACTIONS else features.with_position(event["title_shared"],
-                                                                                                row["position"])
+                shared = (row["shared"] or event["title_shared"] if policy == ACTIONS
+                          else features.with_position(event["title_shared"], row["position"]))
                 offered_ids = [candidate_ids[j] for j in offered]
                 builder.add(**common, shared=shared,
                             block=event["title_block"], action_index=offered,

@@ -112,7 +112,8 @@ TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", 
 # Columns added after their table was first released: a file from an older version gains them.
 ADDED_COLUMNS = (("impressions", "offered", "TEXT"), ("rewards", "type", "TEXT"), ("events", "kind", "TEXT"),
                  ("events", "modes", "TEXT"), ("impressions", "title_greedy", "TEXT"),
-                 ("impressions", "artwork_greedy", "TEXT"))
+                 ("impressions", "artwork_greedy", "TEXT"), ("impressions", "shared", "TEXT"),
+                 ("impressions", "slot_id", "TEXT"))
 
 
 def _missing_columns(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
@@ -174,6 +175,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         # modes: the learning modes other than online the event's policies were in ({"titles": "apprentice"}),
         # as JSON; NULL when all were online. title_greedy, artwork_greedy (impressions): the model's
         # greedy choices, whichever was served (bandits.apprentice compares them with the baseline).
+        # shared, slot_id: a multi-slot ranking's slot, with its own shared line (bandits.inline.rank_slots).
         # offered: the candidate indices a slot's title draw was restricted to (bandits.diversity), as a
         # JSON list; NULL when it drew from every candidate not yet placed.
         db.execute(
@@ -183,7 +185,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 title_explored INTEGER NOT NULL, artwork_id TEXT NOT NULL, artwork_ids TEXT NOT NULL,
                 artwork_block TEXT NOT NULL REFERENCES feature_blocks(key), artwork_index INTEGER NOT NULL,
                 artwork_prob REAL NOT NULL, artwork_explored INTEGER NOT NULL, offered TEXT,
-                title_greedy TEXT, artwork_greedy TEXT, PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
+                title_greedy TEXT, artwork_greedy TEXT, shared TEXT, slot_id TEXT, PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
         )
         # type: the outcome a typed reward reported (click, play, ...; bandits.policy.REWARD_TYPES), whose
         # value each policy sets; NULL for a reward sent as a number. value: the number, or for a typed

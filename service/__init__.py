@@ -55,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     for blueprint in (decisions.bp, catalog.bp, policies.bp, evaluations.bp, datasets.bp, reports.bp, live.bp, dashboard.bp, personalizer.bp, ops.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(personalizer.bp, url_prefix=personalizer.PREVIEW_PREFIX, name="personalizer_preview")
 
     from service import cli
 

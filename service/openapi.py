@@ -318,6 +318,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         personalizer.ServiceConfiguration, {"rewardWaitTime": "PT10M", "defaultReward": 0.0,
                                             "rewardAggregation": "earliest", "explorationPercentage": 0.2,
                                             "learningMode": "Online"})),
+    ("POST", "/personalizer/v1.0/multislot/rank"): Operation(201, OBJECT, body=_json(personalizer.MultiSlotRankRequest, {
+        "contextFeatures": [{"time": "morning"}, {"device": "mobile"}],
+        "actions": [{"id": "Red-Polo-Shirt-432", "features": [{"onSale": "true", "price": 20, "category": "Clothing"}]},
+                    {"id": "Tennis-Racket-133", "features": [{"onSale": "false", "price": 70, "category": "Sports"}]},
+                    {"id": "XBox-Series-X-117", "features": [{"onSale": "false", "price": 499, "category": "Electronics"}]}],
+        "slots": [{"id": "BigHeroPosition", "features": [{"size": "large", "position": "left"}],
+                   "excludedActions": ["XBox-Series-X-117"], "baselineAction": "Red-Polo-Shirt-432"},
+                  {"id": "SmallSidebar", "features": [{"size": "small", "position": "right"}],
+                   "excludedActions": ["Tennis-Racket-133"], "baselineAction": "XBox-Series-X-117"}],
+        "deferActivation": False})),
+    ("POST", "/personalizer/v1.0/multislot/events/{event_id}/reward"): Operation(204, None, body=_json(
+        personalizer.MultiSlotRewardRequest, {"reward": [{"slotId": "BigHeroPosition", "value": 1.0}]})),
+    ("POST", "/personalizer/v1.0/multislot/events/{event_id}/activate"): Operation(204, None),
     ("GET", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT),
     ("PUT", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT, body=_json(
         personalizer.PolicyConfiguration, {"name": "actions", "arguments": "--cb_explore_adf --epsilon 0.2 -q :: -l 0.05"})),
@@ -341,9 +354,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/healthz"): Operation(200, OBJECT, extra={503: "degraded: the learner should run and does not"}),
     ("GET", "/openapi.json"): Operation(200, OBJECT),
 }
+# The Personalizer-compatible API answers under its v1.1-preview.1 path as well (service.views.personalizer).
+OPERATIONS.update({(method, personalizer.PREVIEW_PREFIX + path[len(personalizer.bp.url_prefix or ""):]): operation
+                   for (method, path), operation in list(OPERATIONS.items()) if path.startswith("/personalizer/v1.0/")})
 SKIPPED_ENDPOINTS = ("static",)
 ID = {"type": "string", "pattern": schemas.ID_PATTERN}
-PATH_PARAMETERS = {"name": {"type": "string", "enum": ["titles", "artwork"]}}
+PATH_PARAMETERS = {"name": {"type": "string", "enum": ["titles", "artwork", "actions"]}}
 
 
 def path_of(rule: str) -> str:

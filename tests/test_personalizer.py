@@ -27,11 +27,11 @@ class PersonalizerClient:
     def __init__(self, host: str, port: int, key: str) -> None:
         self.host, self.port, self.key = host, port, key
 
-    def _post(self, path: str, body: Any | None) -> tuple[int, Any]:
+    def _post(self, path: str, body: Any | None, *, version: str = "v1.0") -> tuple[int, Any]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         try:
             headers = {"Ocp-Apim-Subscription-Key": self.key, "Content-Type": "application/json"}
-            conn.request("POST", f"/personalizer/v1.0{path}", body=None if body is None else json.dumps(body),
+            conn.request("POST", f"/personalizer/{version}{path}", body=None if body is None else json.dumps(body),
                          headers=headers)
             response = conn.getresponse()
             data = response.read()
@@ -52,12 +52,34 @@ class PersonalizerClient:
         status, body = self._post(f"/events/{event_id}/activate", None)
         assert status == 204, body
 
+    # Multi-slot, at the path Personalizer's multi-slot clients call.
+    def multislot_rank(self, request: dict[str, Any]) -> dict[str, Any]:
+        status, body = self._post("/multislot/rank", request, version=MULTISLOT_VERSION)
+        assert status == 201, body
+        return body
+
+    def multislot_reward(self, event_id: str, rewards: list[dict[str, Any]]) -> None:
+        status, body = self._post(f"/multislot/events/{event_id}/reward", {"reward": rewards}, version=MULTISLOT_VERSION)
+        assert status == 204, body
+
+    def multislot_activate(self, event_id: str) -> None:
+        status, body = self._post(f"/multislot/events/{event_id}/activate", None, version=MULTISLOT_VERSION)
+        assert status == 204, body
+
+
+MULTISLOT_VERSION = "v1.1-preview.1"
+
 
 ACTIONS = [
     {"id": "news-article", "features": [{"type": "News", "length": 3}, {"topic": {"tags": ["politics"]}}]},
     {"id": "sports-article", "features": [{"type": "Sports", "length": 1}]},
     {"id": "entertainment-article", "features": [{"type": "Entertainment", "length": 2}]},
 ]
+
+
+SLOTS = [{"id": "Main", "features": [{"size": "large", "position": "top"}], "baselineAction": "news-article"},
+         {"id": "Side", "features": [{"size": "small", "position": "right"}], "excludedActions": ["news-article"],
+          "baselineAction": "sports-article"}]
 
 
 def _context(segment: str) -> list[dict[str, Any]]:
@@ -92,13 +114,29 @@ def test_a_personalizer_client_runs_unchanged_against_real_workers(tmp_path: Pat
         # Marquee's own key header works too, and a wrong key is refused as Personalizer would.
         assert PersonalizerClient("127.0.0.1", service.port, "wrong")._post("/rank", {"actions": ACTIONS})[0] == 401
 
+        # Multi-slot: a different action per slot, rewards per slot, deferred until activated.
+        page = client.multislot_rank({"contextFeatures": _context("LoggedIn"), "actions": ACTIONS, "slots": SLOTS,
+                                      "eventId": "page-1", "deferActivation": True})
+        assert page["eventId"] == "page-1" and [slot["id"] for slot in page["slots"]] == ["Main", "Side"]
+        shown = [slot["rewardActionId"] for slot in page["slots"]]
+        assert len(set(shown)) == 2 and shown[1] != "news-article"  # excluded from the side slot
+        client.multislot_activate("page-1")
+        client.multislot_reward("page-1", [{"slotId": "Side", "value": 1.0}])
+        # The single-slot calls answer under the preview path too.
+        assert client._post("/rank", {"actions": ACTIONS}, version=MULTISLOT_VERSION)[0] == 201
+
         deadline = time.monotonic() + 30
-        while True:
-            status, body = service.request("GET", f"/v1/events/{deferred['eventId']}", headers={"X-API-Key": KEY})
-            if body["learned_in_versions"].get("actions") is not None:
-                break
-            assert time.monotonic() < deadline, body
-            time.sleep(0.2)
+        for event_id in (deferred["eventId"], "page-1"):
+            while True:
+                status, body = service.request("GET", f"/v1/events/{event_id}", headers={"X-API-Key": KEY})
+                if body["learned_in_versions"].get("actions") is not None:
+                    break
+                assert time.monotonic() < deadline, body
+                time.sleep(0.2)
+        assert body["rewards"] == [{"title_id": shown[1], "value": 1.0, "type": None, "received_at": body["rewards"][0]["received_at"],
+                                    "credited_policies": ["actions"]}]
+        assert [slot["slot_id"] for slot in body["slots"]] == ["Main", "Side"]
+        status, body = service.request("GET", f"/v1/events/{deferred['eventId']}", headers={"X-API-Key": KEY})
         assert body["rewards"][0]["title_id"] == deferred["rewardActionId"]
         assert body["rewards"][0]["credited_policies"] == ["actions"]
     finally:
@@ -230,3 +268,117 @@ def test_bad_configurations_are_a_400_and_change_nothing(client, db, path, body,
     assert response.status_code == 400, response.get_json()
     assert message in response.get_json()["error"]["message"]
     assert table_counts(db) == before
+
+
+PAGE_ACTIONS = [*ACTIONS, {"id": "weather-article", "features": [{"type": "Weather", "length": 1}]}]
+PAGE_SLOTS = [{"id": "Hero", "features": [{"size": "large"}], "baselineAction": "sports-article"},
+              {"id": "Sidebar", "features": [{"size": "small"}], "baselineAction": "entertainment-article"}]
+SLOT_WANTS = {"Hero": "news-article", "Sidebar": "weather-article"}  # what viewers take in each slot
+
+
+def test_multi_slot_learns_per_slot_from_per_slot_rewards(app, client, db):
+    with app.app_context():
+        serving_state(app.config["DATABASE"]).rng = np.random.default_rng(9)
+    rng = random.Random(8)
+    learner = Learner(db, app.config)
+    for index in range(500):
+        slots = PAGE_SLOTS if index % 2 else PAGE_SLOTS[::-1]  # the page lists its slots in either order
+        page = client.post("/personalizer/v1.0/multislot/rank", json={
+            "contextFeatures": _context(rng.choice(["AnonymousUser", "LoggedIn"])), "actions": PAGE_ACTIONS,
+            "slots": slots}).get_json()
+        rewards = [{"slotId": slot["id"],
+                    "value": float(rng.random() < (0.8 if slot["rewardActionId"] == SLOT_WANTS[slot["id"]] else 0.1))}
+                   for slot in page["slots"]]
+        response = client.post(f"/personalizer/v1.0/multislot/events/{page['eventId']}/reward", json={"reward": rewards})
+        assert response.status_code == 204, response.get_json()
+        if index % 100 == 99:
+            learner.run_once(now=time.time() + 3600)
+    serve_newest_models(app)
+    assert client.put("/v1/policies/actions", json={"epsilon": 0.0}).status_code == 200
+    for slots in (PAGE_SLOTS, PAGE_SLOTS[::-1]):
+        page = client.post("/personalizer/v1.0/multislot/rank", json={
+            "contextFeatures": _context("LoggedIn"), "actions": PAGE_ACTIONS, "slots": slots}).get_json()
+        assert {slot["id"]: slot["rewardActionId"] for slot in page["slots"]} == SLOT_WANTS, page
+    # Each slot is a decision of its own in the log: its own shared line, its baseline first.
+    rounds = from_log(db, policy="actions", aggregation="earliest", default_reward=0.0)
+    assert len(rounds) == 2 * 500 and rounds.n_events == 500  # the two checks' windows are still open
+    first = rounds.actions(0)
+    assert "slot=" in rounds.shared[0] and "slot.size=" in rounds.shared[0] and len(first) == 4
+    baseline = next(slot for slot in PAGE_SLOTS if f"slot={slot['id']}" in rounds.shared[0])["baselineAction"]
+    assert f"id={baseline}" in first[0]
+
+
+def test_multi_slot_in_apprentice_serves_each_slots_baseline(client):
+    configuration = client.get("/personalizer/v1.0/configurations/service").get_json()
+    client.put("/personalizer/v1.0/configurations/service", json={**configuration, "learningMode": "Apprentice"})
+    page = client.post("/personalizer/v1.1-preview.1/multislot/rank", json={
+        "contextFeatures": _context("LoggedIn"), "actions": PAGE_ACTIONS, "slots": PAGE_SLOTS}).get_json()
+    assert [slot["rewardActionId"] for slot in page["slots"]] == ["sports-article", "entertainment-article"]
+    event = client.get(f"/v1/events/{page['eventId']}").get_json()
+    assert [slot["title_probability"] for slot in event["slots"]] == [1.0, 1.0]
+
+
+def _page(**changes: Any) -> dict[str, Any]:
+    return {"contextFeatures": _context("LoggedIn"), "actions": PAGE_ACTIONS,
+            "slots": [dict(slot) for slot in PAGE_SLOTS], **changes}
+
+
+@pytest.mark.parametrize("body, message", [
+    (_page(slots=[PAGE_SLOTS[0], {**PAGE_SLOTS[1], "id": "Hero"}]), "slots: the id 'Hero' is given twice"),
+    (_page(slots=[PAGE_SLOTS[0], {**PAGE_SLOTS[1], "baselineAction": "sports-article"}]), "same baselineAction"),
+    (_page(slots=[{**PAGE_SLOTS[0], "baselineAction": "nope"}]), "slots[0].baselineAction: 'nope' is not one"),
+    (_page(slots=[{**PAGE_SLOTS[0], "excludedActions": ["sports-article"]}]), "is excluded from the slot"),
+    (_page(slots=[{**PAGE_SLOTS[0], "excludedActions": ["nope"]}]), "slots[0].excludedActions: 'nope'"),
+    (_page(slots=[{"id": f"s{i}", "baselineAction": PAGE_ACTIONS[0]["id"]} for i in range(11)]), "slots"),
+    (_page(slots=[]), "slots"),
+    (_page(slots=[{"id": "Hero"}]), "baselineAction"),
+    (_page(slots=[{**PAGE_SLOTS[0], "features": [{"a": {"b": {"c": {"d": {"e": 1}}}}}]}]), "slots[0].features"),
+])
+def test_bad_multi_slot_rankings_are_a_400_and_store_nothing(client, db, body, message):
+    before = table_counts(db)
+    response = client.post("/personalizer/v1.0/multislot/rank", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["code"] == "BadArgument" and message in response.get_json()["error"]["message"]
+    assert table_counts(db) == before
+
+
+def test_a_slot_that_earlier_slots_could_leave_empty_is_a_400_whatever_the_draw(client, db):
+    before = table_counts(db)
+    body = _page(actions=PAGE_ACTIONS[:3], slots=[
+        {"id": "A", "baselineAction": "news-article"},
+        {"id": "B", "baselineAction": "sports-article"},
+        {"id": "C", "baselineAction": "entertainment-article", "excludedActions": ["news-article"]}])
+    for _ in range(5):  # C may show 2 actions and A and B could take both: refused every time, not by chance
+        response = client.post("/personalizer/v1.0/multislot/rank", json=body)
+        assert response.status_code == 400
+        assert "slots[2].excludedActions: 2 actions may fill slot 'C'" in response.get_json()["error"]["message"]
+    assert table_counts(db) == before
+    body["slots"][2]["excludedActions"] = []
+    assert client.post("/personalizer/v1.0/multislot/rank", json=body).status_code == 201
+
+
+def test_multi_slot_rewards_are_checked_before_anything_is_stored(client, db):
+    page = client.post("/personalizer/v1.0/multislot/rank", json=_page()).get_json()
+    single = client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS}).get_json()
+    before = table_counts(db)
+    url = f"/personalizer/v1.0/multislot/events/{page['eventId']}/reward"
+    for body, status, message in (
+            ({"reward": [{"slotId": "Hero", "value": 1.0}, {"slotId": "Footer", "value": 1.0}]}, 400,
+             "reward[1].slotId: the ranking has no slot 'Footer' (slots: Hero, Sidebar)"),
+            ({"reward": [{"slotId": "Hero", "value": 3.0}]}, 400, "value"),
+            ({"reward": []}, 400, "reward"),
+            ({"value": 1.0}, 400, "reward")):
+        response = client.post(url, json=body)
+        assert response.status_code == status and message in response.get_json()["error"]["message"], response.get_json()
+    wrong = client.post(f"/personalizer/v1.0/multislot/events/{single['eventId']}/reward",
+                        json={"reward": [{"slotId": "Hero", "value": 1.0}]})
+    assert wrong.status_code == 409 and "single-slot ranking" in wrong.get_json()["error"]["message"]
+    wrong = client.post(f"/personalizer/v1.0/events/{page['eventId']}/reward", json={"value": 1.0})
+    assert wrong.status_code == 409 and f"/multislot/events/{page['eventId']}/reward" in wrong.get_json()["error"]["message"]
+    assert client.post("/personalizer/v1.0/multislot/events/nope/activate").status_code == 404
+    assert table_counts(db) == before
+    both = client.post(url, json={"reward": [{"slotId": "Hero", "value": 1.0}, {"slotId": "Sidebar", "value": 0.5}]})
+    assert both.status_code == 204
+    event = client.get(f"/v1/events/{page['eventId']}").get_json()
+    assert [(r["title_id"], r["value"]) for r in event["rewards"]] == [
+        (page["slots"][0]["rewardActionId"], 1.0), (page["slots"][1]["rewardActionId"], 0.5)]

@@ -1,4 +1,4 @@
-"""Azure Personalizer's REST API on Marquee: rank, reward and activate with Personalizer's shapes.
+"""Azure Personalizer's REST API on Marquee: rank, multi-slot rank, reward and activate with Personalizer's shapes.
 
 A Personalizer client points its endpoint at Marquee and keeps its requests, responses, status codes
 and field names; ``Ocp-Apim-Subscription-Key`` is accepted as an API key (``service.auth``). The
@@ -9,6 +9,7 @@ and share Marquee's log, reward windows, learner and evaluation. Bad input is a 
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import uuid
@@ -32,6 +33,8 @@ from service.views.decisions import idempotency_key
 from service.views.policies import replace_overrides
 
 bp = Blueprint("personalizer", __name__, url_prefix="/personalizer/v1.0")
+# Personalizer's multi-slot clients call v1.1-preview.1: the whole API answers there too.
+PREVIEW_PREFIX = "/personalizer/v1.1-preview.1"
 
 
 class _Body(BaseModel):
@@ -55,6 +58,30 @@ class RewardRequest(_Body):
     value: float = Field(ge=-1.0, le=1.0)
 
 
+class SlotRequest(_Body):
+    id: str = Field(min_length=1, max_length=128, description="the slot's id, unique in the request")
+    features: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    excludedActions: list[str] = Field(default_factory=list, max_length=inline.MAX_ACTIONS)
+    baselineAction: str = Field(min_length=1, max_length=128, description="the action the slot shows without Marquee")
+
+
+class MultiSlotRankRequest(_Body):
+    contextFeatures: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    actions: list[Action] = Field(min_length=1, max_length=inline.MAX_ACTIONS)
+    slots: list[SlotRequest] = Field(min_length=1, max_length=inline.MAX_SLOTS)
+    eventId: Optional[str] = Field(default=None, max_length=128)
+    deferActivation: bool = False
+
+
+class SlotReward(_Body):
+    slotId: str = Field(min_length=1, max_length=128)
+    value: float = Field(ge=-1.0, le=1.0)
+
+
+class MultiSlotRewardRequest(_Body):
+    reward: list[SlotReward] = Field(min_length=1, max_length=inline.MAX_SLOTS * 4)
+
+
 # Personalizer's error codes and statuses for Marquee's errors; others render as everywhere else.
 PERSONALIZER_ERRORS: dict[type[MarqueeError], tuple[str, int]] = {
     Invalid: ("BadArgument", 400), NotFound: ("NotFound", 404), Conflict: ("Conflict", 409)}
@@ -74,17 +101,12 @@ def _event_id(event_id: str) -> str:
     return event_id
 
 
-@bp.post("/rank")
-def rank() -> ResponseReturnValue:
-    """Rank the request's actions for its context; the first is the one to show (``rewardActionId``)."""
-    body: RankRequest = parse(RankRequest, request)
+def _actions(body: RankRequest | MultiSlotRankRequest) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """Check a ranking's actions and features; return its event id, context and actions."""
     ids = [action.id for action in body.actions]
     if len(set(ids)) != len(ids):
         duplicate = next(action_id for action_id in ids if ids.count(action_id) > 1)
         raise Invalid(f"actions: the id {duplicate!r} is given twice; action ids must be unique")
-    unknown = [action_id for action_id in body.excludedActions if action_id not in set(ids)]
-    if unknown:
-        raise Invalid(f"excludedActions: {unknown[0]!r} is not one of the actions")
     event_id = _event_id(body.eventId) if body.eventId else str(uuid.uuid4())
     try:
         context = inline.flatten(body.contextFeatures, where="contextFeatures")
@@ -92,31 +114,103 @@ def rank() -> ResponseReturnValue:
                    for index, action in enumerate(body.actions)]
     except inline.InlineError as exc:
         raise Invalid(str(exc)) from None
+    return event_id, context, actions
+
+
+def _unknown(action_ids: list[str], known: list[str], *, where: str) -> None:
+    unknown = [action_id for action_id in action_ids if action_id not in set(known)]
+    if unknown:
+        raise Invalid(f"{where}: {unknown[0]!r} is not one of the actions")
+
+
+def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: dict[str, Any],
+            decide: Any) -> Any:
+    """Make a ranking with the newest actions model and log it before answering; return what ``decide`` returned."""
     config = current_app.config
     db = get_db()
     state = serving_state(config["DATABASE"])
     state.refresh(db, config, wait_for_models=False)
     model, settings = state.models[ACTIONS], state.policies[ACTIONS]
     try:
-        ranked = inline.rank(model=model, exploration=settings.explorer(model.examples_learned), context=context,
-                             actions=actions, excluded=body.excludedActions,
-                             rng=event_rng(event_id) if body.eventId else state.rng)
+        ranked = decide(model=model, exploration=settings.explorer(model.examples_learned), context=context,
+                        rng=event_rng(event_id) if body.eventId else state.rng)
     except inline.InlineError as exc:
         raise Invalid(str(exc)) from None
     log_decision(db, database=config["DATABASE"], event_id=event_id, decision=ranked.decision, user_id=None,
                  context=context, deferred=body.deferActivation, policies=state.policies, kind=ACTIONS,
                  learned_by=(ACTIONS,))
     metrics.decision(ranked.decision.slots)
+    return ranked
+
+
+@bp.post("/rank")
+def rank() -> ResponseReturnValue:
+    """Rank the request's actions for its context; the first is the one to show (``rewardActionId``)."""
+    body: RankRequest = parse(RankRequest, request)
+    event_id, context, actions = _actions(body)
+    _unknown(body.excludedActions, [action_id for action_id, _ in actions], where="excludedActions")
+    ranked = _decide(body, event_id, context, functools.partial(inline.rank, actions=actions,
+                                                                  excluded=body.excludedActions))
     return jsonify({"ranking": [{"id": action_id, "probability": probability} for action_id, probability in ranked.ranking],
                     "eventId": event_id, "rewardActionId": ranked.reward_action_id}), 201
 
 
-def _chosen_action(db: Any, event_id: str) -> str:
-    row = db.execute("SELECT i.title_id, e.kind FROM events e JOIN impressions i ON i.event_seq = e.seq "
-                     "WHERE e.id = ? AND i.position = 0", [event_id]).fetchone()
-    if row is None or row[1] != ACTIONS:
+@bp.post("/multislot/rank")
+def multislot_rank() -> ResponseReturnValue:
+    """Choose a different action for each slot, in slot order; each slot's pick is a decision of its own."""
+    body: MultiSlotRankRequest = parse(MultiSlotRankRequest, request)
+    event_id, context, actions = _actions(body)
+    ids = [action_id for action_id, _ in actions]
+    slot_ids = [slot.id for slot in body.slots]
+    if len(set(slot_ids)) != len(slot_ids):
+        raise Invalid(f"slots: the id {next(s for s in slot_ids if slot_ids.count(s) > 1)!r} is given twice; "
+                      "slot ids must be unique")
+    baselines = [slot.baselineAction for slot in body.slots]
+    if len(set(baselines)) != len(baselines):
+        raise Invalid("slots: two slots have the same baselineAction; each slot's baseline is a different action")
+    slots = []
+    for index, slot in enumerate(body.slots):
+        _unknown(slot.excludedActions, ids, where=f"slots[{index}].excludedActions")
+        _unknown([slot.baselineAction], ids, where=f"slots[{index}].baselineAction")
+        if slot.baselineAction in slot.excludedActions:
+            raise Invalid(f"slots[{index}].baselineAction: {slot.baselineAction!r} is excluded from the slot")
+        allowed = len(set(ids) - set(slot.excludedActions))
+        if allowed <= index:  # the earlier slots could take every action this one may show
+            raise Invalid(f"slots[{index}].excludedActions: {allowed} actions may fill slot {slot.id!r}, and the "
+                          f"{index} slots before it may take them all; a slot needs more actions than slots before it")
+        try:
+            found = inline.flatten(slot.features, where=f"slots[{index}].features")
+        except inline.InlineError as exc:
+            raise Invalid(str(exc)) from None
+        slots.append(inline.Slot(id=slot.id, features=found, excluded=tuple(slot.excludedActions),
+                                 baseline=slot.baselineAction))
+    ranked = _decide(body, event_id, context, functools.partial(inline.rank_slots, actions=actions, slots=slots))
+    return jsonify({"slots": [{"id": slot_id, "rewardActionId": action_id} for slot_id, action_id in ranked.chosen],
+                    "eventId": event_id}), 201
+
+
+def _shown(db: Any, event_id: str, *, multislot: bool) -> dict[str | None, str]:
+    """Return what an event of this API showed: slot id (None for a single-slot ranking) -> action id."""
+    rows = db.execute("SELECT i.slot_id, i.title_id, e.kind FROM events e JOIN impressions i ON i.event_seq = e.seq "
+                      "WHERE e.id = ? ORDER BY i.position", [event_id]).fetchall()
+    if not rows or rows[0][2] != ACTIONS:
         raise NotFound(f"eventId: no ranking has the event id {event_id!r}")
-    return str(row[0])
+    if (rows[0][0] is not None) != multislot:
+        kind, prefix = ("multi-slot", "/multislot") if rows[0][0] is not None else ("single-slot", "")
+        raise Conflict(f"eventId: {event_id!r} is a {kind} ranking; use {prefix}/events/{event_id}/reward and "
+                       f"{prefix}/events/{event_id}/activate")
+    return {slot_id: str(action_id) for slot_id, action_id, _ in rows}
+
+
+def _record(db: Any, event_id: str, rewards: list[tuple[str, float]]) -> None:
+    config = current_app.config
+    policies = serving_state(config["DATABASE"]).current_policies(db, config)
+    key = idempotency_key()
+    for index, (action_id, value) in enumerate(rewards):
+        receipt = record_reward(db, event_id=event_id, title_id=action_id, value=value,
+                                idempotency_key=f"{key}#{index}" if key and len(rewards) > 1 else key,
+                                policies=policies)
+        metrics.reward(receipt.value, reward_type=None, credited=bool(receipt.credited), replayed=receipt.replayed)
 
 
 @bp.post("/events/<event_id>/reward")
@@ -124,25 +218,45 @@ def reward(event_id: str) -> ResponseReturnValue:
     """Report the reward of the action the ranking chose (``rewardActionId``)."""
     _event_id(event_id)
     body: RewardRequest = parse(RewardRequest, request)
+    db = get_db()
+    _record(db, event_id, [(_shown(db, event_id, multislot=False)[None], float(body.value))])
+    return Response(status=204)
+
+
+@bp.post("/multislot/events/<event_id>/reward")
+def multislot_reward(event_id: str) -> ResponseReturnValue:
+    """Report rewards per slot (``{"reward": [{"slotId", "value"}]}``); slots left out get none."""
+    _event_id(event_id)
+    body: MultiSlotRewardRequest = parse(MultiSlotRewardRequest, request)
+    db = get_db()
+    shown = _shown(db, event_id, multislot=True)
+    for index, item in enumerate(body.reward):
+        if item.slotId not in shown:
+            raise Invalid(f"reward[{index}].slotId: the ranking has no slot {item.slotId!r} "
+                          f"(slots: {', '.join(str(slot) for slot in shown)})")
+    _record(db, event_id, [(shown[item.slotId], float(item.value)) for item in body.reward])
+    return Response(status=204)
+
+
+def _activate(event_id: str, *, multislot: bool) -> ResponseReturnValue:
+    _event_id(event_id)
     config = current_app.config
     db = get_db()
-    action_id = _chosen_action(db, event_id)
-    policies = serving_state(config["DATABASE"]).current_policies(db, config)
-    receipt = record_reward(db, event_id=event_id, title_id=action_id, value=float(body.value),
-                            idempotency_key=idempotency_key(), policies=policies)
-    metrics.reward(receipt.value, reward_type=None, credited=bool(receipt.credited), replayed=receipt.replayed)
+    _shown(db, event_id, multislot=multislot)
+    activate(db, event_id=event_id, policies=serving_state(config["DATABASE"]).current_policies(db, config))
     return Response(status=204)
 
 
 @bp.post("/events/<event_id>/activate")
 def activate_event(event_id: str) -> ResponseReturnValue:
     """Mark a ranking made with ``deferActivation`` as shown: it is learned from then on."""
-    _event_id(event_id)
-    config = current_app.config
-    db = get_db()
-    _chosen_action(db, event_id)
-    activate(db, event_id=event_id, policies=serving_state(config["DATABASE"]).current_policies(db, config))
-    return Response(status=204)
+    return _activate(event_id, multislot=False)
+
+
+@bp.post("/multislot/events/<event_id>/activate")
+def multislot_activate(event_id: str) -> ResponseReturnValue:
+    """Mark a multi-slot ranking made with ``deferActivation`` as shown."""
+    return _activate(event_id, multislot=True)
 
 
 
