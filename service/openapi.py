@@ -290,7 +290,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/evaluations/{run_id}"): Operation(200, OBJECT),
     ("POST", "/v1/evaluations/{run_id}/apply"): Operation(200, OBJECT, body=_json(ApplyBody, {"candidate": "crossed"})),
     ("GET", "/v1/logs/export"): Operation(200, {"type": "string"}, media="application/x-ndjson", query=(
-        Param("format", LINE_FORMAT), Param("policy", {"type": "string", "enum": ["artwork", "titles"]}),
+        Param("format", LINE_FORMAT), Param("policy", {"type": "string", "enum": ["artwork", "titles", "actions"]}),
         Param("since", TIME), Param("until", TIME))),
     ("POST", "/v1/datasets"): Operation(201, OBJECT, body=Body(
         media="application/x-ndjson", schema={"type": "string", "description": "the log file, one JSON object per line"}),

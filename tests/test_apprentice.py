@@ -185,6 +185,8 @@ def test_catalog_policies_follow_the_request_order_in_apprentice_and_logging_onl
     assert learned["artwork"] == 0 and learned["titles"] == 5 * (4 + 3 + 2)  # each slot: every title it drew from
     report = client.get("/v1/policies/artwork/apprentice").get_json()
     assert report["learning_mode"] == "logging-only" and report["baseline_decisions"] == 15
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert '<a href="/v1/policies/titles/apprentice">apprentice</a>: baseline served' in page
 
 
 @pytest.mark.parametrize("body, message", [
