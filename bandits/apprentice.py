@@ -20,7 +20,7 @@ decision logs the model's deterministic greedy choice next to what was served, s
   could not have served, so baseline-only traffic gives no evidence either way: the report says so.
 
 With ``auto_switch``, the learner turns an apprentice policy ``online`` once the evidence's lower
-bound is above zero over at least ``MIN_EVIDENCE`` decisions (``check_switch``).
+bound is above zero over at least ``MIN_EVIDENCE`` decisions (``SwitchCheck``).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def mean_interval(values: np.ndarray, *, level: float = LEVEL) -> dict[str, Any]
         return {"value": float(values.mean()) if values.size else None, "ci_low": None, "ci_high": None,
                 "n": int(values.size)}
     value = float(values.mean())
-    half = evaluation._z(level) * float(values.std(ddof=1)) / math.sqrt(values.size)
-    return {"value": value, "ci_low": value - half, "ci_high": value + half, "n": int(values.size)}
+    low, high = evaluation._normal(value, values, level)
+    return {"value": value, "ci_low": low, "ci_high": high, "n": int(values.size)}
 
 
 def report(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *,

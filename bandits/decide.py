@@ -40,7 +40,7 @@ class SlotDecision:
     greedy_title_id: str
     artwork_estimate: float
     greedy_artwork_id: str
-    # The deterministic greedy choices (the first of the lowest-cost actions offered), logged so that
+    # The deterministic greedy choices (the last of the lowest-cost actions offered), logged so that
     # the greedy model can be evaluated against the baseline (bandits.apprentice).
     title_lead: str = ""
     artwork_lead: str = ""

@@ -45,6 +45,12 @@ class Pick:
         return self.index != self.greedy_index
 
 
+def lead_of(costs: Sequence[float] | np.ndarray) -> int:
+    """Return the deterministic greedy choice: the last of the lowest-cost actions (see ``Pick.lead``)."""
+    values = np.asarray(costs, dtype=float)
+    return int(np.flatnonzero(values == values.min())[-1])
+
+
 def epsilon_greedy_pmf(costs: Sequence[float] | np.ndarray, epsilon: float) -> np.ndarray:
     """Return the epsilon-greedy distribution over actions (ties for the lowest cost share the greedy mass)."""
     k = len(costs)
@@ -287,6 +293,6 @@ class Exploration:
     @staticmethod
     def _pick(costs: Sequence[float], index: int, probability: float) -> Pick:
         low = min(costs)
-        best = [i for i, cost in enumerate(costs) if cost == low]
-        return Pick(index=index, probability=probability, greedy_index=index if costs[index] == low else best[0],
-                    lead=best[-1])
+        first = next(i for i, cost in enumerate(costs) if cost == low)
+        return Pick(index=index, probability=probability, greedy_index=index if costs[index] == low else first,
+                    lead=lead_of(costs))

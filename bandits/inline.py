@@ -22,7 +22,7 @@ import numpy as np
 from bandits import features
 from bandits.blocks import Block
 from bandits.decide import RowDecision, SlotDecision
-from bandits.exploration import Exploration
+from bandits.exploration import Exploration, Pick
 from bandits.policy import ACTIONS, ServingModel
 
 CONTEXT = "C"
@@ -96,6 +96,20 @@ def action_line(action_id: str, action_features: Mapping[str, Any]) -> str:
     return features.namespace(ACTION, [f"id={features.escape(action_id)}", *features.feature_tokens(action_features)])
 
 
+def _picked(position: int, ids: Sequence[str], offered: list[int], pick: Pick, costs: Sequence[float], *,
+            block: Block, logged_offered: tuple[int, ...] | None, shared_line: str = "",
+            slot_id: str = "") -> SlotDecision:
+    """Return the decision to log of a pick among ``offered`` (indices into ``ids``; ``pick`` indexes ``offered``)."""
+    return SlotDecision(
+        position=position, title_id=ids[offered[pick.index]], title_index=offered[pick.index],
+        title_prob=pick.probability, title_offered=logged_offered, title_explored=pick.explored, artwork_id="",
+        artwork_ids=(), artwork_block=block, artwork_index=0, artwork_prob=1.0, artwork_explored=False,
+        title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
+        greedy_title_id=ids[offered[pick.greedy_index]], artwork_estimate=0.0, greedy_artwork_id="",
+        title_lead=ids[offered[pick.lead]], shared_line=shared_line, slot_id=slot_id,
+    )
+
+
 @dataclass(frozen=True)
 class InlineRanking:
     """Every action with its probability, the chosen one first, and the decision to log."""
@@ -123,12 +137,7 @@ def rank(*, model: ServingModel, exploration: Exploration, context: Mapping[str,
     ranking = [(ids[i], float(pmf[i])) for i in order]
     ranking += [(action_id, 0.0) for action_id, _ in actions if action_id in skipped]
     block = Block.of(lines)
-    slot = SlotDecision(
-        position=0, title_id=ids[pick.index], title_index=pick.index, title_prob=pick.probability, title_offered=None,
-        title_explored=pick.explored, artwork_id="", artwork_ids=(), artwork_block=block, artwork_index=0,
-        artwork_prob=1.0, artwork_explored=False, title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
-        greedy_title_id=ids[pick.greedy_index], artwork_estimate=0.0, greedy_artwork_id="", title_lead=ids[pick.lead],
-    )
+    slot = _picked(0, ids, list(range(len(ids))), pick, costs, block=block, logged_offered=None)
     decision = RowDecision(shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=(slot,),
                            unavailable=(), model_versions={ACTIONS: model.version})
     return InlineRanking(ranking=ranking, reward_action_id=ids[pick.index], decision=decision)
@@ -191,16 +200,9 @@ def rank_slots(*, model: ServingModel, exploration: Exploration, context: Mappin
         shared = context_line(slot_context(context, slot))
         costs = model.costs(shared, [lines[i] for i in offered])
         pick = exploration.pick(costs, rng)
-        chosen = offered[pick.index]
-        used.add(chosen)
-        decided.append(SlotDecision(
-            position=position, title_id=ids[chosen], title_index=chosen, title_prob=pick.probability,
-            title_offered=tuple(offered), title_explored=pick.explored, artwork_id="", artwork_ids=(),
-            artwork_block=block, artwork_index=0, artwork_prob=1.0, artwork_explored=False,
-            title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
-            greedy_title_id=ids[offered[pick.greedy_index]], artwork_estimate=0.0, greedy_artwork_id="",
-            title_lead=ids[offered[pick.lead]], shared_line=shared, slot_id=slot.id,
-        ))
+        used.add(offered[pick.index])
+        decided.append(_picked(position, ids, offered, pick, costs, block=block, logged_offered=tuple(offered),
+                               shared_line=shared, slot_id=slot.id))
     decision = RowDecision(shared_line=context_line(context), candidate_ids=tuple(ids), candidate_block=block,
                            slots=tuple(decided), unavailable=(), model_versions={ACTIONS: model.version})
     return SlotRanking(chosen=[(slot.id, ids[d.title_index]) for slot, d in zip(slots, decided)], decision=decision)

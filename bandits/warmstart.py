@@ -20,6 +20,7 @@ import sqlite_utils
 
 from bandits import datasets
 from bandits.apprentice import mean_interval
+from bandits.exploration import lead_of
 from bandits.offline import SpecError
 from bandits.policy import latest_model, load_policy, new_workspace, publish
 from bandits.storage import write_transaction
@@ -73,8 +74,7 @@ def warm_start(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str
                 costs = np.zeros(int(rounds.sizes[i]))
                 for index, score in examples.predict(rounds.example(i, labeled=False)):
                     costs[index] = score
-                lead = int(np.flatnonzero(costs == costs.min())[-1])  # ties name no choice, as in serving
-                model_hit[i] = float(lead == rounds.chosen[i])
+                model_hit[i] = float(lead_of(costs) == rounds.chosen[i])  # ties name no choice, as in serving
                 baseline_hit[i] = float(rounds.chosen[i] == 0)
             examples.learn(rounds.example(i, labeled=True))
             if i % 1000 == 999:

@@ -118,7 +118,8 @@ def _actions(body: RankRequest | MultiSlotRankRequest) -> tuple[str, dict[str, A
 
 
 def _unknown(action_ids: list[str], known: list[str], *, where: str) -> None:
-    unknown = [action_id for action_id in action_ids if action_id not in set(known)]
+    names = set(known)
+    unknown = [action_id for action_id in action_ids if action_id not in names]
     if unknown:
         raise Invalid(f"{where}: {unknown[0]!r} is not one of the actions")
 
