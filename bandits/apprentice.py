@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from functools import partial
 from typing import Any, Mapping
 
 import numpy as np
@@ -36,7 +37,7 @@ import sqlite_utils
 from bandits import evaluation
 from bandits.offline import policy_rounds
 from bandits.policy import APPRENTICE, ONLINE, POLICY_NAMES, load_policy, stored_overrides, store_overrides
-from bandits.storage import write_transaction
+from bandits.storage import Writes, inline, write_transaction
 
 log = logging.getLogger("marquee.apprentice")
 
@@ -128,8 +129,8 @@ class SwitchCheck:
         self.every = every
         self.next_at = 0.0
 
-    def run_if_due(self, db: sqlite_utils.Database, config: Mapping[str, Any]) -> list[str]:
-        """Return the policies switched online by this round."""
+    def run_if_due(self, db: sqlite_utils.Database, config: Mapping[str, Any], *, writes: Writes = inline) -> list[str]:
+        """Return the policies switched online by this round (the switch's transaction run by ``writes``)."""
         if time.monotonic() < self.next_at:
             return []
         self.next_at = time.monotonic() + self.every
@@ -139,7 +140,7 @@ class SwitchCheck:
             if settings.learning_mode != APPRENTICE or not settings.auto_switch:
                 continue
             found = report(db, config, policy)
-            if found["switch_ready"] and switch_online(db, policy):
+            if found["switch_ready"] and writes(partial(switch_online, db, policy)):
                 log.info("policy %s: switched online (%s; model - baseline %s)", policy, found["verdict"],
                          found["evidence"]["model_minus_baseline"])
                 switched.append(policy)

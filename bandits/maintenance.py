@@ -17,12 +17,13 @@ import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import sqlite_utils
 
-from bandits.storage import write_transaction
+from bandits.storage import Writes, inline, write_transaction
 
 BACKUP_NAME = "marquee.sqlite3"
 PRUNE_BATCH = 500  # events per write transaction
@@ -95,14 +96,28 @@ class PruneSummary:
     batches: int
 
 
-def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BATCH) -> PruneSummary:
+def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BATCH,
+          writes: Writes = inline) -> PruneSummary:
     """Delete events created before ``older_than`` (unix seconds) with their impressions, rewards and learning marks.
 
     An event with a pending row that is due (its window open or closed, not yet learned) is kept; a
     deferred event never activated is pruned with its pending rows. Each batch of ``batch`` events is
-    one short write transaction. The newest event is always kept: event numbers are SQLite rowids,
-    which only keep growing while the largest stays.
+    one short write transaction, run by ``writes``. The newest event is always kept: event numbers are
+    SQLite rowids, which only keep growing while the largest stays.
     """
+
+    def delete(seqs: list[int]) -> tuple[int, int, int]:
+        marks = ",".join("?" * len(seqs))
+        with write_transaction(db):
+            db.execute(f"DELETE FROM reward_credits WHERE reward_id IN (SELECT id FROM rewards WHERE event_seq IN ({marks}))",
+                       seqs)
+            rewards = db.execute(f"DELETE FROM rewards WHERE event_seq IN ({marks})", seqs).rowcount
+            impressions = db.execute(f"DELETE FROM impressions WHERE event_seq IN ({marks})", seqs).rowcount
+            db.execute(f"DELETE FROM learned WHERE event_seq IN ({marks})", seqs)
+            db.execute(f"DELETE FROM pending WHERE event_seq IN ({marks})", seqs)
+            events = db.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs).rowcount
+        return events, impressions, rewards
+
     events = impressions = rewards = batches = 0
     while True:
         seqs = [row[0] for row in db.execute(
@@ -111,15 +126,8 @@ def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BA
             [older_than, batch])]
         if not seqs:
             return PruneSummary(events=events, impressions=impressions, rewards=rewards, batches=batches)
-        marks = ",".join("?" * len(seqs))
-        with write_transaction(db):
-            db.execute(f"DELETE FROM reward_credits WHERE reward_id IN (SELECT id FROM rewards WHERE event_seq IN ({marks}))",
-                       seqs)
-            rewards += db.execute(f"DELETE FROM rewards WHERE event_seq IN ({marks})", seqs).rowcount
-            impressions += db.execute(f"DELETE FROM impressions WHERE event_seq IN ({marks})", seqs).rowcount
-            db.execute(f"DELETE FROM learned WHERE event_seq IN ({marks})", seqs)
-            db.execute(f"DELETE FROM pending WHERE event_seq IN ({marks})", seqs)
-            events += db.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs).rowcount
+        deleted = writes(partial(delete, seqs))
+        events, impressions, rewards = events + deleted[0], impressions + deleted[1], rewards + deleted[2]
         batches += 1
         if len(seqs) < batch:
             return PruneSummary(events=events, impressions=impressions, rewards=rewards, batches=batches)

@@ -11,9 +11,11 @@ import contextlib
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Protocol, TypeVar
 
 import sqlite_utils
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 # Waiting for the write lock: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20 ... ms between
@@ -102,6 +104,21 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
         if db.conn.in_transaction:  # the block failed, or COMMIT itself did (disk full, I/O error)
             db.execute("ROLLBACK")
         raise
+
+
+class Writes(Protocol):
+    """Where a process runs its write transactions: ``writes(work)`` runs ``work()`` and returns its result.
+
+    The learner runs its own on a thread that keeps normal CPU priority (``bandits.learner.PriorityWrites``);
+    everything else runs them in place (``inline``).
+    """
+
+    def __call__(self, work: Callable[[], T], /) -> T: ...
+
+
+def inline(work: Callable[[], T], /) -> T:
+    """Run a write transaction on the calling thread."""
+    return work()
 
 
 TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", "events", "impressions", "rewards",

@@ -181,8 +181,8 @@ class LearnerSupervisor:
     """Keeps one learner process running per database, from whichever serving process sees it missing.
 
     Every serving process runs this watchdog thread. Once a second it tries the learner's lock; if
-    nobody holds it, it starts ``python -m bandits.learner``, which takes the lock itself (a learner
-    that loses the race exits at once). The learner exits when the process that started it does, and
+    nobody holds it, it starts ``python -m bandits.learner`` holding it (passed as ``--lock-fd``), so
+    exactly one learner starts however many serving processes see it missing at once. The learner exits when the process that started it does, and
     another watchdog starts a new one within about a second.
     """
 
@@ -207,11 +207,15 @@ class LearnerSupervisor:
             if fd is None:
                 time.sleep(1.0)
                 continue
-            os.close(fd)  # free: hand it to a new learner process
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bandits.learner", "--parent-pid", str(os.getpid())],
-                env=child_environment(self.config), cwd=str(PROJECT_ROOT),
-            )
+            # The new learner inherits the lock itself (a flock belongs to the open file, which the child
+            # shares): no other watchdog can start a second learner while this one is still importing.
+            try:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "bandits.learner", "--parent-pid", str(os.getpid()), "--lock-fd", str(fd)],
+                    env=child_environment(self.config), cwd=str(PROJECT_ROOT), pass_fds=(fd,),
+                )
+            finally:
+                os.close(fd)
             log.info("started learner process %s", self.process.pid)
             time.sleep(0.2)
 

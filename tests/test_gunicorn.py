@@ -210,3 +210,24 @@ def test_kill_9_of_a_worker_and_of_the_learner_while_serving(service, tmp_path):
     assert acknowledged <= events <= acknowledged + traffic.failures
     wait_until_learned(db, events)
     check_accounting(db, traffic, events=events, cut_requests=traffic.failures)
+
+
+def test_workers_starting_together_start_one_learner(tmp_path):
+    """The watchdog hands its lock to the learner it starts: a second learner never starts only to exit at the lock."""
+    svc = Service(tmp_path / "data", workers=3, env=SETTINGS)
+    svc.flask("demo-catalog", "--titles", "4", "--seed", "3")
+    svc.start()
+    try:
+        counts, answered = [], set()
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            if len(answered) < 3:  # a worker starts its learner watchdog at its first request
+                answered.add(svc.request("GET", "/healthz")[1]["process"])
+            counts.append(len(svc.learners()))
+            time.sleep(0.02)
+        assert len(answered) == 3
+        assert max(counts) == 1 and counts[-1] == 1, counts
+        status, health = svc.request("GET", "/healthz")
+        assert status == 200 and health["learner"] == "running"
+    finally:
+        svc.stop()

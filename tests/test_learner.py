@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import pytest
 
-from bandits.learner import Learner, _close_due
+from bandits.learner import Learner, PriorityWrites, _close_due, lower_priority
 from bandits.policy import latest_model, load_policy
 from bandits.storage import connect
 
@@ -181,3 +183,36 @@ def test_the_write_lock_is_never_held_while_learning_or_serializing(app, client,
     assert result["titles"].events == 5 and result["artwork"].events == 5
     assert {name for name, _ in calls} == {"learn", "serialize"}
     assert not any(in_transaction for _, in_transaction in calls)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_transactions_run_at_normal_priority_while_learning_runs_at_idle(app, client, db, catalog):
+    """At idle priority the learner would hold serving's write lock while preempted: its transactions run apart."""
+    rank_many(client, 6)
+    seen: list[tuple[str, int, int]] = []
+    outcome: dict[str, object] = {}
+
+    def learner_thread() -> None:  # a thread of its own: the test process keeps its priority
+        writes = PriorityWrites()
+        try:
+            lower_priority("idle")
+            db.conn.set_trace_callback(
+                lambda sql: seen.append((sql.split()[0].upper(), os.sched_getscheduler(0), threading.get_native_id())))
+            outcome["result"] = Learner(db, app.config, writes=writes).run_once(now=time.time() + 61)
+            with pytest.raises(ZeroDivisionError):  # the work's error reaches the caller
+                writes(lambda: 1 / 0)
+            outcome["writer"] = writes.thread_id
+        finally:
+            db.conn.set_trace_callback(None)
+            writes.close()
+
+    thread = threading.Thread(target=learner_thread)
+    thread.start()
+    thread.join(timeout=60)
+    assert outcome["result"]["titles"].events == 6 and outcome["result"]["artwork"].events == 6  # type: ignore[index]
+    writes_seen = [(policy, tid) for verb, policy, tid in seen if verb in ("BEGIN", "UPDATE", "INSERT", "DELETE", "COMMIT")]
+    reads_seen = [(policy, tid) for verb, policy, tid in seen if verb == "SELECT"]
+    assert {verb for verb, _, _ in seen} >= {"BEGIN", "UPDATE", "INSERT", "DELETE", "COMMIT", "SELECT"}
+    assert set(writes_seen) == {(os.SCHED_OTHER, outcome["writer"])}
+    assert os.SCHED_IDLE in {policy for policy, _ in reads_seen}  # the reads around learning stay at idle
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
