@@ -48,6 +48,9 @@ BODY: dict[str, Any] = {"user": {"id": "u-1", "features": {"country": "BR", "dev
         "slots": 10}
 
 
+SETTLE_SECONDS = 3.0
+
+
 def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
     """Rows per second of the VW calls alone, on this process's one core."""
     os.environ["MARQUEE_DATA_DIR"] = str(data_dir)
@@ -190,6 +193,9 @@ def started_service(*, workers: int, seconds: float, prefix: str) -> tuple[Path,
     service.start()
     for _ in range(20):  # every worker loads the catalog and the models on its first request
         service.request("POST", "/v1/rank", BODY)
+    # The first request also starts the learner process, whose imports take about half a second of CPU
+    # at normal priority: measure the steady state, after it.
+    time.sleep(SETTLE_SECONDS)
     return work, service, ceiling
 
 
