@@ -1,12 +1,15 @@
-"""The HTTP stack alone: Flask under gunicorn, parsing a rank request and answering a row, with no decision.
+"""The HTTP stack alone: gunicorn parsing a rank request and answering a row, with no decision.
 
-``bench.rank_bench`` runs it under wrk beside Marquee to measure what gunicorn and Flask cost per
-request on the same machine, in the same run: an upper bound for any Flask service on this stack.
+``bench.rank_bench`` runs both apps here under wrk beside Marquee, on the same machine in the same
+run: ``app`` (Flask) measures what gunicorn and Flask cost per request, an upper bound for any
+Flask service on this stack; ``bare`` (a plain WSGI callable: read the body, parse the JSON, write
+the canned row) measures gunicorn alone, an upper bound for any Python service under gunicorn.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Callable, Iterable
 
 from flask import Flask, jsonify, request
 
@@ -29,3 +32,16 @@ def rank() -> Any:
     if not isinstance(body, dict):
         return jsonify({"error": "body"}), 422
     return jsonify(ROW)
+
+
+_ROW_BYTES = json.dumps(ROW).encode()
+
+
+def bare(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Parse the JSON body and answer the same fixed row, with no framework between gunicorn and the app."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if not isinstance(json.loads(environ["wsgi.input"].read(length)), dict):
+        start_response("422 Unprocessable Entity", [("Content-Type", "application/json"), ("Content-Length", "2")])
+        return [b"{}"]
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(_ROW_BYTES)))])
+    return [_ROW_BYTES]

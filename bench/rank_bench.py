@@ -15,7 +15,10 @@ It builds a catalog of 40 titles with 5 artworks each in a temporary folder, the
 4. the HTTP stack alone: gunicorn with the same workers serving ``bench/empty_app.py`` (Flask parses
    the same request and answers a row of the same size, without deciding or logging) under the same
    wrk load. Its throughput bounds any Flask service on this machine; with the VW calls added on
-   top, ``stack_bound_rows_per_second`` is what a service doing nothing else could reach.
+   top, ``stack_bound_rows_per_second`` is what a service doing nothing else could reach;
+5. the same without Flask: gunicorn serving a plain WSGI callable (``bench.empty_app.bare``) that
+   reads and parses the request and writes the same row; ``bare_bound_rows_per_second`` bounds any
+   Python service under gunicorn that makes these VW calls, whatever its framework.
 
 The learner runs throughout, as in production: every row is learned after the reward window.
 
@@ -116,13 +119,13 @@ def fixed_rate(port: int, *, seconds: float, rate: int) -> dict[str, float]:
     return run("127.0.0.1", port, rate=rate, seconds=seconds, make=make).summary()
 
 
-def empty_stack(workers: int, *, seconds: float) -> dict[str, Any]:
-    """Throughput of gunicorn + Flask answering the same request with a canned row (bench/empty_app.py)."""
+def empty_stack(workers: int, *, seconds: float, app: str = "bench.empty_app:app") -> dict[str, Any]:
+    """Throughput of gunicorn answering the same request with a canned row (``app`` in bench/empty_app.py)."""
     from tests.gunicorn_harness import ROOT, free_port
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-                                "bench.empty_app:app"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                app], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -131,7 +134,7 @@ def empty_stack(workers: int, *, seconds: float) -> dict[str, Any]:
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn with bench.empty_app did not start") from None
+                    raise RuntimeError(f"gunicorn with {app} did not start") from None
                 time.sleep(0.1)
         return wrk(port, seconds=seconds)
     finally:
@@ -217,10 +220,14 @@ def main() -> None:
     finally:
         service.stop()
     stack = empty_stack(args.workers, seconds=args.seconds)
+    bare = empty_stack(args.workers, seconds=args.seconds, app="bench.empty_app:bare")
     ceiling_n = ceiling["rows_per_second"] * args.workers
-    # CPU per row of a service that only adds the VW calls to the bare stack: the stack's share
-    # (workers / its throughput, with the workers saturating their cores) plus the VW calls' share.
-    bound = args.workers / (args.workers / stack["rows_per_second"] + ceiling["ms_per_row"] / 1000)
+
+    def bound(stack_rows_per_second: float) -> float:
+        # CPU per row of a service that only adds the VW calls to a stack: the stack's share (workers /
+        # its throughput, with the workers saturating their cores) plus the VW calls' share.
+        return args.workers / (args.workers / stack_rows_per_second + ceiling["ms_per_row"] / 1000)
+
     result = {
         "command": f"python -m bench.rank_bench --seconds {args.seconds:g} --rate {args.rate} --workers {args.workers}",
         "machine": machine(platform.platform()),
@@ -240,8 +247,11 @@ def main() -> None:
         "learner_catch_up_after_closed_loop_s": round(catch_up, 1),
         "empty_stack_rows_per_second": round(stack["rows_per_second"], 1),
         "empty_stack_share_of_ceiling": round(stack["rows_per_second"] / ceiling_n, 3),
-        "stack_bound_rows_per_second": round(bound, 1),
-        "stack_bound_share_of_ceiling": round(bound / ceiling_n, 3),
+        "stack_bound_rows_per_second": round(bound(stack["rows_per_second"]), 1),
+        "stack_bound_share_of_ceiling": round(bound(stack["rows_per_second"]) / ceiling_n, 3),
+        "bare_stack_rows_per_second": round(bare["rows_per_second"], 1),
+        "bare_bound_rows_per_second": round(bound(bare["rows_per_second"]), 1),
+        "bare_bound_share_of_ceiling": round(bound(bare["rows_per_second"]) / ceiling_n, 3),
     }
     report("rank", result)
     shutil.rmtree(work, ignore_errors=True)
