@@ -55,6 +55,8 @@ USER_OPTIONS: dict[str, tuple[str, Check | None]] = {
     "--lrqfa": ("--lrqfa", _pattern(r"[A-Za-z]{2}\d{1,3}")),
     "--lrqdropout": ("--lrqdropout", None),
     "--cb_type": ("--cb_type", _pattern(r"mtr|dr|ips|dm|sm")),
+    "--clip_p": ("--clip_p", _float(0.0, 1.0)),
+    "--coin": ("--coin", None),
     "--noconstant": ("--noconstant", None),
     "-b": ("--bit_precision", _int(10, 24)),
     "--bit_precision": ("--bit_precision", _int(10, 24)),

@@ -20,6 +20,7 @@ table and are saved under bench/results/.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from typing import Any
@@ -31,14 +32,24 @@ from bandits.simulator import World
 from bench.report import machine, report
 from service.simulate import Transport, catalog_from_service, drive, scratch_service
 
+# name -> deployment settings (``MARQUEE_*`` without the prefix) and per-policy overrides (``PUT /v1/policies/{name}``)
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "default (epsilon 0.1)": {},
-    "epsilon 0.05": {"EPSILON": 0.05},
-    "epsilon 0.2": {"EPSILON": 0.2},
-    "squarecb (gamma 10 n^0.5)": {"EXPLORATION": "squarecb"},
+    "epsilon 0.05": {"settings": {"EPSILON": 0.05}},
+    "epsilon 0.2": {"settings": {"EPSILON": 0.2}},
+    "squarecb (gamma 10 n^0.5)": {"settings": {"EXPLORATION": "squarecb"}},
 }
 CHECKPOINTS = (5_000, 20_000, 100_000)
 WINDOW = 1000
+
+
+def _put(transport: Transport, policy: str, overrides: dict[str, Any]) -> None:
+    """Set a policy's overrides, keeping those it has (a PUT replaces them all)."""
+    _, current = transport.get(f"/v1/policies/{policy}")
+    kept = {key: current["settings"][key] for key in current["settings"]["overridden"]}
+    status, body = transport.send("PUT", f"/v1/policies/{policy}", {**kept, **overrides})
+    if status != 200:
+        raise RuntimeError(f"PUT /v1/policies/{policy} answered {status}: {body}")
 
 
 def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, viewers: int = 2000) -> dict[str, float]:
@@ -71,13 +82,7 @@ def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, vie
 
     exploring = served()
     for policy in ("titles", "artwork"):
-        # PUT replaces a policy's overrides: keep the others (a new vw_args would start an empty model).
-        _, current = transport.get(f"/v1/policies/{policy}")
-        kept = {key: current["settings"][key] for key in current["settings"]["overridden"]}
-        status, body = transport.send("PUT", f"/v1/policies/{policy}",
-                                      {**kept, "exploration": "epsilon-greedy", "epsilon": 0.0})
-        if status != 200:
-            raise RuntimeError(f"PUT /v1/policies/{policy} answered {status}: {body}")
+        _put(transport, policy, {"exploration": "epsilon-greedy", "epsilon": 0.0})
     greedy = served()
     dressed = [[(t, world.best_artwork(v, t, at=at)) for t, _ in row] for v, row in zip(sample, greedy)]
     ordered = [world.oracle(v, slots=4, at=at, candidates=[t for t, _ in row]) for v, row in zip(sample, greedy)]
@@ -92,7 +97,18 @@ def main() -> None:
     parser.add_argument("--impressions", type=int, default=100_000)
     parser.add_argument("--titles", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations (by name)")
+    parser.add_argument("--configuration", type=json.loads, metavar="JSON",
+                        help='run this configuration alone: {"settings": {...}, "titles": {...}, "artwork": {...}}')
     args = parser.parse_args()
+    configurations = CONFIGURATIONS
+    if args.configuration is not None:
+        configurations = {json.dumps(args.configuration, sort_keys=True): args.configuration}
+    elif args.only:
+        unknown = [name for name in args.only if name not in CONFIGURATIONS]
+        if unknown:
+            parser.error(f"--only: no configuration named {', '.join(unknown)} (names: {', '.join(CONFIGURATIONS)})")
+        configurations = {name: CONFIGURATIONS[name] for name in args.only}
     checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
         "command": (f"python -m bench.learning_bench --impressions {args.impressions} --titles {args.titles} "
@@ -101,7 +117,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
     }
     baselines: list[dict[str, float]] = []
-    for name, settings in CONFIGURATIONS.items():
+    for name, configuration in configurations.items():
         shares: dict[int, list[float]] = {c: [] for c in checkpoints}
         rewards: dict[int, list[float]] = {c: [] for c in checkpoints}
         lifts: dict[int, list[float]] = {c: [] for c in checkpoints}
@@ -109,7 +125,11 @@ def main() -> None:
         seconds = 0.0
         for seed in args.seeds:
             with tempfile.TemporaryDirectory(prefix="marquee-learning-") as folder:
-                transport, learn = scratch_service(folder, seed=seed, titles=args.titles, settings=settings)
+                transport, learn = scratch_service(folder, seed=seed, titles=args.titles,
+                                                   settings=configuration.get("settings"))
+                for policy in ("titles", "artwork"):
+                    if configuration.get(policy):
+                        _put(transport, policy, configuration[policy])
                 world = World.build(catalog_from_service(transport), seed=seed)
                 started = time.perf_counter()
                 curve = drive(transport, world, impressions=args.impressions, slots=4, seed=seed, window=WINDOW,

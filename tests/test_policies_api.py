@@ -54,6 +54,8 @@ def test_changing_vw_args_starts_a_new_model(client, db):
     ({"vw_args": ["-q", "UTX"]}, "not a valid value for -q"),
     ({"vw_args": ["-l"]}, "needs a value"),
     ({"vw_args": ["-b", "40"]}, "not a valid value for -b"),
+    ({"vw_args": ["--clip_p", "1.5"]}, "not a valid value for --clip_p"),
+    ({"vw_args": ["--coin", "0.5"]}, "'0.5' is not accepted"),
     ({"vw_args": '"'}, "No closing quotation"),
     ({"vw_args": ["-q", "\ud800T"]}, "surrogate"),
     ({"vw_args": 5}, "vw_args"),
