@@ -255,10 +255,11 @@ def format_summary(curve: Curve) -> str:
     return "\n".join(lines)
 
 
-def scratch_service(folder: str, *, seed: int, titles: int,
-                    settings: Mapping[str, Any] | None = None) -> tuple[FlaskTransport, Callable[[], None]]:
+def scratch_service(folder: str, *, seed: int, titles: int, settings: Mapping[str, Any] | None = None,
+                    artworks_per_title: int | None = None) -> tuple[FlaskTransport, Callable[[], None]]:
     """Start a service in this process on a fresh demo catalog in ``folder``; return its transport and learner step.
 
+    The demo catalog has ``titles`` titles with ``artworks_per_title`` artworks each (None: 3 to 6).
     ``settings`` override the scratch service's configuration (e.g. ``EPSILON``). Its reward windows
     last a second and the learner step closes them at once, so that the simulation need not wait.
     """
@@ -270,7 +271,7 @@ def scratch_service(folder: str, *, seed: int, titles: int,
     # AUTH off: the scratch service lives in this process only and nothing else can reach it.
     app = create_app({"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0, "AUTH": "off", **(settings or {})})
     db = connect(app.config["DATABASE"])
-    build_demo_catalog(db, data_dir=folder, seed=seed, count=titles)
+    build_demo_catalog(db, data_dir=folder, seed=seed, count=titles, artworks_per_title=artworks_per_title)
     learner = Learner(db, app.config)
 
     def learn() -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from assets.demo import COMPOSITIONS, PALETTES, poster
+from assets.demo import GENRES as DEMO_GENRES
+from assets.images import check_image
 from bandits import simulator
 from service import create_app
 from service.simulate import FlaskTransport, catalog_from_service
@@ -141,3 +145,160 @@ def test_viewers_are_known_by_their_signals_not_their_segment(catalog):
     assert {v.features["daypart"] for v in owls} == {"night"}
     revealed = simulator.World.build(catalog, seed=2, reveal_segment=True)
     assert all(v.features["segment"] == v.segment for v in revealed.viewers)
+
+
+# ------------------------------------------------------------ shapes
+
+# The default world of ``shape_catalog(looks, shape="audience")`` and seed 5, as the simulator drew it before shapes.
+PINNED_APPEALS = [-1.305688333, -0.45565187, -2.21066815]  # titles t001, t002, t030
+PINNED_SEGMENTS = ["cinephile", "night-owl", "night-owl", "family", "night-owl", "casual"]  # the first six viewers
+PINNED_FEATURES = {"device": "web", "hour": 2, "daypart": "night", "history_genres": ["comedy", "documentary", "thriller"],
+                   "top_rated_genres": ["crime"], "recent_searches": ["thriller"]}  # the eighth viewer's
+
+
+@pytest.fixture(scope="module")
+def style_looks() -> dict[tuple[str, str], dict]:
+    """The visual features of one demo poster of each style (palette, composition), measured as uploads are."""
+    rng = random.Random(0)
+    return {(palette, composition): check_image(poster(palette=palette, composition=composition, title="Looks",
+                                                       rng=rng)).visual
+            for palette in PALETTES for composition in COMPOSITIONS}
+
+
+def shape_catalog(looks: dict[tuple[str, str], dict], *, shape: str, seed: int = 1) -> list[dict]:
+    """Return a catalog the size of the shape's demo catalog: demo genres, distinct styles per title, each style's looks.
+
+    Measuring every poster of the demo catalogs would take seconds per shape; the looks of a style
+    vary little from poster to poster.
+    """
+    spec = simulator.SHAPES[shape]
+    rng = random.Random(seed)
+    catalog = []
+    for index in range(spec.titles):
+        title_id = f"t{index + 1:03d}"
+        styles = rng.sample(sorted(looks), k=spec.artworks_per_title or rng.randint(3, 6))
+        catalog.append({"id": title_id, "genres": rng.sample(DEMO_GENRES, k=rng.choice((1, 2, 2, 3))),
+                        "artworks": [{"id": f"{title_id}-a{n + 1}", "visual": looks[style]}
+                                     for n, style in enumerate(styles)]})
+    return catalog
+
+
+@pytest.mark.parametrize("shape", list(simulator.SHAPES))
+def test_every_shape_builds_the_same_world_from_a_seed(style_looks, shape):
+    catalog = shape_catalog(style_looks, shape=shape)
+    spec = simulator.SHAPES[shape]
+    world = simulator.World.build(catalog, seed=3, shape=shape)
+    again = simulator.World.build(catalog, seed=3, shape=spec)  # by name or by the shape itself
+    assert (world.titles, world.viewers) == (again.titles, again.viewers)
+    other = simulator.World.build(catalog, seed=4, shape=shape)
+    assert world.titles != other.titles and world.viewers != other.viewers
+    assert world.shape == shape and len(world.viewers) == spec.viewers and len(world.titles) == spec.titles
+    assert set(world.segments) == {s.name for s in spec.segments} == {v.segment for v in world.viewers}
+    assert spec.description and "\n" not in spec.description
+
+
+def test_the_default_world_is_the_audience_drawn_as_before_shapes(style_looks):
+    catalog = shape_catalog(style_looks, shape="audience")
+    world = simulator.World.build(catalog, seed=5)
+    audience = simulator.World.build(catalog, seed=5, shape="audience")
+    assert (world.titles, world.viewers) == (audience.titles, audience.viewers)
+    # Draws pinned from the simulator before shapes existed: the same catalog and seed give the same world.
+    assert [round(world.titles[t].appeal, 9) for t in ("t001", "t002", "t030")] == PINNED_APPEALS
+    assert [v.segment for v in world.viewers[:6]] == PINNED_SEGMENTS
+    assert world.viewers[7].features == PINNED_FEATURES
+    # The keyword arguments of before keep working, and an unknown shape is refused.
+    few = simulator.World.build(catalog, seed=5, segments=simulator.SEGMENTS[:2], viewers=50, drift_impressions=10)
+    assert len(few.viewers) == 50 and set(few.segments) == {"night-owl", "family"} and few.drift_impressions == 10
+    with pytest.raises(ValueError, match="shape: must be one of audience, artwork, long-tail, drift"):
+        simulator.World.build(catalog, seed=5, shape="flat")
+
+
+@pytest.mark.parametrize("shape", list(simulator.SHAPES))
+def test_no_row_found_by_search_beats_the_oracle_in_any_shape(style_looks, shape):
+    world = simulator.World.build(shape_catalog(style_looks, shape=shape), seed=7, shape=shape, late_share=0.1,
+                                  late_artwork_share=0.2, impressions=20_000)
+    rng = np.random.default_rng(1)
+    for at in (0, 40_000):
+        titles = world.available(at)
+        arms = [(t, a.id) for t in titles for a in world.artworks(t, at)]
+        for viewer in world.viewers[:8]:
+            for reward in simulator.REWARDS:
+                oracle = world.oracle(viewer, slots=4, at=at, reward=reward)
+                best = world.row_value(viewer, oracle, at=at, reward=reward)
+                rows = []
+                for _ in range(100):  # random rows
+                    picks = rng.choice(len(titles), size=4, replace=False)
+                    offered = [world.artworks(titles[i], at) for i in picks]
+                    rows.append([(titles[i], o[int(rng.integers(len(o)))].id) for i, o in zip(picks, offered)])
+                for slot in range(4):  # the oracle's row with one slot changed, or two slots swapped
+                    rows += [oracle[:slot] + [arm] + oracle[slot + 1:] for arm in arms
+                             if arm[0] not in {t for t, _ in oracle[:slot] + oracle[slot + 1:]}]
+                    rows += [[oracle[j] if k == slot else oracle[slot] if k == j else oracle[k] for k in range(4)]
+                             for j in range(slot + 1, 4)]
+                assert max(world.row_value(viewer, row, at=at, reward=reward) for row in rows) <= best + 1e-12
+
+
+def test_the_long_tail_world_sends_raw_incomplete_requests_and_has_hits(style_looks):
+    world = simulator.World.build(shape_catalog(style_looks, shape="long-tail"), seed=2, shape="long-tail")
+    features = [v.features for v in world.viewers]
+    assert len(features) == 5000
+    assert all(type(f["hour"]) is int and 0 <= f["hour"] <= 23 and "daypart" not in f for f in features)
+    minutes = np.array([f["watch_minutes"] for f in features if "watch_minutes" in f])
+    assert minutes.dtype == float and 40 < np.median(minutes) < 90 and minutes.max() <= 900 and minutes.max() > 600
+    assert all(type(f["app_build"]) is int and 1000 <= f["app_build"] <= 9999 for f in features)
+    assert 700 < len({f["zip"] for f in features}) <= 800
+    for name, share in (("history_genres", 0.3), ("recent_searches", 0.2), ("watch_minutes", 0.1)):
+        assert abs(np.mean([name not in f for f in features]) - share) < 0.03, name
+    # Minutes tell the segments apart; the zip does not.
+    median = {s: np.median([v.features["watch_minutes"] for v in world.viewers
+                            if v.segment == s and "watch_minutes" in v.features]) for s in world.segments}
+    assert median["binger"] > 5 * median["light"]
+    low = [v.segment for v in world.viewers if v.features["zip"] < "55000"]
+    for segment in world.segments:
+        assert abs(low.count(segment) / len(low) - simulator.SHAPES["long-tail"].segments[
+            list(world.segments).index(segment)].share) < 0.05
+    # A few hits: shown equally often, the top tenth of the titles draw a good part of the plays.
+    plays = np.sort([np.mean([world.expected_reward(v, t, world.titles[t].artworks[0].id) for v in world.viewers[:200]])
+                     for t in world.titles])[::-1]
+    assert plays[:12].sum() / plays.sum() > 0.35
+
+
+def test_the_drift_world_moves_each_segments_best_titles(style_looks):
+    catalog = shape_catalog(style_looks, shape="drift")
+    drift = simulator.World.build(catalog, seed=3, shape="drift")
+    audience = simulator.World.build(catalog, seed=3)
+    assert drift.viewers == audience.viewers  # the same viewers and signals: the histories go stale
+    night = drift.segments["night-owl"]
+    assert audience.genre_taste(audience.segments["night-owl"], 60_000) == dict(night.genre_taste)
+    before, halfway, after = (drift.genre_taste(night, at) for at in (30_000, 40_000, 50_000))
+    assert before == {**{genre: 0.0 for genre in night.genre_taste_later or {}}, **night.genre_taste}
+    assert (before["thriller"], halfway["thriller"], after["thriller"]) == pytest.approx((1.2, 0.6, 0.0))
+    assert (before["comedy"], halfway["comedy"], after["comedy"]) == pytest.approx((0.0, 0.6, 1.2))
+
+    def kept(world: simulator.World, segment: str) -> float:
+        """Return the share of a segment's viewers' four best titles at 30k that are still among them at 50k."""
+        viewers = [v for v in world.viewers if v.segment == segment]
+        return float(np.mean([len({t for t, _ in world.oracle(v, slots=4, at=30_000)}
+                                   & {t for t, _ in world.oracle(v, slots=4, at=50_000)}) / 4 for v in viewers]))
+
+    for segment in ("night-owl", "family", "cinephile"):
+        assert kept(drift, segment) < 0.6 < 0.75 < kept(audience, segment), segment
+
+
+def test_artwork_matters_most_in_the_artwork_world(style_looks):
+    def lift(shape: str) -> float:
+        """Return the oracle's lift over its own titles, each in its first artwork."""
+        world = simulator.World.build(shape_catalog(style_looks, shape=shape), seed=4, shape=shape)
+        best = first = 0.0
+        for viewer in world.viewers[:300]:
+            row = world.oracle(viewer, slots=4)
+            best += world.row_value(viewer, row)
+            first += world.row_value(viewer, [(t, world.titles[t].artworks[0].id) for t, _ in row])
+        return best / first - 1
+
+    assert lift("artwork") > 1.5 * lift("audience")
+    # Its segments are partly told by the request: most of a segment's viewers live in its two home regions.
+    world = simulator.World.build(shape_catalog(style_looks, shape="artwork"), seed=4, shape="artwork")
+    assert len({v.features["region"] for v in world.viewers}) == 12
+    home = [v.features["region"] in world.segments[v.segment].regions for v in world.viewers]
+    assert 0.75 < np.mean(home) < 0.85
