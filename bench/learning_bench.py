@@ -2,19 +2,23 @@
 
 Usage (from the repository root):
 
-    python -m bench.learning_bench [--impressions 100000] [--titles 30] [--seeds 1 2 3]
+    python -m bench.learning_bench [--impressions 100000] [--world audience] [--titles N] [--seeds 1 2 3]
+                                   [--only NAME ...] [--configuration JSON]
 
 For each configuration, a fresh scratch service (``service.simulate.scratch_service``: a demo catalog
-of ``--titles`` titles with Pillow-drawn posters, in a temporary folder) is driven by the simulated
-audience of ``bandits/simulator.py`` in this process, rows of four titles, a reward for each play.
+with Pillow-drawn posters of the world's size, or of ``--titles`` titles, in a temporary folder) is
+driven by a simulated world of ``bandits/simulator.py`` (``--world``: a shape of ``SHAPES``) in this
+process, rows of four titles, a reward for each play.
 At each checkpoint the table gives Marquee's expected plays per impression over the window of
 1,000 impressions ending there, its lift over uniformly random rows, and its share of the oracle's
 lift over random (0 % is random, 100 % the oracle). With several ``--seeds`` each configuration
 runs once per seed (a different world, viewers and catalog each time; the service's own exploration
 is seeded per process, so runs differ even for one seed) and the table gives the means and the
 range of the share. After each run ``gap_breakdown`` splits what is left of the gap to the oracle
-into choosing titles, ordering them, dressing them and exploring. Results print as a Markdown
-table and are saved under bench/results/.
+into choosing titles, ordering them, dressing them and exploring, and measures the *known-segment
+bound*: the share of the oracle's lift reached by a policy that knows every viewer's segment and the
+world's every parameter but not the viewer's own deviation from the segment's genre tastes (what
+no request says directly). Results print as a Markdown table and are saved under bench/results/.
 """
 
 from __future__ import annotations
@@ -23,20 +27,23 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import vowpal_wabbit_next
 
-from bandits.simulator import World
-from bench.report import machine, report
-from service.simulate import Transport, catalog_from_service, drive, scratch_service
+from bandits.simulator import SHAPES, Viewer, World
+from bench.report import chosen, machine, report
+from service.simulate import Transport, baseline_rows, catalog_from_service, drive, scratch_service
 
 # name -> deployment settings (``MARQUEE_*`` without the prefix) and per-policy overrides (``PUT /v1/policies/{name}``)
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
-    "default (epsilon 0.1)": {},
-    "epsilon 0.05": {"settings": {"EPSILON": 0.05}},
-    "epsilon 0.2": {"settings": {"EPSILON": 0.2}},
+    "default": {},
+    "fixed epsilon 0.1": {"settings": {"EPSILON_DECAY_AFTER": 0.0}},
+    "default before 2026-12-03": {"settings": {"EPSILON_DECAY_AFTER": 0.0},
+                                  "titles": {"vw_args": "-q UT -q UG -l 0.05"},
+                                  "artwork": {"vw_args": "-q UA -q GA -l 0.05"}},
     "squarecb (gamma 10 n^0.5)": {"settings": {"EXPLORATION": "squarecb"}},
 }
 CHECKPOINTS = (5_000, 20_000, 100_000)
@@ -88,31 +95,54 @@ def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, vie
     ordered = [world.oracle(v, slots=4, at=at, candidates=[t for t, _ in row]) for v, row in zip(sample, greedy)]
     oracle = [world.oracle(v, slots=4, at=at) for v in sample]
     values = [value(rows) for rows in (exploring, greedy, dressed, ordered, oracle)]
+    uniform_rng = np.random.default_rng([seed, 4])
+    uniform = value([baseline_rows(world, v, row, at=at, reward="play", rng=uniform_rng)["uniform"]
+                     for v, row in zip(sample, oracle)])
     return {"exploring": values[0], "oracle": values[4], "exploration": values[1] - values[0],
-            "artwork": values[2] - values[1], "order": values[3] - values[2], "titles": values[4] - values[3]}
+            "artwork": values[2] - values[1], "order": values[3] - values[2], "titles": values[4] - values[3],
+            "known segment": value(known_segment_rows(world, sample, at=at)), "uniform": uniform}
+
+
+def known_segment_rows(world: World, viewers: list[Viewer], *, at: int) -> list[list[tuple[str, str]]]:
+    """Return the best rows for viewers whose own genre tastes are taken to be their segment's.
+
+    This is what a policy could show that knew every viewer's segment and every parameter of the
+    world, but not each viewer's personal deviation from the segment's genre tastes.
+    """
+    rows = []
+    for viewer in viewers:
+        segment = world.segments[viewer.segment]
+        typical = replace(viewer, id=f"{viewer.id}-typical",
+                          genre_taste={genre: segment.genre_taste.get(genre, 0.0) for genre in viewer.genre_taste})
+        rows.append(world.oracle(typical, slots=4, at=at))
+    return rows
+
+
+def share(shortfall: float, gap: dict[str, float]) -> float:
+    """Return the share of the oracle's lift over uniform rows reached by a policy ``shortfall`` below the oracle."""
+    return 1.0 - shortfall / (gap["oracle"] - gap["uniform"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impressions", type=int, default=100_000)
-    parser.add_argument("--titles", type=int, default=30)
+    parser.add_argument("--world", default="audience", choices=sorted(SHAPES), help="the shape of the simulated world")
+    parser.add_argument("--titles", type=int, default=None, help="catalog size (default: the world's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations (by name)")
     parser.add_argument("--configuration", type=json.loads, metavar="JSON",
                         help='run this configuration alone: {"settings": {...}, "titles": {...}, "artwork": {...}}')
     args = parser.parse_args()
-    configurations = CONFIGURATIONS
+    configurations = chosen(CONFIGURATIONS, args.only, parser)
     if args.configuration is not None:
         configurations = {json.dumps(args.configuration, sort_keys=True): args.configuration}
-    elif args.only:
-        unknown = [name for name in args.only if name not in CONFIGURATIONS]
-        if unknown:
-            parser.error(f"--only: no configuration named {', '.join(unknown)} (names: {', '.join(CONFIGURATIONS)})")
-        configurations = {name: CONFIGURATIONS[name] for name in args.only}
+    shape = SHAPES[args.world]
+    titles = args.titles or shape.titles
     checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
-        "command": (f"python -m bench.learning_bench --impressions {args.impressions} --titles {args.titles} "
-                    f"--seeds {' '.join(map(str, args.seeds))}"),
+        "command": (f"python -m bench.learning_bench --impressions {args.impressions} --world {args.world} "
+                    f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"),
+        "world": f"{shape.name}: {shape.description}",
         "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -125,12 +155,13 @@ def main() -> None:
         seconds = 0.0
         for seed in args.seeds:
             with tempfile.TemporaryDirectory(prefix="marquee-learning-") as folder:
-                transport, learn = scratch_service(folder, seed=seed, titles=args.titles,
+                transport, learn = scratch_service(folder, seed=seed, titles=titles,
+                                                   artworks_per_title=shape.artworks_per_title,
                                                    settings=configuration.get("settings"))
                 for policy in ("titles", "artwork"):
                     if configuration.get(policy):
                         _put(transport, policy, configuration[policy])
-                world = World.build(catalog_from_service(transport), seed=seed)
+                world = World.build(catalog_from_service(transport), seed=seed, shape=shape)
                 started = time.perf_counter()
                 curve = drive(transport, world, impressions=args.impressions, slots=4, seed=seed, window=WINDOW,
                               learn=learn, learn_every=100)
@@ -154,7 +185,9 @@ def main() -> None:
         gap = {key: float(np.mean([g[key] for g in gaps])) for key in gaps[0]}
         result[f"{name}: gap to the oracle at the end"] = (
             f"{gap['oracle'] - gap['exploring']:.4f} plays per impression = titles {gap['titles']:.4f} + order "
-            f"{gap['order']:.4f} + artwork {gap['artwork']:.4f} + exploration {gap['exploration']:.4f}")
+            f"{gap['order']:.4f} + artwork {gap['artwork']:.4f} + exploration {gap['exploration']:.4f}; "
+            f"share of the oracle's lift on the same sample {share(gap['oracle'] - gap['exploring'], gap):.0%}, "
+            f"known-segment bound {share(gap['oracle'] - gap['known segment'], gap):.0%}")
     final = {key: float(np.mean([b[key] for b in baselines])) for key in baselines[0]}
     result["baselines at the end (mean over runs)"] = (
         f"oracle {final['oracle']:.3f}, uniform {final['uniform']:.3f}, default artwork {final['default artwork']:.3f}")

@@ -2,13 +2,16 @@
 
 Usage (from the repository root, after ``.venv/bin/pip install -r bench/requirements.txt``):
 
-    python -m bench.peer_bench [--impressions 100000] [--titles 30] [--seeds 1 2 3]
+    python -m bench.peer_bench [--impressions 100000] [--world audience] [--titles N] [--seeds 1 2 3]
 
-(``--seed 1`` is the same as ``--seeds 1``.) Each seed's world is built as ``bench/learning_bench.py``
-builds it: a scratch service on the demo catalog of ``--titles`` titles
-(``service.simulate.scratch_service``, in a temporary folder) gives the titles, their artworks and the
-visual features measured on them, and ``World.build`` makes the audience from that catalog and the
-seed. The service does nothing else: the peer policies run in this process, without HTTP.
+(``--seed 1`` is the same as ``--seeds 1``.) ``--world`` names the shape of the simulated world (a
+key of ``bandits.simulator.SHAPES``: audience, artwork, long-tail, drift; see that module's
+docstring). Each seed's world is built as ``bench/learning_bench.py`` builds it: a scratch service on
+the demo catalog of the shape's size (``--titles`` titles instead if given; the shape's artworks per
+title either way) (``service.simulate.scratch_service``, in a temporary folder) gives the titles,
+their artworks and the visual features measured on them, and ``World.build(catalog, seed=seed,
+shape=world)`` makes the audience from that catalog and the seed. The service does nothing else: the
+peer policies run in this process, without HTTP.
 
 Method, per configuration and seed:
 
@@ -18,8 +21,12 @@ Method, per configuration and seed:
   that have not arrived yet in the world are not offered.
 * The context of a contextual policy is a fixed numeric vector made from the viewer's features (what a
   rank request would send): a string is a one-hot ``key=value``, a boolean too, a list of strings a
-  multi-hot, a number its value scaled to [0, 1] over the audience. The vocabulary is built once from
-  every viewer of the world.
+  multi-hot, a number its value scaled to [0, 1] over the audience. A categorical with more than
+  ``MAX_CATEGORIES`` values over the audience (the long-tail world's zip codes) is hashed into
+  ``HASHED_COLUMNS`` columns, as a hashing learner would (one column per value would make LinUCB's
+  matrices too large to invert per batch); a feature some viewers do not send gets a column that is 1
+  when it is missing (so a missing number is not read as the audience's lowest). The vocabulary is
+  built once from every viewer of the world.
 * ``LinUCB``: MABWiser's ridge regression per arm; ``predict_expectations`` gives each arm's upper
   confidence bound for the viewer, and those rank the arms. It explores only through the bound.
 * ``EpsilonGreedy``: MABWiser's per-arm mean reward, no context. MABWiser's own epsilon explores per
@@ -55,15 +62,16 @@ import argparse
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from mabwiser.mab import MAB, LearningPolicy
+from mabwiser.mab import MAB, LearningPolicy, NeighborhoodPolicy
 
-from bandits.simulator import Viewer, World
-from bench.report import machine, report
+from bandits.simulator import SHAPES, Viewer, World
+from bench.report import chosen, machine, report
 from service.simulate import Point, baseline_rows, catalog_from_service, scratch_service
 
 
@@ -73,12 +81,17 @@ class Configuration:
 
     policy: Any  # a mabwiser.mab.LearningPolicy
     epsilon: float = 0.0  # per slot: a uniformly random remaining title, in a random artwork
+    neighborhood: Any = None  # a mabwiser.mab.NeighborhoodPolicy: one policy per cluster of contexts
 
 
 CONFIGURATIONS: dict[str, Configuration] = {
     "LinUCB (alpha 1.0)": Configuration(LearningPolicy.LinUCB(alpha=1.0)),
     "LinUCB (alpha 0.1)": Configuration(LearningPolicy.LinUCB(alpha=0.1)),
+    "LinTS (alpha 1.0)": Configuration(LearningPolicy.LinTS(alpha=1.0)),
+    "LinTS (alpha 0.1)": Configuration(LearningPolicy.LinTS(alpha=0.1)),
     "EpsilonGreedy (epsilon 0.1 per slot)": Configuration(LearningPolicy.EpsilonGreedy(epsilon=0.0), epsilon=0.1),
+    "EpsilonGreedy per segment (8 clusters, epsilon 0.1 per slot)": Configuration(
+        LearningPolicy.EpsilonGreedy(epsilon=0.0), epsilon=0.1, neighborhood=NeighborhoodPolicy.Clusters(n_clusters=8)),
     "EpsilonGreedy (epsilon 0.1 per row, MABWiser's own)": Configuration(LearningPolicy.EpsilonGreedy(epsilon=0.1)),
 }
 CHECKPOINTS = (5_000, 20_000, 100_000)
@@ -86,6 +99,9 @@ WINDOW = 1000
 SLOTS = 4
 LEARN_EVERY = 100  # rows
 POLICIES = ("peer", "oracle", "uniform", "default artwork")
+MAX_CATEGORIES = 50  # values of a categorical over the audience above which it is hashed
+HASHED_COLUMNS = 16  # columns of a hashed categorical
+MISSING = "<missing>"  # the value of a feature's column that says the viewer did not send it
 Row = list[tuple[str, str]]  # (title id, artwork id), slot 0 first
 
 
@@ -95,21 +111,32 @@ class ContextEncoder:
 
     columns: dict[str, int] = field(default_factory=dict)  # "key=value" or numeric "key" -> column
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # numeric key -> (low, high)
+    hashed: set[str] = field(default_factory=set)  # categorical keys hashed into "key=#0" to "key=#15"
+    optional: list[str] = field(default_factory=list)  # keys some viewers lack: "key=<missing>" says so
 
     @classmethod
     def from_viewers(cls, viewers: Iterable[Viewer]) -> "ContextEncoder":
         """Return the encoder for every feature value that ``viewers`` have."""
-        names: set[str] = set()
+        categories: dict[str, set[str]] = {}  # categorical key -> its "key=value" names
         ranges: dict[str, tuple[float, float]] = {}
+        sent: dict[str, int] = {}  # key -> viewers who send it
+        audience = 0
         for viewer in viewers:
+            audience += 1
             for key, value in viewer.features.items():
+                sent[key] = sent.get(key, 0) + 1
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     low, high = ranges.get(key, (float(value), float(value)))
                     ranges[key] = (min(low, float(value)), max(high, float(value)))
-                    names.add(key)
                 else:
-                    names.update(_categories(key, value))
-        return cls(columns={name: i for i, name in enumerate(sorted(names))}, ranges=ranges)
+                    categories.setdefault(key, set()).update(_categories(key, value))
+        hashed = {key for key, names in categories.items() if len(names) > MAX_CATEGORIES}
+        optional = sorted(key for key, count in sent.items() if count < audience)
+        names = set(ranges) | {f"{key}={MISSING}" for key in optional}
+        for key, values in categories.items():
+            names.update({f"{key}=#{bucket}" for bucket in range(HASHED_COLUMNS)} if key in hashed else values)
+        return cls(columns={name: i for i, name in enumerate(sorted(names))}, ranges=ranges, hashed=hashed,
+                   optional=optional)
 
     def encode(self, features: Mapping[str, Any]) -> np.ndarray:
         """Return the vector of ``features``, shape (columns,); values outside the vocabulary are left out."""
@@ -119,10 +146,16 @@ class ContextEncoder:
                 if key in self.ranges:
                     low, high = self.ranges[key]
                     vector[self.columns[key]] = (float(value) - low) / (high - low) if high > low else 0.0
+            elif key in self.hashed:
+                for name in _categories(key, value):
+                    vector[self.columns[f"{key}=#{zlib.crc32(name.encode()) % HASHED_COLUMNS}"]] = 1.0
             else:
                 for name in _categories(key, value):
                     if name in self.columns:
                         vector[self.columns[name]] = 1.0
+        for key in self.optional:
+            if key not in features:
+                vector[self.columns[f"{key}={MISSING}"]] = 1.0
         return vector
 
 
@@ -145,10 +178,15 @@ class Peer:
         self.arms = [(title.id, artwork.id) for title in world.titles.values() for artwork in title.artworks]
         self.arm_of = {arm: i for i, arm in enumerate(self.arms)}
         self.rng = np.random.default_rng([seed, 3])  # ties and per-slot exploration
-        self.mab = MAB(list(range(len(self.arms))), configuration.policy, seed=seed)
-        # Declare every arm with its prior: MABWiser refuses to predict before the first fit.
-        no_contexts = np.empty((0, len(encoder.columns))) if self.contextual else None
-        self.mab.fit(np.empty(0, dtype=int), np.empty(0), no_contexts)
+        self.clustered = configuration.neighborhood is not None
+        self.mab = MAB(list(range(len(self.arms))), configuration.policy, configuration.neighborhood, seed=seed)
+        self.fitted = False
+        if not self.clustered:
+            # Declare every arm with its prior: MABWiser refuses to predict before the first fit.
+            no_contexts = np.empty((0, len(encoder.columns))) if self.contextual else None
+            self.mab.fit(np.empty(0, dtype=int), np.empty(0), no_contexts)
+            self.fitted = True
+        # Clusters are found by k-means on the contexts of the first batch; until then every arm scores 0.
 
     @property
     def contextual(self) -> bool:
@@ -166,7 +204,9 @@ class Peer:
         public switch for that, so they are read from its models: LinUCB's ridge estimate ``x . beta``
         without the bound, EpsilonGreedy's mean rewards without epsilon.
         """
-        if not explore:
+        if not self.fitted:
+            return np.zeros(len(self.arms))
+        if not explore and not self.clustered:  # a clustered policy's epsilon is 0: its expectations are its means
             model = self.mab._imp
             if self.contextual:
                 return np.array([float(context @ model.arm_to_model[i].beta) for i in range(len(self.arms))])
@@ -202,8 +242,9 @@ class Peer:
     def learn(self, shown: Sequence[tuple[str, str]], rewards: Sequence[float], contexts: Sequence[np.ndarray]) -> None:
         """Update the policy with the slots shown since the last update, their rewards and the viewers' contexts."""
         decisions = np.array([self.arm_of[arm] for arm in shown], dtype=int)
-        self.mab.partial_fit(decisions, np.array(rewards, dtype=float),
-                             np.vstack(contexts) if self.contextual else None)
+        fit = self.mab.partial_fit if self.fitted else self.mab.fit
+        fit(decisions, np.array(rewards, dtype=float), np.vstack(contexts) if self.contextual else None)
+        self.fitted = True
 
 
 def run(world: World, peer: Peer, *, impressions: int, slots: int = SLOTS, seed: int = 0, window: int = WINDOW,
@@ -306,25 +347,33 @@ class Runs:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impressions", type=int, default=100_000)
-    parser.add_argument("--titles", type=int, default=30)
+    parser.add_argument("--world", default="audience", choices=list(SHAPES), help="the shape of the simulated world")
+    parser.add_argument("--titles", type=int, default=None, help="demo catalog titles (default: the world's)")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[1])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations (by name)")
     args = parser.parse_args()
+    configurations = chosen(CONFIGURATIONS, args.only, parser)
+    shape = SHAPES[args.world]
+    titles = shape.titles if args.titles is None else args.titles
     checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
-        "command": (f"python -m bench.peer_bench --impressions {args.impressions} --titles {args.titles} "
-                    f"--seeds {' '.join(map(str, args.seeds))}"),
+        "command": (f"python -m bench.peer_bench --impressions {args.impressions} --world {args.world} "
+                    f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"),
+        "world": f"{args.world}: {shape.description}",
         "machine": machine(f"NumPy {np.__version__}", f"MABWiser {version('mabwiser')}"),
         "date": time.strftime("%Y-%m-%d"),
     }
-    runs = {name: Runs() for name in CONFIGURATIONS}
+    runs = {name: Runs() for name in configurations}
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix="marquee-peer-") as folder:
-            transport, _ = scratch_service(folder, seed=seed, titles=args.titles)
-            world = World.build(catalog_from_service(transport), seed=seed)
+            transport, _ = scratch_service(folder, seed=seed, titles=titles,
+                                           artworks_per_title=shape.artworks_per_title)
+            world = World.build(catalog_from_service(transport), seed=seed, shape=args.world)
         encoder = ContextEncoder.from_viewers(world.viewers)
         arms = sum(len(title.artworks) for title in world.titles.values())
-        print(f"seed {seed}: {arms} arms, {len(encoder.columns)} context columns", file=sys.stderr, flush=True)
-        for name, configuration in CONFIGURATIONS.items():
+        print(f"{args.world} world, seed {seed}: {arms} arms, {len(encoder.columns)} context columns", file=sys.stderr,
+              flush=True)
+        for name, configuration in configurations.items():
             peer = Peer(world, encoder, configuration, seed=seed)
             started = time.perf_counter()
             points = run(world, peer, impressions=args.impressions, seed=seed)

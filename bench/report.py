@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, TypeVar
+
+T = TypeVar("T")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -26,3 +29,13 @@ def report(name: str, result: Mapping[str, Any]) -> Path:
     for key, value in result.items():
         print(f"| {key} | {value} |")
     return path
+
+
+def chosen(configurations: Mapping[str, T], names: Sequence[str] | None, parser: argparse.ArgumentParser) -> dict[str, T]:
+    """Return the configurations ``--only`` names (all when it names none); an unknown name is a usage error."""
+    if not names:
+        return dict(configurations)
+    unknown = [name for name in names if name not in configurations]
+    if unknown:
+        parser.error(f"--only: no configuration named {', '.join(unknown)} (names: {', '.join(configurations)})")
+    return {name: configurations[name] for name in names}
