@@ -8,6 +8,10 @@ each get ``(1 - epsilon) / m + epsilon / k``, every other ``epsilon / k``. Ties 
 untrained model, new titles with no learned weights) and breaking them uniformly, rather than by
 catalog order, keeps a cold catalog from always showing its first titles.
 
+Epsilon-greedy's rate may decay as the model learns (``Exploration.decaying``): a fixed share of
+random draws keeps costing the same however well the model has learned, and a rate falling like
+``n ** (-1/3)`` is the schedule under which epsilon-greedy's regret grows as ``T ** (2/3)``.
+
 SquareCB (Foster and Rakhlin, 2020; VW's ``--squarecb``) explores in proportion to how much worse
 an action looks: of ``k`` actions, one whose estimated cost exceeds the lowest by ``gap`` gets
 ``1 / (k + gamma * gap)`` and the lowest-cost actions share the rest. ``gamma`` grows with what the
@@ -229,6 +233,18 @@ class Exploration:
     epsilon: float = 0.1
     gamma: float = 0.0
     baseline: float = 0.0
+
+    @classmethod
+    def decaying(cls, *, epsilon: float, decay_after: float, floor: float, examples_learned: int) -> "Exploration":
+        """Epsilon-greedy whose rate shrinks as the model learns: ``epsilon`` until ``decay_after`` examples,
+        then ``epsilon * (decay_after / n) ** (1/3)`` after ``n``, never below ``floor`` (nor above ``epsilon``).
+
+        ``decay_after`` 0 keeps ``epsilon`` fixed. The rate is a function of the serving model version's
+        ``examples_learned``, so the probability of every pick stays exact and reproducible.
+        """
+        if decay_after <= 0 or examples_learned <= decay_after:
+            return cls(epsilon=epsilon)
+        return cls(epsilon=min(epsilon, max(floor, epsilon * (decay_after / examples_learned) ** (1.0 / 3.0))))
 
     @classmethod
     def squarecb(cls, *, gamma_scale: float, gamma_exponent: float, examples_learned: int) -> "Exploration":

@@ -11,8 +11,9 @@ One module owns the text format. Namespaces (VW keys interactions on their first
 * ``G`` title genres (with ``T``; kept apart so that genre can be crossed without the title id),
 * ``A`` artwork features (an action of the artwork policy).
 
-Feature values: a string is a categorical ``name=value``; a number is numeric ``name:value``; a list of
-strings is several categoricals. Names and values are escaped so that no input can break the format.
+Feature values: a string is a categorical ``name=value``; a number is numeric ``name:value`` and also
+categorical by its bucket ``name=#bucket`` (``bucket``), so that effects that are not linear in a
+number, or numbers of any scale, are learned too; a list of strings is several categoricals. Names and values are escaped so that no input can break the format.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ COST_PER_REWARD = -1.0
 
 # The smallest propensity a label may carry: VW's default `mtr` model turns to NaN on probability 0.
 MIN_PROBABILITY = 1e-6
+
+# Numbers also enter as categorical buckets (``bucket``); integers up to this magnitude are their own.
+NUMERIC_BUCKETS = True
+SMALL_INTEGER = 100
 
 _ESCAPES = {"%": "%25", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D", "|": "%7C", ":": "%3A"}
 
@@ -41,6 +46,20 @@ def escape_name(text: str) -> str:
     return escape(text).replace("=", "%3D")
 
 
+def bucket(number: float) -> str:
+    """Return the categorical bucket of a number: itself if a small integer, else its half-octave.
+
+    A number enters a model both as a numeric feature (one weight: effects linear in its value) and
+    as this category (one weight per bucket: effects of any shape). Small integers (an hour of the
+    day, a day of the week, a count) keep their own bucket; other numbers share one per half-octave
+    of their magnitude (52.8 to 75.1 minutes share one, 75.1 to 106.6 the next), whatever their scale.
+    """
+    if number.is_integer() and abs(number) <= SMALL_INTEGER:
+        return f"#{int(number)}"
+    step = round(2.0 * math.log2(1.0 + abs(number))) / 2.0
+    return f"#{'-' if number < 0 else ''}~{step:g}"
+
+
 def feature_tokens(features: Mapping[str, Any], *, prefix: str = "") -> list[str]:
     """Return VW tokens for a mapping of validated feature values (str, finite number, list of str)."""
     tokens: list[str] = []
@@ -55,6 +74,8 @@ def feature_tokens(features: Mapping[str, Any], *, prefix: str = "") -> list[str
                 raise ValueError(f"feature {name!r} is not a finite number")
             if number != 0.0:
                 tokens.append(f"{key}:{number:.9g}")
+            if NUMERIC_BUCKETS:
+                tokens.append(f"{key}={bucket(number)}")
         elif isinstance(value, str):
             tokens.append(f"{key}={escape(value)}")
         else:

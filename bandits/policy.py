@@ -30,12 +30,16 @@ ROW_POLICIES = (TITLES, ARTWORK)  # the two policies of a catalog row
 POLICY_NAMES = (TITLES, ARTWORK, ACTIONS)
 
 BASE_ARGS = ["--cb_adf"]
-# Viewer x title (id and genre) for titles; viewer x artwork and genre x artwork for artwork. The
-# learning rate is a tenth of VW's default: importance weights of explored picks reach 1/p (15 at
-# epsilon 0.2 over 3 artworks) and at -l 0.5 they made greedy choices flip between checkpoints.
+# Titles: viewer x title (id and genre), viewer id x genre (each viewer's own taste); artwork: viewer
+# x artwork and viewer id x artwork (each viewer's own eye). ``--clip_p 1`` learns every shown pick
+# at weight 1 instead of 1/p: at 1/p an explored pick weighs up to hundreds of greedy ones, the
+# model learns mostly from those few and corrects its greedy choices slowly (BENCHMARKS.md, "Where
+# the lift was lost"). A pick's probability depends only on the features the model sees, so the
+# unweighted regression is not confounded by it. Without the 1/p weights VW's default rate
+# over-shoots less, and 0.2 learned faster than 0.05 and 0.5.
 DEFAULT_VW_ARGS: dict[str, list[str]] = {
-    TITLES: ["-q", "UT", "-q", "UG", "-l", "0.05"],
-    ARTWORK: ["-q", "UA", "-q", "GA", "-l", "0.05"],
+    TITLES: ["-q", "UT", "-q", "UG", "-q", "IG", "-l", "0.2", "--clip_p", "1"],
+    ARTWORK: ["-q", "UA", "-q", "UG", "-q", "IA", "-l", "0.2", "--clip_p", "1"],
     ACTIONS: ["-q", "CX", "-l", "0.05"],  # context x action (bandits.inline's namespaces)
 }
 AGGREGATIONS = ("earliest", "sum", "max")
@@ -43,7 +47,7 @@ AGGREGATIONS = ("earliest", "sum", "max")
 REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")
 # Settings an operator may override per policy; anything absent takes the deployment default.
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
-OVERRIDABLE = ("exploration", "epsilon", "gamma_scale", "gamma_exponent", "vw_args", "reward_wait", "default_reward",
+OVERRIDABLE = ("exploration", "epsilon", "epsilon_decay_after", "epsilon_floor", "gamma_scale", "gamma_exponent", "vw_args", "reward_wait", "default_reward",
                "aggregation", "learn_on_first_reward", "max_per_genre", "min_genres", "reward_values", "learning_mode",
                "apprentice_exploration", "auto_switch")
 # How a policy serves and learns (``bandits.apprentice``): ``online`` serves the model's exploring
@@ -71,6 +75,8 @@ class PolicyConfig:
     aggregation: str = "earliest"
     learn_on_first_reward: bool = False
     exploration: str = "epsilon-greedy"
+    epsilon_decay_after: float = 0.0  # examples learned before epsilon starts to shrink (0: it never does)
+    epsilon_floor: float = 0.0  # the least epsilon shrinks to
     gamma_scale: float = 10.0
     gamma_exponent: float = 0.5
     max_per_genre: int = 0
@@ -91,7 +97,8 @@ class PolicyConfig:
             explorer = Exploration.squarecb(gamma_scale=self.gamma_scale, gamma_exponent=self.gamma_exponent,
                                             examples_learned=examples_learned)
         else:
-            explorer = Exploration(epsilon=self.epsilon)
+            explorer = Exploration.decaying(epsilon=self.epsilon, decay_after=self.epsilon_decay_after,
+                                            floor=self.epsilon_floor, examples_learned=examples_learned)
         if self.learning_mode == ONLINE:
             return explorer
         share = 1.0 - self.apprentice_exploration if self.learning_mode == APPRENTICE else 1.0
@@ -113,6 +120,8 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "aggregation": "earliest",
         "learn_on_first_reward": False,
         "exploration": str(config["EXPLORATION"]),
+        "epsilon_decay_after": float(config["EPSILON_DECAY_AFTER"]),
+        "epsilon_floor": float(config["EPSILON_FLOOR"]),
         "gamma_scale": float(config["SQUARECB_GAMMA_SCALE"]),
         "gamma_exponent": float(config["SQUARECB_GAMMA_EXPONENT"]),
         "reward_values": parse_reward_values(config["REWARD_VALUES"]),
@@ -146,6 +155,14 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) ->
         elif key == "exploration":
             if value not in RULES:
                 raise PolicyError(f"exploration: must be one of {', '.join(RULES)}")
+        elif key == "epsilon_decay_after":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1e12:
+                raise PolicyError("epsilon_decay_after: must be a number of learned examples in [0, 1e12]")
+            value = float(value)
+        elif key == "epsilon_floor":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise PolicyError("epsilon_floor: must be a number in [0, 1]")
+            value = float(value)
         elif key == "gamma_scale":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1e6:
                 raise PolicyError("gamma_scale: must be a number in (0, 1000000]")

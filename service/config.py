@@ -29,6 +29,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "RATE_BURST": (0.0, float, "Requests an API key may send at once before the rate applies (0: twice the rate, at least 1)."),
     "EPSILON": (0.1, float, "Default exploration rate of both policies (each policy can override it)."),
     "EXPLORATION": ("epsilon-greedy", str, "Default exploration rule of both policies: `epsilon-greedy` or `squarecb` (each policy can override it)."),
+    "EPSILON_DECAY_AFTER": (2000.0, float, "Examples a model learns before epsilon-greedy's rate starts to shrink, as `epsilon * (after / n) ** (1/3)` after `n` (0: a fixed rate; each policy can override it)."),
+    "EPSILON_FLOOR": (0.01, float, "The least epsilon-greedy's rate shrinks to (each policy can override it)."),
     "SQUARECB_GAMMA_SCALE": (10.0, float, "SquareCB's gamma after one learned example; it grows as `scale * n ** exponent` (VW's defaults)."),
     "SQUARECB_GAMMA_EXPONENT": (0.5, float, "How fast SquareCB's gamma grows with the examples a model has learned (0 keeps it fixed)."),
     "REWARD_WAIT_SECONDS": (10.0, float, "Default reward window: an impression is learned this long after it was shown."),
@@ -84,6 +86,10 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError("RATE_LIMIT and RATE_BURST must be >= 0")
     if 0 < float(config["RATE_BURST"]) < 1:
         raise ValueError(f"RATE_BURST must be 0 (twice the rate) or at least 1, got {config['RATE_BURST']}")
+    if float(config["EPSILON_DECAY_AFTER"]) < 0:
+        raise ValueError(f"EPSILON_DECAY_AFTER must be >= 0, got {config['EPSILON_DECAY_AFTER']}")
+    if not 0.0 <= float(config["EPSILON_FLOOR"]) <= 1.0:
+        raise ValueError(f"EPSILON_FLOOR must be in [0, 1], got {config['EPSILON_FLOOR']}")
     if config["EXPLORATION"] not in ("epsilon-greedy", "squarecb"):
         raise ValueError(f"EXPLORATION must be epsilon-greedy or squarecb, got {config['EXPLORATION']!r}")
     if not 0.0 < float(config["SQUARECB_GAMMA_SCALE"]) <= 1e6:

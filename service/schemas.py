@@ -136,6 +136,8 @@ class PolicyBody(Strict):
 
     exploration: Optional[Any] = None
     epsilon: Optional[Any] = None
+    epsilon_decay_after: Optional[Any] = None
+    epsilon_floor: Optional[Any] = None
     gamma_scale: Optional[Any] = None
     gamma_exponent: Optional[Any] = None
     vw_args: Optional[Any] = None

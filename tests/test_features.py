@@ -34,10 +34,23 @@ def test_any_valid_features_parse_in_vw(feats):
 
 def test_tokens():
     tokens = features.feature_tokens({"country": "BR", "hour": 21, "zero": 0, "hist": ["a b", "c"], "tv": True})
-    assert tokens == ["country=BR", "hist=a%20b", "hist=c", "hour:21", "tv=true"]
+    assert tokens == ["country=BR", "hist=a%20b", "hist=c", "hour:21", "hour=#21", "tv=true", "zero=#0"]
     assert features.feature_tokens({"a=b": "c"}) == ["a%3Db=c"]
     with pytest.raises(ValueError):
         features.feature_tokens({"x": float("inf")})
+
+
+@pytest.mark.parametrize(("number", "expected"), [
+    (21, "#21"), (0, "#0"), (-7, "#-7"), (100.0, "#100"), (101, "#~6.5"), (63.5, "#~6"), (0.37, "#~0.5"),
+    (-3.5, "#-~2"), (1e12, "#~40"),
+])
+def test_numbers_get_a_bucket_small_integers_their_own(number, expected):
+    assert features.bucket(float(number)) == expected
+
+
+def test_numbers_of_one_half_octave_share_a_bucket_and_the_next_does_not():
+    assert features.bucket(55.5) == features.bucket(74.5) != features.bucket(80.5)
+    assert features.bucket(900.5) != features.bucket(450.5)
 
 
 def test_title_and_labels():

@@ -63,7 +63,7 @@ def test_each_policy_values_types_by_its_own_settings_fixed_at_the_close(app, cl
 def _train(tmp_path, name: str, reward_values: str, aggregation: str) -> dict[str, str]:
     """Serve a clickbait audience on a fresh service; return the greedy artwork of every title."""
     app = create_app({"DATA_DIR": str(tmp_path / name), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0,
-                      "EPSILON": 0.3, "REWARD_VALUES": reward_values, "ARTWORK_TRIAL_SHARE": 0.0,
+                      "EPSILON": 0.3, "EPSILON_DECAY_AFTER": 0.0, "REWARD_VALUES": reward_values, "ARTWORK_TRIAL_SHARE": 0.0,
                       "TITLE_TRIAL_SHARE": 0.0})
     client = app.test_client()
     titles = add_catalog(client, titles=4)
