@@ -751,6 +751,33 @@ def parse_spec(data: Mapping[str, Any]) -> EvaluationSpec:
                           segment_by=segment_by, folds=folds, limit=limit, dataset=dataset)
 
 
+MIN_OUT_OF_SAMPLE_ROUNDS = 30  # decisions a stored model had not learned, to estimate it on those alone
+
+
+def sampling(db: sqlite_utils.Database, rounds: Rounds, model: RewardModel, scores: Scores, candidate: Candidate, *,
+             version: int | None, policy: str | None) -> dict[str, Any]:
+    """Return how a candidate was scored: ``scoring`` and ``in_sample``, and for a stored model its split.
+
+    A ``vw`` candidate is scored progressively (each event decided before it is learned) and the
+    baselines learn nothing: both are out of sample. A ``model`` candidate is a stored version: it
+    may have learned any decision logged before it was published, so it is in sample when any of the
+    rounds is that old, and its estimates then flatter it (a model that memorised noise looks good on
+    the noise). Its estimates over the rounds logged after it was published, when there are at least
+    ``MIN_OUT_OF_SAMPLE_ROUNDS``, are given as ``out_of_sample``.
+    """
+    if candidate.kind != "model" or version is None or policy is None:
+        return {"scoring": "progressive" if candidate.kind == "vw" else "not learned", "in_sample": False}
+    published = float(db.execute("SELECT created_at FROM models WHERE policy = ? AND version = ?",
+                                 [policy, version]).fetchone()[0])
+    later = rounds.created_at > published
+    found: dict[str, Any] = {"scoring": "stored model", "in_sample": bool((~later).any()),
+                             "model_published_at": published, "in_sample_rounds": int((~later).sum()),
+                             "out_of_sample_rounds": int(later.sum())}
+    if later.sum() >= MIN_OUT_OF_SAMPLE_ROUNDS:
+        found["out_of_sample"] = {"dr": _interval(estimates(rounds, model, scores, later)["dr"])}
+    return found
+
+
 def model_blob(db: sqlite_utils.Database, policy: str, version: int | None) -> tuple[int, bytes, int]:
     """Return (version, bytes, examples learned) of a stored model of ``policy``: ``version``, or the newest if None."""
     if version is None:
@@ -882,6 +909,8 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
                                  "lift_over_logged": lift(terms, rounds.reward)}
         if blob is not None:
             entry["candidate"]["version"] = blob[0]
+        entry.update(sampling(db, rounds, model, scores, candidate, version=blob[0] if blob else None,
+                              policy=spec.policy))
         if segment_array is not None:
             entry["segments"] = []
             for value, count in segment_counts[:MAX_SEGMENTS]:

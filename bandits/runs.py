@@ -192,7 +192,8 @@ EXPLORATION_BEFORE = {"exploration": "epsilon-greedy", "gamma_scale": 10.0, "gam
 def verdict(entry: Mapping[str, Any], mean_reward: float) -> str:
     """Return what ``apply`` makes of a report's candidate on its evidence alone.
 
-    ``baseline`` (not a configuration), ``never explores`` (epsilon-greedy at 0), ``not shown better`` (DR lower
+    ``baseline`` (not a configuration), ``never explores`` (epsilon-greedy at 0), ``in sample`` (a stored
+    model scored on decisions it may have learned: its estimate flatters it), ``not shown better`` (DR lower
     bound not above the logged policy's estimate, the mean logged reward) or ``beats logged``.
     """
     candidate = entry["candidate"]
@@ -200,6 +201,8 @@ def verdict(entry: Mapping[str, Any], mean_reward: float) -> str:
         return "baseline"
     if candidate.get("exploration", "epsilon-greedy") == "epsilon-greedy" and not candidate.get("epsilon"):
         return "never explores"
+    if entry.get("in_sample"):
+        return "in sample"
     return "beats logged" if entry["estimates"]["dr"]["ci_low"] > mean_reward else "not shown better"
 
 
@@ -245,6 +248,13 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
     if found_verdict == "baseline":
         raise ApplyRefused(f"candidate: {candidate_name!r} is a {candidate.kind} baseline, not a configuration a "
                            "policy runs; apply a vw or model candidate", status=422)
+    if found_verdict == "in sample":
+        raise ApplyRefused(
+            f"candidate: {candidate_name!r} is model version {entry['candidate'].get('version')} scored on "
+            f"{entry.get('in_sample_rounds')} decisions logged before it was published, which it may have learned: "
+            "its estimate flatters it. Evaluate a vw candidate with the same options (scored progressively, each "
+            "decision before it is learned), or only decisions logged after the version (since), and apply that",
+            status=422)
     if found_verdict == "never explores":
         raise ApplyRefused(
             f"candidate: {candidate_name!r} never explores (epsilon 0): the policy would stop learning anything "

@@ -372,7 +372,17 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"{entry['name']:<{width}}  {_ci(e['dr']):<26}  {e['ips']['value']:>7.4f}  "
             f"{(f'{snips:.4f}' if snips is not None else 'n/a'):>7}  {e['dm']['value']:>7.4f}  "
-            f"{e['ips']['effective_sample_size']:>8.0f}  {_ci(entry['lift_over_logged'], signed=True)}")
+            f"{e['ips']['effective_sample_size']:>8.0f}  {_ci(entry['lift_over_logged'], signed=True)}"
+            + ("  IN SAMPLE" if entry.get("in_sample") else ""))
+    flattered = [entry for entry in report["candidates"] if entry.get("in_sample")]
+    if flattered:
+        lines += ["", "IN SAMPLE: a stored model scored on decisions logged before it was published, which it may "
+                      "have learned; its estimates flatter it and it cannot be applied."]
+        for entry in flattered:
+            later = entry.get("out_of_sample")
+            lines.append(f"  {entry['name']}: {entry['in_sample_rounds']} decisions in sample, "
+                         f"{entry['out_of_sample_rounds']} after it; DR over those after: "
+                         + (_ci(later["dr"]) if later else f"too few (under {offline.MIN_OUT_OF_SAMPLE_ROUNDS})"))
     if report.get("segment_by"):
         lines += ["", f"by {report['segment_by']} (DR; segments under {offline.MIN_SEGMENT_ROUNDS} decisions are not estimated):"]
         for entry in report["candidates"]:
