@@ -29,6 +29,13 @@ Method, per configuration and seed:
   built once from every viewer of the world.
 * ``LinUCB``: MABWiser's ridge regression per arm; ``predict_expectations`` gives each arm's upper
   confidence bound for the viewer, and those rank the arms. It explores only through the bound.
+* ``LinTS``: MABWiser's Thompson sampling over the same per-arm ridge regressions: each arm's score
+  for the viewer is a draw from its posterior (``alpha`` scales its spread).
+* ``EpsilonGreedy per segment``: the audience split once into 8 segments by k-means over every
+  viewer's context vector (scikit-learn, fit when the world is made, as a team segments its users),
+  and one context-free MABWiser ``EpsilonGreedy`` per segment, each learning from its own viewers'
+  slots; exploration per slot as below. (MABWiser's own ``Clusters`` neighbourhood policy refits
+  k-means on every context seen at each batch, which made 100,000 impressions take hours.)
 * ``EpsilonGreedy``: MABWiser's per-arm mean reward, no context. MABWiser's own epsilon explores per
   decision: with probability epsilon one ``predict_expectations`` call returns random values for every
   arm, which makes a whole row random. To explore per slot as Marquee does, the main configuration
@@ -68,7 +75,8 @@ from importlib.metadata import version
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from mabwiser.mab import MAB, LearningPolicy, NeighborhoodPolicy
+from mabwiser.mab import MAB, LearningPolicy
+from sklearn.cluster import KMeans
 
 from bandits.simulator import SHAPES, Viewer, World
 from bench.report import chosen, machine, report
@@ -81,7 +89,7 @@ class Configuration:
 
     policy: Any  # a mabwiser.mab.LearningPolicy
     epsilon: float = 0.0  # per slot: a uniformly random remaining title, in a random artwork
-    neighborhood: Any = None  # a mabwiser.mab.NeighborhoodPolicy: one policy per cluster of contexts
+    segments: int = 0  # above 0: a context-free policy per segment, the segments k-means clusters of the audience
 
 
 CONFIGURATIONS: dict[str, Configuration] = {
@@ -91,7 +99,7 @@ CONFIGURATIONS: dict[str, Configuration] = {
     "LinTS (alpha 0.1)": Configuration(LearningPolicy.LinTS(alpha=0.1)),
     "EpsilonGreedy (epsilon 0.1 per slot)": Configuration(LearningPolicy.EpsilonGreedy(epsilon=0.0), epsilon=0.1),
     "EpsilonGreedy per segment (8 clusters, epsilon 0.1 per slot)": Configuration(
-        LearningPolicy.EpsilonGreedy(epsilon=0.0), epsilon=0.1, neighborhood=NeighborhoodPolicy.Clusters(n_clusters=8)),
+        LearningPolicy.EpsilonGreedy(epsilon=0.0), epsilon=0.1, segments=8),
     "EpsilonGreedy (epsilon 0.1 per row, MABWiser's own)": Configuration(LearningPolicy.EpsilonGreedy(epsilon=0.1)),
 }
 CHECKPOINTS = (5_000, 20_000, 100_000)
@@ -178,15 +186,21 @@ class Peer:
         self.arms = [(title.id, artwork.id) for title in world.titles.values() for artwork in title.artworks]
         self.arm_of = {arm: i for i, arm in enumerate(self.arms)}
         self.rng = np.random.default_rng([seed, 3])  # ties and per-slot exploration
-        self.clustered = configuration.neighborhood is not None
-        self.mab = MAB(list(range(len(self.arms))), configuration.policy, configuration.neighborhood, seed=seed)
-        self.fitted = False
-        if not self.clustered:
-            # Declare every arm with its prior: MABWiser refuses to predict before the first fit.
-            no_contexts = np.empty((0, len(encoder.columns))) if self.contextual else None
-            self.mab.fit(np.empty(0, dtype=int), np.empty(0), no_contexts)
-            self.fitted = True
-        # Clusters are found by k-means on the contexts of the first batch; until then every arm scores 0.
+        self.segments = configuration.segments
+        if self.segments:
+            # MABWiser's own Clusters refits k-means on every context seen at each batch and copies every
+            # cluster's policy at each prediction, which grows without bound over 25,000 rows. A team would
+            # segment its audience once: k-means over every viewer's context, then one policy per segment.
+            contexts = np.vstack([encoder.encode(viewer.features) for viewer in world.viewers])
+            self.kmeans = KMeans(n_clusters=self.segments, n_init=10, random_state=seed).fit(contexts)
+            self.mabs = [MAB(list(range(len(self.arms))), configuration.policy, seed=seed + k)
+                         for k in range(self.segments)]
+        else:
+            self.mabs = [MAB(list(range(len(self.arms))), configuration.policy, seed=seed)]
+        self.mab = self.mabs[0]
+        for mab in self.mabs:  # declare every arm with its prior: MABWiser refuses to predict before the first fit
+            no_contexts = np.empty((0, len(encoder.columns))) if mab.is_contextual else None
+            mab.fit(np.empty(0, dtype=int), np.empty(0), no_contexts)
 
     @property
     def contextual(self) -> bool:
@@ -204,9 +218,11 @@ class Peer:
         public switch for that, so they are read from its models: LinUCB's ridge estimate ``x . beta``
         without the bound, EpsilonGreedy's mean rewards without epsilon.
         """
-        if not self.fitted:
-            return np.zeros(len(self.arms))
-        if not explore and not self.clustered:  # a clustered policy's epsilon is 0: its expectations are its means
+        if self.segments:  # the segment's context-free policy, whose library epsilon is 0: its means
+            mab = self.mabs[int(self.kmeans.predict(context.reshape(1, -1))[0])]
+            expectations = mab.predict_expectations()
+            return np.array([expectations[i] for i in range(len(self.arms))], dtype=float)
+        if not explore:
             model = self.mab._imp
             if self.contextual:
                 return np.array([float(context @ model.arm_to_model[i].beta) for i in range(len(self.arms))])
@@ -242,9 +258,14 @@ class Peer:
     def learn(self, shown: Sequence[tuple[str, str]], rewards: Sequence[float], contexts: Sequence[np.ndarray]) -> None:
         """Update the policy with the slots shown since the last update, their rewards and the viewers' contexts."""
         decisions = np.array([self.arm_of[arm] for arm in shown], dtype=int)
-        fit = self.mab.partial_fit if self.fitted else self.mab.fit
-        fit(decisions, np.array(rewards, dtype=float), np.vstack(contexts) if self.contextual else None)
-        self.fitted = True
+        values = np.array(rewards, dtype=float)
+        if self.segments:
+            segment = self.kmeans.predict(np.vstack(contexts))
+            for k, mab in enumerate(self.mabs):
+                if (segment == k).any():
+                    mab.partial_fit(decisions[segment == k], values[segment == k])
+            return
+        self.mab.partial_fit(decisions, values, np.vstack(contexts) if self.contextual else None)
 
 
 def run(world: World, peer: Peer, *, impressions: int, slots: int = SLOTS, seed: int = 0, window: int = WINDOW,
