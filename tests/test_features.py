@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import vowpal_wabbit_next as vw
 from hypothesis import given
@@ -61,3 +62,39 @@ def test_title_and_labels():
     with pytest.raises(ValueError):
         features.labeled("|A id=a", cost=float("nan"), probability=0.5)
     assert features.with_position("shared |U a=b", 3) == "shared |U a=b |P pos=3"
+
+
+def _greedy_by_hour(monkeypatch: pytest.MonkeyPatch, *, buckets: bool) -> dict[int, str]:
+    """Learn a taste that is not linear in the hour (kids' title 15:00-19:59, the late title otherwise); return the greedy title per hour."""
+    from bandits.policy import DEFAULT_VW_ARGS, TITLES, new_workspace
+    from bandits.vwtext import TextExamples
+
+    monkeypatch.setattr(features, "NUMERIC_BUCKETS", buckets)
+    titles = {"kids": features.title_action({"id": "kids", "genres": ["animation"]}),
+              "late": features.title_action({"id": "late", "genres": ["horror"]})}
+    examples = TextExamples(new_workspace(DEFAULT_VW_ARGS[TITLES]))
+    rng = np.random.default_rng(4)
+    for _ in range(3000):
+        hour = int(rng.integers(24))
+        shown = "kids" if rng.random() < 0.5 else "late"
+        liked = "kids" if 15 <= hour <= 19 else "late"
+        reward = float(rng.random() < (0.6 if shown == liked else 0.1))
+        shared = features.with_position(features.viewer_shared(user_id=None, features={"hour": hour}), 0)
+        lines = [features.labeled(line, cost=features.COST_PER_REWARD * reward, probability=0.5) if name == shown
+                 else line for name, line in titles.items()]
+        examples.learn([shared, *lines])
+    greedy = {}
+    for hour in range(24):
+        shared = features.with_position(features.viewer_shared(user_id=None, features={"hour": hour}), 0)
+        costs = dict(examples.predict([shared, *titles.values()]))
+        greedy[hour] = list(titles)[min(costs, key=costs.__getitem__)]
+    return greedy
+
+
+def test_an_unscaled_number_with_a_taste_of_any_shape_is_learned(monkeypatch):
+    expected = {hour: "kids" if 15 <= hour <= 19 else "late" for hour in range(24)}
+    greedy = _greedy_by_hour(monkeypatch, buckets=True)
+    assert sum(greedy[hour] == expected[hour] for hour in range(24)) >= 23, greedy
+    # As a numeric feature alone the hour gives each title one slope: a window in mid-day cannot be carved out.
+    linear = _greedy_by_hour(monkeypatch, buckets=False)
+    assert sum(linear[hour] == expected[hour] for hour in range(24)) <= 20, linear
