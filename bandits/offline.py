@@ -270,7 +270,7 @@ class RoundBuilder:
 # ---------------------------------------------------------------- reward model
 
 
-REGRESSOR_DROPS = {"--cb_type": 1, "-l": 1, "--learning_rate": 1}  # policy options a reward model leaves out
+REGRESSOR_DROPS = {"--cb_type": 1, "--clip_p": 1, "-l": 1, "--learning_rate": 1}  # policy options a reward model leaves out
 # Measured on the simulated audience of tests/test_offline.py, cross-fitted over two folds: at VW's
 # default rate (0.5) the regressor's R^2 was 0.00 (artwork) and 0.00 (titles), at 0.1 it was 0.16
 # and 0.11, at 0.02 0.14 and 0.10; a second and third pass changed it by less than 0.01.
@@ -280,8 +280,8 @@ REGRESSOR_LEARNING_RATE = 0.1
 def regressor_args(vw_args: Sequence[str]) -> list[str]:
     """Return VW options for a squared-loss reward regressor with the policy's features and interactions.
 
-    The policy's ``--cb_type`` has no meaning for a plain regressor, and its learning rate is tuned
-    for importance-weighted updates: both are replaced (``REGRESSOR_LEARNING_RATE``).
+    The policy's ``--cb_type`` and ``--clip_p`` have no meaning for a plain regressor (they are left
+    out), and its learning rate is tuned for the policy's updates (replaced by ``REGRESSOR_LEARNING_RATE``).
     """
     args: list[str] = []
     skip = 0

@@ -196,3 +196,8 @@ def test_evaluations_refuse_ranges_without_decisions_and_unkept_versions(world):
         evaluate(world, policy="artwork", since=4102444800)  # 2100
     with pytest.raises(offline.SpecError, match=r"candidates\[0\]\.version: model version 999 of artwork is not stored"):
         evaluate(world, policy="artwork", candidates=[{"kind": "model", "version": 999}])
+
+
+def test_the_reward_model_keeps_the_policy_features_and_drops_its_bandit_options():
+    args = offline.regressor_args(["-q", "UA", "-q", "IA", "-l", "0.2", "--clip_p", "1", "--cb_type", "mtr"])
+    assert args == ["-q", "UA", "-q", "IA", "-l", str(offline.REGRESSOR_LEARNING_RATE)]
