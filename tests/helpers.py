@@ -52,6 +52,18 @@ def table_counts(db: Any) -> dict[str, int]:
     return counts
 
 
+def assert_setting_refused(app: Any, policy: str, body: dict[str, Any], message: str) -> None:
+    """PUT a bad policy setting: a 422 whose message holds ``message``, and no table or setting changed."""
+    from bandits.storage import connect
+
+    client = app.test_client()
+    db = connect(app.config["DATABASE"])
+    before = table_counts(db), client.get(f"/v1/policies/{policy}").get_json()["settings"]
+    response = client.put(f"/v1/policies/{policy}", json=body)
+    assert response.status_code == 422 and message in response.get_json()["error"]["message"], response.get_json()
+    assert (table_counts(db), client.get(f"/v1/policies/{policy}").get_json()["settings"]) == before
+
+
 def serve_newest_models(app: Any) -> None:
     """Make this process serve the newest model versions now (requests load them in the background)."""
     from service.db import get_db

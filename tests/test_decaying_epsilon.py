@@ -12,7 +12,7 @@ from bandits.learner import Learner
 from bandits.storage import connect
 from service import config as settings
 from service import create_app
-from tests.helpers import add_catalog, serve_newest_models, table_counts
+from tests.helpers import add_catalog, assert_setting_refused, serve_newest_models
 
 TITLES = 8
 
@@ -67,12 +67,7 @@ def test_served_probabilities_follow_the_rate_at_the_serving_model(served):
     ({"epsilon_floor": True}, "epsilon_floor: must be a number in [0, 1]"),
 ])
 def test_bad_decay_settings_are_refused_and_change_nothing(served, body, message):
-    client = served.test_client()
-    db = connect(served.config["DATABASE"])
-    before = table_counts(db), client.get("/v1/policies/titles").get_json()["settings"]
-    response = client.put("/v1/policies/titles", json=body)
-    assert response.status_code == 422 and message in response.get_json()["error"]["message"], response.get_json()
-    assert (table_counts(db), client.get("/v1/policies/titles").get_json()["settings"]) == before
+    assert_setting_refused(served, "titles", body, message)
 
 
 def test_deployment_settings_are_checked():

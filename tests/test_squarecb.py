@@ -13,7 +13,7 @@ from bandits.runs import verdict
 from bandits.storage import connect
 from service import config as settings
 from service import create_app
-from tests.helpers import add_catalog, serve_newest_models, table_counts
+from tests.helpers import add_catalog, assert_setting_refused, serve_newest_models
 
 TITLES = 8
 
@@ -79,12 +79,7 @@ def test_logged_probabilities_are_those_the_model_version_gives(served):
     ({"gamma_exponent": 1.5}, "gamma_exponent: must be a number in [0, 1]"),
 ])
 def test_bad_exploration_settings_are_refused_and_change_nothing(served, body, message):
-    client = served.test_client()
-    db = connect(served.config["DATABASE"])
-    before = table_counts(db), client.get("/v1/policies/artwork").get_json()["settings"]
-    response = client.put("/v1/policies/artwork", json=body)
-    assert response.status_code == 422 and message in response.get_json()["error"]["message"], response.get_json()
-    assert (table_counts(db), client.get("/v1/policies/artwork").get_json()["settings"]) == before
+    assert_setting_refused(served, "artwork", body, message)
 
 
 def test_switching_rule_per_policy_is_served_at_once(served):
