@@ -13,7 +13,8 @@ One module owns the text format. Namespaces (VW keys interactions on their first
 
 Feature values: a string is a categorical ``name=value``; a number is numeric ``name:value`` and also
 categorical by its bucket ``name=#bucket`` (``bucket``), so that effects that are not linear in a
-number, or numbers of any scale, are learned too; a list of strings is several categoricals. Names and values are escaped so that no input can break the format.
+number, or numbers of any scale, are learned too; a list of strings is several categoricals. Names
+and values are escaped so that no input can break the format.
 """
 
 from __future__ import annotations

@@ -47,9 +47,9 @@ AGGREGATIONS = ("earliest", "sum", "max")
 REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")
 # Settings an operator may override per policy; anything absent takes the deployment default.
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
-OVERRIDABLE = ("exploration", "epsilon", "epsilon_decay_after", "epsilon_floor", "gamma_scale", "gamma_exponent", "vw_args", "reward_wait", "default_reward",
-               "aggregation", "learn_on_first_reward", "max_per_genre", "min_genres", "reward_values", "learning_mode",
-               "apprentice_exploration", "auto_switch")
+OVERRIDABLE = ("exploration", "epsilon", "epsilon_decay_after", "epsilon_floor", "gamma_scale", "gamma_exponent",
+               "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward", "max_per_genre",
+               "min_genres", "reward_values", "learning_mode", "apprentice_exploration", "auto_switch")
 # How a policy serves and learns (``bandits.apprentice``): ``online`` serves the model's exploring
 # choice and learns from rewards; ``apprentice`` serves the baseline (the first action offered: the
 # caller's own choice) and learns to prefer it where it earns rewards; ``logging-only`` serves the

@@ -31,7 +31,8 @@ def report(name: str, result: Mapping[str, Any]) -> Path:
     return path
 
 
-def chosen(configurations: Mapping[str, T], names: Sequence[str] | None, parser: argparse.ArgumentParser) -> dict[str, T]:
+def chosen(configurations: Mapping[str, T], names: Sequence[str] | None,
+           parser: argparse.ArgumentParser) -> dict[str, T]:
     """Return the configurations ``--only`` names (all when it names none); an unknown name is a usage error."""
     if not names:
         return dict(configurations)
