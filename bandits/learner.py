@@ -473,17 +473,20 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None, l
 
 def _learn_until_orphaned(db: sqlite_utils.Database, config: Mapping[str, Any], learner: Learner, writes: Writes, *,
                           parent_pid: int | None) -> None:
-    """Learn, check apprentice policies and prune, once every interval, while ``parent_pid`` is the parent."""
+    """Learn, check apprentice policies, start optimizations and prune, once every interval, while ``parent_pid`` is the parent."""
     from bandits.apprentice import SwitchCheck  # it reads the log through bandits.offline, which imports this module
+    from bandits.optimize import Schedule
 
     interval = float(config["LEARNER_INTERVAL_SECONDS"])
     retention = Retention(float(config.get("RETENTION_DAYS", 0.0)))
     switch = SwitchCheck()
+    optimizations = Schedule()
     while parent_pid is None or os.getppid() == parent_pid:
         started = time.monotonic()
         try:
             results = learner.run_once()
             switch.run_if_due(db, config, writes=writes)
+            optimizations.run_if_due(db, config)
             pruned = retention.run_if_due(db, writes=writes)
             if pruned is not None and pruned.events:
                 log.info("retention: pruned %d events (%d impressions, %d rewards) in %d batches",

@@ -127,9 +127,8 @@ class Rounds:
             yield range(start, stop)
 
 
-def _closed_events(db: sqlite_utils.Database, *, policy: str, since: float | None, until: float | None,
-                   limit: int | None) -> list[dict[str, Any]]:
-    """Return the events whose ``policy`` window closed (learned, or closed and not yet learned), oldest first."""
+def _closed_where(policy: str, since: float | None, until: float | None) -> tuple[str, list[Any]]:
+    """Return the WHERE clause (on events ``e``) and parameters of the events whose ``policy`` window closed."""
     where = ["e.activated_at IS NOT NULL",
              "e.kind = 'actions'" if policy == ACTIONS else "e.kind IS NULL",  # the policy's own decisions
              "NOT EXISTS (SELECT 1 FROM pending p WHERE p.policy = ? AND p.event_seq = e.seq AND p.closed_at IS NULL)"]
@@ -140,9 +139,21 @@ def _closed_events(db: sqlite_utils.Database, *, policy: str, since: float | Non
     if until is not None:
         where.append("e.created_at < ?")
         params.append(until)
+    return " AND ".join(where), params
+
+
+def closed_event_count(db: sqlite_utils.Database, policy: str) -> int:
+    """Return how many events of ``policy`` have a closed reward window (learned, or closed and not yet learned)."""
+    where, params = _closed_where(policy, None, None)
+    return int(db.execute(f"SELECT COUNT(*) FROM events e WHERE {where}", params).fetchone()[0])
+
+
+def _closed_events(db: sqlite_utils.Database, *, policy: str, since: float | None, until: float | None,
+                   limit: int | None) -> list[dict[str, Any]]:
+    """Return the events whose ``policy`` window closed (learned, or closed and not yet learned), oldest first."""
+    where, params = _closed_where(policy, since, until)
     query = (f"SELECT e.seq, e.id, e.created_at, e.context, e.candidates, e.title_shared, e.title_block, e.modes "
-             f"FROM events e "
-             f"WHERE {' AND '.join(where)} ORDER BY e.created_at DESC, e.seq DESC")
+             f"FROM events e WHERE {where} ORDER BY e.created_at DESC, e.seq DESC")
     if limit is not None:
         query += " LIMIT ?"
         params.append(limit)
@@ -380,7 +391,8 @@ def fit_reward_model(rounds: Rounds, *, vw_args: Sequence[str], folds: int = 2, 
 # ---------------------------------------------------------------- candidate policies
 
 CANDIDATE_KINDS = ("logged", "uniform", "default", "model", "vw")
-CANDIDATE_FIELDS = ("name", "kind", "version", "vw_args", "exploration", "epsilon", "gamma_scale", "gamma_exponent")
+CANDIDATE_FIELDS = ("name", "kind", "version", "vw_args", "exploration", "epsilon", "epsilon_decay_after",
+                    "epsilon_floor", "gamma_scale", "gamma_exponent")
 
 
 @dataclass(frozen=True)
@@ -392,9 +404,10 @@ class Candidate:
     candidate left in the order the request or the catalog gave), ``model`` (a stored model version of
     the policy, newest if ``version`` is None), ``vw`` (a new VW workspace with ``vw_args``, trained
     on the rounds in time order with progressive validation: each event's rounds are decided before
-    they are learned). Both explore by ``exploration``: epsilon-greedy with ``epsilon``, or SquareCB
-    with ``gamma_scale`` and ``gamma_exponent`` at the examples the model has learned (for ``vw``, the
-    rounds learned so far).
+    they are learned). Both explore by ``exploration``: epsilon-greedy with ``epsilon`` (decaying
+    after ``epsilon_decay_after`` examples down to ``epsilon_floor`` as a policy's does; 0: a fixed
+    rate), or SquareCB with ``gamma_scale`` and ``gamma_exponent``, at the examples the model has
+    learned (for ``vw``, the rounds learned so far).
     """
 
     name: str
@@ -405,6 +418,8 @@ class Candidate:
     exploration: str = EPSILON_GREEDY
     gamma_scale: float = 10.0
     gamma_exponent: float = 0.5
+    epsilon_decay_after: float = 0.0
+    epsilon_floor: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the candidate as JSON-ready data (what ``parse_candidate`` reads back)."""
@@ -415,6 +430,8 @@ class Candidate:
                 data["gamma_scale"], data["gamma_exponent"] = self.gamma_scale, self.gamma_exponent
             else:
                 data["epsilon"] = self.epsilon
+                if self.epsilon_decay_after:
+                    data["epsilon_decay_after"], data["epsilon_floor"] = self.epsilon_decay_after, self.epsilon_floor
         if self.kind == "model":
             data["version"] = self.version
         if self.kind == "vw":
@@ -473,6 +490,16 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
         gammas[key] = float(number)
     if exploration == SQUARECB and "epsilon" in value:
         raise SpecError(f"{where}.epsilon: only with exploration epsilon-greedy (SquareCB is set by gamma_scale)")
+    decay: dict[str, float] = {}
+    for key, high in (("epsilon_decay_after", 1e12), ("epsilon_floor", 1.0)):
+        if key not in value:
+            continue
+        if kind not in ("model", "vw") or exploration == SQUARECB:
+            raise SpecError(f"{where}.{key}: only for epsilon-greedy candidates of kind model or vw")
+        number = value[key]
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0.0 <= number <= high:
+            raise SpecError(f"{where}.{key}: must be a number in [0, {high:g}]")
+        decay[key] = float(number)
     version = value.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise SpecError(f"{where}.version: must be a model version number (0 or more)")
@@ -496,10 +523,12 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
             name += " squarecb"
         elif kind in ("model", "vw") and epsilon:
             name += f" eps={float(epsilon):g}"
+            if decay.get("epsilon_decay_after"):
+                name += f" decaying after {decay['epsilon_decay_after']:g}"
     if not isinstance(name, str) or not 0 < len(name) <= 100:
         raise SpecError(f"{where}.name: must be text of 1 to 100 characters")
     return Candidate(name=name, kind=str(kind), epsilon=float(epsilon), version=version, vw_args=vw_args,
-                     exploration=str(exploration), **gammas)
+                     exploration=str(exploration), **gammas, **decay)
 
 
 def candidate_exploration(candidate: Candidate, examples_learned: int) -> Exploration:
@@ -507,7 +536,8 @@ def candidate_exploration(candidate: Candidate, examples_learned: int) -> Explor
     if candidate.exploration == SQUARECB:
         return Exploration.squarecb(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent,
                                     examples_learned=examples_learned)
-    return Exploration(epsilon=candidate.epsilon)
+    return Exploration.decaying(epsilon=candidate.epsilon, decay_after=candidate.epsilon_decay_after,
+                                floor=candidate.epsilon_floor, examples_learned=examples_learned)
 
 
 def _model_pmf(rounds: Rounds, workspace: vw.Workspace, candidate: Candidate, *, learned: int, learn: bool,
@@ -523,7 +553,7 @@ def _model_pmf(rounds: Rounds, workspace: vw.Workspace, candidate: Candidate, *,
     done = 0
     explorer = candidate_exploration(candidate, learned)
     for event in rounds.events():
-        if learn and candidate.exploration == SQUARECB:
+        if learn and (candidate.exploration == SQUARECB or candidate.epsilon_decay_after):
             explorer = candidate_exploration(candidate, learned + done)
         for i in event:
             start, stop = rounds.offsets[i], rounds.offsets[i + 1]
@@ -938,6 +968,7 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         "events": rounds.n_events,
         "first_decision_at": float(rounds.created_at.min()), "last_decision_at": float(rounds.created_at.max()),
         "mean_reward": float(rounds.reward.mean()),
+        "explored_rounds": int((rounds.pscore < 1.0 - 1e-9).sum()),  # decisions that had another possible action
         "reward_rule": reward_rule,
         "policy_settings": settings.as_dict() if settings is not None else None,
         "reward_model": {**model.summary(), "rounds": len(rounds)},

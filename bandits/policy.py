@@ -49,7 +49,8 @@ REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
 OVERRIDABLE = ("exploration", "epsilon", "epsilon_decay_after", "epsilon_floor", "gamma_scale", "gamma_exponent",
                "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward", "max_per_genre",
-               "min_genres", "reward_values", "learning_mode", "apprentice_exploration", "auto_switch")
+               "min_genres", "reward_values", "learning_mode", "apprentice_exploration", "auto_switch",
+               "auto_optimize")
 # How a policy serves and learns (``bandits.apprentice``): ``online`` serves the model's exploring
 # choice and learns from rewards; ``apprentice`` serves the baseline (the first action offered: the
 # caller's own choice) and learns to prefer it where it earns rewards; ``logging-only`` serves the
@@ -85,6 +86,7 @@ class PolicyConfig:
     learning_mode: str = ONLINE
     apprentice_exploration: float = 0.0  # the share of apprentice decisions the model's exploration draws
     auto_switch: bool = False  # apprentice turns online by itself once the model beats the baseline
+    auto_optimize: bool = False  # bandits.optimize evaluates a search space now and then and applies a winner
     overridden: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,6 +130,7 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "learning_mode": ONLINE,
         "apprentice_exploration": 0.0,
         "auto_switch": False,
+        "auto_optimize": bool(config["AUTO_OPTIMIZE"]),
         **({"max_per_genre": int(config["MAX_PER_GENRE"]), "min_genres": int(config["MIN_GENRES"])}
            if name == TITLES else {}),
     }
@@ -182,7 +185,7 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) ->
         elif key == "aggregation":
             if value not in AGGREGATIONS:
                 raise PolicyError(f"aggregation: must be one of {', '.join(AGGREGATIONS)}")
-        elif key in ("learn_on_first_reward", "auto_switch"):
+        elif key in ("learn_on_first_reward", "auto_switch", "auto_optimize"):
             if not isinstance(value, bool):
                 raise PolicyError(f"{key}: must be true or false")
         elif key == "learning_mode":

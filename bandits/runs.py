@@ -14,12 +14,15 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
 import traceback
 import uuid
-from typing import Any, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import sqlite_utils
 
@@ -34,6 +37,25 @@ STALE_SECONDS = 30.0
 PROGRESS_SECONDS = 0.5  # least time between two progress writes
 STATUSES = ("queued", "running", "done", "failed")
 ACTIVE = ("queued", "running")
+MAX_ACTIVE = 2  # evaluations queued or running at once; each takes a core while it runs
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def connect_for(config: Mapping[str, Any]) -> sqlite_utils.Database:
+    """Open the configured database as a background process does."""
+    return connect(config["DATABASE"], synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")))
+
+
+def spawn(module: str, run_id: str, *, env: Mapping[str, str] | None = None) -> int:
+    """Start ``python -m <module> <run_id>`` from the project's folder, in the environment ``env`` (None: this one's).
+
+    Returns its pid. A thread of this process waits for it, so that it does not linger as a zombie when it ends.
+    """
+    process = subprocess.Popen([sys.executable, "-m", module, run_id], env=None if env is None else dict(env),
+                               cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
+    threading.Thread(target=process.wait, name=f"marquee-{module}-{run_id}", daemon=True).start()
+    log.info("started %s %s in process %s", module, run_id, process.pid)
+    return process.pid
 
 
 def create(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
@@ -148,7 +170,7 @@ def run(config: Mapping[str, Any], run_id: str) -> str:
     other error fails it as an internal error, is logged with its traceback, and is raised again.
     """
     synchronous = str(config.get("SQLITE_SYNCHRONOUS", "normal"))
-    db = connect(config["DATABASE"], synchronous=synchronous)
+    db = connect_for(config)
     with write_transaction(db):
         claimed = db.execute(
             "UPDATE evaluations SET status = 'running', started_at = ?, heartbeat_at = ?, pid = ? "
@@ -184,9 +206,11 @@ class ApplyRefused(Exception):
 
 
 APPLICABLE_KINDS = ("vw", "model")
-# The settings an evaluation's verdict depends on; reports written before SquareCB lack the last three.
-EXPLORATION_KEYS = ("vw_args", "epsilon", "exploration", "gamma_scale", "gamma_exponent")
-EXPLORATION_BEFORE = {"exploration": "epsilon-greedy", "gamma_scale": 10.0, "gamma_exponent": 0.5}
+# The settings an evaluation's verdict depends on, and their values in reports written before they existed.
+EXPLORATION_KEYS = ("vw_args", "epsilon", "exploration", "gamma_scale", "gamma_exponent", "epsilon_decay_after",
+                    "epsilon_floor")
+EXPLORATION_BEFORE = {"exploration": "epsilon-greedy", "gamma_scale": 10.0, "gamma_exponent": 0.5,
+                      "epsilon_decay_after": 0.0, "epsilon_floor": 0.0}
 
 
 def verdict(entry: Mapping[str, Any], mean_reward: float) -> str:
@@ -210,20 +234,24 @@ def _interval_text(estimate: Mapping[str, Any]) -> str:
     return f"{estimate['value']:.4f} [{estimate['ci_low']:.4f}, {estimate['ci_high']:.4f}]"
 
 
-def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, candidate_name: Any) -> dict[str, Any]:
-    """Make a candidate of a finished evaluation the policy's configuration and newest model.
+@dataclass(frozen=True)
+class Winner:
+    """A candidate of a finished evaluation that its evidence allows to apply (``applicable``)."""
 
-    Applied only if the candidate's DR 95% lower bound is above the logged policy's DR estimate (which
-    is the mean logged reward), the candidate keeps exploring (SquareCB, or epsilon above 0), and the
-    policy's settings are still those the log was evaluated under. A ``vw`` candidate brings its
-    options, its exploration and the model it was trained to on the evaluated decisions; a ``model``
-    candidate its exploration and a copy of that stored version.
+    run_id: str
+    name: str
+    candidate: offline.Candidate
+    policy: str
+    report: Mapping[str, Any]
+    evidence: Mapping[str, Any]
+
+
+def applicable(db: sqlite_utils.Database, run_id: str, candidate_name: Any) -> Winner:
+    """Return a candidate of a finished evaluation if its evidence allows to apply it (see ``apply``).
 
     Raises:
-        ApplyRefused: with the reason, and nothing changed.
+        ApplyRefused: with the reason.
     """
-    from bandits import policy as policies
-
     found = get(db, run_id)
     if found is None:
         raise ApplyRefused(f"evaluation {run_id!r} does not exist", status=404)
@@ -260,66 +288,101 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
             f"candidate: {candidate_name!r} never explores (epsilon 0): the policy would stop learning anything "
             "it does not already prefer, and its log could no longer evaluate other policies; evaluate the "
             "candidate with the exploration the policy should keep (e.g. epsilon 0.05) and apply that", status=422)
-    evidence = {"candidate_dr": dr, "logged_dr": baseline, "decisions": report["rounds"]}
     if found_verdict == "not shown better":
         raise ApplyRefused(
             f"refused: {candidate_name!r} is not shown to beat the logged policy: its DR estimate "
             f"{_interval_text(dr)} has a lower bound at or below the logged policy's {baseline:.4f} on "
             f"{report['rounds']} decisions; nothing was changed", status=409)
-    with write_transaction(db):
-        settings = policies.load_policy(db, config, policy)
-        then = report["policy_settings"]
-        now = settings.as_dict()
-        changed = [f"{key} {then.get(key, EXPLORATION_BEFORE.get(key))} -> {now[key]}" for key in EXPLORATION_KEYS
-                   if now[key] != then.get(key, EXPLORATION_BEFORE.get(key))]
-        if changed:
-            raise ApplyRefused(f"the {policy} policy's settings changed since the evaluation ({', '.join(changed)}); "
+    return Winner(run_id=run_id, name=candidate_name, candidate=candidate, policy=policy, report=report,
+                  evidence={"candidate_dr": dr, "logged_dr": baseline, "decisions": report["rounds"]})
+
+
+def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner) -> int:
+    """Store a winner's settings and publish its model, inside the caller's write transaction; return the version.
+
+    Raises:
+        ApplyRefused: (409) the policy's settings changed since the evaluation, or the model is gone.
+    """
+    from bandits import policy as policies
+
+    policy, candidate, report = winner.policy, winner.candidate, winner.report
+    settings = policies.load_policy(db, config, policy)
+    then = report["policy_settings"]
+    now = settings.as_dict()
+    changed = [f"{key} {then.get(key, EXPLORATION_BEFORE.get(key))} -> {now[key]}" for key in EXPLORATION_KEYS
+               if now[key] != then.get(key, EXPLORATION_BEFORE.get(key))]
+    if changed:
+        raise ApplyRefused(f"the {policy} policy's settings changed since the evaluation ({', '.join(changed)}); "
+                           "evaluate again", status=409)
+    if candidate.kind == "vw":
+        row = db.execute("SELECT blob FROM evaluation_models WHERE run_id = ? AND candidate = ?",
+                         [winner.run_id, winner.name]).fetchone()
+        if row is None:
+            raise ApplyRefused(f"the model {winner.name!r} was trained to is not stored with {winner.run_id}; "
                                "evaluate again", status=409)
-        if candidate.kind == "vw":
-            row = db.execute("SELECT blob FROM evaluation_models WHERE run_id = ? AND candidate = ?",
-                             [run_id, candidate_name]).fetchone()
-            if row is None:
-                raise ApplyRefused(f"the model {candidate_name!r} was trained to is not stored with {run_id}; "
-                                   "evaluate again", status=409)
-            blob, vw_args = bytes(row[0]), list(candidate.vw_args)
-        else:
-            try:
-                _, blob, _ = offline.model_blob(db, policy, candidate.version)
-            except offline.SpecError as exc:
-                raise ApplyRefused(f"{exc}; evaluate again", status=409) from None
-            record = db.execute("SELECT vw_args FROM models WHERE policy = ? AND version = ?",
-                                [policy, candidate.version]).fetchone()
-            vw_args = json.loads(record[0]) or settings.vw_args
-        overrides_row = db.execute("SELECT overrides FROM policies WHERE name = ?", [policy]).fetchone()
-        overrides = {**(json.loads(overrides_row[0]) if overrides_row else {}), "vw_args": vw_args,
-                     "exploration": candidate.exploration}
-        if candidate.exploration == SQUARECB:
-            overrides.update(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent)
-        else:
-            overrides["epsilon"] = candidate.epsilon
-        policies.store_overrides(db, policy, overrides)
-        version = policies.publish(db, policy=policy, blob=blob, vw_args=vw_args, events_learned=int(report["events"]),
-                                   examples_learned=int(report["rounds"]),
-                                   origin=f"evaluation {run_id}: {candidate_name}",
-                                   keep=int(config["MODEL_VERSIONS_KEPT"]))
-    return {"evaluation": run_id, "candidate": candidate_name, "policy": policy, "version": version,
-            "settings": policies.load_policy(db, config, policy).as_dict(), "evidence": evidence}
+        blob, vw_args = bytes(row[0]), list(candidate.vw_args)
+    else:
+        try:
+            _, blob, _ = offline.model_blob(db, policy, candidate.version)
+        except offline.SpecError as exc:
+            raise ApplyRefused(f"{exc}; evaluate again", status=409) from None
+        record = db.execute("SELECT vw_args FROM models WHERE policy = ? AND version = ?",
+                            [policy, candidate.version]).fetchone()
+        vw_args = json.loads(record[0]) or settings.vw_args
+    overrides = {**policies.stored_overrides(db, policy), "vw_args": vw_args, "exploration": candidate.exploration}
+    if candidate.exploration == SQUARECB:
+        overrides.update(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent)
+    else:  # the rate as evaluated: a candidate without a decay was scored at a fixed rate
+        overrides.update(epsilon=candidate.epsilon, epsilon_decay_after=candidate.epsilon_decay_after,
+                         epsilon_floor=candidate.epsilon_floor)
+    policies.store_overrides(db, policy, overrides)
+    return policies.publish(db, policy=policy, blob=blob, vw_args=vw_args, events_learned=int(report["events"]),
+                            examples_learned=int(report["rounds"]), origin=f"evaluation {winner.run_id}: {winner.name}",
+                            keep=int(config["MODEL_VERSIONS_KEPT"]))
+
+
+def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, candidate_name: Any) -> dict[str, Any]:
+    """Make a candidate of a finished evaluation the policy's configuration and newest model.
+
+    Applied only if the candidate's DR 95% lower bound is above the logged policy's DR estimate (which
+    is the mean logged reward), the candidate keeps exploring (SquareCB, or epsilon above 0), it was
+    scored out of sample, and the policy's settings are still those the log was evaluated under. A
+    ``vw`` candidate brings its options, its exploration and the model it was trained to on the
+    evaluated decisions; a ``model`` candidate its exploration and a copy of that stored version.
+
+    Raises:
+        ApplyRefused: with the reason, and nothing changed.
+    """
+    from bandits import policy as policies
+
+    winner = applicable(db, run_id, candidate_name)
+    with write_transaction(db):
+        version = install(db, config, winner)
+    return {"evaluation": run_id, "candidate": candidate_name, "policy": winner.policy, "version": version,
+            "settings": policies.load_policy(db, config, winner.policy).as_dict(), "evidence": dict(winner.evidence)}
+
+
+def background_main(argv: list[str] | None, *, description: str, label: str,
+                    work: Callable[[Mapping[str, Any], str], str]) -> int:
+    """Run ``work(config, id)`` as a background process does: ``MARQUEE_*`` settings, the learner's CPU priority."""
+    from bandits.learner import lower_priority
+    from service import config as settings
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{label}] %(message)s", stream=sys.stderr)
+    logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)  # not VW's banner for every workspace
+    config = settings.load()
+    lower_priority(str(config.get("LEARNER_PRIORITY", "normal")))
+    status = work(config, args.id)
+    logging.getLogger(f"marquee.{label}").info("%s %s: %s", label, args.id, status)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m bandits.runs <id>``: configuration comes from ``MARQUEE_*`` variables."""
-    from bandits.learner import lower_priority
-    from service import config as settings
-
-    parser = argparse.ArgumentParser(description="Run one queued Marquee evaluation.")
-    parser.add_argument("run_id")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [evaluation] %(message)s", stream=sys.stderr)
-    config = settings.load()
-    lower_priority(str(config.get("LEARNER_PRIORITY", "normal")))
-    status = run(config, args.run_id)
-    log.info("evaluation %s: %s", args.run_id, status)
-    return 0
+    return background_main(argv, description="Run one queued Marquee evaluation.", label="evaluation", work=run)
 
 
 if __name__ == "__main__":

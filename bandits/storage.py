@@ -123,7 +123,7 @@ def inline(work: Callable[[], T], /) -> T:
 
 TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", "events", "impressions", "rewards",
           "reward_credits", "pending", "learned", "evaluations", "evaluation_models", "datasets", "dataset_rounds",
-          "api_keys")
+          "api_keys", "optimizations")
 
 
 # Columns added after their table was first released: a file from an older version gains them.
@@ -248,6 +248,17 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 run_id TEXT NOT NULL REFERENCES evaluations(id), candidate TEXT NOT NULL, blob BLOB NOT NULL,
                 PRIMARY KEY (run_id, candidate)) WITHOUT ROWID"""
         )
+        # Optimizations (bandits.optimize): the evaluation each ran, its decision, and what an applied one
+        # replaced (settings, model version and its bytes) so that it can be rolled back.
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS optimizations (
+                id TEXT PRIMARY KEY, policy TEXT NOT NULL, created_at REAL NOT NULL, trigger TEXT NOT NULL,
+                evaluation TEXT NOT NULL REFERENCES evaluations(id), status TEXT NOT NULL, finished_at REAL,
+                reason TEXT, decision TEXT, before_overrides TEXT, before_version INTEGER, before_blob BLOB,
+                before_vw_args TEXT, before_examples INTEGER, before_events INTEGER, after_overrides TEXT,
+                after_version INTEGER, rolled_back_at REAL, rollback_version INTEGER)"""
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS optimizations_policy ON optimizations (policy, created_at)")
         # API keys made by ``flask keys create`` (service.auth): only a SHA-256 of each key is kept.
         db.execute(
             """CREATE TABLE IF NOT EXISTS api_keys (

@@ -50,10 +50,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             return errors.render(errors.Unavailable(f"storage is unavailable ({message}); nothing was changed"))
         raise exc
 
-    from service.views import (catalog, dashboard, datasets, decisions, evaluations, live, ops, personalizer, policies,
-                               reports)
+    from service.views import (catalog, dashboard, datasets, decisions, evaluations, live, ops, optimizations,
+                               personalizer, policies, reports)
 
-    for blueprint in (decisions.bp, catalog.bp, policies.bp, evaluations.bp, datasets.bp, reports.bp, live.bp, dashboard.bp, personalizer.bp, ops.bp):
+    for blueprint in (decisions.bp, catalog.bp, policies.bp, evaluations.bp, optimizations.bp, datasets.bp, reports.bp,
+                      live.bp, dashboard.bp, personalizer.bp, ops.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(personalizer.bp, url_prefix=personalizer.PREVIEW_PREFIX, name="personalizer_preview")
 

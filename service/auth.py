@@ -48,7 +48,7 @@ CLIENT_ENDPOINTS = {"decisions.rank", "decisions.reward", "decisions.activate_ev
                       for view in ("rank", "reward", "activate_event", "multislot_rank", "multislot_reward",
                                    "multislot_activate"))}
 PAGE_ENDPOINTS = {"live.live_page", "reports.evaluations_page", "reports.evaluation_page", "ops.prometheus_metrics",
-                  "dashboard.dashboard_page"}
+                  "dashboard.dashboard_page", "reports.optimizations_page"}
 
 
 def digest(key: str) -> str:

@@ -31,6 +31,9 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "EXPLORATION": ("epsilon-greedy", str, "Default exploration rule of both policies: `epsilon-greedy` or `squarecb` (each policy can override it)."),
     "EPSILON_DECAY_AFTER": (2000.0, float, "Examples a model learns before epsilon-greedy's rate starts to shrink, as `epsilon * (after / n) ** (1/3)` after `n` (0: a fixed rate; each policy can override it)."),
     "EPSILON_FLOOR": (0.01, float, "The least epsilon-greedy's rate shrinks to (each policy can override it)."),
+    "AUTO_OPTIMIZE": (False, _bool, "Default of every policy's `auto_optimize`: evaluate a search space of configurations on the recent log every `AUTO_OPTIMIZE_HOURS` and apply the best only when its DR lower bound beats the serving policy's estimate (each policy can override it)."),
+    "AUTO_OPTIMIZE_HOURS": (24.0, float, "Hours between two automatic optimizations of a policy."),
+    "AUTO_OPTIMIZE_EVENTS": (20000, int, "The most recent closed events an optimization evaluates its candidates on."),
     "SQUARECB_GAMMA_SCALE": (10.0, float, "SquareCB's gamma after one learned example; it grows as `scale * n ** exponent` (VW's defaults)."),
     "SQUARECB_GAMMA_EXPONENT": (0.5, float, "How fast SquareCB's gamma grows with the examples a model has learned (0 keeps it fixed)."),
     "REWARD_WAIT_SECONDS": (10.0, float, "Default reward window: an impression is learned this long after it was shown."),
@@ -90,6 +93,10 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"EPSILON_DECAY_AFTER must be >= 0, got {config['EPSILON_DECAY_AFTER']}")
     if not 0.0 <= float(config["EPSILON_FLOOR"]) <= 1.0:
         raise ValueError(f"EPSILON_FLOOR must be in [0, 1], got {config['EPSILON_FLOOR']}")
+    if float(config["AUTO_OPTIMIZE_HOURS"]) <= 0:
+        raise ValueError(f"AUTO_OPTIMIZE_HOURS must be > 0, got {config['AUTO_OPTIMIZE_HOURS']}")
+    if not 2 <= int(config["AUTO_OPTIMIZE_EVENTS"]) <= 10_000_000:
+        raise ValueError(f"AUTO_OPTIMIZE_EVENTS must be an integer in [2, 10000000], got {config['AUTO_OPTIMIZE_EVENTS']}")
     if config["EXPLORATION"] not in ("epsilon-greedy", "squarecb"):
         raise ValueError(f"EXPLORATION must be epsilon-greedy or squarecb, got {config['EXPLORATION']!r}")
     if not 0.0 < float(config["SQUARECB_GAMMA_SCALE"]) <= 1e6:

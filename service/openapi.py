@@ -196,6 +196,15 @@ class ApplyBody(schemas.Strict):
     candidate: str = Field(description="the name of a `vw` or `model` candidate of the finished evaluation")
 
 
+class OptimizationBody(Open):
+    """``bandits.optimize.start`` checks it; the README's automatic optimization section describes each field."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: str = Field(description="`titles`, `artwork` or `actions`")
+    candidates: Optional[list[Any]] = Field(default=None, description="the search space instead of the default one: "
+                                            "VW options as text, or vw candidate objects")
+
+
 class EvaluationBody(Open):
     """``bandits.offline.parse_spec`` checks it; the README's offline policy evaluation section describes each field."""
 
@@ -289,6 +298,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/evaluations"): Operation(200, OBJECT),
     ("GET", "/v1/evaluations/{run_id}"): Operation(200, OBJECT),
     ("POST", "/v1/evaluations/{run_id}/apply"): Operation(200, OBJECT, body=_json(ApplyBody, {"candidate": "crossed"})),
+    ("POST", "/v1/optimizations"): Operation(202, OBJECT, body=_json(OptimizationBody, {
+        "policy": "artwork", "candidates": ["-q UA -q IA -l 0.1", {"kind": "vw", "vw_args": "-q UA -l 0.5", "epsilon": 0.05}]})),
+    ("GET", "/v1/optimizations"): Operation(200, OBJECT, query=(
+        Param("policy", {"type": "string", "enum": ["titles", "artwork", "actions"]}),)),
+    ("GET", "/v1/optimizations/{optimization_id}"): Operation(200, OBJECT),
+    ("POST", "/v1/optimizations/{optimization_id}/rollback"): Operation(200, OBJECT),
     ("GET", "/v1/logs/export"): Operation(200, {"type": "string"}, media="application/x-ndjson", query=(
         Param("format", LINE_FORMAT), Param("policy", {"type": "string", "enum": ["artwork", "titles", "actions"]}),
         Param("since", TIME), Param("until", TIME))),
@@ -345,6 +360,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
         Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}), Param("fragment", {"type": "string"}))),
     ("GET", "/evaluations"): Operation(200, {"type": "string"}, media="text/html"),
+    ("GET", "/optimizations"): Operation(200, {"type": "string"}, media="text/html"),
     ("GET", "/dashboard"): Operation(200, {"type": "string"}, media="text/html", query=(
         Param("span", {"type": "integer", "minimum": 100, "maximum": 100_000}, "the most recent rows the charts cover"),
         Param("segment", {"type": "string"}, "the viewer feature whose values the winning-artwork table compares"))),

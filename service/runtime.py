@@ -27,6 +27,7 @@ import numpy as np
 import sqlite_utils
 
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
+from bandits import runs
 from bandits.learner import try_lock
 from bandits.storage import checkpoint, connect
 from bandits.policy import (POLICIES_VERSION, POLICY_NAMES, PolicyConfig, PolicyError, ServingModel, latest_model,
@@ -243,13 +244,6 @@ def ensure_learner(config: Mapping[str, Any]) -> None:
             supervisor.start()
 
 
-def spawn_evaluation(config: Mapping[str, Any], run_id: str) -> int:
-    """Start the background process of a queued evaluation run; return its pid.
-
-    A thread of this process waits for it, so that it does not linger as a zombie when it ends.
-    """
-    process = subprocess.Popen([sys.executable, "-m", "bandits.runs", run_id], env=child_environment(config),
-                               cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
-    threading.Thread(target=process.wait, name=f"marquee-evaluation-{run_id}", daemon=True).start()
-    log.info("started evaluation %s in process %s", run_id, process.pid)
-    return process.pid
+def spawn_background(config: Mapping[str, Any], module: str, run_id: str) -> int:
+    """Start ``python -m <module> <run_id>`` (an evaluation or an optimization) with this app's settings; return its pid."""
+    return runs.spawn(module, run_id, env=child_environment(config))

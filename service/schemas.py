@@ -151,6 +151,7 @@ class PolicyBody(Strict):
     learning_mode: Optional[Any] = None
     apprentice_exploration: Optional[Any] = None
     auto_switch: Optional[Any] = None
+    auto_optimize: Optional[Any] = None
 
 
 class WarmStartBody(Strict):

@@ -76,6 +76,7 @@ def test_the_winner_becomes_the_policy_with_the_model_it_was_trained_to(world, r
     applied = response.get_json()
     assert applied["version"] == before_version + 1 and applied["evidence"]["logged_dr"] == run["result"]["mean_reward"]
     assert applied["settings"]["vw_args"] == ["-q", "UA", "-q", "GA", "-l", "0.05"] and applied["settings"]["epsilon"] == 0.05
+    assert applied["settings"]["epsilon_decay_after"] == 0.0  # scored at a fixed rate, so it serves at that rate
     record = latest_model(world.db, "artwork")
     assert record.origin == f"evaluation {run['id']}: crossed" and record.vw_args == applied["settings"]["vw_args"]
     stored = world.db.execute("SELECT blob FROM evaluation_models WHERE run_id = ? AND candidate = 'crossed'",

@@ -102,7 +102,7 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         _open(browser, f"http://127.0.0.1:{service.port}/dashboard")
         assert browser.title.startswith("Dashboard")
         assert {e.get_attribute("data-empty") for e in browser.find_elements("css selector", "[data-empty]")} >= {
-            "traffic", "rates", "evaluation", "exposure", "importance"}
+            "traffic", "rates", "evaluation", "exposure", "importance", "optimizations"}
         assert _console_problems(browser) == []
         _screenshot(browser, "dashboard-empty")
 
@@ -124,6 +124,13 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
             assert time.monotonic() < deadline
             time.sleep(0.5)
         assert service.request("GET", f"/v1/evaluations/{accepted['id']}")[1]["status"] == "done"
+        # An optimization, in its own process started by a worker: decided on the same log.
+        status, optimization = service.request("POST", "/v1/optimizations", {"policy": "artwork"})
+        assert status == 202, optimization
+        while (decided := service.request("GET", f"/v1/optimizations/{optimization['id']}")[1])["status"] == "running":
+            assert time.monotonic() < deadline + 180
+            time.sleep(0.5)
+        assert decided["status"] in ("applied", "kept"), decided
 
         browser.set_window_size(1280, 1000)
         _open(browser, f"http://127.0.0.1:{service.port}/dashboard")
@@ -150,9 +157,16 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         assert set(segments) == {"night-owl", "family"}
         versions = browser.find_elements("css selector", "table[data-table=models] tr")
         assert len(versions) == 1 + 3  # header, titles, artwork, actions
+        rows = browser.find_elements("css selector", "table[data-table=optimizations] tr")
+        assert len(rows) == 2 and decided["status"] in rows[1].text, [row.text for row in rows]
         assert _console_problems(browser) == []
         path = _screenshot(browser, "dashboard")
         assert path.stat().st_size > 50_000
+        _open(browser, f"http://127.0.0.1:{service.port}/optimizations")
+        candidates = browser.find_elements("css selector", f"[data-optimization='{decided['id']}'] table tr")
+        assert [row.text.split()[0] for row in candidates[1:]] == [c["name"].split()[0] for c in decided["candidates"]]
+        assert decided["reason"] in browser.find_element("css selector", f"[data-optimization='{decided['id']}']").text
+        assert _console_problems(browser) == []
     finally:
         service.stop()
 

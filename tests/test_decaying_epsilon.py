@@ -75,3 +75,30 @@ def test_deployment_settings_are_checked():
         settings.load(environ={"MARQUEE_EPSILON_DECAY_AFTER": "-5"})
     with pytest.raises(ValueError, match="EPSILON_FLOOR must be in"):
         settings.load(environ={"MARQUEE_EPSILON_FLOOR": "2"})
+
+
+def test_an_evaluation_candidate_decays_as_the_policy_would():
+    from bandits import offline
+
+    candidate = offline.parse_candidate({"kind": "vw", "vw_args": "-q UA", "epsilon": 0.2,
+                                         "epsilon_decay_after": 100, "epsilon_floor": 0.02})
+    assert candidate.name == "vw -q UA eps=0.2 decaying after 100"
+    assert offline.parse_candidate(candidate.as_dict()) == candidate
+    assert [offline.candidate_exploration(candidate, n).epsilon for n in (50, 800, 10**9)] == pytest.approx([0.2, 0.1, 0.02])
+    fixed = offline.parse_candidate({"kind": "vw", "vw_args": "-q UA", "epsilon": 0.2})
+    assert offline.candidate_exploration(fixed, 10**9).epsilon == 0.2 and "epsilon_decay_after" not in fixed.as_dict()
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ({"kind": "uniform", "epsilon_decay_after": 100}, "candidate.epsilon_decay_after: only for epsilon-greedy candidates"),
+    ({"kind": "vw", "vw_args": "-q UA", "exploration": "squarecb", "epsilon_floor": 0.1},
+     "candidate.epsilon_floor: only for epsilon-greedy candidates"),
+    ({"kind": "vw", "vw_args": "-q UA", "epsilon_decay_after": -1}, "candidate.epsilon_decay_after: must be a number in"),
+    ({"kind": "vw", "vw_args": "-q UA", "epsilon_floor": 2}, "candidate.epsilon_floor: must be a number in [0, 1]"),
+])
+def test_bad_candidate_decay_is_refused_by_name(value, message):
+    from bandits import offline
+
+    with pytest.raises(offline.SpecError) as raised:
+        offline.parse_candidate(value)
+    assert str(raised.value).startswith(message)

@@ -23,12 +23,17 @@ EVENTS, SLOTS, TITLES = 1500, 4, 12
 class LoggedWorld:
     """A service that ranked ``EVENTS`` rows for a simulated audience whose click rates are known."""
 
-    def __init__(self, root: Path, *, events: int = EVENTS) -> None:
+    def __init__(self, root: Path, *, events: int = EVENTS, config: dict[str, Any] | None = None,
+                 policies: dict[str, dict[str, Any]] | None = None) -> None:
+        """``config`` adds to the service's settings; ``policies`` are overrides set before any ranking."""
         self.app = create_app({"DATA_DIR": str(root / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0,
-                               "EPSILON": 0.2})
+                               "EPSILON": 0.2, **(config or {})})
         self.client = self.app.test_client()
         self.db = connect(self.app.config["DATABASE"])
         self.titles = add_catalog(self.client, titles=TITLES)
+        for name, overrides in (policies or {}).items():
+            response = self.client.put(f"/v1/policies/{name}", json=overrides)
+            assert response.status_code == 200, response.get_json()
         learner = Learner(self.db, self.app.config)
         with self.app.app_context():
             serving_state(self.app.config["DATABASE"]).rng = np.random.default_rng(5)

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bandits import dashboard, exposure, runs
+from bandits import dashboard, exposure, optimize, runs
 from bandits.policy import ARTWORK, POLICY_NAMES, latest_model
 from service.db import get_db
 from service.errors import Invalid
@@ -119,5 +119,5 @@ def dashboard_page() -> ResponseReturnValue:
             ("exposure share", [row["exposure_share"] for row in genres])], ylabel="share", percent=True)
 
     return render_template("dashboard.html", charts=charts, buckets=buckets, models=models, feature=feature,
-                           winners=winners, evaluation=evaluation, importance=importance, fairness=fairness, genres=genres, span=span,
-                           generated_at=now)
+                           winners=winners, evaluation=evaluation, importance=importance, fairness=fairness, genres=genres,
+                           span=span, optimizations=optimize.recent(db, limit=5), generated_at=now)

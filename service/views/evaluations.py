@@ -9,12 +9,10 @@ from bandits import logexport, offline, runs
 from bandits.policy import POLICY_NAMES
 from service.db import get_db
 from service.errors import Conflict, Invalid, NotFound
-from service.runtime import spawn_evaluation
+from service.runtime import spawn_background
 from service.schemas import json_object
 
 bp = Blueprint("evaluations", __name__)
-
-MAX_ACTIVE = 2  # evaluations queued or running at once; each takes a core while it runs
 
 
 @bp.post("/v1/evaluations")
@@ -31,11 +29,11 @@ def create_evaluation() -> ResponseReturnValue:
     except offline.SpecError as exc:
         raise Invalid(str(exc)) from None
     active = runs.active_count(db)
-    if active >= MAX_ACTIVE:
-        raise Conflict(f"{active} evaluations are queued or running (at most {MAX_ACTIVE}); "
+    if active >= runs.MAX_ACTIVE:
+        raise Conflict(f"{active} evaluations are queued or running (at most {runs.MAX_ACTIVE}); "
                        "wait for one to finish and post again")
     run_id = runs.create(db, spec)
-    spawn_evaluation(current_app.config, run_id)
+    spawn_background(current_app.config, "bandits.runs", run_id)
     response = jsonify(runs.get(db, run_id))
     response.status_code = 202
     response.headers["Location"] = f"/v1/evaluations/{run_id}"

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bandits import exposure, runs
+from bandits import exposure, optimize, runs
 from service import charts
 from service.db import get_db
 from service.errors import Invalid
@@ -83,3 +83,11 @@ def evaluation_page(run_id: str) -> ResponseReturnValue:
             applicable={entry["name"]: runs.verdict(entry, mean) for entry in entries},
         )
     return render_template("evaluation.html", **context)
+
+
+@bp.get("/optimizations")
+def optimizations_page() -> ResponseReturnValue:
+    """List the newest optimizations: each one's candidates with their DR estimates, its decision and why."""
+    db = get_db()
+    found = [optimize.get(db, item["id"]) for item in optimize.recent(db, limit=20)]
+    return render_template("optimizations.html", optimizations=[item for item in found if item is not None])

@@ -1,0 +1,68 @@
+"""Automatic optimization (``bandits.optimize``): start one, list them, read one, roll one back."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from bandits import optimize
+from bandits.policy import POLICY_NAMES
+from service.db import get_db
+from service.errors import Conflict, Invalid, NotFound
+from service.runtime import spawn_background
+from service.schemas import json_object
+
+bp = Blueprint("optimizations", __name__)
+
+FIELDS = ("policy", "candidates")
+
+
+def _refused(exc: optimize.OptimizationError) -> Exception:
+    return {404: NotFound, 409: Conflict}.get(exc.status, Invalid)(str(exc))
+
+
+@bp.post("/v1/optimizations")
+def create_optimization() -> ResponseReturnValue:
+    """Start an optimization of a policy now, with the default search space or the body's candidates (202)."""
+    body = json_object(request)
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise Invalid(f"{unknown[0]}: not a field (fields: {', '.join(FIELDS)})")
+    db = get_db()
+    try:
+        optimization_id = optimize.start(db, current_app.config, body.get("policy"), trigger="request",
+                                         candidates=body.get("candidates"))
+    except optimize.OptimizationError as exc:
+        raise _refused(exc) from None
+    spawn_background(current_app.config, "bandits.optimize", optimization_id)
+    response = jsonify(optimize.get(db, optimization_id))
+    response.status_code = 202
+    response.headers["Location"] = f"/v1/optimizations/{optimization_id}"
+    return response
+
+
+@bp.get("/v1/optimizations")
+def list_optimizations() -> ResponseReturnValue:
+    """List the 50 newest optimizations (``?policy=`` for one policy's)."""
+    policy = request.args.get("policy")
+    if policy is not None and policy not in POLICY_NAMES:
+        raise Invalid(f"policy: must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
+    return jsonify({"optimizations": optimize.recent(get_db(), policy=policy)})
+
+
+@bp.get("/v1/optimizations/<optimization_id>")
+def show_optimization(optimization_id: str) -> ResponseReturnValue:
+    """Return an optimization: its decision and reason, and its candidates' DR estimates once evaluated."""
+    found = optimize.get(get_db(), optimization_id)
+    if found is None:
+        raise NotFound(f"optimization {optimization_id!r} does not exist")
+    return jsonify(found)
+
+
+@bp.post("/v1/optimizations/<optimization_id>/rollback")
+def rollback_optimization(optimization_id: str) -> ResponseReturnValue:
+    """Put back the settings and model an applied optimization replaced."""
+    try:
+        return jsonify(optimize.rollback(get_db(), current_app.config, optimization_id))
+    except optimize.OptimizationError as exc:
+        raise _refused(exc) from None
