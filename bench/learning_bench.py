@@ -3,7 +3,7 @@
 Usage (from the repository root):
 
     python -m bench.learning_bench [--impressions 100000] [--world audience] [--titles N] [--seeds 1 2 3]
-                                   [--only NAME ...] [--configuration JSON]
+                                   [--only NAME ...] [--configuration JSON] [--auto-optimize-every N]
 
 For each configuration, a fresh scratch service (``service.simulate.scratch_service``: a demo catalog
 with Pillow-drawn posters of the world's size, or of ``--titles`` titles, in a temporary folder) is
@@ -45,7 +45,10 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
                                   "titles": {"vw_args": "-q UT -q UG -l 0.05"},
                                   "artwork": {"vw_args": "-q UA -q GA -l 0.05"}},
     "squarecb (gamma 10 n^0.5)": {"settings": {"EXPLORATION": "squarecb"}},
+    # Mis-tuned on purpose, for --auto-optimize-every: a learning rate far too low and no interactions.
+    "mis-tuned (-l 0.005, no interactions)": {"titles": {"vw_args": "-l 0.005"}, "artwork": {"vw_args": "-l 0.005"}},
 }
+
 CHECKPOINTS = (5_000, 20_000, 100_000)
 WINDOW = 1000
 
@@ -123,6 +126,44 @@ def share(shortfall: float, gap: dict[str, float]) -> float:
     return 1.0 - shortfall / (gap["oracle"] - gap["uniform"])
 
 
+class Optimizer:
+    """Optimizes the titles and artwork policies of a scratch service every ``every`` impressions, in this process.
+
+    Called as the simulation's ``learn`` step: it learns, then, when due, runs ``bandits.optimize`` on
+    each policy to the end (the simulation waits meanwhile) and records what each optimization decided.
+    """
+
+    def __init__(self, transport: Any, learn: Any, *, every: int, rows_per_call: int, slots: int) -> None:
+        from bandits.storage import connect
+
+        self.app = transport.client.application
+        self.db = connect(self.app.config["DATABASE"])
+        self.learn, self.every, self.impressions_per_call = learn, every, rows_per_call * slots
+        self.shown = 0
+        self.decisions: list[str] = []
+        self.seconds = 0.0
+
+    def __call__(self) -> None:
+        from bandits import optimize
+
+        self.learn()
+        self.shown += self.impressions_per_call
+        if self.shown % self.every >= self.impressions_per_call:
+            return
+        started = time.perf_counter()
+        for policy in ("titles", "artwork"):
+            optimization_id = optimize.start(self.db, self.app.config, policy, trigger="schedule")
+            status = optimize.run(self.app.config, optimization_id)
+            found = optimize.get(self.db, optimization_id)
+            assert found is not None
+            decision = found["decision"] or {}
+            best = decision.get("best") or {}
+            evidence = (f" ({best['name']!r} DR lower bound {best['dr']['ci_low']:.3f} vs {decision['serving_estimate']:.3f})"
+                        if best else "")
+            self.decisions.append(f"{self.shown // 1000}k {policy}: {status}{evidence}")
+        self.seconds += time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impressions", type=int, default=100_000)
@@ -132,6 +173,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations (by name)")
     parser.add_argument("--configuration", type=json.loads, metavar="JSON",
                         help='run this configuration alone: {"settings": {...}, "titles": {...}, "artwork": {...}}')
+    parser.add_argument("--auto-optimize-every", type=int, default=0, metavar="N",
+                        help="optimize both policies (bandits.optimize, its default window) every N impressions "
+                             "(0: never)")
     args = parser.parse_args()
     configurations = chosen(CONFIGURATIONS, args.only, parser)
     if args.configuration is not None:
@@ -141,7 +185,8 @@ def main() -> None:
     checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
         "command": (f"python -m bench.learning_bench --impressions {args.impressions} --world {args.world} "
-                    f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"),
+                    f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"
+                    + (f" --auto-optimize-every {args.auto_optimize_every}" if args.auto_optimize_every else "")),
         "world": f"{shape.name}: {shape.description}",
         "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
         "date": time.strftime("%Y-%m-%d"),
@@ -153,6 +198,7 @@ def main() -> None:
         lifts: dict[int, list[float]] = {c: [] for c in checkpoints}
         gaps: list[dict[str, float]] = []
         seconds = 0.0
+        optimizations: list[str] = []
         for seed in args.seeds:
             with tempfile.TemporaryDirectory(prefix="marquee-learning-") as folder:
                 transport, learn = scratch_service(folder, seed=seed, titles=titles,
@@ -162,10 +208,16 @@ def main() -> None:
                     if configuration.get(policy):
                         _put(transport, policy, configuration[policy])
                 world = World.build(catalog_from_service(transport), seed=seed, shape=shape)
+                step: Any = learn
+                if args.auto_optimize_every:
+                    step = Optimizer(transport, learn, every=args.auto_optimize_every, rows_per_call=100, slots=4)
                 started = time.perf_counter()
                 curve = drive(transport, world, impressions=args.impressions, slots=4, seed=seed, window=WINDOW,
-                              learn=learn, learn_every=100)
+                              learn=step, learn_every=100)
                 seconds += time.perf_counter() - started
+                if isinstance(step, Optimizer):
+                    optimizations.append(f"seed {seed}: " + ", ".join(step.decisions)
+                                         + f" ({step.seconds:.0f} s optimizing)")
                 gaps.append(gap_breakdown(transport, world, at=args.impressions, seed=seed))
             at = {point.impressions: point.expected for point in curve.points}
             for checkpoint in checkpoints:
@@ -182,6 +234,8 @@ def main() -> None:
             cells.append(f"{checkpoint // 1000}k: {np.mean(rewards[checkpoint]):.3f} "
                          f"(+{np.mean(lifts[checkpoint]):.0%} over random, {np.mean(shares[checkpoint]):.0%}{spread} of oracle)")
         result[name] = "; ".join(cells) + f"; {seconds / len(args.seeds):.0f} s a run"
+        if optimizations:
+            result[f"{name}: optimizations"] = "; ".join(optimizations)
         gap = {key: float(np.mean([g[key] for g in gaps])) for key in gaps[0]}
         result[f"{name}: gap to the oracle at the end"] = (
             f"{gap['oracle'] - gap['exploring']:.4f} plays per impression = titles {gap['titles']:.4f} + order "
