@@ -14,7 +14,9 @@ At each checkpoint the table gives Marquee's expected plays per impression over 
 lift over random (0 % is random, 100 % the oracle). With several ``--seeds`` each configuration
 runs once per seed (a different world, viewers and catalog each time; the service's own exploration
 is seeded per process, so runs differ even for one seed) and the table gives the means and the
-range of the share. After each run ``gap_breakdown`` splits what is left of the gap to the oracle
+range of the share. With ``--auto-optimize-every N`` both policies are optimized (``bandits.optimize``,
+its default search space and window) every N impressions while the simulation waits, and what each
+optimization decided is listed. After each run ``gap_breakdown`` splits what is left of the gap to the oracle
 into choosing titles, ordering them, dressing them and exploring, and measures the *known-segment
 bound*: the share of the oracle's lift reached by a policy that knows every viewer's segment and the
 world's every parameter but not the viewer's own deviation from the segment's genre tastes (what
