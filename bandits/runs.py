@@ -218,7 +218,9 @@ def verdict(entry: Mapping[str, Any], mean_reward: float) -> str:
 
     ``baseline`` (not a configuration), ``never explores`` (epsilon-greedy at 0), ``in sample`` (a stored
     model scored on decisions it may have learned: its estimate flatters it), ``not shown better`` (DR lower
-    bound not above the logged policy's estimate, the mean logged reward) or ``beats logged``.
+    bound not above the logged policy's estimate, the mean logged reward), ``fragile interval`` (the bound
+    is above it, but the weight tail holds too few rewarded rounds for the interval to be trusted:
+    ``offline.weight_tail``) or ``beats logged``.
     """
     candidate = entry["candidate"]
     if candidate["kind"] not in APPLICABLE_KINDS:
@@ -227,7 +229,9 @@ def verdict(entry: Mapping[str, Any], mean_reward: float) -> str:
         return "never explores"
     if entry.get("in_sample"):
         return "in sample"
-    return "beats logged" if entry["estimates"]["dr"]["ci_low"] > mean_reward else "not shown better"
+    if entry["estimates"]["dr"]["ci_low"] <= mean_reward:
+        return "not shown better"
+    return "fragile interval" if entry.get("weight_tail", {}).get("fragile") else "beats logged"
 
 
 def _interval_text(estimate: Mapping[str, Any]) -> str:
@@ -283,6 +287,13 @@ def applicable(db: sqlite_utils.Database, run_id: str, candidate_name: Any) -> W
             "its estimate flatters it. Evaluate a vw candidate with the same options (scored progressively, each "
             "decision before it is learned), or only decisions logged after the version (since), and apply that",
             status=422)
+    if found_verdict == "fragile interval":
+        tail = entry["weight_tail"]
+        raise ApplyRefused(
+            f"candidate: {candidate_name!r} rests on {tail['rounds']} decisions weighted above {tail['threshold']:g} "
+            f"({tail['weight_share']:.0%} of the weight), of which only {tail['rewarded']} were rewarded: its interval "
+            "cannot see the variance of that tail and may claim more than the log shows; evaluate on more decisions",
+            status=409)
     if found_verdict == "never explores":
         raise ApplyRefused(
             f"candidate: {candidate_name!r} never explores (epsilon 0): the policy would stop learning anything "

@@ -360,7 +360,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"reward model: VW {' '.join(model['vw_args'])}, {model['folds']} time-ordered folds, "
         f"R^2 {r_squared:.3f}" if r_squared is not None and math.isfinite(r_squared) else
         f"reward model: VW {' '.join(model['vw_args'])}, {model['folds']} time-ordered folds",
-        "95% intervals; DR is the estimate to read, IPS/SNIPS/DM are there to compare.",
+        f"95% intervals; {model.get('guidance') or 'DR is the estimate to read, IPS/SNIPS/DM are there to compare'}.",
         "",
     ]
     width = max(9, *(len(entry["name"]) for entry in report["candidates"]))
@@ -373,7 +373,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"{entry['name']:<{width}}  {_ci(e['dr']):<26}  {e['ips']['value']:>7.4f}  "
             f"{(f'{snips:.4f}' if snips is not None else 'n/a'):>7}  {e['dm']['value']:>7.4f}  "
             f"{e['ips']['effective_sample_size']:>8.0f}  {_ci(entry['lift_over_logged'], signed=True)}"
-            + ("  IN SAMPLE" if entry.get("in_sample") else ""))
+            + ("  IN SAMPLE" if entry.get("in_sample") else "")
+            + ("  FRAGILE" if entry.get("weight_tail", {}).get("fragile") else ""))
     flattered = [entry for entry in report["candidates"] if entry.get("in_sample")]
     if flattered:
         lines += ["", "IN SAMPLE: a stored model scored on decisions logged before it was published, which it may "
@@ -383,6 +384,12 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  {entry['name']}: {entry['in_sample_rounds']} decisions in sample, "
                          f"{entry['out_of_sample_rounds']} after it; DR over those after: "
                          + (_ci(later["dr"]) if later else f"too few (under {offline.MIN_OUT_OF_SAMPLE_ROUNDS})"))
+    for entry in report["candidates"]:
+        tail = entry.get("weight_tail", {})
+        if tail.get("fragile"):
+            lines.append(f"FRAGILE: {entry['name']}: {tail['rounds']} decisions weigh over {tail['threshold']:g} times "
+                         f"their logged probability ({tail['weight_share']:.0%} of the weight), only {tail['rewarded']} "
+                         "rewarded: its intervals miss that tail's variance; it cannot be applied")
     if report.get("segment_by"):
         lines += ["", f"by {report['segment_by']} (DR; segments under {offline.MIN_SEGMENT_ROUNDS} decisions are not estimated):"]
         for entry in report["candidates"]:

@@ -127,29 +127,38 @@ def test_logged_policy_reproduces_its_own_mean_reward(world):
 
 
 def test_artwork_estimates_cover_the_true_values(world):
-    report = evaluate(world, policy="artwork", candidates=["uniform", "default", "greedy"], segment_by="segment")
+    learned = {"name": "learned", "kind": "vw", "vw_args": "-q UA -q UG -q IA -l 0.2 --clip_p 1"}
+    report = evaluate(world, policy="artwork", candidates=["uniform", "default", learned, "greedy"],
+                      segment_by="segment")
     rounds = offline.from_log(world.db, policy="artwork", aggregation="earliest", default_reward=0.0)
     assert report["rounds"] == len(rounds)
     model = report["reward_model"]
     assert model["r_squared"] > 0.02, model  # the cross-fitted model predicts better than the mean
     blob = offline.model_blob(world.db, "artwork", None)[1]
-    for entry in report["candidates"]:
+    # The newest model learned these very rewards: its estimates flatter it, and it is marked so, not covered.
+    assert by_name(report)["greedy"]["in_sample"] and by_name(report)["greedy"]["scoring"] == "stored model"
+    for entry in [entry for entry in report["candidates"] if not entry["in_sample"]]:
         candidate = offline.parse_candidate(entry["candidate"])
         pmf = offline.target_distribution(rounds, candidate, model_blob=blob)
         assert pmf is not None
         truth = world.true_artwork_value(rounds, pmf)
         for estimator in ("ips", "dr"):
+            # A 95 % interval misses one time in twenty by design, and this log is one draw: the check is
+            # that the truth lies within 1.5 half-widths (3 standard errors). How often the intervals
+            # themselves cover is measured over hundreds of logs by bench/interval_bench.py.
             estimate = entry["estimates"][estimator]
-            assert estimate["ci_low"] <= truth <= estimate["ci_high"], (entry["name"], estimator, truth, estimate)
+            half = (estimate["ci_high"] - estimate["ci_low"]) / 2
+            assert abs(truth - estimate["value"]) <= 1.5 * half, (entry["name"], estimator, truth, estimate)
     results = by_name(report)
     # The first artwork ("dark-warm") is what night owls like and families do not: the segments see it.
     default = {row["segment"]: row["dr"]["value"] for row in results["default"]["segments"]}
     uniform = {row["segment"]: row["dr"]["value"] for row in results["uniform"]["segments"]}
     assert default["night-owl"] > uniform["night-owl"] and default["family"] < uniform["family"]
-    # The trained model's greedy choice beats what was logged (which explored), and says so with confidence.
-    assert results["greedy"]["lift_over_logged"]["ci_low"] > 0
+    # A model trained on the log, each decision judged before it is learned, beats what was logged (which
+    # explored more), and says so with confidence.
+    assert results["learned"]["lift_over_logged"]["ci_low"] > 0
     assert results["uniform"]["lift_over_logged"]["ci_high"] < 0
-    assert len(results["greedy"]["over_time"]) == offline.TIME_BUCKETS
+    assert len(results["learned"]["over_time"]) == offline.TIME_BUCKETS
 
 
 def test_titles_candidates_trained_on_the_log_find_the_popular_titles(world):
