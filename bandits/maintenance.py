@@ -97,13 +97,14 @@ class PruneSummary:
 
 
 def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BATCH,
-          writes: Writes = inline) -> PruneSummary:
+          writes: Writes = inline, kind: str | None = None) -> PruneSummary:
     """Delete events created before ``older_than`` (unix seconds) with their impressions, rewards and learning marks.
 
     An event with a pending row that is due (its window open or closed, not yet learned) is kept; a
     deferred event never activated is pruned with its pending rows. Each batch of ``batch`` events is
     one short write transaction, run by ``writes``. The newest event is always kept: event numbers are
-    SQLite rowids, which only keep growing while the largest stays.
+    SQLite rowids, which only keep growing while the largest stays. With ``kind`` (``actions``), only
+    events of that kind are pruned.
     """
 
     def delete(seqs: list[int]) -> tuple[int, int, int]:
@@ -122,8 +123,9 @@ def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BA
     while True:
         seqs = [row[0] for row in db.execute(
             "SELECT e.seq FROM events e WHERE e.created_at < ? AND e.seq < (SELECT MAX(seq) FROM events) AND NOT EXISTS "
-            "(SELECT 1 FROM pending p WHERE p.event_seq = e.seq AND p.due_at IS NOT NULL) ORDER BY e.seq LIMIT ?",
-            [older_than, batch])]
+            "(SELECT 1 FROM pending p WHERE p.event_seq = e.seq AND p.due_at IS NOT NULL) "
+            + ("AND e.kind = ? " if kind is not None else "") + "ORDER BY e.seq LIMIT ?",
+            [older_than, *([kind] if kind is not None else []), batch])]
         if not seqs:
             return PruneSummary(events=events, impressions=impressions, rewards=rewards, batches=batches)
         deleted = writes(partial(delete, seqs))

@@ -142,9 +142,10 @@ def _closed_where(policy: str, since: float | None, until: float | None) -> tupl
     return " AND ".join(where), params
 
 
-def closed_event_count(db: sqlite_utils.Database, policy: str) -> int:
-    """Return how many events of ``policy`` have a closed reward window (learned, or closed and not yet learned)."""
-    where, params = _closed_where(policy, None, None)
+def closed_event_count(db: sqlite_utils.Database, policy: str, *, since: float | None = None,
+                       until: float | None = None) -> int:
+    """Return how many events of ``policy`` (in a time range) have a closed reward window (learned, or closed)."""
+    where, params = _closed_where(policy, since, until)
     return int(db.execute(f"SELECT COUNT(*) FROM events e WHERE {where}", params).fetchone()[0])
 
 

@@ -50,7 +50,7 @@ POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings c
 OVERRIDABLE = ("exploration", "epsilon", "epsilon_decay_after", "epsilon_floor", "gamma_scale", "gamma_exponent",
                "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward", "max_per_genre",
                "min_genres", "reward_values", "learning_mode", "apprentice_exploration", "auto_switch",
-               "auto_optimize")
+               "auto_optimize", "explain_ranks")
 # How a policy serves and learns (``bandits.apprentice``): ``online`` serves the model's exploring
 # choice and learns from rewards; ``apprentice`` serves the baseline (the first action offered: the
 # caller's own choice) and learns to prefer it where it earns rewards; ``logging-only`` serves the
@@ -58,6 +58,7 @@ OVERRIDABLE = ("exploration", "epsilon", "epsilon_decay_after", "epsilon_floor",
 ONLINE, APPRENTICE, LOGGING_ONLY = "online", "apprentice", "logging-only"
 LEARNING_MODES = (ONLINE, APPRENTICE, LOGGING_ONLY)
 TITLES_ONLY = ("max_per_genre", "min_genres")  # row settings: the artwork policy picks one artwork per title
+ACTIONS_ONLY = ("explain_ranks",)  # settings of the Personalizer-compatible rankings
 
 
 class PolicyError(Exception):
@@ -87,6 +88,7 @@ class PolicyConfig:
     apprentice_exploration: float = 0.0  # the share of apprentice decisions the model's exploration draws
     auto_switch: bool = False  # apprentice turns online by itself once the model beats the baseline
     auto_optimize: bool = False  # bandits.optimize evaluates a search space now and then and applies a winner
+    explain_ranks: bool = False  # the actions policy's rankings carry each action's feature scores (inline)
     overridden: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,6 +133,7 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "apprentice_exploration": 0.0,
         "auto_switch": False,
         "auto_optimize": bool(config["AUTO_OPTIMIZE"]),
+        "explain_ranks": False,
         **({"max_per_genre": int(config["MAX_PER_GENRE"]), "min_genres": int(config["MIN_GENRES"])}
            if name == TITLES else {}),
     }
@@ -144,6 +147,8 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) ->
             raise PolicyError(f"{key}: not a policy setting (settings: {', '.join(OVERRIDABLE)})")
         if value is None:
             continue
+        if key in ACTIONS_ONLY and policy != ACTIONS:
+            raise PolicyError(f"{key}: a setting of the actions policy only (its rankings answer Personalizer's clients)")
         if key in TITLES_ONLY:
             if policy != TITLES:
                 raise PolicyError(f"{key}: a setting of the titles policy only (it shapes the row)")
@@ -185,7 +190,7 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) ->
         elif key == "aggregation":
             if value not in AGGREGATIONS:
                 raise PolicyError(f"aggregation: must be one of {', '.join(AGGREGATIONS)}")
-        elif key in ("learn_on_first_reward", "auto_switch", "auto_optimize"):
+        elif key in ("learn_on_first_reward", "auto_switch", "auto_optimize", "explain_ranks"):
             if not isinstance(value, bool):
                 raise PolicyError(f"{key}: must be true or false")
         elif key == "learning_mode":

@@ -123,7 +123,7 @@ def inline(work: Callable[[], T], /) -> T:
 
 TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", "events", "impressions", "rewards",
           "reward_credits", "pending", "learned", "evaluations", "evaluation_models", "datasets", "dataset_rounds",
-          "api_keys", "optimizations")
+          "api_keys", "optimizations", "personalizer_items")
 
 
 # Columns added after their table was first released: a file from an older version gains them.
@@ -259,6 +259,14 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 after_version INTEGER, rolled_back_at REAL, rollback_version INTEGER)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS optimizations_policy ON optimizations (policy, created_at)")
+        # Personalizer's evaluations and feature importances by the ids its clients gave (bandits.personalizer):
+        # an evaluation's run, a feature importance's scores.
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS personalizer_items (
+                kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, created_at REAL NOT NULL,
+                start_time REAL NOT NULL, end_time REAL NOT NULL, run_id TEXT, result TEXT, request TEXT,
+                PRIMARY KEY (kind, id))"""
+        )
         # API keys made by ``flask keys create`` (service.auth): only a SHA-256 of each key is kept.
         db.execute(
             """CREATE TABLE IF NOT EXISTS api_keys (

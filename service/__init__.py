@@ -51,12 +51,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise exc
 
     from service.views import (catalog, dashboard, datasets, decisions, evaluations, live, ops, optimizations,
-                               personalizer, policies, reports)
+                               personalizer, personalizer_admin, policies, reports)
 
     for blueprint in (decisions.bp, catalog.bp, policies.bp, evaluations.bp, optimizations.bp, datasets.bp, reports.bp,
-                      live.bp, dashboard.bp, personalizer.bp, ops.bp):
+                      live.bp, dashboard.bp, ops.bp):
         app.register_blueprint(blueprint)
-    app.register_blueprint(personalizer.bp, url_prefix=personalizer.PREVIEW_PREFIX, name="personalizer_preview")
+    personalizer.register(app, personalizer_admin.bp)
 
     from service import cli
 

@@ -39,9 +39,10 @@ HEADER = "X-API-Key"
 PERSONALIZER_HEADER = "Ocp-Apim-Subscription-Key"  # what Azure Personalizer's clients send their key in
 PREFIX = {CLIENT: "mq_client_", ADMIN: "mq_admin_"}
 PUBLIC_ENDPOINTS = {"static", "ops.healthz", "ops.openapi_document", "catalog.artwork_image"}
-# The Personalizer-compatible API is served under v1.0 and under the v1.1-preview.1 path its multi-slot
-# clients call (service.views.personalizer); its rank, reward and activate calls are a client's.
-PERSONALIZER_BLUEPRINTS = ("personalizer", "personalizer_preview")
+# The Personalizer-compatible API is served under v1.0, under the v1.1-preview.1 path its multi-slot
+# clients call, and under /personalizer with an api-version (service.views.personalizer); its rank,
+# reward and activate calls are a client's, its administration an admin's.
+PERSONALIZER_BLUEPRINTS = ("personalizer", "personalizer_preview", "personalizer_rest")
 CLIENT_ENDPOINTS = {"decisions.rank", "decisions.reward", "decisions.activate_event", "decisions.show_event",
                     "catalog.list_titles", "catalog.get_title", "catalog.list_artworks",
                     *(f"{blueprint}.{view}" for blueprint in PERSONALIZER_BLUEPRINTS

@@ -9,7 +9,7 @@ the views return; every client error is the common error body.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from flask import Flask
@@ -205,6 +205,31 @@ class OptimizationBody(Open):
                                             "VW options as text, or vw candidate objects")
 
 
+class ApplyFromEvaluationBody(Open):
+    """Personalizer's PolicyReferenceContract (``bandits.personalizer.apply_from_evaluation`` checks it)."""
+
+    evaluationId: str
+    policyName: str
+
+
+class EvaluationContract(Open):
+    """Personalizer's EvaluationContract (``bandits.personalizer.create_evaluation`` checks it)."""
+
+    name: str
+    startTime: str
+    endTime: str
+    policies: Optional[list[dict[str, str]]] = None
+    enablePolicyOptimization: Optional[bool] = None
+
+
+class FeatureImportanceContract(Open):
+    """Personalizer's FeatureImportanceContract (``bandits.personalizer.create_importance`` checks it)."""
+
+    name: str
+    startTime: str
+    endTime: str
+
+
 class EvaluationBody(Open):
     """``bandits.offline.parse_spec`` checks it; the README's offline policy evaluation section describes each field."""
 
@@ -349,6 +374,36 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT),
     ("PUT", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT, body=_json(
         personalizer.PolicyConfiguration, {"name": "actions", "arguments": "--cb_explore_adf --epsilon 0.2 -q :: -l 0.05"})),
+    ("DELETE", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT),
+    ("POST", "/personalizer/v1.0/configurations/applyFromEvaluation"): Operation(204, None, body=_json(
+        ApplyFromEvaluationBody, {"evaluationId": "my-evaluation", "policyName": "custom 1"})),
+    ("GET", "/personalizer/v1.0/model"): Operation(200, {"type": "string", "format": "binary"},
+                                                   media="application/octet-stream", query=(Param("signed", BOOL),)),
+    ("PUT", "/personalizer/v1.0/model"): Operation(204, None, body=Body(
+        media="application/octet-stream", schema={"type": "string", "format": "binary"})),
+    ("DELETE", "/personalizer/v1.0/model"): Operation(204, None),
+    ("GET", "/personalizer/v1.0/model/properties"): Operation(200, OBJECT),
+    ("GET", "/personalizer/v1.0/logs/properties"): Operation(200, OBJECT),
+    ("DELETE", "/personalizer/v1.0/logs"): Operation(204, None),
+    ("POST", "/personalizer/v1.0/logs/interactions"): Operation(204, None),
+    ("POST", "/personalizer/v1.0/logs/observations"): Operation(204, None),
+    ("PUT", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(200, None, body=_json(EvaluationContract, {
+        "name": "last week", "startTime": "2026-11-23T00:00:00Z", "endTime": "2026-11-30T00:00:00Z",
+        "enablePolicyOptimization": True, "policies": [{"name": "custom 1", "arguments": "--cb_explore_adf --epsilon 0.1 -q CX"}]})),
+    ("GET", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(200, OBJECT, query=(
+        Param("startTime", {"type": "string"}), Param("endTime", {"type": "string"}),
+        Param("intervalInMinutes", {"type": "integer"}), Param("window", {"type": "string"}))),
+    ("GET", "/personalizer/v1.0/evaluations"): Operation(200, OBJECT, query=(
+        Param("filter", {"type": "string"}), Param("top", {"type": "integer", "minimum": 0}),
+        Param("skip", {"type": "integer", "minimum": 0}))),
+    ("DELETE", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(204, None),
+    ("PUT", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(200, None, body=_json(
+        FeatureImportanceContract, {"name": "last week", "startTime": "2026-11-23T00:00:00Z",
+                                    "endTime": "2026-11-30T00:00:00Z"})),
+    ("GET", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(200, OBJECT),
+    ("GET", "/personalizer/v1.0/featureImportances"): Operation(200, OBJECT, query=(
+        Param("top", {"type": "integer", "minimum": 0}), Param("skip", {"type": "integer", "minimum": 0}))),
+    ("DELETE", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(204, None),
     ("GET", "/v1/reports/exposure"): Operation(200, ExposureReport, query=(
         Param("days", {"type": "number", "exclusiveMinimum": 0, "maximum": 3650}, "the window: the last this many days"),
         Param("by", {"type": "string"}, "comma-separated attributes: genre, year, maturity, features.<name>"),
@@ -370,9 +425,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/healthz"): Operation(200, OBJECT, extra={503: "degraded: the learner should run and does not"}),
     ("GET", "/openapi.json"): Operation(200, OBJECT),
 }
-# The Personalizer-compatible API answers under its v1.1-preview.1 path as well (service.views.personalizer).
-OPERATIONS.update({(method, personalizer.PREVIEW_PREFIX + path[len(personalizer.bp.url_prefix or ""):]): operation
-                   for (method, path), operation in list(OPERATIONS.items()) if path.startswith("/personalizer/v1.0/")})
+# The Personalizer-compatible API answers under its v1.1-preview.1 path, and under /personalizer with
+# the api-version in the query, as well (service.views.personalizer).
+API_VERSION = Param("api-version", {"type": "string", "enum": list(personalizer.API_VERSIONS)}, "required here")
+for (_method, _path), _operation in list(OPERATIONS.items()):
+    if _path.startswith(personalizer.V1_PREFIX + "/"):
+        _rest = _path[len(personalizer.V1_PREFIX):]
+        OPERATIONS[(_method, personalizer.PREVIEW_PREFIX + _rest)] = _operation
+        OPERATIONS[(_method, personalizer.REST_PREFIX + _rest)] = replace(_operation, query=(API_VERSION, *_operation.query))
 SKIPPED_ENDPOINTS = ("static",)
 ID = {"type": "string", "pattern": schemas.ID_PATTERN}
 PATH_PARAMETERS = {"name": {"type": "string", "enum": ["titles", "artwork", "actions"]}}

@@ -152,6 +152,7 @@ class PolicyBody(Strict):
     apprentice_exploration: Optional[Any] = None
     auto_switch: Optional[Any] = None
     auto_optimize: Optional[Any] = None
+    explain_ranks: Optional[Any] = None
 
 
 class WarmStartBody(Strict):

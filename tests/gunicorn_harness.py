@@ -110,11 +110,22 @@ class Service:
         finally:
             conn.close()
 
-    def request_raw(self, method: str, path: str, timeout: float = 30) -> tuple[int, bytes]:
+    def wait_learned(self, event_id: str, *, policy: str, key: str, seconds: float = 30.0) -> dict[str, Any]:
+        """Poll ``GET /v1/events/{id}`` until ``policy`` learned the event; return the event (the deadline guards a hang)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            _, body = self.request("GET", f"/v1/events/{event_id}", headers={"X-API-Key": key})
+            if body["learned_in_versions"].get(policy) is not None:
+                return body
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+
+    def request_raw(self, method: str, path: str, timeout: float = 30,
+                    headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """Send a request without a body; return the status and the body's bytes (for images and pages)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request(method, path)
+            conn.request(method, path, headers=headers or {})
             response = conn.getresponse()
             return response.status, response.read()
         finally:

@@ -48,7 +48,8 @@ def test_without_a_key_only_images_health_and_the_document(app):
 
 def _path(path: str) -> str:
     return path.format(event_id="e-x", title_id="t00", artwork_id="t00-dark-warm", name="artwork", run_id="ev-x",
-                       dataset_id="ds-x", optimization_id="op-x")
+                       dataset_id="ds-x", optimization_id="op-x", evaluation_id="pz-x",
+                       importance_id="fi-x")
 
 
 def test_a_client_key_decides_and_reads_and_is_refused_everything_else(app):

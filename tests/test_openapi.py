@@ -48,6 +48,7 @@ def test_the_json_examples_are_accepted(app):
     document = client.get("/openapi.json").get_json()
     event = client.post("/v1/rank", json={"slots": 2}).get_json()
     values = {"event_id": event["event_id"], "title_id": "t00", "name": "artwork", "run_id": "ev-none",
+              "evaluation_id": "pz-none", "importance_id": "fi-none",
               "artwork_id": "t00-dark-warm", "dataset_id": "ds-none"}
     log = "\n".join(foreign_log(30, seed=1)[0])
     dataset = client.post("/v1/datasets?policy=actions", data=log, content_type="application/x-ndjson").get_json()

@@ -125,14 +125,8 @@ def test_a_personalizer_client_runs_unchanged_against_real_workers(tmp_path: Pat
         # The single-slot calls answer under the preview path too.
         assert client._post("/rank", {"actions": ACTIONS}, version=MULTISLOT_VERSION)[0] == 201
 
-        deadline = time.monotonic() + 30
-        for event_id in (deferred["eventId"], "page-1"):
-            while True:
-                status, body = service.request("GET", f"/v1/events/{event_id}", headers={"X-API-Key": KEY})
-                if body["learned_in_versions"].get("actions") is not None:
-                    break
-                assert time.monotonic() < deadline, body
-                time.sleep(0.2)
+        service.wait_learned(deferred["eventId"], policy="actions", key=KEY)
+        body = service.wait_learned("page-1", policy="actions", key=KEY)
         assert body["rewards"] == [{"title_id": shown[1], "value": 1.0, "type": None, "received_at": body["rewards"][0]["received_at"],
                                     "credited_policies": ["actions"]}]
         assert [slot["slot_id"] for slot in body["slots"]] == ["Main", "Side"]
@@ -222,16 +216,22 @@ def test_service_and_policy_configurations_read_and_set_the_actions_policy(clien
     service = client.get(f"{base}/service").get_json()
     assert service["rewardWaitTime"] == "PT1M" and service["learningMode"] == "Online"  # the suite's 60 s wait
     assert service["explorationPercentage"] == 0.2 and service["rewardAggregation"] == "earliest"
-    # A configuration as a Personalizer client keeps it, Azure-only fields included (accepted, not applied).
+    # A configuration as a Personalizer client keeps it, Azure-only fields included (accepted, listed as not applied).
     answer = client.put(f"{base}/service", json={
         "rewardWaitTime": "PT10M", "defaultReward": -0.5, "rewardAggregation": "Sum", "explorationPercentage": 0.05,
         "modelExportFrequency": "PT5M", "logMirrorEnabled": False, "logRetentionDays": 90, "learningMode": "Online",
-        "isAutoOptimizationEnabled": True, "autoOptimizationFrequency": "P7D"})
+        "isAutoOptimizationEnabled": True, "autoOptimizationFrequency": "P7D", "modelRetrainDays": 0,
+        "isInferenceExplainabilityEnabled": True})
     assert answer.status_code == 200, answer.get_json()
-    assert answer.get_json()["rewardWaitTime"] == "PT10M" and answer.get_json()["isAutoOptimizationEnabled"] is False
+    assert answer.get_json()["rewardWaitTime"] == "PT10M" and answer.get_json()["isAutoOptimizationEnabled"] is True
+    assert answer.get_json()["notApplied"] == ["modelExportFrequency", "logMirrorEnabled", "logRetentionDays",
+                                               "modelRetrainDays", "autoOptimizationFrequency"]
     settings = client.get("/v1/policies/actions").get_json()["settings"]
     assert (settings["reward_wait"], settings["default_reward"], settings["aggregation"], settings["epsilon"]) == (
         600.0, -0.5, "sum", 0.05)
+    assert settings["auto_optimize"] is True and settings["explain_ranks"] is True
+    explained = client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context("Anon"), "actions": ACTIONS})
+    assert [item["id"] for item in explained.get_json()["inferenceExplanation"]] == [a["id"] for a in ACTIONS]
     assert client.get("/v1/policies/titles").get_json()["settings"]["reward_wait"] == 60.0  # only the actions policy
 
     version = client.get("/v1/policies/actions").get_json()["model"]["version"]
@@ -382,3 +382,63 @@ def test_multi_slot_rewards_are_checked_before_anything_is_stored(client, db):
     event = client.get(f"/v1/events/{page['eventId']}").get_json()
     assert [(r["title_id"], r["value"]) for r in event["rewards"]] == [
         (page["slots"][0]["rewardActionId"], 1.0), (page["slots"][1]["rewardActionId"], 0.5)]
+
+
+def test_the_api_version_path_answers_and_names_what_it_serves(client, db):
+    answer = client.post("/personalizer/rank?api-version=2022-09-01-preview", json={"actions": ACTIONS})
+    assert answer.status_code == 201 and answer.get_json()["rewardActionId"]
+    for query, said in (("", "api-version: missing"), ("?api-version=2019-01-01", "api-version: '2019-01-01' is not served")):
+        refused = client.post(f"/personalizer/rank{query}", json={"actions": ACTIONS})
+        assert refused.status_code == 400 and refused.get_json()["error"]["message"].startswith(said)
+        assert "2022-09-01-preview" in refused.get_json()["error"]["message"]
+    unknown = client.get("/personalizer/nothing-here?api-version=2022-09-01-preview")
+    assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "ResourceNotFound"
+    assert "/personalizer/{operation}?api-version=2022-09-01-preview" in unknown.get_json()["error"]["message"]
+    wrong = client.patch("/personalizer/v1.0/model")
+    assert wrong.status_code == 405 and wrong.get_json()["error"]["code"] == "OperationNotAllowed"
+
+
+ADMIN = "/personalizer/v1.0"
+RANGE = {"startTime": "2020-01-01T00:00:00Z", "endTime": "2100-01-01T00:00:00.0000000Z"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code", "message"), [
+    ("PUT", "/evaluations/e1", {"name": "x", **RANGE, "color": "red"}, 400, "InvalidEvaluationContract",
+     "color: not a field of an evaluation"),
+    ("PUT", "/evaluations/e1", {"name": "", **RANGE}, 400, "BadRequest", "name: must be text"),
+    ("PUT", "/evaluations/e1", {"name": "x", "startTime": "yesterday", "endTime": RANGE["endTime"]}, 400, "BadRequest",
+     "startTime: 'yesterday' is not an ISO 8601"),
+    ("PUT", "/evaluations/e1", {"name": "x", "startTime": RANGE["endTime"], "endTime": RANGE["startTime"]}, 400,
+     "BadRequest", "endTime: must be later than startTime"),
+    ("PUT", "/evaluations/e1", {"name": "x", **RANGE, "policies": [{"name": "p", "arguments": "--port 1"}]}, 400,
+     "InvalidPolicyConfiguration", "policies[0].arguments: option '--port' is not accepted"),
+    ("PUT", "/evaluations/e1", {"name": "x", **RANGE, "policies": [{"name": "p", "arguments": "-q CX"}] * 2}, 400,
+     "DuplicateCustomPolicyNames", "policies[1].name: 'p' is used twice"),
+    ("PUT", "/evaluations/e1", {"name": "x", **RANGE, "policies": "all"}, 400, "InvalidEvaluationContract",
+     "policies: must be a list"),
+    ("PUT", "/evaluations/e1", {"name": "x", "startTime": "2020-01-01T00:00:00Z", "endTime": "2020-01-02T00:00:00Z"},
+     400, "NoLogsExistInDateRange", "startTime: no closed decisions of the actions policy"),
+    ("PUT", "/evaluations/e1", ["not", "an", "object"], 400, "BadArgument", "body: must be a JSON object"),
+    ("GET", "/evaluations/missing", None, 404, "EvaluationNotFound", "Evaluation 'missing' does not exist"),
+    ("DELETE", "/evaluations/missing", None, 404, "EvaluationNotFound", "Evaluation 'missing' does not exist"),
+    ("POST", "/configurations/applyFromEvaluation", {"evaluationId": "missing", "policyName": "p"}, 404,
+     "EvaluationNotFound", "Evaluation 'missing'"),
+    ("POST", "/configurations/applyFromEvaluation", {"evaluationId": 7}, 400, "BadRequest", "evaluationId and policyName"),
+    ("PUT", "/featureImportances/f1", {"name": "x", "startTime": "2020-01-01T00:00:00Z",
+                                       "endTime": "2020-01-02T00:00:00Z"}, 400, "NoLogsExistInDateRange", "startTime"),
+    ("PUT", "/featureImportances/f1", {"name": "x", **RANGE, "policies": []}, 400, "InvalidContract", "policies: not a"),
+    ("GET", "/featureImportances/missing", None, 404, "FeatureImportanceNotFound", "FeatureImportance 'missing'"),
+    ("GET", "/evaluations?top=-1", None, 400, "BadArgument", "top: must be a whole number from 0"),
+    ("POST", "/logs/interactions", None, 400, "OperationNotAllowed", "Marquee logs its own decisions"),
+    ("GET", "/model?signed=true", None, 400, "OperationNotAllowed", "signed: Marquee exports the VW model itself"),
+])
+def test_bad_administration_calls_say_why_in_personalizers_shape_and_store_nothing(client, db, method, path, body,
+                                                                                   status, code, message):
+    answer = client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS}).get_json()
+    client.post(f"/personalizer/v1.0/events/{answer['eventId']}/reward", json={"value": 1})
+    before = table_counts(db)
+    response = client.open(f"{ADMIN}{path}", method=method, json=body)
+    assert response.status_code == status, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == code and error["message"].startswith(message), error
+    assert table_counts(db) == before

@@ -5,13 +5,17 @@ and field names; ``Ocp-Apim-Subscription-Key`` is accepted as an API key (``serv
 decisions are made by the ``actions`` policy over the request's inline actions (``bandits.inline``)
 and share Marquee's log, reward windows, learner and evaluation. Bad input is a 400 with code
 ``BadArgument``, as Personalizer answered.
+
+The API answers at three places (``register``): ``/personalizer/v1.0/...`` (the v1.0 SDK and REST
+calls), ``/personalizer/v1.1-preview.1/...`` (the multi-slot REST calls) and
+``/personalizer/...?api-version=2022-09-01-preview`` (the ``azure-ai-personalizer`` SDK, whose
+administration calls ``service.views.personalizer_admin`` serves).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import shlex
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -20,7 +24,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from bandits import inline
+from bandits import inline, personalizer
 from bandits.eventlog import activate, log_decision, record_reward
 from bandits.exploration import event_rng
 from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, load_policy, stored_overrides
@@ -32,9 +36,14 @@ from service.schemas import check_id, parse
 from service.views.decisions import idempotency_key
 from service.views.policies import replace_overrides
 
-bp = Blueprint("personalizer", __name__, url_prefix="/personalizer/v1.0")
+V1_PREFIX = "/personalizer/v1.0"
 # Personalizer's multi-slot clients call v1.1-preview.1: the whole API answers there too.
 PREVIEW_PREFIX = "/personalizer/v1.1-preview.1"
+# The 2022-09-01-preview API (the azure-ai-personalizer SDK) names its version in the query, not the path.
+REST_PREFIX = "/personalizer"
+API_VERSIONS = ("2022-09-01-preview",)
+# (blueprint name suffix, URL prefix) of each place the API answers
+PLACES = (("", V1_PREFIX), ("_preview", PREVIEW_PREFIX), ("_rest", REST_PREFIX))
 
 
 class _Body(BaseModel):
@@ -92,8 +101,41 @@ def _personalizer_error(exc: MarqueeError) -> ResponseReturnValue:
     return jsonify(error_body(code, exc.message, exc.details)), status
 
 
-for _kind in PERSONALIZER_ERRORS:
-    bp.register_error_handler(_kind, _personalizer_error)
+def _refused(exc: personalizer.Refused) -> ResponseReturnValue:
+    response = jsonify(error_body(exc.code, str(exc)))
+    if exc.status == 429:
+        response.headers["Retry-After"] = "5"
+    return response, exc.status
+
+
+def _check_api_version() -> None:
+    """Under ``/personalizer/`` itself the query names the API version, as Personalizer required."""
+    if not (request.blueprint or "").endswith("_rest"):
+        return
+    version = request.args.get("api-version")
+    if version not in API_VERSIONS:
+        raise Invalid(f"api-version: {'missing' if version is None else repr(version) + ' is not served'}; "
+                      f"Marquee serves {', '.join(API_VERSIONS)} here (and v1.0 and v1.1-preview.1 in the path)")
+
+
+def blueprint(name: str, import_name: str) -> Blueprint:
+    """Return a blueprint of Personalizer's API: its error shapes and the api-version check of ``/personalizer/``."""
+    made = Blueprint(name, import_name)
+    for kind in PERSONALIZER_ERRORS:
+        made.register_error_handler(kind, _personalizer_error)
+    made.register_error_handler(personalizer.Refused, _refused)
+    made.before_request(_check_api_version)
+    return made
+
+
+bp = blueprint("personalizer", __name__)
+
+
+def register(app: Any, *blueprints: Blueprint) -> None:
+    """Register ``bp`` and the other Personalizer blueprints at each of ``PLACES``."""
+    for made in (bp, *blueprints):
+        for suffix, prefix in PLACES:
+            app.register_blueprint(made, url_prefix=prefix, name=f"{made.name}{suffix}")
 
 
 def _event_id(event_id: str) -> str:
@@ -152,8 +194,32 @@ def rank() -> ResponseReturnValue:
     _unknown(body.excludedActions, [action_id for action_id, _ in actions], where="excludedActions")
     ranked = _decide(body, event_id, context, functools.partial(inline.rank, actions=actions,
                                                                   excluded=body.excludedActions))
-    return jsonify({"ranking": [{"id": action_id, "probability": probability} for action_id, probability in ranked.ranking],
-                    "eventId": event_id, "rewardActionId": ranked.reward_action_id}), 201
+    answer: dict[str, Any] = {
+        "ranking": [{"id": action_id, "probability": probability} for action_id, probability in ranked.ranking],
+        "eventId": event_id, "rewardActionId": ranked.reward_action_id}
+    state = serving_state(current_app.config["DATABASE"])
+    if state.policies[ACTIONS].explain_ranks:
+        answer["inferenceExplanation"] = _explanation(state.models[ACTIONS], context, actions, body.excludedActions)
+    return jsonify(answer), 201
+
+
+EXPLAINED_FEATURES = 10  # the features of each action an inference explanation lists, largest first
+
+
+def _explanation(model: Any, context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]],
+                 excluded: list[str]) -> list[dict[str, Any]]:
+    """Each ranked action's features with their contributions to its estimated reward (Personalizer's
+    ``inferenceExplanation``), from ``bandits.explain``."""
+    explainer = model.explainer()
+    shared = inline.context_line(context)
+    found = []
+    for action_id, features in actions:
+        if action_id in excluded:
+            continue
+        explained = explainer.explain(shared, inline.action_line(action_id, features), top=EXPLAINED_FEATURES)
+        found.append({"id": action_id, "features": [{"name": item["feature"], "namespace": item["namespace"],
+                                                      "score": item["contribution"]} for item in explained["features"]]})
+    return found
 
 
 @bp.post("/multislot/rank")
@@ -267,15 +333,15 @@ DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)
 # Personalizer's learning modes and the actions policy's (bandits.policy.LEARNING_MODES).
 LEARNING_MODES = {"Online": ONLINE, "Apprentice": APPRENTICE, "LoggingOnly": LOGGING_ONLY}
 # Fields of Personalizer's service configuration that Marquee accepts and does not apply: they name
-# Azure's own machinery (log mirroring, automatic optimization) or deployment-wide settings.
-NOT_APPLIED = ("modelExportFrequency", "logMirrorEnabled", "logMirrorSasUri", "logRetentionDays",
-               "isAutoOptimizationEnabled", "autoOptimizationFrequency", "autoOptimizationStartDate",
-               "lastConfigurationEditDate")
-EXPLORATION_ARGS = ("--cb_explore_adf", "--cb_adf")
+# Azure's own machinery (log mirroring, scheduled retraining, model export) or deployment-wide settings
+# (MARQUEE_RETENTION_DAYS, MARQUEE_AUTO_OPTIMIZE_HOURS); a PUT lists those it was sent in ``notApplied``.
+NOT_APPLIED = ("modelExportFrequency", "logMirrorEnabled", "logMirrorSasUri", "logRetentionDays", "modelRetrainDays",
+               "autoOptimizationFrequency", "autoOptimizationStartDate", "lastConfigurationEditDate",
+               "latestApprenticeModeMetrics")
 
 
 def parse_duration(text: str, *, where: str) -> float:
-    """Seconds of an ISO 8601 duration of days, hours, minutes and seconds (``PT10M``, ``P1DT2H``)."""
+    """Seconds of an ISO 8601 duration of days, hours, minutes and seconds (``PT10M``, ``P1DT2H``, ``PT10M00S``)."""
     match = DURATION.fullmatch(text)
     if match is None or text in ("P", "PT") or text.endswith("T"):
         raise Invalid(f"{where}: {text!r} is not an ISO 8601 duration such as PT10M or PT30S")
@@ -304,19 +370,22 @@ class ServiceConfiguration(BaseModel):
     rewardAggregation: str = Field(max_length=16)
     explorationPercentage: float = Field(ge=0.0, le=1.0)
     learningMode: str = "Online"
+    isAutoOptimizationEnabled: Optional[bool] = None
+    isInferenceExplainabilityEnabled: Optional[bool] = None
     modelExportFrequency: Optional[Any] = None
     logMirrorEnabled: Optional[Any] = None
     logMirrorSasUri: Optional[Any] = None
     logRetentionDays: Optional[Any] = None
-    isAutoOptimizationEnabled: Optional[Any] = None
+    modelRetrainDays: Optional[Any] = None
     autoOptimizationFrequency: Optional[Any] = None
     autoOptimizationStartDate: Optional[Any] = None
     lastConfigurationEditDate: Optional[Any] = None
+    latestApprenticeModeMetrics: Optional[Any] = None
 
 
 class PolicyConfiguration(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    name: str = Field(default=ACTIONS, max_length=128)
+    name: str = Field(default=ACTIONS, max_length=256)
     arguments: str = Field(max_length=2000)
 
 
@@ -333,16 +402,18 @@ def _service_configuration(db: Any) -> dict[str, Any]:
         "rewardWaitTime": format_duration(settings.reward_wait), "defaultReward": settings.default_reward,
         "rewardAggregation": settings.aggregation, "explorationPercentage": settings.epsilon,
         "modelExportFrequency": format_duration(float(config["LEARNER_INTERVAL_SECONDS"])),
-        "logRetentionDays": int(float(config["RETENTION_DAYS"])) or -1,
+        "logRetentionDays": int(float(config["RETENTION_DAYS"])) or -1, "modelRetrainDays": 0,
         "learningMode": next(name for name, mode in LEARNING_MODES.items() if mode == settings.learning_mode),
-        "isAutoOptimizationEnabled": False, "logMirrorEnabled": False, "lastConfigurationEditDate": _edited_at(db),
+        "isAutoOptimizationEnabled": settings.auto_optimize,
+        "autoOptimizationFrequency": format_duration(float(config["AUTO_OPTIMIZE_HOURS"]) * 3600.0),
+        "isInferenceExplainabilityEnabled": settings.explain_ranks,
+        "logMirrorEnabled": False, "lastConfigurationEditDate": _edited_at(db),
     }
 
 
 def _policy_configuration(db: Any) -> dict[str, Any]:
     settings = load_policy(db, current_app.config, ACTIONS)
-    arguments = ["--cb_explore_adf", "--epsilon", f"{settings.epsilon:g}", *settings.vw_args]
-    return {"name": ACTIONS, "arguments": " ".join(shlex.quote(arg) for arg in arguments)}
+    return {"name": ACTIONS, "arguments": personalizer.write_arguments(settings.vw_args, settings.epsilon)}
 
 
 @bp.get("/configurations/service")
@@ -353,7 +424,8 @@ def get_service_configuration() -> ResponseReturnValue:
 
 @bp.put("/configurations/service")
 def put_service_configuration() -> ResponseReturnValue:
-    """Set the reward wait, default reward, aggregation and exploration of the ``actions`` policy."""
+    """Set the reward wait, default reward, aggregation, exploration, learning mode, automatic optimization
+    and inference explanations of the ``actions`` policy; list the fields sent that Marquee does not apply."""
     body: ServiceConfiguration = parse(ServiceConfiguration, request)
     if body.learningMode not in LEARNING_MODES:
         raise Invalid(f"learningMode: must be one of {', '.join(LEARNING_MODES)}, got {body.learningMode!r}")
@@ -362,8 +434,13 @@ def put_service_configuration() -> ResponseReturnValue:
     overrides.update(reward_wait=parse_duration(body.rewardWaitTime, where="rewardWaitTime"),
                      default_reward=body.defaultReward, aggregation=body.rewardAggregation.lower(),
                      epsilon=body.explorationPercentage, learning_mode=LEARNING_MODES[body.learningMode])
+    if body.isAutoOptimizationEnabled is not None:
+        overrides["auto_optimize"] = body.isAutoOptimizationEnabled
+    if body.isInferenceExplainabilityEnabled is not None:
+        overrides["explain_ranks"] = body.isInferenceExplainabilityEnabled
     replace_overrides(db, ACTIONS, overrides)
-    return jsonify(_service_configuration(db))
+    sent = body.model_dump(exclude_none=True)
+    return jsonify({**_service_configuration(db), "notApplied": [name for name in NOT_APPLIED if name in sent]})
 
 
 @bp.get("/configurations/policy")
@@ -377,30 +454,22 @@ def put_policy_configuration() -> ResponseReturnValue:
     """Set the ``actions`` policy's VW options from Personalizer's arguments; new options start a new model."""
     body: PolicyConfiguration = parse(PolicyConfiguration, request)
     try:
-        arguments = shlex.split(body.arguments)
-    except ValueError as exc:
-        raise Invalid(f"arguments: {exc}") from None
-    overrides = stored_overrides(get_db(), ACTIONS)
-    vw_args: list[str] = []
-    index = 0
-    while index < len(arguments):
-        arg = arguments[index]
-        if arg in EXPLORATION_ARGS:
-            index += 1
-            continue
-        if arg == "--epsilon":
-            try:
-                overrides["epsilon"] = float(arguments[index + 1])
-            except (IndexError, ValueError):
-                raise Invalid("arguments: --epsilon needs a number in [0, 1]") from None
-            index += 2
-            continue
-        vw_args.append(arg)
-        index += 1
-    overrides["vw_args"] = vw_args
+        vw_args, epsilon = personalizer.read_arguments(body.arguments)
+    except personalizer.Refused as exc:
+        raise Invalid(str(exc)) from None
     db = get_db()
-    try:
-        replace_overrides(db, ACTIONS, overrides)
-    except Invalid as exc:
-        raise Invalid(exc.message.replace("vw_args:", "arguments:", 1)) from None
+    overrides = {**stored_overrides(db, ACTIONS), "vw_args": vw_args}
+    if epsilon is not None:
+        overrides["epsilon"] = epsilon
+    replace_overrides(db, ACTIONS, overrides)
+    return jsonify(_policy_configuration(db))
+
+
+@bp.delete("/configurations/policy")
+def reset_policy_configuration() -> ResponseReturnValue:
+    """Put the ``actions`` policy's VW options back to the defaults (a new model if they change); the exploration
+    rate stays, as it belongs to the service configuration (``explorationPercentage``)."""
+    db = get_db()
+    overrides = {key: value for key, value in stored_overrides(db, ACTIONS).items() if key != "vw_args"}
+    replace_overrides(db, ACTIONS, overrides)
     return jsonify(_policy_configuration(db))
