@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import sqlite_utils
@@ -103,12 +103,16 @@ class RewardReceipt:
     credited: tuple[str, ...]  # policies whose window was open
     replayed: bool = False
     type: str | None = None  # the outcome, for a typed reward
+    not_credited: Mapping[str, str] = field(default_factory=dict)  # policy -> why its decision did not get it
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the receipt as JSON-ready data."""
-        return {"reward_id": self.reward_id, "event_id": self.event_id, "title_id": self.title_id,
+        """Return the receipt as JSON-ready data; a reward no policy took says why in ``not_credited``."""
+        data = {"reward_id": self.reward_id, "event_id": self.event_id, "title_id": self.title_id,
                 "value": self.value, "received_at": self.received_at, "credited_policies": list(self.credited),
                 "late": not self.credited, "replayed": self.replayed, "type": self.type}
+        if self.not_credited:
+            data["not_credited"] = dict(self.not_credited)
+        return data
 
 
 def record_reward(
@@ -148,18 +152,34 @@ def record_reward(
             [seq, title_id, value, now, idempotency_key, reward_type],
         ).lastrowid)  # type: ignore[arg-type]
         newly_credited: list[str] = []
+        missed: dict[str, str] = {}
         for name in POLICY_NAMES:
             row = db.execute(
-                "SELECT due_at FROM pending WHERE policy = ? AND event_seq = ? AND closed_at IS NULL", [name, seq]
-            ).fetchone()
-            if row is None or now > row[0]:  # learned already, or the window has passed
+                "SELECT due_at, closed_at FROM pending WHERE policy = ? AND event_seq = ?", [name, seq]).fetchone()
+            if row is None or row[1] is not None or now > row[0]:  # learned already, or the window has passed
+                reason = _missed(db, name, seq, row, now=now, wait=policies[name].reward_wait)
+                if reason:
+                    missed[name] = reason
                 continue
             db.execute("INSERT INTO reward_credits (reward_id, policy) VALUES (?, ?)", [reward_id, name])
             newly_credited.append(name)
             if policies[name].learn_on_first_reward and row[0] > now:
                 db.execute("UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ?", [now, name, seq])
     return RewardReceipt(reward_id=reward_id, event_id=event_id, title_id=title_id, value=value, received_at=now,
-                         credited=tuple(newly_credited), type=reward_type)
+                         credited=tuple(newly_credited), type=reward_type, not_credited=missed)
+
+
+def _missed(db: sqlite_utils.Database, policy: str, seq: int, pending: Sequence[Any] | None, *, now: float,
+            wait: float) -> str | None:
+    """Say why ``policy`` did not take a reward for event ``seq`` (None: the event is not its decision)."""
+    if pending is not None:
+        return (f"its reward window closed {now - float(pending[0]):.1f} s before this reward arrived (reward_wait "
+                f"{wait:g} s): the decision was learned, or is being learned, without it")
+    learned = db.execute("SELECT version FROM learned WHERE policy = ? AND event_seq = ?", [policy, seq]).fetchone()
+    if learned is None:
+        return None
+    return (f"its reward window had closed (reward_wait {wait:g} s) and the decision was learned, into model "
+            f"version {learned[0]}, before this reward arrived")
 
 
 def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
@@ -179,9 +199,11 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
         if r["slot_id"]:
             slot["slot_id"] = r["slot_id"]
         slots.append(slot)
+    decided = sorted(json.loads(event["model_versions"]))
     rewards = [
         {"title_id": r["title_id"], "value": r["value"], "type": r["type"], "received_at": r["received_at"],
-         "credited_policies": [p for p in (r["credits"] or "").split(",") if p]}
+         "credited_policies": [p for p in (r["credits"] or "").split(",") if p],
+         "late_for": [p for p in decided if p not in (r["credits"] or "").split(",")]}
         for r in db.query(
             "SELECT r.title_id, r.value, r.type, r.received_at, GROUP_CONCAT(c.policy) AS credits FROM rewards r "
             "LEFT JOIN reward_credits c ON c.reward_id = r.id WHERE r.event_seq = ? GROUP BY r.id ORDER BY r.id",

@@ -313,6 +313,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/policies/{name}"): Operation(200, OBJECT),
     ("PUT", "/v1/policies/{name}"): Operation(200, OBJECT, body=_json(schemas.PolicyBody, {
         "exploration": "epsilon-greedy", "epsilon": 0.05, "vw_args": "-q UA -q GA -l 0.05"})),
+    ("PATCH", "/v1/policies/{name}"): Operation(200, OBJECT, body=_json(schemas.PolicyBody, {"epsilon": 0.05})),
     ("GET", "/v1/policies/{name}/model"): Operation(200, {"type": "string", "format": "binary"},
                                                       media="application/octet-stream"),
     ("PUT", "/v1/policies/{name}/model"): Operation(201, OBJECT, body=Body(

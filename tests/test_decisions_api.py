@@ -173,9 +173,30 @@ def test_late_rewards_are_stored_but_not_learned(client, db, learner, catalog):
     learner.run_once(now=time.time() + 61)  # window closed: learned with the default reward
     late = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 1})
     assert late.status_code == 201 and late.get_json()["late"] is True
+    # The answer says why nothing was credited, policy by policy, so that a slow client cannot miss it.
+    why = late.get_json()["not_credited"]
+    assert set(why) == {"titles", "artwork"}
+    assert why["titles"] == ("its reward window had closed (reward_wait 60 s) and the decision was learned, into model "
+                             "version 1, before this reward arrived")
     logged = client.get(f"/v1/events/{event}").get_json()
-    assert logged["rewards"][0]["credited_policies"] == []
+    assert logged["rewards"][0]["credited_policies"] == [] and logged["rewards"][0]["late_for"] == ["artwork", "titles"]
     assert logged["learned_in_versions"] == {"titles": 1, "artwork": 1}
+
+
+def test_a_reward_after_the_window_but_before_learning_says_so(client, db, catalog):
+    body = rank(client)
+    event, title = body["event_id"], body["slots"][0]["title_id"]
+    db.execute("UPDATE pending SET due_at = due_at - 75 WHERE event_seq = (SELECT seq FROM events WHERE id = ?)", [event])
+    late = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 1}).get_json()
+    assert late["credited_policies"] == [] and late["late"] is True
+    assert late["not_credited"]["artwork"].startswith("its reward window closed 15.")
+    assert late["not_credited"]["artwork"].endswith("s before this reward arrived (reward_wait 60 s): the decision "
+                                                    "was learned, or is being learned, without it")
+    fresh = rank(client)
+    on_time = client.post(f"/v1/events/{fresh['event_id']}/reward", json={"title_id": fresh["slots"][0]["title_id"],
+                                                                          "value": 1})
+    assert on_time.status_code == 201 and on_time.get_json()["credited_policies"] == ["titles", "artwork"]
+    assert "not_credited" not in on_time.get_json()
 
 
 def test_deferred_events_are_learned_only_after_activation(client, db, learner, catalog):

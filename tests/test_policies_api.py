@@ -19,6 +19,29 @@ def test_settings_override_and_revert(client):
     assert body["model"]["version"] == 0  # options unchanged: same model
     reverted = client.put("/v1/policies/titles", json={}).get_json()
     assert reverted["settings"]["epsilon"] == 0.2 and reverted["settings"]["overridden"] == []
+    assert reverted["removed"] == ["epsilon", "reward_wait"]  # a PUT says what it put back to the defaults
+
+
+def test_patch_changes_only_what_it_names(client, db):
+    client.put("/v1/policies/titles", json={"reward_values": {"click": 0.2}, "reward_wait": 30})
+    patched = client.patch("/v1/policies/titles", json={"epsilon": 0.05})
+    assert patched.status_code == 200, patched.get_json()
+    settings = patched.get_json()["settings"]
+    assert settings["epsilon"] == 0.05 and settings["reward_wait"] == 30.0 and settings["reward_values"]["click"] == 0.2
+    assert settings["overridden"] == ["epsilon", "reward_values", "reward_wait"] and patched.get_json()["removed"] == []
+    # null puts one setting back to the deployment default, and only that one
+    back = client.patch("/v1/policies/titles", json={"reward_wait": None}).get_json()
+    assert back["removed"] == ["reward_wait"] and back["settings"]["reward_wait"] == 60.0
+    assert back["settings"]["overridden"] == ["epsilon", "reward_values"]
+    before = table_counts(db)
+    for body, message in (({"epsilon": 2}, "epsilon: must be a number in [0, 1]"),
+                          ({"epsilonn": 0.1}, "epsilonn: ")):
+        refused = client.patch("/v1/policies/titles", json=body)
+        assert refused.status_code == 422 and refused.get_json()["error"]["message"].startswith(message)
+    assert table_counts(db) == before
+    assert client.get("/v1/policies/titles").get_json()["settings"]["overridden"] == ["epsilon", "reward_values"]
+    version = client.get("/v1/policies/titles").get_json()["model"]["version"]
+    assert client.patch("/v1/policies/titles", json={"vw_args": "-q UT -l 0.1"}).get_json()["model"]["version"] == version + 1
 
 
 def test_new_epsilon_is_served_at_once(app, client, learner, catalog):

@@ -65,32 +65,50 @@ def get_policy(name: str) -> ResponseReturnValue:
 
 @bp.put("/v1/policies/<name>")
 def put_policy(name: str) -> ResponseReturnValue:
-    """Replace a policy's overrides; settings left out take the deployment defaults.
+    """Replace a policy's overrides; settings left out take the deployment defaults (``removed`` lists them).
 
     Changing ``vw_args`` starts a new, empty model with those options.
     """
     name = _name(name)
     body: PolicyBody = parse(PolicyBody, request)
     db = get_db()
-    replace_overrides(db, name, body.model_dump(exclude_none=True))
-    return jsonify(_describe(db, name))
+    removed = replace_overrides(db, name, body.model_dump(exclude_none=True))
+    return jsonify({**_describe(db, name), "removed": removed})
 
 
-def replace_overrides(db: sqlite_utils.Database, name: str, overrides: dict[str, Any]) -> None:
-    """Check and store a policy's overrides; new ``vw_args`` publish a new, empty model in the same transaction."""
+@bp.patch("/v1/policies/<name>")
+def patch_policy(name: str) -> ResponseReturnValue:
+    """Change only the settings given (a JSON merge patch): ``null`` puts one back to the deployment default."""
+    name = _name(name)
+    body: PolicyBody = parse(PolicyBody, request)
+    db = get_db()
+    removed = replace_overrides(db, name, body.model_dump(exclude_unset=True), merge=True)
+    return jsonify({**_describe(db, name), "removed": removed})
+
+
+def replace_overrides(db: sqlite_utils.Database, name: str, overrides: dict[str, Any], *, merge: bool = False) -> list[str]:
+    """Check and store a policy's overrides; return the overrides that were stored and no longer are.
+
+    With ``merge``, ``overrides`` changes only the settings it names (``None`` removes one); otherwise
+    it replaces them all. New ``vw_args`` publish a new, empty model in the same transaction.
+    """
     try:
-        overrides = policies.validate_overrides(overrides, policy=name)
+        clean = policies.validate_overrides(overrides, policy=name)
     except policies.PolicyError as exc:
         raise Invalid(str(exc)) from None
+    dropped = {key for key, value in overrides.items() if value is None}
     config = current_app.config
     with write_transaction(db):
         before = policies.load_policy(db, config, name)
-        policies.store_overrides(db, name, overrides)
+        stored = policies.stored_overrides(db, name)
+        new = {**{key: value for key, value in stored.items() if key not in dropped}, **clean} if merge else clean
+        policies.store_overrides(db, name, new)
         after = policies.load_policy(db, config, name)
         if after.vw_args != before.vw_args:
             blob = policies.new_workspace(after.vw_args).serialize()
             policies.publish(db, policy=name, blob=blob, vw_args=after.vw_args, events_learned=0,
                              examples_learned=0, origin="vw_args changed", keep=int(config["MODEL_VERSIONS_KEPT"]))
+    return sorted(set(stored) - set(new))
 
 
 MAX_IMPORTANCE_DECISIONS = 2000
