@@ -279,8 +279,8 @@ def register(app: Flask) -> None:
     @click.option("--seed", default=1, show_default=True, help="Seed of the audience (and of the scratch catalog).")
     @click.option("--url", default=None, help="Drive the running service at this URL (it learns by itself); "
                                              "default: a scratch service in this process on a fresh demo catalog.")
-    @click.option("--api-key", default=None, help="The key to send to the service at --url (X-API-Key): a client key "
-                                                 "will do, an admin key if titles or artworks arrive late.")
+    @click.option("--api-key", default=None, help="An admin key of the service at --url (X-API-Key): the simulation "
+                                                 "sets the policies' reward rule, and retires late titles until they arrive.")
     @click.option("--titles", default=30, show_default=True, help="Titles of the scratch service's demo catalog.")
     @click.option("--window", default=1000, show_default=True, help="Impressions per point of the learning curve.")
     @click.option("--late-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,

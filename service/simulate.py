@@ -167,6 +167,23 @@ def baseline_rows(world: World, viewer: Viewer, row: list[tuple[str, str]], *, a
             "default artwork": [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]}
 
 
+def set_reward_rule(transport: Transport, reward: str) -> None:
+    """Make both row policies learn ``reward``: it is worth 1, the other outcome 0, the best of a title's rewards counts.
+
+    The simulation reports every click and every play as a typed reward, as a client would; this rule
+    (``PATCH /v1/policies/{name}``, other settings kept) decides which of them the policies learn.
+
+    Raises:
+        SimulationError: the service refused the change (an admin key is needed).
+    """
+    rule = {"reward_values": {kind: 1.0 if kind == reward else 0.0 for kind in REWARDS}, "aggregation": "max"}
+    for policy in ("titles", "artwork"):
+        status, answer = transport.send("PATCH", f"/v1/policies/{policy}", rule)
+        if status != 200:
+            raise SimulationError(f"PATCH /v1/policies/{policy} answered {status}: {answer}; the simulation sets the "
+                                  f"reward rule so that the policies learn {reward}s, which takes an admin key")
+
+
 def drive(transport: Transport, world: World, *, impressions: int, slots: int = 4, reward: str = "play",
           seed: int = 0, window: int = 1000, learn: Callable[[], None] | None = None, learn_every: int = 200,
           progress: Callable[[int], None] | None = None) -> Curve:
@@ -175,7 +192,8 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
     Titles and artworks of the world that arrive late are retired from the service's catalog first
     and put back when the simulation reaches their arrival, or when it stops early.
 
-    ``reward``: what earns a reward of 1, ``play`` or ``click``. ``learn`` is called every
+    Every click and every play is reported as a typed reward (``click``, ``play``), and both row
+    policies are set to learn ``reward`` (``set_reward_rule``): ``play`` or ``click``. ``learn`` is called every
     ``learn_every`` rows (in the process, to run the learner; a running service learns by itself).
 
     Raises:
@@ -189,6 +207,7 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
                         for artwork in title.artworks if artwork.arrives_at > 0])
     for _, kind, item_id in waiting:
         _expect(transport, "DELETE", f"/v1/{kind}s/{item_id}", status=204)
+    set_reward_rule(transport, reward)
     rng = np.random.default_rng(seed)  # the viewers and their responses
     baseline_rng = np.random.default_rng([seed, 1])  # the uniform baseline's rows
     curve = Curve(reward=reward, slots=slots)
@@ -207,9 +226,11 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
             for outcome in world.respond(viewer, row, rng, at=done):
                 clicks += outcome.clicked
                 plays += outcome.played
-                if outcome.played if reward == "play" else outcome.clicked:
+                for kind, happened in (("click", outcome.clicked), ("play", outcome.played)):
+                    if not happened:
+                        continue
                     status, answer = transport.post(f"/v1/events/{body['event_id']}/reward",
-                                                    {"title_id": outcome.title_id, "value": 1.0})
+                                                    {"title_id": outcome.title_id, "type": kind})
                     if status != 201:
                         raise SimulationError(f"POST /v1/events/.../reward answered {status}: {answer}")
             for name, candidate in (("marquee", row), *baseline_rows(world, viewer, row, at=done, reward=reward,

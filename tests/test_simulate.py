@@ -45,15 +45,19 @@ def test_marquee_learns_a_good_part_of_the_way_to_the_oracle(tmp_path: Path):
     # Both rates are kept: a play is a click that went on, and plays are what was rewarded.
     assert all(p.rates["click"][n] > p.rates["play"][n] and p.expected[n] == p.rates["play"][n]
                for p in curve.points for n in ("marquee", "oracle", "uniform", "default artwork"))
-    # Every row and every play reached the log.
+    # Every row, click and play reached the log, each as a typed reward, as a client reports them.
     rows = 16_000 // 4
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == rows
     assert db.execute("SELECT COUNT(*) FROM impressions").fetchone()[0] == 16_000
-    assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == sum(p.plays for p in curve.points)
-    # The live view shows the same run: every impression and play counted, the rewarded share rising.
+    typed = dict(db.execute("SELECT type, COUNT(*) FROM rewards GROUP BY type").fetchall())
+    assert typed == {"click": sum(p.clicks for p in curve.points), "play": sum(p.plays for p in curve.points)}
+    # The policies learned plays: the simulation set them to (click 0, play 1, the best of a title's rewards).
+    settings = client.get("/v1/policies/titles").get_json()["settings"]
+    assert (settings["reward_values"]["click"], settings["reward_values"]["play"], settings["aggregation"]) == (0, 1, "max")
+    # The live view shows the same run: every impression and click counted, the rewarded share rising.
     view = live.snapshot(db, points=8)
     buckets = view["buckets"]
-    assert sum(b["shown"] for b in buckets) == 16_000 and sum(b["rewarded"] for b in buckets) == sum(p.plays for p in curve.points)
+    assert sum(b["shown"] for b in buckets) == 16_000 and sum(b["rewarded"] for b in buckets) == sum(p.clicks for p in curve.points)
     assert min(b["rewarded_share"] for b in buckets[-3:]) > buckets[0]["rewarded_share"]
 
 
@@ -125,7 +129,8 @@ def test_a_running_service_is_driven_over_http(tmp_path: Path):
         curve = drive(transport, world, impressions=1200, slots=4, seed=2, reward="click", window=400)
         assert [p.impressions for p in curve.points] == [400, 800, 1200]
         assert db.execute("SELECT COUNT(*) FROM impressions").fetchone()[0] == 1200
-        assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == sum(p.clicks for p in curve.points)
+        typed = dict(db.execute("SELECT type, COUNT(*) FROM rewards GROUP BY type").fetchall())
+        assert typed == {"click": sum(p.clicks for p in curve.points), "play": sum(p.plays for p in curve.points)}
     finally:
         service.stop()
 
