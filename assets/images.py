@@ -53,7 +53,8 @@ def check_image(data: bytes) -> CheckedImage:
     if not data:
         raise InvalidImage("file: the upload is empty")
     if len(data) > MAX_BYTES:
-        raise InvalidImage(f"file: the upload is {len(data)} bytes; the limit is {MAX_BYTES}")
+        raise InvalidImage(f"file: the upload is {len(data):,} bytes; an image may be at most {MAX_BYTES:,} bytes "
+                           f"({MAX_BYTES / 2 ** 20:g} MiB)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -81,7 +82,8 @@ def check_image(data: bytes) -> CheckedImage:
     except InvalidImage:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImage("file: not a readable image (or one that decodes to too many pixels)") from None
+        raise InvalidImage("file: not a readable image (or one that decodes to too many pixels); upload a JPEG, PNG "
+                           "or WebP still image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"file: the image is corrupt or truncated ({exc})") from None
     return CheckedImage(data=master, format=fmt, extension=ALLOWED_FORMATS[fmt], width=upright.width,

@@ -143,6 +143,10 @@ def check_request() -> None:
     needed = CLIENT if endpoint in CLIENT_ENDPOINTS else ADMIN
     key = _presented_key()
     if not key:
+        scheme = request.headers.get("Authorization", "").partition(" ")[0]
+        if scheme and scheme != "Basic" or scheme == "Basic" and endpoint not in PAGE_ENDPOINTS:
+            raise _unauthorized(f"Authorization: {scheme} is not a way to send a Marquee key; send the key in "
+                                f"{HEADER} (or {PERSONALIZER_HEADER}); HTTP Basic is for the pages only")
         raise _unauthorized(f"{HEADER}: missing; this needs {'a client or an admin' if needed == CLIENT else 'an admin'} "
                             "key (flask keys create)")
     presented = digest(key)  # once: the role lookup and the rate limit both use it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -167,6 +168,17 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
+def _message(error: Any, model: type[BaseModel]) -> str:
+    """Pydantic's message, and for a field the model does not have, the fields it does (the closest first)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] != "extra_forbidden" or len(error["loc"]) != 1:
+        return message
+    fields = list(model.model_fields)
+    close = difflib.get_close_matches(str(error["loc"][0]), fields, n=1)
+    return (f"not a field{f' (did you mean {close[0]!r}?)' if close else ''}; the fields are "
+            f"{', '.join(fields)}")
+
+
 def check_json(value: Any, path: str = "body", depth: int = 0) -> None:
     """Refuse what no field may hold: deep nesting, text that is not valid Unicode, integers too long."""
     if depth > MAX_DEPTH:
@@ -213,8 +225,11 @@ def json_object(request: Request) -> dict[str, Any]:
         raise Invalid(f"the request body has the key {exc.args[0]!r} twice in one object; send it once") from None
     except RecursionError:
         raise Invalid(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
+                      f"(character {exc.pos})") from None
     except (UnicodeDecodeError, ValueError):
-        raise Invalid("the request body is not valid JSON (UTF-8)") from None
+        raise Invalid("the request body is not valid JSON: it is not UTF-8 text") from None
     if not isinstance(data, dict):
         raise Invalid("the request body must be a JSON object")
     check_json(data)
@@ -228,7 +243,7 @@ def parse(model: type[BaseModel], request: Request) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = [
-            {"path": _location(error["loc"]), "message": error["msg"].removeprefix("Value error, ")}
+            {"path": _location(error["loc"]), "message": _message(error, model)}
             for error in exc.errors(include_url=False)
         ]
         first = problems[0]

@@ -101,3 +101,24 @@ def test_duplicate_keys_are_refused(client, db, catalog, path, raw):
     response = client.post(path, data=raw, content_type="application/json")
     assert response.status_code == 422 and "twice in one object" in response.get_json()["error"]["message"]
     assert table_counts(db) == before
+
+
+def test_error_messages_say_where_and_what_instead(tmp_path):
+    from service import create_app
+
+    app = create_app({"DATA_DIR": str(tmp_path), "LEARNER": False, "AUTH": "keys", "API_KEYS": "mq_client_example"})
+    keyed = app.test_client()
+    bearer = keyed.post("/v1/rank", headers={"Authorization": "Bearer abc"}, json={"slots": 1})
+    assert bearer.status_code == 401
+    assert bearer.get_json()["error"]["message"].startswith("Authorization: Bearer is not a way to send a Marquee key")
+    client = create_app({"DATA_DIR": str(tmp_path / "open"), "LEARNER": False, "AUTH": "off"}).test_client()
+    broken = client.post("/v1/rank", data='{"slots": 3,', content_type="application/json")
+    assert broken.status_code == 422 and broken.get_json()["error"]["message"] == (
+        "the request body is not valid JSON: Expecting property name enclosed in double quotes at line 1, column 13 "
+        "(character 12)")
+    typo = client.post("/v1/rank", json={"slot": 3}).get_json()["error"]["message"]
+    assert typo.startswith("slot: not a field (did you mean 'slots'?); the fields are user, slots, candidates")
+    wrong_method = client.get("/v1/rank")
+    assert wrong_method.status_code == 405 and wrong_method.get_json()["error"]["message"] == (
+        "GET is not served at /v1/rank; use POST")
+    assert wrong_method.headers["Allow"]
