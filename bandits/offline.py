@@ -959,6 +959,10 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
     stages.stage(0)(1.0, "reading the log")
     model = fit_reward_model(rounds, vw_args=vw_args, folds=spec.folds, progress=stages.stage(1))
     segments = segment_values(rounds, spec.segment_by) if spec.segment_by else None
+    if segments is not None and all(value == "(missing)" for value in segments):
+        present = sorted({name for context in rounds.contexts for name in context})
+        raise SpecError(f"segment_by: no decision in the range has the viewer feature {spec.segment_by!r}; "
+                        f"the features there are {', '.join(present) or 'none'}")
     segment_counts: list[tuple[str, int]] = []
     if segments is not None:
         values, counts = np.unique(np.asarray(segments, dtype=object), return_counts=True)

@@ -177,3 +177,13 @@ def test_dashboard_span_is_checked(client):
     assert client.get("/dashboard?span=lots").status_code == 422
     page = client.get("/dashboard?segment=device")
     assert page.status_code == 200 and b"Dashboard" in page.data
+
+
+def test_a_segment_feature_nobody_has_is_named_with_those_that_exist(client):
+    from tests.helpers import add_catalog
+
+    add_catalog(client, titles=3)
+    client.post("/v1/rank", json={"user": {"features": {"device": "tv", "country": "BR"}}, "slots": 2})
+    page = client.get("/dashboard?segment=nosuch").get_data(as_text=True)
+    assert "No ranked row has the viewer feature <code>nosuch</code>" in page
+    assert '<a href="?segment=country"><code>country</code></a>, <a href="?segment=device"><code>device</code></a>' in page

@@ -215,3 +215,10 @@ def test_evaluations_refuse_ranges_without_decisions_and_unkept_versions(world):
 def test_the_reward_model_keeps_the_policy_features_and_drops_its_bandit_options():
     args = offline.regressor_args(["-q", "UA", "-q", "IA", "-l", "0.2", "--clip_p", "1", "--cb_type", "mtr"])
     assert args == ["-q", "UA", "-q", "IA", "-l", str(offline.REGRESSOR_LEARNING_RATE)]
+
+
+def test_segmenting_by_a_feature_no_decision_has_names_those_they_have(world):
+    with pytest.raises(offline.SpecError) as refused:
+        evaluate(world, policy="artwork", candidates=["uniform"], segment_by="nosuch")
+    assert str(refused.value) == ("segment_by: no decision in the range has the viewer feature 'nosuch'; the features "
+                                  "there are device, segment")

@@ -120,4 +120,6 @@ def dashboard_page() -> ResponseReturnValue:
 
     return render_template("dashboard.html", charts=charts, buckets=buckets, models=models, feature=feature,
                            winners=winners, evaluation=evaluation, importance=importance, fairness=fairness, genres=genres,
-                           span=span, optimizations=optimize.recent(db, limit=5), generated_at=now)
+                           span=span, optimizations=optimize.recent(db, limit=5), generated_at=now,
+                           unknown_segment=feature if feature is not None and feature not in seen else None,
+                           segment_features=sorted(seen))
