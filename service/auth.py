@@ -50,6 +50,12 @@ CLIENT_ENDPOINTS = {"decisions.rank", "decisions.reward", "decisions.activate_ev
                                    "multislot_activate"))}
 PAGE_ENDPOINTS = {"live.live_page", "reports.evaluations_page", "reports.evaluation_page", "ops.prometheus_metrics",
                   "dashboard.dashboard_page", "reports.optimizations_page"}
+# JSON the pages link to: a browser that opened a page with HTTP Basic opens these with it too (GET only).
+LINKED_ENDPOINTS = {"evaluations.show_evaluation", "policies.apprentice_report", "optimizations.show_optimization"}
+
+
+def _basic_allowed() -> bool:
+    return request.endpoint in PAGE_ENDPOINTS or (request.endpoint in LINKED_ENDPOINTS and request.method == "GET")
 
 
 def digest(key: str) -> str:
@@ -125,7 +131,7 @@ def _presented_key() -> str | None:
     if key:
         return key
     header = request.headers.get("Authorization", "")
-    if request.endpoint in PAGE_ENDPOINTS and header.startswith("Basic "):
+    if _basic_allowed() and header.startswith("Basic "):
         try:
             _, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
@@ -144,7 +150,7 @@ def check_request() -> None:
     key = _presented_key()
     if not key:
         scheme = request.headers.get("Authorization", "").partition(" ")[0]
-        if scheme and scheme != "Basic" or scheme == "Basic" and endpoint not in PAGE_ENDPOINTS:
+        if scheme and scheme != "Basic" or scheme == "Basic" and not _basic_allowed():
             raise _unauthorized(f"Authorization: {scheme} is not a way to send a Marquee key; send the key in "
                                 f"{HEADER} (or {PERSONALIZER_HEADER}); HTTP Basic is for the pages only")
         raise _unauthorized(f"{HEADER}: missing; this needs {'a client or an admin' if needed == CLIENT else 'an admin'} "

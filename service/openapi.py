@@ -461,7 +461,7 @@ def _security(endpoint: str) -> dict[str, Any]:
         return {"security": []}
     role = auth.CLIENT if endpoint in auth.CLIENT_ENDPOINTS else auth.ADMIN
     schemes: list[dict[str, list[str]]] = [{"apiKey": []}]
-    if endpoint in auth.PAGE_ENDPOINTS:
+    if endpoint in auth.PAGE_ENDPOINTS or endpoint in auth.LINKED_ENDPOINTS:
         schemes.append({"basic": []})
     return {"security": schemes, "x-marquee-role": role}
 

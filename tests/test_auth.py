@@ -98,8 +98,25 @@ def test_pages_ask_browsers_for_an_admin_key(app):
     assert anonymous.get("/evaluations", headers=basic(ADMIN)).status_code == 200
     assert anonymous.get("/live", headers=basic(CLIENT)).status_code == 403
     assert anonymous.get("/live", headers={"Authorization": "Basic !!!"}).status_code == 401
-    # Basic credentials open pages only: the API wants its header.
+    # Basic credentials open pages, and the JSON the pages link to; the rest of the API wants its header.
     assert anonymous.post("/v1/rank", json={"slots": 2}, headers=basic(ADMIN)).status_code == 401
+    assert anonymous.post("/v1/evaluations", json={"policy": "artwork"}, headers=basic(ADMIN)).status_code == 401
+    assert anonymous.get("/v1/evaluations/ev-nope", headers=basic(ADMIN)).status_code == 404  # past the key check
+    assert anonymous.get("/v1/policies/titles/apprentice", headers=basic(ADMIN)).status_code == 200
+    assert anonymous.get("/v1/evaluations/ev-nope", headers=basic(CLIENT)).status_code == 403
+
+
+def test_every_link_a_page_shows_opens_with_the_pages_credentials(app):
+    """The links of the pages' templates are pages or JSON that takes HTTP Basic, so one browser session follows them."""
+    import re
+    from pathlib import Path
+
+    templates = Path(__file__).resolve().parent.parent / "service" / "templates"
+    linked = set(re.findall(r"url_for\('([\w.]+)'", "".join(p.read_text() for p in templates.glob("*.html"))))
+    linked |= {"policies.apprentice_report"} if "/v1/policies/{{ m.name }}/apprentice" in (
+        templates / "dashboard.html").read_text() else set()
+    assert linked and all(endpoint in auth.PAGE_ENDPOINTS | auth.LINKED_ENDPOINTS | auth.PUBLIC_ENDPOINTS
+                          for endpoint in linked), linked - auth.PAGE_ENDPOINTS - auth.LINKED_ENDPOINTS
 
 
 def test_stored_keys_are_made_listed_and_revoked_and_never_kept(app):
