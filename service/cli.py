@@ -272,7 +272,8 @@ def register(app: Flask) -> None:
                    f"{summary.rewards:,} rewards) in {summary.batches} batches")
 
     @app.cli.command("simulate")
-    @click.option("--impressions", default=20_000, show_default=True, help="Impressions to show (rows of --slots).")
+    @click.option("--impressions", default=20_000, show_default=True,
+                  help="Titles to show, counted one by one: rows of --slots each (20,000 at 4 a row are 5,000 rows).")
     @click.option("--slots", default=4, show_default=True, help="Titles per row.")
     @click.option("--reward", type=click.Choice(list(REWARDS)), default="play", show_default=True,
                   help="What earns a reward of 1.")
@@ -287,12 +288,14 @@ def register(app: Flask) -> None:
                   help="Share of titles that arrive during the run: retired from the catalog until then.")
     @click.option("--late-artwork-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
                   help="Share of artworks (other than a title's first) that arrive during the run.")
-    @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("learning-curve.svg"),
-                  show_default=True, help="Where to write the learning curves, the rewarded rate first, then the other (SVG).")
+    @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Where to write the learning curves, the rewarded rate first, then the other (SVG) "
+                       "[default: learning-curve.svg in MARQUEE_DATA_DIR].")
     def simulate_command(impressions: int, slots: int, reward: str, seed: int, url: str | None, api_key: str | None,
                          titles: int,
-                         window: int, late_share: float, late_artwork_share: float, plot: Path) -> None:
+                         window: int, late_share: float, late_artwork_share: float, plot: Path | None) -> None:
         """Drive Marquee with a simulated audience; print its learning against random, default artwork and oracle."""
+        plot = plot or Path(current_app.config["DATA_DIR"]) / "learning-curve.svg"
         with contextlib.ExitStack() as stack:
             learn: Callable[[], None] | None = None
             transport: simulate.Transport
@@ -310,10 +313,30 @@ def register(app: Flask) -> None:
             try:
                 world = World.build(simulate.catalog_from_service(transport), seed=seed, late_share=late_share,
                                     late_artwork_share=late_artwork_share, impressions=impressions)
-                with click.progressbar(length=impressions, label="simulating", file=sys.stderr) as bar:
+                started = time.monotonic()
+                shown: list[simulate.Point] = []
+
+                def status(_: Any) -> str:
+                    if not shown:
+                        return "starting"
+                    point, seconds = shown[-1], max(1e-9, time.monotonic() - started)
+                    rates = point.expected
+                    span = rates["oracle"] - rates["uniform"]
+                    share = f"{(rates['marquee'] - rates['uniform']) / span:.0%}" if span > 0 else "n/a"
+                    return (f"{point.impressions // slots:,} rows, {point.impressions / slots / seconds:,.0f} rows/s, "
+                            f"{share} of the oracle's lift over random in the last {point.shown:,} impressions")
+
+                with click.progressbar(length=impressions, label="simulating", file=sys.stderr,
+                                       item_show_func=status) as bar:
+
+                    def progress(point: simulate.Point) -> None:
+                        shown.append(point)
+                        bar.update(point.impressions - bar.pos, point)
+                        if not sys.stderr.isatty():  # a log or a pipe: one line a point instead of a bar
+                            click.echo(f"simulating: {status(point)}", err=True)
+
                     curve = simulate.drive(transport, world, impressions=impressions, slots=slots, reward=reward,
-                                           seed=seed, window=window, learn=learn,
-                                           progress=lambda done: bar.update(done - bar.pos))
+                                           seed=seed, window=window, learn=learn, progress=progress)
             except (simulate.SimulationError, ValueError, OSError) as exc:
                 raise click.ClickException(str(exc)) from None
         panels = [(f"expected {kind}s per impression" + (" (rewarded)" if kind == reward else ""), charts.line_chart([

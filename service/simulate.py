@@ -186,7 +186,7 @@ def set_reward_rule(transport: Transport, reward: str) -> None:
 
 def drive(transport: Transport, world: World, *, impressions: int, slots: int = 4, reward: str = "play",
           seed: int = 0, window: int = 1000, learn: Callable[[], None] | None = None, learn_every: int = 200,
-          progress: Callable[[int], None] | None = None) -> Curve:
+          progress: Callable[[Point], None] | None = None) -> Curve:
     """Show about ``impressions`` impressions (rows of ``slots``) to simulated viewers; return the learning curve.
 
     Titles and artworks of the world that arrive late are retired from the service's catalog first
@@ -249,7 +249,7 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
                 window_totals = {key: 0.0 for key in window_totals}
                 clicks = plays = shown = 0
                 if progress is not None:
-                    progress(done)
+                    progress(curve.points[-1])
     finally:  # stopped early (an error, Ctrl-C): what had not arrived goes back into the catalog
         for _, kind, item_id in waiting:
             _restore(transport, kind, item_id)

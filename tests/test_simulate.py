@@ -184,3 +184,13 @@ def test_late_titles_are_offered_only_from_their_arrival(tmp_path: Path):
         assert first >= arrives_at, (title_id, first, arrives_at)
     titles = transport.get("/v1/titles")[1]["titles"]
     assert len(titles) == 12  # all back in the catalog
+
+
+def test_the_simulate_command_says_how_far_it_got_and_writes_its_curve_into_the_data_folder(tmp_path: Path):
+    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False})
+    result = app.test_cli_runner().invoke(args=["simulate", "--impressions", "1600", "--titles", "8", "--window", "400"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "learning-curve.svg").is_file()
+    assert f"learning curve written to {tmp_path / 'data' / 'learning-curve.svg'}" in result.output
+    progress = result.stderr if result.stderr else result.output
+    assert "400 rows, " in progress and " rows/s, " in progress and "of the oracle's lift over random" in progress
