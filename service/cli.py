@@ -29,13 +29,13 @@ from service import auth, charts, errors, simulate
 def register(app: Flask) -> None:
     """Attach the commands to the app."""
 
-    @app.cli.command("init-db")
+    @app.cli.command("init-db", short_help="Create the database and its tables.")
     def init_db() -> None:
         """Create the database file and its tables (idempotent)."""
         connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
         click.echo(f"database ready: {current_app.config['DATABASE']}")
 
-    @app.cli.command("demo-catalog")
+    @app.cli.command("demo-catalog", short_help="Add demo titles with Pillow-drawn posters.")
     @click.option("--seed", default=7, show_default=True, help="Random seed; the same seed draws the same catalog.")
     @click.option("--titles", "count", default=60, show_default=True, help="How many titles.")
     @click.option("--artworks", "artworks", type=click.IntRange(1, 20), default=None,
@@ -51,7 +51,7 @@ def register(app: Flask) -> None:
         for role, key in auth.first_keys(current_app, db).items():
             click.echo(f"{role} key (shown once; X-API-Key): {key}")
 
-    @app.cli.command("import-catalog")
+    @app.cli.command("import-catalog", short_help="Import titles and artworks from a folder.")
     @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
     @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                   help="CSV or JSON manifest (default: manifest.csv or manifest.json in FOLDER).")
@@ -77,7 +77,7 @@ def register(app: Flask) -> None:
         if summary.refused:
             raise SystemExit(1)
 
-    @app.cli.command("learn")
+    @app.cli.command("learn", short_help="Run the learner in the foreground.")
     @click.option("--once", is_flag=True, help="Learn what is due now and exit, instead of running until stopped.")
     def learn(once: bool) -> None:
         """Run the learner in the foreground (the service normally starts it by itself)."""
@@ -89,12 +89,14 @@ def register(app: Flask) -> None:
             return
         raise SystemExit(serve_forever(config))
 
-    @app.cli.command("warm-start")
-    @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), required=True)
+    @app.cli.command("warm-start", short_help="Train a policy on an imported log.")
+    @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), required=True,
+                  help="The policy to train (its options, and where the new version is published).")
     @click.option("--dataset", required=True, help="An imported dataset in the policy's encoding.")
     @click.option("--start", type=click.Choice(["empty", "newest"]), default="empty", show_default=True,
                   help="A new model with the policy's options, or the newest version.")
-    @click.option("--passes", type=click.IntRange(1, 10), default=1, show_default=True)
+    @click.option("--passes", type=click.IntRange(1, 10), default=1, show_default=True,
+                  help="How many times to learn the dataset (the progressive estimates are of the first pass).")
     def warm_start_command(policy: str, dataset: str, start: str, passes: int) -> None:
         """Train a policy on an imported log into a new model version, before it serves."""
         from bandits import warmstart
@@ -114,9 +116,10 @@ def register(app: Flask) -> None:
             click.echo(f"  {label:<18} {value['value']:+.4f} [{value['ci_low']:+.4f}, {value['ci_high']:+.4f}]"
                        if value["ci_low"] is not None else f"  {label:<18} {value['value']}")
 
-    @app.cli.command("evaluate")
+    @app.cli.command("evaluate", short_help="Estimate candidate policies on the log.")
     @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), default=None,
-                  help="The policy whose log to evaluate (with --dataset: whose VW options and models to use).")
+                  help="The policy whose log to evaluate [required, unless --dataset names a dataset a Marquee policy "
+                       "logged] (with --dataset: whose VW options and models to use).")
     @click.option("--dataset", default=None, help="Evaluate this imported dataset instead of the service's log.")
     @click.option("--candidate", "candidates", multiple=True, metavar="CANDIDATE",
                   help="logged, uniform, default, greedy, vw:<VW options>, or a JSON object "
@@ -162,9 +165,11 @@ def register(app: Flask) -> None:
         click.echo(format_report(report))
 
 
-    @app.cli.command("export-log")
-    @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), default="artwork", show_default=True)
-    @click.option("--format", "fmt", type=click.Choice(list(logexport.FORMATS)), default="dsjson", show_default=True)
+    @app.cli.command("export-log", short_help="Write a policy's decisions as DSJson or JSON.")
+    @click.option("--policy", type=click.Choice(["titles", "artwork", "actions"]), default="artwork", show_default=True,
+                  help="The policy whose closed decisions to write.")
+    @click.option("--format", "fmt", type=click.Choice(list(logexport.FORMATS)), default="dsjson", show_default=True,
+                  help="dsjson: VW's DSJson, as VW's tools read it; jsonl: flat JSON with the VW lines as logged.")
     @click.option("--since", default=None, help="Only decisions from this time on (ISO 8601 or unix seconds).")
     @click.option("--until", default=None, help="Only decisions before this time (ISO 8601 or unix seconds).")
     @click.option("--output", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
@@ -185,9 +190,10 @@ def register(app: Flask) -> None:
             click.echo(f"{len(rounds)} decisions written to {output}", err=True)
 
 
-    @app.cli.command("import-log")
+    @app.cli.command("import-log", short_help="Import a DSJson or JSON-lines log.")
     @click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-    @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="dsjson", show_default=True)
+    @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="dsjson", show_default=True,
+                  help="dsjson: VW's DSJson (Marquee's export, Personalizer's logs); jsonl: Marquee's flat JSON lines.")
     @click.option("--name", default=None, help="A name for the dataset (default: its id).")
     @click.option("--policy", default=None, type=click.Choice(["actions"]),
                   help="Read another service's DSJson as the actions policy encodes rankings (to evaluate and warm-start it).")
@@ -207,7 +213,8 @@ def register(app: Flask) -> None:
             click.echo(f"  skipped {count}: {reason}")
 
 
-    keys = AppGroup("keys", help="API keys kept in the database (only their SHA-256 digests are stored).")
+    keys = AppGroup("keys", help="API keys kept in the database (only their SHA-256 digests are stored).",
+                    short_help="Make, list and revoke API keys.")
     app.cli.add_command(keys)
 
     @keys.command("create")
@@ -221,6 +228,9 @@ def register(app: Flask) -> None:
             key = auth.create_key(db, name=name, role=role)
         except (errors.Invalid, errors.Conflict) as exc:
             raise click.ClickException(exc.message) from None
+        # The key alone on standard output, for scripts; what it is on standard error, for people.
+        click.echo(f"{role} key {name!r}, shown this once (only its SHA-256 digest is kept); send it in X-API-Key:",
+                   err=True)
         click.echo(key)
 
     @keys.command("list")
@@ -242,7 +252,7 @@ def register(app: Flask) -> None:
             raise click.ClickException(exc.message) from None
         click.echo(f"revoked {name}")
 
-    @app.cli.command("backup")
+    @app.cli.command("backup", short_help="Copy the database and artwork, online.")
     @click.argument("dest", type=click.Path(path_type=Path))
     def backup_command(dest: Path) -> None:
         """Copy the database (SQLite's online backup, while serving) and its artwork into the new folder DEST."""
@@ -257,7 +267,7 @@ def register(app: Flask) -> None:
                    f"({summary.artwork_bytes:,} bytes), integrity ok, in {summary.seconds:.1f} s")
         click.echo(f"to run from it: stop the service, then start it with MARQUEE_DATA_DIR={summary.folder}")
 
-    @app.cli.command("prune")
+    @app.cli.command("prune", short_help="Delete decisions older than some days.")
     @click.option("--days", type=click.FloatRange(min=0.0, min_open=True), default=None,
                   help="Prune decisions older than this many days (default: MARQUEE_RETENTION_DAYS).")
     def prune_command(days: float | None) -> None:
@@ -271,7 +281,7 @@ def register(app: Flask) -> None:
         click.echo(f"pruned {summary.events:,} events older than {days:g} days ({summary.impressions:,} impressions, "
                    f"{summary.rewards:,} rewards) in {summary.batches} batches")
 
-    @app.cli.command("simulate")
+    @app.cli.command("simulate", short_help="Drive Marquee with a simulated audience.")
     @click.option("--impressions", default=20_000, show_default=True,
                   help="Titles to show, counted one by one: rows of --slots each (20,000 at 4 a row are 5,000 rows).")
     @click.option("--slots", default=4, show_default=True, help="Titles per row.")

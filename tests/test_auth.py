@@ -123,7 +123,8 @@ def test_stored_keys_are_made_listed_and_revoked_and_never_kept(app):
     runner = app.test_cli_runner()
     made = runner.invoke(args=["keys", "create", "--name", "web-backend", "--role", "client"])
     assert made.exit_code == 0
-    key = made.output.strip()
+    key = made.stdout.strip()  # the key alone on standard output, for scripts
+    assert made.stderr.startswith("client key 'web-backend', shown this once")
     assert key.startswith("mq_client_") and len(key) > 40
     assert as_key(app, key).post("/v1/rank", json={"slots": 2}).status_code == 200
     assert runner.invoke(args=["keys", "create", "--name", "web-backend"]).exit_code == 1  # the name is taken
