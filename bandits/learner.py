@@ -510,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock-fd", type=int, default=None, help="an open descriptor holding the learner lock (inherited)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [learner] %(message)s", stream=sys.stderr)
+    logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)  # not VW's banner for every workspace
     return serve_forever(settings.load(), parent_pid=args.parent_pid, lock_fd=args.lock_fd)
 
 

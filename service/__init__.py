@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +19,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults, ``MARQUEE_*`` environment, ``test_config``), schema, blueprints."""
     app = Flask(__name__)
     app.config.from_mapping(settings.load(test_config))
+    # VW logs its option banner for every workspace it makes (each model a worker loads); the server log
+    # keeps VW's warnings and errors only.
+    logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
