@@ -37,6 +37,7 @@ class Bucket:
     impressions_before: int  # impressions shown before this bucket, since the log began
     since: float
     until: float
+    partial: bool = False  # the newest bucket, still filling: fewer events than the others, its shares noisy
 
     @property
     def rewarded_share(self) -> float:
@@ -106,7 +107,7 @@ def snapshot(db: sqlite_utils.Database, *, points: int = 60, span: int = MAX_EVE
             buckets.append(Bucket(first_event=int(bucket) * per, events=int(events), shown=int(shown),
                                   rewarded=int(rewarded), title_explored=int(title_explored),
                                   artwork_explored=int(artwork_explored), impressions_before=before,
-                                  since=float(since), until=float(until)))
+                                  since=float(since), until=float(until), partial=int(events) < per))
             before += int(shown)
     models = {}
     for name in POLICY_NAMES:

@@ -35,6 +35,7 @@ def test_every_row_and_reward_is_counted_once(client, catalog, db):
     buckets = view["buckets"]
     assert view["events"] == 23 and view["events_per_bucket"] == 5
     assert [b["events"] for b in buckets] == [5, 5, 5, 5, 3]
+    assert [b["partial"] for b in buckets] == [False] * 4 + [True]  # the newest bucket is still filling
     assert sum(b["shown"] for b in buckets) == 69 == buckets[-1]["impressions"]
     assert sum(b["rewarded"] for b in buckets) == 8  # rows 0, 3, ..., 21
     explored = db.execute("SELECT SUM(title_explored), SUM(artwork_explored) FROM impressions").fetchone()
@@ -73,6 +74,13 @@ def test_the_page_draws_the_curves_and_refreshes_its_body(client, catalog):
     fragment = client.get("/live?points=6&fragment=1").get_data(as_text=True)
     assert "<html" not in fragment and 'data-chart="rewarded share"' in fragment
     assert 'data-policy="titles"' in fragment
+
+
+def test_a_bucket_still_filling_is_not_drawn_and_the_page_says_so(client, catalog):
+    serve(client, 31)  # three full buckets of ten rows, and one row in a fourth
+    page = client.get("/live?points=6").get_data(as_text=True)
+    assert page.count('<circle class="point"') == 3 * 3  # the full buckets only: one row would draw a spike
+    assert 'The newest 1 row, a point still filling, <span data-filling="1">are not drawn yet</span>' in page
 
 
 def test_bucket_sizes_are_round():

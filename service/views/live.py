@@ -51,8 +51,10 @@ def live_page() -> ResponseReturnValue:
     started = time.perf_counter()
     view = _view()
     refresh = max(REFRESH_SECONDS, math.ceil(REFRESH_COST_RATIO * (time.perf_counter() - started)))
-    buckets = view["buckets"]
-    context: dict[str, Any] = {"view": view, "refresh": refresh}
+    # The newest bucket is still filling: a handful of rows would draw a spike, so it is left out (and said so).
+    buckets = [bucket for bucket in view["buckets"] if not bucket["partial"]] or view["buckets"]
+    context: dict[str, Any] = {"view": view, "refresh": refresh,
+                               "filling": next((b for b in view["buckets"] if b["partial"] and b not in buckets), None)}
     if buckets:
         x_low = float(buckets[0]["impressions_before"])
         context["rewarded"] = charts.line_chart(
