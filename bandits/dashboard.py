@@ -40,6 +40,7 @@ class RateBucket:
     shown: dict[str, int]
     clicked: dict[str, int]
     played: dict[str, int]
+    size: int = 1  # the events a full bucket holds (the newest may hold fewer)
 
     def rate(self, what: str, arm: str) -> float | None:
         """Clicked or played share of the ``explore`` or ``exploit`` impressions (None when there were none)."""
@@ -77,21 +78,34 @@ def rates(db: sqlite_utils.Database, *, points: int = 30, span: int = 20_000) ->
         "SELECT (seq - :first) / :size AS bucket, COUNT(*) FROM events WHERE seq >= :first GROUP BY bucket",
         {"first": first, "size": size}).fetchall())
     return [RateBucket(since=entry["since"], until=entry["until"], events=int(counts.get(bucket, 0)),
-                       shown=entry["shown"], clicked=entry["clicked"], played=entry["played"])
+                       shown=entry["shown"], clicked=entry["clicked"], played=entry["played"], size=size)
             for bucket, entry in sorted(buckets.items())]
 
 
-def rows_per_minute(buckets: Sequence[RateBucket]) -> list[float | None]:
-    """Rows a minute in each bucket: its rows over the time until the next bucket began (the last: its own span).
+IDLE_FACTOR = 3.0  # a pause this many times a bucket's usual span (and at least IDLE_SECONDS) breaks the line
+IDLE_SECONDS = 60.0
 
-    A bucket followed by an idle spell shows the average over the spell. The last bucket has no rate
-    when all its rows came in the same instant.
+
+def traffic(buckets: Sequence[RateBucket]) -> list[tuple[float, float | None]]:
+    """Rows a minute over time: (the middle of each bucket, its rate), with a gap (None) across each idle spell.
+
+    A bucket's rate is its rows over its own span, ``(n - 1)`` intervals between ``n`` rows, so an idle
+    spell after it neither lowers it nor draws a line across; a pause longer than ``IDLE_FACTOR`` times
+    the usual span (at least ``IDLE_SECONDS``) is drawn as a gap. The newest bucket is left out while
+    it holds fewer rows than a full bucket, and a bucket whose rows all came in one instant has no rate:
+    a handful of rows says nothing of a rate.
     """
-    rates: list[float | None] = []
-    for index, bucket in enumerate(buckets):
-        end = buckets[index + 1].since if index + 1 < len(buckets) else bucket.until
-        rates.append(60.0 * bucket.events / (end - bucket.since) if end > bucket.since else None)
-    return rates
+    full = [bucket for index, bucket in enumerate(buckets) if bucket.events >= bucket.size or index < len(buckets) - 1]
+    spans = sorted(bucket.until - bucket.since for bucket in full if bucket.until > bucket.since)
+    usual = spans[len(spans) // 2] if spans else 0.0
+    points: list[tuple[float, float | None]] = []
+    for index, bucket in enumerate(full):
+        span = bucket.until - bucket.since
+        if index and bucket.since - full[index - 1].until > max(IDLE_SECONDS, IDLE_FACTOR * usual):
+            points.append(((full[index - 1].until + bucket.since) / 2, None))
+        rate = 60.0 * (bucket.events - 1) / span if span > 0 and bucket.events > 1 else None
+        points.append(((bucket.since + bucket.until) / 2, rate))
+    return points
 
 
 def text_features(db: sqlite_utils.Database, *, sample: int = 2000) -> dict[str, Counter[str]]:

@@ -193,3 +193,19 @@ def test_a_segment_feature_nobody_has_is_named_with_those_that_exist(client):
     page = client.get("/dashboard?segment=nosuch").get_data(as_text=True)
     assert "No ranked row has the viewer feature <code>nosuch</code>" in page
     assert '<a href="?segment=country"><code>country</code></a>, <a href="?segment=device"><code>device</code></a>' in page
+
+
+def test_traffic_leaves_gaps_across_idle_spells_and_no_rate_from_a_handful_of_rows():
+    from bandits.dashboard import RateBucket, traffic
+
+    def bucket(since: float, until: float, events: int) -> RateBucket:
+        return RateBucket(since=since, until=until, events=events, shown={}, clicked={}, played={}, size=100)
+
+    # 100 rows a minute for three buckets, an hour idle, two more, then 3 rows in the newest bucket.
+    buckets = [bucket(0, 59.4, 100), bucket(60, 119.4, 100), bucket(120, 179.4, 100),
+               bucket(3780, 3839.4, 100), bucket(3840, 3899.4, 100), bucket(3900, 3900.5, 3)]
+    points = traffic(buckets)
+    rates = [rate for _, rate in points]
+    assert rates == [pytest.approx(100.0)] * 3 + [None] + [pytest.approx(100.0)] * 2  # no line across the hour
+    assert points[3][0] == pytest.approx((179.4 + 3780) / 2)
+    assert len(points) == 6  # the newest bucket, 3 rows in half a second, is not drawn as 360 rows a minute

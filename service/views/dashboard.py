@@ -66,7 +66,8 @@ def dashboard_page() -> ResponseReturnValue:
     buckets = dashboard.rates(db, points=POINTS, span=span)
     if buckets:
         middle = [(b.since + b.until) / 2 for b in buckets]
-        charts["traffic"] = plots.time_series("traffic", [("rows per minute", middle, dashboard.rows_per_minute(buckets))],
+        flow = dashboard.traffic(buckets)
+        charts["traffic"] = plots.time_series("traffic", [("rows per minute", [t for t, _ in flow], [r for _, r in flow])],
                                               ylabel="rows per minute")
         for what, label in (("clicked", "click rate"), ("played", "play rate")):
             charts[what] = plots.time_series(what, [
