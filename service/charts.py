@@ -79,6 +79,20 @@ class IntervalChart:
     reference: tuple[float, str] | None = None  # (pixel, label)
 
 
+MARKER_SPACE = 9.0  # pixels between two marker letters on one side of a row
+MARKER_SIDES = (-7.0, 15.0)  # baseline offsets of a marker letter: above the interval, then below it
+
+
+def _spread(markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each marker letter a side of its row (``dy``) so that no two on one side are closer than ``MARKER_SPACE``."""
+    last: dict[float, float] = {}
+    for marker in sorted(markers, key=lambda item: item["x"]):
+        side = next((dy for dy in MARKER_SIDES if marker["x"] - last.get(dy, -1e9) >= MARKER_SPACE), MARKER_SIDES[0])
+        marker["dy"] = side
+        last[side] = marker["x"]
+    return markers
+
+
 def interval_chart(rows: Sequence[Mapping[str, Any]], *, reference: float | None, reference_label: str,
                    markers: Sequence[str] = ()) -> IntervalChart:
     """Lay out one row per entry: ``name`` and ``value``/``ci_low``/``ci_high``, plus values named in ``markers``.
@@ -100,8 +114,8 @@ def interval_chart(rows: Sequence[Mapping[str, Any]], *, reference: float | None
                                   "value": row.get("value"), "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high")}
         if row.get("value") is not None:
             placed.update(x=axis.at(row["value"]), x_low=axis.at(row["ci_low"]), x_high=axis.at(row["ci_high"]))
-        placed["markers"] = [{"name": name, "x": axis.at(row[name]), "value": row[name]}
-                             for name in markers if row.get(name) is not None]
+        placed["markers"] = _spread([{"name": name, "x": axis.at(row[name]), "value": row[name]}
+                                     for name in markers if row.get(name) is not None])
         chart.rows.append(placed)
     return chart
 

@@ -112,3 +112,20 @@ def test_unfinished_failed_and_unknown_runs(world, finished):
     assert missing.status_code == 404 and "No evaluation ev-missing" in missing.get_data(as_text=True)
     listing = world.client.get("/evaluations").get_data(as_text=True)
     assert f'href="/evaluations/{finished["id"]}"' in listing and f'href="/evaluations/{queued}"' in listing
+
+
+def test_marker_letters_never_overlap_on_one_side_of_a_row():
+    from service import charts
+
+    rows = [{"name": "a", "value": 0.30, "ci_low": 0.2, "ci_high": 0.4, "ips": 0.301, "snips": 0.302, "dm": 0.303},
+            {"name": "b", "value": 0.30, "ci_low": 0.2, "ci_high": 0.4, "ips": 0.1, "snips": 0.5, "dm": 0.9}]
+    chart = charts.interval_chart(rows, reference=None, reference_label="", markers=("ips", "snips", "dm"))
+    for row in chart.rows:
+        for side in charts.MARKER_SIDES:
+            xs = sorted(marker["x"] for marker in row["markers"] if marker["dy"] == side)
+            gaps = [b - a for a, b in zip(xs, xs[1:])]
+            # two sides hold two letters apart; a third letter that close has nowhere else to go
+            assert all(gap >= charts.MARKER_SPACE for gap in gaps) or len(row["markers"]) > len(charts.MARKER_SIDES)
+    close = chart.rows[0]["markers"]
+    assert {marker["dy"] for marker in close[:2]} == set(charts.MARKER_SIDES)  # IPS above, SNIPS below
+    assert all(marker["dy"] == charts.MARKER_SIDES[0] for marker in chart.rows[1]["markers"])  # far apart: all above
