@@ -1,4 +1,4 @@
-"""Learning quality: how much of the oracle's lift Marquee reaches after 5k, 20k and 100k impressions.
+"""Learning quality: how much of the oracle's lift Marquee reaches after 5k, 20k, 50k and 100k impressions.
 
 Usage (from the repository root):
 
