@@ -395,15 +395,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Param("startTime", {"type": "string"}), Param("endTime", {"type": "string"}),
         Param("intervalInMinutes", {"type": "integer"}), Param("window", {"type": "string"}))),
     ("GET", "/personalizer/v1.0/evaluations"): Operation(200, OBJECT, query=(
-        Param("filter", {"type": "string"}), Param("top", {"type": "integer", "minimum": 0}),
-        Param("skip", {"type": "integer", "minimum": 0}))),
+        Param("filter", {"type": "string"}), Param("top", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+        Param("skip", {"type": "integer", "minimum": 0, "maximum": 1_000_000}))),
     ("DELETE", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(204, None),
     ("PUT", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(200, None, body=_json(
         FeatureImportanceContract, {"name": "last week", "startTime": "2026-11-23T00:00:00Z",
                                     "endTime": "2026-11-30T00:00:00Z"})),
     ("GET", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(200, OBJECT),
     ("GET", "/personalizer/v1.0/featureImportances"): Operation(200, OBJECT, query=(
-        Param("top", {"type": "integer", "minimum": 0}), Param("skip", {"type": "integer", "minimum": 0}))),
+        Param("top", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+        Param("skip", {"type": "integer", "minimum": 0, "maximum": 1_000_000}))),
     ("DELETE", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(204, None),
     ("GET", "/v1/reports/exposure"): Operation(200, ExposureReport, query=(
         Param("days", {"type": "number", "exclusiveMinimum": 0, "maximum": 3650}, "the window: the last this many days"),

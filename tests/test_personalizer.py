@@ -128,7 +128,7 @@ def test_a_personalizer_client_runs_unchanged_against_real_workers(tmp_path: Pat
         service.wait_learned(deferred["eventId"], policy="actions", key=KEY)
         body = service.wait_learned("page-1", policy="actions", key=KEY)
         assert body["rewards"] == [{"title_id": shown[1], "value": 1.0, "type": None, "received_at": body["rewards"][0]["received_at"],
-                                    "credited_policies": ["actions"]}]
+                                    "credited_policies": ["actions"], "late_for": []}]
         assert [slot["slot_id"] for slot in body["slots"]] == ["Main", "Side"]
         status, body = service.request("GET", f"/v1/events/{deferred['eventId']}", headers={"X-API-Key": KEY})
         assert body["rewards"][0]["title_id"] == deferred["rewardActionId"]
@@ -429,6 +429,8 @@ RANGE = {"startTime": "2020-01-01T00:00:00Z", "endTime": "2100-01-01T00:00:00.00
     ("PUT", "/featureImportances/f1", {"name": "x", **RANGE, "policies": []}, 400, "InvalidContract", "policies: not a"),
     ("GET", "/featureImportances/missing", None, 404, "FeatureImportanceNotFound", "FeatureImportance 'missing'"),
     ("GET", "/evaluations?top=-1", None, 400, "BadArgument", "top: must be a whole number from 0"),
+    ("GET", "/featureImportances?skip=99999999999999999999", None, 400, "BadArgument",
+     "skip: must be a whole number from 0 to 1000000"),
     ("POST", "/logs/interactions", None, 400, "OperationNotAllowed", "Marquee logs its own decisions"),
     ("GET", "/model?signed=true", None, 400, "OperationNotAllowed", "signed: Marquee exports the VW model itself"),
 ])

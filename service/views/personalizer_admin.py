@@ -28,8 +28,11 @@ def _no_content() -> Response:
     return Response(status=204)
 
 
+MAX_PAGE = 1_000_000  # the largest top or skip
+
+
 def _page_args() -> tuple[int | None, int]:
-    """Read Personalizer's ``top`` and ``skip`` (whole numbers from 0)."""
+    """Read Personalizer's ``top`` and ``skip`` (whole numbers from 0 to ``MAX_PAGE``)."""
     values: dict[str, int | None] = {}
     for name in ("top", "skip"):
         raw = request.args.get(name)
@@ -40,8 +43,8 @@ def _page_args() -> tuple[int | None, int]:
             values[name] = int(raw)
         except ValueError:
             values[name] = -1
-        if values[name] is None or values[name] < 0:  # type: ignore[operator]
-            raise Invalid(f"{name}: must be a whole number from 0, got {raw!r}")
+        if values[name] is None or not 0 <= values[name] <= MAX_PAGE:  # type: ignore[operator]
+            raise Invalid(f"{name}: must be a whole number from 0 to {MAX_PAGE}, got {raw!r}")
     return values["top"], values["skip"] or 0
 
 
