@@ -57,7 +57,7 @@ def time_series(name: str, series: Sequence[tuple[str, Sequence[float], Sequence
     axes.set_ylabel(ylabel + (" (%)" if percent else ""))
     axes.set_ylim(bottom=0)
     if len(series) > 1:
-        axes.legend(loc="upper left", ncols=len(series))
+        figure.legend(loc="outside upper left", ncols=len(series))  # above the axes: never over a line
     return _svg(figure, name)
 
 
@@ -74,7 +74,7 @@ def grouped_bars(name: str, categories: Sequence[str], groups: Sequence[tuple[st
     axes.set_xticks(range(len(categories)), [str(c)[:18] for c in categories], rotation=0 if len(categories) < 8 else 30)
     axes.set_ylabel(ylabel + (" (%)" if percent else ""))
     axes.grid(axis="x", visible=False)
-    axes.legend(loc="upper right", ncols=len(groups))
+    figure.legend(loc="outside upper right", ncols=len(groups))  # above the axes: never over a bar
     return _svg(figure, name)
 
 
@@ -91,7 +91,7 @@ def intervals(name: str, rows: Sequence[tuple[str, float, float | None, float | 
         axes.plot([value], [y], marker="o", color=COLORS[0], markersize=5)
     if reference is not None:
         axes.axvline(reference, color=COLORS[1], linestyle="--", linewidth=1, label=reference_label)
-        axes.legend(loc="lower right")
+        figure.legend(loc="outside lower right")  # below the axes: never over an interval
     axes.set_yticks(ys, [label[:40] for label, *_ in rows])
     axes.set_xlabel(xlabel)
     axes.grid(axis="y", visible=False)
