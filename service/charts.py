@@ -15,6 +15,7 @@ PALETTE = ("#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0
 WIDTH = 760
 LABEL_WIDTH = 210  # left column of interval charts, for candidate names
 ROW_HEIGHT = 30
+Y_TICKS = 5  # the ticks a line chart's value axis asks for (the templates' y_axis.ticks(5))
 MARGIN = 12
 AXIS_HEIGHT = 34
 
@@ -188,6 +189,8 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], *, h
     """Lay out named series of (x, y) points as lines on shared axes, x starting at ``x_low``."""
     xs = [x for _, points in series for x, _ in points]
     low, high = value_range([y for _, points in series for _, y in points], include=[0.0])
+    step = nice_step((high - max(0.0, low)) / Y_TICKS)
+    high = math.ceil(high / step - 1e-9) * step  # the top tick at the top: no line runs above the last label
     left, right, top, bottom = 56.0, float(WIDTH - 3 * MARGIN), float(MARGIN), float(height - AXIS_HEIGHT)
     x_high = max(xs, default=x_low + 1.0)
     x_axis = Axis(x_low, x_high if x_high > x_low else x_low + 1.0, left, right)

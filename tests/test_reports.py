@@ -129,3 +129,13 @@ def test_marker_letters_never_overlap_on_one_side_of_a_row():
     close = chart.rows[0]["markers"]
     assert {marker["dy"] for marker in close[:2]} == set(charts.MARKER_SIDES)  # IPS above, SNIPS below
     assert all(marker["dy"] == charts.MARKER_SIDES[0] for marker in chart.rows[1]["markers"])  # far apart: all above
+
+
+@pytest.mark.parametrize("top", [0.46, 0.4243, 0.09, 1.0, 37.0])
+def test_a_line_chart_ends_at_a_labelled_tick_so_no_line_runs_above_the_last_label(top):
+    from service import charts
+
+    chart = charts.line_chart([("oracle", [(0, top * 0.9), (1000, top)]), ("uniform", [(0, 0.0), (1000, top / 3)])])
+    ticks = chart.y_axis.ticks(charts.Y_TICKS)
+    assert ticks[-1][0] == pytest.approx(chart.plot_top)  # the highest label is the top of the plot
+    assert min(point["y"] for series in chart.series for point in series["points"]) >= chart.plot_top
