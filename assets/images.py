@@ -152,7 +152,7 @@ def encode(image: Image.Image, fmt: str, *, quality: int = 90) -> bytes:
 
 
 def visual_features(image: Image.Image) -> dict[str, Any]:
-    """Return the visual features of an image (see the README's table of what each one means).
+    """Return the visual features of an image (docs/how-it-works.md has a table of what each one means).
 
     Every number is in [0, 1] except ``aspect`` (width / height). Computed on a copy whose longer side
     is at most ``ANALYSIS_SIDE`` pixels, transparent areas composited over white.

@@ -122,7 +122,7 @@ def register(app: Flask) -> None:
             code = "ResourceNotFound" if exc.code == 404 else "OperationNotAllowed"
             message = (f"{request.method} {request.path} is not an operation of Personalizer's API as Marquee serves it: "
                        "/personalizer/{operation}?api-version=2022-09-01-preview, /personalizer/v1.0/{operation} and "
-                       "/personalizer/v1.1-preview.1/{operation} (the README's migration table lists every operation)")
+                       "/personalizer/v1.1-preview.1/{operation} (docs/personalizer.md lists every operation)")
         response = jsonify(error_body(code, message))
         response.status_code = exc.code or 500
         if exc.code == 405:

@@ -197,7 +197,7 @@ class ApplyBody(schemas.Strict):
 
 
 class OptimizationBody(Open):
-    """``bandits.optimize.start`` checks it; the README's automatic optimization section describes each field."""
+    """``bandits.optimize.start`` checks it; docs/evaluation.md, "Automatic optimization", describes each field."""
 
     model_config = ConfigDict(extra="forbid")
     policy: str = Field(description="`titles`, `artwork` or `actions`")
@@ -231,7 +231,7 @@ class FeatureImportanceContract(Open):
 
 
 class EvaluationBody(Open):
-    """``bandits.offline.parse_spec`` checks it; the README's offline policy evaluation section describes each field."""
+    """``bandits.offline.parse_spec`` checks it; docs/evaluation.md describes each field."""
 
     model_config = ConfigDict(extra="forbid")
     policy: Optional[str] = Field(default=None, description="`titles`, `artwork` or `actions`; optional with a dataset Marquee logged")
