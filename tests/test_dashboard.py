@@ -91,6 +91,27 @@ def _traffic(service: Service, rows: int, seed: int) -> None:
                     assert service.request("POST", url, {"title_id": slot["title_id"], "type": "play"})[0] == 201
 
 
+OVERLAPS = """
+const found = [];
+for (const svg of document.querySelectorAll('svg[data-chart]')) {
+  const texts = [...svg.querySelectorAll('text')].filter(t => t.textContent.trim());
+  const boxes = texts.map(t => t.getBoundingClientRect());
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i], b = boxes[j];
+    const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+    const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    if (w > 1 && h > 1) found.push([svg.dataset.chart, texts[i].textContent.trim(), texts[j].textContent.trim()]);
+  }
+}
+return found;
+"""
+
+
+def _overlapping_text(browser: Any) -> list[list[str]]:
+    """Pairs of text boxes that overlap in a chart of the open page (chart, one text, the other)."""
+    return browser.execute_script(OVERLAPS)
+
+
 @pytest.mark.slow
 def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path: Path):
     service = Service(tmp_path / "data", env={"MARQUEE_REWARD_WAIT_SECONDS": "1",
@@ -157,6 +178,7 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         assert set(segments) == {"night-owl", "family"}
         versions = browser.find_elements("css selector", "table[data-table=models] tr")
         assert len(versions) == 1 + 3  # header, titles, artwork, actions
+        assert _overlapping_text(browser) == []  # no label, tick or legend printed over another
         rows = browser.find_elements("css selector", "table[data-table=optimizations] tr")
         assert len(rows) == 2 and decided["status"] in rows[1].text, [row.text for row in rows]
         assert _console_problems(browser) == []
