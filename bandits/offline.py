@@ -665,11 +665,12 @@ MIN_TAIL_REWARDS = 5  # rewarded tail rounds below which the tail's variance is 
 MIN_TAIL_SHARE = 0.05  # the share of the total weight the tail must carry to matter
 
 
-def weight_tail(rounds: Rounds, scores: Scores) -> dict[str, Any]:
+def weight_tail(rounds: Rounds, scores: Scores, *, default_reward: float = 0.0) -> dict[str, Any]:
     """Return the rounds whose importance weight (target / logged probability) exceeds ``LARGE_WEIGHT``.
 
     ``fragile`` when that tail carries at least ``MIN_TAIL_SHARE`` of the total weight and fewer than
-    ``MIN_TAIL_REWARDS`` of its rounds were rewarded: the normal intervals of IPS, SNIPS and DR then
+    ``MIN_TAIL_REWARDS`` of its rounds were rewarded (got another reward than ``default_reward``, what a
+    decision without any reward is credited): the normal intervals of IPS, SNIPS and DR then
     miss the variance a few more rewarded tail rounds would add, and cover the true value less often
     than they claim (BENCHMARKS.md, "Do the intervals hold the truth?": 0.74 to 0.87 for a candidate
     close to a logger whose epsilon had decayed).
@@ -677,7 +678,7 @@ def weight_tail(rounds: Rounds, scores: Scores) -> dict[str, Any]:
     weight = scores.target_prob / rounds.pscore
     tail = weight > LARGE_WEIGHT
     share = float(weight[tail].sum() / weight.sum()) if weight.sum() > 0 else 0.0
-    rewarded = int((rounds.reward[tail] != 0).sum())
+    rewarded = int((rounds.reward[tail] != default_reward).sum())
     return {"threshold": LARGE_WEIGHT, "rounds": int(tail.sum()), "rewarded": rewarded, "weight_share": share,
             "max_weight": float(weight.max()) if weight.size else 0.0,
             "fragile": bool(tail.any() and share >= MIN_TAIL_SHARE and rewarded < MIN_TAIL_REWARDS)}
@@ -981,7 +982,8 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         entry: dict[str, Any] = {"name": candidate.name, "candidate": candidate.as_dict(),
                                  "estimates": estimates(rounds, model, scores),
                                  "lift_over_logged": lift(terms, rounds.reward),
-                                 "weight_tail": weight_tail(rounds, scores)}
+                                 "weight_tail": weight_tail(rounds, scores, default_reward=float(
+                                     reward_rule["default_reward"]) if reward_rule else 0.0)}
         if blob is not None:
             entry["candidate"]["version"] = blob[0]
         entry.update(sampling(db, rounds, model, scores, candidate, version=blob[0] if blob else None,

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 import time
+import traceback
 import uuid
 from typing import Any, Mapping, Sequence
 
@@ -34,7 +36,7 @@ from bandits import offline, runs
 from bandits.exploration import SQUARECB
 from bandits.policy import DEFAULT_VW_ARGS, POLICY_NAMES, PolicyConfig, latest_model, load_policy, publish, \
     stored_overrides, store_overrides
-from bandits.storage import write_transaction
+from bandits.storage import StorageBusy, write_transaction
 
 log = logging.getLogger("marquee.optimize")
 
@@ -131,13 +133,16 @@ def search_space(settings: PolicyConfig) -> list[dict[str, Any]]:
                 tried.append((f"epsilon {epsilon:g}", base, _exploration(settings, epsilon=epsilon)))
         if not settings.epsilon_decay_after:
             tried.append((f"epsilon decaying after {DECAY['epsilon_decay_after']:g}", base, {**exploration, **DECAY}))
-    return [{"name": name, "kind": "vw", "vw_args": args, **fields} for name, args, fields in tried]
+    unique = {name: (args, fields) for name, args, fields in reversed(tried)}  # a name once (its first entry)
+    found = [{"name": name, "kind": "vw", "vw_args": args, **fields}
+             for name, (args, fields) in reversed(list(unique.items()))]
+    return found[:offline.MAX_CANDIDATES - 1]  # the serving options make the last
 
 
 def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
     """Check a caller's search space: a list of ``vw`` candidates (objects, or VW options as text).
 
-    A candidate given as text gets the policy's exploration. Returns the candidates as request
+    A candidate given as text, or as an object that names no exploration, gets the policy's. Returns the candidates as request
     objects; raises ``OptimizationError`` (422) naming the first one VW or the evaluation refuses.
     """
     if not isinstance(raw, list) or not 1 <= len(raw) <= offline.MAX_CANDIDATES - 1:
@@ -147,7 +152,10 @@ def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
     for index, value in enumerate(raw):
         where = f"candidates[{index}]"
         if isinstance(value, str):
-            value = {"name": value, "kind": "vw", "vw_args": value, **_exploration(settings)}
+            value = {"name": value[:100], "kind": "vw", "vw_args": value, **_exploration(settings)}
+        elif isinstance(value, dict) and value.get("kind") == "vw" and not set(value) & {
+                "exploration", "epsilon", "gamma_scale", "gamma_exponent", "epsilon_decay_after", "epsilon_floor"}:
+            value = {**value, **_exploration(settings)}  # it explores as the policy does
         try:
             candidate = offline.parse_candidate(value, where=where)
         except offline.SpecError as exc:
@@ -185,18 +193,21 @@ def start(db: sqlite_utils.Database, config: Mapping[str, Any], policy: Any, *, 
                                 f"optimization needs at least {MIN_EVENTS} to tell configurations apart", status=409)
     settings = load_policy(db, config, policy)
     tried = search_space(settings) if candidates is None else check_candidates(settings, candidates)
-    spec = offline.parse_spec({"policy": policy, "candidates": [serving_candidate(settings), *tried],
-                               "limit": int(config["AUTO_OPTIMIZE_EVENTS"])})
-    _settle(db)
-    if db.execute("SELECT 1 FROM optimizations WHERE policy = ? AND status = 'running'", [policy]).fetchone():
-        raise OptimizationError(f"an optimization of {policy} is under way; wait for it to finish", status=409)
-    active = runs.active_count(db, now=now)
-    if active >= runs.MAX_ACTIVE:
-        raise OptimizationError(f"{active} evaluations are queued or running (at most {runs.MAX_ACTIVE}); "
-                                "wait for one to finish", status=409)
-    run_id = runs.create(db, spec, now=now)
+    try:
+        spec = offline.parse_spec({"policy": policy, "candidates": [serving_candidate(settings), *tried],
+                                   "limit": int(config["AUTO_OPTIMIZE_EVENTS"])})
+    except offline.SpecError as exc:
+        raise OptimizationError(str(exc), status=422) from None
+    _settle(db, now=now)
     optimization_id = f"op-{uuid.uuid4().hex[:16]}"
-    with write_transaction(db):
+    with write_transaction(db):  # the checks and both rows in one transaction: two starts cannot both pass
+        if db.execute("SELECT 1 FROM optimizations WHERE policy = ? AND status = 'running'", [policy]).fetchone():
+            raise OptimizationError(f"an optimization of {policy} is under way; wait for it to finish", status=409)
+        active = int(db.execute("SELECT COUNT(*) FROM evaluations WHERE status IN ('queued', 'running')").fetchone()[0])
+        if active >= runs.MAX_ACTIVE:
+            raise OptimizationError(f"{active} evaluations are queued or running (at most {runs.MAX_ACTIVE}); "
+                                    "wait for one to finish", status=409)
+        run_id = runs.insert(db, spec, now=now)
         db.execute("INSERT INTO optimizations (id, policy, created_at, trigger, evaluation, status) "
                    "VALUES (?, ?, ?, ?, ?, 'running')", [optimization_id, policy, now, trigger, run_id])
     return optimization_id
@@ -233,8 +244,11 @@ class Schedule:
         for policy in due(db, config):
             try:
                 optimization_id = start(db, config, policy, trigger="schedule")
-            except OptimizationError as exc:  # busy: the next check tries again
+            except OptimizationError as exc:  # busy, or a log too small yet: the next check tries again
                 log.info("optimization of %s postponed: %s", policy, exc)
+                continue
+            except (StorageBusy, sqlite3.Error) as exc:  # the learner goes on; the next check tries again
+                log.warning("optimization of %s not started: %s", policy, exc)
                 continue
             runs.spawn("bandits.optimize", optimization_id)
             started.append(optimization_id)
@@ -268,13 +282,19 @@ def _finish(db: sqlite_utils.Database, optimization_id: str, *, status: str, rea
     return status
 
 
-def _settle(db: sqlite_utils.Database) -> None:
-    """Mark failed every running optimization whose evaluation failed (its process was killed, say)."""
-    runs.active_count(db)  # expires the evaluations whose process stopped
-    for optimization_id, error in db.execute(
-            "SELECT o.id, e.error FROM optimizations o JOIN evaluations e ON e.id = o.evaluation "
-            "WHERE o.status = 'running' AND e.status = 'failed'").fetchall():
-        _finish(db, optimization_id, status="failed", reason=f"the evaluation failed: {error}")
+def _settle(db: sqlite_utils.Database, *, now: float | None = None) -> None:
+    """Mark failed every running optimization whose evaluation failed (its process was killed, say), or ended
+    ``runs.STALE_SECONDS`` ago without a decision (the process stopped in between: nothing was applied,
+    since an apply records its decision in its own transaction)."""
+    now = time.time() if now is None else now
+    runs.active_count(db, now=now)  # expires the evaluations whose process stopped
+    for optimization_id, status, error in db.execute(
+            "SELECT o.id, e.status, e.error FROM optimizations o JOIN evaluations e ON e.id = o.evaluation "
+            "WHERE o.status = 'running' AND (e.status = 'failed' OR (e.status = 'done' AND e.finished_at < ?))",
+            [now - runs.STALE_SECONDS]).fetchall():
+        reason = (f"the evaluation failed: {error}" if status == "failed" else
+                  "the optimization process stopped after its evaluation, before deciding; nothing was applied")
+        _finish(db, optimization_id, status="failed", reason=reason)
 
 
 def decide(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -310,7 +330,26 @@ def decide(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_id: str) -> str:
-    """Decide a running optimization whose evaluation ended: apply its winner or keep the policy; return the status."""
+    """Decide a running optimization whose evaluation ended: apply its winner or keep the policy; return the status.
+
+    Whatever goes wrong, the optimization ends ``failed`` with the reason, not ``running``: an error
+    while deciding or applying rolls the apply back (one transaction) and is recorded, then raised.
+    """
+    try:
+        return _conclude(db, config, optimization_id)
+    except BaseException as exc:
+        log.error("optimization %s could not be decided:\n%s", optimization_id, traceback.format_exc())
+        for _ in range(3):  # the database may be busy; the apply, if any, was rolled back
+            try:
+                _finish(db, optimization_id, status="failed", reason=f"internal error while deciding: "
+                        f"{type(exc).__name__}: {exc}; nothing was applied")
+                break
+            except StorageBusy:
+                time.sleep(1.0)
+        raise
+
+
+def _conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_id: str) -> str:
     row = db.execute("SELECT policy, evaluation, status FROM optimizations WHERE id = ?", [optimization_id]).fetchone()
     if row is None or row[2] != "running":
         return str(row[2]) if row else "failed"
@@ -332,8 +371,12 @@ def conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_
     try:
         winner = runs.applicable(db, run_id, decision["chosen"])
         with write_transaction(db):
+            still = db.execute("SELECT status FROM optimizations WHERE id = ?", [optimization_id]).fetchone()[0]
+            if still != "running":  # settled meanwhile (its process was thought dead): apply nothing
+                return str(still)
             before, overrides = latest_model(db, policy), stored_overrides(db, policy)
-            assert before is not None
+            if before is None:
+                raise runs.ApplyRefused(f"the {policy} policy has no model to replace", status=409)
             version = runs.install(db, config, winner)
             db.execute(  # the decision and what it replaced, in the transaction that applies it
                 "UPDATE optimizations SET status = 'applied', reason = ?, decision = ?, finished_at = ?, "

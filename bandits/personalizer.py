@@ -258,6 +258,7 @@ def evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], evaluation_
 
 def evaluations(db: sqlite_utils.Database, *, top: int | None = None, skip: int = 0) -> list[dict[str, Any]]:
     """Return Personalizer's list of evaluations, newest first."""
+    runs.active_count(db)  # a run whose process died is failed here as in its own answer
     rows = list(db.query("SELECT p.*, e.status AS run_status FROM personalizer_items p LEFT JOIN evaluations e "
                          "ON e.id = p.run_id WHERE p.kind = ? ORDER BY p.created_at DESC LIMIT ? OFFSET ?",
                          [EVALUATION, -1 if top is None else top, skip]))

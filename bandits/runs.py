@@ -60,12 +60,16 @@ def spawn(module: str, run_id: str, *, env: Mapping[str, str] | None = None) -> 
 
 def create(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
     """Store a queued run of ``spec`` and return its id."""
+    with write_transaction(db):
+        return insert(db, spec, now=now)
+
+
+def insert(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
+    """Store a queued run of ``spec`` inside the caller's write transaction; return its id."""
     now = time.time() if now is None else now
     run_id = f"ev-{uuid.uuid4().hex[:16]}"
-    with write_transaction(db):
-        db.execute("INSERT INTO evaluations (id, created_at, policy, request, status, heartbeat_at) "
-                   "VALUES (?, ?, ?, ?, 'queued', ?)",
-                   [run_id, now, spec.policy or "", json.dumps(spec.as_dict()), now])
+    db.execute("INSERT INTO evaluations (id, created_at, policy, request, status, heartbeat_at) "
+               "VALUES (?, ?, ?, ?, 'queued', ?)", [run_id, now, spec.policy or "", json.dumps(spec.as_dict()), now])
     return run_id
 
 
@@ -332,14 +336,16 @@ def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner
             raise ApplyRefused(f"the model {winner.name!r} was trained to is not stored with {winner.run_id}; "
                                "evaluate again", status=409)
         blob, vw_args = bytes(row[0]), list(candidate.vw_args)
+        learned = (int(report["events"]), int(report["rounds"]))  # the window it was trained on
     else:
         try:
             _, blob, _ = offline.model_blob(db, policy, candidate.version)
         except offline.SpecError as exc:
             raise ApplyRefused(f"{exc}; evaluate again", status=409) from None
-        record = db.execute("SELECT vw_args FROM models WHERE policy = ? AND version = ?",
+        record = db.execute("SELECT vw_args, events_learned, examples_learned FROM models WHERE policy = ? AND version = ?",
                             [policy, candidate.version]).fetchone()
         vw_args = json.loads(record[0]) or settings.vw_args
+        learned = (int(record[1]), int(record[2]))  # as scored: exploration depends on what the model learned
     overrides = {**policies.stored_overrides(db, policy), "vw_args": vw_args, "exploration": candidate.exploration}
     if candidate.exploration == SQUARECB:
         overrides.update(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent)
@@ -347,8 +353,8 @@ def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner
         overrides.update(epsilon=candidate.epsilon, epsilon_decay_after=candidate.epsilon_decay_after,
                          epsilon_floor=candidate.epsilon_floor)
     policies.store_overrides(db, policy, overrides)
-    return policies.publish(db, policy=policy, blob=blob, vw_args=vw_args, events_learned=int(report["events"]),
-                            examples_learned=int(report["rounds"]), origin=f"evaluation {winner.run_id}: {winner.name}",
+    return policies.publish(db, policy=policy, blob=blob, vw_args=vw_args, events_learned=learned[0],
+                            examples_learned=learned[1], origin=f"evaluation {winner.run_id}: {winner.name}",
                             keep=int(config["MODEL_VERSIONS_KEPT"]))
 
 

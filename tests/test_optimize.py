@@ -211,3 +211,33 @@ def test_the_learner_schedule_starts_optimizations_of_the_policies_that_ask(worl
     assert optimize.due(world.db, config) == []  # not again before AUTO_OPTIMIZE_HOURS
     assert optimize.due(world.db, config, now=time.time() + float(config["AUTO_OPTIMIZE_HOURS"]) * 3600 + 1) == ["artwork"]
     assert os.environ["MARQUEE_DATABASE"] == config["DATABASE"]
+
+
+def test_search_spaces_the_evaluation_would_refuse_are_a_422_or_never_made(world, applied):
+    # the same candidate twice: refused before anything is stored
+    response = world.client.post("/v1/optimizations", json={"policy": "artwork", "candidates": ["-l 0.1", "-l 0.1"]})
+    assert response.status_code == 422 and "is used twice" in response.get_json()["error"]["message"]
+    # options VW accepts but that repeat an interaction, or hold many: the default space stays valid
+    repeated = PolicyConfig(name="artwork", epsilon=0.1, vw_args=["-q", "UA", "-q", "UA", "-q", "IA"], reward_wait=10.0,
+                            default_reward=0.0)
+    names = [candidate["name"] for candidate in optimize.search_space(repeated)]
+    assert len(names) == len(set(names))
+    many = PolicyConfig(name="titles", epsilon=0.1, reward_wait=10.0, default_reward=0.0,
+                        vw_args=[arg for pair in ("UT", "UG", "IG", "IT", "UP", "PT", "PG", "IP", "GT", "TT", "UU",
+                                                  "II", "GG") for arg in ("-q", pair)])
+    assert len(optimize.search_space(many)) == offline.MAX_CANDIDATES - 1
+    # an object that names no exploration explores as the policy does
+    found = optimize.check_candidates(load_policy(world.db, world.app.config, "artwork"),
+                                      [{"name": "plain", "kind": "vw", "vw_args": "-q UA"}])
+    assert found[0]["epsilon"] == load_policy(world.db, world.app.config, "artwork").epsilon > 0
+
+
+def test_an_optimization_whose_process_stopped_after_its_evaluation_is_failed_not_left_running(world, applied):
+    optimization_id = optimize.start(world.db, world.app.config, "artwork", trigger="request", candidates=["-q UA"])
+    evaluation = world.db.execute("SELECT evaluation FROM optimizations WHERE id = ?", [optimization_id]).fetchone()[0]
+    runs.run(world.app.config, evaluation)  # the evaluation ends; the process dies before deciding
+    world.db.execute("UPDATE evaluations SET finished_at = finished_at - 60 WHERE id = ?", [evaluation])
+    found = world.client.get(f"/v1/optimizations/{optimization_id}").get_json()
+    assert found["status"] == "failed" and "stopped after its evaluation" in found["reason"]
+    assert optimize.conclude(world.db, world.app.config, optimization_id) == "failed"  # a late decision applies nothing
+    assert world.client.post("/v1/optimizations", json={"policy": "artwork", "candidates": ["-q UA"]}).status_code == 202

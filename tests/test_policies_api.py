@@ -42,6 +42,13 @@ def test_patch_changes_only_what_it_names(client, db):
     assert client.get("/v1/policies/titles").get_json()["settings"]["overridden"] == ["epsilon", "reward_values"]
     version = client.get("/v1/policies/titles").get_json()["model"]["version"]
     assert client.patch("/v1/policies/titles", json={"vw_args": "-q UT -l 0.1"}).get_json()["model"]["version"] == version + 1
+    # reward_values merges too: one type changes, null puts one back, the others stay
+    merged = client.patch("/v1/policies/titles", json={"reward_values": {"completed": 0.5}}).get_json()["settings"]
+    assert (merged["reward_values"]["click"], merged["reward_values"]["completed"]) == (0.2, 0.5)
+    back = client.patch("/v1/policies/titles", json={"reward_values": {"click": None}}).get_json()["settings"]
+    assert (back["reward_values"]["click"], back["reward_values"]["completed"]) == (1.0, 0.5)
+    refused = client.patch("/v1/policies/titles", json={"reward_values": {"purchase": None}})
+    assert refused.status_code == 422 and refused.get_json()["error"]["message"].startswith("reward_values.purchase")
 
 
 def test_new_epsilon_is_served_at_once(app, client, learner, catalog):

@@ -13,10 +13,11 @@ from bandits.storage import connect
 from service import create_app
 
 
-def tail_of(*, pscore: list[float], target: list[float], reward: list[float]) -> dict[str, Any]:
+def tail_of(*, pscore: list[float], target: list[float], reward: list[float],
+            default_reward: float = 0.0) -> dict[str, Any]:
     rounds = SimpleNamespace(pscore=np.asarray(pscore), reward=np.asarray(reward))
     scores = offline.Scores(target_prob=np.asarray(target), q_target=np.zeros(len(pscore)))
-    return offline.weight_tail(rounds, scores)  # type: ignore[arg-type]
+    return offline.weight_tail(rounds, scores, default_reward=default_reward)  # type: ignore[arg-type]
 
 
 def test_a_heavy_tail_with_few_rewards_is_fragile():
@@ -30,6 +31,9 @@ def test_a_heavy_tail_with_few_rewards_is_fragile():
     assert rewarded["rewarded"] == 10 and not rewarded["fragile"]  # the tail's variance shows in its rewards
     light = tail_of(pscore=[0.95] * 999 + [0.05], target=[0.95] * 999 + [0.6], reward=[0.0] * 1000)
     assert light["rounds"] == 1 and light["weight_share"] < offline.MIN_TAIL_SHARE and not light["fragile"]
+    # With a default reward of -0.2, a decision no reward reached is credited -0.2: that is not a reward.
+    shifted = tail_of(pscore=pscore, target=target, reward=[1.0] * 30 + [-0.2] * 70, default_reward=-0.2)
+    assert shifted["rewarded"] == 0 and shifted["fragile"]
     none = tail_of(pscore=[0.5] * 10, target=[0.5] * 10, reward=[1.0] * 10)
     assert none == {"threshold": offline.LARGE_WEIGHT, "rounds": 0, "rewarded": 0, "weight_share": 0.0,
                     "max_weight": 1.0, "fragile": False}

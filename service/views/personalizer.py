@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bandits import inline, personalizer
 from bandits.eventlog import activate, log_decision, record_reward
 from bandits.exploration import event_rng
-from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, load_policy, stored_overrides
+from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, load_policy
 from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid, MarqueeError, NotFound, error_body
@@ -369,7 +369,7 @@ class ServiceConfiguration(BaseModel):
     defaultReward: float = Field(ge=-1.0, le=1.0)
     rewardAggregation: str = Field(max_length=16)
     explorationPercentage: float = Field(ge=0.0, le=1.0)
-    learningMode: str = "Online"
+    learningMode: Optional[str] = None
     isAutoOptimizationEnabled: Optional[bool] = None
     isInferenceExplainabilityEnabled: Optional[bool] = None
     modelExportFrequency: Optional[Any] = None
@@ -427,18 +427,18 @@ def put_service_configuration() -> ResponseReturnValue:
     """Set the reward wait, default reward, aggregation, exploration, learning mode, automatic optimization
     and inference explanations of the ``actions`` policy; list the fields sent that Marquee does not apply."""
     body: ServiceConfiguration = parse(ServiceConfiguration, request)
-    if body.learningMode not in LEARNING_MODES:
+    if body.learningMode is not None and body.learningMode not in LEARNING_MODES:
         raise Invalid(f"learningMode: must be one of {', '.join(LEARNING_MODES)}, got {body.learningMode!r}")
     db = get_db()
-    overrides = stored_overrides(db, ACTIONS)
-    overrides.update(reward_wait=parse_duration(body.rewardWaitTime, where="rewardWaitTime"),
-                     default_reward=body.defaultReward, aggregation=body.rewardAggregation.lower(),
-                     epsilon=body.explorationPercentage, learning_mode=LEARNING_MODES[body.learningMode])
-    if body.isAutoOptimizationEnabled is not None:
-        overrides["auto_optimize"] = body.isAutoOptimizationEnabled
-    if body.isInferenceExplainabilityEnabled is not None:
-        overrides["explain_ranks"] = body.isInferenceExplainabilityEnabled
-    replace_overrides(db, ACTIONS, overrides)
+    changes: dict[str, Any] = {"reward_wait": parse_duration(body.rewardWaitTime, where="rewardWaitTime"),
+                               "default_reward": body.defaultReward, "aggregation": body.rewardAggregation.lower(),
+                               "epsilon": body.explorationPercentage}
+    for field_name, setting in (("learningMode", "learning_mode"), ("isAutoOptimizationEnabled", "auto_optimize"),
+                                ("isInferenceExplainabilityEnabled", "explain_ranks")):
+        value = getattr(body, field_name)
+        if value is not None:  # left out: left as it is
+            changes[setting] = LEARNING_MODES[value] if setting == "learning_mode" else value
+    replace_overrides(db, ACTIONS, changes, merge=True)  # only these settings, in one transaction
     sent = body.model_dump(exclude_none=True)
     return jsonify({**_service_configuration(db), "notApplied": [name for name in NOT_APPLIED if name in sent]})
 
@@ -458,10 +458,8 @@ def put_policy_configuration() -> ResponseReturnValue:
     except personalizer.Refused as exc:
         raise Invalid(str(exc)) from None
     db = get_db()
-    overrides = {**stored_overrides(db, ACTIONS), "vw_args": vw_args}
-    if epsilon is not None:
-        overrides["epsilon"] = epsilon
-    replace_overrides(db, ACTIONS, overrides)
+    replace_overrides(db, ACTIONS, {"vw_args": vw_args, **({"epsilon": epsilon} if epsilon is not None else {})},
+                      merge=True)
     return jsonify(_policy_configuration(db))
 
 
@@ -470,6 +468,5 @@ def reset_policy_configuration() -> ResponseReturnValue:
     """Put the ``actions`` policy's VW options back to the defaults (a new model if they change); the exploration
     rate stays, as it belongs to the service configuration (``explorationPercentage``)."""
     db = get_db()
-    overrides = {key: value for key, value in stored_overrides(db, ACTIONS).items() if key != "vw_args"}
-    replace_overrides(db, ACTIONS, overrides)
+    replace_overrides(db, ACTIONS, {"vw_args": None}, merge=True)
     return jsonify(_policy_configuration(db))

@@ -92,6 +92,12 @@ def replace_overrides(db: sqlite_utils.Database, name: str, overrides: dict[str,
     With ``merge``, ``overrides`` changes only the settings it names (``None`` removes one); otherwise
     it replaces them all. New ``vw_args`` publish a new, empty model in the same transaction.
     """
+    nested = overrides.get("reward_values") if merge else None
+    if isinstance(nested, dict):  # a merge patch merges this object too: null removes one type's value
+        unknown = sorted(set(nested) - set(policies.REWARD_TYPES))
+        if unknown:
+            raise Invalid(f"reward_values.{unknown[0]}: not a reward type (types: {', '.join(policies.REWARD_TYPES)})")
+        overrides = {**overrides, "reward_values": {k: v for k, v in nested.items() if v is not None}}
     try:
         clean = policies.validate_overrides(overrides, policy=name)
     except policies.PolicyError as exc:
@@ -101,7 +107,13 @@ def replace_overrides(db: sqlite_utils.Database, name: str, overrides: dict[str,
     with write_transaction(db):
         before = policies.load_policy(db, config, name)
         stored = policies.stored_overrides(db, name)
+        if isinstance(nested, dict):
+            values = {**stored.get("reward_values", {}), **clean["reward_values"]}
+            values = {k: v for k, v in values.items() if nested.get(k, 0) is not None}
+            clean["reward_values"] = values
         new = {**{key: value for key, value in stored.items() if key not in dropped}, **clean} if merge else clean
+        if merge and not new.get("reward_values", True):
+            new.pop("reward_values")  # every type back to the default: no override left
         policies.store_overrides(db, name, new)
         after = policies.load_policy(db, config, name)
         if after.vw_args != before.vw_args:
