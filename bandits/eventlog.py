@@ -173,8 +173,9 @@ def _missed(db: sqlite_utils.Database, policy: str, seq: int, pending: Sequence[
             wait: float) -> str | None:
     """Say why ``policy`` did not take a reward for event ``seq`` (None: the event is not its decision)."""
     if pending is not None:
-        return (f"its reward window closed {max(0.0, now - float(pending[0])):.1f} s before this reward arrived (reward_wait "
-                f"{wait:g} s): the decision was learned, or is being learned, without it")
+        closed = max(0.0, now - float(pending[0]))
+        return (f"its reward window closed {closed:.1f} s before this reward arrived (reward_wait {wait:g} s): the "
+                "decision was learned, or is being learned, without it")
     learned = db.execute("SELECT version FROM learned WHERE policy = ? AND event_seq = ?", [policy, seq]).fetchone()
     if learned is None:
         return None

@@ -473,7 +473,8 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None, l
 
 def _learn_until_orphaned(db: sqlite_utils.Database, config: Mapping[str, Any], learner: Learner, writes: Writes, *,
                           parent_pid: int | None) -> None:
-    """Learn, check apprentice policies, start optimizations and prune, once every interval, while ``parent_pid`` is the parent."""
+    """Learn, check apprentice policies, start optimizations and prune, once every interval, while ``parent_pid``
+    is the parent."""
     from bandits.apprentice import SwitchCheck  # it reads the log through bandits.offline, which imports this module
     from bandits.optimize import Schedule
 

@@ -142,7 +142,8 @@ def search_space(settings: PolicyConfig) -> list[dict[str, Any]]:
 def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
     """Check a caller's search space: a list of ``vw`` candidates (objects, or VW options as text).
 
-    A candidate given as text, or as an object that names no exploration, gets the policy's. Returns the candidates as request
+    A candidate given as text, or as an object that names no exploration, gets the policy's exploration.
+    Returns the candidates as request
     objects; raises ``OptimizationError`` (422) naming the first one VW or the evaluation refuses.
     """
     if not isinstance(raw, list) or not 1 <= len(raw) <= offline.MAX_CANDIDATES - 1:

@@ -212,7 +212,8 @@ def _policy_result(entry: Mapping[str, Any], *, arguments: str) -> dict[str, Any
     dr = entry["estimates"]["dr"]
     name = entry["name"]
     source = BASELINES.get(name) or ("OfflineExperimentation" if name.startswith(OPTIMIZED) else "Custom")
-    return {"name": {"logged": "Online policy", "default": "Baseline policy", "uniform": "Random policy"}.get(name, name),
+    shown = {"logged": "Online policy", "default": "Baseline policy", "uniform": "Random policy"}.get(name, name)
+    return {"name": shown,
             "arguments": arguments, "policySource": source,
             "summary": {"expectedReward": dr["value"], "confidenceInterval": [dr["ci_low"], dr["ci_high"]]},
             "timeseries": {"data": [{"timeStamp": iso(point["until"]), "expectedReward": point["dr"]["value"],
@@ -242,7 +243,8 @@ def evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], evaluation_
     values = []
     for entry in report["candidates"]:
         candidate = entry["candidate"]
-        text = arguments.get(entry["name"]) or write_arguments(candidate.get("vw_args", []), candidate.get("epsilon", 0.0))
+        text = arguments.get(entry["name"]) or write_arguments(candidate.get("vw_args", []),
+                                                               candidate.get("epsilon", 0.0))
         values.append(_policy_result(entry, arguments=text))
     minutes = (report["last_decision_at"] - report["first_decision_at"]) / 60.0 / offline.TIME_BUCKETS
     serving = f"{OPTIMIZED}{optimize.SERVING}"  # the policy's own options replayed: never the optimal policy
