@@ -143,8 +143,8 @@ def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
     """Check a caller's search space: a list of ``vw`` candidates (objects, or VW options as text).
 
     A candidate given as text, or as an object that names no exploration, gets the policy's exploration.
-    Returns the candidates as request
-    objects; raises ``OptimizationError`` (422) naming the first one VW or the evaluation refuses.
+    Returns the candidates as request objects; raises ``OptimizationError`` (422) naming the first one VW
+    or the evaluation refuses.
     """
     if not isinstance(raw, list) or not 1 <= len(raw) <= offline.MAX_CANDIDATES - 1:
         raise OptimizationError(f"candidates: must be a list of 1 to {offline.MAX_CANDIDATES - 1} vw candidates "
