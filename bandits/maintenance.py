@@ -97,19 +97,28 @@ class PruneSummary:
 
 
 def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BATCH,
-          writes: Writes = inline, kind: str | None = None) -> PruneSummary:
+          writes: Writes = inline, kind: str | None = None, keep_deferred: bool = False) -> PruneSummary:
     """Delete events created before ``older_than`` (unix seconds) with their impressions, rewards and learning marks.
 
     An event with a pending row that is due (its window open or closed, not yet learned) is kept; a
     deferred event never activated is pruned with its pending rows. Each batch of ``batch`` events is
     one short write transaction, run by ``writes``. The newest event is always kept: event numbers are
     SQLite rowids, which only keep growing while the largest stays. With ``kind`` (``actions``), only
-    events of that kind are pruned.
+    events of that kind are pruned; with ``keep_deferred``, a deferred event not yet activated is kept
+    too (it may still be shown). The conditions are checked again inside each batch's transaction, so
+    an event activated meanwhile is kept.
     """
+    waiting = "p.event_seq = e.seq" + ("" if keep_deferred else " AND p.due_at IS NOT NULL")
 
-    def delete(seqs: list[int]) -> tuple[int, int, int]:
-        marks = ",".join("?" * len(seqs))
+    def delete(candidates: list[int]) -> tuple[int, int, int]:
         with write_transaction(db):
+            marks = ",".join("?" * len(candidates))
+            seqs = [row[0] for row in db.execute(  # again, under the write lock
+                f"SELECT e.seq FROM events e WHERE e.seq IN ({marks}) AND NOT EXISTS "
+                f"(SELECT 1 FROM pending p WHERE {waiting})", candidates)]
+            if not seqs:
+                return 0, 0, 0
+            marks = ",".join("?" * len(seqs))
             db.execute(f"DELETE FROM reward_credits WHERE reward_id IN (SELECT id FROM rewards WHERE event_seq IN ({marks}))",
                        seqs)
             rewards = db.execute(f"DELETE FROM rewards WHERE event_seq IN ({marks})", seqs).rowcount
@@ -123,7 +132,7 @@ def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BA
     while True:
         seqs = [row[0] for row in db.execute(
             "SELECT e.seq FROM events e WHERE e.created_at < ? AND e.seq < (SELECT MAX(seq) FROM events) AND NOT EXISTS "
-            "(SELECT 1 FROM pending p WHERE p.event_seq = e.seq AND p.due_at IS NOT NULL) "
+            f"(SELECT 1 FROM pending p WHERE {waiting}) "
             + ("AND e.kind = ? " if kind is not None else "") + "ORDER BY e.seq LIMIT ?",
             [older_than, *([kind] if kind is not None else []), batch])]
         if not seqs:

@@ -369,5 +369,5 @@ def log_properties(db: sqlite_utils.Database) -> dict[str, Any]:
 
 
 def delete_logs(db: sqlite_utils.Database) -> int:
-    """Delete the ``actions`` policy's logged decisions (those not waiting to be learned); return how many."""
-    return maintenance.prune(db, older_than=time.time() + 1.0, kind=ACTIONS).events
+    """Delete the ``actions`` policy's logged decisions, but those waiting to be learned or activated; return how many."""
+    return maintenance.prune(db, older_than=time.time() + 1.0, kind=ACTIONS, keep_deferred=True).events

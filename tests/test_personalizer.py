@@ -444,3 +444,14 @@ def test_bad_administration_calls_say_why_in_personalizers_shape_and_store_nothi
     error = response.get_json()["error"]
     assert error["code"] == code and error["message"].startswith(message), error
     assert table_counts(db) == before
+
+
+def test_deleting_the_logs_keeps_what_is_still_to_be_shown_or_learned(client, db):
+    done = client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS}).get_json()["eventId"]
+    waiting = client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS, "deferActivation": True}).get_json()
+    newest = client.post("/personalizer/v1.0/rank", json={"actions": ACTIONS}).get_json()["eventId"]
+    db.execute("DELETE FROM pending WHERE event_seq = (SELECT seq FROM events WHERE id = ?)", [done])  # learned
+    assert client.delete("/personalizer/v1.0/logs").status_code == 204
+    assert client.post(f"/personalizer/v1.0/events/{done}/activate").status_code == 404  # deleted
+    assert client.post(f"/personalizer/v1.0/events/{waiting['eventId']}/activate").status_code == 204  # kept
+    assert client.post(f"/personalizer/v1.0/events/{newest}/reward", json={"value": 1}).status_code == 204  # kept
