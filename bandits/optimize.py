@@ -204,7 +204,7 @@ def start(db: sqlite_utils.Database, config: Mapping[str, Any], policy: Any, *, 
     with write_transaction(db):  # the checks and both rows in one transaction: two starts cannot both pass
         if db.execute("SELECT 1 FROM optimizations WHERE policy = ? AND status = 'running'", [policy]).fetchone():
             raise OptimizationError(f"an optimization of {policy} is under way; wait for it to finish", status=409)
-        active = int(db.execute("SELECT COUNT(*) FROM evaluations WHERE status IN ('queued', 'running')").fetchone()[0])
+        active = runs.count_active(db)
         if active >= runs.MAX_ACTIVE:
             raise OptimizationError(f"{active} evaluations are queued or running (at most {runs.MAX_ACTIVE}); "
                                     "wait for one to finish", status=409)

@@ -118,17 +118,21 @@ def _item(db: sqlite_utils.Database, kind: str, item_id: str) -> dict[str, Any]:
     return rows[0]
 
 
-def _store(db: sqlite_utils.Database, kind: str, item_id: str, *, name: str, start: float, end: float,
-           run_id: str | None = None, result: Any = None, request: Any = None) -> None:
-    with write_transaction(db):
-        if db.execute("SELECT 1 FROM personalizer_items WHERE kind = ? AND id = ?", [kind, item_id]).fetchone():
-            what = "Evaluation" if kind == EVALUATION else "FeatureImportance"
-            raise Refused(f"{what} {item_id!r} exists; delete it first or choose another id",
-                          code=f"{what}AlreadyExists", status=409)
-        db.execute("INSERT INTO personalizer_items (kind, id, name, created_at, start_time, end_time, run_id, result, "
-                   "request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   [kind, item_id, name, time.time(), start, end, run_id,
-                    json.dumps(result) if result is not None else None, json.dumps(request)])
+def _check_free(db: sqlite_utils.Database, kind: str, item_id: str) -> None:
+    if db.execute("SELECT 1 FROM personalizer_items WHERE kind = ? AND id = ?", [kind, item_id]).fetchone():
+        what = "Evaluation" if kind == EVALUATION else "FeatureImportance"
+        raise Refused(f"{what} {item_id!r} exists; delete it first or choose another id",
+                      code=f"{what}AlreadyExists", status=409)
+
+
+def _insert(db: sqlite_utils.Database, kind: str, item_id: str, *, name: str, start: float, end: float,
+            run_id: str | None = None, result: Any = None, request: Any = None) -> None:
+    """Store an item inside the caller's write transaction; a taken id is a 409 (``...AlreadyExists``)."""
+    _check_free(db, kind, item_id)
+    db.execute("INSERT INTO personalizer_items (kind, id, name, created_at, start_time, end_time, run_id, result, "
+               "request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               [kind, item_id, name, time.time(), start, end, run_id,
+                json.dumps(result) if result is not None else None, json.dumps(request)])
 
 
 def _time_range(body: Mapping[str, Any]) -> tuple[float, float]:
@@ -195,16 +199,16 @@ def create_evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], eval
         spec = offline.parse_spec({"policy": ACTIONS, "candidates": candidates, "since": start, "until": end})
     except offline.SpecError as exc:
         raise Refused(str(exc), code="InvalidEvaluationContract") from None
-    if db.execute("SELECT 1 FROM personalizer_items WHERE kind = ? AND id = ?", [EVALUATION, evaluation_id]).fetchone():
-        raise Refused(f"Evaluation {evaluation_id!r} exists; delete it first or choose another id",
-                      code="EvaluationAlreadyExists", status=409)
-    active = runs.active_count(db)
-    if active >= runs.MAX_ACTIVE:
-        raise Refused(f"{active} evaluations are under way (at most {runs.MAX_ACTIVE}); try again when one is done",
-                      code="TooManyRequests", status=429)
-    run_id = runs.create(db, spec)
-    _store(db, EVALUATION, evaluation_id, name=name, start=start, end=end, run_id=run_id,
-           request={"policies": policies, "enablePolicyOptimization": optimizing})
+    runs.active_count(db)  # expires runs whose process died, so that they do not count below
+    with write_transaction(db):  # the checks, the run and the item in one transaction: two PUTs cannot both pass
+        _check_free(db, EVALUATION, evaluation_id)
+        active = runs.count_active(db)
+        if active >= runs.MAX_ACTIVE:
+            raise Refused(f"{active} evaluations are under way (at most {runs.MAX_ACTIVE}); try again when one is "
+                          "done", code="TooManyRequests", status=429)
+        run_id = runs.insert(db, spec)
+        _insert(db, EVALUATION, evaluation_id, name=name, start=start, end=end, run_id=run_id,
+                request={"policies": policies, "enablePolicyOptimization": optimizing})
     return run_id
 
 
@@ -322,8 +326,9 @@ def create_importance(db: sqlite_utils.Database, config: Mapping[str, Any], impo
     top = max((item["mean_abs_contribution"] for item in found), default=0.0) or 1.0
     scores = [{"namespace": item["namespace"], "featureName": item["feature"],
                "score": item["mean_abs_contribution"] / top} for item in found]
-    _store(db, IMPORTANCE, importance_id, name=name, start=start, end=end,
-           result={"featureScores": scores, "decisions": len(examples), "modelVersion": record.version})
+    with write_transaction(db):
+        _insert(db, IMPORTANCE, importance_id, name=name, start=start, end=end,
+                result={"featureScores": scores, "decisions": len(examples), "modelVersion": record.version})
 
 
 def importance(db: sqlite_utils.Database, importance_id: str) -> dict[str, Any]:

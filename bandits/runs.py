@@ -91,6 +91,11 @@ def _expire_stale(db: sqlite_utils.Database, now: float) -> None:
 def active_count(db: sqlite_utils.Database, *, now: float | None = None) -> int:
     """Return how many runs are queued or running (after expiring the stale ones)."""
     _expire_stale(db, time.time() if now is None else now)
+    return count_active(db)
+
+
+def count_active(db: sqlite_utils.Database) -> int:
+    """Return how many runs are queued or running, as stored (inside a caller's transaction, say)."""
     return int(db.execute("SELECT COUNT(*) FROM evaluations WHERE status IN ('queued', 'running')").fetchone()[0])
 
 

@@ -32,20 +32,14 @@ MAX_PAGE = 1_000_000  # the largest top or skip
 
 
 def _page_args() -> tuple[int | None, int]:
-    """Read Personalizer's ``top`` and ``skip`` (whole numbers from 0 to ``MAX_PAGE``)."""
-    values: dict[str, int | None] = {}
+    """Read Personalizer's ``top`` (None when absent) and ``skip`` (0): whole numbers from 0 to ``MAX_PAGE``."""
+    found = []
     for name in ("top", "skip"):
         raw = request.args.get(name)
-        if raw is None:
-            values[name] = None
-            continue
-        try:
-            values[name] = int(raw)
-        except ValueError:
-            values[name] = -1
-        if values[name] is None or not 0 <= values[name] <= MAX_PAGE:  # type: ignore[operator]
+        if raw is not None and not (raw.isdigit() and int(raw) <= MAX_PAGE):
             raise Invalid(f"{name}: must be a whole number from 0 to {MAX_PAGE}, got {raw!r}")
-    return values["top"], values["skip"] or 0
+        found.append(None if raw is None else int(raw))
+    return found[0], found[1] or 0
 
 
 def _body() -> dict[str, Any]:
