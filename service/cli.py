@@ -217,7 +217,7 @@ def register(app: Flask) -> None:
                     short_help="Make, list and revoke API keys.")
     app.cli.add_command(keys)
 
-    @keys.command("create")
+    @keys.command("create", short_help="Make a key and print it, once.")
     @click.option("--name", required=True, help="A name to list and revoke the key by.")
     @click.option("--role", type=click.Choice(list(auth.ROLES)), default=auth.CLIENT, show_default=True,
                   help="client: rank, reward, read the catalog; admin: everything.")
@@ -233,7 +233,7 @@ def register(app: Flask) -> None:
                    err=True)
         click.echo(key)
 
-    @keys.command("list")
+    @keys.command("list", short_help="List the stored keys.")
     def keys_list() -> None:
         """List the stored keys: name, role, created, revoked."""
         db = connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
@@ -241,7 +241,7 @@ def register(app: Flask) -> None:
             revoked = f"revoked {_when(key['revoked_at'])}" if key["revoked_at"] else "active"
             click.echo(f"{key['name']}\t{key['role']}\tcreated {_when(key['created_at'])}\t{revoked}")
 
-    @keys.command("revoke")
+    @keys.command("revoke", short_help="Revoke a stored key by name.")
     @click.argument("name")
     def keys_revoke(name: str) -> None:
         """Revoke a stored key: requests with it are refused from the next one on."""
