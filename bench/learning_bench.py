@@ -51,7 +51,7 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "mis-tuned (-l 0.005, no interactions)": {"titles": {"vw_args": "-l 0.005"}, "artwork": {"vw_args": "-l 0.005"}},
 }
 
-CHECKPOINTS = (5_000, 20_000, 50_000, 100_000)
+CHECKPOINTS = (5_000, 20_000, 50_000, 100_000, 150_000, 200_000)
 WINDOW = 1000
 
 
