@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import sqlite_utils
 from pydantic import ValidationError
@@ -59,8 +60,13 @@ def _items(value: Any) -> list[str]:
 
 def _title_body(row: dict[str, Any]) -> dict[str, Any]:
     year = row.get("year")
-    body = {"id": row["title_id"], "name": row.get("title") or "", "genres": _items(row.get("genres")),
-            "year": int(year) if year not in (None, "") else None, "maturity": row.get("maturity") or None}
+    body = {
+        "id": row["title_id"],
+        "name": row.get("title") or "",
+        "genres": _items(row.get("genres")),
+        "year": int(year) if year not in (None, "") else None,
+        "maturity": row.get("maturity") or None,
+    }
     try:
         return TitleBody.model_validate(body).model_dump()
     except ValidationError as exc:
@@ -69,7 +75,11 @@ def _title_body(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def import_folder(
-    db: sqlite_utils.Database, *, folder: Path, manifest: Path, data_dir: str | Path,
+    db: sqlite_utils.Database,
+    *,
+    folder: Path,
+    manifest: Path,
+    data_dir: str | Path,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
     """Import every row of the manifest; refused rows are reported, not fatal."""
@@ -87,8 +97,9 @@ def import_folder(
     return summary
 
 
-def _import_row(db: sqlite_utils.Database, row: dict[str, Any], *, root: Path, data_dir: str | Path,
-                summary: ImportSummary) -> None:
+def _import_row(
+    db: sqlite_utils.Database, row: dict[str, Any], *, root: Path, data_dir: str | Path, summary: ImportSummary
+) -> None:
     for column in ("title_id", "file"):
         if not row.get(column):
             raise ValueError(f"the column {column!r} is empty")
@@ -115,8 +126,7 @@ def _import_row(db: sqlite_utils.Database, row: dict[str, Any], *, root: Path, d
             raise ValueError("title: the name is needed for a title not in the catalog yet") from None
         catalog.create_title(db, _title_body(row))
         summary.titles_created += 1
-    catalog.add_artwork(db, data_dir=data_dir, title_id=row["title_id"], image=image, artwork_id=artwork_id,
-                        tags=tags)
+    catalog.add_artwork(db, data_dir=data_dir, title_id=row["title_id"], image=image, artwork_id=artwork_id, tags=tags)
     summary.artworks_added += 1
 
 

@@ -7,9 +7,10 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import sqlite_utils
 
@@ -34,18 +35,33 @@ def check_tags(tags: Iterable[str]) -> list[str]:
 
 def _title_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "name": row["name"], "genres": json.loads(row["genres"]), "year": row["year"],
-        "maturity": row["maturity"], "features": json.loads(row["features"]), "active": bool(row["active"]),
-        "created_at": row["created_at"], "updated_at": row["updated_at"],
+        "id": row["id"],
+        "name": row["name"],
+        "genres": json.loads(row["genres"]),
+        "year": row["year"],
+        "maturity": row["maturity"],
+        "features": json.loads(row["features"]),
+        "active": bool(row["active"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
     }
 
 
 def _artwork_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "title_id": row["title_id"], "ordinal": row["ordinal"], "tags": json.loads(row["tags"]),
-        "visual": json.loads(row["visual"]), "format": row["format"], "width": row["width"],
-        "height": row["height"], "bytes": row["bytes"], "sha256": row["sha256"], "active": bool(row["active"]),
-        "created_at": row["created_at"], "retired_at": row["retired_at"],
+        "id": row["id"],
+        "title_id": row["title_id"],
+        "ordinal": row["ordinal"],
+        "tags": json.loads(row["tags"]),
+        "visual": json.loads(row["visual"]),
+        "format": row["format"],
+        "width": row["width"],
+        "height": row["height"],
+        "bytes": row["bytes"],
+        "sha256": row["sha256"],
+        "active": bool(row["active"]),
+        "created_at": row["created_at"],
+        "retired_at": row["retired_at"],
         "url": f"/v1/artworks/{row['id']}/image",
     }
 
@@ -74,8 +90,16 @@ def create_title(db: sqlite_utils.Database, body: Mapping[str, Any]) -> dict[str
         db.execute(
             "INSERT INTO titles (id, name, genres, year, maturity, features, active, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
-            [title_id, body["name"], json.dumps(body.get("genres") or []), body.get("year"), body.get("maturity"),
-             json.dumps(body.get("features") or {}, sort_keys=True), now, now],
+            [
+                title_id,
+                body["name"],
+                json.dumps(body.get("genres") or []),
+                body.get("year"),
+                body.get("maturity"),
+                json.dumps(body.get("features") or {}, sort_keys=True),
+                now,
+                now,
+            ],
         )
         bump(db, CATALOG_VERSION)
     return get_title(db, title_id)
@@ -87,8 +111,15 @@ def replace_title(db: sqlite_utils.Database, title_id: str, body: Mapping[str, A
         cursor = db.execute(
             "UPDATE titles SET name = ?, genres = ?, year = ?, maturity = ?, features = ?, active = 1, "
             "updated_at = ? WHERE id = ?",
-            [body["name"], json.dumps(body.get("genres") or []), body.get("year"), body.get("maturity"),
-             json.dumps(body.get("features") or {}, sort_keys=True), time.time(), title_id],
+            [
+                body["name"],
+                json.dumps(body.get("genres") or []),
+                body.get("year"),
+                body.get("maturity"),
+                json.dumps(body.get("features") or {}, sort_keys=True),
+                time.time(),
+                title_id,
+            ],
         )
         if cursor.rowcount == 0:
             raise NotFound(f"title {title_id!r} does not exist")
@@ -99,8 +130,9 @@ def replace_title(db: sqlite_utils.Database, title_id: str, body: Mapping[str, A
 def retire_title(db: sqlite_utils.Database, title_id: str) -> None:
     """Stop choosing a title; it and its artworks stay stored for the log."""
     with write_transaction(db):
-        cursor = db.execute("UPDATE titles SET active = 0, updated_at = ? WHERE id = ? AND active = 1",
-                            [time.time(), title_id])
+        cursor = db.execute(
+            "UPDATE titles SET active = 0, updated_at = ? WHERE id = ? AND active = 1", [time.time(), title_id]
+        )
         if cursor.rowcount == 0:
             get_title(db, title_id)  # NotFound for an unknown id; retiring twice is a no-op
             return
@@ -111,8 +143,10 @@ def list_artworks(db: sqlite_utils.Database, title_id: str, *, include_retired: 
     """Return a title's artworks in upload order; raise ``NotFound`` for an unknown title."""
     get_title(db, title_id)
     where = "" if include_retired else "AND active = 1"
-    return [_artwork_row(row) for row in
-            db.query(f"SELECT * FROM artworks WHERE title_id = ? {where} ORDER BY ordinal", [title_id])]
+    return [
+        _artwork_row(row)
+        for row in db.query(f"SELECT * FROM artworks WHERE title_id = ? {where} ORDER BY ordinal", [title_id])
+    ]
 
 
 def get_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
@@ -126,8 +160,14 @@ def get_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
 
 
 def add_artwork(
-    db: sqlite_utils.Database, *, data_dir: str | Path, title_id: str, image: CheckedImage,
-    artwork_id: str | None, tags: Iterable[str], replaces: str | None = None,
+    db: sqlite_utils.Database,
+    *,
+    data_dir: str | Path,
+    title_id: str,
+    image: CheckedImage,
+    artwork_id: str | None,
+    tags: Iterable[str],
+    replaces: str | None = None,
 ) -> dict[str, Any]:
     """Store a checked image for a title: the file first (atomically), then the row; nothing half-done.
 
@@ -153,16 +193,29 @@ def add_artwork(
                     raise NotFound(f"artwork {replaces!r} (to replace) does not exist")
                 if old[0] != title_id or not old[1]:
                     raise Conflict(f"artwork {replaces!r} is not an active artwork of title {title_id!r}")
-            ordinal = db.execute("SELECT COALESCE(MAX(ordinal), -1) + 1 FROM artworks WHERE title_id = ?",
-                                 [title_id]).fetchone()[0]
+            ordinal = db.execute(
+                "SELECT COALESCE(MAX(ordinal), -1) + 1 FROM artworks WHERE title_id = ?", [title_id]
+            ).fetchone()[0]
             temporary.write_bytes(image.data)
             os.replace(temporary, target)
             written = True
             db.execute(
                 "INSERT INTO artworks (id, title_id, ordinal, tags, visual, format, width, height, bytes, sha256, "
                 "path, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                [artwork_id, title_id, ordinal, json.dumps(list(dict.fromkeys(tags))), json.dumps(image.visual),
-                 image.format, image.width, image.height, len(image.data), digest, str(relative), time.time()],
+                [
+                    artwork_id,
+                    title_id,
+                    ordinal,
+                    json.dumps(list(dict.fromkeys(tags))),
+                    json.dumps(image.visual),
+                    image.format,
+                    image.width,
+                    image.height,
+                    len(image.data),
+                    digest,
+                    str(relative),
+                    time.time(),
+                ],
             )
             if replaces is not None:
                 db.execute("UPDATE artworks SET active = 0, retired_at = ? WHERE id = ?", [time.time(), replaces])
@@ -178,8 +231,9 @@ def add_artwork(
 def retire_artwork(db: sqlite_utils.Database, artwork_id: str) -> None:
     """Stop choosing an artwork; its file and row stay for the log."""
     with write_transaction(db):
-        cursor = db.execute("UPDATE artworks SET active = 0, retired_at = ? WHERE id = ? AND active = 1",
-                            [time.time(), artwork_id])
+        cursor = db.execute(
+            "UPDATE artworks SET active = 0, retired_at = ? WHERE id = ? AND active = 1", [time.time(), artwork_id]
+        )
         if cursor.rowcount == 0:
             get_artwork(db, artwork_id)
             return
@@ -187,12 +241,16 @@ def retire_artwork(db: sqlite_utils.Database, artwork_id: str) -> None:
 
 
 def restore_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
-    """Choose a retired artwork again (a seasonal poster back in season); return it. Restoring an active one changes nothing.
+    """Choose a retired artwork again (a seasonal poster back in season); return it.
+
+    Restoring an active one changes nothing.
 
     It keeps its upload time, so it gets no new trial (``ARTWORK_TRIAL_HOURS`` counts from the upload).
     """
     with write_transaction(db):
-        cursor = db.execute("UPDATE artworks SET active = 1, retired_at = NULL WHERE id = ? AND active = 0", [artwork_id])
+        cursor = db.execute(
+            "UPDATE artworks SET active = 1, retired_at = NULL WHERE id = ? AND active = 0", [artwork_id]
+        )
         if cursor.rowcount:
             bump(db, CATALOG_VERSION)
     return get_artwork(db, artwork_id)
@@ -234,10 +292,12 @@ def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
     """Read the active catalog and build every VW line once."""
     version = catalog_version(db)
     artworks: dict[str, list[tuple[str, str, float]]] = {}
-    for row in db.query("SELECT id, title_id, tags, visual, created_at FROM artworks WHERE active = 1 "
-                        "ORDER BY title_id, ordinal"):
-        line = features.artwork_action(artwork_id=row["id"], tags=json.loads(row["tags"]),
-                                       visual_tokens=visual_tokens(json.loads(row["visual"])))
+    for row in db.query(
+        "SELECT id, title_id, tags, visual, created_at FROM artworks WHERE active = 1 ORDER BY title_id, ordinal"
+    ):
+        line = features.artwork_action(
+            artwork_id=row["id"], tags=json.loads(row["tags"]), visual_tokens=visual_tokens(json.loads(row["visual"]))
+        )
         artworks.setdefault(row["title_id"], []).append((row["id"], line, row["created_at"]))
     titles: dict[str, ServingTitle] = {}
     for title in list_titles(db):
@@ -245,10 +305,18 @@ def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
         if not arts:
             continue  # a title with no active artwork cannot be shown
         titles[title["id"]] = ServingTitle(
-            id=title["id"], genres=tuple(title["genres"]), action_line=features.title_action(title),
-            artwork_ids=tuple(a for a, _, _ in arts), artwork_lines=tuple(line for _, line, _ in arts),
-            artwork_block=Block.of([line for _, line, _ in arts]), artwork_created=tuple(c for _, _, c in arts),
+            id=title["id"],
+            genres=tuple(title["genres"]),
+            action_line=features.title_action(title),
+            artwork_ids=tuple(a for a, _, _ in arts),
+            artwork_lines=tuple(line for _, line, _ in arts),
+            artwork_block=Block.of([line for _, line, _ in arts]),
+            artwork_created=tuple(c for _, _, c in arts),
             created_at=title["created_at"],
         )
-    return CatalogSnapshot(version=version, titles=titles, order=tuple(titles),
-                           all_titles_block=Block.of([title.action_line for title in titles.values()]))
+    return CatalogSnapshot(
+        version=version,
+        titles=titles,
+        order=tuple(titles),
+        all_titles_block=Block.of([title.action_line for title in titles.values()]),
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import sqlite_utils
 from PIL import Image, ImageDraw
@@ -15,10 +15,50 @@ from assets.images import check_image
 
 GENRES = ("comedy", "drama", "thriller", "horror", "romance", "sci-fi", "documentary", "animation", "action", "crime")
 MATURITY = ("G", "PG", "PG-13", "R")
-WORDS = ("Midnight", "Golden", "Silent", "Last", "Broken", "Hidden", "Electric", "Paper", "Iron", "Velvet",
-         "Northern", "Lost", "Crimson", "Glass", "Wild", "Quiet", "Burning", "Distant", "Secret", "Summer")
-NOUNS = ("Harbor", "Garden", "Signal", "Orbit", "Letters", "Heist", "Kingdom", "Echo", "River", "Circus",
-         "Frontier", "Engine", "Island", "Verdict", "Parade", "Lantern", "Empire", "Tide", "Mirror", "Machine")
+WORDS = (
+    "Midnight",
+    "Golden",
+    "Silent",
+    "Last",
+    "Broken",
+    "Hidden",
+    "Electric",
+    "Paper",
+    "Iron",
+    "Velvet",
+    "Northern",
+    "Lost",
+    "Crimson",
+    "Glass",
+    "Wild",
+    "Quiet",
+    "Burning",
+    "Distant",
+    "Secret",
+    "Summer",
+)
+NOUNS = (
+    "Harbor",
+    "Garden",
+    "Signal",
+    "Orbit",
+    "Letters",
+    "Heist",
+    "Kingdom",
+    "Echo",
+    "River",
+    "Circus",
+    "Frontier",
+    "Engine",
+    "Island",
+    "Verdict",
+    "Parade",
+    "Lantern",
+    "Empire",
+    "Tide",
+    "Mirror",
+    "Machine",
+)
 SIZE = (300, 450)
 
 # Palettes by mood: (background top, background bottom, accent).
@@ -60,7 +100,11 @@ def _ensemble(draw: ImageDraw.ImageDraw, accent: tuple[int, int, int], rng: rand
 
 def _landscape(draw: ImageDraw.ImageDraw, accent: tuple[int, int, int], rng: random.Random) -> None:
     horizon = rng.randint(250, 320)
-    points = [(0, horizon)] + [(x, horizon - rng.randint(0, 90)) for x in range(0, SIZE[0] + 1, 50)] + [(SIZE[0], SIZE[1]), (0, SIZE[1])]
+    points = (
+        [(0, horizon)]
+        + [(x, horizon - rng.randint(0, 90)) for x in range(0, SIZE[0] + 1, 50)]
+        + [(SIZE[0], SIZE[1]), (0, SIZE[1])]
+    )
     draw.polygon(points, fill=tuple(c // 2 for c in accent))
     r = rng.randint(25, 45)
     draw.ellipse([200 - r, 90 - r, 200 + r, 90 + r], fill=accent)
@@ -77,7 +121,10 @@ def _text(draw: ImageDraw.ImageDraw, accent: tuple[int, int, int], rng: random.R
 
 
 DRAWERS: dict[str, Callable[[ImageDraw.ImageDraw, tuple[int, int, int], random.Random], None]] = {
-    "face": _face, "ensemble": _ensemble, "landscape": _landscape, "text": _text,
+    "face": _face,
+    "ensemble": _ensemble,
+    "landscape": _landscape,
+    "text": _text,
 }
 
 
@@ -94,8 +141,9 @@ def poster(*, palette: str, composition: str, title: str, rng: random.Random) ->
     return out.getvalue()
 
 
-def demo_titles(*, seed: int, count: int, artworks_per_title: int | None = None
-                ) -> Iterator[tuple[dict, list[tuple[str, list[str], bytes]]]]:
+def demo_titles(
+    *, seed: int, count: int, artworks_per_title: int | None = None
+) -> Iterator[tuple[dict, list[tuple[str, list[str], bytes]]]]:
     """Yield (title body, [(artwork id, tags, JPEG bytes)]) for ``count`` titles, deterministic for ``seed``.
 
     Each title gets 3-6 posters in distinct styles, or exactly ``artworks_per_title``.
@@ -105,22 +153,39 @@ def demo_titles(*, seed: int, count: int, artworks_per_title: int | None = None
         name = f"{rng.choice(WORDS)} {rng.choice(NOUNS)}"
         title_id = f"t{index + 1:03d}"
         genres = rng.sample(GENRES, k=rng.choice((1, 2, 2, 3)))
-        body = {"id": title_id, "name": name, "genres": genres, "year": rng.randint(1975, 2026),
-                "maturity": rng.choice(MATURITY), "features": {"runtime_minutes": rng.randint(80, 160)}}
+        body = {
+            "id": title_id,
+            "name": name,
+            "genres": genres,
+            "year": rng.randint(1975, 2026),
+            "maturity": rng.choice(MATURITY),
+            "features": {"runtime_minutes": rng.randint(80, 160)},
+        }
         styles = [(p, c) for p in PALETTES for c in COMPOSITIONS]
         rng.shuffle(styles)
         artworks = []
         how_many = rng.randint(3, 6) if artworks_per_title is None else artworks_per_title
         for number, (palette, composition) in enumerate(styles[:how_many]):
             tags = [palette, composition]
-            artworks.append((f"{title_id}-a{number + 1}", tags, poster(palette=palette, composition=composition,
-                                                                        title=name, rng=rng)))
+            artworks.append(
+                (
+                    f"{title_id}-a{number + 1}",
+                    tags,
+                    poster(palette=palette, composition=composition, title=name, rng=rng),
+                )
+            )
         yield body, artworks
 
 
-def build_demo_catalog(db: sqlite_utils.Database, *, data_dir: str | Path, seed: int = 7, count: int = 60,
-                       artworks_per_title: int | None = None,
-                       progress: Callable[[int], None] | None = None) -> dict[str, int]:
+def build_demo_catalog(
+    db: sqlite_utils.Database,
+    *,
+    data_dir: str | Path,
+    seed: int = 7,
+    count: int = 60,
+    artworks_per_title: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, int]:
     """Add the demo catalog through the same checks as uploads; skip titles that already exist."""
     added_titles = added_artworks = 0
     existing = {row["id"] for row in catalog.list_titles(db, include_retired=True)}
@@ -128,8 +193,14 @@ def build_demo_catalog(db: sqlite_utils.Database, *, data_dir: str | Path, seed:
         if body["id"] not in existing:
             catalog.create_title(db, body)
             for artwork_id, tags, data in artworks:
-                catalog.add_artwork(db, data_dir=data_dir, title_id=body["id"], image=check_image(data),
-                                    artwork_id=artwork_id, tags=tags)
+                catalog.add_artwork(
+                    db,
+                    data_dir=data_dir,
+                    title_id=body["id"],
+                    image=check_image(data),
+                    artwork_id=artwork_id,
+                    tags=tags,
+                )
                 added_artworks += 1
             added_titles += 1
         if progress is not None:

@@ -26,8 +26,20 @@ MAX_PIXELS = 40_000_000
 MIN_SIDE = 16
 MAX_SIDE = 16383  # WebP's limit: every rendition must be encodable
 ANALYSIS_SIDE = 256  # features are computed on a copy at most this large: cheap and stable
-HUE_NAMES = ("red", "orange", "yellow", "chartreuse", "green", "spring", "cyan", "azure", "blue", "violet",
-             "magenta", "rose")
+HUE_NAMES = (
+    "red",
+    "orange",
+    "yellow",
+    "chartreuse",
+    "green",
+    "spring",
+    "cyan",
+    "azure",
+    "blue",
+    "violet",
+    "magenta",
+    "rose",
+)
 WHITE = (255, 255, 255)
 SRGB = ImageCms.createProfile("sRGB")
 
@@ -53,8 +65,10 @@ def check_image(data: bytes) -> CheckedImage:
     if not data:
         raise InvalidImage("file: the upload is empty")
     if len(data) > MAX_BYTES:
-        raise InvalidImage(f"file: the upload is {len(data):,} bytes; an image may be at most {MAX_BYTES:,} bytes "
-                           f"({MAX_BYTES / 2 ** 20:g} MiB)")
+        raise InvalidImage(
+            f"file: the upload is {len(data):,} bytes; an image may be at most {MAX_BYTES:,} bytes "
+            f"({MAX_BYTES / 2**20:g} MiB)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -82,12 +96,20 @@ def check_image(data: bytes) -> CheckedImage:
     except InvalidImage:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImage("file: not a readable image (or one that decodes to too many pixels); upload a JPEG, PNG "
-                           "or WebP still image") from None
+        raise InvalidImage(
+            "file: not a readable image (or one that decodes to too many pixels); upload a JPEG, PNG "
+            "or WebP still image"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"file: the image is corrupt or truncated ({exc})") from None
-    return CheckedImage(data=master, format=fmt, extension=ALLOWED_FORMATS[fmt], width=upright.width,
-                        height=upright.height, visual=visual_features(upright))
+    return CheckedImage(
+        data=master,
+        format=fmt,
+        extension=ALLOWED_FORMATS[fmt],
+        width=upright.width,
+        height=upright.height,
+        visual=visual_features(upright),
+    )
 
 
 def to_srgb(image: Image.Image) -> Image.Image:
@@ -206,8 +228,10 @@ def palette(image: Image.Image, colours: int = 5) -> list[dict[str, Any]]:
     counts: list[tuple[int, int]] = sorted(quantized.getcolors() or [], reverse=True)  # type: ignore[arg-type]
     flat = quantized.getpalette() or []
     size = image.width * image.height
-    return [{"hex": "#{:02x}{:02x}{:02x}".format(*flat[3 * index:3 * index + 3]), "share": round(count / size, 4)}
-            for count, index in counts[:colours]]
+    return [
+        {"hex": "#{:02x}{:02x}{:02x}".format(*flat[3 * index : 3 * index + 3]), "share": round(count / size, 4)}
+        for count, index in counts[:colours]
+    ]
 
 
 def _gradients(luma: np.ndarray) -> np.ndarray:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from PIL import Image, ImageOps
 
@@ -89,8 +89,9 @@ def render(master: Path, rendition: Rendition) -> bytes:
     elif box_w or box_h:
         scale = box_w / width if box_w else box_h / height
         if scale < 1:
-            image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                                 Image.Resampling.LANCZOS)
+            image = image.resize(
+                (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS
+            )
         elif scale_back < 1:  # decoded smaller than the master, but the rendition is the master's size
             image = image.resize((width, height), Image.Resampling.LANCZOS)
     return encode(image, FORMATS[rendition.format][0], quality=82)

@@ -28,15 +28,16 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import sqlite_utils
 
 from bandits import evaluation
 from bandits.offline import policy_rounds
-from bandits.policy import APPRENTICE, ONLINE, POLICY_NAMES, load_policy, stored_overrides, store_overrides
+from bandits.policy import APPRENTICE, ONLINE, POLICY_NAMES, load_policy, store_overrides, stored_overrides
 from bandits.storage import Writes, inline, write_transaction
 
 log = logging.getLogger("marquee.apprentice")
@@ -60,15 +61,20 @@ def wilson(successes: int, trials: int, *, level: float = LEVEL) -> dict[str, An
 def mean_interval(values: np.ndarray, *, level: float = LEVEL) -> dict[str, Any]:
     """Return a mean with its normal interval (None values for fewer than two)."""
     if values.size < 2:
-        return {"value": float(values.mean()) if values.size else None, "ci_low": None, "ci_high": None,
-                "n": int(values.size)}
+        return {
+            "value": float(values.mean()) if values.size else None,
+            "ci_low": None,
+            "ci_high": None,
+            "n": int(values.size),
+        }
     value = float(values.mean())
     low, high = evaluation._normal(value, values, level)
     return {"value": value, "ci_low": low, "ci_high": high, "n": int(values.size)}
 
 
-def report(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *,
-           limit: int = REPORT_EVENTS) -> dict[str, Any]:
+def report(
+    db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *, limit: int = REPORT_EVENTS
+) -> dict[str, Any]:
     """Return the policy's learning mode, match rate, baseline reward and evidence, over its newest closed events."""
     settings = load_policy(db, config, policy)
     rounds = policy_rounds(db, config, policy, limit=limit)
@@ -85,8 +91,10 @@ def report(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *,
     evidence = mean_interval(difference)
     ready = bool(evidence["n"] >= MIN_EVIDENCE and evidence["ci_low"] is not None and evidence["ci_low"] > 0.0)
     if evidence["n"] == 0:
-        verdict = ("no evidence yet: every decision read served its action deterministically; Online traffic, or "
-                   "apprentice_exploration above 0, logs the exploration that can show the model beats the baseline")
+        verdict = (
+            "no evidence yet: every decision read served its action deterministically; Online traffic, or "
+            "apprentice_exploration above 0, logs the exploration that can show the model beats the baseline"
+        )
     elif evidence["n"] < MIN_EVIDENCE:
         verdict = f"{evidence['n']} exploring decisions; at least {MIN_EVIDENCE} are needed to judge"
     elif ready:
@@ -94,9 +102,12 @@ def report(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *,
     else:
         verdict = "not shown better than the baseline: the lower bound of (model - baseline) is not above 0"
     return {
-        "policy": policy, "learning_mode": settings.learning_mode, "auto_switch": settings.auto_switch,
+        "policy": policy,
+        "learning_mode": settings.learning_mode,
+        "auto_switch": settings.auto_switch,
         "apprentice_exploration": settings.apprentice_exploration,
-        "decisions": int(len(rounds)), "baseline_decisions": int(following.sum()),
+        "decisions": int(len(rounds)),
+        "baseline_decisions": int(following.sum()),
         "match_rate": wilson(int((rounds.greedy[judged] == 0).sum()), int(judged.sum())),
         "baseline_reward": mean_interval(rounds.reward[served_baseline]),
         "baseline_reward_when_model_agreed": mean_interval(rounds.reward[served_baseline & (rounds.greedy == 0)]),
@@ -107,7 +118,8 @@ def report(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *,
             "model_minus_baseline": {key: evidence[key] for key in ("value", "ci_low", "ci_high")},
             "level": LEVEL,
         },
-        "switch_ready": ready, "verdict": verdict,
+        "switch_ready": ready,
+        "verdict": verdict,
     }
 
 
@@ -123,7 +135,7 @@ def switch_online(db: sqlite_utils.Database, policy: str) -> bool:
 
 
 class SwitchCheck:
-    """Runs ``report`` for apprentice policies with ``auto_switch`` at most every ``every`` seconds; switches the ready ones."""
+    """Runs ``report`` on ``auto_switch`` apprentice policies at most every ``every`` seconds; switches ready ones."""
 
     def __init__(self, *, every: float = 60.0) -> None:
         self.every = every
@@ -141,7 +153,11 @@ class SwitchCheck:
                 continue
             found = report(db, config, policy)
             if found["switch_ready"] and writes(partial(switch_online, db, policy)):
-                log.info("policy %s: switched online (%s; model - baseline %s)", policy, found["verdict"],
-                         found["evidence"]["model_minus_baseline"])
+                log.info(
+                    "policy %s: switched online (%s; model - baseline %s)",
+                    policy,
+                    found["verdict"],
+                    found["evidence"]["model_minus_baseline"],
+                )
                 switched.append(policy)
         return switched

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import sqlite_utils
 
@@ -26,7 +26,7 @@ class Block:
     lines: tuple[str, ...]
 
     @classmethod
-    def of(cls, lines: Sequence[str]) -> "Block":
+    def of(cls, lines: Sequence[str]) -> Block:
         """Return the block of these lines (the key is a 128-bit BLAKE2b digest of their text)."""
         text = "\n".join(lines)
         return cls(key=hashlib.blake2b(text.encode(), digest_size=16).hexdigest(), lines=tuple(lines))
@@ -49,8 +49,10 @@ def store(db: sqlite_utils.Database, database: str, blocks: Iterable[Block]) -> 
     known = _stored.get(database, set())
     new = {block.key: block for block in blocks if block.key not in known}
     if new:
-        db.conn.executemany("INSERT OR IGNORE INTO feature_blocks (key, lines) VALUES (?, ?)",
-                            [(block.key, block.text) for block in new.values()])
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO feature_blocks (key, lines) VALUES (?, ?)",
+            [(block.key, block.text) for block in new.values()],
+        )
     return list(new)
 
 
@@ -65,7 +67,7 @@ def load(db: sqlite_utils.Database, keys: Iterable[str]) -> Mapping[str, list[st
     wanted = sorted(set(keys))
     lines: dict[str, list[str]] = {}
     for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
+        chunk = wanted[start : start + 500]
         for key, text in db.execute(
             f"SELECT key, lines FROM feature_blocks WHERE key IN ({','.join('?' * len(chunk))})", chunk
         ):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import sqlite_utils
@@ -74,12 +75,24 @@ def rates(db: sqlite_utils.Database, *, points: int = 30, span: int = 20_000) ->
         entry = buckets.setdefault(bucket, {"since": since, "until": until, "shown": {}, "clicked": {}, "played": {}})
         entry["since"], entry["until"] = min(entry["since"], since), max(entry["until"], until)
         entry["shown"][explored], entry["clicked"][explored], entry["played"][explored] = shown, clicked, played
-    counts = dict(db.execute(
-        "SELECT (seq - :first) / :size AS bucket, COUNT(*) FROM events WHERE seq >= :first GROUP BY bucket",
-        {"first": first, "size": size}).fetchall())
-    return [RateBucket(since=entry["since"], until=entry["until"], events=int(counts.get(bucket, 0)),
-                       shown=entry["shown"], clicked=entry["clicked"], played=entry["played"], size=size)
-            for bucket, entry in sorted(buckets.items())]
+    counts = dict(
+        db.execute(
+            "SELECT (seq - :first) / :size AS bucket, COUNT(*) FROM events WHERE seq >= :first GROUP BY bucket",
+            {"first": first, "size": size},
+        ).fetchall()
+    )
+    return [
+        RateBucket(
+            since=entry["since"],
+            until=entry["until"],
+            events=int(counts.get(bucket, 0)),
+            shown=entry["shown"],
+            clicked=entry["clicked"],
+            played=entry["played"],
+            size=size,
+        )
+        for bucket, entry in sorted(buckets.items())
+    ]
 
 
 IDLE_FACTOR = 3.0  # a pause this many times a bucket's usual span (and at least IDLE_SECONDS) breaks the line
@@ -124,22 +137,33 @@ def common_segment_feature(seen: Mapping[str, Counter[str]], *, most_values: int
     A feature qualifies with 2 to ``most_values`` distinct values; the one carried by the most events
     wins, then the one with more values.
     """
-    ranked = sorted(((sum(values.values()), len(values), key) for key, values in seen.items()
-                     if 2 <= len(values) <= most_values), reverse=True)
+    ranked = sorted(
+        ((sum(values.values()), len(values), key) for key, values in seen.items() if 2 <= len(values) <= most_values),
+        reverse=True,
+    )
     return ranked[0][2] if ranked else None
 
 
-def most_shown_titles(db: sqlite_utils.Database, snapshot: CatalogSnapshot, *, sample: int = 2000,
-                      limit: int = 6) -> list[str]:
+def most_shown_titles(
+    db: sqlite_utils.Database, snapshot: CatalogSnapshot, *, sample: int = 2000, limit: int = 6
+) -> list[str]:
     """Return the servable titles shown most in recent events (catalog order when nothing was shown)."""
-    shown = [title_id for title_id, _ in db.execute(
-        "SELECT title_id, COUNT(*) AS n FROM impressions WHERE event_seq > (SELECT COALESCE(MAX(seq), 0) FROM events) - ? "
-        "GROUP BY title_id ORDER BY n DESC", [sample]) if title_id in snapshot.titles]
+    shown = [
+        title_id
+        for title_id, _ in db.execute(
+            "SELECT title_id, COUNT(*) AS n FROM impressions WHERE event_seq > (SELECT COALESCE(MAX(seq), 0) FROM "
+            "events) - ? "
+            "GROUP BY title_id ORDER BY n DESC",
+            [sample],
+        )
+        if title_id in snapshot.titles
+    ]
     return (shown or list(snapshot.order))[:limit]
 
 
-def winning_artwork(snapshot: CatalogSnapshot, model: ServingModel, *, feature: str, values: Sequence[str],
-                    titles: Sequence[str]) -> list[dict[str, Any]]:
+def winning_artwork(
+    snapshot: CatalogSnapshot, model: ServingModel, *, feature: str, values: Sequence[str], titles: Sequence[str]
+) -> list[dict[str, Any]]:
     """For each segment value, each title's greedy artwork and its estimated reward."""
     rows = []
     for value in values:
@@ -149,9 +173,13 @@ def winning_artwork(snapshot: CatalogSnapshot, model: ServingModel, *, feature: 
             title = snapshot.titles[title_id]
             costs = model.costs(features.artwork_shared(shared, title.action_line), title.artwork_lines)
             best = int(np.argmin(costs))
-            picks.append({"title_id": title_id, "artwork_id": title.artwork_ids[best],
-                          "estimated_reward": costs[best] / features.COST_PER_REWARD + 0.0,
-                          "artworks": len(title.artwork_ids)})
+            picks.append(
+                {
+                    "title_id": title_id,
+                    "artwork_id": title.artwork_ids[best],
+                    "estimated_reward": costs[best] / features.COST_PER_REWARD + 0.0,
+                    "artworks": len(title.artwork_ids),
+                }
+            )
         rows.append({"segment": value, "picks": picks})
     return rows
-

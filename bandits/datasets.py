@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import sqlite_utils
 
 from bandits import blocks
 from bandits.logimport import FORMATS, INLINE_POLICY, Decision, Skip, read_line
-from bandits.offline import Rounds, SpecError, RoundBuilder
+from bandits.offline import RoundBuilder, Rounds, SpecError
 from bandits.storage import write_transaction
 
 BATCH = 2000  # decisions written per transaction while importing
@@ -33,16 +34,34 @@ class ImportRefused(ValueError):
     """The file cannot be imported; the message names the line and the field. Nothing was stored."""
 
 
-def _insert_batch(db: sqlite_utils.Database, database: str, dataset_id: str, rows: list[tuple[int, int, Decision]]) -> None:
+def _insert_batch(
+    db: sqlite_utils.Database, database: str, dataset_id: str, rows: list[tuple[int, int, Decision]]
+) -> None:
     block_of = [blocks.Block.of(decision.actions) for _, _, decision in rows]
     with write_transaction(db):
         inserted = blocks.store(db, database, {block.key: block for block in block_of}.values())
         db.conn.executemany(
             "INSERT INTO dataset_rounds (dataset_id, seq, event_index, event_id, position, created_at, context, "
             "shared, block, action_ids, chosen, pscore, reward) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(dataset_id, seq, event_index, d.event_id, d.position, d.created_at, json.dumps(d.context), d.shared,
-              block.key, json.dumps(list(d.action_ids)), d.chosen, d.pscore, d.reward)
-             for (seq, event_index, d), block in zip(rows, block_of)])
+            [
+                (
+                    dataset_id,
+                    seq,
+                    event_index,
+                    d.event_id,
+                    d.position,
+                    d.created_at,
+                    json.dumps(d.context),
+                    d.shared,
+                    block.key,
+                    json.dumps(list(d.action_ids)),
+                    d.chosen,
+                    d.pscore,
+                    d.reward,
+                )
+                for (seq, event_index, d), block in zip(rows, block_of)
+            ],
+        )
     blocks.remember(database, inserted)
 
 
@@ -52,8 +71,16 @@ def _drop(db: sqlite_utils.Database, dataset_id: str) -> None:
         db.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
 
 
-def import_lines(db: sqlite_utils.Database, database: str, lines: Iterable[str | bytes], *, fmt: str,
-                 name: str | None = None, now: float | None = None, policy: str | None = None) -> dict[str, Any]:
+def import_lines(
+    db: sqlite_utils.Database,
+    database: str,
+    lines: Iterable[str | bytes],
+    *,
+    fmt: str,
+    name: str | None = None,
+    now: float | None = None,
+    policy: str | None = None,
+) -> dict[str, Any]:
     """Read a DSJson or JSON-lines file into a new dataset and return its summary.
 
     ``database`` is the database's path (the block cache's key). Lines that are well formed but
@@ -70,13 +97,17 @@ def import_lines(db: sqlite_utils.Database, database: str, lines: Iterable[str |
     if name is not None and (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME):
         raise ImportRefused(f"name: must be text of 1 to {MAX_NAME} characters")
     if policy is not None and (policy != INLINE_POLICY or fmt != "dsjson"):
-        raise ImportRefused(f"policy: only {INLINE_POLICY!r}, for DSJson from another service, is read into a "
-                            "policy's encoding (Marquee's own logs keep the policy that logged them)")
+        raise ImportRefused(
+            f"policy: only {INLINE_POLICY!r}, for DSJson from another service, is read into a "
+            "policy's encoding (Marquee's own logs keep the policy that logged them)"
+        )
     now = time.time() if now is None else now
     dataset_id = f"ds-{uuid.uuid4().hex[:16]}"
     with write_transaction(db):
-        db.execute("INSERT INTO datasets (id, name, format, status, created_at) VALUES (?, ?, ?, 'importing', ?)",
-                   [dataset_id, name or dataset_id, fmt, now])
+        db.execute(
+            "INSERT INTO datasets (id, name, format, status, created_at) VALUES (?, ?, ?, 'importing', ?)",
+            [dataset_id, name or dataset_id, fmt, now],
+        )
     skipped: dict[str, int] = {}
     events: dict[str, int] = {}
     policies: set[str | None] = set()
@@ -114,7 +145,8 @@ def import_lines(db: sqlite_utils.Database, database: str, lines: Iterable[str |
         db.execute(
             "UPDATE datasets SET status = 'ready', finished_at = ?, policy = ?, rounds = ?, events = ?, skipped = ?, "
             "first_at = ?, last_at = ? WHERE id = ?",
-            [time.time(), policy, count, len(events), json.dumps(skipped), first_at, last_at, dataset_id])
+            [time.time(), policy, count, len(events), json.dumps(skipped), first_at, last_at, dataset_id],
+        )
     found_dataset = get(db, dataset_id)
     assert found_dataset is not None
     return found_dataset
@@ -122,10 +154,18 @@ def import_lines(db: sqlite_utils.Database, database: str, lines: Iterable[str |
 
 def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "name": row["name"], "format": row["format"], "status": row["status"],
-        "policy": row["policy"], "decisions": row["rounds"], "events": row["events"],
-        "skipped": json.loads(row["skipped"]) if row["skipped"] else {}, "first_decision_at": row["first_at"],
-        "last_decision_at": row["last_at"], "created_at": row["created_at"], "finished_at": row["finished_at"],
+        "id": row["id"],
+        "name": row["name"],
+        "format": row["format"],
+        "status": row["status"],
+        "policy": row["policy"],
+        "decisions": row["rounds"],
+        "events": row["events"],
+        "skipped": json.loads(row["skipped"]) if row["skipped"] else {},
+        "first_decision_at": row["first_at"],
+        "last_decision_at": row["last_at"],
+        "created_at": row["created_at"],
+        "finished_at": row["finished_at"],
     }
 
 
@@ -154,12 +194,20 @@ def ready(db: sqlite_utils.Database, dataset_id: str) -> dict[str, Any]:
     if found is None:
         raise SpecError(f"dataset: there is no dataset {dataset_id!r}")
     if found["status"] != "ready":
-        raise SpecError(f"dataset: {dataset_id!r} is still importing (or its import stopped); it cannot be evaluated yet")
+        raise SpecError(
+            f"dataset: {dataset_id!r} is still importing (or its import stopped); it cannot be evaluated yet"
+        )
     return found
 
 
-def load(db: sqlite_utils.Database, dataset_id: str, *, since: float | None = None, until: float | None = None,
-         limit: int | None = None) -> Rounds:
+def load(
+    db: sqlite_utils.Database,
+    dataset_id: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+) -> Rounds:
     """Return a ready dataset's decisions made between ``since`` (inclusive) and ``until`` (exclusive) as rounds.
 
     Args:
@@ -174,9 +222,14 @@ def load(db: sqlite_utils.Database, dataset_id: str, *, since: float | None = No
     if until is not None:
         where.append("created_at < ?")
         params.append(until)
-    rows = list(db.execute(
-        "SELECT event_index, event_id, position, created_at, context, shared, block, action_ids, chosen, pscore, reward "
-        f"FROM dataset_rounds WHERE {' AND '.join(where)} ORDER BY event_index, seq", params))
+    rows = list(
+        db.execute(
+            "SELECT event_index, event_id, position, created_at, context, shared, block, action_ids, chosen, "
+            "pscore, reward "
+            f"FROM dataset_rounds WHERE {' AND '.join(where)} ORDER BY event_index, seq",
+            params,
+        )
+    )
     if limit is not None and rows:
         keep = set(sorted({row[0] for row in rows})[-limit:])
         rows = [row for row in rows if row[0] in keep]
@@ -185,8 +238,18 @@ def load(db: sqlite_utils.Database, dataset_id: str, *, since: float | None = No
     builder = RoundBuilder(info["policy"] or "dataset", lines_of)
     for row, event_index in zip(rows, renumbered):
         _, event_id, position, created_at, context, shared, block, action_ids, chosen, pscore, reward = row
-        builder.add(event_id=event_id, event_index=int(event_index), position=position, created_at=created_at,
-                    context=json.loads(context), shared=shared, block=block,
-                    action_index=range(len(lines_of[block])), chosen=chosen, pscore=pscore, reward=reward,
-                    action_ids=json.loads(action_ids))
+        builder.add(
+            event_id=event_id,
+            event_index=int(event_index),
+            position=position,
+            created_at=created_at,
+            context=json.loads(context),
+            shared=shared,
+            block=block,
+            action_index=range(len(lines_of[block])),
+            chosen=chosen,
+            pscore=pscore,
+            reward=reward,
+            action_ids=json.loads(action_ids),
+        )
     return builder.build()

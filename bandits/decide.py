@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,11 +81,24 @@ def candidate_titles(
 
 
 def decide_row(
-    *, snapshot: CatalogSnapshot, titles_model: ServingModel, artwork_model: ServingModel,
-    titles_exploration: Exploration, artwork_exploration: Exploration, user_id: str | None, user_features: Mapping[str, Any],
-    slots: int, candidates: Sequence[str] | None, exclude: Sequence[str], rng: np.random.Generator,
-    trial_seconds: float = 0.0, trial_share: float = 0.0, now: float | None = None,
-    diversity: Diversity | None = None, title_trial_seconds: float = 0.0, title_trial_share: float = 0.0,
+    *,
+    snapshot: CatalogSnapshot,
+    titles_model: ServingModel,
+    artwork_model: ServingModel,
+    titles_exploration: Exploration,
+    artwork_exploration: Exploration,
+    user_id: str | None,
+    user_features: Mapping[str, Any],
+    slots: int,
+    candidates: Sequence[str] | None,
+    exclude: Sequence[str],
+    rng: np.random.Generator,
+    trial_seconds: float = 0.0,
+    trial_share: float = 0.0,
+    now: float | None = None,
+    diversity: Diversity | None = None,
+    title_trial_seconds: float = 0.0,
+    title_trial_share: float = 0.0,
 ) -> RowDecision:
     """Choose titles for ``slots`` positions (no repeats) and an artwork for each; one VW call per policy step.
 
@@ -117,8 +131,9 @@ def decide_row(
     if title_trial_share > 0.0:
         title_cutoff = now - title_trial_seconds
         title_trial = [i for i, tid in enumerate(ids) if snapshot.titles[tid].created_at > title_cutoff]
-    picks = titles_exploration.row(costs, slots, rng, allowed=restriction, trial=title_trial,
-                                   trial_share=title_trial_share)
+    picks = titles_exploration.row(
+        costs, slots, rng, allowed=restriction, trial=title_trial, trial_share=title_trial_share
+    )
     decided: list[SlotDecision] = []
     for position, pick in enumerate(picks):
         title = snapshot.titles[ids[pick.index]]
@@ -128,18 +143,33 @@ def decide_row(
             cutoff = now - trial_seconds
             trial = [i for i, created in enumerate(title.artwork_created) if created > cutoff]
         art = artwork_exploration.pick(art_costs, rng, trial=trial, trial_share=trial_share)
-        decided.append(SlotDecision(
-            position=position, title_id=title.id, title_index=pick.index, title_prob=pick.probability,
-            title_offered=pick.offered,
-            title_explored=pick.explored, artwork_id=title.artwork_ids[art.index], artwork_ids=title.artwork_ids,
-            artwork_block=title.artwork_block, artwork_index=art.index, artwork_prob=art.probability,
-            artwork_explored=art.explored, title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
-            greedy_title_id=ids[pick.greedy_index], artwork_estimate=float(art_costs[art.index] / features.COST_PER_REWARD),
-            greedy_artwork_id=title.artwork_ids[art.greedy_index], title_lead=ids[pick.lead],
-            artwork_lead=title.artwork_ids[art.lead],
-        ))
+        decided.append(
+            SlotDecision(
+                position=position,
+                title_id=title.id,
+                title_index=pick.index,
+                title_prob=pick.probability,
+                title_offered=pick.offered,
+                title_explored=pick.explored,
+                artwork_id=title.artwork_ids[art.index],
+                artwork_ids=title.artwork_ids,
+                artwork_block=title.artwork_block,
+                artwork_index=art.index,
+                artwork_prob=art.probability,
+                artwork_explored=art.explored,
+                title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
+                greedy_title_id=ids[pick.greedy_index],
+                artwork_estimate=float(art_costs[art.index] / features.COST_PER_REWARD),
+                greedy_artwork_id=title.artwork_ids[art.greedy_index],
+                title_lead=ids[pick.lead],
+                artwork_lead=title.artwork_ids[art.lead],
+            )
+        )
     return RowDecision(
-        shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=tuple(decided),
+        shared_line=shared,
+        candidate_ids=tuple(ids),
+        candidate_block=block,
+        slots=tuple(decided),
         unavailable=tuple(unavailable),
         model_versions={"titles": titles_model.version, "artwork": artwork_model.version},
         diversity=restriction.report([pick.index for pick in picks]) if restriction is not None else None,

@@ -16,9 +16,9 @@ the row reports which part was not met; the row is always filled.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
-
+from typing import Any
 
 MAX_LIMIT = 100
 
@@ -44,23 +44,25 @@ class Diversity:
         return {"max_per_genre": self.max_per_genre, "min_genres": self.min_genres}
 
     @classmethod
-    def of(cls, max_per_genre: Any, min_genres: Any, *, where: str = "") -> "Diversity":
+    def of(cls, max_per_genre: Any, min_genres: Any, *, where: str = "") -> Diversity:
         """Check the two settings (0: no limit) and return the constraint; ``DiversityError`` names a bad one."""
         for name, value in (("max_per_genre", max_per_genre), ("min_genres", min_genres)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
                 raise DiversityError(f"{where}{name}: must be an integer in [0, {MAX_LIMIT}] (0: no limit)")
         return cls(max_per_genre=max_per_genre, min_genres=min_genres)
 
-    def override(self, given: Mapping[str, Any]) -> "Diversity":
+    def override(self, given: Mapping[str, Any]) -> Diversity:
         """Return this constraint with the keys present in ``given`` replaced (0 turns a part off)."""
         unknown = set(given) - {"max_per_genre", "min_genres"}
         if unknown:
-            raise DiversityError(f"diversity.{sorted(unknown)[0]}: not a diversity setting "
-                                 "(settings: max_per_genre, min_genres)")
-        return Diversity.of(given.get("max_per_genre", self.max_per_genre), given.get("min_genres", self.min_genres),
-                            where="diversity.")
+            raise DiversityError(
+                f"diversity.{sorted(unknown)[0]}: not a diversity setting (settings: max_per_genre, min_genres)"
+            )
+        return Diversity.of(
+            given.get("max_per_genre", self.max_per_genre), given.get("min_genres", self.min_genres), where="diversity."
+        )
 
-    def restriction(self, genres: Sequence[Sequence[str]], slots: int) -> "RowRestriction":
+    def restriction(self, genres: Sequence[Sequence[str]], slots: int) -> RowRestriction:
         """Return the per-slot restriction for a row of ``slots`` over candidates with these genres."""
         return RowRestriction(self, [tuple(g) for g in genres], slots)
 
@@ -105,5 +107,4 @@ class RowRestriction:
         unmet = set(self.unmet)
         if len(covered) < self.diversity.min_genres:
             unmet.add("min_genres")
-        return {**self.diversity.as_dict(), "genres_in_row": len(covered), "met": not unmet,
-                "unmet": sorted(unmet)}
+        return {**self.diversity.as_dict(), "genres_in_row": len(covered), "met": not unmet, "unmet": sorted(unmet)}

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -127,13 +128,16 @@ def _normal(value: float, terms: np.ndarray, level: float) -> tuple[float, float
     return value - half, value + half
 
 
-def bootstrap_means(columns: list[np.ndarray], *, n_bootstrap: int, seed: int, threads: int | None = None) -> np.ndarray:
+def bootstrap_means(
+    columns: list[np.ndarray], *, n_bootstrap: int, seed: int, threads: int | None = None
+) -> np.ndarray:
     """Return the means of each column over ``n_bootstrap`` resamples of the rounds, shape (n_bootstrap, k).
 
     Each resample draws ``n`` round indices uniformly with replacement, and every column is averaged
     over the same indices. Resamples come in blocks of ``RESAMPLES_PER_BLOCK``, block ``j`` drawn from
-    a generator seeded with ``(seed, j)``; so the result depends on the seed alone, not on ``threads`` (default: one per core, at most 4; NumPy's sampling and gathering
-    release the GIL, and one resample of a million rounds takes about 10 ms).
+    a generator seeded with ``(seed, j)``; so the result depends on the seed alone, not on ``threads``
+    (default: one per core, at most 4; NumPy's sampling and gathering release the GIL, and one resample
+    of a million rounds takes about 10 ms).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
@@ -162,26 +166,50 @@ def bootstrap_means(columns: list[np.ndarray], *, n_bootstrap: int, seed: int, t
     return means
 
 
-def _bootstrap(statistic: Callable[[np.ndarray], np.ndarray], columns: list[np.ndarray], *, level: float,
-               n_bootstrap: int, seed: int) -> tuple[float, float]:
+def _bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    columns: list[np.ndarray],
+    *,
+    level: float,
+    n_bootstrap: int,
+    seed: int,
+) -> tuple[float, float]:
     values = statistic(bootstrap_means(columns, n_bootstrap=n_bootstrap, seed=seed))
     low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
 
-def _estimate(name: str, *, value: float, terms: np.ndarray, ess: float, level: float, interval: str,
-              n_bootstrap: int, seed: int) -> Estimate:
+def _estimate(
+    name: str, *, value: float, terms: np.ndarray, ess: float, level: float, interval: str, n_bootstrap: int, seed: int
+) -> Estimate:
     """An estimate whose value is the mean of ``terms`` (IPS, DM, DR)."""
     if interval == "normal":
         low, high = _normal(value, terms, level)
     else:
         low, high = _bootstrap(lambda means: means[:, 0], [terms], level=level, n_bootstrap=n_bootstrap, seed=seed)
-    return Estimate(estimator=name, value=value, ci_low=low, ci_high=high, level=level, interval=interval,
-                    n_rounds=int(terms.size), effective_sample_size=ess)
+    return Estimate(
+        estimator=name,
+        value=value,
+        ci_low=low,
+        ci_high=high,
+        level=level,
+        interval=interval,
+        n_rounds=int(terms.size),
+        effective_sample_size=ess,
+    )
 
 
-def ips(*, reward: Any, pscore: Any, target_prob: Any, clip: float | None = None, level: float = 0.95,
-        interval: str = "normal", n_bootstrap: int = 1000, seed: int = 0) -> Estimate:
+def ips(
+    *,
+    reward: Any,
+    pscore: Any,
+    target_prob: Any,
+    clip: float | None = None,
+    level: float = 0.95,
+    interval: str = "normal",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> Estimate:
     """Estimate the target policy's value by inverse propensity scoring: ``mean(w * reward)``.
 
     Args:
@@ -197,13 +225,28 @@ def ips(*, reward: Any, pscore: Any, target_prob: Any, clip: float | None = None
     data = _arrays(reward=reward, pscore=pscore, target_prob=target_prob)
     weights = _weights(data["pscore"], data["target_prob"], clip)
     terms = weights * data["reward"]
-    return _estimate("ips" if clip is None else f"ips(clip={clip:g})", value=float(terms.mean()), terms=terms,
-                     ess=effective_sample_size(weights), level=level, interval=interval, n_bootstrap=n_bootstrap,
-                     seed=seed)
+    return _estimate(
+        "ips" if clip is None else f"ips(clip={clip:g})",
+        value=float(terms.mean()),
+        terms=terms,
+        ess=effective_sample_size(weights),
+        level=level,
+        interval=interval,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
 
 
-def snips(*, reward: Any, pscore: Any, target_prob: Any, level: float = 0.95, interval: str = "normal",
-          n_bootstrap: int = 1000, seed: int = 0) -> Estimate:
+def snips(
+    *,
+    reward: Any,
+    pscore: Any,
+    target_prob: Any,
+    level: float = 0.95,
+    interval: str = "normal",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> Estimate:
     """Estimate the target policy's value by self-normalized IPS: ``sum(w * reward) / sum(w)``.
 
     Raises:
@@ -215,13 +258,15 @@ def snips(*, reward: Any, pscore: Any, target_prob: Any, level: float = 0.95, in
     weights = _weights(data["pscore"], data["target_prob"], None)
     total = float(weights.sum())
     if total <= 0:
-        raise ValueError("target_prob: the target policy gives probability 0 to every logged action; "
-                         "SNIPS is undefined")
+        raise ValueError(
+            "target_prob: the target policy gives probability 0 to every logged action; SNIPS is undefined"
+        )
     weighted = weights * data["reward"]
     value = float(weighted.sum()) / total
     if interval == "normal":
         low, high = _normal(value, weights * (data["reward"] - value) / weights.mean(), level)
     else:
+
         def ratio(means: np.ndarray) -> np.ndarray:
             # A resample may hold no round the target policy would choose; its ratio is then undefined.
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -229,24 +274,52 @@ def snips(*, reward: Any, pscore: Any, target_prob: Any, level: float = 0.95, in
             return values[np.isfinite(values)]
 
         low, high = _bootstrap(ratio, [weighted, weights], level=level, n_bootstrap=n_bootstrap, seed=seed)
-    return Estimate(estimator="snips", value=value, ci_low=low, ci_high=high, level=level, interval=interval,
-                    n_rounds=int(weights.size), effective_sample_size=effective_sample_size(weights))
+    return Estimate(
+        estimator="snips",
+        value=value,
+        ci_low=low,
+        ci_high=high,
+        level=level,
+        interval=interval,
+        n_rounds=int(weights.size),
+        effective_sample_size=effective_sample_size(weights),
+    )
 
 
-def dm(*, q_target: Any, level: float = 0.95, interval: str = "normal", n_bootstrap: int = 1000,
-       seed: int = 0) -> Estimate:
+def dm(
+    *, q_target: Any, level: float = 0.95, interval: str = "normal", n_bootstrap: int = 1000, seed: int = 0
+) -> Estimate:
     """Estimate the target policy's value by the direct method: ``mean(q_target)``.
 
     The interval covers the sampling of contexts only; the reward model's bias is not in it.
     """
     _options(level, interval, n_bootstrap)
     terms = _arrays(q_target=q_target)["q_target"]
-    return _estimate("dm", value=float(terms.mean()), terms=terms, ess=float(terms.size), level=level,
-                     interval=interval, n_bootstrap=n_bootstrap, seed=seed)
+    return _estimate(
+        "dm",
+        value=float(terms.mean()),
+        terms=terms,
+        ess=float(terms.size),
+        level=level,
+        interval=interval,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
 
 
-def dr(*, reward: Any, pscore: Any, target_prob: Any, q_logged: Any, q_target: Any, clip: float | None = None,
-       level: float = 0.95, interval: str = "normal", n_bootstrap: int = 1000, seed: int = 0) -> Estimate:
+def dr(
+    *,
+    reward: Any,
+    pscore: Any,
+    target_prob: Any,
+    q_logged: Any,
+    q_target: Any,
+    clip: float | None = None,
+    level: float = 0.95,
+    interval: str = "normal",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> Estimate:
     """Estimate the target policy's value by doubly robust estimation.
 
     ``mean(q_target + w * (reward - q_logged))``: the direct method corrected by the importance-
@@ -257,6 +330,13 @@ def dr(*, reward: Any, pscore: Any, target_prob: Any, q_logged: Any, q_target: A
     data = _arrays(reward=reward, pscore=pscore, target_prob=target_prob, q_logged=q_logged, q_target=q_target)
     weights = _weights(data["pscore"], data["target_prob"], clip)
     terms = data["q_target"] + weights * (data["reward"] - data["q_logged"])
-    return _estimate("dr" if clip is None else f"dr(clip={clip:g})", value=float(terms.mean()), terms=terms,
-                     ess=effective_sample_size(weights), level=level, interval=interval, n_bootstrap=n_bootstrap,
-                     seed=seed)
+    return _estimate(
+        "dr" if clip is None else f"dr(clip={clip:g})",
+        value=float(terms.mean()),
+        terms=terms,
+        ess=effective_sample_size(weights),
+        level=level,
+        interval=interval,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import sqlite_utils
 
@@ -24,9 +25,18 @@ from service.errors import Conflict, NotFound
 
 
 def log_decision(
-    db: sqlite_utils.Database, *, database: str, event_id: str, decision: RowDecision, user_id: str | None,
-    context: Mapping[str, Any], deferred: bool, policies: Mapping[str, PolicyConfig], now: float | None = None,
-    kind: str | None = None, learned_by: Sequence[str] = ROW_POLICIES,
+    db: sqlite_utils.Database,
+    *,
+    database: str,
+    event_id: str,
+    decision: RowDecision,
+    user_id: str | None,
+    context: Mapping[str, Any],
+    deferred: bool,
+    policies: Mapping[str, PolicyConfig],
+    now: float | None = None,
+    kind: str | None = None,
+    learned_by: Sequence[str] = ROW_POLICIES,
 ) -> int:
     """Store a decision with its impressions and open its reward windows; return the event's sequence number.
 
@@ -41,9 +51,20 @@ def log_decision(
             cursor = db.execute(
                 "INSERT INTO events (id, created_at, user_id, context, candidates, title_shared, title_block, "
                 "model_versions, deferred, activated_at, kind, modes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [event_id, now, user_id, json.dumps(context, sort_keys=True), json.dumps(decision.candidate_ids),
-                 decision.shared_line, decision.candidate_block.key, json.dumps(dict(decision.model_versions)),
-                 int(deferred), None if deferred else now, kind, json.dumps(modes, sort_keys=True) if modes else None],
+                [
+                    event_id,
+                    now,
+                    user_id,
+                    json.dumps(context, sort_keys=True),
+                    json.dumps(decision.candidate_ids),
+                    decision.shared_line,
+                    decision.candidate_block.key,
+                    json.dumps(dict(decision.model_versions)),
+                    int(deferred),
+                    None if deferred else now,
+                    kind,
+                    json.dumps(modes, sort_keys=True) if modes else None,
+                ],
             )
         except sqlite3.IntegrityError as exc:
             if "events.id" not in str(exc):
@@ -54,11 +75,28 @@ def log_decision(
             "INSERT INTO impressions (event_seq, position, title_id, title_index, title_prob, title_explored, "
             "artwork_id, artwork_ids, artwork_block, artwork_index, artwork_prob, artwork_explored, offered, "
             "title_greedy, artwork_greedy, shared, slot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(seq, s.position, s.title_id, s.title_index, s.title_prob, int(s.title_explored), s.artwork_id,
-              json.dumps(s.artwork_ids), s.artwork_block.key, s.artwork_index, s.artwork_prob,
-              int(s.artwork_explored), None if s.title_offered is None else json.dumps(s.title_offered),
-              s.title_lead or None, s.artwork_lead or None, s.shared_line or None, s.slot_id or None)
-             for s in decision.slots],
+            [
+                (
+                    seq,
+                    s.position,
+                    s.title_id,
+                    s.title_index,
+                    s.title_prob,
+                    int(s.title_explored),
+                    s.artwork_id,
+                    json.dumps(s.artwork_ids),
+                    s.artwork_block.key,
+                    s.artwork_index,
+                    s.artwork_prob,
+                    int(s.artwork_explored),
+                    None if s.title_offered is None else json.dumps(s.title_offered),
+                    s.title_lead or None,
+                    s.artwork_lead or None,
+                    s.shared_line or None,
+                    s.slot_id or None,
+                )
+                for s in decision.slots
+            ],
         )
         db.conn.executemany(
             "INSERT INTO pending (policy, event_seq, due_at) VALUES (?, ?, ?)",
@@ -86,8 +124,10 @@ def activate(
             return {"event_id": event_id, "activated_at": activated_at, "already_active": True}
         db.execute("UPDATE events SET activated_at = ? WHERE seq = ?", [now, seq])
         for name in POLICY_NAMES:
-            db.execute("UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ? AND closed_at IS NULL",
-                       [now + policies[name].reward_wait, name, seq])
+            db.execute(
+                "UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ? AND closed_at IS NULL",
+                [now + policies[name].reward_wait, name, seq],
+            )
     return {"event_id": event_id, "activated_at": now, "already_active": False}
 
 
@@ -107,17 +147,32 @@ class RewardReceipt:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the receipt as JSON-ready data; a reward no policy took says why in ``not_credited``."""
-        data = {"reward_id": self.reward_id, "event_id": self.event_id, "title_id": self.title_id,
-                "value": self.value, "received_at": self.received_at, "credited_policies": list(self.credited),
-                "late": not self.credited, "replayed": self.replayed, "type": self.type}
+        data = {
+            "reward_id": self.reward_id,
+            "event_id": self.event_id,
+            "title_id": self.title_id,
+            "value": self.value,
+            "received_at": self.received_at,
+            "credited_policies": list(self.credited),
+            "late": not self.credited,
+            "replayed": self.replayed,
+            "type": self.type,
+        }
         if self.not_credited:
             data["not_credited"] = dict(self.not_credited)
         return data
 
 
 def record_reward(
-    db: sqlite_utils.Database, *, event_id: str, title_id: str, value: float, idempotency_key: str | None,
-    policies: Mapping[str, PolicyConfig], now: float | None = None, reward_type: str | None = None,
+    db: sqlite_utils.Database,
+    *,
+    event_id: str,
+    title_id: str,
+    value: float,
+    idempotency_key: str | None,
+    policies: Mapping[str, PolicyConfig],
+    now: float | None = None,
+    reward_type: str | None = None,
 ) -> RewardReceipt:
     """Store a reward and credit it to every policy whose window for the event is still open.
 
@@ -133,29 +188,47 @@ def record_reward(
                 [idempotency_key],
             ).fetchone()
             if previous is not None:
-                if (previous[1], previous[2], previous[5]) != (seq, title_id, reward_type) or \
-                        (reward_type is None and previous[3] != value):
+                if (previous[1], previous[2], previous[5]) != (seq, title_id, reward_type) or (
+                    reward_type is None and previous[3] != value
+                ):
                     raise Conflict("Idempotency-Key was already used for a different reward")
-                credited = tuple(row[0] for row in db.execute(
-                    "SELECT policy FROM reward_credits WHERE reward_id = ? ORDER BY policy", [previous[0]]))
-                return RewardReceipt(reward_id=previous[0], event_id=event_id, title_id=title_id, value=previous[3],
-                                     received_at=previous[4], credited=credited, replayed=True, type=reward_type)
+                credited = tuple(
+                    row[0]
+                    for row in db.execute(
+                        "SELECT policy FROM reward_credits WHERE reward_id = ? ORDER BY policy", [previous[0]]
+                    )
+                )
+                return RewardReceipt(
+                    reward_id=previous[0],
+                    event_id=event_id,
+                    title_id=title_id,
+                    value=previous[3],
+                    received_at=previous[4],
+                    credited=credited,
+                    replayed=True,
+                    type=reward_type,
+                )
         if deferred and activated_at is None:
-            raise Conflict(f"event {event_id!r} is deferred and was never activated: activate it when it is shown, "
-                           "then report its rewards")
+            raise Conflict(
+                f"event {event_id!r} is deferred and was never activated: activate it when it is shown, "
+                "then report its rewards"
+            )
         shown = db.execute("SELECT 1 FROM impressions WHERE event_seq = ? AND title_id = ?", [seq, title_id]).fetchone()
         if shown is None:
             raise Conflict(f"title {title_id!r} was not shown in event {event_id!r}")
-        reward_id = int(db.execute(
-            "INSERT INTO rewards (event_seq, title_id, value, received_at, idempotency_key, type) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [seq, title_id, value, now, idempotency_key, reward_type],
-        ).lastrowid)  # type: ignore[arg-type]
+        reward_id = int(
+            db.execute(
+                "INSERT INTO rewards (event_seq, title_id, value, received_at, idempotency_key, type) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [seq, title_id, value, now, idempotency_key, reward_type],
+            ).lastrowid  # type: ignore[arg-type]
+        )
         newly_credited: list[str] = []
         missed: dict[str, str] = {}
         for name in POLICY_NAMES:
             row = db.execute(
-                "SELECT due_at, closed_at FROM pending WHERE policy = ? AND event_seq = ?", [name, seq]).fetchone()
+                "SELECT due_at, closed_at FROM pending WHERE policy = ? AND event_seq = ?", [name, seq]
+            ).fetchone()
             if row is None or row[1] is not None or now > row[0]:  # learned already, or the window has passed
                 reason = _missed(db, name, seq, row, now=now, wait=policies[name].reward_wait)
                 if reason:
@@ -165,22 +238,35 @@ def record_reward(
             newly_credited.append(name)
             if policies[name].learn_on_first_reward and row[0] > now:
                 db.execute("UPDATE pending SET due_at = ? WHERE policy = ? AND event_seq = ?", [now, name, seq])
-    return RewardReceipt(reward_id=reward_id, event_id=event_id, title_id=title_id, value=value, received_at=now,
-                         credited=tuple(newly_credited), type=reward_type, not_credited=missed)
+    return RewardReceipt(
+        reward_id=reward_id,
+        event_id=event_id,
+        title_id=title_id,
+        value=value,
+        received_at=now,
+        credited=tuple(newly_credited),
+        type=reward_type,
+        not_credited=missed,
+    )
 
 
-def _missed(db: sqlite_utils.Database, policy: str, seq: int, pending: Sequence[Any] | None, *, now: float,
-            wait: float) -> str | None:
+def _missed(
+    db: sqlite_utils.Database, policy: str, seq: int, pending: Sequence[Any] | None, *, now: float, wait: float
+) -> str | None:
     """Say why ``policy`` did not take a reward for event ``seq`` (None: the event is not its decision)."""
     if pending is not None:
         closed = max(0.0, now - float(pending[0]))
-        return (f"its reward window closed {closed:.1f} s before this reward arrived (reward_wait {wait:g} s): the "
-                "decision was learned, or is being learned, without it")
+        return (
+            f"its reward window closed {closed:.1f} s before this reward arrived (reward_wait {wait:g} s): the "
+            "decision was learned, or is being learned, without it"
+        )
     learned = db.execute("SELECT version FROM learned WHERE policy = ? AND event_seq = ?", [policy, seq]).fetchone()
     if learned is None:
         return None
-    return (f"its reward window had closed (reward_wait {wait:g} s) and the decision was learned, into model "
-            f"version {learned[0]}, before this reward arrived")
+    return (
+        f"its reward window had closed (reward_wait {wait:g} s) and the decision was learned, into model "
+        f"version {learned[0]}, before this reward arrived"
+    )
 
 
 def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
@@ -192,9 +278,15 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
     candidates = json.loads(event["candidates"])
     slots = []
     for r in db.query("SELECT * FROM impressions WHERE event_seq = ? ORDER BY position", [event["seq"]]):
-        slot = {"position": r["position"], "title_id": r["title_id"], "artwork_id": r["artwork_id"],
-                "title_probability": r["title_prob"], "artwork_probability": r["artwork_prob"],
-                "title_explored": bool(r["title_explored"]), "artwork_explored": bool(r["artwork_explored"])}
+        slot = {
+            "position": r["position"],
+            "title_id": r["title_id"],
+            "artwork_id": r["artwork_id"],
+            "title_probability": r["title_prob"],
+            "artwork_probability": r["artwork_prob"],
+            "title_explored": bool(r["title_explored"]),
+            "artwork_explored": bool(r["artwork_explored"]),
+        }
         if r["offered"]:  # a diversity constraint or a multi-slot ranking narrowed this slot's draw to these
             slot["offered_title_ids"] = [candidates[index] for index in json.loads(r["offered"])]
         if r["slot_id"]:
@@ -202,20 +294,35 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
         slots.append(slot)
     decided = sorted(json.loads(event["model_versions"]))
     rewards = [
-        {"title_id": r["title_id"], "value": r["value"], "type": r["type"], "received_at": r["received_at"],
-         "credited_policies": [p for p in (r["credits"] or "").split(",") if p],
-         "late_for": [p for p in decided if p not in (r["credits"] or "").split(",")]}
+        {
+            "title_id": r["title_id"],
+            "value": r["value"],
+            "type": r["type"],
+            "received_at": r["received_at"],
+            "credited_policies": [p for p in (r["credits"] or "").split(",") if p],
+            "late_for": [p for p in decided if p not in (r["credits"] or "").split(",")],
+        }
         for r in db.query(
             "SELECT r.title_id, r.value, r.type, r.received_at, GROUP_CONCAT(c.policy) AS credits FROM rewards r "
             "LEFT JOIN reward_credits c ON c.reward_id = r.id WHERE r.event_seq = ? GROUP BY r.id ORDER BY r.id",
-            [event["seq"]])
+            [event["seq"]],
+        )
     ]
-    learned = {r["policy"]: r["version"] for r in db.query(
-        "SELECT policy, version FROM learned WHERE event_seq = ?", [event["seq"]])}
+    learned = {
+        r["policy"]: r["version"]
+        for r in db.query("SELECT policy, version FROM learned WHERE event_seq = ?", [event["seq"]])
+    }
     return {
-        "event_id": event["id"], "created_at": event["created_at"], "user_id": event["user_id"],
-        "context": json.loads(event["context"]), "candidates": candidates,
-        "model_versions": json.loads(event["model_versions"]), "deferred": bool(event["deferred"]),
-        "activated_at": event["activated_at"], "slots": slots, "rewards": rewards, "learned_in_versions": learned,
+        "event_id": event["id"],
+        "created_at": event["created_at"],
+        "user_id": event["user_id"],
+        "context": json.loads(event["context"]),
+        "candidates": candidates,
+        "model_versions": json.loads(event["model_versions"]),
+        "deferred": bool(event["deferred"]),
+        "activated_at": event["activated_at"],
+        "slots": slots,
+        "rewards": rewards,
+        "learned_in_versions": learned,
         "learning_modes": json.loads(event["modes"]) if event["modes"] else {},
     }

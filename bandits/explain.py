@@ -19,8 +19,9 @@ bytes, so explaining never holds the lock the serving path predicts under, and a
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from bandits import features
 from bandits.policy import new_workspace
@@ -39,7 +40,7 @@ class Line:
     namespaces: tuple[str, ...]  # every namespace of the line, in order, including empty ones
 
     @classmethod
-    def parse(cls, text: str) -> "Line":
+    def parse(cls, text: str) -> Line:
         head, *sections = text.split("|")
         tokens: list[tuple[str, str]] = []
         names: list[str] = []
@@ -99,12 +100,17 @@ class Explainer:
                 namespace, token = right.tokens[j]
             found.append({**describe(namespace, token), "contribution": ((full - without) + (alone - empty)) / 2})
         found.sort(key=lambda item: -abs(item["contribution"]))
-        return {"estimated_reward": full, "baseline": empty, "features": found[:top],
-                "other_features": float(sum(item["contribution"] for item in found[top:])), "feature_count": len(found)}
+        return {
+            "estimated_reward": full,
+            "baseline": empty,
+            "features": found[:top],
+            "other_features": float(sum(item["contribution"] for item in found[top:])),
+            "feature_count": len(found),
+        }
 
 
 def feature_group(namespace: str, feature: str) -> str:
-    """The feature a person asks about: ``segment`` for ``segment=night-owl``, ``hour`` for ``hour``; a genre is itself."""
+    """The feature a person asks about: ``segment`` for ``segment=night-owl``, ``hour`` for ``hour``; a genre."""
     if namespace == "G":
         return feature
     name, sep, _ = feature.partition("=")
@@ -134,8 +140,16 @@ def importance(explainer: Explainer, examples: Sequence[tuple[str, str]]) -> lis
             present[key] = present.get(key, 0) + 1
     n = max(1, len(examples))
     ranked = sorted(absolute, key=lambda key: -absolute[key])
-    return [{"namespace": key[0], "feature": key[1], "mean_abs_contribution": absolute[key] / n,
-             "mean_contribution": signed[key] / n, "present_share": present[key] / n} for key in ranked]
+    return [
+        {
+            "namespace": key[0],
+            "feature": key[1],
+            "mean_abs_contribution": absolute[key] / n,
+            "mean_contribution": signed[key] / n,
+            "present_share": present[key] / n,
+        }
+        for key in ranked
+    ]
 
 
 def _letter(namespace_name: str) -> str:

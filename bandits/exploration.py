@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -84,8 +84,14 @@ def _draw(best: list[int], others_and_best: list[int], epsilon: float, rng: np.r
     return Pick(index=index, probability=probability, greedy_index=index if is_best else best[0], lead=best[-1])
 
 
-def epsilon_greedy(costs: Sequence[float], epsilon: float, rng: np.random.Generator, *,
-                   trial: Sequence[int] = (), trial_share: float = 0.0) -> Pick:
+def epsilon_greedy(
+    costs: Sequence[float],
+    epsilon: float,
+    rng: np.random.Generator,
+    *,
+    trial: Sequence[int] = (),
+    trial_share: float = 0.0,
+) -> Pick:
     """Draw one action epsilon-greedily, giving actions on ``trial`` an extra ``trial_share`` of draws.
 
     With ``trial`` a non-empty strict subset of the actions, a draw is, with probability
@@ -129,8 +135,16 @@ def _offered(allowed: Allowed | None, picks: Sequence[Pick], left: list[int]) ->
     return offered, len(offered) < len(left)
 
 
-def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: np.random.Generator, *,
-                       allowed: Allowed | None = None, trial: Sequence[int] = (), trial_share: float = 0.0) -> list[Pick]:
+def epsilon_greedy_row(
+    costs: Sequence[float],
+    slots: int,
+    epsilon: float,
+    rng: np.random.Generator,
+    *,
+    allowed: Allowed | None = None,
+    trial: Sequence[int] = (),
+    trial_share: float = 0.0,
+) -> list[Pick]:
     """Fill ``slots`` positions without repeats, each slot epsilon-greedy over the actions left.
 
     Each ``Pick.index`` indexes ``costs``; its probability is the exact conditional probability of
@@ -161,9 +175,12 @@ def epsilon_greedy_row(costs: Sequence[float], slots: int, epsilon: float, rng: 
             else:
                 index = _draw(best, offered, epsilon, rng).index
             greedy_mass = epsilon / len(offered) + ((1.0 - epsilon) / len(best) if index in best else 0.0)
-            probability = (1.0 - trial_share) * greedy_mass + (trial_share / len(trial_here) if index in on_trial else 0.0)
-            pick = Pick(index=index, probability=probability, greedy_index=index if index in best else best[0],
-                        lead=best[-1])
+            probability = (1.0 - trial_share) * greedy_mass + (
+                trial_share / len(trial_here) if index in on_trial else 0.0
+            )
+            pick = Pick(
+                index=index, probability=probability, greedy_index=index if index in best else best[0], lead=best[-1]
+            )
         else:
             pick = _draw(best, offered, epsilon, rng)
         if restricted:
@@ -235,7 +252,7 @@ class Exploration:
     baseline: float = 0.0
 
     @classmethod
-    def decaying(cls, *, epsilon: float, decay_after: float, floor: float, examples_learned: int) -> "Exploration":
+    def decaying(cls, *, epsilon: float, decay_after: float, floor: float, examples_learned: int) -> Exploration:
         """Epsilon-greedy whose rate shrinks as the model learns: ``epsilon`` until ``decay_after`` examples,
         then ``epsilon * (decay_after / n) ** (1/3)`` after ``n``, never below ``floor`` (nor above ``epsilon``).
 
@@ -247,9 +264,11 @@ class Exploration:
         return cls(epsilon=min(epsilon, max(floor, epsilon * (decay_after / examples_learned) ** (1.0 / 3.0))))
 
     @classmethod
-    def squarecb(cls, *, gamma_scale: float, gamma_exponent: float, examples_learned: int) -> "Exploration":
+    def squarecb(cls, *, gamma_scale: float, gamma_exponent: float, examples_learned: int) -> Exploration:
         """SquareCB at a model that has learned ``examples_learned`` examples (uniform before the first)."""
-        return cls(rule=SQUARECB, gamma=gamma_scale * float(examples_learned) ** gamma_exponent if examples_learned else 0.0)
+        return cls(
+            rule=SQUARECB, gamma=gamma_scale * float(examples_learned) ** gamma_exponent if examples_learned else 0.0
+        )
 
     def pmf(self, costs: Sequence[float] | np.ndarray) -> np.ndarray:
         """Return the distribution over actions of the given costs."""
@@ -257,8 +276,9 @@ class Exploration:
             return with_baseline(squarecb_pmf(costs, self.gamma), self.baseline)
         return with_baseline(epsilon_greedy_pmf(costs, self.epsilon), self.baseline)
 
-    def pick(self, costs: Sequence[float], rng: np.random.Generator, *, trial: Sequence[int] = (),
-             trial_share: float = 0.0) -> Pick:
+    def pick(
+        self, costs: Sequence[float], rng: np.random.Generator, *, trial: Sequence[int] = (), trial_share: float = 0.0
+    ) -> Pick:
         """Draw one action; actions on ``trial`` get an extra ``trial_share`` of draws (see ``epsilon_greedy``)."""
         if self.rule == EPSILON_GREEDY and self.baseline <= 0.0:
             return epsilon_greedy(costs, self.epsilon, rng, trial=trial, trial_share=trial_share)
@@ -271,8 +291,16 @@ class Exploration:
         index = _sample(pmf, rng)
         return self._pick(costs, index, float(pmf[index]))
 
-    def row(self, costs: Sequence[float], slots: int, rng: np.random.Generator, *,
-            allowed: Allowed | None = None, trial: Sequence[int] = (), trial_share: float = 0.0) -> list[Pick]:
+    def row(
+        self,
+        costs: Sequence[float],
+        slots: int,
+        rng: np.random.Generator,
+        *,
+        allowed: Allowed | None = None,
+        trial: Sequence[int] = (),
+        trial_share: float = 0.0,
+    ) -> list[Pick]:
         """Fill ``slots`` positions without repeats, each slot's probability exact given the earlier ones.
 
         ``allowed`` restricts each slot's draw to a subset of the actions left (see ``Allowed``).
@@ -280,8 +308,9 @@ class Exploration:
         the trial actions that slot offers (when it offers some, but not only those).
         """
         if self.rule == EPSILON_GREEDY and self.baseline <= 0.0:
-            return epsilon_greedy_row(costs, slots, self.epsilon, rng, allowed=allowed, trial=trial,
-                                      trial_share=trial_share)
+            return epsilon_greedy_row(
+                costs, slots, self.epsilon, rng, allowed=allowed, trial=trial, trial_share=trial_share
+            )
         if slots > len(costs):
             raise ValueError(f"slots ({slots}) is more than the actions offered ({len(costs)})")
         _check_finite(costs)
@@ -300,9 +329,15 @@ class Exploration:
                 pmf = (1.0 - trial_share) * pmf + trial_share * extra
             chosen = _sample(pmf, rng)
             pick = self._pick(offered_costs.tolist(), chosen, float(pmf[chosen]))
-            picks.append(Pick(index=offered[pick.index], probability=pick.probability,
-                              greedy_index=offered[pick.greedy_index], lead=offered[pick.lead],
-                              offered=tuple(offered) if restricted else None))
+            picks.append(
+                Pick(
+                    index=offered[pick.index],
+                    probability=pick.probability,
+                    greedy_index=offered[pick.greedy_index],
+                    lead=offered[pick.lead],
+                    offered=tuple(offered) if restricted else None,
+                )
+            )
             left.remove(offered[chosen])
         return picks
 
@@ -310,5 +345,9 @@ class Exploration:
     def _pick(costs: Sequence[float], index: int, probability: float) -> Pick:
         low = min(costs)
         first = next(i for i, cost in enumerate(costs) if cost == low)
-        return Pick(index=index, probability=probability, greedy_index=index if costs[index] == low else first,
-                    lead=lead_of(costs))
+        return Pick(
+            index=index,
+            probability=probability,
+            greedy_index=index if costs[index] == low else first,
+            lead=lead_of(costs),
+        )

@@ -20,7 +20,8 @@ and values are escaped so that no input can break the format.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # VW minimizes cost; Marquee reports rewards. This is the one place the sign flips.
 COST_PER_REWARD = -1.0

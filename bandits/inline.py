@@ -14,8 +14,9 @@ namespace ``X``; the default interactions cross the two (``-q CX``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,9 @@ def flatten(objects: Sequence[Any], *, where: str) -> dict[str, Any]:
             found[path] = value
         elif isinstance(value, list):
             if not all(isinstance(item, str) and len(item) <= MAX_STRING for item in value) or len(value) > 100:
-                raise InlineError(f"{place}: a list feature holds at most 100 strings of at most {MAX_STRING} characters")
+                raise InlineError(
+                    f"{place}: a list feature holds at most 100 strings of at most {MAX_STRING} characters"
+                )
             found[path] = list(value)
         else:
             raise InlineError(f"{place}: a feature is a string, a number, a boolean, a list of strings or an object")
@@ -96,17 +99,39 @@ def action_line(action_id: str, action_features: Mapping[str, Any]) -> str:
     return features.namespace(ACTION, [f"id={features.escape(action_id)}", *features.feature_tokens(action_features)])
 
 
-def _picked(position: int, ids: Sequence[str], offered: list[int], pick: Pick, costs: Sequence[float], *,
-            block: Block, logged_offered: tuple[int, ...] | None, shared_line: str = "",
-            slot_id: str = "") -> SlotDecision:
+def _picked(
+    position: int,
+    ids: Sequence[str],
+    offered: list[int],
+    pick: Pick,
+    costs: Sequence[float],
+    *,
+    block: Block,
+    logged_offered: tuple[int, ...] | None,
+    shared_line: str = "",
+    slot_id: str = "",
+) -> SlotDecision:
     """Return the decision to log of a pick among ``offered`` (indices into ``ids``; ``pick`` indexes ``offered``)."""
     return SlotDecision(
-        position=position, title_id=ids[offered[pick.index]], title_index=offered[pick.index],
-        title_prob=pick.probability, title_offered=logged_offered, title_explored=pick.explored, artwork_id="",
-        artwork_ids=(), artwork_block=block, artwork_index=0, artwork_prob=1.0, artwork_explored=False,
+        position=position,
+        title_id=ids[offered[pick.index]],
+        title_index=offered[pick.index],
+        title_prob=pick.probability,
+        title_offered=logged_offered,
+        title_explored=pick.explored,
+        artwork_id="",
+        artwork_ids=(),
+        artwork_block=block,
+        artwork_index=0,
+        artwork_prob=1.0,
+        artwork_explored=False,
         title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
-        greedy_title_id=ids[offered[pick.greedy_index]], artwork_estimate=0.0, greedy_artwork_id="",
-        title_lead=ids[offered[pick.lead]], shared_line=shared_line, slot_id=slot_id,
+        greedy_title_id=ids[offered[pick.greedy_index]],
+        artwork_estimate=0.0,
+        greedy_artwork_id="",
+        title_lead=ids[offered[pick.lead]],
+        shared_line=shared_line,
+        slot_id=slot_id,
     )
 
 
@@ -119,9 +144,15 @@ class InlineRanking:
     decision: RowDecision
 
 
-def rank(*, model: ServingModel, exploration: Exploration, context: Mapping[str, Any],
-         actions: Sequence[tuple[str, Mapping[str, Any]]], excluded: Sequence[str],
-         rng: np.random.Generator) -> InlineRanking:
+def rank(
+    *,
+    model: ServingModel,
+    exploration: Exploration,
+    context: Mapping[str, Any],
+    actions: Sequence[tuple[str, Mapping[str, Any]]],
+    excluded: Sequence[str],
+    rng: np.random.Generator,
+) -> InlineRanking:
     """Pick one of the actions not excluded; rank the rest by their probability, excluded ones last at 0."""
     skipped = set(excluded)
     offered = [(action_id, found) for action_id, found in actions if action_id not in skipped]
@@ -138,8 +169,14 @@ def rank(*, model: ServingModel, exploration: Exploration, context: Mapping[str,
     ranking += [(action_id, 0.0) for action_id, _ in actions if action_id in skipped]
     block = Block.of(lines)
     slot = _picked(0, ids, list(range(len(ids))), pick, costs, block=block, logged_offered=None)
-    decision = RowDecision(shared_line=shared, candidate_ids=tuple(ids), candidate_block=block, slots=(slot,),
-                           unavailable=(), model_versions={ACTIONS: model.version})
+    decision = RowDecision(
+        shared_line=shared,
+        candidate_ids=tuple(ids),
+        candidate_block=block,
+        slots=(slot,),
+        unavailable=(),
+        model_versions={ACTIONS: model.version},
+    )
     return InlineRanking(ranking=ranking, reward_action_id=ids[pick.index], decision=decision)
 
 
@@ -169,9 +206,15 @@ class SlotRanking:
     decision: RowDecision
 
 
-def rank_slots(*, model: ServingModel, exploration: Exploration, context: Mapping[str, Any],
-               actions: Sequence[tuple[str, Mapping[str, Any]]], slots: Sequence[Slot],
-               rng: np.random.Generator) -> SlotRanking:
+def rank_slots(
+    *,
+    model: ServingModel,
+    exploration: Exploration,
+    context: Mapping[str, Any],
+    actions: Sequence[tuple[str, Mapping[str, Any]]],
+    slots: Sequence[Slot],
+    rng: np.random.Generator,
+) -> SlotRanking:
     """Fill the slots in order, each with a different action, each pick one exact-probability decision.
 
     Each slot draws from the actions neither excluded from it nor placed in an earlier slot, its
@@ -191,8 +234,10 @@ def rank_slots(*, model: ServingModel, exploration: Exploration, context: Mappin
         skipped = set(slot.excluded)
         offered = [i for i, action_id in enumerate(ids) if i not in used and action_id not in skipped]
         if not offered:
-            raise InlineError(f"slots[{position}]: no action is left for slot {slot.id!r} (the others are excluded "
-                              "from it or shown in earlier slots)")
+            raise InlineError(
+                f"slots[{position}]: no action is left for slot {slot.id!r} (the others are excluded "
+                "from it or shown in earlier slots)"
+            )
         baseline = position_of[slot.baseline]
         if baseline in offered:
             offered.remove(baseline)
@@ -201,8 +246,25 @@ def rank_slots(*, model: ServingModel, exploration: Exploration, context: Mappin
         costs = model.costs(shared, [lines[i] for i in offered])
         pick = exploration.pick(costs, rng)
         used.add(offered[pick.index])
-        decided.append(_picked(position, ids, offered, pick, costs, block=block, logged_offered=tuple(offered),
-                               shared_line=shared, slot_id=slot.id))
-    decision = RowDecision(shared_line=context_line(context), candidate_ids=tuple(ids), candidate_block=block,
-                           slots=tuple(decided), unavailable=(), model_versions={ACTIONS: model.version})
+        decided.append(
+            _picked(
+                position,
+                ids,
+                offered,
+                pick,
+                costs,
+                block=block,
+                logged_offered=tuple(offered),
+                shared_line=shared,
+                slot_id=slot.id,
+            )
+        )
+    decision = RowDecision(
+        shared_line=context_line(context),
+        candidate_ids=tuple(ids),
+        candidate_block=block,
+        slots=tuple(decided),
+        unavailable=(),
+        model_versions={ACTIONS: model.version},
+    )
     return SlotRanking(chosen=[(slot.id, ids[d.title_index]) for slot, d in zip(slots, decided)], decision=decision)

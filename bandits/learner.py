@@ -31,19 +31,33 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits import blocks, features
 from bandits.maintenance import PruneSummary, prune
-from bandits.policy import (ACTIONS, APPRENTICE, ARTWORK, LOGGING_ONLY, ONLINE, POLICY_NAMES, TITLES, PolicyConfig,
-                            latest_model, latest_versions, load_policy, new_workspace, publish)
+from bandits.policy import (
+    ACTIONS,
+    APPRENTICE,
+    ARTWORK,
+    LOGGING_ONLY,
+    ONLINE,
+    POLICY_NAMES,
+    TITLES,
+    PolicyConfig,
+    latest_model,
+    latest_versions,
+    load_policy,
+    new_workspace,
+    publish,
+)
 from bandits.storage import StorageBusy, Writes, connect, inline, write_transaction
 from bandits.vwtext import TextExamples
 
@@ -76,17 +90,20 @@ def _close_due(db: sqlite_utils.Database, cfg: PolicyConfig, *, now: float, limi
     reward in force at the close are recorded with each window, so a retried step learns the same labels.
     Each chunk's transaction is run by ``writes``.
     """
-    rule = json.dumps({"aggregation": cfg.aggregation, "default_reward": cfg.default_reward,
-                       "reward_values": cfg.reward_values})
+    rule = json.dumps(
+        {"aggregation": cfg.aggregation, "default_reward": cfg.default_reward, "reward_values": cfg.reward_values}
+    )
 
     def close(chunk: int) -> int:
         with write_transaction(db):
-            return int(db.execute(
-                "UPDATE pending SET closed_at = ?, labels = ? WHERE policy = ? AND event_seq IN ("
-                "SELECT event_seq FROM pending WHERE policy = ? AND closed_at IS NULL AND due_at IS NOT NULL "
-                "AND due_at <= ? ORDER BY due_at, event_seq LIMIT ?)",
-                [now, rule, cfg.name, cfg.name, now, chunk],
-            ).rowcount)
+            return int(
+                db.execute(
+                    "UPDATE pending SET closed_at = ?, labels = ? WHERE policy = ? AND event_seq IN ("
+                    "SELECT event_seq FROM pending WHERE policy = ? AND closed_at IS NULL AND due_at IS NOT NULL "
+                    "AND due_at <= ? ORDER BY due_at, event_seq LIMIT ?)",
+                    [now, rule, cfg.name, cfg.name, now, chunk],
+                ).rowcount
+            )
 
     closed = 0
     while closed < limit:
@@ -106,9 +123,14 @@ def closed_labels(db: sqlite_utils.Database, policy: str, seqs: Sequence[int]) -
     if not seqs:
         return {}
     marks = ",".join("?" * len(seqs))
-    rules = {seq: json.loads(text) for seq, text in db.execute(
-        f"SELECT event_seq, labels FROM pending WHERE policy = ? AND closed_at IS NOT NULL AND event_seq IN ({marks})",
-        [policy, *seqs])}
+    rules = {
+        seq: json.loads(text)
+        for seq, text in db.execute(
+            "SELECT event_seq, labels FROM pending WHERE policy = ? AND closed_at IS NOT NULL AND event_seq IN "
+            f"({marks})",
+            [policy, *seqs],
+        )
+    }
     missing = set(seqs) - set(rules)
     if missing:
         raise LookupError(f"{policy}: the windows of events {sorted(missing)[:5]} are not closed")
@@ -131,8 +153,14 @@ def closed_labels(db: sqlite_utils.Database, policy: str, seqs: Sequence[int]) -
             labels[seq] = [float(value) for value in rule]
             continue
         values = rule.get("reward_values", {})
-        labels[seq] = [aggregate(valued(credited.get((seq, title_id)), values), aggregation=rule["aggregation"],
-                                 default_reward=float(rule["default_reward"])) for title_id in shown.get(seq, [])]
+        labels[seq] = [
+            aggregate(
+                valued(credited.get((seq, title_id)), values),
+                aggregation=rule["aggregation"],
+                default_reward=float(rule["default_reward"]),
+            )
+            for title_id in shown.get(seq, [])
+        ]
     return labels
 
 
@@ -163,8 +191,12 @@ def offered_titles(impression: Mapping[str, Any], left: list[int]) -> list[int]:
     return list(json.loads(offered)) if offered else list(left)
 
 
-def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float],
-                   lines_of: Mapping[str, list[str]]) -> list[list[str]]:
+def title_examples(
+    event: Mapping[str, Any],
+    impressions: Sequence[Mapping[str, Any]],
+    rewards: list[float],
+    lines_of: Mapping[str, list[str]],
+) -> list[list[str]]:
     """Return the labelled VW examples of a row's title decisions, one per slot, as logged."""
     lines = lines_of[event["title_block"]]
     left = list(range(len(lines)))
@@ -174,8 +206,11 @@ def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, 
         example = [features.with_position(event["title_shared"], impression["position"])]
         for index in offered_titles(impression, left):
             if index == chosen:
-                example.append(features.labeled(lines[index], cost=features.COST_PER_REWARD * reward,
-                                                probability=impression["title_prob"]))
+                example.append(
+                    features.labeled(
+                        lines[index], cost=features.COST_PER_REWARD * reward, probability=impression["title_prob"]
+                    )
+                )
             else:
                 example.append(lines[index])
         examples.append(example)
@@ -183,8 +218,12 @@ def title_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, 
     return examples
 
 
-def artwork_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float],
-                     lines_of: Mapping[str, list[str]]) -> list[list[str]]:
+def artwork_examples(
+    event: Mapping[str, Any],
+    impressions: Sequence[Mapping[str, Any]],
+    rewards: list[float],
+    lines_of: Mapping[str, list[str]],
+) -> list[list[str]]:
     """Return the labelled VW examples of a row's artwork decisions, one per shown title, as logged."""
     lines = lines_of[event["title_block"]]
     examples = []
@@ -192,15 +231,20 @@ def artwork_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str
         example = [features.artwork_shared(event["title_shared"], lines[impression["title_index"]])]
         for index, line in enumerate(lines_of[impression["artwork_block"]]):
             if index == impression["artwork_index"]:
-                line = features.labeled(line, cost=features.COST_PER_REWARD * reward,
-                                        probability=impression["artwork_prob"])
+                line = features.labeled(
+                    line, cost=features.COST_PER_REWARD * reward, probability=impression["artwork_prob"]
+                )
             example.append(line)
         examples.append(example)
     return examples
 
 
-def action_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str, Any]], rewards: list[float],
-                    lines_of: Mapping[str, list[str]]) -> list[list[str]]:
+def action_examples(
+    event: Mapping[str, Any],
+    impressions: Sequence[Mapping[str, Any]],
+    rewards: list[float],
+    lines_of: Mapping[str, list[str]],
+) -> list[list[str]]:
     """Return the labelled VW example of a decision over inline actions (one pick; no slot position)."""
     lines = lines_of[event["title_block"]]
     examples = []
@@ -209,7 +253,9 @@ def action_examples(event: Mapping[str, Any], impressions: Sequence[Mapping[str,
         for index in offered_titles(impression, list(range(len(lines)))):
             line = lines[index]
             if index == impression["title_index"]:
-                line = features.labeled(line, cost=features.COST_PER_REWARD * reward, probability=impression["title_prob"])
+                line = features.labeled(
+                    line, cost=features.COST_PER_REWARD * reward, probability=impression["title_prob"]
+                )
             example.append(line)
         examples.append(example)
     return examples
@@ -247,8 +293,9 @@ def apprentice_examples(examples: Sequence[list[str]], *, default_reward: float,
             indices = [0, *sorted(rng.sample(indices[1:], IMITATION_ACTIONS - 1))]
         for index in indices:
             lines = list(plain)
-            lines[index] = features.labeled(plain[index], cost=float(cost) if index == 0 else default_cost,
-                                            probability=1.0)
+            lines[index] = features.labeled(
+                plain[index], cost=float(cost) if index == 0 else default_cost, probability=1.0
+            )
             taught.append([shared, *lines])
     return taught
 
@@ -284,17 +331,20 @@ class Learner:
         cfg = load_policy(self.db, self.config, policy)
         batch = int(self.config["LEARNER_BATCH"])
         _close_due(self.db, cfg, now=now, limit=batch, writes=self.writes)
-        closed = list(self.db.query(
-            "SELECT p.event_seq, e.title_shared, e.title_block, e.modes FROM pending p "
-            "JOIN events e ON e.seq = p.event_seq WHERE p.policy = ? AND p.closed_at IS NOT NULL "
-            "ORDER BY p.due_at, p.event_seq LIMIT ?",
-            [policy, batch],
-        ))
+        closed = list(
+            self.db.query(
+                "SELECT p.event_seq, e.title_shared, e.title_block, e.modes FROM pending p "
+                "JOIN events e ON e.seq = p.event_seq WHERE p.policy = ? AND p.closed_at IS NOT NULL "
+                "ORDER BY p.due_at, p.event_seq LIMIT ?",
+                [policy, batch],
+            )
+        )
         impressions: dict[int, list[dict[str, Any]]] = {}
         if closed:
             seqs = [event["event_seq"] for event in closed]
             for row in self.db.query(
-                "SELECT event_seq, position, title_index, title_prob, artwork_block, artwork_index, artwork_prob, offered, shared "
+                "SELECT event_seq, position, title_index, title_prob, artwork_block, artwork_index, artwork_prob, "
+                "offered, shared "
                 f"FROM impressions WHERE event_seq IN ({','.join('?' * len(seqs))}) ORDER BY event_seq, position",
                 seqs,
             ):
@@ -318,8 +368,7 @@ class Learner:
             mode = mode_of(event, policy)
             examples = [] if mode == LOGGING_ONLY else build(event, impressions[event["event_seq"]], rewards, lines_of)
             if mode == APPRENTICE:
-                examples = apprentice_examples(examples, default_reward=cfg.default_reward,
-                                               seed=event["event_seq"])
+                examples = apprentice_examples(examples, default_reward=cfg.default_reward, seed=event["event_seq"])
             for example in examples:
                 examples_of.learn(example)
             learned_rows.append((event["event_seq"], len(examples)))
@@ -334,10 +383,14 @@ class Learner:
                     return None
                 if result.examples:
                     version = publish(
-                        self.db, policy=policy, blob=blob, vw_args=record.vw_args,
+                        self.db,
+                        policy=policy,
+                        blob=blob,
+                        vw_args=record.vw_args,
                         events_learned=record.events_learned + result.events,
                         examples_learned=record.examples_learned + result.examples,
-                        origin="learner", keep=int(self.config["MODEL_VERSIONS_KEPT"]),
+                        origin="learner",
+                        keep=int(self.config["MODEL_VERSIONS_KEPT"]),
                     )
                 else:  # logging-only decisions: recorded as done, the model unchanged
                     version = base_version
@@ -345,8 +398,9 @@ class Learner:
                     "INSERT INTO learned (policy, event_seq, version, examples) VALUES (?, ?, ?, ?)",
                     [(policy, seq, version, n) for seq, n in learned_rows],
                 )
-                self.db.conn.executemany("DELETE FROM pending WHERE policy = ? AND event_seq = ?",
-                                         [(policy, seq) for seq, _ in learned_rows])
+                self.db.conn.executemany(
+                    "DELETE FROM pending WHERE policy = ? AND event_seq = ?", [(policy, seq) for seq, _ in learned_rows]
+                )
             return version
 
         version = self.writes(commit)
@@ -438,8 +492,9 @@ class Retention:
         self.every = every
         self.next_at = 0.0  # monotonic time of the next prune: the first round prunes
 
-    def run_if_due(self, db: sqlite_utils.Database, *, now: float | None = None,
-                   writes: Writes = inline) -> PruneSummary | None:
+    def run_if_due(
+        self, db: sqlite_utils.Database, *, now: float | None = None, writes: Writes = inline
+    ) -> PruneSummary | None:
         """Prune if retention is on and the last prune is ``every`` seconds old; return what it removed."""
         if self.days <= 0 or time.monotonic() < self.next_at:
             return None
@@ -459,8 +514,11 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None, l
         return 0
     writes = PriorityWrites()
     lower_priority(str(config.get("LEARNER_PRIORITY", "normal")))
-    db = connect(config["DATABASE"], synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")),
-                 max_bytes=int(float(config.get("MAX_DATABASE_MB", 0.0)) * 1024 * 1024))
+    db = connect(
+        config["DATABASE"],
+        synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")),
+        max_bytes=int(float(config.get("MAX_DATABASE_MB", 0.0)) * 1024 * 1024),
+    )
     learner = Learner(db, config, writes=writes)
     log.info("learner started (pid %s)", os.getpid())
     try:
@@ -471,8 +529,9 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None, l
     return 0
 
 
-def _learn_until_orphaned(db: sqlite_utils.Database, config: Mapping[str, Any], learner: Learner, writes: Writes, *,
-                          parent_pid: int | None) -> None:
+def _learn_until_orphaned(
+    db: sqlite_utils.Database, config: Mapping[str, Any], learner: Learner, writes: Writes, *, parent_pid: int | None
+) -> None:
     """Learn, check apprentice policies, start optimizations and prune, once every interval, while ``parent_pid``
     is the parent."""
     from bandits.apprentice import SwitchCheck  # it reads the log through bandits.offline, which imports this module
@@ -490,15 +549,25 @@ def _learn_until_orphaned(db: sqlite_utils.Database, config: Mapping[str, Any], 
             optimizations.run_if_due(db, config)
             pruned = retention.run_if_due(db, writes=writes)
             if pruned is not None and pruned.events:
-                log.info("retention: pruned %d events (%d impressions, %d rewards) in %d batches",
-                         pruned.events, pruned.impressions, pruned.rewards, pruned.batches)
+                log.info(
+                    "retention: pruned %d events (%d impressions, %d rewards) in %d batches",
+                    pruned.events,
+                    pruned.impressions,
+                    pruned.rewards,
+                    pruned.batches,
+                )
         except StorageBusy as exc:
             log.warning("database busy, retrying next round: %s", exc)
             results = {}
         for result in results.values():
             if result.events:
-                log.info("policy %s: learned %d events (%d examples) -> version %s",
-                         result.policy, result.events, result.examples, result.version)
+                log.info(
+                    "policy %s: learned %d events (%d examples) -> version %s",
+                    result.policy,
+                    result.events,
+                    result.examples,
+                    result.version,
+                )
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
@@ -508,7 +577,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Run Marquee's learner for one database.")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer the parent")
-    parser.add_argument("--lock-fd", type=int, default=None, help="an open descriptor holding the learner lock (inherited)")
+    parser.add_argument(
+        "--lock-fd", type=int, default=None, help="an open descriptor holding the learner lock (inherited)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [learner] %(message)s", stream=sys.stderr)
     logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)  # not VW's banner for every workspace

@@ -47,9 +47,12 @@ class Bucket:
     def as_dict(self) -> dict[str, Any]:
         """Return the bucket as JSON-ready data, with its shares."""
         data = asdict(self)
-        data.update(impressions=self.impressions_before + self.shown, rewarded_share=self.rewarded_share,
-                    title_explored_share=self.title_explored / self.shown if self.shown else 0.0,
-                    artwork_explored_share=self.artwork_explored / self.shown if self.shown else 0.0)
+        data.update(
+            impressions=self.impressions_before + self.shown,
+            rewarded_share=self.rewarded_share,
+            title_explored_share=self.title_explored / self.shown if self.shown else 0.0,
+            artwork_explored_share=self.artwork_explored / self.shown if self.shown else 0.0,
+        )
         return data
 
 
@@ -63,8 +66,9 @@ def bucket_size(events: int, points: int) -> int:
     return 10 * power
 
 
-def snapshot(db: sqlite_utils.Database, *, points: int = 60, span: int = MAX_EVENTS,
-             now: float | None = None) -> dict[str, Any]:
+def snapshot(
+    db: sqlite_utils.Database, *, points: int = 60, span: int = MAX_EVENTS, now: float | None = None
+) -> dict[str, Any]:
     """Return the live view: the last ``span`` events in at most ``points`` buckets, and the models serving.
 
     Raises:
@@ -81,7 +85,9 @@ def snapshot(db: sqlite_utils.Database, *, points: int = 60, span: int = MAX_EVE
     per = 1
     if newest is not None:
         # The span's first event: ``span`` events back from the newest (seq is the rowid, in order).
-        row = db.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?", [min(span, counts) - 1]).fetchone()
+        row = db.execute(
+            "SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?", [min(span, counts) - 1]
+        ).fetchone()
         first = int(row[0])
         covered = int(db.execute("SELECT COUNT(*) FROM events WHERE seq >= ?", [first]).fetchone()[0])
         per = bucket_size(covered, points)
@@ -104,20 +110,47 @@ def snapshot(db: sqlite_utils.Database, *, points: int = 60, span: int = MAX_EVE
             {"first": first, "per": per},
         ).fetchall()
         for bucket, events, shown, rewarded, title_explored, artwork_explored, since, until in rows:
-            buckets.append(Bucket(first_event=int(bucket) * per, events=int(events), shown=int(shown),
-                                  rewarded=int(rewarded), title_explored=int(title_explored),
-                                  artwork_explored=int(artwork_explored), impressions_before=before,
-                                  since=float(since), until=float(until), partial=int(events) < per))
+            buckets.append(
+                Bucket(
+                    first_event=int(bucket) * per,
+                    events=int(events),
+                    shown=int(shown),
+                    rewarded=int(rewarded),
+                    title_explored=int(title_explored),
+                    artwork_explored=int(artwork_explored),
+                    impressions_before=before,
+                    since=float(since),
+                    until=float(until),
+                    partial=int(events) < per,
+                )
+            )
             before += int(shown)
     models = {}
     for name in POLICY_NAMES:
         found = db.execute(
             "SELECT version, created_at, events_learned, examples_learned, origin FROM models WHERE policy = ? "
-            "ORDER BY version DESC LIMIT 1", [name]).fetchone()
+            "ORDER BY version DESC LIMIT 1",
+            [name],
+        ).fetchone()
         waiting = db.execute("SELECT COUNT(*) FROM pending WHERE policy = ?", [name]).fetchone()[0]
-        models[name] = None if found is None else {
-            "version": found[0], "published_at": found[1], "events_learned": found[2], "examples_learned": found[3],
-            "origin": found[4], "events_waiting": int(waiting)}
+        models[name] = (
+            None
+            if found is None
+            else {
+                "version": found[0],
+                "published_at": found[1],
+                "events_learned": found[2],
+                "examples_learned": found[3],
+                "origin": found[4],
+                "events_waiting": int(waiting),
+            }
+        )
     last_minute = db.execute("SELECT COUNT(*) FROM events WHERE created_at >= ?", [now - 60.0]).fetchone()[0]
-    return {"generated_at": now, "events": int(counts), "events_per_bucket": per,
-            "rows_last_minute": int(last_minute), "buckets": [bucket.as_dict() for bucket in buckets], "models": models}
+    return {
+        "generated_at": now,
+        "events": int(counts),
+        "events_per_bucket": per,
+        "rows_last_minute": int(last_minute),
+        "buckets": [bucket.as_dict() for bucket in buckets],
+        "models": models,
+    }

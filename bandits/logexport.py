@@ -13,8 +13,9 @@ tools that are not VW.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from bandits import features
 from bandits.offline import Rounds
@@ -46,11 +47,11 @@ def namespaces(line: str) -> dict[str, dict[str, Any]]:
 
 
 def _shared_features(shared: str) -> str:
-    return shared[len("shared "):] if shared.startswith("shared ") else shared
+    return shared[len("shared ") :] if shared.startswith("shared ") else shared
 
 
 def _timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def dsjson_line(rounds: Rounds, i: int) -> str:
@@ -76,8 +77,11 @@ def dsjson_line(rounds: Rounds, i: int) -> str:
         "p": [probability],
         "c": context,
         "marquee": {
-            "policy": rounds.policy, "event_id": rounds.event_ids[i], "position": int(rounds.position[i]),
-            "action_ids": rounds.action_ids[start:int(rounds.offsets[i + 1])], "reward": float(rounds.reward[i]),
+            "policy": rounds.policy,
+            "event_id": rounds.event_ids[i],
+            "position": int(rounds.position[i]),
+            "action_ids": rounds.action_ids[start : int(rounds.offsets[i + 1])],
+            "reward": float(rounds.reward[i]),
             "viewer": rounds.contexts[i],
         },
     }
@@ -88,11 +92,19 @@ def jsonl_line(rounds: Rounds, i: int) -> str:
     """Return round ``i`` as one flat JSON line with the VW text lines as logged."""
     start, stop = int(rounds.offsets[i]), int(rounds.offsets[i + 1])
     record = {
-        "policy": rounds.policy, "event_id": rounds.event_ids[i], "position": int(rounds.position[i]),
-        "timestamp": float(rounds.created_at[i]), "viewer": rounds.contexts[i], "shared": rounds.shared[i],
-        "actions": [{"id": action_id, "features": line}
-                    for action_id, line in zip(rounds.action_ids[start:stop], rounds.actions(i))],
-        "chosen": int(rounds.chosen[i]), "probability": float(rounds.pscore[i]), "reward": float(rounds.reward[i]),
+        "policy": rounds.policy,
+        "event_id": rounds.event_ids[i],
+        "position": int(rounds.position[i]),
+        "timestamp": float(rounds.created_at[i]),
+        "viewer": rounds.contexts[i],
+        "shared": rounds.shared[i],
+        "actions": [
+            {"id": action_id, "features": line}
+            for action_id, line in zip(rounds.action_ids[start:stop], rounds.actions(i))
+        ],
+        "chosen": int(rounds.chosen[i]),
+        "probability": float(rounds.pscore[i]),
+        "reward": float(rounds.reward[i]),
     }
     return json.dumps(record, separators=(",", ":"))
 

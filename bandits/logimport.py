@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from bandits import features
 from bandits.offline import SpecError, parse_time
@@ -162,8 +163,9 @@ class _Namespaces:
 
     def line(self) -> str:
         """Return the namespaces as a VW text line (without label or ``shared``)."""
-        return " ".join(f"|{name} " + " ".join(tokens) for name, tokens in self.found.items()
-                        if tokens or self.verbatim)
+        return " ".join(
+            f"|{name} " + " ".join(tokens) for name, tokens in self.found.items() if tokens or self.verbatim
+        )
 
 
 def vw_line(mapping: Mapping[str, Any], *, verbatim: bool, where: str) -> str:
@@ -197,7 +199,7 @@ def check_vw_line(line: Any, *, where: str, shared: bool) -> str:
     if shared:
         if not line.startswith("shared"):
             raise ValueError(f"{where}: a shared line starts with 'shared'")
-        body = line[len("shared"):]
+        body = line[len("shared") :]
     if body.strip() and not body.lstrip().startswith("|"):
         raise ValueError(f"{where}: features must follow a '|' namespace marker (no label)")
     for section in body.split("|")[1:]:
@@ -290,16 +292,23 @@ def _as_inline(decision: Decision, context: Mapping[str, Any], multi: list[Any])
     for j, action in enumerate(multi):
         tag = action.get("_tag", action.get("_id"))
         if not isinstance(tag, str) or not 0 < len(tag) <= inline.MAX_NAME:
-            raise ValueError(f"c._multi[{j}]._tag: the actions policy needs each action's id (1-{inline.MAX_NAME} "
-                             "characters) in _tag or _id")
+            raise ValueError(
+                f"c._multi[{j}]._tag: the actions policy needs each action's id (1-{inline.MAX_NAME} "
+                "characters) in _tag or _id"
+            )
         ids.append(tag)
     if len(set(ids)) != len(ids):
         raise ValueError("c._multi: two actions have the same _tag; action ids must be unique")
     return replace(
-        decision, shared=inline.context_line(_inline_features(context, where="c")),
-        actions=tuple(inline.action_line(ids[j], _inline_features(action, where=f"c._multi[{j}]"))
-                      for j, action in enumerate(multi)),
-        action_ids=tuple(ids), policy=INLINE_POLICY)
+        decision,
+        shared=inline.context_line(_inline_features(context, where="c")),
+        actions=tuple(
+            inline.action_line(ids[j], _inline_features(action, where=f"c._multi[{j}]"))
+            for j, action in enumerate(multi)
+        ),
+        action_ids=tuple(ids),
+        policy=INLINE_POLICY,
+    )
 
 
 INLINE_POLICY = "actions"  # the policy whose encoding ``read_dsjson(inline=True)`` gives foreign lines
@@ -322,7 +331,11 @@ def read_dsjson(record: Any, *, inline: bool = False) -> Decision | Skip:
     if not isinstance(context, Mapping):
         raise ValueError("c: must be an object holding the decision's features")
     multi = context.get("_multi")
-    if not isinstance(multi, list) or not 0 < len(multi) <= MAX_ACTIONS or not all(isinstance(a, Mapping) for a in multi):
+    if (
+        not isinstance(multi, list)
+        or not 0 < len(multi) <= MAX_ACTIONS
+        or not all(isinstance(a, Mapping) for a in multi)
+    ):
         raise ValueError(f"c._multi: must be a list of 1 to {MAX_ACTIONS} action objects")
     if "_label_cost" not in record:
         return Skip("no reward (_label_cost missing)")
@@ -353,12 +366,17 @@ def read_dsjson(record: Any, *, inline: bool = False) -> Decision | Skip:
         if policy is not None:
             policy = _text(policy, where="marquee.policy", limit=32)
         return Decision(
-            event_id=_text(own.get("event_id"), where="marquee.event_id"), position=position, created_at=created_at,
+            event_id=_text(own.get("event_id"), where="marquee.event_id"),
+            position=position,
+            created_at=created_at,
             shared="shared " + vw_line(context, verbatim=True, where="c"),
             actions=tuple(vw_line(action, verbatim=True, where=f"c._multi[{j}]") for j, action in enumerate(multi)),
             action_ids=tuple(_text(a, where=f"marquee.action_ids[{j}]") for j, a in enumerate(action_ids)),
-            chosen=chosen, pscore=pscore, reward=_number(own.get("reward"), where="marquee.reward"),
-            context=dict(viewer), policy=policy,
+            chosen=chosen,
+            pscore=pscore,
+            reward=_number(own.get("reward"), where="marquee.reward"),
+            context=dict(viewer),
+            policy=policy,
         )
     ids = []
     for j, action in enumerate(multi):
@@ -366,18 +384,38 @@ def read_dsjson(record: Any, *, inline: bool = False) -> Decision | Skip:
         ids.append(tag if isinstance(tag, str) and 0 < len(tag) <= 256 else str(j + 1))
     event_id = record.get("EventId")
     decision = Decision(
-        event_id=_text(event_id, where="EventId"), position=0, created_at=created_at,
-        shared="shared", actions=(), action_ids=tuple(ids), chosen=chosen, pscore=pscore,
-        reward=cost / features.COST_PER_REWARD, context=_flat_context(context),
+        event_id=_text(event_id, where="EventId"),
+        position=0,
+        created_at=created_at,
+        shared="shared",
+        actions=(),
+        action_ids=tuple(ids),
+        chosen=chosen,
+        pscore=pscore,
+        reward=cost / features.COST_PER_REWARD,
+        context=_flat_context(context),
     )
     if inline:
         return _as_inline(decision, context, multi)
-    return replace(decision, shared=("shared " + vw_line(context, verbatim=False, where="c")).rstrip(),
-                   actions=tuple(vw_line(action, verbatim=False, where=f"c._multi[{j}]") for j, action in enumerate(multi)))
+    return replace(
+        decision,
+        shared=("shared " + vw_line(context, verbatim=False, where="c")).rstrip(),
+        actions=tuple(vw_line(action, verbatim=False, where=f"c._multi[{j}]") for j, action in enumerate(multi)),
+    )
 
 
-JSONL_FIELDS = ("policy", "event_id", "position", "timestamp", "viewer", "shared", "actions", "chosen", "probability",
-                "reward")
+JSONL_FIELDS = (
+    "policy",
+    "event_id",
+    "position",
+    "timestamp",
+    "viewer",
+    "shared",
+    "actions",
+    "chosen",
+    "probability",
+    "reward",
+)
 
 
 def read_jsonl(record: Any) -> Decision:
@@ -404,12 +442,16 @@ def read_jsonl(record: Any) -> Decision:
         raise ValueError("viewer: must be an object")
     policy = record.get("policy")
     return Decision(
-        event_id=_text(record.get("event_id"), where="event_id"), position=position,
+        event_id=_text(record.get("event_id"), where="event_id"),
+        position=position,
         created_at=_time(record.get("timestamp"), where="timestamp"),
-        shared=check_vw_line(record.get("shared"), where="shared", shared=True), actions=tuple(lines),
-        action_ids=tuple(ids), chosen=_index(record.get("chosen"), where="chosen", size=len(lines), base=0),
+        shared=check_vw_line(record.get("shared"), where="shared", shared=True),
+        actions=tuple(lines),
+        action_ids=tuple(ids),
+        chosen=_index(record.get("chosen"), where="chosen", size=len(lines), base=0),
         pscore=_probability(record.get("probability"), where="probability"),
-        reward=_number(record.get("reward"), where="reward"), context=dict(viewer),
+        reward=_number(record.get("reward"), where="reward"),
+        context=dict(viewer),
         policy=_text(policy, where="policy", limit=32) if policy is not None else None,
     )
 

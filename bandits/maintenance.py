@@ -16,10 +16,10 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import sqlite_utils
 
@@ -46,8 +46,9 @@ class BackupSummary:
     seconds: float
 
 
-def backup(database: str | Path, data_dir: str | Path, dest: str | Path, *,
-           progress: Callable[[str], None] = lambda _: None) -> BackupSummary:
+def backup(
+    database: str | Path, data_dir: str | Path, dest: str | Path, *, progress: Callable[[str], None] = lambda _: None
+) -> BackupSummary:
     """Write a consistent copy of the database and its artwork masters into the new folder ``dest``.
 
     Raises:
@@ -78,12 +79,21 @@ def backup(database: str | Path, data_dir: str | Path, dest: str | Path, *,
     for relative in paths:
         origin = Path(data_dir) / relative
         if not origin.is_file():
-            raise BackupRefused(f"artwork master {relative} is missing from {data_dir}; the backup in {dest} is incomplete")
+            raise BackupRefused(
+                f"artwork master {relative} is missing from {data_dir}; the backup in {dest} is incomplete"
+            )
         (dest / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(origin, dest / relative)
         artwork_bytes += origin.stat().st_size
-    return BackupSummary(folder=dest, database_bytes=target.stat().st_size, events=events, titles=titles,
-                         artworks=len(paths), artwork_bytes=artwork_bytes, seconds=time.monotonic() - started)
+    return BackupSummary(
+        folder=dest,
+        database_bytes=target.stat().st_size,
+        events=events,
+        titles=titles,
+        artworks=len(paths),
+        artwork_bytes=artwork_bytes,
+        seconds=time.monotonic() - started,
+    )
 
 
 @dataclass(frozen=True)
@@ -96,8 +106,15 @@ class PruneSummary:
     batches: int
 
 
-def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BATCH,
-          writes: Writes = inline, kind: str | None = None, keep_deferred: bool = False) -> PruneSummary:
+def prune(
+    db: sqlite_utils.Database,
+    *,
+    older_than: float,
+    batch: int = PRUNE_BATCH,
+    writes: Writes = inline,
+    kind: str | None = None,
+    keep_deferred: bool = False,
+) -> PruneSummary:
     """Delete events created before ``older_than`` (unix seconds) with their impressions, rewards and learning marks.
 
     An event with a pending row that is due (its window open or closed, not yet learned) is kept; a
@@ -113,14 +130,21 @@ def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BA
     def delete(candidates: list[int]) -> tuple[int, int, int]:
         with write_transaction(db):
             marks = ",".join("?" * len(candidates))
-            seqs = [row[0] for row in db.execute(  # again, under the write lock
-                f"SELECT e.seq FROM events e WHERE e.seq IN ({marks}) AND NOT EXISTS "
-                f"(SELECT 1 FROM pending p WHERE {waiting})", candidates)]
+            seqs = [
+                row[0]
+                for row in db.execute(  # again, under the write lock
+                    f"SELECT e.seq FROM events e WHERE e.seq IN ({marks}) AND NOT EXISTS "
+                    f"(SELECT 1 FROM pending p WHERE {waiting})",
+                    candidates,
+                )
+            ]
             if not seqs:
                 return 0, 0, 0
             marks = ",".join("?" * len(seqs))
-            db.execute(f"DELETE FROM reward_credits WHERE reward_id IN (SELECT id FROM rewards WHERE event_seq IN ({marks}))",
-                       seqs)
+            db.execute(
+                f"DELETE FROM reward_credits WHERE reward_id IN (SELECT id FROM rewards WHERE event_seq IN ({marks}))",
+                seqs,
+            )
             rewards = db.execute(f"DELETE FROM rewards WHERE event_seq IN ({marks})", seqs).rowcount
             impressions = db.execute(f"DELETE FROM impressions WHERE event_seq IN ({marks})", seqs).rowcount
             db.execute(f"DELETE FROM learned WHERE event_seq IN ({marks})", seqs)
@@ -130,11 +154,17 @@ def prune(db: sqlite_utils.Database, *, older_than: float, batch: int = PRUNE_BA
 
     events = impressions = rewards = batches = 0
     while True:
-        seqs = [row[0] for row in db.execute(
-            "SELECT e.seq FROM events e WHERE e.created_at < ? AND e.seq < (SELECT MAX(seq) FROM events) AND NOT EXISTS "
-            f"(SELECT 1 FROM pending p WHERE {waiting}) "
-            + ("AND e.kind = ? " if kind is not None else "") + "ORDER BY e.seq LIMIT ?",
-            [older_than, *([kind] if kind is not None else []), batch])]
+        seqs = [
+            row[0]
+            for row in db.execute(
+                "SELECT e.seq FROM events e WHERE e.created_at < ? AND e.seq < (SELECT MAX(seq) FROM events) AND "
+                "NOT EXISTS "
+                f"(SELECT 1 FROM pending p WHERE {waiting}) "
+                + ("AND e.kind = ? " if kind is not None else "")
+                + "ORDER BY e.seq LIMIT ?",
+                [older_than, *([kind] if kind is not None else []), batch],
+            )
+        ]
         if not seqs:
             return PruneSummary(events=events, impressions=impressions, rewards=rewards, batches=batches)
         deleted = writes(partial(delete, seqs))

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import sqlite_utils
@@ -38,7 +39,7 @@ import vowpal_wabbit_next as vw
 from bandits import blocks, evaluation, features
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
 from bandits.learner import aggregate, mode_of, offered_titles, valued
-from bandits.policy import ACTIONS, ARTWORK, ONLINE, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
+from bandits.policy import ACTIONS, ONLINE, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
 from bandits.vwtext import TextExamples, TextLines
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
@@ -108,15 +109,16 @@ class Rounds:
     def actions(self, i: int) -> list[str]:
         """Return the action lines of round ``i``, in the order offered."""
         lines = self.lines_of[self.block[i]]
-        return [lines[j] for j in self.action_index[self.offsets[i]:self.offsets[i + 1]]]
+        return [lines[j] for j in self.action_index[self.offsets[i] : self.offsets[i + 1]]]
 
     def example(self, i: int, *, labeled: bool) -> list[str]:
         """Return round ``i`` as a VW multi-line example, with the logged label on the chosen action if asked."""
         lines = [self.shared[i], *self.actions(i)]
         if labeled:
             chosen = 1 + int(self.chosen[i])
-            lines[chosen] = features.labeled(lines[chosen], cost=features.COST_PER_REWARD * float(self.reward[i]),
-                                             probability=float(self.pscore[i]))
+            lines[chosen] = features.labeled(
+                lines[chosen], cost=features.COST_PER_REWARD * float(self.reward[i]), probability=float(self.pscore[i])
+            )
         return lines
 
     def events(self) -> Iterator[range]:
@@ -129,9 +131,11 @@ class Rounds:
 
 def _closed_where(policy: str, since: float | None, until: float | None) -> tuple[str, list[Any]]:
     """Return the WHERE clause (on events ``e``) and parameters of the events whose ``policy`` window closed."""
-    where = ["e.activated_at IS NOT NULL",
-             "e.kind = 'actions'" if policy == ACTIONS else "e.kind IS NULL",  # the policy's own decisions
-             "NOT EXISTS (SELECT 1 FROM pending p WHERE p.policy = ? AND p.event_seq = e.seq AND p.closed_at IS NULL)"]
+    where = [
+        "e.activated_at IS NOT NULL",
+        "e.kind = 'actions'" if policy == ACTIONS else "e.kind IS NULL",  # the policy's own decisions
+        "NOT EXISTS (SELECT 1 FROM pending p WHERE p.policy = ? AND p.event_seq = e.seq AND p.closed_at IS NULL)",
+    ]
     params: list[Any] = [policy]
     if since is not None:
         where.append("e.created_at >= ?")
@@ -142,19 +146,23 @@ def _closed_where(policy: str, since: float | None, until: float | None) -> tupl
     return " AND ".join(where), params
 
 
-def closed_event_count(db: sqlite_utils.Database, policy: str, *, since: float | None = None,
-                       until: float | None = None) -> int:
+def closed_event_count(
+    db: sqlite_utils.Database, policy: str, *, since: float | None = None, until: float | None = None
+) -> int:
     """Return how many events of ``policy`` (in a time range) have a closed reward window (learned, or closed)."""
     where, params = _closed_where(policy, since, until)
     return int(db.execute(f"SELECT COUNT(*) FROM events e WHERE {where}", params).fetchone()[0])
 
 
-def _closed_events(db: sqlite_utils.Database, *, policy: str, since: float | None, until: float | None,
-                   limit: int | None) -> list[dict[str, Any]]:
+def _closed_events(
+    db: sqlite_utils.Database, *, policy: str, since: float | None, until: float | None, limit: int | None
+) -> list[dict[str, Any]]:
     """Return the events whose ``policy`` window closed (learned, or closed and not yet learned), oldest first."""
     where, params = _closed_where(policy, since, until)
-    query = (f"SELECT e.seq, e.id, e.created_at, e.context, e.candidates, e.title_shared, e.title_block, e.modes "
-             f"FROM events e WHERE {where} ORDER BY e.created_at DESC, e.seq DESC")
+    query = (
+        f"SELECT e.seq, e.id, e.created_at, e.context, e.candidates, e.title_shared, e.title_block, e.modes "
+        f"FROM events e WHERE {where} ORDER BY e.created_at DESC, e.seq DESC"
+    )
     if limit is not None:
         query += " LIMIT ?"
         params.append(limit)
@@ -163,9 +171,17 @@ def _closed_events(db: sqlite_utils.Database, *, policy: str, since: float | Non
     return rows
 
 
-def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, default_reward: float,
-             since: float | None = None, until: float | None = None, limit: int | None = None,
-             reward_values: Mapping[str, float] | None = None) -> Rounds:
+def from_log(
+    db: sqlite_utils.Database,
+    *,
+    policy: str,
+    aggregation: str,
+    default_reward: float,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+    reward_values: Mapping[str, float] | None = None,
+) -> Rounds:
     """Return the rounds of ``policy`` logged between ``since`` (inclusive) and ``until`` (exclusive).
 
     Only events whose reward window for the policy has closed are included: their rewards are final.
@@ -182,16 +198,18 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
     impressions: dict[int, list[dict[str, Any]]] = {}
     credited: dict[tuple[int, str], list[tuple[float, str | None]]] = {}
     for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+        chunk = seqs[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for row in db.query(
             "SELECT event_seq, position, title_id, title_index, title_prob, artwork_ids, artwork_block, "
-            f"artwork_index, artwork_prob, offered, title_greedy, artwork_greedy, shared FROM impressions WHERE event_seq IN ({marks}) ORDER BY event_seq, position",
+            "artwork_index, artwork_prob, offered, title_greedy, artwork_greedy, shared FROM impressions WHERE "
+            f"event_seq IN ({marks}) ORDER BY event_seq, position",
             chunk,
         ):
             impressions.setdefault(row["event_seq"], []).append(row)
         for seq, title_id, value, reward_type in db.execute(
-            "SELECT r.event_seq, r.title_id, r.value, r.type FROM rewards r JOIN reward_credits c ON c.reward_id = r.id "
+            "SELECT r.event_seq, r.title_id, r.value, r.type FROM rewards r JOIN reward_credits c ON c.reward_id = "
+            "r.id "
             f"WHERE r.event_seq IN ({marks}) AND c.policy = ? ORDER BY r.id",
             [*chunk, policy],
         ):
@@ -208,27 +226,51 @@ def from_log(db: sqlite_utils.Database, *, policy: str, aggregation: str, defaul
         candidate_ids = json.loads(event["candidates"])
         mode = mode_of(event, policy)
         for row in impressions.get(event["seq"], []):
-            reward = aggregate(valued(credited.get((event["seq"], row["title_id"])), reward_values or {}),
-                               aggregation=aggregation,
-                               default_reward=default_reward)
-            common = {"event_id": event["id"], "event_index": number, "position": row["position"],
-                      "created_at": event["created_at"], "context": context, "reward": reward, "mode": mode}
+            reward = aggregate(
+                valued(credited.get((event["seq"], row["title_id"])), reward_values or {}),
+                aggregation=aggregation,
+                default_reward=default_reward,
+            )
+            common = {
+                "event_id": event["id"],
+                "event_index": number,
+                "position": row["position"],
+                "created_at": event["created_at"],
+                "context": context,
+                "reward": reward,
+                "mode": mode,
+            }
             if policy in (TITLES, ACTIONS):
                 offered = offered_titles(row, left)
-                shared = (row["shared"] or event["title_shared"] if policy == ACTIONS
-                          else features.with_position(event["title_shared"], row["position"]))
+                shared = (
+                    row["shared"] or event["title_shared"]
+                    if policy == ACTIONS
+                    else features.with_position(event["title_shared"], row["position"])
+                )
                 offered_ids = [candidate_ids[j] for j in offered]
-                builder.add(**common, shared=shared,
-                            block=event["title_block"], action_index=offered,
-                            chosen=offered.index(row["title_index"]), pscore=row["title_prob"],
-                            action_ids=offered_ids, greedy=_offset(offered_ids, row["title_greedy"]))
+                builder.add(
+                    **common,
+                    shared=shared,
+                    block=event["title_block"],
+                    action_index=offered,
+                    chosen=offered.index(row["title_index"]),
+                    pscore=row["title_prob"],
+                    action_ids=offered_ids,
+                    greedy=_offset(offered_ids, row["title_greedy"]),
+                )
                 left.remove(row["title_index"])
             else:
                 artwork_ids = json.loads(row["artwork_ids"])
-                builder.add(**common, shared=features.artwork_shared(event["title_shared"], candidates[row["title_index"]]),
-                            block=row["artwork_block"], action_index=list(range(len(artwork_ids))),
-                            chosen=row["artwork_index"], pscore=row["artwork_prob"], action_ids=artwork_ids,
-                            greedy=_offset(artwork_ids, row["artwork_greedy"]))
+                builder.add(
+                    **common,
+                    shared=features.artwork_shared(event["title_shared"], candidates[row["title_index"]]),
+                    block=row["artwork_block"],
+                    action_index=list(range(len(artwork_ids))),
+                    chosen=row["artwork_index"],
+                    pscore=row["artwork_prob"],
+                    action_ids=artwork_ids,
+                    greedy=_offset(artwork_ids, row["artwork_greedy"]),
+                )
     return builder.build()
 
 
@@ -243,21 +285,60 @@ class RoundBuilder:
     def __init__(self, policy: str, lines_of: Mapping[str, list[str]]) -> None:
         self.policy = policy
         self.lines_of = lines_of
-        self.columns: dict[str, list[Any]] = {name: [] for name in (
-            "event_id", "event_index", "position", "created_at", "context", "shared", "block", "chosen", "pscore",
-            "reward", "greedy", "mode")}
+        self.columns: dict[str, list[Any]] = {
+            name: []
+            for name in (
+                "event_id",
+                "event_index",
+                "position",
+                "created_at",
+                "context",
+                "shared",
+                "block",
+                "chosen",
+                "pscore",
+                "reward",
+                "greedy",
+                "mode",
+            )
+        }
         self.sizes: list[int] = []
         self.action_index: list[int] = []
         self.action_ids: list[str] = []
 
-    def add(self, *, event_id: str, event_index: int, position: int, created_at: float, context: Mapping[str, Any],
-            shared: str, block: str, action_index: Sequence[int], chosen: int, pscore: float, reward: float,
-            action_ids: Sequence[str], greedy: int = -1, mode: str = ONLINE) -> None:
+    def add(
+        self,
+        *,
+        event_id: str,
+        event_index: int,
+        position: int,
+        created_at: float,
+        context: Mapping[str, Any],
+        shared: str,
+        block: str,
+        action_index: Sequence[int],
+        chosen: int,
+        pscore: float,
+        reward: float,
+        action_ids: Sequence[str],
+        greedy: int = -1,
+        mode: str = ONLINE,
+    ) -> None:
         """Add one round (``greedy``: the model's greedy action as an offset, -1 if unknown)."""
-        for name, value in (("event_id", event_id), ("event_index", event_index), ("position", position),
-                            ("created_at", created_at), ("context", context), ("shared", shared), ("block", block),
-                            ("chosen", chosen), ("pscore", pscore), ("reward", reward), ("greedy", greedy),
-                            ("mode", mode)):
+        for name, value in (
+            ("event_id", event_id),
+            ("event_index", event_index),
+            ("position", position),
+            ("created_at", created_at),
+            ("context", context),
+            ("shared", shared),
+            ("block", block),
+            ("chosen", chosen),
+            ("pscore", pscore),
+            ("reward", reward),
+            ("greedy", greedy),
+            ("mode", mode),
+        ):
             self.columns[name].append(value)
         self.sizes.append(len(action_index))
         self.action_index.extend(action_index)
@@ -269,12 +350,22 @@ class RoundBuilder:
         offsets = np.zeros(len(self.sizes) + 1, dtype=np.int64)
         np.cumsum(self.sizes, out=offsets[1:])
         return Rounds(
-            policy=self.policy, event_ids=c["event_id"], event_index=np.asarray(c["event_index"], dtype=np.int64),
-            position=np.asarray(c["position"], dtype=np.int64), created_at=np.asarray(c["created_at"], dtype=float),
-            contexts=c["context"], shared=c["shared"], block=c["block"], offsets=offsets,
-            action_index=np.asarray(self.action_index, dtype=np.int64), chosen=np.asarray(c["chosen"], dtype=np.int64),
-            pscore=np.asarray(c["pscore"], dtype=float), reward=np.asarray(c["reward"], dtype=float),
-            action_ids=self.action_ids, lines_of=self.lines_of, greedy=np.asarray(c["greedy"], dtype=np.int64),
+            policy=self.policy,
+            event_ids=c["event_id"],
+            event_index=np.asarray(c["event_index"], dtype=np.int64),
+            position=np.asarray(c["position"], dtype=np.int64),
+            created_at=np.asarray(c["created_at"], dtype=float),
+            contexts=c["context"],
+            shared=c["shared"],
+            block=c["block"],
+            offsets=offsets,
+            action_index=np.asarray(self.action_index, dtype=np.int64),
+            chosen=np.asarray(c["chosen"], dtype=np.int64),
+            pscore=np.asarray(c["pscore"], dtype=float),
+            reward=np.asarray(c["reward"], dtype=float),
+            action_ids=self.action_ids,
+            lines_of=self.lines_of,
+            greedy=np.asarray(c["greedy"], dtype=np.int64),
             modes=c["mode"],
         )
 
@@ -310,7 +401,7 @@ def regressor_args(vw_args: Sequence[str]) -> list[str]:
 
 def _regressor_line(shared: str, action: str, reward: float | None = None) -> str:
     """Return one (context, action) pair as a single-line example, labelled with ``reward`` if given."""
-    features_only = shared[len("shared "):] if shared.startswith("shared ") else shared
+    features_only = shared[len("shared ") :] if shared.startswith("shared ") else shared
     label = "" if reward is None else f"{reward:.9g} "
     return f"{label}{features_only} {action}"
 
@@ -336,9 +427,14 @@ class RewardModel:
 
     def summary(self) -> dict[str, Any]:
         """Return the model's description and fit as JSON-ready data."""
-        return {"vw_args": self.vw_args, "folds": self.folds, "passes": self.passes, "mse": self.mse,
-                "baseline_mse": self.baseline_mse,
-                "r_squared": 1.0 - self.mse / self.baseline_mse if self.baseline_mse > 0 else None}
+        return {
+            "vw_args": self.vw_args,
+            "folds": self.folds,
+            "passes": self.passes,
+            "mse": self.mse,
+            "baseline_mse": self.baseline_mse,
+            "r_squared": 1.0 - self.mse / self.baseline_mse if self.baseline_mse > 0 else None,
+        }
 
 
 def reward_model_guidance(r_squared: float | None) -> str:
@@ -349,15 +445,18 @@ def reward_model_guidance(r_squared: float | None) -> str:
     the true expected rewards themselves reached only 0.13 to 0.16 on plays at about 10 %.
     """
     if r_squared is None or not math.isfinite(r_squared) or r_squared <= 0:
-        return ("the reward model predicts no better than the mean reward: DR stays unbiased but is no narrower "
-                "than IPS here; read SNIPS beside it")
+        return (
+            "the reward model predicts no better than the mean reward: DR stays unbiased but is no narrower "
+            "than IPS here; read SNIPS beside it"
+        )
     if r_squared < 0.1:
         return "the reward model explains a little: DR is somewhat narrower than IPS; DR is the estimate to read"
     return "the reward model fits well for rewards this noisy: DR is clearly the estimate to read"
 
 
-def fit_reward_model(rounds: Rounds, *, vw_args: Sequence[str], folds: int = 2, passes: int = 1,
-                     progress: Progress = _quiet) -> RewardModel:
+def fit_reward_model(
+    rounds: Rounds, *, vw_args: Sequence[str], folds: int = 2, passes: int = 1, progress: Progress = _quiet
+) -> RewardModel:
     """Predict every action's reward, each round by a model trained on the other time-ordered folds.
 
     The model is a VW squared-loss regressor of the reward on the shared and action features of the
@@ -399,16 +498,31 @@ def fit_reward_model(rounds: Rounds, *, vw_args: Sequence[str], folds: int = 2, 
         baseline[test] = rounds.reward[train].mean()
     np.clip(q, rounds.reward.min(), rounds.reward.max(), out=q)
     logged = q[rounds.logged_flat]
-    return RewardModel(q=q, vw_args=args, folds=folds, passes=passes,
-                       mse=float(np.mean((logged - rounds.reward) ** 2)),
-                       baseline_mse=float(np.mean((baseline - rounds.reward) ** 2)))
+    return RewardModel(
+        q=q,
+        vw_args=args,
+        folds=folds,
+        passes=passes,
+        mse=float(np.mean((logged - rounds.reward) ** 2)),
+        baseline_mse=float(np.mean((baseline - rounds.reward) ** 2)),
+    )
 
 
 # ---------------------------------------------------------------- candidate policies
 
 CANDIDATE_KINDS = ("logged", "uniform", "default", "model", "vw")
-CANDIDATE_FIELDS = ("name", "kind", "version", "vw_args", "exploration", "epsilon", "epsilon_decay_after",
-                    "epsilon_floor", "gamma_scale", "gamma_exponent")
+CANDIDATE_FIELDS = (
+    "name",
+    "kind",
+    "version",
+    "vw_args",
+    "exploration",
+    "epsilon",
+    "epsilon_decay_after",
+    "epsilon_floor",
+    "gamma_scale",
+    "gamma_exponent",
+)
 
 
 @dataclass(frozen=True)
@@ -473,8 +587,10 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
     """
     if isinstance(value, str):
         if value not in SHORTHANDS:
-            raise SpecError(f"{where}: {value!r} is not a candidate name (names: {', '.join(SHORTHANDS)}); "
-                            "give other candidates as objects with a kind")
+            raise SpecError(
+                f"{where}: {value!r} is not a candidate name (names: {', '.join(SHORTHANDS)}); "
+                "give other candidates as objects with a kind"
+            )
         return parse_candidate({"name": value, **SHORTHANDS[value]}, where=where)
     if not isinstance(value, Mapping):
         raise SpecError(f"{where}: must be a candidate name or an object")
@@ -500,9 +616,15 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
         if exploration != SQUARECB:
             raise SpecError(f"{where}.{key}: only with exploration squarecb")
         number = value[key]
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not low <= number <= high \
-                or (key == "gamma_scale" and number == 0):
-            raise SpecError(f"{where}.{key}: must be a number in {'(' if key == 'gamma_scale' else '['}{low:g}, {high:g}]")
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, (int, float))
+            or not low <= number <= high
+            or (key == "gamma_scale" and number == 0)
+        ):
+            raise SpecError(
+                f"{where}.{key}: must be a number in {'(' if key == 'gamma_scale' else '['}{low:g}, {high:g}]"
+            )
         gammas[key] = float(number)
     if exploration == SQUARECB and "epsilon" in value:
         raise SpecError(f"{where}.epsilon: only with exploration epsilon-greedy (SquareCB is set by gamma_scale)")
@@ -533,8 +655,9 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
         raise SpecError(f"{where}.version: only for candidates of kind model")
     name = value.get("name")
     if name is None:
-        name = {"model": f"model v{version}" if version is not None else "model",
-                "vw": "vw " + " ".join(vw_args)}.get(str(kind), str(kind))
+        name = {"model": f"model v{version}" if version is not None else "model", "vw": "vw " + " ".join(vw_args)}.get(
+            str(kind), str(kind)
+        )
         if kind in ("model", "vw") and exploration == SQUARECB:
             name += " squarecb"
         elif kind in ("model", "vw") and epsilon:
@@ -543,21 +666,44 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
                 name += f" decaying after {decay['epsilon_decay_after']:g}"
     if not isinstance(name, str) or not 0 < len(name) <= 100:
         raise SpecError(f"{where}.name: must be text of 1 to 100 characters")
-    return Candidate(name=name, kind=str(kind), epsilon=float(epsilon), version=version, vw_args=vw_args,
-                     exploration=str(exploration), **gammas, **decay)
+    return Candidate(
+        name=name,
+        kind=str(kind),
+        epsilon=float(epsilon),
+        version=version,
+        vw_args=vw_args,
+        exploration=str(exploration),
+        **gammas,
+        **decay,
+    )
 
 
 def candidate_exploration(candidate: Candidate, examples_learned: int) -> Exploration:
     """Return how a ``model`` or ``vw`` candidate explores with a model that learned ``examples_learned``."""
     if candidate.exploration == SQUARECB:
-        return Exploration.squarecb(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent,
-                                    examples_learned=examples_learned)
-    return Exploration.decaying(epsilon=candidate.epsilon, decay_after=candidate.epsilon_decay_after,
-                                floor=candidate.epsilon_floor, examples_learned=examples_learned)
+        return Exploration.squarecb(
+            gamma_scale=candidate.gamma_scale,
+            gamma_exponent=candidate.gamma_exponent,
+            examples_learned=examples_learned,
+        )
+    return Exploration.decaying(
+        epsilon=candidate.epsilon,
+        decay_after=candidate.epsilon_decay_after,
+        floor=candidate.epsilon_floor,
+        examples_learned=examples_learned,
+    )
 
 
-def _model_pmf(rounds: Rounds, workspace: vw.Workspace, candidate: Candidate, *, learned: int, learn: bool,
-               progress: Progress, stage: str) -> np.ndarray:
+def _model_pmf(
+    rounds: Rounds,
+    workspace: vw.Workspace,
+    candidate: Candidate,
+    *,
+    learned: int,
+    learn: bool,
+    progress: Progress,
+    stage: str,
+) -> np.ndarray:
     """Return the candidate's exploring distribution over every round's actions, flat.
 
     ``learned`` is how many examples the workspace has learned before the first round. With
@@ -583,9 +729,15 @@ def _model_pmf(rounds: Rounds, workspace: vw.Workspace, candidate: Candidate, *,
     return pmf
 
 
-def target_distribution(rounds: Rounds, candidate: Candidate, *, model_blob: bytes | None = None,
-                        model_examples: int = 0, trained: dict[str, bytes] | None = None,
-                        progress: Progress = _quiet) -> np.ndarray | None:
+def target_distribution(
+    rounds: Rounds,
+    candidate: Candidate,
+    *,
+    model_blob: bytes | None = None,
+    model_examples: int = 0,
+    trained: dict[str, bytes] | None = None,
+    progress: Progress = _quiet,
+) -> np.ndarray | None:
     """Return the candidate's probability of every action of every round, flat; None for ``logged``.
 
     ``model_blob`` is the stored model of a ``model`` candidate, ``model_examples`` the examples it
@@ -605,11 +757,19 @@ def target_distribution(rounds: Rounds, candidate: Candidate, *, model_blob: byt
         if model_blob is None:
             raise ValueError("a model candidate needs the model's bytes")
         workspace = new_workspace([], model_data=model_blob)
-        return _model_pmf(rounds, workspace, candidate, learned=model_examples, learn=False, progress=progress,
-                          stage=f"candidate {candidate.name}")
+        return _model_pmf(
+            rounds,
+            workspace,
+            candidate,
+            learned=model_examples,
+            learn=False,
+            progress=progress,
+            stage=f"candidate {candidate.name}",
+        )
     workspace = new_workspace(list(candidate.vw_args))
-    pmf = _model_pmf(rounds, workspace, candidate, learned=0, learn=True, progress=progress,
-                     stage=f"candidate {candidate.name}")
+    pmf = _model_pmf(
+        rounds, workspace, candidate, learned=0, learn=True, progress=progress, stage=f"candidate {candidate.name}"
+    )
     if trained is not None:
         trained[candidate.name] = workspace.serialize()
     return pmf
@@ -650,8 +810,9 @@ def estimates(rounds: Rounds, model: RewardModel, scores: Scores, mask: np.ndarr
     result: dict[str, Any] = {
         "ips": evaluation.ips(reward=reward, pscore=pscore, target_prob=target).as_dict(),
         "dm": evaluation.dm(q_target=q_target).as_dict(),
-        "dr": evaluation.dr(reward=reward, pscore=pscore, target_prob=target, q_logged=q_logged,
-                            q_target=q_target).as_dict(),
+        "dr": evaluation.dr(
+            reward=reward, pscore=pscore, target_prob=target, q_logged=q_logged, q_target=q_target
+        ).as_dict(),
     }
     try:
         result["snips"] = evaluation.snips(reward=reward, pscore=pscore, target_prob=target).as_dict()
@@ -679,9 +840,14 @@ def weight_tail(rounds: Rounds, scores: Scores, *, default_reward: float = 0.0) 
     tail = weight > LARGE_WEIGHT
     share = float(weight[tail].sum() / weight.sum()) if weight.sum() > 0 else 0.0
     rewarded = int((rounds.reward[tail] != default_reward).sum())
-    return {"threshold": LARGE_WEIGHT, "rounds": int(tail.sum()), "rewarded": rewarded, "weight_share": share,
-            "max_weight": float(weight.max()) if weight.size else 0.0,
-            "fragile": bool(tail.any() and share >= MIN_TAIL_SHARE and rewarded < MIN_TAIL_REWARDS)}
+    return {
+        "threshold": LARGE_WEIGHT,
+        "rounds": int(tail.sum()),
+        "rewarded": rewarded,
+        "weight_share": share,
+        "max_weight": float(weight.max()) if weight.size else 0.0,
+        "fragile": bool(tail.any() and share >= MIN_TAIL_SHARE and rewarded < MIN_TAIL_REWARDS),
+    }
 
 
 def dr_terms(rounds: Rounds, model: RewardModel, scores: Scores) -> np.ndarray:
@@ -744,9 +910,16 @@ class EvaluationSpec:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the spec as JSON-ready data (what ``parse_spec`` reads back)."""
-        return {"policy": self.policy, "dataset": self.dataset, "candidates": [c.as_dict() for c in self.candidates],
-                "since": self.since, "until": self.until, "segment_by": self.segment_by, "folds": self.folds,
-                "limit": self.limit}
+        return {
+            "policy": self.policy,
+            "dataset": self.dataset,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "since": self.since,
+            "until": self.until,
+            "segment_by": self.segment_by,
+            "folds": self.folds,
+            "limit": self.limit,
+        }
 
 
 SPEC_FIELDS = ("policy", "dataset", "candidates", "since", "until", "segment_by", "folds", "limit")
@@ -773,7 +946,7 @@ def parse_time(value: Any, *, where: str) -> float | None:
         except ValueError:
             raise SpecError(f"{where}: {value!r} is not an ISO 8601 time (e.g. 2026-11-24T09:00:00Z)") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         return moment.timestamp()
     raise SpecError(f"{where}: must be unix seconds or an ISO 8601 time")
 
@@ -818,15 +991,31 @@ def parse_spec(data: Mapping[str, Any]) -> EvaluationSpec:
     limit = data.get("limit")
     if limit is not None:
         limit = _positive_int(limit, where="limit", low=2, high=10_000_000)
-    return EvaluationSpec(policy=policy, candidates=candidates, since=since, until=until,
-                          segment_by=segment_by, folds=folds, limit=limit, dataset=dataset)
+    return EvaluationSpec(
+        policy=policy,
+        candidates=candidates,
+        since=since,
+        until=until,
+        segment_by=segment_by,
+        folds=folds,
+        limit=limit,
+        dataset=dataset,
+    )
 
 
 MIN_OUT_OF_SAMPLE_ROUNDS = 30  # decisions a stored model had not learned, to estimate it on those alone
 
 
-def sampling(db: sqlite_utils.Database, rounds: Rounds, model: RewardModel, scores: Scores, candidate: Candidate, *,
-             version: int | None, policy: str | None) -> dict[str, Any]:
+def sampling(
+    db: sqlite_utils.Database,
+    rounds: Rounds,
+    model: RewardModel,
+    scores: Scores,
+    candidate: Candidate,
+    *,
+    version: int | None,
+    policy: str | None,
+) -> dict[str, Any]:
     """Return how a candidate was scored: ``scoring`` and ``in_sample``, and for a stored model its split.
 
     A ``vw`` candidate is scored progressively (each event decided before it is learned) and the
@@ -838,12 +1027,17 @@ def sampling(db: sqlite_utils.Database, rounds: Rounds, model: RewardModel, scor
     """
     if candidate.kind != "model" or version is None or policy is None:
         return {"scoring": "progressive" if candidate.kind == "vw" else "not learned", "in_sample": False}
-    published = float(db.execute("SELECT created_at FROM models WHERE policy = ? AND version = ?",
-                                 [policy, version]).fetchone()[0])
+    published = float(
+        db.execute("SELECT created_at FROM models WHERE policy = ? AND version = ?", [policy, version]).fetchone()[0]
+    )
     later = rounds.created_at > published
-    found: dict[str, Any] = {"scoring": "stored model", "in_sample": bool((~later).any()),
-                             "model_published_at": published, "in_sample_rounds": int((~later).sum()),
-                             "out_of_sample_rounds": int(later.sum())}
+    found: dict[str, Any] = {
+        "scoring": "stored model",
+        "in_sample": bool((~later).any()),
+        "model_published_at": published,
+        "in_sample_rounds": int((~later).sum()),
+        "out_of_sample_rounds": int(later.sum()),
+    }
     if later.sum() >= MIN_OUT_OF_SAMPLE_ROUNDS:
         found["out_of_sample"] = {"dr": _interval(estimates(rounds, model, scores, later)["dr"])}
     return found
@@ -852,14 +1046,19 @@ def sampling(db: sqlite_utils.Database, rounds: Rounds, model: RewardModel, scor
 def model_blob(db: sqlite_utils.Database, policy: str, version: int | None) -> tuple[int, bytes, int]:
     """Return (version, bytes, examples learned) of a stored model of ``policy``: ``version``, or the newest if None."""
     if version is None:
-        row = db.execute("SELECT version, blob, examples_learned FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
-                         [policy]).fetchone()
+        row = db.execute(
+            "SELECT version, blob, examples_learned FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
+            [policy],
+        ).fetchone()
     else:
-        row = db.execute("SELECT version, blob, examples_learned FROM models WHERE policy = ? AND version = ?",
-                         [policy, version]).fetchone()
+        row = db.execute(
+            "SELECT version, blob, examples_learned FROM models WHERE policy = ? AND version = ?", [policy, version]
+        ).fetchone()
     if row is None:
         kept = db.execute("SELECT MIN(version), MAX(version) FROM models WHERE policy = ?", [policy]).fetchone()
-        raise SpecError(f"version: model version {version} of {policy} is not stored (versions kept: {kept[0]} to {kept[1]})")
+        raise SpecError(
+            f"version: model version {version} of {policy} is not stored (versions kept: {kept[0]} to {kept[1]})"
+        )
     return int(row[0]), bytes(row[1]), int(row[2])
 
 
@@ -881,14 +1080,29 @@ def _interval(estimate: Mapping[str, Any]) -> dict[str, Any]:
     return {key: estimate.get(key) for key in ("value", "ci_low", "ci_high")}
 
 
-def policy_rounds(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *, since: float | None = None,
-                  until: float | None = None, limit: int | None = None) -> Rounds:
+def policy_rounds(
+    db: sqlite_utils.Database,
+    config: Mapping[str, Any],
+    policy: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+) -> Rounds:
     """Return ``from_log`` rounds with the rewards combined by the policy's current rule."""
     from bandits.policy import load_policy
 
     settings = load_policy(db, config, policy)
-    return from_log(db, policy=policy, aggregation=settings.aggregation, default_reward=settings.default_reward,
-                    since=since, until=until, limit=limit, reward_values=settings.reward_values)
+    return from_log(
+        db,
+        policy=policy,
+        aggregation=settings.aggregation,
+        default_reward=settings.default_reward,
+        since=since,
+        until=until,
+        limit=limit,
+        reward_values=settings.reward_values,
+    )
 
 
 def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
@@ -910,8 +1124,10 @@ def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
         if candidate.kind != "model":
             continue
         if spec.policy is None:
-            raise SpecError(f"candidates[{index}].kind: a model candidate runs a policy's stored model, and dataset "
-                            f"{spec.dataset!r} was not logged by a Marquee policy; name the policy in 'policy'")
+            raise SpecError(
+                f"candidates[{index}].kind: a model candidate runs a policy's stored model, and dataset "
+                f"{spec.dataset!r} was not logged by a Marquee policy; name the policy in 'policy'"
+            )
         try:
             model_blob(db, spec.policy, candidate.version)
         except SpecError as exc:
@@ -919,8 +1135,14 @@ def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
     return spec
 
 
-def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: EvaluationSpec, *,
-             progress: Progress = _quiet, trained: dict[str, bytes] | None = None) -> dict[str, Any]:
+def evaluate(
+    db: sqlite_utils.Database,
+    config: Mapping[str, Any],
+    spec: EvaluationSpec,
+    *,
+    progress: Progress = _quiet,
+    trained: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
     """Run an evaluation: rounds from the log or a dataset, reward model, every candidate; return the report.
 
     ``trained``, if given, receives each ``vw`` candidate's model after it learned every round.
@@ -945,25 +1167,42 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         what = f"dataset {spec.dataset}"
     else:
         assert settings is not None and spec.policy is not None
-        rounds = from_log(db, policy=spec.policy, aggregation=settings.aggregation,
-                          default_reward=settings.default_reward, since=spec.since, until=spec.until, limit=spec.limit,
-                          reward_values=settings.reward_values)
+        rounds = from_log(
+            db,
+            policy=spec.policy,
+            aggregation=settings.aggregation,
+            default_reward=settings.default_reward,
+            since=spec.since,
+            until=spec.until,
+            limit=spec.limit,
+            reward_values=settings.reward_values,
+        )
         source = {"log": spec.policy}
-        reward_rule = {"aggregation": settings.aggregation, "default_reward": settings.default_reward,
-                       "reward_values": settings.reward_values}
+        reward_rule = {
+            "aggregation": settings.aggregation,
+            "default_reward": settings.default_reward,
+            "reward_values": settings.reward_values,
+        }
         what = spec.policy
     if len(rounds) < 2 or rounds.n_events < spec.folds:
-        raise SpecError(f"since: the range holds {len(rounds)} closed decisions of {what} in "
-                        f"{rounds.n_events} events; at least 2 decisions in {spec.folds} events (one per fold) are needed")
-    blobs = {index: model_blob(db, str(spec.policy), candidate.version)
-             for index, candidate in enumerate(spec.candidates) if candidate.kind == "model"}
+        raise SpecError(
+            f"since: the range holds {len(rounds)} closed decisions of {what} in "
+            f"{rounds.n_events} events; at least 2 decisions in {spec.folds} events (one per fold) are needed"
+        )
+    blobs = {
+        index: model_blob(db, str(spec.policy), candidate.version)
+        for index, candidate in enumerate(spec.candidates)
+        if candidate.kind == "model"
+    }
     stages.stage(0)(1.0, "reading the log")
     model = fit_reward_model(rounds, vw_args=vw_args, folds=spec.folds, progress=stages.stage(1))
     segments = segment_values(rounds, spec.segment_by) if spec.segment_by else None
     if segments is not None and all(value == "(missing)" for value in segments):
         present = sorted({name for context in rounds.contexts for name in context})
-        raise SpecError(f"segment_by: no decision in the range has the viewer feature {spec.segment_by!r}; "
-                        f"the features there are {', '.join(present) or 'none'}")
+        raise SpecError(
+            f"segment_by: no decision in the range has the viewer feature {spec.segment_by!r}; "
+            f"the features there are {', '.join(present) or 'none'}"
+        )
     segment_counts: list[tuple[str, int]] = []
     if segments is not None:
         values, counts = np.unique(np.asarray(segments, dtype=object), return_counts=True)
@@ -975,19 +1214,30 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         report = stages.stage(2 + index)
         report(0.0, f"candidate {candidate.name}")
         blob = blobs.get(index)
-        pmf = target_distribution(rounds, candidate, model_blob=blob[1] if blob else None,
-                                  model_examples=blob[2] if blob else 0, trained=trained, progress=report)
+        pmf = target_distribution(
+            rounds,
+            candidate,
+            model_blob=blob[1] if blob else None,
+            model_examples=blob[2] if blob else 0,
+            trained=trained,
+            progress=report,
+        )
         scores = candidate_scores(rounds, model, pmf)
         terms = dr_terms(rounds, model, scores)
-        entry: dict[str, Any] = {"name": candidate.name, "candidate": candidate.as_dict(),
-                                 "estimates": estimates(rounds, model, scores),
-                                 "lift_over_logged": lift(terms, rounds.reward),
-                                 "weight_tail": weight_tail(rounds, scores, default_reward=float(
-                                     reward_rule["default_reward"]) if reward_rule else 0.0)}
+        entry: dict[str, Any] = {
+            "name": candidate.name,
+            "candidate": candidate.as_dict(),
+            "estimates": estimates(rounds, model, scores),
+            "lift_over_logged": lift(terms, rounds.reward),
+            "weight_tail": weight_tail(
+                rounds, scores, default_reward=float(reward_rule["default_reward"]) if reward_rule else 0.0
+            ),
+        }
         if blob is not None:
             entry["candidate"]["version"] = blob[0]
-        entry.update(sampling(db, rounds, model, scores, candidate, version=blob[0] if blob else None,
-                              policy=spec.policy))
+        entry.update(
+            sampling(db, rounds, model, scores, candidate, version=blob[0] if blob else None, policy=spec.policy)
+        )
         if segment_array is not None:
             entry["segments"] = []
             for value, count in segment_counts[:MAX_SEGMENTS]:
@@ -1002,23 +1252,33 @@ def evaluate(db: sqlite_utils.Database, config: Mapping[str, Any], spec: Evaluat
         entry["over_time"] = []
         for mask in buckets:
             count = int(mask.sum())
-            point: dict[str, Any] = {"from": float(rounds.created_at[mask].min()),
-                                     "until": float(rounds.created_at[mask].max()), "rounds": count}
+            point: dict[str, Any] = {
+                "from": float(rounds.created_at[mask].min()),
+                "until": float(rounds.created_at[mask].max()),
+                "rounds": count,
+            }
             if count >= 2:
                 point["dr"] = _interval(estimates(rounds, model, scores, mask)["dr"])
             entry["over_time"].append(point)
         results.append(entry)
         report(1.0, f"candidate {candidate.name}")
     return {
-        "policy": spec.policy, "source": source, "spec": spec.as_dict(), "rounds": len(rounds),
+        "policy": spec.policy,
+        "source": source,
+        "spec": spec.as_dict(),
+        "rounds": len(rounds),
         "events": rounds.n_events,
-        "first_decision_at": float(rounds.created_at.min()), "last_decision_at": float(rounds.created_at.max()),
+        "first_decision_at": float(rounds.created_at.min()),
+        "last_decision_at": float(rounds.created_at.max()),
         "mean_reward": float(rounds.reward.mean()),
         "explored_rounds": int((rounds.pscore < 1.0 - 1e-9).sum()),  # decisions that had another possible action
         "reward_rule": reward_rule,
         "policy_settings": settings.as_dict() if settings is not None else None,
-        "reward_model": {**model.summary(), "rounds": len(rounds),
-                         "guidance": reward_model_guidance(model.summary()["r_squared"])},
+        "reward_model": {
+            **model.summary(),
+            "rounds": len(rounds),
+            "guidance": reward_model_guidance(model.summary()["r_squared"]),
+        },
         "segment_by": spec.segment_by,
         "segments": [{"segment": value, "rounds": count} for value, count in segment_counts],
         "candidates": results,

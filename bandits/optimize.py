@@ -28,14 +28,23 @@ import sys
 import time
 import traceback
 import uuid
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlite_utils
 
 from bandits import offline, runs
 from bandits.exploration import SQUARECB
-from bandits.policy import DEFAULT_VW_ARGS, POLICY_NAMES, PolicyConfig, latest_model, load_policy, publish, \
-    stored_overrides, store_overrides
+from bandits.policy import (
+    DEFAULT_VW_ARGS,
+    POLICY_NAMES,
+    PolicyConfig,
+    latest_model,
+    load_policy,
+    publish,
+    store_overrides,
+    stored_overrides,
+)
 from bandits.storage import StorageBusy, write_transaction
 
 log = logging.getLogger("marquee.optimize")
@@ -88,8 +97,10 @@ def _exploration(settings: PolicyConfig, *, epsilon: float | None = None) -> dic
     """Return the candidate fields of the policy's exploration (with another base ``epsilon`` if given)."""
     if settings.exploration == SQUARECB:
         return {"exploration": SQUARECB, "gamma_scale": settings.gamma_scale, "gamma_exponent": settings.gamma_exponent}
-    fields: dict[str, Any] = {"exploration": settings.exploration,
-                              "epsilon": settings.epsilon if epsilon is None else epsilon}
+    fields: dict[str, Any] = {
+        "exploration": settings.exploration,
+        "epsilon": settings.epsilon if epsilon is None else epsilon,
+    }
     if settings.epsilon_decay_after:
         fields.update(epsilon_decay_after=settings.epsilon_decay_after, epsilon_floor=settings.epsilon_floor)
     return fields
@@ -117,8 +128,13 @@ def search_space(settings: PolicyConfig) -> list[dict[str, Any]]:
     rate = _option(base, ("-l", "--learning_rate"))
     for candidate_rate in LEARNING_RATES:
         if rate is None or float(rate) != candidate_rate:
-            tried.append((f"learning rate {candidate_rate:g}",
-                          [*_without(base, ("-l", "--learning_rate")), "-l", f"{candidate_rate:g}"], exploration))
+            tried.append(
+                (
+                    f"learning rate {candidate_rate:g}",
+                    [*_without(base, ("-l", "--learning_rate")), "-l", f"{candidate_rate:g}"],
+                    exploration,
+                )
+            )
     if _option(base, ("--l2",)) is None:
         tried.append((f"L2 {float(L2):g}", [*base, "--l2", L2], exploration))
     pairs = [base[index + 1] for index, arg in enumerate(base[:-1]) if arg in ("-q", "--quadratic")]
@@ -134,9 +150,11 @@ def search_space(settings: PolicyConfig) -> list[dict[str, Any]]:
         if not settings.epsilon_decay_after:
             tried.append((f"epsilon decaying after {DECAY['epsilon_decay_after']:g}", base, {**exploration, **DECAY}))
     unique = {name: (args, fields) for name, args, fields in reversed(tried)}  # a name once (its first entry)
-    found = [{"name": name, "kind": "vw", "vw_args": args, **fields}
-             for name, (args, fields) in reversed(list(unique.items()))]
-    return found[:offline.MAX_CANDIDATES - 1]  # the serving options make the last
+    found = [
+        {"name": name, "kind": "vw", "vw_args": args, **fields}
+        for name, (args, fields) in reversed(list(unique.items()))
+    ]
+    return found[: offline.MAX_CANDIDATES - 1]  # the serving options make the last
 
 
 def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
@@ -147,26 +165,39 @@ def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
     or the evaluation refuses.
     """
     if not isinstance(raw, list) or not 1 <= len(raw) <= offline.MAX_CANDIDATES - 1:
-        raise OptimizationError(f"candidates: must be a list of 1 to {offline.MAX_CANDIDATES - 1} vw candidates "
-                                "(the serving options are added to them)", status=422)
+        raise OptimizationError(
+            f"candidates: must be a list of 1 to {offline.MAX_CANDIDATES - 1} vw candidates "
+            "(the serving options are added to them)",
+            status=422,
+        )
     found = []
     for index, value in enumerate(raw):
         where = f"candidates[{index}]"
         if isinstance(value, str):
             value = {"name": value[:100], "kind": "vw", "vw_args": value, **_exploration(settings)}
-        elif isinstance(value, dict) and value.get("kind") == "vw" and not set(value) & {
-                "exploration", "epsilon", "gamma_scale", "gamma_exponent", "epsilon_decay_after", "epsilon_floor"}:
+        elif (
+            isinstance(value, dict)
+            and value.get("kind") == "vw"
+            and not set(value)
+            & {"exploration", "epsilon", "gamma_scale", "gamma_exponent", "epsilon_decay_after", "epsilon_floor"}
+        ):
             value = {**value, **_exploration(settings)}  # it explores as the policy does
         try:
             candidate = offline.parse_candidate(value, where=where)
         except offline.SpecError as exc:
             raise OptimizationError(str(exc), status=422) from None
         if candidate.kind != "vw":
-            raise OptimizationError(f"{where}.kind: an optimization tries configurations a policy can run: give vw "
-                                    f"candidates (VW options and exploration), not {candidate.kind!r}", status=422)
+            raise OptimizationError(
+                f"{where}.kind: an optimization tries configurations a policy can run: give vw "
+                f"candidates (VW options and exploration), not {candidate.kind!r}",
+                status=422,
+            )
         if candidate.name == SERVING:
-            raise OptimizationError(f"{where}.name: {SERVING!r} is the policy's own configuration, always tried; "
-                                    "name the candidate otherwise", status=422)
+            raise OptimizationError(
+                f"{where}.name: {SERVING!r} is the policy's own configuration, always tried; "
+                "name the candidate otherwise",
+                status=422,
+            )
         found.append(candidate.as_dict())
     return found
 
@@ -174,8 +205,15 @@ def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- starting one
 
 
-def start(db: sqlite_utils.Database, config: Mapping[str, Any], policy: Any, *, trigger: str,
-          candidates: Any = None, now: float | None = None) -> str:
+def start(
+    db: sqlite_utils.Database,
+    config: Mapping[str, Any],
+    policy: Any,
+    *,
+    trigger: str,
+    candidates: Any = None,
+    now: float | None = None,
+) -> str:
     """Store an optimization of ``policy`` and its queued evaluation; return the optimization's id.
 
     The caller starts ``python -m bandits.optimize <id>`` (``runs.spawn``). ``candidates``: the
@@ -190,13 +228,21 @@ def start(db: sqlite_utils.Database, config: Mapping[str, Any], policy: Any, *, 
     now = time.time() if now is None else now
     closed = offline.closed_event_count(db, policy)
     if closed < MIN_EVENTS:
-        raise OptimizationError(f"policy: the {policy} log holds {closed} events whose reward window closed; an "
-                                f"optimization needs at least {MIN_EVENTS} to tell configurations apart", status=409)
+        raise OptimizationError(
+            f"policy: the {policy} log holds {closed} events whose reward window closed; an "
+            f"optimization needs at least {MIN_EVENTS} to tell configurations apart",
+            status=409,
+        )
     settings = load_policy(db, config, policy)
     tried = search_space(settings) if candidates is None else check_candidates(settings, candidates)
     try:
-        spec = offline.parse_spec({"policy": policy, "candidates": [serving_candidate(settings), *tried],
-                                   "limit": int(config["AUTO_OPTIMIZE_EVENTS"])})
+        spec = offline.parse_spec(
+            {
+                "policy": policy,
+                "candidates": [serving_candidate(settings), *tried],
+                "limit": int(config["AUTO_OPTIMIZE_EVENTS"]),
+            }
+        )
     except offline.SpecError as exc:
         raise OptimizationError(str(exc), status=422) from None
     _settle(db, now=now)
@@ -206,11 +252,16 @@ def start(db: sqlite_utils.Database, config: Mapping[str, Any], policy: Any, *, 
             raise OptimizationError(f"an optimization of {policy} is under way; wait for it to finish", status=409)
         active = runs.count_active(db)
         if active >= runs.MAX_ACTIVE:
-            raise OptimizationError(f"{active} evaluations are queued or running (at most {runs.MAX_ACTIVE}); "
-                                    "wait for one to finish", status=409)
+            raise OptimizationError(
+                f"{active} evaluations are queued or running (at most {runs.MAX_ACTIVE}); wait for one to finish",
+                status=409,
+            )
         run_id = runs.insert(db, spec, now=now)
-        db.execute("INSERT INTO optimizations (id, policy, created_at, trigger, evaluation, status) "
-                   "VALUES (?, ?, ?, ?, ?, 'running')", [optimization_id, policy, now, trigger, run_id])
+        db.execute(
+            "INSERT INTO optimizations (id, policy, created_at, trigger, evaluation, status) "
+            "VALUES (?, ?, ?, ?, ?, 'running')",
+            [optimization_id, policy, now, trigger, run_id],
+        )
     return optimization_id
 
 
@@ -222,8 +273,9 @@ def due(db: sqlite_utils.Database, config: Mapping[str, Any], *, now: float | No
     for policy in POLICY_NAMES:
         if not load_policy(db, config, policy).auto_optimize:
             continue
-        last = db.execute("SELECT MAX(created_at) FROM optimizations WHERE policy = ? AND trigger = 'schedule'",
-                          [policy]).fetchone()[0]
+        last = db.execute(
+            "SELECT MAX(created_at) FROM optimizations WHERE policy = ? AND trigger = 'schedule'", [policy]
+        ).fetchone()[0]
         if last is None or now - float(last) >= every:
             found.append(policy)
     return found
@@ -272,13 +324,20 @@ def run(config: Mapping[str, Any], optimization_id: str) -> str:
     return status
 
 
-def _finish(db: sqlite_utils.Database, optimization_id: str, *, status: str, reason: str,
-            decision: Mapping[str, Any] | None = None) -> str:
+def _finish(
+    db: sqlite_utils.Database,
+    optimization_id: str,
+    *,
+    status: str,
+    reason: str,
+    decision: Mapping[str, Any] | None = None,
+) -> str:
     with write_transaction(db):
-        db.execute("UPDATE optimizations SET status = ?, reason = ?, decision = ?, finished_at = ? "
-                   "WHERE id = ? AND status = 'running'",
-                   [status, reason, json.dumps(decision) if decision is not None else None, time.time(),
-                    optimization_id])
+        db.execute(
+            "UPDATE optimizations SET status = ?, reason = ?, decision = ?, finished_at = ? "
+            "WHERE id = ? AND status = 'running'",
+            [status, reason, json.dumps(decision) if decision is not None else None, time.time(), optimization_id],
+        )
     log.info("optimization %s: %s: %s", optimization_id, status, reason)
     return status
 
@@ -290,11 +349,15 @@ def _settle(db: sqlite_utils.Database, *, now: float | None = None) -> None:
     now = time.time() if now is None else now
     runs.active_count(db, now=now)  # expires the evaluations whose process stopped
     for optimization_id, status, error in db.execute(
-            "SELECT o.id, e.status, e.error FROM optimizations o JOIN evaluations e ON e.id = o.evaluation "
-            "WHERE o.status = 'running' AND (e.status = 'failed' OR (e.status = 'done' AND e.finished_at < ?))",
-            [now - runs.STALE_SECONDS]).fetchall():
-        reason = (f"the evaluation failed: {error}" if status == "failed" else
-                  "the optimization process stopped after its evaluation, before deciding; nothing was applied")
+        "SELECT o.id, e.status, e.error FROM optimizations o JOIN evaluations e ON e.id = o.evaluation "
+        "WHERE o.status = 'running' AND (e.status = 'failed' OR (e.status = 'done' AND e.finished_at < ?))",
+        [now - runs.STALE_SECONDS],
+    ).fetchall():
+        reason = (
+            f"the evaluation failed: {error}"
+            if status == "failed"
+            else "the optimization process stopped after its evaluation, before deciding; nothing was applied"
+        )
         _finish(db, optimization_id, status="failed", reason=reason)
 
 
@@ -311,8 +374,12 @@ def decide(report: Mapping[str, Any]) -> dict[str, Any]:
     serving = float(report["mean_reward"])
     entries = {entry["name"]: entry for entry in report["candidates"]}
     verdicts = {name: runs.verdict(entry, serving) for name, entry in entries.items()}
-    found: dict[str, Any] = {"serving_estimate": serving, "verdicts": verdicts, "chosen": None,
-                             "serving_options_dr": entries[SERVING]["estimates"]["dr"] if SERVING in entries else None}
+    found: dict[str, Any] = {
+        "serving_estimate": serving,
+        "verdicts": verdicts,
+        "chosen": None,
+        "serving_options_dr": entries[SERVING]["estimates"]["dr"] if SERVING in entries else None,
+    }
     ranked = sorted((entry["estimates"]["dr"]["ci_low"], name) for name, entry in entries.items() if name != SERVING)
     if not ranked:
         found["reason"] = "kept: no candidate besides the serving options"
@@ -325,8 +392,10 @@ def decide(report: Mapping[str, Any]) -> dict[str, Any]:
         found["chosen"] = name
         found["reason"] = f"{name!r} has a DR lower bound of {bound:.4f}, above the serving estimate {serving:.4f}"
     else:
-        found["reason"] = (f"kept: no candidate is shown to beat the serving policy (best DR lower bound {low:.4f}, "
-                           f"{best!r}: {verdicts[best]}; serving estimate {serving:.4f})")
+        found["reason"] = (
+            f"kept: no candidate is shown to beat the serving policy (best DR lower bound {low:.4f}, "
+            f"{best!r}: {verdicts[best]}; serving estimate {serving:.4f})"
+        )
     return found
 
 
@@ -342,8 +411,12 @@ def conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_
         log.error("optimization %s could not be decided:\n%s", optimization_id, traceback.format_exc())
         for _ in range(3):  # the database may be busy; the apply, if any, was rolled back
             try:
-                _finish(db, optimization_id, status="failed", reason=f"internal error while deciding: "
-                        f"{type(exc).__name__}: {exc}; nothing was applied")
+                _finish(
+                    db,
+                    optimization_id,
+                    status="failed",
+                    reason=f"internal error while deciding: {type(exc).__name__}: {exc}; nothing was applied",
+                )
                 break
             except StorageBusy:
                 time.sleep(1.0)
@@ -362,10 +435,14 @@ def _conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization
     report = evaluation["result"]
     explored = int(report.get("explored_rounds", 0))
     if explored < MIN_EXPLORED_ROUNDS:
-        return _finish(db, optimization_id, status="failed",
-                       reason=f"the window holds {explored} explored decisions of {report['rounds']} (at least "
-                              f"{MIN_EXPLORED_ROUNDS} are needed): without exploration no other configuration can be "
-                              "estimated; keep epsilon above 0 (or SquareCB) and the learning mode online")
+        return _finish(
+            db,
+            optimization_id,
+            status="failed",
+            reason=f"the window holds {explored} explored decisions of {report['rounds']} (at least "
+            f"{MIN_EXPLORED_ROUNDS} are needed): without exploration no other configuration can be "
+            "estimated; keep epsilon above 0 (or SquareCB) and the learning mode online",
+        )
     decision = decide(report)
     if decision["chosen"] is None:
         return _finish(db, optimization_id, status="kept", reason=decision["reason"], decision=decision)
@@ -383,12 +460,25 @@ def _conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization
                 "UPDATE optimizations SET status = 'applied', reason = ?, decision = ?, finished_at = ?, "
                 "before_overrides = ?, before_version = ?, before_blob = ?, before_vw_args = ?, before_examples = ?, "
                 "before_events = ?, after_overrides = ?, after_version = ? WHERE id = ?",
-                [decision["reason"], json.dumps(decision), time.time(), json.dumps(overrides), before.version,
-                 before.blob, json.dumps(before.vw_args), before.examples_learned, before.events_learned,
-                 json.dumps(stored_overrides(db, policy)), version, optimization_id])
+                [
+                    decision["reason"],
+                    json.dumps(decision),
+                    time.time(),
+                    json.dumps(overrides),
+                    before.version,
+                    before.blob,
+                    json.dumps(before.vw_args),
+                    before.examples_learned,
+                    before.events_learned,
+                    json.dumps(stored_overrides(db, policy)),
+                    version,
+                    optimization_id,
+                ],
+            )
     except runs.ApplyRefused as exc:
-        return _finish(db, optimization_id, status="kept", reason=f"kept: applying was refused: {exc}",
-                       decision=decision)
+        return _finish(
+            db, optimization_id, status="kept", reason=f"kept: applying was refused: {exc}", decision=decision
+        )
     log.info("optimization %s: applied: %s", optimization_id, decision["reason"])
     return "applied"
 
@@ -397,17 +487,31 @@ def _conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization
 
 
 def _public(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "policy": row["policy"], "status": row["status"], "trigger": row["trigger"],
-            "created_at": row["created_at"], "finished_at": row["finished_at"], "evaluation": row["evaluation"],
-            "reason": row["reason"], "decision": json.loads(row["decision"]) if row["decision"] else None,
-            "replaced": ({"version": row["before_version"], "overrides": json.loads(row["before_overrides"])}
-                         if row["before_overrides"] is not None else None),
-            "applied_version": row["after_version"], "rolled_back_at": row["rolled_back_at"],
-            "rollback_version": row["rollback_version"]}
+    return {
+        "id": row["id"],
+        "policy": row["policy"],
+        "status": row["status"],
+        "trigger": row["trigger"],
+        "created_at": row["created_at"],
+        "finished_at": row["finished_at"],
+        "evaluation": row["evaluation"],
+        "reason": row["reason"],
+        "decision": json.loads(row["decision"]) if row["decision"] else None,
+        "replaced": (
+            {"version": row["before_version"], "overrides": json.loads(row["before_overrides"])}
+            if row["before_overrides"] is not None
+            else None
+        ),
+        "applied_version": row["after_version"],
+        "rolled_back_at": row["rolled_back_at"],
+        "rollback_version": row["rollback_version"],
+    }
 
 
-COLUMNS = ("id, policy, status, trigger, created_at, finished_at, evaluation, reason, decision, before_overrides, "
-           "before_version, after_version, rolled_back_at, rollback_version")
+COLUMNS = (
+    "id, policy, status, trigger, created_at, finished_at, evaluation, reason, decision, before_overrides, "
+    "before_version, after_version, rolled_back_at, rollback_version"
+)
 
 
 def get(db: sqlite_utils.Database, optimization_id: str) -> dict[str, Any] | None:
@@ -423,9 +527,16 @@ def get(db: sqlite_utils.Database, optimization_id: str) -> dict[str, Any] | Non
     if result:
         verdicts = (found["decision"] or {}).get("verdicts", {})
         found["rounds"], found["mean_reward"] = result["rounds"], result["mean_reward"]
-        found["candidates"] = [{"name": entry["name"], "candidate": entry["candidate"],
-                                "dr": entry["estimates"]["dr"], "scoring": entry.get("scoring"),
-                                "verdict": verdicts.get(entry["name"])} for entry in result["candidates"]]
+        found["candidates"] = [
+            {
+                "name": entry["name"],
+                "candidate": entry["candidate"],
+                "dr": entry["estimates"]["dr"],
+                "scoring": entry.get("scoring"),
+                "verdict": verdicts.get(entry["name"]),
+            }
+            for entry in result["candidates"]
+        ]
     return found
 
 
@@ -433,8 +544,12 @@ def recent(db: sqlite_utils.Database, *, policy: str | None = None, limit: int =
     """Return the newest optimizations, of one policy or all."""
     _settle(db)
     where, params = ("WHERE policy = ?", [policy]) if policy else ("", [])
-    return [_public(row) for row in db.query(f"SELECT {COLUMNS} FROM optimizations {where} "
-                                             "ORDER BY created_at DESC LIMIT ?", [*params, limit])]
+    return [
+        _public(row)
+        for row in db.query(
+            f"SELECT {COLUMNS} FROM optimizations {where} ORDER BY created_at DESC LIMIT ?", [*params, limit]
+        )
+    ]
 
 
 def rollback(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_id: str) -> dict[str, Any]:
@@ -448,30 +563,50 @@ def rollback(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_
         OptimizationError: with the reason, and nothing changed.
     """
     with write_transaction(db):
-        row = db.execute("SELECT policy, status, before_overrides, before_blob, before_vw_args, before_examples, "
-                         "before_events, after_overrides, before_version, created_at FROM optimizations WHERE id = ?",
-                         [optimization_id]).fetchone()
+        row = db.execute(
+            "SELECT policy, status, before_overrides, before_blob, before_vw_args, before_examples, "
+            "before_events, after_overrides, before_version, created_at FROM optimizations WHERE id = ?",
+            [optimization_id],
+        ).fetchone()
         if row is None:
             raise OptimizationError(f"optimization {optimization_id!r} does not exist", status=404)
         policy, status, before, blob, vw_args, examples, events, after, version, created_at = row
         if status != "applied":
-            raise OptimizationError(f"optimization {optimization_id} is {status}; only an applied optimization "
-                                    "can be rolled back", status=409)
-        later = db.execute("SELECT id FROM optimizations WHERE policy = ? AND status = 'applied' AND created_at > ? "
-                           "ORDER BY created_at DESC LIMIT 1", [policy, created_at]).fetchone()
+            raise OptimizationError(
+                f"optimization {optimization_id} is {status}; only an applied optimization can be rolled back",
+                status=409,
+            )
+        later = db.execute(
+            "SELECT id FROM optimizations WHERE policy = ? AND status = 'applied' AND created_at > ? "
+            "ORDER BY created_at DESC LIMIT 1",
+            [policy, created_at],
+        ).fetchone()
         if later is not None:
-            raise OptimizationError(f"optimization {later[0]} was applied to {policy} after {optimization_id}; "
-                                    "roll that one back first", status=409)
+            raise OptimizationError(
+                f"optimization {later[0]} was applied to {policy} after {optimization_id}; roll that one back first",
+                status=409,
+            )
         if stored_overrides(db, policy) != json.loads(after):
-            raise OptimizationError(f"the {policy} policy's settings changed since {optimization_id} applied them; "
-                                    "set them by hand (PUT /v1/policies/{name})", status=409)
+            raise OptimizationError(
+                f"the {policy} policy's settings changed since {optimization_id} applied them; "
+                "set them by hand (PUT /v1/policies/{name})",
+                status=409,
+            )
         store_overrides(db, policy, json.loads(before))
-        restored = publish(db, policy=policy, blob=bytes(blob), vw_args=json.loads(vw_args), events_learned=events,
-                           examples_learned=examples,
-                           origin=f"rollback of optimization {optimization_id} (version {version})",
-                           keep=int(config["MODEL_VERSIONS_KEPT"]))
-        db.execute("UPDATE optimizations SET status = 'rolled back', rolled_back_at = ?, rollback_version = ? "
-                   "WHERE id = ?", [time.time(), restored, optimization_id])
+        restored = publish(
+            db,
+            policy=policy,
+            blob=bytes(blob),
+            vw_args=json.loads(vw_args),
+            events_learned=events,
+            examples_learned=examples,
+            origin=f"rollback of optimization {optimization_id} (version {version})",
+            keep=int(config["MODEL_VERSIONS_KEPT"]),
+        )
+        db.execute(
+            "UPDATE optimizations SET status = 'rolled back', rolled_back_at = ?, rollback_version = ? WHERE id = ?",
+            [time.time(), restored, optimization_id],
+        )
     found = get(db, optimization_id)
     assert found is not None
     return found
@@ -479,8 +614,12 @@ def rollback(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m bandits.optimize <id>``: configuration comes from ``MARQUEE_*`` variables."""
-    return runs.background_main(argv, description="Run one Marquee optimization: its evaluation, then its decision.",
-                                label="optimization", work=run)
+    return runs.background_main(
+        argv,
+        description="Run one Marquee optimization: its evaluation, then its decision.",
+        label="optimization",
+        work=run,
+    )
 
 
 if __name__ == "__main__":

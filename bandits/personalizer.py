@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlite_utils
 
@@ -48,7 +49,7 @@ def iso(seconds: float | None) -> str | None:
     """Format unix seconds as Personalizer's UTC times (``2019-01-19T00:00:00.000000Z``)."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_instant(value: Any, *, where: str) -> float:
@@ -59,13 +60,14 @@ def parse_instant(value: Any, *, where: str) -> float:
     head, dot, rest = text.partition(".")
     if dot:  # Python reads at most 6 fractional digits; .NET writes 7
         digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise Refused(f"{where}: {value!r} is not an ISO 8601 date and time such as 2019-01-19T00:00:00Z",
-                      code="BadRequest") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+        raise Refused(
+            f"{where}: {value!r} is not an ISO 8601 date and time such as 2019-01-19T00:00:00Z", code="BadRequest"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def read_arguments(arguments: str, *, where: str = "arguments") -> tuple[list[str], float | None]:
@@ -121,18 +123,40 @@ def _item(db: sqlite_utils.Database, kind: str, item_id: str) -> dict[str, Any]:
 def _check_free(db: sqlite_utils.Database, kind: str, item_id: str) -> None:
     if db.execute("SELECT 1 FROM personalizer_items WHERE kind = ? AND id = ?", [kind, item_id]).fetchone():
         what = "Evaluation" if kind == EVALUATION else "FeatureImportance"
-        raise Refused(f"{what} {item_id!r} exists; delete it first or choose another id",
-                      code=f"{what}AlreadyExists", status=409)
+        raise Refused(
+            f"{what} {item_id!r} exists; delete it first or choose another id", code=f"{what}AlreadyExists", status=409
+        )
 
 
-def _insert(db: sqlite_utils.Database, kind: str, item_id: str, *, name: str, start: float, end: float,
-            run_id: str | None = None, result: Any = None, request: Any = None) -> None:
+def _insert(
+    db: sqlite_utils.Database,
+    kind: str,
+    item_id: str,
+    *,
+    name: str,
+    start: float,
+    end: float,
+    run_id: str | None = None,
+    result: Any = None,
+    request: Any = None,
+) -> None:
     """Store an item inside the caller's write transaction; a taken id is a 409 (``...AlreadyExists``)."""
     _check_free(db, kind, item_id)
-    db.execute("INSERT INTO personalizer_items (kind, id, name, created_at, start_time, end_time, run_id, result, "
-               "request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               [kind, item_id, name, time.time(), start, end, run_id,
-                json.dumps(result) if result is not None else None, json.dumps(request)])
+    db.execute(
+        "INSERT INTO personalizer_items (kind, id, name, created_at, start_time, end_time, run_id, result, "
+        "request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            kind,
+            item_id,
+            name,
+            time.time(),
+            start,
+            end,
+            run_id,
+            json.dumps(result) if result is not None else None,
+            json.dumps(request),
+        ],
+    )
 
 
 def _time_range(body: Mapping[str, Any]) -> tuple[float, float]:
@@ -153,48 +177,75 @@ def _name(body: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- evaluations
 
 
-def create_evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], evaluation_id: str,
-                      body: Mapping[str, Any]) -> str:
+def create_evaluation(
+    db: sqlite_utils.Database, config: Mapping[str, Any], evaluation_id: str, body: Mapping[str, Any]
+) -> str:
     """Check a Personalizer evaluation request, store it with a queued evaluation run; return the run's id.
 
     Raises:
         Refused: a bad field (400), no closed decision in the range (400 ``NoLogsExistInDateRange``),
             the id taken (409), or ``runs.MAX_ACTIVE`` evaluations under way (429).
     """
-    unknown = sorted(set(body) - {"name", "startTime", "endTime", "policies", "enablePolicyOptimization",
-                                  "enableOfflineExperimentation"})
+    unknown = sorted(
+        set(body)
+        - {"name", "startTime", "endTime", "policies", "enablePolicyOptimization", "enableOfflineExperimentation"}
+    )
     if unknown:
-        raise Refused(f"{unknown[0]}: not a field of an evaluation (fields: name, startTime, endTime, policies, "
-                      "enablePolicyOptimization)", code="InvalidEvaluationContract")
+        raise Refused(
+            f"{unknown[0]}: not a field of an evaluation (fields: name, startTime, endTime, policies, "
+            "enablePolicyOptimization)",
+            code="InvalidEvaluationContract",
+        )
     name = _name(body)
     start, end = _time_range(body)
     policies = body.get("policies") or []
     if not isinstance(policies, list):
         raise Refused("policies: must be a list of {name, arguments}", code="InvalidEvaluationContract")
     settings = load_policy(db, config, ACTIONS)
-    candidates: list[dict[str, Any]] = [{"name": "logged", "kind": "logged"}, {"name": "default", "kind": "default"},
-                                        {"name": "uniform", "kind": "uniform"}]
+    candidates: list[dict[str, Any]] = [
+        {"name": "logged", "kind": "logged"},
+        {"name": "default", "kind": "default"},
+        {"name": "uniform", "kind": "uniform"},
+    ]
     for index, policy in enumerate(policies):
-        if not isinstance(policy, dict) or not isinstance(policy.get("name"), str) \
-                or not isinstance(policy.get("arguments"), str) or not 0 < len(policy["name"]) <= 100:
-            raise Refused(f"policies[{index}]: must be {{name (1 to 100 characters), arguments}}",
-                          code="InvalidPolicyContract")
+        if (
+            not isinstance(policy, dict)
+            or not isinstance(policy.get("name"), str)
+            or not isinstance(policy.get("arguments"), str)
+            or not 0 < len(policy["name"]) <= 100
+        ):
+            raise Refused(
+                f"policies[{index}]: must be {{name (1 to 100 characters), arguments}}", code="InvalidPolicyContract"
+            )
         if policy["name"] in [candidate["name"] for candidate in candidates]:
-            raise Refused(f"policies[{index}].name: {policy['name']!r} is used twice or names a baseline "
-                          f"({', '.join(BASELINES)})", code="DuplicateCustomPolicyNames")
+            raise Refused(
+                f"policies[{index}].name: {policy['name']!r} is used twice or names a baseline "
+                f"({', '.join(BASELINES)})",
+                code="DuplicateCustomPolicyNames",
+            )
         vw_args, epsilon = read_arguments(policy["arguments"], where=f"policies[{index}].arguments")
-        candidates.append({"name": policy["name"], "kind": "vw", "vw_args": vw_args,
-                           "epsilon": settings.epsilon if epsilon is None else epsilon})
+        candidates.append(
+            {
+                "name": policy["name"],
+                "kind": "vw",
+                "vw_args": vw_args,
+                "epsilon": settings.epsilon if epsilon is None else epsilon,
+            }
+        )
     optimizing = bool(body.get("enablePolicyOptimization", body.get("enableOfflineExperimentation", False)))
     if optimizing:
         room = offline.MAX_CANDIDATES - len(candidates)
-        candidates += [{**candidate, "name": f"{OPTIMIZED}{candidate['name']}"}
-                       for candidate in [optimize.serving_candidate(settings), *optimize.search_space(settings)][:room]]
+        candidates += [
+            {**candidate, "name": f"{OPTIMIZED}{candidate['name']}"}
+            for candidate in [optimize.serving_candidate(settings), *optimize.search_space(settings)][:room]
+        ]
     if len(candidates) > offline.MAX_CANDIDATES:
         raise Refused(f"policies: at most {offline.MAX_CANDIDATES - 3} policies", code="InvalidEvaluationContract")
     if offline.closed_event_count(db, ACTIONS, since=start, until=end) < 2:
-        raise Refused(f"startTime: no closed decisions of the actions policy were logged from {iso(start)} to "
-                      f"{iso(end)}", code="NoLogsExistInDateRange")
+        raise Refused(
+            f"startTime: no closed decisions of the actions policy were logged from {iso(start)} to {iso(end)}",
+            code="NoLogsExistInDateRange",
+        )
     try:
         spec = offline.parse_spec({"policy": ACTIONS, "candidates": candidates, "since": start, "until": end})
     except offline.SpecError as exc:
@@ -204,11 +255,22 @@ def create_evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], eval
         _check_free(db, EVALUATION, evaluation_id)
         active = runs.count_active(db)
         if active >= runs.MAX_ACTIVE:
-            raise Refused(f"{active} evaluations are under way (at most {runs.MAX_ACTIVE}); try again when one is "
-                          "done", code="TooManyRequests", status=429)
+            raise Refused(
+                f"{active} evaluations are under way (at most {runs.MAX_ACTIVE}); try again when one is done",
+                code="TooManyRequests",
+                status=429,
+            )
         run_id = runs.insert(db, spec)
-        _insert(db, EVALUATION, evaluation_id, name=name, start=start, end=end, run_id=run_id,
-                request={"policies": policies, "enablePolicyOptimization": optimizing})
+        _insert(
+            db,
+            EVALUATION,
+            evaluation_id,
+            name=name,
+            start=start,
+            end=end,
+            run_id=run_id,
+            request={"policies": policies, "enablePolicyOptimization": optimizing},
+        )
     return run_id
 
 
@@ -217,17 +279,34 @@ def _policy_result(entry: Mapping[str, Any], *, arguments: str) -> dict[str, Any
     name = entry["name"]
     source = BASELINES.get(name) or ("OfflineExperimentation" if name.startswith(OPTIMIZED) else "Custom")
     shown = {"logged": "Online policy", "default": "Baseline policy", "uniform": "Random policy"}.get(name, name)
-    return {"name": shown,
-            "arguments": arguments, "policySource": source,
-            "summary": {"expectedReward": dr["value"], "confidenceInterval": [dr["ci_low"], dr["ci_high"]]},
-            "timeseries": {"data": [{"timeStamp": iso(point["until"]), "expectedReward": point["dr"]["value"],
-                                     "confidenceInterval": [point["dr"]["ci_low"], point["dr"]["ci_high"]]}
-                                    for point in entry.get("over_time", []) if "dr" in point]}}
+    return {
+        "name": shown,
+        "arguments": arguments,
+        "policySource": source,
+        "summary": {"expectedReward": dr["value"], "confidenceInterval": [dr["ci_low"], dr["ci_high"]]},
+        "timeseries": {
+            "data": [
+                {
+                    "timeStamp": iso(point["until"]),
+                    "expectedReward": point["dr"]["value"],
+                    "confidenceInterval": [point["dr"]["ci_low"], point["dr"]["ci_high"]],
+                }
+                for point in entry.get("over_time", [])
+                if "dr" in point
+            ]
+        },
+    }
 
 
 def _details(row: Mapping[str, Any], status: str) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"], "startTime": iso(row["start_time"]), "endTime": iso(row["end_time"]),
-            "creationTime": iso(row["created_at"]), "status": status}
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "startTime": iso(row["start_time"]),
+        "endTime": iso(row["end_time"]),
+        "creationTime": iso(row["created_at"]),
+        "status": status,
+    }
 
 
 def evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], evaluation_id: str) -> dict[str, Any]:
@@ -247,29 +326,48 @@ def evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], evaluation_
     values = []
     for entry in report["candidates"]:
         candidate = entry["candidate"]
-        text = arguments.get(entry["name"]) or write_arguments(candidate.get("vw_args", []),
-                                                               candidate.get("epsilon", 0.0))
+        text = arguments.get(entry["name"]) or write_arguments(
+            candidate.get("vw_args", []), candidate.get("epsilon", 0.0)
+        )
         values.append(_policy_result(entry, arguments=text))
     minutes = (report["last_decision_at"] - report["first_decision_at"]) / 60.0 / offline.TIME_BUCKETS
     serving = f"{OPTIMIZED}{optimize.SERVING}"  # the policy's own options replayed: never the optimal policy
-    decision = optimize.decide({**report, "candidates": [
-        {**entry, "name": optimize.SERVING if entry["name"] == serving else entry["name"]}
-        for entry in report["candidates"]]})
-    found.update(optimalPolicy=decision["chosen"] or "Online policy",
-                 description=f"{report['rounds']} decisions of {report['events']} rankings; {decision['reason']}",
-                 content={"startTime": iso(row["start_time"]), "endTime": iso(row["end_time"]),
-                          "intervalInMinutes": max(1, round(minutes)), "value": values})
+    decision = optimize.decide(
+        {
+            **report,
+            "candidates": [
+                {**entry, "name": optimize.SERVING if entry["name"] == serving else entry["name"]}
+                for entry in report["candidates"]
+            ],
+        }
+    )
+    found.update(
+        optimalPolicy=decision["chosen"] or "Online policy",
+        description=f"{report['rounds']} decisions of {report['events']} rankings; {decision['reason']}",
+        content={
+            "startTime": iso(row["start_time"]),
+            "endTime": iso(row["end_time"]),
+            "intervalInMinutes": max(1, round(minutes)),
+            "value": values,
+        },
+    )
     return found
 
 
 def evaluations(db: sqlite_utils.Database, *, top: int | None = None, skip: int = 0) -> list[dict[str, Any]]:
     """Return Personalizer's list of evaluations, newest first."""
     runs.active_count(db)  # a run whose process died is failed here as in its own answer
-    rows = list(db.query("SELECT p.*, e.status AS run_status FROM personalizer_items p LEFT JOIN evaluations e "
-                         "ON e.id = p.run_id WHERE p.kind = ? ORDER BY p.created_at DESC LIMIT ? OFFSET ?",
-                         [EVALUATION, -1 if top is None else top, skip]))
-    return [{**_details(row, STATUS.get(row["run_status"] or "failed", "Failed")), "evaluationType": "Manual"}
-            for row in rows]
+    rows = list(
+        db.query(
+            "SELECT p.*, e.status AS run_status FROM personalizer_items p LEFT JOIN evaluations e "
+            "ON e.id = p.run_id WHERE p.kind = ? ORDER BY p.created_at DESC LIMIT ? OFFSET ?",
+            [EVALUATION, -1 if top is None else top, skip],
+        )
+    )
+    return [
+        {**_details(row, STATUS.get(row["run_status"] or "failed", "Failed")), "evaluationType": "Manual"}
+        for row in rows
+    ]
 
 
 def delete_evaluation(db: sqlite_utils.Database, evaluation_id: str) -> None:
@@ -277,8 +375,11 @@ def delete_evaluation(db: sqlite_utils.Database, evaluation_id: str) -> None:
     row = _item(db, EVALUATION, evaluation_id)
     run = runs.get(db, row["run_id"])
     if run is not None and run["status"] in runs.ACTIVE:
-        raise Refused(f"Evaluation {evaluation_id!r} is running; delete it when it is done", code="OperationNotAllowed",
-                      status=409)
+        raise Refused(
+            f"Evaluation {evaluation_id!r} is running; delete it when it is done",
+            code="OperationNotAllowed",
+            status=409,
+        )
     with write_transaction(db):
         db.execute("DELETE FROM personalizer_items WHERE kind = ? AND id = ?", [EVALUATION, evaluation_id])
         if not db.execute("SELECT 1 FROM optimizations WHERE evaluation = ?", [row["run_id"]]).fetchone():
@@ -296,54 +397,85 @@ def apply_from_evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], 
     try:
         runs.apply(db, config, row["run_id"], candidate)
     except runs.ApplyRefused as exc:
-        raise Refused(str(exc), code="OperationNotAllowed" if exc.status != 404 else "EvaluationNotFound",
-                      status=400 if exc.status == 422 else exc.status) from None
+        raise Refused(
+            str(exc),
+            code="OperationNotAllowed" if exc.status != 404 else "EvaluationNotFound",
+            status=400 if exc.status == 422 else exc.status,
+        ) from None
 
 
 # ---------------------------------------------------------------- feature importances
 
 
-def create_importance(db: sqlite_utils.Database, config: Mapping[str, Any], importance_id: str,
-                      body: Mapping[str, Any]) -> None:
+def create_importance(
+    db: sqlite_utils.Database, config: Mapping[str, Any], importance_id: str, body: Mapping[str, Any]
+) -> None:
     """Explain the ``actions`` policy's newest model on the range's most recent decisions; store the scores."""
     unknown = sorted(set(body) - {"name", "startTime", "endTime"})
     if unknown:
-        raise Refused(f"{unknown[0]}: not a field of a feature importance (fields: name, startTime, endTime)",
-                      code="InvalidContract")
+        raise Refused(
+            f"{unknown[0]}: not a field of a feature importance (fields: name, startTime, endTime)",
+            code="InvalidContract",
+        )
     name = _name(body)
     start, end = _time_range(body)
     settings = load_policy(db, config, ACTIONS)
-    rounds = offline.from_log(db, policy=ACTIONS, aggregation=settings.aggregation,
-                              default_reward=settings.default_reward, since=start, until=end,
-                              limit=IMPORTANCE_DECISIONS, reward_values=settings.reward_values)
+    rounds = offline.from_log(
+        db,
+        policy=ACTIONS,
+        aggregation=settings.aggregation,
+        default_reward=settings.default_reward,
+        since=start,
+        until=end,
+        limit=IMPORTANCE_DECISIONS,
+        reward_values=settings.reward_values,
+    )
     if len(rounds) == 0:
-        raise Refused(f"startTime: no closed decisions of the actions policy were logged from {iso(start)} to "
-                      f"{iso(end)}", code="NoLogsExistInDateRange")
+        raise Refused(
+            f"startTime: no closed decisions of the actions policy were logged from {iso(start)} to {iso(end)}",
+            code="NoLogsExistInDateRange",
+        )
     record = latest_model(db, ACTIONS)
     assert record is not None
     examples = [(rounds.shared[i], rounds.actions(i)[int(rounds.chosen[i])]) for i in range(len(rounds))]
     found = explain.importance(ServingModel(record).explainer(), examples)
     top = max((item["mean_abs_contribution"] for item in found), default=0.0) or 1.0
-    scores = [{"namespace": item["namespace"], "featureName": item["feature"],
-               "score": item["mean_abs_contribution"] / top} for item in found]
+    scores = [
+        {"namespace": item["namespace"], "featureName": item["feature"], "score": item["mean_abs_contribution"] / top}
+        for item in found
+    ]
     with write_transaction(db):
-        _insert(db, IMPORTANCE, importance_id, name=name, start=start, end=end,
-                result={"featureScores": scores, "decisions": len(examples), "modelVersion": record.version})
+        _insert(
+            db,
+            IMPORTANCE,
+            importance_id,
+            name=name,
+            start=start,
+            end=end,
+            result={"featureScores": scores, "decisions": len(examples), "modelVersion": record.version},
+        )
 
 
 def importance(db: sqlite_utils.Database, importance_id: str) -> dict[str, Any]:
     """Return a Personalizer feature importance: details and each feature's score (the largest is 1)."""
     row = _item(db, IMPORTANCE, importance_id)
     result = json.loads(row["result"])
-    return {**_details(row, "Succeeded"), "featureScores": result["featureScores"],
-            "description": f"model version {result['modelVersion']} explained on {result['decisions']} decisions"}
+    return {
+        **_details(row, "Succeeded"),
+        "featureScores": result["featureScores"],
+        "description": f"model version {result['modelVersion']} explained on {result['decisions']} decisions",
+    }
 
 
 def importances(db: sqlite_utils.Database, *, top: int | None = None, skip: int = 0) -> list[dict[str, Any]]:
     """Return Personalizer's list of feature importances, newest first."""
-    return [_details(row, "Succeeded") for row in db.query(
-        "SELECT * FROM personalizer_items WHERE kind = ? ORDER BY created_at DESC LIMIT ? OFFSET ?",
-        [IMPORTANCE, -1 if top is None else top, skip])]
+    return [
+        _details(row, "Succeeded")
+        for row in db.query(
+            "SELECT * FROM personalizer_items WHERE kind = ? ORDER BY created_at DESC LIMIT ? OFFSET ?",
+            [IMPORTANCE, -1 if top is None else top, skip],
+        )
+    ]
 
 
 def delete_importance(db: sqlite_utils.Database, importance_id: str) -> None:
@@ -374,5 +506,5 @@ def log_properties(db: sqlite_utils.Database) -> dict[str, Any]:
 
 
 def delete_logs(db: sqlite_utils.Database) -> int:
-    """Delete the ``actions`` policy's logged decisions, but those waiting to be learned or activated; return how many."""
+    """Delete the ``actions`` policy's logged decisions but those not yet learned or activated; return how many."""
     return maintenance.prune(db, older_than=time.time() + 1.0, kind=ACTIONS, keep_deferred=True).events

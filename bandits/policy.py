@@ -11,8 +11,9 @@ import json
 import math
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import sqlite_utils
 import vowpal_wabbit_next as vw
@@ -47,10 +48,27 @@ AGGREGATIONS = ("earliest", "sum", "max")
 REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")
 # Settings an operator may override per policy; anything absent takes the deployment default.
 POLICIES_VERSION = "policies_version"  # meta counter bumped by every settings change
-OVERRIDABLE = ("exploration", "epsilon", "epsilon_decay_after", "epsilon_floor", "gamma_scale", "gamma_exponent",
-               "vw_args", "reward_wait", "default_reward", "aggregation", "learn_on_first_reward", "max_per_genre",
-               "min_genres", "reward_values", "learning_mode", "apprentice_exploration", "auto_switch",
-               "auto_optimize", "explain_ranks")
+OVERRIDABLE = (
+    "exploration",
+    "epsilon",
+    "epsilon_decay_after",
+    "epsilon_floor",
+    "gamma_scale",
+    "gamma_exponent",
+    "vw_args",
+    "reward_wait",
+    "default_reward",
+    "aggregation",
+    "learn_on_first_reward",
+    "max_per_genre",
+    "min_genres",
+    "reward_values",
+    "learning_mode",
+    "apprentice_exploration",
+    "auto_switch",
+    "auto_optimize",
+    "explain_ranks",
+)
 # How a policy serves and learns (``bandits.apprentice``): ``online`` serves the model's exploring
 # choice and learns from rewards; ``apprentice`` serves the baseline (the first action offered: the
 # caller's own choice) and learns to prefer it where it earns rewards; ``logging-only`` serves the
@@ -98,11 +116,16 @@ class PolicyConfig:
     def explorer(self, examples_learned: int) -> Exploration:
         """Return how this policy explores with a model that has learned ``examples_learned`` examples."""
         if self.exploration == SQUARECB:
-            explorer = Exploration.squarecb(gamma_scale=self.gamma_scale, gamma_exponent=self.gamma_exponent,
-                                            examples_learned=examples_learned)
+            explorer = Exploration.squarecb(
+                gamma_scale=self.gamma_scale, gamma_exponent=self.gamma_exponent, examples_learned=examples_learned
+            )
         else:
-            explorer = Exploration.decaying(epsilon=self.epsilon, decay_after=self.epsilon_decay_after,
-                                            floor=self.epsilon_floor, examples_learned=examples_learned)
+            explorer = Exploration.decaying(
+                epsilon=self.epsilon,
+                decay_after=self.epsilon_decay_after,
+                floor=self.epsilon_floor,
+                examples_learned=examples_learned,
+            )
         if self.learning_mode == ONLINE:
             return explorer
         share = 1.0 - self.apprentice_exploration if self.learning_mode == APPRENTICE else 1.0
@@ -134,8 +157,11 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "auto_switch": False,
         "auto_optimize": bool(config["AUTO_OPTIMIZE"]),
         "explain_ranks": False,
-        **({"max_per_genre": int(config["MAX_PER_GENRE"]), "min_genres": int(config["MIN_GENRES"])}
-           if name == TITLES else {}),
+        **(
+            {"max_per_genre": int(config["MAX_PER_GENRE"]), "min_genres": int(config["MIN_GENRES"])}
+            if name == TITLES
+            else {}
+        ),
     }
 
 
@@ -148,7 +174,9 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) ->
         if value is None:
             continue
         if key in ACTIONS_ONLY and policy != ACTIONS:
-            raise PolicyError(f"{key}: a setting of the actions policy only (its rankings answer Personalizer's clients)")
+            raise PolicyError(
+                f"{key}: a setting of the actions policy only (its rankings answer Personalizer's clients)"
+            )
         if key in TITLES_ONLY:
             if policy != TITLES:
                 raise PolicyError(f"{key}: a setting of the titles policy only (it shapes the row)")
@@ -271,7 +299,11 @@ def new_workspace(vw_args: Sequence[str], *, model_data: bytes | None = None) ->
     try:
         workspace = vw.Workspace(args, model_data=model_data)
     except (RuntimeError, ValueError, TypeError) as exc:
-        what = "model: Vowpal Wabbit could not load it" if model_data is not None else "vw_args: Vowpal Wabbit refused the options"
+        what = (
+            "model: Vowpal Wabbit could not load it"
+            if model_data is not None
+            else "vw_args: Vowpal Wabbit refused the options"
+        )
         raise PolicyError(f"{what}: {str(exc).strip()}") from None
     return workspace
 
@@ -341,8 +373,14 @@ class ModelRecord:
 def _record(row: Sequence[Any], *, with_blob: bool) -> ModelRecord:
     policy, version, created_at, blob, vw_args, events, examples, origin = row
     return ModelRecord(
-        policy=policy, version=version, created_at=created_at, vw_args=json.loads(vw_args),
-        events_learned=events, examples_learned=examples, origin=origin, blob=bytes(blob) if with_blob else blob,
+        policy=policy,
+        version=version,
+        created_at=created_at,
+        vw_args=json.loads(vw_args),
+        events_learned=events,
+        examples_learned=examples,
+        origin=origin,
+        blob=bytes(blob) if with_blob else blob,
     )
 
 
@@ -363,8 +401,15 @@ def latest_versions(db: sqlite_utils.Database) -> dict[str, int]:
 
 
 def publish(
-    db: sqlite_utils.Database, *, policy: str, blob: bytes, vw_args: Sequence[str], events_learned: int,
-    examples_learned: int, origin: str, keep: int,
+    db: sqlite_utils.Database,
+    *,
+    policy: str,
+    blob: bytes,
+    vw_args: Sequence[str],
+    events_learned: int,
+    examples_learned: int,
+    origin: str,
+    keep: int,
 ) -> int:
     """Store a new model version inside the caller's transaction, prune old ones, return the version."""
     row = db.execute("SELECT COALESCE(MAX(version), -1) FROM models WHERE policy = ?", [policy]).fetchone()
@@ -389,8 +434,16 @@ def ensure_models(db: sqlite_utils.Database, config: Mapping[str, Any]) -> None:
                 continue  # another process got there first
             settings = load_policy(db, config, name)
             blob = new_workspace(settings.vw_args).serialize()
-            publish(db, policy=name, blob=blob, vw_args=settings.vw_args, events_learned=0, examples_learned=0,
-                    origin="initial", keep=int(config["MODEL_VERSIONS_KEPT"]))
+            publish(
+                db,
+                policy=name,
+                blob=blob,
+                vw_args=settings.vw_args,
+                events_learned=0,
+                examples_learned=0,
+                origin="initial",
+                keep=int(config["MODEL_VERSIONS_KEPT"]),
+            )
 
 
 class ServingModel:

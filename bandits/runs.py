@@ -20,9 +20,10 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import sqlite_utils
 
@@ -51,8 +52,12 @@ def spawn(module: str, run_id: str, *, env: Mapping[str, str] | None = None) -> 
 
     Returns its pid. A thread of this process waits for it, so that it does not linger as a zombie when it ends.
     """
-    process = subprocess.Popen([sys.executable, "-m", module, run_id], env=None if env is None else dict(env),
-                               cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, run_id],
+        env=None if env is None else dict(env),
+        cwd=str(PROJECT_ROOT),
+        stdin=subprocess.DEVNULL,
+    )
     threading.Thread(target=process.wait, name=f"marquee-{module}-{run_id}", daemon=True).start()
     log.info("started %s %s in process %s", module, run_id, process.pid)
     return process.pid
@@ -68,23 +73,33 @@ def insert(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: floa
     """Store a queued run of ``spec`` inside the caller's write transaction; return its id."""
     now = time.time() if now is None else now
     run_id = f"ev-{uuid.uuid4().hex[:16]}"
-    db.execute("INSERT INTO evaluations (id, created_at, policy, request, status, heartbeat_at) "
-               "VALUES (?, ?, ?, ?, 'queued', ?)", [run_id, now, spec.policy or "", json.dumps(spec.as_dict()), now])
+    db.execute(
+        "INSERT INTO evaluations (id, created_at, policy, request, status, heartbeat_at) "
+        "VALUES (?, ?, ?, ?, 'queued', ?)",
+        [run_id, now, spec.policy or "", json.dumps(spec.as_dict()), now],
+    )
     return run_id
 
 
 def _expire_stale(db: sqlite_utils.Database, now: float) -> None:
     """Mark failed every active run whose process stopped giving signs of life."""
     cutoff = now - STALE_SECONDS
-    if db.execute("SELECT 1 FROM evaluations WHERE status IN ('queued', 'running') AND heartbeat_at < ? LIMIT 1",
-                  [cutoff]).fetchone() is None:
+    if (
+        db.execute(
+            "SELECT 1 FROM evaluations WHERE status IN ('queued', 'running') AND heartbeat_at < ? LIMIT 1", [cutoff]
+        ).fetchone()
+        is None
+    ):
         return
     with write_transaction(db):
         db.execute(
             "UPDATE evaluations SET status = 'failed', finished_at = ?, error = ? "
             "WHERE status IN ('queued', 'running') AND heartbeat_at < ?",
-            [now, f"the evaluation process stopped without finishing (no sign of life for {STALE_SECONDS:g} s)",
-             cutoff],
+            [
+                now,
+                f"the evaluation process stopped without finishing (no sign of life for {STALE_SECONDS:g} s)",
+                cutoff,
+            ],
         )
 
 
@@ -101,9 +116,16 @@ def count_active(db: sqlite_utils.Database) -> int:
 
 def _public(row: Mapping[str, Any], *, with_result: bool) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": row["id"], "status": row["status"], "policy": row["policy"] or None, "progress": row["progress"],
-        "stage": row["stage"], "created_at": row["created_at"], "started_at": row["started_at"],
-        "finished_at": row["finished_at"], "request": json.loads(row["request"]), "error": row["error"],
+        "id": row["id"],
+        "status": row["status"],
+        "policy": row["policy"] or None,
+        "progress": row["progress"],
+        "stage": row["stage"],
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "request": json.loads(row["request"]),
+        "error": row["error"],
     }
     if with_result:
         data["result"] = json.loads(row["result"]) if row["result"] else None
@@ -120,8 +142,10 @@ def get(db: sqlite_utils.Database, run_id: str, *, now: float | None = None) -> 
 def recent(db: sqlite_utils.Database, *, limit: int = 50, now: float | None = None) -> list[dict[str, Any]]:
     """Return the newest runs, without their reports."""
     _expire_stale(db, time.time() if now is None else now)
-    return [_public(row, with_result=False)
-            for row in db.query("SELECT * FROM evaluations ORDER BY created_at DESC LIMIT ?", [limit])]
+    return [
+        _public(row, with_result=False)
+        for row in db.query("SELECT * FROM evaluations ORDER BY created_at DESC LIMIT ?", [limit])
+    ]
 
 
 class _Reporter:
@@ -134,7 +158,7 @@ class _Reporter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="marquee-evaluation-heartbeat", daemon=True)
 
-    def __enter__(self) -> "_Reporter":
+    def __enter__(self) -> _Reporter:
         self._thread.start()
         return self
 
@@ -155,16 +179,27 @@ class _Reporter:
             return
         self._last = now
         with write_transaction(self.db):
-            self.db.execute("UPDATE evaluations SET progress = ?, stage = ?, heartbeat_at = ? WHERE id = ?",
-                            [round(fraction, 4), stage, time.time(), self.run_id])
+            self.db.execute(
+                "UPDATE evaluations SET progress = ?, stage = ?, heartbeat_at = ? WHERE id = ?",
+                [round(fraction, 4), stage, time.time(), self.run_id],
+            )
 
 
-def _finish(db: sqlite_utils.Database, run_id: str, *, status: str, result: Any = None, error: str | None = None,
-            trained: Mapping[str, bytes] | None = None) -> None:
+def _finish(
+    db: sqlite_utils.Database,
+    run_id: str,
+    *,
+    status: str,
+    result: Any = None,
+    error: str | None = None,
+    trained: Mapping[str, bytes] | None = None,
+) -> None:
     with write_transaction(db):
         if trained:
-            db.conn.executemany("INSERT OR REPLACE INTO evaluation_models (run_id, candidate, blob) VALUES (?, ?, ?)",
-                                [(run_id, name, blob) for name, blob in trained.items()])
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO evaluation_models (run_id, candidate, blob) VALUES (?, ?, ?)",
+                [(run_id, name, blob) for name, blob in trained.items()],
+            )
         db.execute(
             "UPDATE evaluations SET status = ?, progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END, "
             "stage = NULL, finished_at = ?, result = ?, error = ? WHERE id = ?",
@@ -183,7 +218,9 @@ def run(config: Mapping[str, Any], run_id: str) -> str:
     with write_transaction(db):
         claimed = db.execute(
             "UPDATE evaluations SET status = 'running', started_at = ?, heartbeat_at = ?, pid = ? "
-            "WHERE id = ? AND status = 'queued'", [time.time(), time.time(), os.getpid(), run_id]).rowcount
+            "WHERE id = ? AND status = 'queued'",
+            [time.time(), time.time(), os.getpid(), run_id],
+        ).rowcount
     if claimed != 1:
         raise LookupError(f"evaluation {run_id!r} does not exist or is not queued")
     row = db.execute("SELECT request FROM evaluations WHERE id = ?", [run_id]).fetchone()
@@ -216,10 +253,22 @@ class ApplyRefused(Exception):
 
 APPLICABLE_KINDS = ("vw", "model")
 # The settings an evaluation's verdict depends on, and their values in reports written before they existed.
-EXPLORATION_KEYS = ("vw_args", "epsilon", "exploration", "gamma_scale", "gamma_exponent", "epsilon_decay_after",
-                    "epsilon_floor")
-EXPLORATION_BEFORE = {"exploration": "epsilon-greedy", "gamma_scale": 10.0, "gamma_exponent": 0.5,
-                      "epsilon_decay_after": 0.0, "epsilon_floor": 0.0}
+EXPLORATION_KEYS = (
+    "vw_args",
+    "epsilon",
+    "exploration",
+    "gamma_scale",
+    "gamma_exponent",
+    "epsilon_decay_after",
+    "epsilon_floor",
+)
+EXPLORATION_BEFORE = {
+    "exploration": "epsilon-greedy",
+    "gamma_scale": 10.0,
+    "gamma_exponent": 0.5,
+    "epsilon_decay_after": 0.0,
+    "epsilon_floor": 0.0,
+}
 
 
 def verdict(entry: Mapping[str, Any], mean_reward: float) -> str:
@@ -271,50 +320,71 @@ def applicable(db: sqlite_utils.Database, run_id: str, candidate_name: Any) -> W
     if not isinstance(candidate_name, str):
         raise ApplyRefused("candidate: must be the name of one of the evaluation's candidates", status=422)
     if found["status"] != "done":
-        raise ApplyRefused(f"evaluation {run_id!r} is {found['status']}; only a finished evaluation can be applied",
-                           status=409)
+        raise ApplyRefused(
+            f"evaluation {run_id!r} is {found['status']}; only a finished evaluation can be applied", status=409
+        )
     report = found["result"]
     entries = {entry["name"]: entry for entry in report["candidates"]}
     if candidate_name not in entries:
-        raise ApplyRefused(f"candidate: {candidate_name!r} is not a candidate of {run_id} "
-                           f"(candidates: {', '.join(entries)})", status=422)
+        raise ApplyRefused(
+            f"candidate: {candidate_name!r} is not a candidate of {run_id} (candidates: {', '.join(entries)})",
+            status=422,
+        )
     entry = entries[candidate_name]
     candidate = offline.parse_candidate(entry["candidate"])
     policy = report["policy"]
     if policy is None:
-        raise ApplyRefused(f"candidate: evaluation {run_id} was of a dataset no Marquee policy logged; "
-                           "evaluate the candidate on a policy's log to apply it", status=422)
+        raise ApplyRefused(
+            f"candidate: evaluation {run_id} was of a dataset no Marquee policy logged; "
+            "evaluate the candidate on a policy's log to apply it",
+            status=422,
+        )
     dr, baseline = entry["estimates"]["dr"], float(report["mean_reward"])
     found_verdict = verdict(entry, baseline)
     if found_verdict == "baseline":
-        raise ApplyRefused(f"candidate: {candidate_name!r} is a {candidate.kind} baseline, not a configuration a "
-                           "policy runs; apply a vw or model candidate", status=422)
+        raise ApplyRefused(
+            f"candidate: {candidate_name!r} is a {candidate.kind} baseline, not a configuration a "
+            "policy runs; apply a vw or model candidate",
+            status=422,
+        )
     if found_verdict == "in sample":
         raise ApplyRefused(
             f"candidate: {candidate_name!r} is model version {entry['candidate'].get('version')} scored on "
             f"{entry.get('in_sample_rounds')} decisions logged before it was published, which it may have learned: "
             "its estimate flatters it. Evaluate a vw candidate with the same options (scored progressively, each "
             "decision before it is learned), or only decisions logged after the version (since), and apply that",
-            status=422)
+            status=422,
+        )
     if found_verdict == "fragile interval":
         tail = entry["weight_tail"]
         raise ApplyRefused(
             f"candidate: {candidate_name!r} rests on {tail['rounds']} decisions weighted above {tail['threshold']:g} "
             f"({tail['weight_share']:.0%} of the weight), of which only {tail['rewarded']} were rewarded: its interval "
             "cannot see the variance of that tail and may claim more than the log shows; evaluate on more decisions",
-            status=409)
+            status=409,
+        )
     if found_verdict == "never explores":
         raise ApplyRefused(
             f"candidate: {candidate_name!r} never explores (epsilon 0): the policy would stop learning anything "
             "it does not already prefer, and its log could no longer evaluate other policies; evaluate the "
-            "candidate with the exploration the policy should keep (e.g. epsilon 0.05) and apply that", status=422)
+            "candidate with the exploration the policy should keep (e.g. epsilon 0.05) and apply that",
+            status=422,
+        )
     if found_verdict == "not shown better":
         raise ApplyRefused(
             f"refused: {candidate_name!r} is not shown to beat the logged policy: its DR estimate "
             f"{_interval_text(dr)} has a lower bound at or below the logged policy's {baseline:.4f} on "
-            f"{report['rounds']} decisions; nothing was changed", status=409)
-    return Winner(run_id=run_id, name=candidate_name, candidate=candidate, policy=policy, report=report,
-                  evidence={"candidate_dr": dr, "logged_dr": baseline, "decisions": report["rounds"]})
+            f"{report['rounds']} decisions; nothing was changed",
+            status=409,
+        )
+    return Winner(
+        run_id=run_id,
+        name=candidate_name,
+        candidate=candidate,
+        policy=policy,
+        report=report,
+        evidence={"candidate_dr": dr, "logged_dr": baseline, "decisions": report["rounds"]},
+    )
 
 
 def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner) -> int:
@@ -329,17 +399,25 @@ def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner
     settings = policies.load_policy(db, config, policy)
     then = report["policy_settings"]
     now = settings.as_dict()
-    changed = [f"{key} {then.get(key, EXPLORATION_BEFORE.get(key))} -> {now[key]}" for key in EXPLORATION_KEYS
-               if now[key] != then.get(key, EXPLORATION_BEFORE.get(key))]
+    changed = [
+        f"{key} {then.get(key, EXPLORATION_BEFORE.get(key))} -> {now[key]}"
+        for key in EXPLORATION_KEYS
+        if now[key] != then.get(key, EXPLORATION_BEFORE.get(key))
+    ]
     if changed:
-        raise ApplyRefused(f"the {policy} policy's settings changed since the evaluation ({', '.join(changed)}); "
-                           "evaluate again", status=409)
+        raise ApplyRefused(
+            f"the {policy} policy's settings changed since the evaluation ({', '.join(changed)}); evaluate again",
+            status=409,
+        )
     if candidate.kind == "vw":
-        row = db.execute("SELECT blob FROM evaluation_models WHERE run_id = ? AND candidate = ?",
-                         [winner.run_id, winner.name]).fetchone()
+        row = db.execute(
+            "SELECT blob FROM evaluation_models WHERE run_id = ? AND candidate = ?", [winner.run_id, winner.name]
+        ).fetchone()
         if row is None:
-            raise ApplyRefused(f"the model {winner.name!r} was trained to is not stored with {winner.run_id}; "
-                               "evaluate again", status=409)
+            raise ApplyRefused(
+                f"the model {winner.name!r} was trained to is not stored with {winner.run_id}; evaluate again",
+                status=409,
+            )
         blob, vw_args = bytes(row[0]), list(candidate.vw_args)
         learned = (int(report["events"]), int(report["rounds"]))  # the window it was trained on
     else:
@@ -347,20 +425,32 @@ def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner
             _, blob, _ = offline.model_blob(db, policy, candidate.version)
         except offline.SpecError as exc:
             raise ApplyRefused(f"{exc}; evaluate again", status=409) from None
-        record = db.execute("SELECT vw_args, events_learned, examples_learned FROM models WHERE policy = ? AND version = ?",
-                            [policy, candidate.version]).fetchone()
+        record = db.execute(
+            "SELECT vw_args, events_learned, examples_learned FROM models WHERE policy = ? AND version = ?",
+            [policy, candidate.version],
+        ).fetchone()
         vw_args = json.loads(record[0]) or settings.vw_args
         learned = (int(record[1]), int(record[2]))  # as scored: exploration depends on what the model learned
     overrides = {**policies.stored_overrides(db, policy), "vw_args": vw_args, "exploration": candidate.exploration}
     if candidate.exploration == SQUARECB:
         overrides.update(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent)
     else:  # the rate as evaluated: a candidate without a decay was scored at a fixed rate
-        overrides.update(epsilon=candidate.epsilon, epsilon_decay_after=candidate.epsilon_decay_after,
-                         epsilon_floor=candidate.epsilon_floor)
+        overrides.update(
+            epsilon=candidate.epsilon,
+            epsilon_decay_after=candidate.epsilon_decay_after,
+            epsilon_floor=candidate.epsilon_floor,
+        )
     policies.store_overrides(db, policy, overrides)
-    return policies.publish(db, policy=policy, blob=blob, vw_args=vw_args, events_learned=learned[0],
-                            examples_learned=learned[1], origin=f"evaluation {winner.run_id}: {winner.name}",
-                            keep=int(config["MODEL_VERSIONS_KEPT"]))
+    return policies.publish(
+        db,
+        policy=policy,
+        blob=blob,
+        vw_args=vw_args,
+        events_learned=learned[0],
+        examples_learned=learned[1],
+        origin=f"evaluation {winner.run_id}: {winner.name}",
+        keep=int(config["MODEL_VERSIONS_KEPT"]),
+    )
 
 
 def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, candidate_name: Any) -> dict[str, Any]:
@@ -380,12 +470,19 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
     winner = applicable(db, run_id, candidate_name)
     with write_transaction(db):
         version = install(db, config, winner)
-    return {"evaluation": run_id, "candidate": candidate_name, "policy": winner.policy, "version": version,
-            "settings": policies.load_policy(db, config, winner.policy).as_dict(), "evidence": dict(winner.evidence)}
+    return {
+        "evaluation": run_id,
+        "candidate": candidate_name,
+        "policy": winner.policy,
+        "version": version,
+        "settings": policies.load_policy(db, config, winner.policy).as_dict(),
+        "evidence": dict(winner.evidence),
+    }
 
 
-def background_main(argv: list[str] | None, *, description: str, label: str,
-                    work: Callable[[Mapping[str, Any], str], str]) -> int:
+def background_main(
+    argv: list[str] | None, *, description: str, label: str, work: Callable[[Mapping[str, Any], str], str]
+) -> int:
     """Run ``work(config, id)`` as a background process does: ``MARQUEE_*`` settings, the learner's CPU priority."""
     from bandits.learner import lower_priority
     from service import config as settings

@@ -1,4 +1,4 @@
-"""A simulated audience: viewers in segments with tastes, a catalog's real artworks, clicks, plays, drift, and the oracle.
+"""A simulated audience: viewers in segments with tastes, a catalog's artworks, clicks, plays, drift, the oracle.
 
 Every probability is known to the world, so the best row for a viewer (the oracle's) and the
 expected value of any row are exact. A viewer of a segment looks at slot ``p`` of a row with
@@ -77,8 +77,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -120,73 +121,187 @@ class Segment:
 
 
 SEGMENTS: tuple[Segment, ...] = (
-    Segment("night-owl", 0.3, {"thriller": 1.2, "horror": 1.0, "crime": 0.8, "animation": -1.0},
-            {"brightness": -4.0, "warmth": 2.0}, {"brightness": -1.5, "warmth": -3.0, "contrast": 2.0},
-            hours=(22, 23, 0, 1, 2)),
-    Segment("family", 0.3, {"animation": 1.4, "comedy": 0.8, "documentary": 0.4, "horror": -1.5, "thriller": -0.8},
-            {"brightness": 4.0, "saturation": 1.5}, {"brightness": 3.0, "warmth": -2.0}, hours=(17, 18, 19, 20)),
-    Segment("cinephile", 0.2, {"drama": 1.0, "documentary": 0.8, "crime": 0.6, "action": -0.6},
-            {"contrast": 2.5, "text_like_share": -2.0}, {"contrast": 2.5, "skin_share": 2.0},
-            hours=(19, 20, 21, 22, 23)),
-    Segment("casual", 0.2, {"action": 0.8, "comedy": 0.6, "romance": 0.4},
-            {"colorfulness": 1.0}, {"colorfulness": 1.0}, bait_pull=1.0),
+    Segment(
+        "night-owl",
+        0.3,
+        {"thriller": 1.2, "horror": 1.0, "crime": 0.8, "animation": -1.0},
+        {"brightness": -4.0, "warmth": 2.0},
+        {"brightness": -1.5, "warmth": -3.0, "contrast": 2.0},
+        hours=(22, 23, 0, 1, 2),
+    ),
+    Segment(
+        "family",
+        0.3,
+        {"animation": 1.4, "comedy": 0.8, "documentary": 0.4, "horror": -1.5, "thriller": -0.8},
+        {"brightness": 4.0, "saturation": 1.5},
+        {"brightness": 3.0, "warmth": -2.0},
+        hours=(17, 18, 19, 20),
+    ),
+    Segment(
+        "cinephile",
+        0.2,
+        {"drama": 1.0, "documentary": 0.8, "crime": 0.6, "action": -0.6},
+        {"contrast": 2.5, "text_like_share": -2.0},
+        {"contrast": 2.5, "skin_share": 2.0},
+        hours=(19, 20, 21, 22, 23),
+    ),
+    Segment(
+        "casual",
+        0.2,
+        {"action": 0.8, "comedy": 0.6, "romance": 0.4},
+        {"colorfulness": 1.0},
+        {"colorfulness": 1.0},
+        bait_pull=1.0,
+    ),
 )
 # The hours each segment of the audience usually watches at; the rest watch at any hour.
 HOURS = {segment.name: segment.hours for segment in SEGMENTS if segment.hours}
 
 # The audience's segments, their genre tastes moving to a second set (the ``drift`` shape).
-DRIFT_SEGMENTS: tuple[Segment, ...] = tuple(dataclasses.replace(segment, genre_taste_later=later) for segment, later in zip(
-    SEGMENTS, (
-        {"comedy": 1.2, "sci-fi": 1.0, "romance": 0.6, "horror": -0.8},  # night-owl
-        {"documentary": 1.4, "action": 0.8, "sci-fi": 0.4, "animation": -0.5, "horror": -1.5},  # family
-        {"sci-fi": 1.0, "thriller": 0.8, "romance": 0.6, "drama": -0.4},  # cinephile
-        {"horror": 0.8, "crime": 0.6, "drama": 0.4, "comedy": -0.4},  # casual
-    )))
+DRIFT_SEGMENTS: tuple[Segment, ...] = tuple(
+    dataclasses.replace(segment, genre_taste_later=later)
+    for segment, later in zip(
+        SEGMENTS,
+        (
+            {"comedy": 1.2, "sci-fi": 1.0, "romance": 0.6, "horror": -0.8},  # night-owl
+            {"documentary": 1.4, "action": 0.8, "sci-fi": 0.4, "animation": -0.5, "horror": -1.5},  # family
+            {"sci-fi": 1.0, "thriller": 0.8, "romance": 0.6, "drama": -0.4},  # cinephile
+            {"horror": 0.8, "crime": 0.6, "drama": 0.4, "comedy": -0.4},  # casual
+        ),
+    )
+)
 
 REGIONS = tuple(f"r{n:02d}" for n in range(1, 13))
 
 
-def _artwork_segment(index: int, name: str, genre_taste: Mapping[str, float], look_taste: Mapping[str, float], *,
-                     hours: tuple[int, ...], devices: tuple[float, float, float]) -> Segment:
+def _artwork_segment(
+    index: int,
+    name: str,
+    genre_taste: Mapping[str, float],
+    look_taste: Mapping[str, float],
+    *,
+    hours: tuple[int, ...],
+    devices: tuple[float, float, float],
+) -> Segment:
     """Return a segment of the ``artwork`` shape: an eighth of the audience, home regions by index, no drift."""
-    return Segment(name, 0.125, genre_taste, look_taste, look_taste, hours=hours, devices=devices,
-                   regions=(REGIONS[index], REGIONS[(index + 5) % len(REGIONS)]))
+    return Segment(
+        name,
+        0.125,
+        genre_taste,
+        look_taste,
+        look_taste,
+        hours=hours,
+        devices=devices,
+        regions=(REGIONS[index], REGIONS[(index + 5) % len(REGIONS)]),
+    )
 
 
 ARTWORK_SEGMENTS: tuple[Segment, ...] = (
-    _artwork_segment(0, "noir", {"thriller": 0.3, "crime": 0.2}, {"brightness": -5.0, "contrast": 4.0},
-                     hours=(22, 23, 0, 1), devices=(0.6, 0.2, 0.2)),
-    _artwork_segment(1, "sunny", {"comedy": 0.3, "animation": 0.2}, {"brightness": 4.0, "warmth": 3.0},
-                     hours=(9, 10, 11, 12, 13), devices=(0.3, 0.5, 0.2)),
-    _artwork_segment(2, "faces", {"romance": 0.3, "drama": 0.2}, {"skin_share": 5.0, "text_like_share": -4.0},
-                     hours=(19, 20, 21), devices=(0.5, 0.3, 0.2)),
-    _artwork_segment(3, "typography", {"documentary": 0.3}, {"text_like_share": 5.0, "saturation": -3.0,
-                                                             "skin_share": -3.0},
-                     hours=(), devices=(0.2, 0.3, 0.5)),
-    _artwork_segment(4, "vivid", {"action": 0.3, "sci-fi": 0.2}, {"saturation": 4.0, "colorfulness": 3.0},
-                     hours=(15, 16, 17, 18), devices=(0.2, 0.7, 0.1)),
-    _artwork_segment(5, "cool", {"sci-fi": 0.3, "thriller": 0.2}, {"warmth": -4.0, "brightness": 3.0},
-                     hours=(), devices=(0.4, 0.4, 0.2)),
-    _artwork_segment(6, "muted", {"drama": 0.3, "documentary": 0.2}, {"saturation": -4.0, "colorfulness": -3.0},
-                     hours=(20, 21, 22, 23), devices=(0.7, 0.1, 0.2)),
-    _artwork_segment(7, "warm-dark", {"horror": 0.3, "crime": 0.2}, {"warmth": 4.0, "brightness": -3.0,
-                                                                     "skin_share": 3.0},
-                     hours=(23, 0, 1, 2), devices=(0.3, 0.6, 0.1)),
+    _artwork_segment(
+        0,
+        "noir",
+        {"thriller": 0.3, "crime": 0.2},
+        {"brightness": -5.0, "contrast": 4.0},
+        hours=(22, 23, 0, 1),
+        devices=(0.6, 0.2, 0.2),
+    ),
+    _artwork_segment(
+        1,
+        "sunny",
+        {"comedy": 0.3, "animation": 0.2},
+        {"brightness": 4.0, "warmth": 3.0},
+        hours=(9, 10, 11, 12, 13),
+        devices=(0.3, 0.5, 0.2),
+    ),
+    _artwork_segment(
+        2,
+        "faces",
+        {"romance": 0.3, "drama": 0.2},
+        {"skin_share": 5.0, "text_like_share": -4.0},
+        hours=(19, 20, 21),
+        devices=(0.5, 0.3, 0.2),
+    ),
+    _artwork_segment(
+        3,
+        "typography",
+        {"documentary": 0.3},
+        {"text_like_share": 5.0, "saturation": -3.0, "skin_share": -3.0},
+        hours=(),
+        devices=(0.2, 0.3, 0.5),
+    ),
+    _artwork_segment(
+        4,
+        "vivid",
+        {"action": 0.3, "sci-fi": 0.2},
+        {"saturation": 4.0, "colorfulness": 3.0},
+        hours=(15, 16, 17, 18),
+        devices=(0.2, 0.7, 0.1),
+    ),
+    _artwork_segment(
+        5,
+        "cool",
+        {"sci-fi": 0.3, "thriller": 0.2},
+        {"warmth": -4.0, "brightness": 3.0},
+        hours=(),
+        devices=(0.4, 0.4, 0.2),
+    ),
+    _artwork_segment(
+        6,
+        "muted",
+        {"drama": 0.3, "documentary": 0.2},
+        {"saturation": -4.0, "colorfulness": -3.0},
+        hours=(20, 21, 22, 23),
+        devices=(0.7, 0.1, 0.2),
+    ),
+    _artwork_segment(
+        7,
+        "warm-dark",
+        {"horror": 0.3, "crime": 0.2},
+        {"warmth": 4.0, "brightness": -3.0, "skin_share": 3.0},
+        hours=(23, 0, 1, 2),
+        devices=(0.3, 0.6, 0.1),
+    ),
 )
 
 LONG_TAIL_SEGMENTS: tuple[Segment, ...] = (
-    Segment("binger", 0.2, {"drama": 1.2, "crime": 1.0, "sci-fi": 0.8, "comedy": -0.4},
-            {"contrast": 2.5, "brightness": -1.5}, {"contrast": 2.5, "brightness": -1.5},
-            hours=(20, 21, 22, 23), watch_minutes=300.0),
-    Segment("light", 0.35, {"comedy": 1.2, "romance": 0.6, "animation": 0.3, "horror": -0.8, "documentary": -0.5},
-            {"brightness": 2.5, "warmth": 1.0}, {"brightness": 2.5, "warmth": 1.0}, bait_pull=1.0,
-            devices=(0.3, 0.5, 0.2), watch_minutes=25.0),
-    Segment("late-night", 0.25, {"horror": 1.3, "thriller": 1.1, "crime": 0.4, "animation": -1.0},
-            {"brightness": -3.0, "warmth": 1.5}, {"brightness": -3.0, "warmth": 1.5},
-            hours=(23, 0, 1, 2, 3), watch_minutes=90.0),
-    Segment("kids", 0.2, {"animation": 1.6, "comedy": 0.6, "horror": -2.0, "thriller": -1.2, "crime": -1.0},
-            {"saturation": 2.5, "colorfulness": 1.5}, {"saturation": 2.5, "colorfulness": 1.5},
-            hours=(15, 16, 17, 18, 19), devices=(0.6, 0.2, 0.2), watch_minutes=60.0),
+    Segment(
+        "binger",
+        0.2,
+        {"drama": 1.2, "crime": 1.0, "sci-fi": 0.8, "comedy": -0.4},
+        {"contrast": 2.5, "brightness": -1.5},
+        {"contrast": 2.5, "brightness": -1.5},
+        hours=(20, 21, 22, 23),
+        watch_minutes=300.0,
+    ),
+    Segment(
+        "light",
+        0.35,
+        {"comedy": 1.2, "romance": 0.6, "animation": 0.3, "horror": -0.8, "documentary": -0.5},
+        {"brightness": 2.5, "warmth": 1.0},
+        {"brightness": 2.5, "warmth": 1.0},
+        bait_pull=1.0,
+        devices=(0.3, 0.5, 0.2),
+        watch_minutes=25.0,
+    ),
+    Segment(
+        "late-night",
+        0.25,
+        {"horror": 1.3, "thriller": 1.1, "crime": 0.4, "animation": -1.0},
+        {"brightness": -3.0, "warmth": 1.5},
+        {"brightness": -3.0, "warmth": 1.5},
+        hours=(23, 0, 1, 2, 3),
+        watch_minutes=90.0,
+    ),
+    Segment(
+        "kids",
+        0.2,
+        {"animation": 1.6, "comedy": 0.6, "horror": -2.0, "thriller": -1.2, "crime": -1.0},
+        {"saturation": 2.5, "colorfulness": 1.5},
+        {"saturation": 2.5, "colorfulness": 1.5},
+        hours=(15, 16, 17, 18, 19),
+        devices=(0.6, 0.2, 0.2),
+        watch_minutes=60.0,
+    ),
 )
 
 
@@ -211,19 +326,51 @@ class Shape:
     missing: tuple[tuple[str, float], ...] = ()  # (field, share of viewers whose requests lack it)
 
 
-SHAPES: dict[str, Shape] = {shape.name: shape for shape in (
-    Shape("audience", "4 hidden segments, personal genre tastes, position bias, clickbait, look tastes drifting "
-          "over 200k impressions", SEGMENTS, titles=30, artworks_per_title=None),
-    Shape("artwork", "8 titles x 6 artworks; 8 segments with strong, distinct look tastes and weak genre tastes, "
-          "partly told by region, device and hour", ARTWORK_SEGMENTS, titles=8, artworks_per_title=6,
-          taste_spread=0.3, regions=REGIONS),
-    Shape("long-tail", "120 titles with a few hits, 5,000 viewers; unscaled hour and watch minutes, irrelevant "
-          "zip and app build, missing fields", LONG_TAIL_SEGMENTS, titles=120, artworks_per_title=2, viewers=5000,
-          appeal=(-5.0, 0.3), appeal_tail=1.6, daypart=False, irrelevant=True,
-          missing=(("history_genres", 0.3), ("recent_searches", 0.2), ("watch_minutes", 0.1))),
-    Shape("drift", "the audience world whose segments' genre tastes move to a second set between impressions "
-          "30k and 50k", DRIFT_SEGMENTS, titles=30, artworks_per_title=None, genre_drift=(30_000, 50_000)),
-)}
+SHAPES: dict[str, Shape] = {
+    shape.name: shape
+    for shape in (
+        Shape(
+            "audience",
+            "4 hidden segments, personal genre tastes, position bias, clickbait, look tastes drifting "
+            "over 200k impressions",
+            SEGMENTS,
+            titles=30,
+            artworks_per_title=None,
+        ),
+        Shape(
+            "artwork",
+            "8 titles x 6 artworks; 8 segments with strong, distinct look tastes and weak genre tastes, "
+            "partly told by region, device and hour",
+            ARTWORK_SEGMENTS,
+            titles=8,
+            artworks_per_title=6,
+            taste_spread=0.3,
+            regions=REGIONS,
+        ),
+        Shape(
+            "long-tail",
+            "120 titles with a few hits, 5,000 viewers; unscaled hour and watch minutes, irrelevant "
+            "zip and app build, missing fields",
+            LONG_TAIL_SEGMENTS,
+            titles=120,
+            artworks_per_title=2,
+            viewers=5000,
+            appeal=(-5.0, 0.3),
+            appeal_tail=1.6,
+            daypart=False,
+            irrelevant=True,
+            missing=(("history_genres", 0.3), ("recent_searches", 0.2), ("watch_minutes", 0.1)),
+        ),
+        Shape(
+            "drift",
+            "the audience world whose segments' genre tastes move to a second set between impressions 30k and 50k",
+            DRIFT_SEGMENTS,
+            titles=30,
+            artworks_per_title=None,
+            genre_drift=(30_000, 50_000),
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -259,7 +406,9 @@ class Viewer:
     id: str
     segment: str
     features: Mapping[str, Any]  # what a rank request says about the viewer
-    genre_taste: Mapping[str, float] = field(default_factory=dict)  # the segment's plus a personal deviation, at the start
+    genre_taste: Mapping[str, float] = field(
+        default_factory=dict
+    )  # the segment's plus a personal deviation, at the start
 
 
 @dataclass(frozen=True)
@@ -291,10 +440,20 @@ class World:
         self._tables = _Tables.of(self)
 
     @classmethod
-    def build(cls, catalog: Iterable[Mapping[str, Any]], *, seed: int, shape: str | Shape = "audience",
-              segments: Sequence[Segment] | None = None, viewers: int | None = None, late_share: float = 0.0,
-              late_artwork_share: float = 0.0, impressions: int = 100_000, drift_impressions: int | None = None,
-              reveal_segment: bool = False) -> "World":
+    def build(
+        cls,
+        catalog: Iterable[Mapping[str, Any]],
+        *,
+        seed: int,
+        shape: str | Shape = "audience",
+        segments: Sequence[Segment] | None = None,
+        viewers: int | None = None,
+        late_share: float = 0.0,
+        late_artwork_share: float = 0.0,
+        impressions: int = 100_000,
+        drift_impressions: int | None = None,
+        reveal_segment: bool = False,
+    ) -> World:
         """Make a world of the shape from catalog titles (``id``, ``genres``, ``artworks`` with ``id`` and ``visual``).
 
         ``shape`` is a name of ``SHAPES`` or a ``Shape``; ``segments``, ``viewers`` and
@@ -319,18 +478,28 @@ class World:
             return int(rng.integers(1, max(2, impressions))) if rng.random() < share else 0
 
         for title in sorted(catalog, key=lambda t: str(t["id"])):
-            artworks = tuple(SimArtwork(id=str(a["id"]), look={k: float(a["visual"][k]) for k in LOOKS if k in a["visual"]},
-                                        arrives_at=arrival(late_artwork_share) if index else 0)
-                             for index, a in enumerate(title["artworks"]))
+            artworks = tuple(
+                SimArtwork(
+                    id=str(a["id"]),
+                    look={k: float(a["visual"][k]) for k in LOOKS if k in a["visual"]},
+                    arrives_at=arrival(late_artwork_share) if index else 0,
+                )
+                for index, a in enumerate(title["artworks"])
+            )
             if not artworks:
                 continue
             appeal = float(rng.normal(*shape.appeal))
             quality = float(rng.normal(0.3, 0.9))
             if shape.appeal_tail > 0:
                 appeal += float(rng.exponential(shape.appeal_tail))
-            titles[str(title["id"])] = SimTitle(id=str(title["id"]), genres=tuple(title.get("genres") or ()),
-                                                artworks=artworks, appeal=appeal, quality=quality,
-                                                arrives_at=arrival(late_share))
+            titles[str(title["id"])] = SimTitle(
+                id=str(title["id"]),
+                genres=tuple(title.get("genres") or ()),
+                artworks=artworks,
+                appeal=appeal,
+                quality=quality,
+                arrives_at=arrival(late_share),
+            )
         if not titles:
             raise ValueError("catalog: the world needs at least one title with an artwork")
         genres = sorted({genre for title in titles.values() for genre in title.genres})
@@ -345,12 +514,30 @@ class World:
         for i, (k, device) in enumerate(zip(members, devices)):
             segment = segments[int(k)]
             taste = {g: segment.genre_taste.get(g, 0.0) + float(rng.normal(0.0, shape.taste_spread)) for g in genres}
-            people.append(Viewer(id=f"sim-{i:05d}", segment=segment.name, genre_taste=taste,
-                                 features=_signals(rng, shape=shape, segment=segment, taste=taste,
-                                                   device=DEVICES[int(device)], reveal_segment=reveal_segment)))
-        return cls(titles=titles, segments={s.name: s for s in segments}, viewers=people,
-                   drift_impressions=shape.drift_impressions if drift_impressions is None else drift_impressions,
-                   seed=seed, genre_drift=shape.genre_drift, shape=shape.name)
+            people.append(
+                Viewer(
+                    id=f"sim-{i:05d}",
+                    segment=segment.name,
+                    genre_taste=taste,
+                    features=_signals(
+                        rng,
+                        shape=shape,
+                        segment=segment,
+                        taste=taste,
+                        device=DEVICES[int(device)],
+                        reveal_segment=reveal_segment,
+                    ),
+                )
+            )
+        return cls(
+            titles=titles,
+            segments={s.name: s for s in segments},
+            viewers=people,
+            drift_impressions=shape.drift_impressions if drift_impressions is None else drift_impressions,
+            seed=seed,
+            genre_drift=shape.genre_drift,
+            shape=shape.name,
+        )
 
     # ------------------------------------------------------------ probabilities
 
@@ -358,8 +545,11 @@ class World:
         """Return the segment's taste for looks at impression ``at`` (drift moves it in a straight line)."""
         progress = self._look_progress(at)
         names = set(segment.look_taste) | set(segment.look_taste_later)
-        return {name: (1 - progress) * segment.look_taste.get(name, 0.0) + progress * segment.look_taste_later.get(name, 0.0)
-                for name in names}
+        return {
+            name: (1 - progress) * segment.look_taste.get(name, 0.0)
+            + progress * segment.look_taste_later.get(name, 0.0)
+            for name in names
+        }
 
     def genre_taste(self, segment: Segment, at: int) -> dict[str, float]:
         """Return the segment's genre tastes at impression ``at`` (genre drift moves them in a straight line)."""
@@ -367,8 +557,11 @@ class World:
             return dict(segment.genre_taste)
         progress = self._genre_progress(at)
         names = set(segment.genre_taste) | set(segment.genre_taste_later)
-        return {name: (1 - progress) * segment.genre_taste.get(name, 0.0)
-                + progress * segment.genre_taste_later.get(name, 0.0) for name in names}
+        return {
+            name: (1 - progress) * segment.genre_taste.get(name, 0.0)
+            + progress * segment.genre_taste_later.get(name, 0.0)
+            for name in names
+        }
 
     def _look_progress(self, at: int) -> float:
         return min(1.0, at / self.drift_impressions) if self.drift_impressions > 0 else 1.0
@@ -379,19 +572,22 @@ class World:
             return 1.0 if at >= start else 0.0
         return min(1.0, max(0.0, (at - start) / (end - start)))
 
-    def click_probability(self, viewer: Viewer, title_id: str, artwork_id: str, *, position: int = 0, at: int = 0) -> float:
+    def click_probability(
+        self, viewer: Viewer, title_id: str, artwork_id: str, *, position: int = 0, at: int = 0
+    ) -> float:
         """Return the probability that ``viewer`` clicks the title in slot ``position`` wearing the artwork."""
-        return POSITION_DECAY ** position * self._values(viewer, at).click[self._arm(title_id, artwork_id)]
+        return POSITION_DECAY**position * self._values(viewer, at).click[self._arm(title_id, artwork_id)]
 
     def play_probability(self, viewer: Viewer, title_id: str, artwork_id: str, *, at: int = 0) -> float:
-        """Return the probability that a click on the title wearing the artwork, at impression ``at``, becomes a play."""
+        """Return the probability that a click on the title in the artwork, at impression ``at``, becomes a play."""
         return self._values(viewer, at).play[self._arm(title_id, artwork_id)]
 
-    def expected_reward(self, viewer: Viewer, title_id: str, artwork_id: str, *, position: int = 0, at: int = 0,
-                        reward: str = "play") -> float:
+    def expected_reward(
+        self, viewer: Viewer, title_id: str, artwork_id: str, *, position: int = 0, at: int = 0, reward: str = "play"
+    ) -> float:
         """Return the expected reward of one slot: clicks, or plays (clicks that became plays)."""
         values, arm = self._values(viewer, at), self._arm(title_id, artwork_id)
-        click = POSITION_DECAY ** position * values.click[arm]
+        click = POSITION_DECAY**position * values.click[arm]
         return click if reward == "click" else click * values.play[arm]
 
     def row_value(self, viewer: Viewer, row: Sequence[tuple[str, str]], *, at: int = 0, reward: str = "play") -> float:
@@ -400,7 +596,7 @@ class World:
         total = 0.0
         for position, (title_id, artwork_id) in enumerate(row):
             arm = self._arm(title_id, artwork_id)
-            click = POSITION_DECAY ** position * values.click[arm]
+            click = POSITION_DECAY**position * values.click[arm]
             total += click if reward == "click" else click * values.play[arm]
         return total
 
@@ -432,8 +628,9 @@ class World:
         progress = self._look_progress(at)
         weights = (1 - progress) * tables.look_start[segment] + progress * tables.look_later[segment]
         click = 1.0 / (1.0 + np.exp(-(base + tables.looks @ weights)))
-        self._last = _Values(viewer=viewer, at=at, click_array=click, play_array=play, click=click.tolist(),
-                             play=play.tolist())
+        self._last = _Values(
+            viewer=viewer, at=at, click_array=click, play_array=play, click=click.tolist(), play=play.tolist()
+        )
         return self._last
 
     def _best(self, viewer: Viewer, at: int, reward: str) -> tuple[np.ndarray, np.ndarray]:
@@ -466,7 +663,7 @@ class World:
         return [artwork for artwork in self.titles[title_id].artworks if artwork.arrives_at <= at]
 
     def best_artwork(self, viewer: Viewer, title_id: str, *, at: int = 0, reward: str = "play") -> str:
-        """Return the artwork of the title, among those offered at ``at``, with the highest expected reward for the viewer.
+        """Return the title's artwork offered at ``at`` with the highest expected reward for the viewer.
 
         Ties go to the highest artwork id.
         """
@@ -476,8 +673,9 @@ class World:
             raise ValueError(f"title {title_id!r} has no artwork offered at impression {at}")
         return self._tables.arm_ids[arm[title]]
 
-    def oracle(self, viewer: Viewer, *, slots: int, at: int = 0, reward: str = "play",
-               candidates: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    def oracle(
+        self, viewer: Viewer, *, slots: int, at: int = 0, reward: str = "play", candidates: Sequence[str] | None = None
+    ) -> list[tuple[str, str]]:
         """Return the row with the highest expected reward: each title's best artwork, the best titles first.
 
         Optimal because looking at slot p is a factor that falls with p and does not depend on what
@@ -501,17 +699,19 @@ class World:
         """Return a viewer of the audience, drawn uniformly."""
         return self.viewers[int(rng.integers(len(self.viewers)))]
 
-    def respond(self, viewer: Viewer, row: Sequence[tuple[str, str]], rng: np.random.Generator, *,
-                at: int = 0) -> list[Outcome]:
-        """Return what the viewer does with each slot of a shown row (a click draw, then a play draw if clicked, per slot)."""
+    def respond(
+        self, viewer: Viewer, row: Sequence[tuple[str, str]], rng: np.random.Generator, *, at: int = 0
+    ) -> list[Outcome]:
+        """Return what the viewer does with each slot of a shown row (a click draw, then a play draw if clicked)."""
         values = self._values(viewer, at)
         outcomes = []
         for position, (title_id, artwork_id) in enumerate(row):
             arm = self._arm(title_id, artwork_id)
-            clicked = bool(rng.random() < POSITION_DECAY ** position * values.click[arm])
+            clicked = bool(rng.random() < POSITION_DECAY**position * values.click[arm])
             played = clicked and bool(rng.random() < values.play[arm])
-            outcomes.append(Outcome(position=position, title_id=title_id, artwork_id=artwork_id, clicked=clicked,
-                                    played=played))
+            outcomes.append(
+                Outcome(position=position, title_id=title_id, artwork_id=artwork_id, clicked=clicked, played=played)
+            )
         return outcomes
 
 
@@ -561,35 +761,53 @@ class _Tables:
     play: np.ndarray | None = None  # (viewers, arms) ``static``'s play probabilities; None: genre drift
 
     @classmethod
-    def of(cls, world: World) -> "_Tables":
+    def of(cls, world: World) -> _Tables:
         """Return the arrays of a world."""
         title_ids = list(world.titles)
         titles = [world.titles[title_id] for title_id in title_ids]
         rank = {title_id: r for r, title_id in enumerate(sorted(title_ids))}
-        genres = sorted({genre for title in titles for genre in title.genres}
-                        | {genre for viewer in world.viewers for genre in viewer.genre_taste})
+        genres = sorted(
+            {genre for title in titles for genre in title.genres}
+            | {genre for viewer in world.viewers for genre in viewer.genre_taste}
+        )
         column = {genre: i for i, genre in enumerate(genres)}
         title_genres = np.full((len(titles), max([len(title.genres) for title in titles] + [1])), len(genres))
         for i, title in enumerate(titles):
-            title_genres[i, :len(title.genres)] = [column[genre] for genre in title.genres]
-        arms = [(i, artwork) for i, title in enumerate(titles) for artwork in sorted(title.artworks, key=lambda a: a.id)]
+            title_genres[i, : len(title.genres)] = [column[genre] for genre in title.genres]
+        arms = [
+            (i, artwork) for i, title in enumerate(titles) for artwork in sorted(title.artworks, key=lambda a: a.id)
+        ]
         arm_title = np.array([i for i, _ in arms], dtype=int)
         bait = np.array([artwork.bait for _, artwork in arms])
         segments = list(world.segments.values())
         pull = np.array([segment.bait_pull for segment in segments])
         shift = None
         if any(segment.genre_taste_later is not None for segment in segments):
-            shift = _matrix([[(segment.genre_taste_later or segment.genre_taste).get(genre, 0.0)
-                              - segment.genre_taste.get(genre, 0.0) for genre in genres] + [0.0]
-                             for segment in segments], len(genres) + 1)
+            shift = _matrix(
+                [
+                    [
+                        (segment.genre_taste_later or segment.genre_taste).get(genre, 0.0)
+                        - segment.genre_taste.get(genre, 0.0)
+                        for genre in genres
+                    ]
+                    + [0.0]
+                    for segment in segments
+                ],
+                len(genres) + 1,
+            )
         tables = cls(
-            title_ids=title_ids, title_index={title_id: i for i, title_id in enumerate(title_ids)},
+            title_ids=title_ids,
+            title_index={title_id: i for i, title_id in enumerate(title_ids)},
             title_rank=np.array([rank[title_id] for title_id in title_ids], dtype=int),
             title_arrives=np.array([title.arrives_at for title in titles]),
             last_arrival=max([title.arrives_at for title in titles] + [0]),
-            title_genres=title_genres, genreless=np.array([not title.genres for title in titles]), genres=genres,
+            title_genres=title_genres,
+            genreless=np.array([not title.genres for title in titles]),
+            genres=genres,
             arms={(titles[i].id, artwork.id): n for n, (i, artwork) in enumerate(arms)},
-            arm_ids=[artwork.id for _, artwork in arms], arm_order=np.arange(len(arms)), arm_title=arm_title,
+            arm_ids=[artwork.id for _, artwork in arms],
+            arm_order=np.arange(len(arms)),
+            arm_title=arm_title,
             arm_appeal=np.array([title.appeal for title in titles])[arm_title],
             arm_quality=np.array([title.quality for title in titles])[arm_title],
             arm_arrives=np.array([artwork.arrives_at for _, artwork in arms]),
@@ -598,13 +816,19 @@ class _Tables:
             segment_index={segment.name: s for s, segment in enumerate(segments)},
             bait_click=pull[:, None] * BAIT_PULL * bait[None, :],
             letdown=np.exp(-BAIT_LETDOWN * pull[:, None] * bait[None, :]),
-            look_start=_matrix([[segment.look_taste.get(name, 0.0) for name in LOOKS] for segment in segments],
-                               len(LOOKS)),
-            look_later=_matrix([[segment.look_taste_later.get(name, 0.0) for name in LOOKS] for segment in segments],
-                               len(LOOKS)),
-            genre_shift=shift, viewer_index={viewer.id: v for v, viewer in enumerate(world.viewers)},
-            taste=_matrix([_taste_row(viewer, world.segments[viewer.segment], genres) for viewer in world.viewers],
-                          len(genres) + 1))
+            look_start=_matrix(
+                [[segment.look_taste.get(name, 0.0) for name in LOOKS] for segment in segments], len(LOOKS)
+            ),
+            look_later=_matrix(
+                [[segment.look_taste_later.get(name, 0.0) for name in LOOKS] for segment in segments], len(LOOKS)
+            ),
+            genre_shift=shift,
+            viewer_index={viewer.id: v for v, viewer in enumerate(world.viewers)},
+            taste=_matrix(
+                [_taste_row(viewer, world.segments[viewer.segment], genres) for viewer in world.viewers],
+                len(genres) + 1,
+            ),
+        )
         if shift is None:  # tastes for genres stay: all of a viewer's values but the look's are fixed
             members = np.array([tables.segment_index[viewer.segment] for viewer in world.viewers], dtype=int)
             tables.click_base, tables.play = tables.static(tables.taste, members)
@@ -636,9 +860,16 @@ def _matrix(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:
     return np.array(rows, dtype=float).reshape(len(rows), width)
 
 
-def _signals(rng: np.random.Generator, *, shape: Shape, segment: Segment, taste: Mapping[str, float], device: str,
-             reveal_segment: bool) -> dict[str, Any]:
-    """Draw what a catalog knows of a viewer with these tastes: device, usual hour, history, ratings, a search, and more.
+def _signals(
+    rng: np.random.Generator,
+    *,
+    shape: Shape,
+    segment: Segment,
+    taste: Mapping[str, float],
+    device: str,
+    reveal_segment: bool,
+) -> dict[str, Any]:
+    """Draw what a catalog knows of a viewer with these tastes: device, usual hour, history, ratings, a search...
 
     What more, and which fields some viewers do not send, the shape says.
     """
@@ -650,7 +881,9 @@ def _signals(rng: np.random.Generator, *, shape: Shape, segment: Segment, taste:
         features["daypart"] = DAYPARTS[hour]
     if genres:
         weights = np.exp(1.5 * np.array([taste[g] for g in genres]))
-        picked = rng.choice(len(genres), size=min(HISTORY_GENRES, len(genres)), replace=False, p=weights / weights.sum())
+        picked = rng.choice(
+            len(genres), size=min(HISTORY_GENRES, len(genres)), replace=False, p=weights / weights.sum()
+        )
         features["history_genres"] = sorted(genres[int(i)] for i in picked)
         liked = max(genres, key=lambda g: taste[g] + float(rng.normal(0.0, 0.3)))
         features["top_rated_genres"] = [liked]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import sqlite_utils
 
@@ -35,8 +36,9 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated to after a 
 SYNCHRONOUS = ("normal", "full")
 
 
-def connect(path: str | Path, *, autocheckpoint: bool = True, synchronous: str = "normal",
-            max_bytes: int = 0) -> sqlite_utils.Database:
+def connect(
+    path: str | Path, *, autocheckpoint: bool = True, synchronous: str = "normal", max_bytes: int = 0
+) -> sqlite_utils.Database:
     """Open the database file in WAL mode, creating its folder and schema if needed.
 
     ``autocheckpoint=False`` is for serving connections: SQLite otherwise runs a checkpoint inside
@@ -121,21 +123,48 @@ def inline(work: Callable[[], T], /) -> T:
     return work()
 
 
-TABLES = ("meta", "titles", "artworks", "policies", "models", "feature_blocks", "events", "impressions", "rewards",
-          "reward_credits", "pending", "learned", "evaluations", "evaluation_models", "datasets", "dataset_rounds",
-          "api_keys", "optimizations", "personalizer_items")
+TABLES = (
+    "meta",
+    "titles",
+    "artworks",
+    "policies",
+    "models",
+    "feature_blocks",
+    "events",
+    "impressions",
+    "rewards",
+    "reward_credits",
+    "pending",
+    "learned",
+    "evaluations",
+    "evaluation_models",
+    "datasets",
+    "dataset_rounds",
+    "api_keys",
+    "optimizations",
+    "personalizer_items",
+)
 
 
 # Columns added after their table was first released: a file from an older version gains them.
-ADDED_COLUMNS = (("impressions", "offered", "TEXT"), ("rewards", "type", "TEXT"), ("events", "kind", "TEXT"),
-                 ("events", "modes", "TEXT"), ("impressions", "title_greedy", "TEXT"),
-                 ("impressions", "artwork_greedy", "TEXT"), ("impressions", "shared", "TEXT"),
-                 ("impressions", "slot_id", "TEXT"))
+ADDED_COLUMNS = (
+    ("impressions", "offered", "TEXT"),
+    ("rewards", "type", "TEXT"),
+    ("events", "kind", "TEXT"),
+    ("events", "modes", "TEXT"),
+    ("impressions", "title_greedy", "TEXT"),
+    ("impressions", "artwork_greedy", "TEXT"),
+    ("impressions", "shared", "TEXT"),
+    ("impressions", "slot_id", "TEXT"),
+)
 
 
 def _missing_columns(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
-    return [(table, column, kind) for table, column, kind in ADDED_COLUMNS
-            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}]
+    return [
+        (table, column, kind)
+        for table, column, kind in ADDED_COLUMNS
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    ]
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
@@ -202,7 +231,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 title_explored INTEGER NOT NULL, artwork_id TEXT NOT NULL, artwork_ids TEXT NOT NULL,
                 artwork_block TEXT NOT NULL REFERENCES feature_blocks(key), artwork_index INTEGER NOT NULL,
                 artwork_prob REAL NOT NULL, artwork_explored INTEGER NOT NULL, offered TEXT,
-                title_greedy TEXT, artwork_greedy TEXT, shared TEXT, slot_id TEXT, PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
+                title_greedy TEXT, artwork_greedy TEXT, shared TEXT, slot_id TEXT,
+                PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
         )
         # type: the outcome a typed reward reported (click, play, ...; bandits.policy.REWARD_TYPES), whose
         # value each policy sets; NULL for a reward sent as a number. value: the number, or for a typed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 Check = Callable[[str], bool]
 
@@ -127,13 +127,13 @@ def model_options(blob: bytes) -> list[str]:
         for _ in range(2):  # version string, model id
             (length,) = struct.unpack_from("<I", blob, offset)
             offset += 4 + length
-        if blob[offset:offset + 1] != b"m":
+        if blob[offset : offset + 1] != b"m":
             raise OptionError("model: not a Vowpal Wabbit model file Marquee can read")
         offset += 1 + 4 * 4 + 4 + 4  # marker, four numbers, ngram and skip counts
         (length,) = struct.unpack_from("<I", blob, offset)
         if length > 4096 or offset + 4 + length > len(blob):
             raise OptionError("model: the options recorded in the model header are unreadable")
-        text = blob[offset + 4:offset + 4 + length].rstrip(b"\0").decode("ascii")
+        text = blob[offset + 4 : offset + 4 + length].rstrip(b"\0").decode("ascii")
     except (struct.error, UnicodeDecodeError):
         raise OptionError("model: not a Vowpal Wabbit model file Marquee can read") from None
     return text.split()

@@ -12,7 +12,7 @@ predicts and learns exactly as the public API does.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import vowpal_wabbit_next as vw
 from vowpal_wabbit_next import _core

@@ -13,7 +13,8 @@ first action) on the same decisions. For the doubly robust estimate, evaluate th
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import sqlite_utils
@@ -34,9 +35,16 @@ class WarmStartError(ValueError):
     """The warm start cannot run; the message names the field."""
 
 
-def warm_start(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, dataset_id: str, *,
-               start: str = "empty", passes: int = 1,
-               progress: Callable[[float], None] = lambda fraction: None) -> dict[str, Any]:
+def warm_start(
+    db: sqlite_utils.Database,
+    config: Mapping[str, Any],
+    policy: str,
+    dataset_id: str,
+    *,
+    start: str = "empty",
+    passes: int = 1,
+    progress: Callable[[float], None] = lambda fraction: None,
+) -> dict[str, Any]:
     """Learn a ready dataset into a new model version of ``policy``; return the version and the estimates.
 
     ``start``: ``empty`` (a new model with the policy's options) or ``newest`` (the newest version,
@@ -82,16 +90,28 @@ def warm_start(db: sqlite_utils.Database, config: Mapping[str, Any], policy: str
     weights = rounds.reward / rounds.pscore
     blob = workspace.serialize()
     with write_transaction(db):
-        version = publish(db, policy=policy, blob=blob, vw_args=vw_args,
-                          events_learned=(learned.events_learned if learned else 0) + rounds.n_events,
-                          examples_learned=(learned.examples_learned if learned else 0) + n * passes,
-                          origin=f"warm start from {dataset_id}", keep=int(config["MODEL_VERSIONS_KEPT"]))
+        version = publish(
+            db,
+            policy=policy,
+            blob=blob,
+            vw_args=vw_args,
+            events_learned=(learned.events_learned if learned else 0) + rounds.n_events,
+            examples_learned=(learned.examples_learned if learned else 0) + n * passes,
+            origin=f"warm start from {dataset_id}",
+            keep=int(config["MODEL_VERSIONS_KEPT"]),
+        )
     progress(1.0)
     return {
-        "policy": policy, "version": version, "dataset": found, "start": start, "passes": passes, "decisions": n,
+        "policy": policy,
+        "version": version,
+        "dataset": found,
+        "start": start,
+        "passes": passes,
+        "decisions": n,
         "finished_at": time.time(),
         "progressive": {
-            "greedy_model": mean_interval(weights * model_hit), "baseline": mean_interval(weights * baseline_hit),
+            "greedy_model": mean_interval(weights * model_hit),
+            "baseline": mean_interval(weights * baseline_hit),
             "logged": mean_interval(rounds.reward),
             "greedy_minus_baseline": mean_interval(weights * (model_hit - baseline_hit)),
         },

@@ -23,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import machine, report
-
 import numpy as np
 from PIL import Image
 
+from bench.report import machine, report
 
 
 def photo_like_jpeg(seed: int) -> bytes:
@@ -35,8 +34,16 @@ def photo_like_jpeg(seed: int) -> bytes:
     from assets.demo import COMPOSITIONS, PALETTES, poster
 
     rng = random.Random(seed)
-    base = Image.open(io.BytesIO(poster(palette=rng.choice(list(PALETTES)), composition=rng.choice(COMPOSITIONS),
-                                        title=f"Poster {seed}", rng=rng))).resize((1000, 1500), Image.Resampling.BICUBIC)
+    base = Image.open(
+        io.BytesIO(
+            poster(
+                palette=rng.choice(list(PALETTES)),
+                composition=rng.choice(COMPOSITIONS),
+                title=f"Poster {seed}",
+                rng=rng,
+            )
+        )
+    ).resize((1000, 1500), Image.Resampling.BICUBIC)
     grain = np.random.default_rng(seed).normal(0, 12, (1500, 1000, 3))
     noisy = np.clip(np.asarray(base, dtype=np.float64) + grain, 0, 255).astype(np.uint8)
     out = io.BytesIO()
@@ -61,8 +68,11 @@ def main() -> None:
     client.post("/v1/titles", json={"id": "t1", "name": "Bench"})
     started = time.perf_counter()
     for index, data in enumerate(images):
-        response = client.post("/v1/titles/t1/artworks", data={"file": (io.BytesIO(data), "p.jpg"), "id": f"a{index}"},
-                               content_type="multipart/form-data")
+        response = client.post(
+            "/v1/titles/t1/artworks",
+            data={"file": (io.BytesIO(data), "p.jpg"), "id": f"a{index}"},
+            content_type="multipart/form-data",
+        )
         assert response.status_code == 201, response.get_json()
     upload_ms = 1000 * (time.perf_counter() - started) / len(images)
 
@@ -83,9 +93,19 @@ def main() -> None:
 
         first = [get(f"/v1/artworks/a{index}/image?w=342") for index in range(len(images))]
         again = [get(f"/v1/artworks/a{index}/image?w=342") for index in range(len(images))]
-        out = subprocess.run(["wrk", "-t2", "-c8", f"-d{int(args.seconds)}s", "--latency",
-                              f"http://127.0.0.1:{service.port}/v1/artworks/a0/image?w=342"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                "-c8",
+                f"-d{int(args.seconds)}s",
+                "--latency",
+                f"http://127.0.0.1:{service.port}/v1/artworks/a0/image?w=342",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     finally:
         service.stop()
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

@@ -9,7 +9,8 @@ the canned row) measures gunicorn alone, an upper bound for any Python service u
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, jsonify, request
 
@@ -18,10 +19,20 @@ app.json.sort_keys = False  # type: ignore[attr-defined]
 
 # A response the size and shape of a 10-slot rank answer.
 ROW: dict[str, Any] = {
-    "event_id": "e-" + "0" * 32, "model_versions": {"titles": 1, "artwork": 1}, "deferred": False,
-    "slots": [{"position": i, "title_id": f"t{i:03d}", "artwork_id": f"t{i:03d}-a1",
-               "artwork_url": f"/v1/artworks/t{i:03d}-a1/image?w=342", "title_probability": 0.9025,
-               "artwork_probability": 0.92} for i in range(10)],
+    "event_id": "e-" + "0" * 32,
+    "model_versions": {"titles": 1, "artwork": 1},
+    "deferred": False,
+    "slots": [
+        {
+            "position": i,
+            "title_id": f"t{i:03d}",
+            "artwork_id": f"t{i:03d}-a1",
+            "artwork_url": f"/v1/artworks/t{i:03d}-a1/image?w=342",
+            "title_probability": 0.9025,
+            "artwork_probability": 0.92,
+        }
+        for i in range(10)
+    ],
 }
 
 

@@ -50,8 +50,13 @@ def main() -> None:
         import_seconds = time.perf_counter() - started
 
         config = {"DATABASE": database}
-        spec = offline.parse_spec({"dataset": dataset["id"], "folds": args.folds, "candidates": [
-            "logged", "uniform", "default", {"name": "vw", "kind": "vw", "vw_args": "-q ::"}]})
+        spec = offline.parse_spec(
+            {
+                "dataset": dataset["id"],
+                "folds": args.folds,
+                "candidates": ["logged", "uniform", "default", {"name": "vw", "kind": "vw", "vw_args": "-q ::"}],
+            }
+        )
         stages: dict[str, float] = {}  # stage -> seconds
         current: list[tuple[str, float]] = [("", time.perf_counter())]  # the stage running, since when
 
@@ -72,24 +77,28 @@ def main() -> None:
         by_name = {entry["name"]: entry for entry in result["candidates"]}
         default_dr = by_name["default"]["estimates"]["dr"]
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        report("evaluation", {
-            "command": f"python -m bench.evaluation_bench --decisions {args.decisions} --folds {args.folds}",
-            "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
-            "date": time.strftime("%Y-%m-%d"),
-            "decisions": dataset["decisions"], "log_mib": round(log.stat().st_size / 2**20, 1),
-            "import_seconds": round(import_seconds, 1),
-            "import_decisions_per_second": round(dataset["decisions"] / import_seconds),
-            "database_mib": round(Path(database).stat().st_size / 2**20, 1),
-            "evaluate_seconds": round(evaluate_seconds, 1),
-            "evaluate_stage_seconds": {key: round(value, 1) for key, value in stages.items()},
-            "peak_rss_mib": round(peak_mib),
-            "reward_model_r_squared": round(result["reward_model"]["r_squared"], 3),
-            "default_dr": f"{default_dr['value']:.4f} [{default_dr['ci_low']:.4f}, {default_dr['ci_high']:.4f}]",
-            "default_true_value": round(truth_default, 4),
-            "uniform_dr": round(by_name["uniform"]["estimates"]["dr"]["value"], 4),
-            "uniform_true_value": round(truth_uniform, 4),
-            "vw_dr": round(by_name["vw"]["estimates"]["dr"]["value"], 4),
-        })
+        report(
+            "evaluation",
+            {
+                "command": f"python -m bench.evaluation_bench --decisions {args.decisions} --folds {args.folds}",
+                "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
+                "date": time.strftime("%Y-%m-%d"),
+                "decisions": dataset["decisions"],
+                "log_mib": round(log.stat().st_size / 2**20, 1),
+                "import_seconds": round(import_seconds, 1),
+                "import_decisions_per_second": round(dataset["decisions"] / import_seconds),
+                "database_mib": round(Path(database).stat().st_size / 2**20, 1),
+                "evaluate_seconds": round(evaluate_seconds, 1),
+                "evaluate_stage_seconds": {key: round(value, 1) for key, value in stages.items()},
+                "peak_rss_mib": round(peak_mib),
+                "reward_model_r_squared": round(result["reward_model"]["r_squared"], 3),
+                "default_dr": f"{default_dr['value']:.4f} [{default_dr['ci_low']:.4f}, {default_dr['ci_high']:.4f}]",
+                "default_true_value": round(truth_default, 4),
+                "uniform_dr": round(by_name["uniform"]["estimates"]["dr"]["value"], 4),
+                "uniform_true_value": round(truth_uniform, 4),
+                "vw_dr": round(by_name["vw"]["estimates"]["dr"]["value"], 4),
+            },
+        )
 
 
 if __name__ == "__main__":

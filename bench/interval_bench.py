@@ -58,9 +58,10 @@ import io
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import vowpal_wabbit_next
@@ -113,12 +114,18 @@ def demo_catalog(*, titles: int, artworks: int) -> Catalog:
     artwork_lines: dict[str, list[str]] = {}
     for body, posters in demo_titles(seed=CATALOG_SEED, count=titles, artworks_per_title=artworks):
         looks = [(artwork_id, tags, check_image(data).visual) for artwork_id, tags, data in posters]
-        found.append({"id": body["id"], "genres": body["genres"],
-                      "artworks": [{"id": artwork_id, "visual": visual} for artwork_id, _, visual in looks]})
+        found.append(
+            {
+                "id": body["id"],
+                "genres": body["genres"],
+                "artworks": [{"id": artwork_id, "visual": visual} for artwork_id, _, visual in looks],
+            }
+        )
         title_lines.append(features.title_action(body))
-        artwork_lines[body["id"]] = [features.artwork_action(artwork_id=artwork_id, tags=tags,
-                                                             visual_tokens=visual_tokens(visual))
-                                     for artwork_id, tags, visual in looks]
+        artwork_lines[body["id"]] = [
+            features.artwork_action(artwork_id=artwork_id, tags=tags, visual_tokens=visual_tokens(visual))
+            for artwork_id, tags, visual in looks
+        ]
     return Catalog(titles=found, title_lines=title_lines, artwork_lines=artwork_lines)
 
 
@@ -133,10 +140,20 @@ class Audience:
     _shared: dict[tuple[int, int], str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, catalog: Catalog, *, seed: int) -> "Audience":
+    def build(cls, catalog: Catalog, *, seed: int) -> Audience:
         world = World.build(catalog.titles, seed=seed, shape="artwork")
-        mu = np.array([[[world.expected_reward(viewer, title["id"], artwork["id"], reward="play")
-                         for artwork in title["artworks"]] for title in catalog.titles] for viewer in world.viewers])
+        mu = np.array(
+            [
+                [
+                    [
+                        world.expected_reward(viewer, title["id"], artwork["id"], reward="play")
+                        for artwork in title["artworks"]
+                    ]
+                    for title in catalog.titles
+                ]
+                for viewer in world.viewers
+            ]
+        )
         return cls(world=world, catalog=catalog, mu=mu, ab_winner=mu.mean(axis=0).argmax(axis=1))
 
     def shared(self, viewer: int, title: int) -> str:
@@ -145,7 +162,8 @@ class Audience:
         if key not in self._shared:
             person = self.world.viewers[viewer]
             self._shared[key] = features.artwork_shared(
-                features.viewer_shared(user_id=person.id, features=person.features), self.catalog.title_lines[title])
+                features.viewer_shared(user_id=person.id, features=person.features), self.catalog.title_lines[title]
+            )
         return self._shared[key]
 
 
@@ -189,9 +207,12 @@ class Learner:
         costs = np.empty(len(lines) - 1)
         for index, cost in self.examples.predict(lines):
             costs[index] = cost
-        explorer = Exploration.decaying(epsilon=float(SETTINGS["EPSILON"][0]),
-                                        decay_after=float(SETTINGS["EPSILON_DECAY_AFTER"][0]),
-                                        floor=float(SETTINGS["EPSILON_FLOOR"][0]), examples_learned=self.learned)
+        explorer = Exploration.decaying(
+            epsilon=float(SETTINGS["EPSILON"][0]),
+            decay_after=float(SETTINGS["EPSILON_DECAY_AFTER"][0]),
+            floor=float(SETTINGS["EPSILON_FLOOR"][0]),
+            examples_learned=self.learned,
+        )
         return explorer.pmf(costs)
 
     def learn(self, lines: Sequence[str]) -> None:
@@ -236,7 +257,7 @@ def draw_log(audience: Audience, policy: LoggingPolicy, *, rounds: int, rng: np.
     titles = rng.integers(len(catalog.titles), size=rounds)
     slots = rng.integers(SLOTS, size=rounds)
     draws = rng.random((rounds, 2))
-    mu = audience.mu[viewers, titles] * (POSITION_DECAY ** slots)[:, None]  # (n, artworks)
+    mu = audience.mu[viewers, titles] * (POSITION_DECAY**slots)[:, None]  # (n, artworks)
     builder = offline.RoundBuilder(ARTWORK, catalog.artwork_lines)
     actions = list(range(audience.mu.shape[2]))
     for i in range(rounds):
@@ -247,15 +268,31 @@ def draw_log(audience: Audience, policy: LoggingPolicy, *, rounds: int, rng: np.
         pmf = policy.pmf(title=t, lines=lines)
         chosen = min(int(np.searchsorted(np.cumsum(pmf), draws[i, 0] * pmf.sum(), side="right")), len(pmf) - 1)
         reward = float(draws[i, 1] < mu[i, chosen])
-        lines[1 + chosen] = features.labeled(lines[1 + chosen], cost=features.COST_PER_REWARD * reward,
-                                             probability=float(pmf[chosen]))
+        lines[1 + chosen] = features.labeled(
+            lines[1 + chosen], cost=features.COST_PER_REWARD * reward, probability=float(pmf[chosen])
+        )
         policy.learn(lines)
-        builder.add(event_id=f"e{i}", event_index=i, position=int(slots[i]), created_at=float(i),
-                    context=world.viewers[v].features, shared=shared, block=title_id, action_index=actions,
-                    chosen=chosen, pscore=float(pmf[chosen]), reward=reward,
-                    action_ids=[artwork["id"] for artwork in catalog.titles[t]["artworks"]])
-    return Log(rounds=builder.build(), mu=mu.ravel(), viewer=viewers, title=titles,
-               segment=[world.viewers[int(v)].segment for v in viewers])
+        builder.add(
+            event_id=f"e{i}",
+            event_index=i,
+            position=int(slots[i]),
+            created_at=float(i),
+            context=world.viewers[v].features,
+            shared=shared,
+            block=title_id,
+            action_index=actions,
+            chosen=chosen,
+            pscore=float(pmf[chosen]),
+            reward=reward,
+            action_ids=[artwork["id"] for artwork in catalog.titles[t]["artworks"]],
+        )
+    return Log(
+        rounds=builder.build(),
+        mu=mu.ravel(),
+        viewer=viewers,
+        title=titles,
+        segment=[world.viewers[int(v)].segment for v in viewers],
+    )
 
 
 def relined(log: Log, lines: str, catalog: Catalog) -> offline.Rounds:
@@ -263,12 +300,18 @@ def relined(log: Log, lines: str, catalog: Catalog) -> offline.Rounds:
     rounds = log.rounds
     if lines == "service":
         return rounds
-    artwork_ids = {title["id"]: [features.namespace("A", [f"id={features.escape(artwork['id'])}"])
-                                 for artwork in title["artworks"]] for title in catalog.titles}
+    artwork_ids = {
+        title["id"]: [
+            features.namespace("A", [f"id={features.escape(artwork['id'])}"]) for artwork in title["artworks"]
+        ]
+        for title in catalog.titles
+    }
     title_ns = [features.namespace("T", [f"id={features.escape(title_id)}"]) for title_id in catalog.ids]
     if lines == "cells":
-        shared = [f"shared {features.namespace('S', [f'segment={features.escape(segment)}'])} {title_ns[int(t)]}"
-                  for segment, t in zip(log.segment, log.title)]
+        shared = [
+            f"shared {features.namespace('S', [f'segment={features.escape(segment)}'])} {title_ns[int(t)]}"
+            for segment, t in zip(log.segment, log.title)
+        ]
     else:
         shared = [f"shared {title_ns[int(t)]}" for t in log.title]
     return dataclasses.replace(rounds, shared=shared, lines_of=artwork_ids)
@@ -276,13 +319,20 @@ def relined(log: Log, lines: str, catalog: Catalog) -> offline.Rounds:
 
 def reward_models(log: Log, catalog: Catalog) -> dict[str, offline.RewardModel]:
     """Fit the reward models of ``FITTED_MODELS`` on the log; add the true expected rewards as a model."""
-    models = {name: offline.fit_reward_model(relined(log, lines, catalog), vw_args=args)
-              for name, (lines, args) in FITTED_MODELS.items()}
+    models = {
+        name: offline.fit_reward_model(relined(log, lines, catalog), vw_args=args)
+        for name, (lines, args) in FITTED_MODELS.items()
+    }
     rounds, fitted = log.rounds, models["policy features"]
     logged = log.mu[rounds.logged_flat]
-    models[TRUE_MODEL] = offline.RewardModel(q=log.mu.copy(), vw_args=[], folds=fitted.folds, passes=0,
-                                             mse=float(np.mean((logged - rounds.reward) ** 2)),
-                                             baseline_mse=fitted.baseline_mse)
+    models[TRUE_MODEL] = offline.RewardModel(
+        q=log.mu.copy(),
+        vw_args=[],
+        folds=fitted.folds,
+        passes=0,
+        mse=float(np.mean((logged - rounds.reward) ** 2)),
+        baseline_mse=fitted.baseline_mse,
+    )
     return models
 
 
@@ -290,8 +340,7 @@ def reward_models(log: Log, catalog: Catalog) -> dict[str, offline.RewardModel]:
 
 
 TARGETS = ("greedy", "greedy eps=0.05", "uniform", "vw eps=0.05")
-VW_CANDIDATE = offline.parse_candidate({"name": "vw eps=0.05", "kind": "vw", "vw_args": ARTWORK_ARGS,
-                                        "epsilon": 0.05})
+VW_CANDIDATE = offline.parse_candidate({"name": "vw eps=0.05", "kind": "vw", "vw_args": ARTWORK_ARGS, "epsilon": 0.05})
 
 
 def target_pmf(name: str, log: Log, audience: Audience) -> np.ndarray:
@@ -345,12 +394,20 @@ class Tally:
         errors = values - truth
         covered = int(np.sum((low <= truth) & (truth <= high)))
         wilson = wilson_interval(covered, errors.size)
-        return {"repetitions": int(errors.size), "coverage": covered / errors.size, "coverage_low": wilson[0],
-                "coverage_high": wilson[1], "mean_width": float(np.mean(high - low)), "bias": float(errors.mean()),
-                "bias_se": float(errors.std(ddof=1) / math.sqrt(errors.size)),
-                "rmse": float(np.sqrt(np.mean(errors ** 2))), "sd": float(values.std(ddof=1)),
-                "true_value": float(truth.mean()), "mean_effective_sample_size": float(np.mean(self.ess)),
-                "r_squared": float(np.mean(self.r_squared)) if self.r_squared else None}
+        return {
+            "repetitions": int(errors.size),
+            "coverage": covered / errors.size,
+            "coverage_low": wilson[0],
+            "coverage_high": wilson[1],
+            "mean_width": float(np.mean(high - low)),
+            "bias": float(errors.mean()),
+            "bias_se": float(errors.std(ddof=1) / math.sqrt(errors.size)),
+            "rmse": float(np.sqrt(np.mean(errors**2))),
+            "sd": float(values.std(ddof=1)),
+            "true_value": float(truth.mean()),
+            "mean_effective_sample_size": float(np.mean(self.ess)),
+            "r_squared": float(np.mean(self.r_squared)) if self.r_squared else None,
+        }
 
 
 def wilson_interval(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
@@ -366,11 +423,13 @@ def estimator_names() -> list[str]:
     return ["ips", "snips", *(f"dr ({model})" for model in MODELS)]
 
 
-def run(audience: Audience, *, repetitions: int, rounds: int, seed: int) -> tuple[dict[tuple[str, str, str], Tally],
-                                                                                   dict[str, float]]:
+def run(
+    audience: Audience, *, repetitions: int, rounds: int, seed: int
+) -> tuple[dict[tuple[str, str, str], Tally], dict[str, float]]:
     """Estimate every target on ``repetitions`` fresh logs of every logging policy; return the tallies and seconds."""
-    tallies = {(logged, target, name): Tally() for logged in LOGGING for target in TARGETS
-               for name in estimator_names()}
+    tallies = {
+        (logged, target, name): Tally() for logged in LOGGING for target in TARGETS for name in estimator_names()
+    }
     seconds: dict[str, float] = {}
     for number, logged in enumerate(LOGGING):
         started = time.perf_counter()
@@ -389,8 +448,11 @@ def run(audience: Audience, *, repetitions: int, rounds: int, seed: int) -> tupl
                         tallies[(logged, target, "snips")].add(found["snips"], truth, None)
                     tallies[(logged, target, f"dr ({model_name})")].add(found["dr"], truth, r_squared[model_name])
             if (repetition + 1) % 50 == 0:
-                print(f"{logged}: {repetition + 1} of {repetitions} logs, {time.perf_counter() - started:.0f} s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{logged}: {repetition + 1} of {repetitions} logs, {time.perf_counter() - started:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         seconds[logged] = time.perf_counter() - started
     return tallies, seconds
 
@@ -407,16 +469,19 @@ def verdict(row: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Return the rows as a Markdown table."""
-    lines = ["| logged policy | target policy | estimator | coverage [Wilson 95 %] | >= 90 % | mean width | "
-             "bias (± s.e.) | RMSE | R² of the reward model | true value |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| logged policy | target policy | estimator | coverage [Wilson 95 %] | >= 90 % | mean width | "
+        "bias (± s.e.) | RMSE | R² of the reward model | true value |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         r_squared = "" if row["r_squared"] is None else f"{row['r_squared']:+.3f}"
         lines.append(
             f"| {row['logged']} | {row['target']} | {row['estimator']} | {row['coverage']:.3f} "
             f"[{row['coverage_low']:.3f}, {row['coverage_high']:.3f}] | {verdict(row)} | {row['mean_width']:.4f} | "
             f"{row['bias']:+.4f} (± {row['bias_se']:.4f}) | {row['rmse']:.4f} | {r_squared} | "
-            f"{row['true_value']:.4f} |")
+            f"{row['true_value']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -428,18 +493,22 @@ def by_model(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mine = [row for row in rows if row["estimator"] == f"dr ({model})"]
         pairs = [(row, ips[(row["logged"], row["target"])]) for row in mine]
         worst = min(mine, key=lambda row: row["coverage"])
-        found.append({
-            "reward_model": model,
-            "mean_r_squared": float(np.mean([row["r_squared"] for row in mine])),
-            "r_squared_by_logged": {logged: float(np.mean([row["r_squared"] for row in mine
-                                                           if row["logged"] == logged])) for logged in LOGGING},
-            "mean_coverage": float(np.mean([row["coverage"] for row in mine])),
-            "pairs_below_90": sum(row["coverage"] < TARGET_COVERAGE for row in mine),
-            "worst": f"{worst['coverage']:.3f} ({worst['logged']} -> {worst['target']})",
-            "width_vs_ips": geometric_mean([dr["mean_width"] / base["mean_width"] for dr, base in pairs]),
-            "rmse_vs_ips": geometric_mean([dr["rmse"] / base["rmse"] for dr, base in pairs]),
-            "largest_bias_in_se": float(max(abs(row["bias"]) / row["bias_se"] for row in mine)),
-        })
+        found.append(
+            {
+                "reward_model": model,
+                "mean_r_squared": float(np.mean([row["r_squared"] for row in mine])),
+                "r_squared_by_logged": {
+                    logged: float(np.mean([row["r_squared"] for row in mine if row["logged"] == logged]))
+                    for logged in LOGGING
+                },
+                "mean_coverage": float(np.mean([row["coverage"] for row in mine])),
+                "pairs_below_90": sum(row["coverage"] < TARGET_COVERAGE for row in mine),
+                "worst": f"{worst['coverage']:.3f} ({worst['logged']} -> {worst['target']})",
+                "width_vs_ips": geometric_mean([dr["mean_width"] / base["mean_width"] for dr, base in pairs]),
+                "rmse_vs_ips": geometric_mean([dr["rmse"] / base["rmse"] for dr, base in pairs]),
+                "largest_bias_in_se": float(max(abs(row["bias"]) / row["bias_se"] for row in mine)),
+            }
+        )
     return found
 
 
@@ -449,14 +518,18 @@ def geometric_mean(ratios: Sequence[float]) -> float:
 
 def model_table(summaries: list[dict[str, Any]]) -> str:
     """Return the per-reward-model summary as a Markdown table."""
-    lines = ["| DR's reward model | mean R² | R² by logged policy (uniform, eps 0.1, eps 0.2, learner) | "
-             "mean coverage | pairs < 90 % | lowest coverage | width / IPS's | RMSE / IPS's | largest bias in s.e. |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| DR's reward model | mean R² | R² by logged policy (uniform, eps 0.1, eps 0.2, learner) | "
+        "mean coverage | pairs < 90 % | lowest coverage | width / IPS's | RMSE / IPS's | largest bias in s.e. |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in summaries:
         by_logged = ", ".join(f"{value:+.3f}" for value in s["r_squared_by_logged"].values())
-        lines.append(f"| {s['reward_model']} | {s['mean_r_squared']:+.3f} | {by_logged} | {s['mean_coverage']:.3f} | "
-                     f"{s['pairs_below_90']} of {len(TARGETS) * len(LOGGING)} | {s['worst']} | "
-                     f"{s['width_vs_ips']:.2f} | {s['rmse_vs_ips']:.2f} | {s['largest_bias_in_se']:.1f} |")
+        lines.append(
+            f"| {s['reward_model']} | {s['mean_r_squared']:+.3f} | {by_logged} | {s['mean_coverage']:.3f} | "
+            f"{s['pairs_below_90']} of {len(TARGETS) * len(LOGGING)} | {s['worst']} | "
+            f"{s['width_vs_ips']:.2f} | {s['rmse_vs_ips']:.2f} | {s['largest_bias_in_se']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -471,28 +544,37 @@ def main() -> None:
     started = time.perf_counter()
     audience = Audience.build(demo_catalog(titles=8, artworks=6), seed=args.seed)
     tallies, seconds = run(audience, repetitions=args.repetitions, rounds=args.rounds, seed=args.seed)
-    rows = [{"logged": logged, "target": target, "estimator": name, **tally.summary()}
-            for (logged, target, name), tally in tallies.items()]
+    rows = [
+        {"logged": logged, "target": target, "estimator": name, **tally.summary()}
+        for (logged, target, name), tally in tallies.items()
+    ]
     summaries = by_model(rows)
     elapsed = time.perf_counter() - started
     result = {
         "command": f"python -m bench.interval_bench --repetitions {args.repetitions} --rounds {args.rounds} "
-                   f"--seed {args.seed}",
+        f"--seed {args.seed}",
         "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
         "date": time.strftime("%Y-%m-%d"),
-        "world": (f"artwork shape, seed {args.seed}: {len(audience.catalog.titles)} demo titles x "
-                  f"{audience.mu.shape[2]} posters, {len(audience.world.viewers)} viewers; reward: plays, "
-                  f"slot drawn from {SLOTS}; uniform logging earns {audience.mu.mean() * _slot_factor():.3f} a round"),
-        "repetitions": args.repetitions, "rounds": args.rounds,
-        "seconds": round(elapsed, 1), "seconds_by_logged_policy": {k: round(v, 1) for k, v in seconds.items()},
-        "rows": rows, "reward_models": summaries,
+        "world": (
+            f"artwork shape, seed {args.seed}: {len(audience.catalog.titles)} demo titles x "
+            f"{audience.mu.shape[2]} posters, {len(audience.world.viewers)} viewers; reward: plays, "
+            f"slot drawn from {SLOTS}; uniform logging earns {audience.mu.mean() * _slot_factor():.3f} a round"
+        ),
+        "repetitions": args.repetitions,
+        "rounds": args.rounds,
+        "seconds": round(elapsed, 1),
+        "seconds_by_logged_policy": {k: round(v, 1) for k, v in seconds.items()},
+        "rows": rows,
+        "reward_models": summaries,
     }
     with contextlib.redirect_stdout(io.StringIO()):  # report's two-column table: these rows print below instead
         path = report("interval", result)
     print(f"{result['command']}\n{result['machine']}, {result['date']}; {elapsed:.0f} s\n{result['world']}\n")
     print(table(rows))
-    print("\nDR per reward model, over all (logged, target) pairs; widths and RMSEs are geometric means of the "
-          "ratios to IPS on the same logs:\n")
+    print(
+        "\nDR per reward model, over all (logged, target) pairs; widths and RMSEs are geometric means of the "
+        "ratios to IPS on the same logs:\n"
+    )
     print(model_table(summaries))
     print(f"\nSaved to {path}")
 

@@ -43,9 +43,11 @@ from service.simulate import Transport, baseline_rows, catalog_from_service, dri
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "default": {},
     "fixed epsilon 0.1": {"settings": {"EPSILON_DECAY_AFTER": 0.0}},
-    "default before 2026-12-03": {"settings": {"EPSILON_DECAY_AFTER": 0.0},
-                                  "titles": {"vw_args": "-q UT -q UG -l 0.05"},
-                                  "artwork": {"vw_args": "-q UA -q GA -l 0.05"}},
+    "default before 2026-12-03": {
+        "settings": {"EPSILON_DECAY_AFTER": 0.0},
+        "titles": {"vw_args": "-q UT -q UG -l 0.05"},
+        "artwork": {"vw_args": "-q UA -q GA -l 0.05"},
+    },
     "squarecb (gamma 10 n^0.5)": {"settings": {"EXPLORATION": "squarecb"}},
     # Mis-tuned on purpose, for --auto-optimize-every: a learning rate far too low and no interactions.
     "mis-tuned (-l 0.005, no interactions)": {"titles": {"vw_args": "-l 0.005"}, "artwork": {"vw_args": "-l 0.005"}},
@@ -82,8 +84,9 @@ def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, vie
     def served() -> list[list[tuple[str, str]]]:
         rows = []
         for viewer in sample:
-            status, body = transport.post("/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)},
-                                                       "slots": 4})
+            status, body = transport.post(
+                "/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)}, "slots": 4}
+            )
             if status != 200:
                 raise RuntimeError(f"POST /v1/rank answered {status}: {body}")
             rows.append([(slot["title_id"], slot["artwork_id"]) for slot in body["slots"]])
@@ -101,11 +104,22 @@ def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, vie
     oracle = [world.oracle(v, slots=4, at=at) for v in sample]
     values = [value(rows) for rows in (exploring, greedy, dressed, ordered, oracle)]
     uniform_rng = np.random.default_rng([seed, 4])
-    uniform = value([baseline_rows(world, v, row, at=at, reward="play", rng=uniform_rng)["uniform"]
-                     for v, row in zip(sample, oracle)])
-    return {"exploring": values[0], "oracle": values[4], "exploration": values[1] - values[0],
-            "artwork": values[2] - values[1], "order": values[3] - values[2], "titles": values[4] - values[3],
-            "known segment": value(known_segment_rows(world, sample, at=at)), "uniform": uniform}
+    uniform = value(
+        [
+            baseline_rows(world, v, row, at=at, reward="play", rng=uniform_rng)["uniform"]
+            for v, row in zip(sample, oracle)
+        ]
+    )
+    return {
+        "exploring": values[0],
+        "oracle": values[4],
+        "exploration": values[1] - values[0],
+        "artwork": values[2] - values[1],
+        "order": values[3] - values[2],
+        "titles": values[4] - values[3],
+        "known segment": value(known_segment_rows(world, sample, at=at)),
+        "uniform": uniform,
+    }
 
 
 def known_segment_rows(world: World, viewers: list[Viewer], *, at: int) -> list[list[tuple[str, str]]]:
@@ -117,8 +131,11 @@ def known_segment_rows(world: World, viewers: list[Viewer], *, at: int) -> list[
     rows = []
     for viewer in viewers:
         segment = world.segments[viewer.segment]
-        typical = replace(viewer, id=f"{viewer.id}-typical",
-                          genre_taste={genre: segment.genre_taste.get(genre, 0.0) for genre in viewer.genre_taste})
+        typical = replace(
+            viewer,
+            id=f"{viewer.id}-typical",
+            genre_taste={genre: segment.genre_taste.get(genre, 0.0) for genre in viewer.genre_taste},
+        )
         rows.append(world.oracle(typical, slots=4, at=at))
     return rows
 
@@ -160,8 +177,11 @@ class Optimizer:
             assert found is not None
             decision = found["decision"] or {}
             best = decision.get("best") or {}
-            evidence = (f" ({best['name']!r} DR lower bound {best['dr']['ci_low']:.3f} vs {decision['serving_estimate']:.3f})"
-                        if best else "")
+            evidence = (
+                f" ({best['name']!r} DR lower bound {best['dr']['ci_low']:.3f} vs {decision['serving_estimate']:.3f})"
+                if best
+                else ""
+            )
             self.decisions.append(f"{self.shown // 1000}k {policy}: {status}{evidence}")
         self.seconds += time.perf_counter() - started
 
@@ -173,11 +193,19 @@ def main() -> None:
     parser.add_argument("--titles", type=int, default=None, help="catalog size (default: the world's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations (by name)")
-    parser.add_argument("--configuration", type=json.loads, metavar="JSON",
-                        help='run this configuration alone: {"settings": {...}, "titles": {...}, "artwork": {...}}')
-    parser.add_argument("--auto-optimize-every", type=int, default=0, metavar="N",
-                        help="optimize both policies (bandits.optimize, its default window) every N impressions "
-                             "(0: never)")
+    parser.add_argument(
+        "--configuration",
+        type=json.loads,
+        metavar="JSON",
+        help='run this configuration alone: {"settings": {...}, "titles": {...}, "artwork": {...}}',
+    )
+    parser.add_argument(
+        "--auto-optimize-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="optimize both policies (bandits.optimize, its default window) every N impressions (0: never)",
+    )
     args = parser.parse_args()
     configurations = chosen(CONFIGURATIONS, args.only, parser)
     if args.configuration is not None:
@@ -186,9 +214,11 @@ def main() -> None:
     titles = args.titles or shape.titles
     checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
-        "command": (f"python -m bench.learning_bench --impressions {args.impressions} --world {args.world} "
-                    f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"
-                    + (f" --auto-optimize-every {args.auto_optimize_every}" if args.auto_optimize_every else "")),
+        "command": (
+            f"python -m bench.learning_bench --impressions {args.impressions} --world {args.world} "
+            f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"
+            + (f" --auto-optimize-every {args.auto_optimize_every}" if args.auto_optimize_every else "")
+        ),
         "world": f"{shape.name}: {shape.description}",
         "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
         "date": time.strftime("%Y-%m-%d"),
@@ -203,9 +233,13 @@ def main() -> None:
         optimizations: list[str] = []
         for seed in args.seeds:
             with tempfile.TemporaryDirectory(prefix="marquee-learning-") as folder:
-                transport, learn = scratch_service(folder, seed=seed, titles=titles,
-                                                   artworks_per_title=shape.artworks_per_title,
-                                                   settings=configuration.get("settings"))
+                transport, learn = scratch_service(
+                    folder,
+                    seed=seed,
+                    titles=titles,
+                    artworks_per_title=shape.artworks_per_title,
+                    settings=configuration.get("settings"),
+                )
                 for policy in ("titles", "artwork"):
                     if configuration.get(policy):
                         _put(transport, policy, configuration[policy])
@@ -214,27 +248,38 @@ def main() -> None:
                 if args.auto_optimize_every:
                     step = Optimizer(transport, learn, every=args.auto_optimize_every, rows_per_call=100, slots=4)
                 started = time.perf_counter()
-                curve = drive(transport, world, impressions=args.impressions, slots=4, seed=seed, window=WINDOW,
-                              learn=step, learn_every=100)
+                curve = drive(
+                    transport,
+                    world,
+                    impressions=args.impressions,
+                    slots=4,
+                    seed=seed,
+                    window=WINDOW,
+                    learn=step,
+                    learn_every=100,
+                )
                 seconds += time.perf_counter() - started
                 if isinstance(step, Optimizer):
-                    optimizations.append(f"seed {seed}: " + ", ".join(step.decisions)
-                                         + f" ({step.seconds:.0f} s optimizing)")
+                    optimizations.append(
+                        f"seed {seed}: " + ", ".join(step.decisions) + f" ({step.seconds:.0f} s optimizing)"
+                    )
                 gaps.append(gap_breakdown(transport, world, at=args.impressions, seed=seed))
             at = {point.impressions: point.expected for point in curve.points}
             for checkpoint in checkpoints:
                 expected = at[min(at, key=lambda n: abs(n - checkpoint))]
                 rewards[checkpoint].append(expected["marquee"])
                 lifts[checkpoint].append(expected["marquee"] / expected["uniform"] - 1)
-                shares[checkpoint].append((expected["marquee"] - expected["uniform"])
-                                          / (expected["oracle"] - expected["uniform"]))
+                shares[checkpoint].append(
+                    (expected["marquee"] - expected["uniform"]) / (expected["oracle"] - expected["uniform"])
+                )
             baselines.append(curve.points[-1].expected)
         cells = []
         for checkpoint in checkpoints:
-            spread = (f" [{min(shares[checkpoint]):.0%} to {max(shares[checkpoint]):.0%}]"
-                      if len(args.seeds) > 1 else "")
-            cells.append(f"{checkpoint // 1000}k: {np.mean(rewards[checkpoint]):.3f} "
-                         f"(+{np.mean(lifts[checkpoint]):.0%} over random, {np.mean(shares[checkpoint]):.0%}{spread} of oracle)")
+            spread = f" [{min(shares[checkpoint]):.0%} to {max(shares[checkpoint]):.0%}]" if len(args.seeds) > 1 else ""
+            cells.append(
+                f"{checkpoint // 1000}k: {np.mean(rewards[checkpoint]):.3f} "
+                f"(+{np.mean(lifts[checkpoint]):.0%} over random, {np.mean(shares[checkpoint]):.0%}{spread} of oracle)"
+            )
         result[name] = "; ".join(cells) + f"; {seconds / len(args.seeds):.0f} s a run"
         if optimizations:
             result[f"{name}: optimizations"] = "; ".join(optimizations)
@@ -243,10 +288,12 @@ def main() -> None:
             f"{gap['oracle'] - gap['exploring']:.4f} plays per impression = titles {gap['titles']:.4f} + order "
             f"{gap['order']:.4f} + artwork {gap['artwork']:.4f} + exploration {gap['exploration']:.4f}; "
             f"share of the oracle's lift on the same sample {share(gap['oracle'] - gap['exploring'], gap):.0%}, "
-            f"known-segment bound {share(gap['oracle'] - gap['known segment'], gap):.0%}")
+            f"known-segment bound {share(gap['oracle'] - gap['known segment'], gap):.0%}"
+        )
     final = {key: float(np.mean([b[key] for b in baselines])) for key in baselines[0]}
     result["baselines at the end (mean over runs)"] = (
-        f"oracle {final['oracle']:.3f}, uniform {final['uniform']:.3f}, default artwork {final['default artwork']:.3f}")
+        f"oracle {final['oracle']:.3f}, uniform {final['uniform']:.3f}, default artwork {final['default artwork']:.3f}"
+    )
     report("learning", result)
 
 

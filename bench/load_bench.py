@@ -42,9 +42,25 @@ REWARD_WAIT_SECONDS = 10.0  # the service's default reward window
 
 def mix(port: int, *, seconds: float, connections: int, reward_share: float) -> dict[str, Any]:
     """Run wrk with the rank and reward script; return the script's JSON totals."""
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(SCRIPT),
-                          f"http://127.0.0.1:{port}", "--", str(reward_share), "10"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(SCRIPT),
+            f"http://127.0.0.1:{port}",
+            "--",
+            str(reward_share),
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(text for text in reversed(out.splitlines()) if text.startswith("{"))
     result: dict[str, Any] = json.loads(line)
     return result
@@ -64,8 +80,13 @@ def main() -> None:
         database = sqlite3.connect(work / "data" / "marquee.sqlite3")
         events_before = database.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        loaded = measured(service, "mix", lambda: mix(service.port, seconds=args.seconds,
-                                                      connections=args.connections, reward_share=args.reward_share))
+        loaded = measured(
+            service,
+            "mix",
+            lambda: mix(
+                service.port, seconds=args.seconds, connections=args.connections, reward_share=args.reward_share
+            ),
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         wrk_cores = (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / loaded["seconds"]
         time.sleep(REWARD_WAIT_SECONDS)  # until the last row's window closed: from then on it is the learner's backlog
@@ -80,8 +101,10 @@ def main() -> None:
     rows_per_second = loaded["ranks"] / seconds
     unanswered = loaded["rank_sent"] + loaded["reward_sent"] - loaded["requests"]
     result = {
-        "command": (f"python -m bench.load_bench --seconds {args.seconds:g} --connections {args.connections} "
-                    f"--reward-share {args.reward_share:g} --workers {args.workers}"),
+        "command": (
+            f"python -m bench.load_bench --seconds {args.seconds:g} --connections {args.connections} "
+            f"--reward-share {args.reward_share:g} --workers {args.workers}"
+        ),
         "machine": machine(platform.platform()),
         "date": time.strftime("%Y-%m-%d"),
         "vw_only_rows_per_second_one_core": round(ceiling["rows_per_second"], 1),
@@ -90,15 +113,22 @@ def main() -> None:
         "rows_per_second": round(rows_per_second, 1),
         "rewards_per_second": round(loaded["rewards"] / seconds, 1),
         "rows_share_of_vw_ceiling": round(rows_per_second / ceiling_n, 3),
-        "p50_ms": round(loaded["p50_ms"], 2), "p95_ms": round(loaded["p95_ms"], 2),
-        "p99_ms": round(loaded["p99_ms"], 2), "max_ms": round(loaded["max_ms"], 2),
-        "failed_answers": loaded["failed"], "socket_errors": loaded["socket_errors"],
-        "rows_answered_200": loaded["ranks"], "rows_logged": events,
-        "rewards_answered_201": loaded["rewards"], "rewards_stored": stored_rewards,
+        "p50_ms": round(loaded["p50_ms"], 2),
+        "p95_ms": round(loaded["p95_ms"], 2),
+        "p99_ms": round(loaded["p99_ms"], 2),
+        "max_ms": round(loaded["max_ms"], 2),
+        "failed_answers": loaded["failed"],
+        "socket_errors": loaded["socket_errors"],
+        "rows_answered_200": loaded["ranks"],
+        "rows_logged": events,
+        "rewards_answered_201": loaded["rewards"],
+        "rewards_stored": stored_rewards,
         "rows_and_rewards_sent_unanswered": unanswered,
         # Requests in flight when wrk stopped may have been served without wrk reading the answer.
-        "log_holds_every_answer": (loaded["ranks"] <= events <= loaded["ranks"] + unanswered
-                                   and loaded["rewards"] <= stored_rewards <= loaded["rewards"] + unanswered),
+        "log_holds_every_answer": (
+            loaded["ranks"] <= events <= loaded["ranks"] + unanswered
+            and loaded["rewards"] <= stored_rewards <= loaded["rewards"] + unanswered
+        ),
         "mix_cpu_cores_serving": loaded["mix_cpu_cores_serving"],
         "mix_cpu_cores_learner": loaded["mix_cpu_cores_learner"],
         "mix_cpu_cores_wrk": round(wrk_cores, 2),

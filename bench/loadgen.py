@@ -12,8 +12,8 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -33,12 +33,17 @@ class LoadResult:
         lat = np.array(self.latencies) * 1000 if self.latencies else np.array([np.nan])
         ok = self.statuses.get(200, 0) + self.statuses.get(201, 0)
         return {
-            "requests": len(self.latencies) + self.failures, "achieved_per_second": round(ok / self.elapsed, 1),
-            "p50_ms": round(float(np.percentile(lat, 50)), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2),
-            "p99_ms": round(float(np.percentile(lat, 99)), 2), "max_ms": round(float(lat.max()), 2),
-            "non_2xx": sum(n for s, n in self.statuses.items() if s not in (200, 201)), "failures": self.failures,
+            "requests": len(self.latencies) + self.failures,
+            "achieved_per_second": round(ok / self.elapsed, 1),
+            "p50_ms": round(float(np.percentile(lat, 50)), 2),
+            "p95_ms": round(float(np.percentile(lat, 95)), 2),
+            "p99_ms": round(float(np.percentile(lat, 99)), 2),
+            "max_ms": round(float(lat.max()), 2),
+            "non_2xx": sum(n for s, n in self.statuses.items() if s not in (200, 201)),
+            "failures": self.failures,
             "generator_send_lag_p99_ms": round(float(np.percentile(np.array(self.send_lags) * 1000, 99)), 2)
-            if self.send_lags else float("nan"),
+            if self.send_lags
+            else float("nan"),
         }
 
 
@@ -52,8 +57,11 @@ class _Pool:
     async def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
         try:
-            writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            writer.write(
+                f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
             headers = {}
@@ -71,8 +79,16 @@ class _Pool:
         return int(head.split(b" ", 2)[1]), payload
 
 
-async def _run(host: str, port: int, *, rate: float, seconds: float, make: Callable[[int], tuple[str, str, dict]],
-               seed: int, timeout: float) -> LoadResult:
+async def _run(
+    host: str,
+    port: int,
+    *,
+    rate: float,
+    seconds: float,
+    make: Callable[[int], tuple[str, str, dict]],
+    seed: int,
+    timeout: float,
+) -> LoadResult:
     rng = random.Random(seed)
     result = LoadResult()
     pool = _Pool(host, port)
@@ -84,7 +100,7 @@ async def _run(host: str, port: int, *, rate: float, seconds: float, make: Calla
         method, path, body = make(index)
         try:
             status, _ = await asyncio.wait_for(pool.request(method, path, json.dumps(body).encode()), timeout)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             result.failures += 1
             return
         result.latencies.append(time.perf_counter() - scheduled)
@@ -106,7 +122,15 @@ async def _run(host: str, port: int, *, rate: float, seconds: float, make: Calla
     return result
 
 
-def run(host: str, port: int, *, rate: float, seconds: float, make: Callable[[int], tuple[str, str, dict]],
-        seed: int = 0, timeout: float = 30.0) -> LoadResult:
+def run(
+    host: str,
+    port: int,
+    *,
+    rate: float,
+    seconds: float,
+    make: Callable[[int], tuple[str, str, dict]],
+    seed: int = 0,
+    timeout: float = 30.0,
+) -> LoadResult:
     """Send ``rate`` requests per second (Poisson) for ``seconds``; ``make(i)`` gives (method, path, JSON body)."""
     return asyncio.run(_run(host, port, rate=rate, seconds=seconds, make=make, seed=seed, timeout=timeout))

@@ -16,7 +16,8 @@ import argparse
 import platform
 import time
 import tracemalloc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,10 @@ def synthetic_log(rounds: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     pscore = rng.choice([0.02, 0.1, 0.5, 0.9], rounds)
     return {
-        "reward": (rng.random(rounds) < 0.1).astype(float), "pscore": pscore,
-        "target_prob": rng.choice([0.0, 0.05, 1.0], rounds), "q_logged": rng.uniform(0, 0.2, rounds),
+        "reward": (rng.random(rounds) < 0.1).astype(float),
+        "pscore": pscore,
+        "target_prob": rng.choice([0.0, 0.05, 1.0], rounds),
+        "q_logged": rng.uniform(0, 0.2, rounds),
         "q_target": rng.uniform(0, 0.2, rounds),
     }
 
@@ -60,15 +63,25 @@ def main() -> None:
         dr(**common, q_logged=log["q_logged"], q_target=log["q_target"])
 
     three_seconds, three_mib = measure(three)
-    boot_seconds, boot_mib = measure(lambda: dr(**common, q_logged=log["q_logged"], q_target=log["q_target"],
-                                                interval="bootstrap", n_bootstrap=args.resamples, seed=1))
+    boot_seconds, boot_mib = measure(
+        lambda: dr(
+            **common,
+            q_logged=log["q_logged"],
+            q_target=log["q_target"],
+            interval="bootstrap",
+            n_bootstrap=args.resamples,
+            seed=1,
+        )
+    )
     result = {
         "command": f"python -m bench.ope_bench --rounds {args.rounds} --resamples {args.resamples}",
         "machine": machine(f"NumPy {np.__version__}", platform.platform()),
         "date": time.strftime("%Y-%m-%d"),
         "rounds": args.rounds,
-        "ips_snips_dr_normal_seconds": round(three_seconds, 3), "ips_snips_dr_normal_peak_mib": round(three_mib, 1),
-        "dr_bootstrap_resamples": args.resamples, "dr_bootstrap_seconds": round(boot_seconds, 2),
+        "ips_snips_dr_normal_seconds": round(three_seconds, 3),
+        "ips_snips_dr_normal_peak_mib": round(three_mib, 1),
+        "dr_bootstrap_resamples": args.resamples,
+        "dr_bootstrap_seconds": round(boot_seconds, 2),
         "dr_bootstrap_peak_mib": round(boot_mib, 1),
     }
     report("ope", result)

@@ -70,9 +70,10 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from mabwiser.mab import MAB, LearningPolicy
@@ -99,7 +100,8 @@ CONFIGURATIONS: dict[str, Configuration] = {
     "LinTS (alpha 0.1)": Configuration(LearningPolicy.LinTS(alpha=0.1)),
     "EpsilonGreedy (epsilon 0.1 per slot)": Configuration(LearningPolicy.EpsilonGreedy(epsilon=0.0), epsilon=0.1),
     "EpsilonGreedy per segment (8 clusters, epsilon 0.1 per slot)": Configuration(
-        LearningPolicy.EpsilonGreedy(epsilon=0.0), epsilon=0.1, segments=8),
+        LearningPolicy.EpsilonGreedy(epsilon=0.0), epsilon=0.1, segments=8
+    ),
     "EpsilonGreedy (epsilon 0.1 per row, MABWiser's own)": Configuration(LearningPolicy.EpsilonGreedy(epsilon=0.1)),
 }
 CHECKPOINTS = (5_000, 20_000, 100_000)
@@ -123,7 +125,7 @@ class ContextEncoder:
     optional: list[str] = field(default_factory=list)  # keys some viewers lack: "key=<missing>" says so
 
     @classmethod
-    def from_viewers(cls, viewers: Iterable[Viewer]) -> "ContextEncoder":
+    def from_viewers(cls, viewers: Iterable[Viewer]) -> ContextEncoder:
         """Return the encoder for every feature value that ``viewers`` have."""
         categories: dict[str, set[str]] = {}  # categorical key -> its "key=value" names
         ranges: dict[str, tuple[float, float]] = {}
@@ -143,8 +145,9 @@ class ContextEncoder:
         names = set(ranges) | {f"{key}={MISSING}" for key in optional}
         for key, values in categories.items():
             names.update({f"{key}=#{bucket}" for bucket in range(HASHED_COLUMNS)} if key in hashed else values)
-        return cls(columns={name: i for i, name in enumerate(sorted(names))}, ranges=ranges, hashed=hashed,
-                   optional=optional)
+        return cls(
+            columns={name: i for i, name in enumerate(sorted(names))}, ranges=ranges, hashed=hashed, optional=optional
+        )
 
     def encode(self, features: Mapping[str, Any]) -> np.ndarray:
         """Return the vector of ``features``, shape (columns,); values outside the vocabulary are left out."""
@@ -193,8 +196,9 @@ class Peer:
             # segment its audience once: k-means over every viewer's context, then one policy per segment.
             contexts = np.vstack([encoder.encode(viewer.features) for viewer in world.viewers])
             self.kmeans = KMeans(n_clusters=self.segments, n_init=10, random_state=seed).fit(contexts)
-            self.mabs = [MAB(list(range(len(self.arms))), configuration.policy, seed=seed + k)
-                         for k in range(self.segments)]
+            self.mabs = [
+                MAB(list(range(len(self.arms))), configuration.policy, seed=seed + k) for k in range(self.segments)
+            ]
         else:
             self.mabs = [MAB(list(range(len(self.arms))), configuration.policy, seed=seed)]
         self.mab = self.mabs[0]
@@ -268,8 +272,16 @@ class Peer:
         self.mab.partial_fit(decisions, values, np.vstack(contexts) if self.contextual else None)
 
 
-def run(world: World, peer: Peer, *, impressions: int, slots: int = SLOTS, seed: int = 0, window: int = WINDOW,
-        learn_every: int = LEARN_EVERY) -> list[Point]:
+def run(
+    world: World,
+    peer: Peer,
+    *,
+    impressions: int,
+    slots: int = SLOTS,
+    seed: int = 0,
+    window: int = WINDOW,
+    learn_every: int = LEARN_EVERY,
+) -> list[Point]:
     """Show about ``impressions`` impressions of the peer's rows to simulated viewers; return the learning curve.
 
     The loop is ``service.simulate.drive``'s, with the peer in place of the service: the same random
@@ -301,8 +313,15 @@ def run(world: World, peer: Peer, *, impressions: int, slots: int = SLOTS, seed:
             peer.learn(*batch)
             batch = ([], [], [])
         if shown >= window or done >= impressions:
-            points.append(Point(impressions=done, clicks=clicks, plays=plays, shown=shown,
-                                expected={name: total / shown for name, total in window_totals.items()}))
+            points.append(
+                Point(
+                    impressions=done,
+                    clicks=clicks,
+                    plays=plays,
+                    shown=shown,
+                    expected={name: total / shown for name, total in window_totals.items()},
+                )
+            )
             window_totals = {name: 0.0 for name in window_totals}
             clicks = plays = shown = 0
     return points
@@ -327,8 +346,14 @@ def gap_breakdown(world: World, peer: Peer, *, at: int, seed: int, viewers: int 
     ordered = [world.oracle(v, slots=SLOTS, at=at, candidates=[t for t, _ in row]) for v, row in zip(sample, greedy)]
     oracle = [world.oracle(v, slots=SLOTS, at=at) for v in sample]
     values = [value(rows) for rows in (exploring, greedy, dressed, ordered, oracle)]
-    return {"exploring": values[0], "oracle": values[4], "exploration": values[1] - values[0],
-            "artwork": values[2] - values[1], "order": values[3] - values[2], "titles": values[4] - values[3]}
+    return {
+        "exploring": values[0],
+        "oracle": values[4],
+        "exploration": values[1] - values[0],
+        "artwork": values[2] - values[1],
+        "order": values[3] - values[2],
+        "titles": values[4] - values[3],
+    }
 
 
 @dataclass
@@ -354,15 +379,19 @@ class Runs:
             shares = [(e["peer"] - e["uniform"]) / (e["oracle"] - e["uniform"]) for e in runs]
             lift = np.mean([e["peer"] / e["uniform"] - 1 for e in runs])
             spread = f" [{min(shares):.0%} to {max(shares):.0%}]" if len(runs) > 1 else ""
-            out.append(f"{checkpoint // 1000}k: {np.mean([e['peer'] for e in runs]):.3f} "
-                       f"(+{lift:.0%} over random, {np.mean(shares):.0%}{spread} of oracle)")
+            out.append(
+                f"{checkpoint // 1000}k: {np.mean([e['peer'] for e in runs]):.3f} "
+                f"(+{lift:.0%} over random, {np.mean(shares):.0%}{spread} of oracle)"
+            )
         return "; ".join(out) + f"; {self.seconds / len(self.baselines):.0f} s a run"
 
     def gap(self) -> str:
         """Return the mean gap to the oracle at the end and its parts."""
         gap = {key: float(np.mean([g[key] for g in self.gaps])) for key in self.gaps[0]}
-        return (f"{gap['oracle'] - gap['exploring']:.4f} plays per impression = titles {gap['titles']:.4f} + order "
-                f"{gap['order']:.4f} + artwork {gap['artwork']:.4f} + exploration {gap['exploration']:.4f}")
+        return (
+            f"{gap['oracle'] - gap['exploring']:.4f} plays per impression = titles {gap['titles']:.4f} + order "
+            f"{gap['order']:.4f} + artwork {gap['artwork']:.4f} + exploration {gap['exploration']:.4f}"
+        )
 
 
 def main() -> None:
@@ -378,8 +407,10 @@ def main() -> None:
     titles = shape.titles if args.titles is None else args.titles
     checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
-        "command": (f"python -m bench.peer_bench --impressions {args.impressions} --world {args.world} "
-                    f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"),
+        "command": (
+            f"python -m bench.peer_bench --impressions {args.impressions} --world {args.world} "
+            f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"
+        ),
         "world": f"{args.world}: {shape.description}",
         "machine": machine(f"NumPy {np.__version__}", f"MABWiser {version('mabwiser')}"),
         "date": time.strftime("%Y-%m-%d"),
@@ -387,13 +418,17 @@ def main() -> None:
     runs = {name: Runs() for name in configurations}
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix="marquee-peer-") as folder:
-            transport, _ = scratch_service(folder, seed=seed, titles=titles,
-                                           artworks_per_title=shape.artworks_per_title)
+            transport, _ = scratch_service(
+                folder, seed=seed, titles=titles, artworks_per_title=shape.artworks_per_title
+            )
             world = World.build(catalog_from_service(transport), seed=seed, shape=args.world)
         encoder = ContextEncoder.from_viewers(world.viewers)
         arms = sum(len(title.artworks) for title in world.titles.values())
-        print(f"{args.world} world, seed {seed}: {arms} arms, {len(encoder.columns)} context columns", file=sys.stderr,
-              flush=True)
+        print(
+            f"{args.world} world, seed {seed}: {arms} arms, {len(encoder.columns)} context columns",
+            file=sys.stderr,
+            flush=True,
+        )
         for name, configuration in configurations.items():
             peer = Peer(world, encoder, configuration, seed=seed)
             started = time.perf_counter()
@@ -407,7 +442,8 @@ def main() -> None:
         keys[column.split("=")[0]] = keys.get(column.split("=")[0], 0) + 1
     result["arms and context (last seed)"] = (
         f"{arms} (title, artwork) pairs of {len(world.titles)} titles; {len(encoder.columns)} context columns: "
-        + ", ".join(f"{key} {count}" for key, count in keys.items()))
+        + ", ".join(f"{key} {count}" for key, count in keys.items())
+    )
     for name, configuration_runs in runs.items():
         result[name] = configuration_runs.cells()
         result[f"{name}: gap to the oracle at the end"] = configuration_runs.gap()
@@ -415,7 +451,9 @@ def main() -> None:
     result["baselines at the end (mean over runs)"] = "; ".join(
         f"{name}: oracle {np.mean([b['oracle'] for b in r.baselines]):.3f}, "
         f"uniform {np.mean([b['uniform'] for b in r.baselines]):.3f}, "
-        f"default artwork {np.mean([b['default artwork'] for b in r.baselines]):.3f}" for name, r in runs.items())
+        f"default artwork {np.mean([b['default artwork'] for b in r.baselines]):.3f}"
+        for name, r in runs.items()
+    )
     report("peer", result)
 
 

@@ -42,13 +42,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import machine, report
-
 import numpy as np
 
-BODY: dict[str, Any] = {"user": {"id": "u-1", "features": {"country": "BR", "device": "tv", "hour": 21,
-                                           "history_genres": ["comedy", "heist"], "recent_searches": ["space"]}},
-        "slots": 10}
+from bench.report import machine, report
+
+BODY: dict[str, Any] = {
+    "user": {
+        "id": "u-1",
+        "features": {
+            "country": "BR",
+            "device": "tv",
+            "hour": 21,
+            "history_genres": ["comedy", "heist"],
+            "recent_searches": ["space"],
+        },
+    },
+    "slots": 10,
+}
 
 
 SETTLE_SECONDS = 3.0
@@ -80,7 +90,9 @@ def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
         picks = epsilon_greedy_row(titles.costs(shared, lines), 10, 0.1, rng)
         for pick in picks:
             title = snapshot.titles[ids[pick.index]]
-            epsilon_greedy(artwork.costs(features.artwork_shared(shared, lines[pick.index]), title.artwork_lines), 0.1, rng)
+            epsilon_greedy(
+                artwork.costs(features.artwork_shared(shared, lines[pick.index]), title.artwork_lines), 0.1, rng
+            )
         rows += 1
     elapsed = time.perf_counter() - started
     return {"rows_per_second": rows / elapsed, "ms_per_row": 1000 * elapsed / rows}
@@ -88,17 +100,34 @@ def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
 
 def wrk(port: int, *, seconds: float, connections: int = 8) -> dict[str, Any]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = '{json.dumps(BODY)}'\n")
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "-s", str(script), "--latency",
-                          f"http://127.0.0.1:{port}/v1/rank"], capture_output=True, text=True, check=True).stdout
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = \'{json.dumps(BODY)}\'\n'
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "-s",
+            str(script),
+            "--latency",
+            f"http://127.0.0.1:{port}/v1/rank",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     script.unlink()
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"rows_per_second": rate, "non_2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else "none",
-            "p99_ms": _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))}  # type: ignore[union-attr]
+    return {
+        "rows_per_second": rate,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "none",
+        "p99_ms": _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+    }
 
 
 def _wrk_ms(text: str) -> float:
@@ -124,8 +153,12 @@ def empty_stack(workers: int, *, seconds: float, app: str = "bench.empty_app:app
     from tests.gunicorn_harness import ROOT, free_port
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-                                app], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", app],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -237,11 +270,16 @@ def main() -> None:
         "vw_only_ceiling_rows_per_second": round(ceiling_n, 1),
         "service_rows_per_second": round(closed["rows_per_second"], 1),
         "service_share_of_ceiling": round(closed["rows_per_second"] / ceiling_n, 3),
-        "closed_loop_p99_ms": closed["p99_ms"], "closed_loop_non_2xx": closed["non_2xx"],
+        "closed_loop_p99_ms": closed["p99_ms"],
+        "closed_loop_non_2xx": closed["non_2xx"],
         "closed_loop_socket_errors": closed["socket_errors"],
-        "fixed_rate": args.rate, "fixed_rate_achieved": fixed["achieved_per_second"],
-        "fixed_rate_p50_ms": fixed["p50_ms"], "fixed_rate_p95_ms": fixed["p95_ms"], "fixed_rate_p99_ms": fixed["p99_ms"],
-        "fixed_rate_max_ms": fixed["max_ms"], "fixed_rate_errors": fixed["non_2xx"] + fixed["failures"],
+        "fixed_rate": args.rate,
+        "fixed_rate_achieved": fixed["achieved_per_second"],
+        "fixed_rate_p50_ms": fixed["p50_ms"],
+        "fixed_rate_p95_ms": fixed["p95_ms"],
+        "fixed_rate_p99_ms": fixed["p99_ms"],
+        "fixed_rate_max_ms": fixed["max_ms"],
+        "fixed_rate_errors": fixed["non_2xx"] + fixed["failures"],
         "fixed_rate_generator_send_lag_p99_ms": fixed["generator_send_lag_p99_ms"],
         **{k: v for k, v in {**fixed, **closed}.items() if "_cpu_" in k},
         "learner_catch_up_after_closed_loop_s": round(catch_up, 1),

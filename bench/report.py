@@ -7,8 +7,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -17,7 +18,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine(*extra: str) -> str:
     """Describe the machine a benchmark ran on: architecture, cores, Python, then ``extra`` (library versions, ...)."""
-    return ", ".join([f"{platform.machine()}", f"{os.cpu_count()} cores", f"Python {platform.python_version()}", *extra])
+    return ", ".join(
+        [f"{platform.machine()}", f"{os.cpu_count()} cores", f"Python {platform.python_version()}", *extra]
+    )
 
 
 def report(name: str, result: Mapping[str, Any]) -> Path:
@@ -31,8 +34,9 @@ def report(name: str, result: Mapping[str, Any]) -> Path:
     return path
 
 
-def chosen(configurations: Mapping[str, T], names: Sequence[str] | None,
-           parser: argparse.ArgumentParser) -> dict[str, T]:
+def chosen(
+    configurations: Mapping[str, T], names: Sequence[str] | None, parser: argparse.ArgumentParser
+) -> dict[str, T]:
     """Return the configurations ``--only`` names (all when it names none); an unknown name is a usage error."""
     if not names:
         return dict(configurations)

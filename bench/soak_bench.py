@@ -43,8 +43,13 @@ def request_for(index: int) -> tuple[str, str, dict[str, Any]]:
         target = index - REWARD_LAG
         target -= 1 if target % 3 == 2 else 0  # a rank's index
         return "POST", f"/v1/events/soak-{target}/reward", {"title_id": CANDIDATES[target % SLOTS], "value": 1.0}
-    body = {**BODY, "user": {"id": f"u-{index % 5000}", "features": {**BODY["user"]["features"], "hour": index % 24}},
-            "slots": SLOTS, "candidates": CANDIDATES, "event_id": f"soak-{index}"}
+    body = {
+        **BODY,
+        "user": {"id": f"u-{index % 5000}", "features": {**BODY["user"]["features"], "hour": index % 24}},
+        "slots": SLOTS,
+        "candidates": CANDIDATES,
+        "event_id": f"soak-{index}",
+    }
     return "POST", "/v1/rank", body
 
 
@@ -77,41 +82,53 @@ def main() -> None:
         deadline = time.monotonic() + 15
         while len(service.learners()) != 1 and time.monotonic() < deadline:  # the other worker's learner leaves
             time.sleep(0.2)
-        roles = {pid: ("learner" if pid in service.learners() else "worker" if pid in service.worker_pids() else "master")
-                 for pid in service.processes()}
+        roles = {
+            pid: ("learner" if pid in service.learners() else "worker" if pid in service.worker_pids() else "master")
+            for pid in service.processes()
+        }
         at_start = memory(list(roles))
         started = time.monotonic()
         while time.monotonic() - started < args.minutes * 60:
             offset = sent
 
-            def make(index: int) -> tuple[str, str, dict[str, Any]]:
+            def make(index: int, offset: int = offset) -> tuple[str, str, dict[str, Any]]:
                 return request_for(offset + index)
 
-            result = run("127.0.0.1", service.port, rate=args.rate, seconds=args.window, make=make,
-                         seed=len(windows))
+            result = run("127.0.0.1", service.port, rate=args.rate, seconds=args.window, make=make, seed=len(windows))
             sent += len(result.latencies) + result.failures
             failures += result.failures
             for status, count in result.statuses.items():
                 statuses[status] = statuses.get(status, 0) + count
             latency = np.array(result.latencies) * 1000
-            windows.append({"at_s": round(time.monotonic() - started), "requests": len(latency) + result.failures,
-                            "p50_ms": round(float(np.percentile(latency, 50)), 1),
-                            "p99_ms": round(float(np.percentile(latency, 99)), 1),
-                            "max_ms": round(float(latency.max()), 1),
-                            "errors": result.failures + sum(n for s, n in result.statuses.items() if s not in (200, 201))})
+            windows.append(
+                {
+                    "at_s": round(time.monotonic() - started),
+                    "requests": len(latency) + result.failures,
+                    "p50_ms": round(float(np.percentile(latency, 50)), 1),
+                    "p99_ms": round(float(np.percentile(latency, 99)), 1),
+                    "max_ms": round(float(latency.max()), 1),
+                    "errors": result.failures + sum(n for s, n in result.statuses.items() if s not in (200, 201)),
+                }
+            )
         at_end = memory(list(roles))
         deadline = time.monotonic() + 300
         db = sqlite3.connect(database)
         while time.monotonic() < deadline and db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]:
             time.sleep(1)
         events = db.execute("SELECT COUNT(*) FROM events WHERE id LIKE 'soak-%'").fetchone()[0]
-        impressions = db.execute("SELECT COUNT(*) FROM impressions i JOIN events e ON e.seq = i.event_seq "
-                                 "WHERE e.id LIKE 'soak-%'").fetchone()[0]
-        rewards = db.execute("SELECT COUNT(*) FROM rewards r JOIN events e ON e.seq = r.event_seq "
-                             "WHERE e.id LIKE 'soak-%'").fetchone()[0]
-        learned = {policy: n for policy, n in db.execute(
-            "SELECT l.policy, COUNT(*) FROM learned l JOIN events e ON e.seq = l.event_seq "
-            "WHERE e.id LIKE 'soak-%' GROUP BY l.policy")}
+        impressions = db.execute(
+            "SELECT COUNT(*) FROM impressions i JOIN events e ON e.seq = i.event_seq WHERE e.id LIKE 'soak-%'"
+        ).fetchone()[0]
+        rewards = db.execute(
+            "SELECT COUNT(*) FROM rewards r JOIN events e ON e.seq = r.event_seq WHERE e.id LIKE 'soak-%'"
+        ).fetchone()[0]
+        learned = {
+            policy: n
+            for policy, n in db.execute(
+                "SELECT l.policy, COUNT(*) FROM learned l JOIN events e ON e.seq = l.event_seq "
+                "WHERE e.id LIKE 'soak-%' GROUP BY l.policy"
+            )
+        }
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
         db.close()
     finally:
@@ -119,11 +136,14 @@ def main() -> None:
     ranks_sent = sum(1 for index in range(sent) if request_for(index)[1] == "/v1/rank")
     p99s = [w["p99_ms"] for w in windows]
     summary = {
-        "command": f"python -m bench.soak_bench --minutes {args.minutes:g} --rate {args.rate:g} --window {args.window:g} "
-                   f"--workers {args.workers}",
+        "command": f"python -m bench.soak_bench --minutes {args.minutes:g} --rate {args.rate:g} --window "
+        f"{args.window:g} "
+        f"--workers {args.workers}",
         "machine": machine(platform.platform()),
         "date": time.strftime("%Y-%m-%d"),
-        "requests": sent, "rows_sent": ranks_sent, "rewards_sent": sent - ranks_sent,
+        "requests": sent,
+        "rows_sent": ranks_sent,
+        "rewards_sent": sent - ranks_sent,
         "answered_200_201": statuses.get(200, 0) + statuses.get(201, 0),
         "errors": failures + sum(n for s, n in statuses.items() if s not in (200, 201)),
         "statuses": statuses,
@@ -132,11 +152,19 @@ def main() -> None:
         "p50_ms_per_window": [w["p50_ms"] for w in windows],
         "rss_kib_start": {f"{roles[pid]} {pid}": kib for pid, kib in at_start.items()},
         "rss_kib_end": {f"{roles[pid]} {pid}": kib for pid, kib in at_end.items()},
-        "rows_logged": events, "impressions_logged": impressions, "rewards_stored": rewards,
-        "learned_per_policy": learned, "integrity_check": integrity,
-        "accounting_holds": (events == statuses.get(200, 0) and impressions == SLOTS * events
-                             and rewards == statuses.get(201, 0) and all(n == events for n in learned.values())
-                             and len(learned) == 2 and integrity == "ok"),
+        "rows_logged": events,
+        "impressions_logged": impressions,
+        "rewards_stored": rewards,
+        "learned_per_policy": learned,
+        "integrity_check": integrity,
+        "accounting_holds": (
+            events == statuses.get(200, 0)
+            and impressions == SLOTS * events
+            and rewards == statuses.get(201, 0)
+            and all(n == events for n in learned.values())
+            and len(learned) == 2
+            and integrity == "ok"
+        ),
     }
     report("soak", summary)
     shutil.rmtree(work, ignore_errors=True)

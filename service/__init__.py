@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask, Response
 
@@ -54,11 +55,33 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             return errors.render(errors.Unavailable(f"storage is unavailable ({message}); nothing was changed"))
         raise exc
 
-    from service.views import (catalog, dashboard, datasets, decisions, evaluations, live, ops, optimizations,
-                               personalizer, personalizer_admin, policies, reports)
+    from service.views import (
+        catalog,
+        dashboard,
+        datasets,
+        decisions,
+        evaluations,
+        live,
+        ops,
+        optimizations,
+        personalizer,
+        personalizer_admin,
+        policies,
+        reports,
+    )
 
-    for blueprint in (decisions.bp, catalog.bp, policies.bp, evaluations.bp, optimizations.bp, datasets.bp, reports.bp,
-                      live.bp, dashboard.bp, ops.bp):
+    for blueprint in (
+        decisions.bp,
+        catalog.bp,
+        policies.bp,
+        evaluations.bp,
+        optimizations.bp,
+        datasets.bp,
+        reports.bp,
+        live.bp,
+        dashboard.bp,
+        ops.bp,
+    ):
         app.register_blueprint(blueprint)
     personalizer.register(app, personalizer_admin.bp)
 

@@ -22,7 +22,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import sqlite_utils
 from flask import Flask, current_app, request
@@ -43,13 +44,28 @@ PUBLIC_ENDPOINTS = {"static", "ops.healthz", "ops.openapi_document", "catalog.ar
 # clients call, and under /personalizer with an api-version (service.views.personalizer); its rank,
 # reward and activate calls are a client's, its administration an admin's.
 PERSONALIZER_BLUEPRINTS = ("personalizer", "personalizer_preview", "personalizer_rest")
-CLIENT_ENDPOINTS = {"decisions.rank", "decisions.reward", "decisions.activate_event", "decisions.show_event",
-                    "catalog.list_titles", "catalog.get_title", "catalog.list_artworks",
-                    *(f"{blueprint}.{view}" for blueprint in PERSONALIZER_BLUEPRINTS
-                      for view in ("rank", "reward", "activate_event", "multislot_rank", "multislot_reward",
-                                   "multislot_activate"))}
-PAGE_ENDPOINTS = {"live.live_page", "reports.evaluations_page", "reports.evaluation_page", "ops.prometheus_metrics",
-                  "dashboard.dashboard_page", "reports.optimizations_page"}
+CLIENT_ENDPOINTS = {
+    "decisions.rank",
+    "decisions.reward",
+    "decisions.activate_event",
+    "decisions.show_event",
+    "catalog.list_titles",
+    "catalog.get_title",
+    "catalog.list_artworks",
+    *(
+        f"{blueprint}.{view}"
+        for blueprint in PERSONALIZER_BLUEPRINTS
+        for view in ("rank", "reward", "activate_event", "multislot_rank", "multislot_reward", "multislot_activate")
+    ),
+}
+PAGE_ENDPOINTS = {
+    "live.live_page",
+    "reports.evaluations_page",
+    "reports.evaluation_page",
+    "ops.prometheus_metrics",
+    "dashboard.dashboard_page",
+    "reports.optimizations_page",
+}
 # JSON the pages link to: a browser that opened a page with HTTP Basic opens these with it too (GET only).
 LINKED_ENDPOINTS = {"evaluations.show_evaluation", "policies.apprentice_report", "optimizations.show_optimization"}
 
@@ -79,7 +95,7 @@ def stored_digests(db: sqlite_utils.Database) -> dict[str, str]:
 
 
 def role_of(presented: str, known: Mapping[str, str]) -> str | None:
-    """Return the role of the key whose digest is ``presented`` among the ``known`` digests, comparing with each in constant time."""
+    """Return the role of the key whose digest is ``presented`` among ``known``, comparing each in constant time."""
     role = None
     for candidate, candidate_role in known.items():
         if hmac.compare_digest(presented, candidate):
@@ -102,8 +118,10 @@ def create_key(db: sqlite_utils.Database, *, name: str, role: str) -> str:
     with write_transaction(db):
         if db.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
             raise Conflict(f"name: a key named {name!r} exists; revoke it or choose another name")
-        db.execute("INSERT INTO api_keys (name, role, hash, created_at) VALUES (?, ?, ?, ?)",
-                   [name, role, digest(key), time.time()])
+        db.execute(
+            "INSERT INTO api_keys (name, role, hash, created_at) VALUES (?, ?, ?, ?)",
+            [name, role, digest(key), time.time()],
+        )
     return key
 
 
@@ -114,16 +132,19 @@ def revoke_key(db: sqlite_utils.Database, name: str) -> None:
         NotFound: no key has that name.
     """
     with write_transaction(db):
-        if not db.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                          [time.time(), name]).rowcount:
+        if not db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", [time.time(), name]
+        ).rowcount:
             if not db.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
                 raise NotFound(f"no key is named {name!r}")
 
 
 def list_keys(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """Return the stored keys' names, roles and times (never a key or its digest)."""
-    return [{"name": row[0], "role": row[1], "created_at": row[2], "revoked_at": row[3]}
-            for row in db.execute("SELECT name, role, created_at, revoked_at FROM api_keys ORDER BY created_at")]
+    return [
+        {"name": row[0], "role": row[1], "created_at": row[2], "revoked_at": row[3]}
+        for row in db.execute("SELECT name, role, created_at, revoked_at FROM api_keys ORDER BY created_at")
+    ]
 
 
 def _presented_key() -> str | None:
@@ -151,10 +172,14 @@ def check_request() -> None:
     if not key:
         scheme = request.headers.get("Authorization", "").partition(" ")[0]
         if scheme and scheme != "Basic" or scheme == "Basic" and not _basic_allowed():
-            raise _unauthorized(f"Authorization: {scheme} is not a way to send a Marquee key; send the key in "
-                                f"{HEADER} (or {PERSONALIZER_HEADER}); HTTP Basic is for the pages only")
-        raise _unauthorized(f"{HEADER}: missing; this needs {'a client or an admin' if needed == CLIENT else 'an admin'} "
-                            "key (flask keys create)")
+            raise _unauthorized(
+                f"Authorization: {scheme} is not a way to send a Marquee key; send the key in "
+                f"{HEADER} (or {PERSONALIZER_HEADER}); HTTP Basic is for the pages only"
+            )
+        raise _unauthorized(
+            f"{HEADER}: missing; this needs {'a client or an admin' if needed == CLIENT else 'an admin'} "
+            "key (flask keys create)"
+        )
     presented = digest(key)  # once: the role lookup and the rate limit both use it
     known = {**current_app.extensions["marquee_key_digests"], **stored_digests(get_db())}
     role = role_of(presented, known)
@@ -166,8 +191,10 @@ def check_request() -> None:
     if limiter is not None:
         wait = limiter.take(presented)
         if wait > 0:
-            error = TooManyRequests(f"{HEADER}: this key is over its limit of {limiter.rate:g} requests a second "
-                                    f"(bursts of {limiter.burst:g}) on this serving process; retry in {wait:.2f} s")
+            error = TooManyRequests(
+                f"{HEADER}: this key is over its limit of {limiter.rate:g} requests a second "
+                f"(bursts of {limiter.burst:g}) on this serving process; retry in {wait:.2f} s"
+            )
             error.retry_after = retry_after(wait)
             raise error
 
@@ -175,8 +202,11 @@ def check_request() -> None:
 def _unauthorized(message: str) -> Unauthorized:
     error = Unauthorized(message)
     # Pages ask the browser for Basic credentials (an admin key as the password); the API names its header.
-    error.challenge = 'Basic realm="Marquee", charset="UTF-8"' if request.endpoint in PAGE_ENDPOINTS \
+    error.challenge = (
+        'Basic realm="Marquee", charset="UTF-8"'
+        if request.endpoint in PAGE_ENDPOINTS
         else f'ApiKey realm="Marquee", header="{HEADER}"'
+    )
     return error
 
 

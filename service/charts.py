@@ -7,9 +7,10 @@ ticks are round numbers, so the template only places shapes. No JavaScript is ne
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 PALETTE = ("#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0969da", "#57606a")
 WIDTH = 760
@@ -85,7 +86,7 @@ MARKER_SIDES = (-7.0, 15.0)  # baseline offsets of a marker letter: above the in
 
 
 def _spread(markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Give each marker letter a side of its row (``dy``) so that no two on one side are closer than ``MARKER_SPACE``."""
+    """Give each marker letter a side of its row (``dy``): no two on one side closer than ``MARKER_SPACE``."""
     last: dict[float, float] = {}
     for marker in sorted(markers, key=lambda item: item["x"]):
         side = next((dy for dy in MARKER_SIDES if marker["x"] - last.get(dy, -1e9) >= MARKER_SPACE), MARKER_SIDES[0])
@@ -94,8 +95,9 @@ def _spread(markers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return markers
 
 
-def interval_chart(rows: Sequence[Mapping[str, Any]], *, reference: float | None, reference_label: str,
-                   markers: Sequence[str] = ()) -> IntervalChart:
+def interval_chart(
+    rows: Sequence[Mapping[str, Any]], *, reference: float | None, reference_label: str, markers: Sequence[str] = ()
+) -> IntervalChart:
     """Lay out one row per entry: ``name`` and ``value``/``ci_low``/``ci_high``, plus values named in ``markers``.
 
     Entries without a value are listed with no shape (an undefined estimate).
@@ -111,12 +113,23 @@ def interval_chart(rows: Sequence[Mapping[str, Any]], *, reference: float | None
         chart.reference = (axis.at(reference), reference_label)
     for index, row in enumerate(rows):
         y = MARGIN + ROW_HEIGHT * index + ROW_HEIGHT / 2
-        placed: dict[str, Any] = {"name": row["name"], "y": y, "color": PALETTE[index % len(PALETTE)],
-                                  "value": row.get("value"), "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high")}
+        placed: dict[str, Any] = {
+            "name": row["name"],
+            "y": y,
+            "color": PALETTE[index % len(PALETTE)],
+            "value": row.get("value"),
+            "ci_low": row.get("ci_low"),
+            "ci_high": row.get("ci_high"),
+        }
         if row.get("value") is not None:
             placed.update(x=axis.at(row["value"]), x_low=axis.at(row["ci_low"]), x_high=axis.at(row["ci_high"]))
-        placed["markers"] = _spread([{"name": name, "x": axis.at(row[name]), "value": row[name]}
-                                     for name in markers if row.get(name) is not None])
+        placed["markers"] = _spread(
+            [
+                {"name": name, "x": axis.at(row[name]), "value": row[name]}
+                for name in markers
+                if row.get(name) is not None
+            ]
+        )
         chart.rows.append(placed)
     return chart
 
@@ -145,8 +158,9 @@ def time_format(span_seconds: float) -> str:
     return "%H:%M:%S"
 
 
-def series_chart(candidates: Sequence[Mapping[str, Any]], *, reference: float | None, reference_label: str,
-                 height: int = 300) -> SeriesChart:
+def series_chart(
+    candidates: Sequence[Mapping[str, Any]], *, reference: float | None, reference_label: str, height: int = 300
+) -> SeriesChart:
     """Lay out each candidate's DR estimate per time bucket (``over_time``) as a line and its interval as a band."""
     buckets = max((len(c.get("over_time", [])) for c in candidates), default=0)
     values: list[float | None] = []
@@ -166,26 +180,39 @@ def series_chart(candidates: Sequence[Mapping[str, Any]], *, reference: float | 
         step = max(1, math.ceil(len(first) / 5))
         span = first[-1]["until"] - first[0]["from"] if first else 0.0
         fmt = time_format(span)
-        chart.x_labels = [(x_axis.at(i), datetime.fromtimestamp(point["from"], tz=timezone.utc).strftime(fmt))
-                          for i, point in enumerate(first) if i % step == 0]
+        chart.x_labels = [
+            (x_axis.at(i), datetime.fromtimestamp(point["from"], tz=UTC).strftime(fmt))
+            for i, point in enumerate(first)
+            if i % step == 0
+        ]
     for index, candidate in enumerate(candidates):
-        points = [(i, p["dr"]) for i, p in enumerate(candidate.get("over_time", []))
-                  if "dr" in p and p["dr"].get("value") is not None]
+        points = [
+            (i, p["dr"])
+            for i, p in enumerate(candidate.get("over_time", []))
+            if "dr" in p and p["dr"].get("value") is not None
+        ]
         line = [(x_axis.at(i), y_axis.at(dr["value"])) for i, dr in points]
-        band = ([(x_axis.at(i), y_axis.at(dr["ci_high"])) for i, dr in points]
-                + [(x_axis.at(i), y_axis.at(dr["ci_low"])) for i, dr in reversed(points)])
-        chart.series.append({
-            "name": candidate["name"], "color": PALETTE[index % len(PALETTE)],
-            "line": " ".join(f"{x:.1f},{y:.1f}" for x, y in line),
-            "band": " ".join(f"{x:.1f},{y:.1f}" for x, y in band),
-            "points": [{"x": x, "y": y, "value": dr["value"], "ci_low": dr["ci_low"], "ci_high": dr["ci_high"]}
-                       for (x, y), (_, dr) in zip(line, points)],
-        })
+        band = [(x_axis.at(i), y_axis.at(dr["ci_high"])) for i, dr in points] + [
+            (x_axis.at(i), y_axis.at(dr["ci_low"])) for i, dr in reversed(points)
+        ]
+        chart.series.append(
+            {
+                "name": candidate["name"],
+                "color": PALETTE[index % len(PALETTE)],
+                "line": " ".join(f"{x:.1f},{y:.1f}" for x, y in line),
+                "band": " ".join(f"{x:.1f},{y:.1f}" for x, y in band),
+                "points": [
+                    {"x": x, "y": y, "value": dr["value"], "ci_low": dr["ci_low"], "ci_high": dr["ci_high"]}
+                    for (x, y), (_, dr) in zip(line, points)
+                ],
+            }
+        )
     return chart
 
 
-def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], *, height: int = 320,
-               x_low: float = 0.0) -> SeriesChart:
+def line_chart(
+    series: Sequence[tuple[str, Sequence[tuple[float, float]]]], *, height: int = 320, x_low: float = 0.0
+) -> SeriesChart:
     """Lay out named series of (x, y) points as lines on shared axes, x starting at ``x_low``."""
     xs = [x for _, points in series for x, _ in points]
     low, high = value_range([y for _, points in series for _, y in points], include=[0.0])
@@ -195,13 +222,24 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], *, h
     x_high = max(xs, default=x_low + 1.0)
     x_axis = Axis(x_low, x_high if x_high > x_low else x_low + 1.0, left, right)
     y_axis = Axis(max(0.0, low), high, bottom, top)
-    chart = SeriesChart(width=WIDTH, height=height, x_axis=x_axis, y_axis=y_axis, plot_top=top, plot_bottom=bottom,
-                        x_labels=[(x, f"{float(text):,.0f}") for x, text in x_axis.ticks(6)])
+    chart = SeriesChart(
+        width=WIDTH,
+        height=height,
+        x_axis=x_axis,
+        y_axis=y_axis,
+        plot_top=top,
+        plot_bottom=bottom,
+        x_labels=[(x, f"{float(text):,.0f}") for x, text in x_axis.ticks(6)],
+    )
     for index, (name, points) in enumerate(series):
         placed = [(x_axis.at(x), y_axis.at(y)) for x, y in points]
-        chart.series.append({
-            "name": name, "color": PALETTE[index % len(PALETTE)], "band": "",
-            "line": " ".join(f"{x:.1f},{y:.1f}" for x, y in placed),
-            "points": [{"x": px, "y": py, "value": y} for (px, py), (_, y) in zip(placed, points)],
-        })
+        chart.series.append(
+            {
+                "name": name,
+                "color": PALETTE[index % len(PALETTE)],
+                "band": "",
+                "line": " ".join(f"{x:.1f},{y:.1f}" for x, y in placed),
+                "points": [{"x": px, "y": py, "value": y} for (px, py), (_, y) in zip(placed, points)],
+            }
+        )
     return chart

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,40 +23,147 @@ def _bool(text: str) -> bool:
 SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "DATA_DIR": (str(PROJECT_ROOT / "data"), str, "Folder for the SQLite file, artwork images and the learner lock."),
     "DATABASE": ("", str, "Path of the SQLite file; empty means `<DATA_DIR>/marquee.sqlite3`."),
-    "AUTH": ("keys", str, "`keys`: every request but images, `/healthz` and `/openapi.json` needs an API key; `off`: no checks (only for a service nobody else can reach)."),
-    "API_KEYS": ("", str, "Client keys (rank, reward, read), comma-separated; hashed when the app starts. `flask keys create` stores more."),
+    "AUTH": (
+        "keys",
+        str,
+        "`keys`: every request but images, `/healthz` and `/openapi.json` needs an API key; `off`: no checks (only "
+        "for a service nobody else can reach).",
+    ),
+    "API_KEYS": (
+        "",
+        str,
+        "Client keys (rank, reward, read), comma-separated; hashed when the app starts. `flask keys create` stores "
+        "more.",
+    ),
     "ADMIN_KEYS": ("", str, "Admin keys (everything), comma-separated; hashed when the app starts."),
-    "RATE_LIMIT": (0.0, float, "Requests a second each API key may send to each serving process, on average (0: no limit); over it, a 429 with Retry-After."),
-    "RATE_BURST": (0.0, float, "Requests an API key may send at once before the rate applies (0: twice the rate, at least 1)."),
+    "RATE_LIMIT": (
+        0.0,
+        float,
+        "Requests a second each API key may send to each serving process, on average (0: no limit); over it, a 429 "
+        "with Retry-After.",
+    ),
+    "RATE_BURST": (
+        0.0,
+        float,
+        "Requests an API key may send at once before the rate applies (0: twice the rate, at least 1).",
+    ),
     "EPSILON": (0.1, float, "Default exploration rate of both policies (each policy can override it)."),
-    "EXPLORATION": ("epsilon-greedy", str, "Default exploration rule of both policies: `epsilon-greedy` or `squarecb` (each policy can override it)."),
-    "EPSILON_DECAY_AFTER": (2000.0, float, "Examples a model learns before epsilon-greedy's rate starts to shrink, as `epsilon * (after / n) ** (1/3)` after `n` (0: a fixed rate; each policy can override it)."),
+    "EXPLORATION": (
+        "epsilon-greedy",
+        str,
+        "Default exploration rule of both policies: `epsilon-greedy` or `squarecb` (each policy can override it).",
+    ),
+    "EPSILON_DECAY_AFTER": (
+        2000.0,
+        float,
+        "Examples a model learns before epsilon-greedy's rate starts to shrink, as `epsilon * (after / n) ** "
+        "(1/3)` after `n` (0: a fixed rate; each policy can override it).",
+    ),
     "EPSILON_FLOOR": (0.01, float, "The least epsilon-greedy's rate shrinks to (each policy can override it)."),
-    "AUTO_OPTIMIZE": (False, _bool, "Default of every policy's `auto_optimize`: evaluate a search space of configurations on the recent log every `AUTO_OPTIMIZE_HOURS` and apply the best only when its DR lower bound beats the serving policy's estimate (each policy can override it)."),
+    "AUTO_OPTIMIZE": (
+        False,
+        _bool,
+        "Default of every policy's `auto_optimize`: evaluate a search space of configurations on the recent log "
+        "every `AUTO_OPTIMIZE_HOURS` and apply the best only when its DR lower bound beats the serving policy's "
+        "estimate (each policy can override it).",
+    ),
     "AUTO_OPTIMIZE_HOURS": (24.0, float, "Hours between two automatic optimizations of a policy."),
     "AUTO_OPTIMIZE_EVENTS": (20000, int, "The most recent closed events an optimization evaluates its candidates on."),
-    "SQUARECB_GAMMA_SCALE": (10.0, float, "SquareCB's gamma after one learned example; it grows as `scale * n ** exponent` (VW's defaults)."),
-    "SQUARECB_GAMMA_EXPONENT": (0.5, float, "How fast SquareCB's gamma grows with the examples a model has learned (0 keeps it fixed)."),
-    "REWARD_WAIT_SECONDS": (10.0, float, "Default reward window: an impression is learned this long after it was shown."),
+    "SQUARECB_GAMMA_SCALE": (
+        10.0,
+        float,
+        "SquareCB's gamma after one learned example; it grows as `scale * n ** exponent` (VW's defaults).",
+    ),
+    "SQUARECB_GAMMA_EXPONENT": (
+        0.5,
+        float,
+        "How fast SquareCB's gamma grows with the examples a model has learned (0 keeps it fixed).",
+    ),
+    "REWARD_WAIT_SECONDS": (
+        10.0,
+        float,
+        "Default reward window: an impression is learned this long after it was shown.",
+    ),
     "DEFAULT_REWARD": (0.0, float, "Default reward of an impression whose window closed without a reward."),
-    "MAX_PER_GENRE": (0, int, "Default row diversity: at most this many titles of one genre in a row (0: no cap); the titles policy and each request can override it."),
-    "MIN_GENRES": (0, int, "Default row diversity: at least this many genres in a row when the candidates allow (0: no minimum)."),
-    "REWARD_VALUES": ("click=1,play=1,completed=1,thumbs_up=1,thumbs_down=-1", str, "Default value of each reward type a client may report by name instead of a number (each policy can override any of them)."),
-    "ARTWORK_TRIAL_HOURS": (72.0, float, "How long a new artwork is on trial: it gets an extra share of its title's draws while older artworks of the title exist."),
-    "ARTWORK_TRIAL_SHARE": (0.2, float, "The extra share of a title's artwork draws given to its artworks on trial (0 turns the trial off)."),
-    "TITLE_TRIAL_HOURS": (72.0, float, "How long a new title is on trial: it gets an extra share of each slot's title draw while older titles are offered too."),
-    "TITLE_TRIAL_SHARE": (0.1, float, "The exposure floor of new titles: the share of each slot's title draw that goes (uniformly) to the titles on trial it offers (0 turns it off)."),
+    "MAX_PER_GENRE": (
+        0,
+        int,
+        "Default row diversity: at most this many titles of one genre in a row (0: no cap); the titles policy and "
+        "each request can override it.",
+    ),
+    "MIN_GENRES": (
+        0,
+        int,
+        "Default row diversity: at least this many genres in a row when the candidates allow (0: no minimum).",
+    ),
+    "REWARD_VALUES": (
+        "click=1,play=1,completed=1,thumbs_up=1,thumbs_down=-1",
+        str,
+        "Default value of each reward type a client may report by name instead of a number (each policy can "
+        "override any of them).",
+    ),
+    "ARTWORK_TRIAL_HOURS": (
+        72.0,
+        float,
+        "How long a new artwork is on trial: it gets an extra share of its title's draws while older artworks of "
+        "the title exist.",
+    ),
+    "ARTWORK_TRIAL_SHARE": (
+        0.2,
+        float,
+        "The extra share of a title's artwork draws given to its artworks on trial (0 turns the trial off).",
+    ),
+    "TITLE_TRIAL_HOURS": (
+        72.0,
+        float,
+        "How long a new title is on trial: it gets an extra share of each slot's title draw while older titles are "
+        "offered too.",
+    ),
+    "TITLE_TRIAL_SHARE": (
+        0.1,
+        float,
+        "The exposure floor of new titles: the share of each slot's title draw that goes (uniformly) to the titles "
+        "on trial it offers (0 turns it off).",
+    ),
     "LEARNER": (True, _bool, "Start the background learner from the serving processes (one per data folder)."),
-    "LEARNER_INTERVAL_SECONDS": (1.0, float, "How often the learner looks for impressions whose window closed (and at most how often it publishes a model version)."),
-    "LEARNER_PRIORITY": ("idle", str, "CPU priority of the learner: `idle` (runs only on CPU time serving leaves; Linux SCHED_IDLE), `low` (nice 10) or `normal`."),
+    "LEARNER_INTERVAL_SECONDS": (
+        1.0,
+        float,
+        "How often the learner looks for impressions whose window closed (and at most how often it publishes a "
+        "model version).",
+    ),
+    "LEARNER_PRIORITY": (
+        "idle",
+        str,
+        "CPU priority of the learner: `idle` (runs only on CPU time serving leaves; Linux SCHED_IDLE), `low` (nice "
+        "10) or `normal`.",
+    ),
     "LEARNER_BATCH": (2000, int, "Most events the learner learns into one model version."),
     "MODEL_VERSIONS_KEPT": (20, int, "Model versions kept per policy; older checkpoints are pruned."),
-    "SQLITE_SYNCHRONOUS": ("normal", str, "`normal`: survives any process crash, may lose the last commits on a power cut; `full`: syncs every commit to disk (slower)."),
+    "SQLITE_SYNCHRONOUS": (
+        "normal",
+        str,
+        "`normal`: survives any process crash, may lose the last commits on a power cut; `full`: syncs every "
+        "commit to disk (slower).",
+    ),
     "MAX_CONTENT_LENGTH": (16 * 1024 * 1024, int, "Largest request body in bytes (uploads included); larger is a 413."),
-    "MAX_IMPORT_BYTES": (1024 * 1024 * 1024, int, "Largest log file `POST /v1/datasets` reads in bytes; larger is a 413 (the `import-log` command has no limit)."),
+    "MAX_IMPORT_BYTES": (
+        1024 * 1024 * 1024,
+        int,
+        "Largest log file `POST /v1/datasets` reads in bytes; larger is a 413 (the `import-log` command has no limit).",
+    ),
     "MAX_SLOTS": (50, int, "Largest `slots` a rank request may ask for."),
-    "MAX_DATABASE_MB": (0.0, float, "Cap on the database file in MiB (0: none): past it, writes fail as on a full disk (a 503, nothing stored) until old decisions are pruned or the cap is raised."),
-    "RETENTION_DAYS": (0.0, float, "Decisions older than this many days are pruned by the learner, hourly, in small batches (0 keeps everything)."),
+    "MAX_DATABASE_MB": (
+        0.0,
+        float,
+        "Cap on the database file in MiB (0: none): past it, writes fail as on a full disk (a 503, nothing stored) "
+        "until old decisions are pruned or the cap is raised.",
+    ),
+    "RETENTION_DAYS": (
+        0.0,
+        float,
+        "Decisions older than this many days are pruned by the learner, hourly, in small batches (0 keeps everything).",
+    ),
 }
 
 
@@ -96,7 +204,9 @@ def _validate(config: Mapping[str, Any]) -> None:
     if float(config["AUTO_OPTIMIZE_HOURS"]) <= 0:
         raise ValueError(f"AUTO_OPTIMIZE_HOURS must be > 0, got {config['AUTO_OPTIMIZE_HOURS']}")
     if not 2 <= int(config["AUTO_OPTIMIZE_EVENTS"]) <= 10_000_000:
-        raise ValueError(f"AUTO_OPTIMIZE_EVENTS must be an integer in [2, 10000000], got {config['AUTO_OPTIMIZE_EVENTS']}")
+        raise ValueError(
+            f"AUTO_OPTIMIZE_EVENTS must be an integer in [2, 10000000], got {config['AUTO_OPTIMIZE_EVENTS']}"
+        )
     if config["EXPLORATION"] not in ("epsilon-greedy", "squarecb"):
         raise ValueError(f"EXPLORATION must be epsilon-greedy or squarecb, got {config['EXPLORATION']!r}")
     if not 0.0 < float(config["SQUARECB_GAMMA_SCALE"]) <= 1e6:

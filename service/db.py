@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import sqlite_utils
 from flask import current_app
@@ -33,7 +34,7 @@ def get_db() -> sqlite_utils.Database:
         _local.pid = os.getpid()
     db = connections.get(key)
     if db is None:
-        db = connections[key] = connect(path, autocheckpoint=False,
-                                         synchronous=current_app.config["SQLITE_SYNCHRONOUS"],
-                                         max_bytes=cap)
+        db = connections[key] = connect(
+            path, autocheckpoint=False, synchronous=current_app.config["SQLITE_SYNCHRONOUS"], max_bytes=cap
+        )
     return db

@@ -112,17 +112,21 @@ def register(app: Flask) -> None:
         message = exc.description or exc.name or "error"
         if exc.code == 413:
             limit = request.max_content_length or 0
-            size = f" ({limit / 2 ** 20:g} MiB)" if limit >= 2 ** 20 else ""
-            message = (f"request body is larger than the limit of {limit} bytes{size} (MARQUEE_MAX_CONTENT_LENGTH); "
-                       "an artwork image may be at most 10 MiB")
+            size = f" ({limit / 2**20:g} MiB)" if limit >= 2**20 else ""
+            message = (
+                f"request body is larger than the limit of {limit} bytes{size} (MARQUEE_MAX_CONTENT_LENGTH); "
+                "an artwork image may be at most 10 MiB"
+            )
         if exc.code == 405:
             allowed = sorted(set(exc.valid_methods or []) - {"HEAD", "OPTIONS"})  # type: ignore[attr-defined]
             message = f"{request.method} is not served at {request.path}; use {' or '.join(allowed)}"
         if exc.code in (404, 405) and request.path.startswith("/personalizer/"):
             code = "ResourceNotFound" if exc.code == 404 else "OperationNotAllowed"
-            message = (f"{request.method} {request.path} is not an operation of Personalizer's API as Marquee serves it: "
-                       "/personalizer/{operation}?api-version=2022-09-01-preview, /personalizer/v1.0/{operation} and "
-                       "/personalizer/v1.1-preview.1/{operation} (docs/personalizer.md lists every operation)")
+            message = (
+                f"{request.method} {request.path} is not an operation of Personalizer's API as Marquee serves it: "
+                "/personalizer/{operation}?api-version=2022-09-01-preview, /personalizer/v1.0/{operation} and "
+                "/personalizer/v1.1-preview.1/{operation} (docs/personalizer.md lists every operation)"
+            )
         response = jsonify(error_body(code, message))
         response.status_code = exc.code or 500
         if exc.code == 405:

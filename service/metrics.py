@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest, multiprocess
@@ -28,20 +29,38 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-REQUESTS = Counter("marquee_http_requests", "HTTP requests answered, by route, method and status code",
-                   ["endpoint", "method", "status"])
-LATENCY = Histogram("marquee_http_request_duration_seconds", "Time from a request's arrival to its response, by route",
-                    ["endpoint"], buckets=LATENCY_BUCKETS)
+REQUESTS = Counter(
+    "marquee_http_requests",
+    "HTTP requests answered, by route, method and status code",
+    ["endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "marquee_http_request_duration_seconds",
+    "Time from a request's arrival to its response, by route",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
 DECISIONS = Counter("marquee_decisions", "Rows ranked and logged")
-PICKS = Counter("marquee_picks", "Title and artwork picks, by policy and whether the pick explored",
-                ["policy", "explored"])
-REWARDS = Counter("marquee_rewards", "Rewards stored, by type (value: sent as a number) and whether any "
-                  "policy's window was still open (credited)", ["type", "credited"])
+PICKS = Counter(
+    "marquee_picks", "Title and artwork picks, by policy and whether the pick explored", ["policy", "explored"]
+)
+REWARDS = Counter(
+    "marquee_rewards",
+    "Rewards stored, by type (value: sent as a number) and whether any policy's window was still open (credited)",
+    ["type", "credited"],
+)
 REWARD_VALUES = Summary("marquee_reward_value", "Values of the rewards stored")
-_PICK_CHILDREN = {(policy, explored): PICKS.labels(policy, "true" if explored else "false")
-                  for policy in ("titles", "artwork") for explored in (True, False)}
-SERVING_VERSION = Gauge("marquee_serving_model_version", "Model version each serving process decides with",
-                        ["policy"], multiprocess_mode="liveall")
+_PICK_CHILDREN = {
+    (policy, explored): PICKS.labels(policy, "true" if explored else "false")
+    for policy in ("titles", "artwork")
+    for explored in (True, False)
+}
+SERVING_VERSION = Gauge(
+    "marquee_serving_model_version",
+    "Model version each serving process decides with",
+    ["policy"],
+    multiprocess_mode="liveall",
+)
 
 
 def multiprocess_mode() -> bool:
@@ -65,15 +84,20 @@ class DatabaseCollector(Collector):
             db = get_db()
             now = time.time()
             version = GaugeMetricFamily("marquee_model_version", "Newest published model version", labels=["policy"])
-            age = GaugeMetricFamily("marquee_model_age_seconds", "Seconds since the newest model version was published",
-                                    labels=["policy"])
-            lag = GaugeMetricFamily("marquee_learner_lag_seconds",
-                                    "How long the oldest impression due for learning has waited (0: none waiting)",
-                                    labels=["policy"])
-            waiting = GaugeMetricFamily("marquee_events_pending", "Events not yet learned, by state",
-                                        labels=["policy", "state"])
-            learned = GaugeMetricFamily("marquee_events_learned", "Events learned into the policy's models",
-                                        labels=["policy"])
+            age = GaugeMetricFamily(
+                "marquee_model_age_seconds", "Seconds since the newest model version was published", labels=["policy"]
+            )
+            lag = GaugeMetricFamily(
+                "marquee_learner_lag_seconds",
+                "How long the oldest impression due for learning has waited (0: none waiting)",
+                labels=["policy"],
+            )
+            waiting = GaugeMetricFamily(
+                "marquee_events_pending", "Events not yet learned, by state", labels=["policy", "state"]
+            )
+            learned = GaugeMetricFamily(
+                "marquee_events_learned", "Events learned into the policy's models", labels=["policy"]
+            )
             for name in POLICY_NAMES:
                 record = latest_model(db, name)
                 if record is not None:
@@ -90,8 +114,10 @@ class DatabaseCollector(Collector):
                 os.close(fd)
             up = GaugeMetricFamily("marquee_learner_running", "1 when a learner holds the database's learner lock")
             up.add_metric([], 0.0 if fd is not None else 1.0)
-            mode = GaugeMetricFamily("marquee_metrics_multiprocess",
-                                     "1 when the counters add up every gunicorn worker (see gunicorn.conf.py)")
+            mode = GaugeMetricFamily(
+                "marquee_metrics_multiprocess",
+                "1 when the counters add up every gunicorn worker (see gunicorn.conf.py)",
+            )
             mode.add_metric([], 1.0 if multiprocess_mode() else 0.0)
         yield from (version, age, lag, waiting, learned, up, mode)
 
@@ -164,4 +190,3 @@ def reward(value: float, *, reward_type: str | None, credited: bool, replayed: b
 def serving(policy: str, version: int) -> None:
     """Record the model version this process now serves for ``policy``."""
     SERVING_VERSION.labels(policy).set(version)
-

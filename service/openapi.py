@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any
 
 from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,8 +34,20 @@ class ErrorDetail(Open):
 
 
 class ErrorBody(Open):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{"error": {
-        "code": "invalid", "message": "slots: 3 requested but only 1 candidate titles are servable", "details": None}}]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "invalid",
+                        "message": "slots: 3 requested but only 1 candidate titles are servable",
+                        "details": None,
+                    }
+                }
+            ]
+        },
+    )
     error: ErrorDetail
 
 
@@ -53,8 +65,8 @@ class Explanation(Open):
     features: list[Contribution] = Field(description="the features that moved the estimate most, largest first")
     other_features: float = Field(description="the summed contribution of the remaining features")
     feature_count: int
-    greedy_title_id: Optional[str] = None
-    greedy_artwork_id: Optional[str] = None
+    greedy_title_id: str | None = None
+    greedy_artwork_id: str | None = None
 
 
 class SlotExplanation(Open):
@@ -69,27 +81,60 @@ class Slot(Open):
     artwork_url: str
     title_probability: float = Field(gt=0, le=1)
     artwork_probability: float = Field(gt=0, le=1)
-    explanation: Optional[SlotExplanation] = None
+    explanation: SlotExplanation | None = None
 
 
 class RankResponse(Open):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "event_id": "e-f5f972e5440348d182f8e88556248349", "model_versions": {"titles": 42, "artwork": 40},
-        "deferred": False, "slots": [{"position": 0, "title_id": "t006", "artwork_id": "t006-a3",
-                                      "artwork_url": "/v1/artworks/t006-a3/image?w=342",
-                                      "title_probability": 0.93, "artwork_probability": 0.96}]}]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "e-f5f972e5440348d182f8e88556248349",
+                    "model_versions": {"titles": 42, "artwork": 40},
+                    "deferred": False,
+                    "slots": [
+                        {
+                            "position": 0,
+                            "title_id": "t006",
+                            "artwork_id": "t006-a3",
+                            "artwork_url": "/v1/artworks/t006-a3/image?w=342",
+                            "title_probability": 0.93,
+                            "artwork_probability": 0.96,
+                        }
+                    ],
+                }
+            ]
+        },
+    )
     event_id: str
     model_versions: dict[str, int]
     deferred: bool
     slots: list[Slot]
-    unavailable_candidates: Optional[list[str]] = None
-    diversity: Optional[dict[str, Any]] = Field(default=None, description="the row's genre constraint and whether it was met")
+    unavailable_candidates: list[str] | None = None
+    diversity: dict[str, Any] | None = Field(
+        default=None, description="the row's genre constraint and whether it was met"
+    )
 
 
 class RewardReceipt(Open):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "reward_id": 1, "event_id": "e-f5f972e5440348d182f8e88556248349", "title_id": "t006", "value": 1.0,
-        "received_at": 1795513008.64, "credited_policies": ["titles", "artwork"], "late": False, "replayed": False}]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reward_id": 1,
+                    "event_id": "e-f5f972e5440348d182f8e88556248349",
+                    "title_id": "t006",
+                    "value": 1.0,
+                    "received_at": 1795513008.64,
+                    "credited_policies": ["titles", "artwork"],
+                    "late": False,
+                    "replayed": False,
+                }
+            ]
+        },
+    )
     reward_id: int
     event_id: str
     title_id: str
@@ -119,7 +164,7 @@ class Artwork(Open):
     sha256: str
     active: bool
     created_at: float
-    retired_at: Optional[float]
+    retired_at: float | None
     url: str
 
 
@@ -127,13 +172,13 @@ class Title(Open):
     id: str
     name: str
     genres: list[str]
-    year: Optional[int]
-    maturity: Optional[str]
+    year: int | None
+    maturity: str | None
     features: dict[str, Any]
     active: bool
     created_at: float
     updated_at: float
-    artworks: Optional[list[Artwork]] = None
+    artworks: list[Artwork] | None = None
 
 
 class TitleList(Open):
@@ -176,7 +221,9 @@ class ExposureValue(Open):
     impressions: float
     impression_share: float
     exposure_share: float
-    exposure_ratio: Optional[float] = Field(description="exposure share over catalog share; null for a value no active title has")
+    exposure_ratio: float | None = Field(
+        description="exposure share over catalog share; null for a value no active title has"
+    )
 
 
 class ExposureReport(Open):
@@ -201,8 +248,10 @@ class OptimizationBody(Open):
 
     model_config = ConfigDict(extra="forbid")
     policy: str = Field(description="`titles`, `artwork` or `actions`")
-    candidates: Optional[list[Any]] = Field(default=None, description="the search space instead of the default one: "
-                                            "VW options as text, or vw candidate objects")
+    candidates: list[Any] | None = Field(
+        default=None,
+        description="the search space instead of the default one: VW options as text, or vw candidate objects",
+    )
 
 
 class ApplyFromEvaluationBody(Open):
@@ -218,8 +267,8 @@ class EvaluationContract(Open):
     name: str
     startTime: str
     endTime: str
-    policies: Optional[list[dict[str, str]]] = None
-    enablePolicyOptimization: Optional[bool] = None
+    policies: list[dict[str, str]] | None = None
+    enablePolicyOptimization: bool | None = None
 
 
 class FeatureImportanceContract(Open):
@@ -234,14 +283,18 @@ class EvaluationBody(Open):
     """``bandits.offline.parse_spec`` checks it; docs/evaluation.md describes each field."""
 
     model_config = ConfigDict(extra="forbid")
-    policy: Optional[str] = Field(default=None, description="`titles`, `artwork` or `actions`; optional with a dataset Marquee logged")
-    dataset: Optional[str] = Field(default=None, description="an imported dataset's id, instead of the log")
-    candidates: Optional[list[Any]] = Field(default=None, description="names (`logged`, `uniform`, `default`, `greedy`) or candidate objects")
-    since: Optional[Any] = Field(default=None, description="ISO 8601 time or unix seconds")
-    until: Optional[Any] = Field(default=None, description="ISO 8601 time or unix seconds")
-    segment_by: Optional[str] = None
-    folds: Optional[int] = None
-    limit: Optional[int] = None
+    policy: str | None = Field(
+        default=None, description="`titles`, `artwork` or `actions`; optional with a dataset Marquee logged"
+    )
+    dataset: str | None = Field(default=None, description="an imported dataset's id, instead of the log")
+    candidates: list[Any] | None = Field(
+        default=None, description="names (`logged`, `uniform`, `default`, `greedy`) or candidate objects"
+    )
+    since: Any | None = Field(default=None, description="ISO 8601 time or unix seconds")
+    until: Any | None = Field(default=None, description="ISO 8601 time or unix seconds")
+    segment_by: str | None = None
+    folds: int | None = None
+    limit: int | None = None
 
 
 OBJECT = {"type": "object"}
@@ -281,148 +334,380 @@ def _json(model: type[BaseModel], example: Any) -> Body:
 BOOL = {"type": "string", "enum": ["true", "false"]}
 TIME = {"type": "string", "description": "ISO 8601 time or unix seconds"}
 LINE_FORMAT = {"type": "string", "enum": ["dsjson", "jsonl"]}
-RANK_EXAMPLE = {"user": {"id": "u-123", "features": {"country": "BR", "device": "tv", "hour": 21,
-                                                      "history_genres": ["comedy", "heist"]}}, "slots": 3}
+RANK_EXAMPLE = {
+    "user": {
+        "id": "u-123",
+        "features": {"country": "BR", "device": "tv", "hour": 21, "history_genres": ["comedy", "heist"]},
+    },
+    "slots": 3,
+}
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/rank"): Operation(200, RankResponse, body=_json(schemas.RankRequest, RANK_EXAMPLE)),
     ("POST", "/v1/events/{event_id}/reward"): Operation(
-        201, RewardReceipt, body=_json(schemas.RewardRequest, {"title_id": "t007", "value": 1.0}),
-        extra={200: "the same Idempotency-Key was used before: the first receipt"}),
+        201,
+        RewardReceipt,
+        body=_json(schemas.RewardRequest, {"title_id": "t007", "value": 1.0}),
+        extra={200: "the same Idempotency-Key was used before: the first receipt"},
+    ),
     ("POST", "/v1/events/{event_id}/activate"): Operation(200, Activation),
     ("GET", "/v1/events/{event_id}"): Operation(200, OBJECT),
     ("GET", "/v1/titles"): Operation(200, TitleList, query=(Param("include_retired", BOOL),)),
-    ("POST", "/v1/titles"): Operation(201, Title, body=_json(schemas.TitleBody, {
-        "id": "heist-night", "name": "Heist Night", "genres": ["crime", "comedy"], "year": 2019, "maturity": "PG-13"})),
+    ("POST", "/v1/titles"): Operation(
+        201,
+        Title,
+        body=_json(
+            schemas.TitleBody,
+            {
+                "id": "heist-night",
+                "name": "Heist Night",
+                "genres": ["crime", "comedy"],
+                "year": 2019,
+                "maturity": "PG-13",
+            },
+        ),
+    ),
     ("GET", "/v1/titles/{title_id}"): Operation(200, Title),
-    ("PUT", "/v1/titles/{title_id}"): Operation(200, Title, body=_json(schemas.TitleBody, {
-        "name": "Heist Night", "genres": ["crime"]})),
+    ("PUT", "/v1/titles/{title_id}"): Operation(
+        200, Title, body=_json(schemas.TitleBody, {"name": "Heist Night", "genres": ["crime"]})
+    ),
     ("DELETE", "/v1/titles/{title_id}"): Operation(204),
     ("GET", "/v1/titles/{title_id}/artworks"): Operation(200, ArtworkList, query=(Param("include_retired", BOOL),)),
-    ("POST", "/v1/titles/{title_id}/artworks"): Operation(201, Artwork, body=Body(media="multipart/form-data", schema={
-        "type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary", "description": "a JPEG, PNG or WebP image"},
-            "id": {"type": "string", "pattern": schemas.ID_PATTERN},
-            "tags": {"type": "string", "description": "comma-separated"},
-            "replaces": {"type": "string", "description": "an active artwork of the title, retired in the same step"}}})),
+    ("POST", "/v1/titles/{title_id}/artworks"): Operation(
+        201,
+        Artwork,
+        body=Body(
+            media="multipart/form-data",
+            schema={
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "a JPEG, PNG or WebP image"},
+                    "id": {"type": "string", "pattern": schemas.ID_PATTERN},
+                    "tags": {"type": "string", "description": "comma-separated"},
+                    "replaces": {
+                        "type": "string",
+                        "description": "an active artwork of the title, retired in the same step",
+                    },
+                },
+            },
+        ),
+    ),
     ("DELETE", "/v1/artworks/{artwork_id}"): Operation(204),
     ("POST", "/v1/artworks/{artwork_id}/restore"): Operation(200, Artwork),
-    ("GET", "/v1/artworks/{artwork_id}/image"): Operation(200, {"type": "string", "format": "binary"}, media="image/*", query=(
-        Param("w", {"type": "integer"}, "width in pixels"), Param("h", {"type": "integer"}, "height in pixels"),
-        Param("format", {"type": "string", "enum": ["webp", "jpeg", "png"]})), extra={304: "not modified (If-None-Match)"}),
+    ("GET", "/v1/artworks/{artwork_id}/image"): Operation(
+        200,
+        {"type": "string", "format": "binary"},
+        media="image/*",
+        query=(
+            Param("w", {"type": "integer"}, "width in pixels"),
+            Param("h", {"type": "integer"}, "height in pixels"),
+            Param("format", {"type": "string", "enum": ["webp", "jpeg", "png"]}),
+        ),
+        extra={304: "not modified (If-None-Match)"},
+    ),
     ("GET", "/v1/policies"): Operation(200, OBJECT),
     ("GET", "/v1/policies/{name}"): Operation(200, OBJECT),
-    ("PUT", "/v1/policies/{name}"): Operation(200, OBJECT, body=_json(schemas.PolicyBody, {
-        "exploration": "epsilon-greedy", "epsilon": 0.05, "vw_args": "-q UA -q GA -l 0.05"})),
+    ("PUT", "/v1/policies/{name}"): Operation(
+        200,
+        OBJECT,
+        body=_json(
+            schemas.PolicyBody, {"exploration": "epsilon-greedy", "epsilon": 0.05, "vw_args": "-q UA -q GA -l 0.05"}
+        ),
+    ),
     ("PATCH", "/v1/policies/{name}"): Operation(200, OBJECT, body=_json(schemas.PolicyBody, {"epsilon": 0.05})),
-    ("GET", "/v1/policies/{name}/model"): Operation(200, {"type": "string", "format": "binary"},
-                                                      media="application/octet-stream"),
-    ("PUT", "/v1/policies/{name}/model"): Operation(201, OBJECT, body=Body(
-        media="application/octet-stream", schema={"type": "string", "format": "binary"})),
+    ("GET", "/v1/policies/{name}/model"): Operation(
+        200, {"type": "string", "format": "binary"}, media="application/octet-stream"
+    ),
+    ("PUT", "/v1/policies/{name}/model"): Operation(
+        201, OBJECT, body=Body(media="application/octet-stream", schema={"type": "string", "format": "binary"})
+    ),
     ("POST", "/v1/policies/{name}/reset"): Operation(201, OBJECT),
-    ("POST", "/v1/evaluations"): Operation(202, OBJECT, body=_json(EvaluationBody, {
-        "policy": "artwork", "candidates": ["logged", "uniform", "greedy", {"kind": "vw", "vw_args": "-q UA"}]})),
+    ("POST", "/v1/evaluations"): Operation(
+        202,
+        OBJECT,
+        body=_json(
+            EvaluationBody,
+            {"policy": "artwork", "candidates": ["logged", "uniform", "greedy", {"kind": "vw", "vw_args": "-q UA"}]},
+        ),
+    ),
     ("GET", "/v1/evaluations"): Operation(200, OBJECT),
     ("GET", "/v1/evaluations/{run_id}"): Operation(200, OBJECT),
     ("POST", "/v1/evaluations/{run_id}/apply"): Operation(200, OBJECT, body=_json(ApplyBody, {"candidate": "crossed"})),
-    ("POST", "/v1/optimizations"): Operation(202, OBJECT, body=_json(OptimizationBody, {
-        "policy": "artwork", "candidates": ["-q UA -q IA -l 0.1", {"kind": "vw", "vw_args": "-q UA -l 0.5", "epsilon": 0.05}]})),
-    ("GET", "/v1/optimizations"): Operation(200, OBJECT, query=(
-        Param("policy", {"type": "string", "enum": ["titles", "artwork", "actions"]}),)),
+    ("POST", "/v1/optimizations"): Operation(
+        202,
+        OBJECT,
+        body=_json(
+            OptimizationBody,
+            {
+                "policy": "artwork",
+                "candidates": ["-q UA -q IA -l 0.1", {"kind": "vw", "vw_args": "-q UA -l 0.5", "epsilon": 0.05}],
+            },
+        ),
+    ),
+    ("GET", "/v1/optimizations"): Operation(
+        200, OBJECT, query=(Param("policy", {"type": "string", "enum": ["titles", "artwork", "actions"]}),)
+    ),
     ("GET", "/v1/optimizations/{optimization_id}"): Operation(200, OBJECT),
     ("POST", "/v1/optimizations/{optimization_id}/rollback"): Operation(200, OBJECT),
-    ("GET", "/v1/logs/export"): Operation(200, {"type": "string"}, media="application/x-ndjson", query=(
-        Param("format", LINE_FORMAT), Param("policy", {"type": "string", "enum": ["artwork", "titles", "actions"]}),
-        Param("since", TIME), Param("until", TIME))),
-    ("POST", "/v1/datasets"): Operation(201, OBJECT, body=Body(
-        media="application/x-ndjson", schema={"type": "string", "description": "the log file, one JSON object per line"}),
-        query=(Param("format", LINE_FORMAT), Param("name", {"type": "string"}),
-               Param("policy", {"type": "string", "enum": ["actions"]}, "read another service's DSJson as the actions policy's"))),
+    ("GET", "/v1/logs/export"): Operation(
+        200,
+        {"type": "string"},
+        media="application/x-ndjson",
+        query=(
+            Param("format", LINE_FORMAT),
+            Param("policy", {"type": "string", "enum": ["artwork", "titles", "actions"]}),
+            Param("since", TIME),
+            Param("until", TIME),
+        ),
+    ),
+    ("POST", "/v1/datasets"): Operation(
+        201,
+        OBJECT,
+        body=Body(
+            media="application/x-ndjson",
+            schema={"type": "string", "description": "the log file, one JSON object per line"},
+        ),
+        query=(
+            Param("format", LINE_FORMAT),
+            Param("name", {"type": "string"}),
+            Param(
+                "policy",
+                {"type": "string", "enum": ["actions"]},
+                "read another service's DSJson as the actions policy's",
+            ),
+        ),
+    ),
     ("GET", "/v1/datasets"): Operation(200, OBJECT),
     ("GET", "/v1/datasets/{dataset_id}"): Operation(200, OBJECT),
     ("DELETE", "/v1/datasets/{dataset_id}"): Operation(204),
-    ("GET", "/v1/policies/{name}/importance"): Operation(200, OBJECT, query=(
-        Param("decisions", {"type": "integer", "minimum": 1, "maximum": 2000}, "the most recent closed decisions to explain"),)),
-    ("POST", "/v1/policies/{name}/warm-start"): Operation(201, OBJECT, body=_json(schemas.WarmStartBody, {
-        "dataset": "ds-e76effb7e713471f", "start": "empty", "passes": 1})),
-    ("GET", "/v1/policies/{name}/apprentice"): Operation(200, OBJECT, query=(
-        Param("events", {"type": "integer", "minimum": 1, "maximum": 20_000}, "the most recent closed events to read"),)),
-    ("POST", "/personalizer/v1.0/rank"): Operation(201, OBJECT, body=_json(personalizer.RankRequest, {
-        "contextFeatures": [{"user": {"profileType": "AnonymousUser"}}, {"device": {"mobile": True}}],
-        "actions": [{"id": "news", "features": [{"type": "article", "length": 3}]},
-                    {"id": "sports", "features": [{"type": "article", "length": 1}]}],
-        "excludedActions": [], "eventId": "75269AD0-BFEE-4598-8196-C57383D38E10", "deferActivation": False})),
-    ("POST", "/personalizer/v1.0/events/{event_id}/reward"): Operation(204, None, body=_json(
-        personalizer.RewardRequest, {"value": 1.0})),
+    ("GET", "/v1/policies/{name}/importance"): Operation(
+        200,
+        OBJECT,
+        query=(
+            Param(
+                "decisions",
+                {"type": "integer", "minimum": 1, "maximum": 2000},
+                "the most recent closed decisions to explain",
+            ),
+        ),
+    ),
+    ("POST", "/v1/policies/{name}/warm-start"): Operation(
+        201,
+        OBJECT,
+        body=_json(schemas.WarmStartBody, {"dataset": "ds-e76effb7e713471f", "start": "empty", "passes": 1}),
+    ),
+    ("GET", "/v1/policies/{name}/apprentice"): Operation(
+        200,
+        OBJECT,
+        query=(
+            Param(
+                "events", {"type": "integer", "minimum": 1, "maximum": 20_000}, "the most recent closed events to read"
+            ),
+        ),
+    ),
+    ("POST", "/personalizer/v1.0/rank"): Operation(
+        201,
+        OBJECT,
+        body=_json(
+            personalizer.RankRequest,
+            {
+                "contextFeatures": [{"user": {"profileType": "AnonymousUser"}}, {"device": {"mobile": True}}],
+                "actions": [
+                    {"id": "news", "features": [{"type": "article", "length": 3}]},
+                    {"id": "sports", "features": [{"type": "article", "length": 1}]},
+                ],
+                "excludedActions": [],
+                "eventId": "75269AD0-BFEE-4598-8196-C57383D38E10",
+                "deferActivation": False,
+            },
+        ),
+    ),
+    ("POST", "/personalizer/v1.0/events/{event_id}/reward"): Operation(
+        204, None, body=_json(personalizer.RewardRequest, {"value": 1.0})
+    ),
     ("POST", "/personalizer/v1.0/events/{event_id}/activate"): Operation(204, None),
     ("GET", "/personalizer/v1.0/configurations/service"): Operation(200, OBJECT),
-    ("PUT", "/personalizer/v1.0/configurations/service"): Operation(200, OBJECT, body=_json(
-        personalizer.ServiceConfiguration, {"rewardWaitTime": "PT10M", "defaultReward": 0.0,
-                                            "rewardAggregation": "earliest", "explorationPercentage": 0.2,
-                                            "learningMode": "Online"})),
-    ("POST", "/personalizer/v1.0/multislot/rank"): Operation(201, OBJECT, body=_json(personalizer.MultiSlotRankRequest, {
-        "contextFeatures": [{"time": "morning"}, {"device": "mobile"}],
-        "actions": [{"id": "Red-Polo-Shirt-432", "features": [{"onSale": "true", "price": 20, "category": "Clothing"}]},
+    ("PUT", "/personalizer/v1.0/configurations/service"): Operation(
+        200,
+        OBJECT,
+        body=_json(
+            personalizer.ServiceConfiguration,
+            {
+                "rewardWaitTime": "PT10M",
+                "defaultReward": 0.0,
+                "rewardAggregation": "earliest",
+                "explorationPercentage": 0.2,
+                "learningMode": "Online",
+            },
+        ),
+    ),
+    ("POST", "/personalizer/v1.0/multislot/rank"): Operation(
+        201,
+        OBJECT,
+        body=_json(
+            personalizer.MultiSlotRankRequest,
+            {
+                "contextFeatures": [{"time": "morning"}, {"device": "mobile"}],
+                "actions": [
+                    {"id": "Red-Polo-Shirt-432", "features": [{"onSale": "true", "price": 20, "category": "Clothing"}]},
                     {"id": "Tennis-Racket-133", "features": [{"onSale": "false", "price": 70, "category": "Sports"}]},
-                    {"id": "XBox-Series-X-117", "features": [{"onSale": "false", "price": 499, "category": "Electronics"}]}],
-        "slots": [{"id": "BigHeroPosition", "features": [{"size": "large", "position": "left"}],
-                   "excludedActions": ["XBox-Series-X-117"], "baselineAction": "Red-Polo-Shirt-432"},
-                  {"id": "SmallSidebar", "features": [{"size": "small", "position": "right"}],
-                   "excludedActions": ["Tennis-Racket-133"], "baselineAction": "XBox-Series-X-117"}],
-        "deferActivation": False})),
-    ("POST", "/personalizer/v1.0/multislot/events/{event_id}/reward"): Operation(204, None, body=_json(
-        personalizer.MultiSlotRewardRequest, {"reward": [{"slotId": "BigHeroPosition", "value": 1.0}]})),
+                    {
+                        "id": "XBox-Series-X-117",
+                        "features": [{"onSale": "false", "price": 499, "category": "Electronics"}],
+                    },
+                ],
+                "slots": [
+                    {
+                        "id": "BigHeroPosition",
+                        "features": [{"size": "large", "position": "left"}],
+                        "excludedActions": ["XBox-Series-X-117"],
+                        "baselineAction": "Red-Polo-Shirt-432",
+                    },
+                    {
+                        "id": "SmallSidebar",
+                        "features": [{"size": "small", "position": "right"}],
+                        "excludedActions": ["Tennis-Racket-133"],
+                        "baselineAction": "XBox-Series-X-117",
+                    },
+                ],
+                "deferActivation": False,
+            },
+        ),
+    ),
+    ("POST", "/personalizer/v1.0/multislot/events/{event_id}/reward"): Operation(
+        204,
+        None,
+        body=_json(personalizer.MultiSlotRewardRequest, {"reward": [{"slotId": "BigHeroPosition", "value": 1.0}]}),
+    ),
     ("POST", "/personalizer/v1.0/multislot/events/{event_id}/activate"): Operation(204, None),
     ("GET", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT),
-    ("PUT", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT, body=_json(
-        personalizer.PolicyConfiguration, {"name": "actions", "arguments": "--cb_explore_adf --epsilon 0.2 -q :: -l 0.05"})),
+    ("PUT", "/personalizer/v1.0/configurations/policy"): Operation(
+        200,
+        OBJECT,
+        body=_json(
+            personalizer.PolicyConfiguration,
+            {"name": "actions", "arguments": "--cb_explore_adf --epsilon 0.2 -q :: -l 0.05"},
+        ),
+    ),
     ("DELETE", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT),
-    ("POST", "/personalizer/v1.0/configurations/applyFromEvaluation"): Operation(204, None, body=_json(
-        ApplyFromEvaluationBody, {"evaluationId": "my-evaluation", "policyName": "custom 1"})),
-    ("GET", "/personalizer/v1.0/model"): Operation(200, {"type": "string", "format": "binary"},
-                                                   media="application/octet-stream", query=(Param("signed", BOOL),)),
-    ("PUT", "/personalizer/v1.0/model"): Operation(204, None, body=Body(
-        media="application/octet-stream", schema={"type": "string", "format": "binary"})),
+    ("POST", "/personalizer/v1.0/configurations/applyFromEvaluation"): Operation(
+        204, None, body=_json(ApplyFromEvaluationBody, {"evaluationId": "my-evaluation", "policyName": "custom 1"})
+    ),
+    ("GET", "/personalizer/v1.0/model"): Operation(
+        200, {"type": "string", "format": "binary"}, media="application/octet-stream", query=(Param("signed", BOOL),)
+    ),
+    ("PUT", "/personalizer/v1.0/model"): Operation(
+        204, None, body=Body(media="application/octet-stream", schema={"type": "string", "format": "binary"})
+    ),
     ("DELETE", "/personalizer/v1.0/model"): Operation(204, None),
     ("GET", "/personalizer/v1.0/model/properties"): Operation(200, OBJECT),
     ("GET", "/personalizer/v1.0/logs/properties"): Operation(200, OBJECT),
     ("DELETE", "/personalizer/v1.0/logs"): Operation(204, None),
     ("POST", "/personalizer/v1.0/logs/interactions"): Operation(204, None),
     ("POST", "/personalizer/v1.0/logs/observations"): Operation(204, None),
-    ("PUT", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(200, None, body=_json(EvaluationContract, {
-        "name": "last week", "startTime": "2026-11-23T00:00:00Z", "endTime": "2026-11-30T00:00:00Z",
-        "enablePolicyOptimization": True, "policies": [{"name": "custom 1", "arguments": "--cb_explore_adf --epsilon 0.1 -q CX"}]})),
-    ("GET", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(200, OBJECT, query=(
-        Param("startTime", {"type": "string"}), Param("endTime", {"type": "string"}),
-        Param("intervalInMinutes", {"type": "integer"}), Param("window", {"type": "string"}))),
-    ("GET", "/personalizer/v1.0/evaluations"): Operation(200, OBJECT, query=(
-        Param("filter", {"type": "string"}), Param("top", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
-        Param("skip", {"type": "integer", "minimum": 0, "maximum": 1_000_000}))),
+    ("PUT", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(
+        200,
+        None,
+        body=_json(
+            EvaluationContract,
+            {
+                "name": "last week",
+                "startTime": "2026-11-23T00:00:00Z",
+                "endTime": "2026-11-30T00:00:00Z",
+                "enablePolicyOptimization": True,
+                "policies": [{"name": "custom 1", "arguments": "--cb_explore_adf --epsilon 0.1 -q CX"}],
+            },
+        ),
+    ),
+    ("GET", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(
+        200,
+        OBJECT,
+        query=(
+            Param("startTime", {"type": "string"}),
+            Param("endTime", {"type": "string"}),
+            Param("intervalInMinutes", {"type": "integer"}),
+            Param("window", {"type": "string"}),
+        ),
+    ),
+    ("GET", "/personalizer/v1.0/evaluations"): Operation(
+        200,
+        OBJECT,
+        query=(
+            Param("filter", {"type": "string"}),
+            Param("top", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+            Param("skip", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+        ),
+    ),
     ("DELETE", "/personalizer/v1.0/evaluations/{evaluation_id}"): Operation(204, None),
-    ("PUT", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(200, None, body=_json(
-        FeatureImportanceContract, {"name": "last week", "startTime": "2026-11-23T00:00:00Z",
-                                    "endTime": "2026-11-30T00:00:00Z"})),
+    ("PUT", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(
+        200,
+        None,
+        body=_json(
+            FeatureImportanceContract,
+            {"name": "last week", "startTime": "2026-11-23T00:00:00Z", "endTime": "2026-11-30T00:00:00Z"},
+        ),
+    ),
     ("GET", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(200, OBJECT),
-    ("GET", "/personalizer/v1.0/featureImportances"): Operation(200, OBJECT, query=(
-        Param("top", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
-        Param("skip", {"type": "integer", "minimum": 0, "maximum": 1_000_000}))),
+    ("GET", "/personalizer/v1.0/featureImportances"): Operation(
+        200,
+        OBJECT,
+        query=(
+            Param("top", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+            Param("skip", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+        ),
+    ),
     ("DELETE", "/personalizer/v1.0/featureImportances/{importance_id}"): Operation(204, None),
-    ("GET", "/v1/reports/exposure"): Operation(200, ExposureReport, query=(
-        Param("days", {"type": "number", "exclusiveMinimum": 0, "maximum": 3650}, "the window: the last this many days"),
-        Param("by", {"type": "string"}, "comma-separated attributes: genre, year, maturity, features.<name>"),
-        Param("new_days", {"type": "number", "exclusiveMinimum": 0, "maximum": 365}, "how long a title or artwork counts as new"))),
-    ("GET", "/v1/live"): Operation(200, LiveView, query=(
-        Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
-        Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}))),
-    ("GET", "/live"): Operation(200, {"type": "string"}, media="text/html", query=(
-        Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
-        Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}), Param("fragment", {"type": "string"}))),
+    ("GET", "/v1/reports/exposure"): Operation(
+        200,
+        ExposureReport,
+        query=(
+            Param(
+                "days",
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 3650},
+                "the window: the last this many days",
+            ),
+            Param("by", {"type": "string"}, "comma-separated attributes: genre, year, maturity, features.<name>"),
+            Param(
+                "new_days",
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 365},
+                "how long a title or artwork counts as new",
+            ),
+        ),
+    ),
+    ("GET", "/v1/live"): Operation(
+        200,
+        LiveView,
+        query=(
+            Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
+            Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}),
+        ),
+    ),
+    ("GET", "/live"): Operation(
+        200,
+        {"type": "string"},
+        media="text/html",
+        query=(
+            Param("points", {"type": "integer", "minimum": 1, "maximum": 200}),
+            Param("span", {"type": "integer", "minimum": 1, "maximum": 100_000}),
+            Param("fragment", {"type": "string"}),
+        ),
+    ),
     ("GET", "/evaluations"): Operation(200, {"type": "string"}, media="text/html"),
     ("GET", "/optimizations"): Operation(200, {"type": "string"}, media="text/html"),
-    ("GET", "/dashboard"): Operation(200, {"type": "string"}, media="text/html", query=(
-        Param("span", {"type": "integer", "minimum": 100, "maximum": 100_000}, "the most recent rows the charts cover"),
-        Param("segment", {"type": "string"}, "the viewer feature whose values the winning-artwork table compares"))),
-    ("GET", "/evaluations/{run_id}"): Operation(200, {"type": "string"}, media="text/html",
-                                              extra={404: "no such evaluation (an HTML page saying so)"}),
+    ("GET", "/dashboard"): Operation(
+        200,
+        {"type": "string"},
+        media="text/html",
+        query=(
+            Param(
+                "span", {"type": "integer", "minimum": 100, "maximum": 100_000}, "the most recent rows the charts cover"
+            ),
+            Param("segment", {"type": "string"}, "the viewer feature whose values the winning-artwork table compares"),
+        ),
+    ),
+    ("GET", "/evaluations/{run_id}"): Operation(
+        200, {"type": "string"}, media="text/html", extra={404: "no such evaluation (an HTML page saying so)"}
+    ),
     ("GET", "/metrics"): Operation(200, {"type": "string"}, media="text/plain"),
     ("GET", "/healthz"): Operation(200, OBJECT, extra={503: "degraded: the learner should run and does not"}),
     ("GET", "/openapi.json"): Operation(200, OBJECT),
@@ -432,9 +717,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 API_VERSION = Param("api-version", {"type": "string", "enum": list(personalizer.API_VERSIONS)}, "required here")
 for (_method, _path), _operation in list(OPERATIONS.items()):
     if _path.startswith(personalizer.V1_PREFIX + "/"):
-        _rest = _path[len(personalizer.V1_PREFIX):]
+        _rest = _path[len(personalizer.V1_PREFIX) :]
         OPERATIONS[(_method, personalizer.PREVIEW_PREFIX + _rest)] = _operation
-        OPERATIONS[(_method, personalizer.REST_PREFIX + _rest)] = replace(_operation, query=(API_VERSION, *_operation.query))
+        OPERATIONS[(_method, personalizer.REST_PREFIX + _rest)] = replace(
+            _operation, query=(API_VERSION, *_operation.query)
+        )
 SKIPPED_ENDPOINTS = ("static",)
 ID = {"type": "string", "pattern": schemas.ID_PATTERN}
 PATH_PARAMETERS = {"name": {"type": "string", "enum": ["titles", "artwork", "actions"]}}
@@ -484,17 +771,37 @@ def document(app: Flask) -> dict[str, Any]:
         spec = OPERATIONS[method, path]
         doc = (app.view_functions[endpoint].__doc__ or endpoint).strip()
         summary, _, description = doc.partition("\n")
-        operation: dict[str, Any] = {"operationId": endpoint.replace(".", "_"), "summary": summary.strip(),
-                                     "tags": [endpoint.split(".")[0]], **_security(endpoint)}
+        operation: dict[str, Any] = {
+            "operationId": endpoint.replace(".", "_"),
+            "summary": summary.strip(),
+            "tags": [endpoint.split(".")[0]],
+            **_security(endpoint),
+        }
         if description.strip():
             operation["description"] = " ".join(description.split())
-        parameters = [{"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS.get(name, ID)}
-                      for name in re.findall(r"{([^}]+)}", path)]
-        parameters += [{"name": p.name, "in": "query", "required": False, "schema": p.schema,
-                        **({"description": p.description} if p.description else {})} for p in spec.query]
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS.get(name, ID)}
+            for name in re.findall(r"{([^}]+)}", path)
+        ]
+        parameters += [
+            {
+                "name": p.name,
+                "in": "query",
+                "required": False,
+                "schema": p.schema,
+                **({"description": p.description} if p.description else {}),
+            }
+            for p in spec.query
+        ]
         if method == "POST" and path == "/v1/events/{event_id}/reward":
-            parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                               "schema": {"type": "string", "minLength": 1, "maxLength": 200}})
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                }
+            )
         if parameters:
             operation["parameters"] = parameters
         if spec.body is not None:
@@ -510,21 +817,30 @@ def document(app: Flask) -> dict[str, Any]:
         responses: dict[str, Any] = {}
         if isinstance(spec.response, type):
             models.append(spec.response)
-            success: dict[str, Any] = {"description": "done", "content": _content(
-                spec.media, {"$ref": REF.format(model=spec.response.__name__)})}
+            success: dict[str, Any] = {
+                "description": "done",
+                "content": _content(spec.media, {"$ref": REF.format(model=spec.response.__name__)}),
+            }
         elif spec.response is not None:
             success = {"description": "done", "content": _content(spec.media, spec.response)}
         else:
             success = {"description": "done; no body"}
         responses[str(spec.status)] = success
         for status, text in spec.extra.items():
-            responses[str(status)] = {"description": text, **({"content": success["content"]} if "content" in success
-                                                              and status not in (304,) else {})}
+            responses[str(status)] = {
+                "description": text,
+                **({"content": success["content"]} if "content" in success and status not in (304,) else {}),
+            }
         responses.setdefault("404", {"description": "unknown resource", "content": _content("application/json", error)})
-        responses["4XX"] = {"description": "a client mistake; the message says what to change",
-                            "content": _content("application/json", error)}
-        responses["503"] = {"description": "the database stayed locked or is unwritable, or the model cannot decide; "
-                                           "nothing was stored", "content": _content("application/json", error)}
+        responses["4XX"] = {
+            "description": "a client mistake; the message says what to change",
+            "content": _content("application/json", error),
+        }
+        responses["503"] = {
+            "description": "the database stayed locked or is unwritable, or the model cannot decide; "
+            "nothing was stored",
+            "content": _content("application/json", error),
+        }
         operation["responses"] = responses
         paths.setdefault(path, {})[method.lower()] = operation
     components: dict[str, Any] = {}
@@ -535,12 +851,23 @@ def document(app: Flask) -> dict[str, Any]:
         components[model.__name__] = found
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Marquee", "version": "1",
-                 "description": "Titles and artwork for each viewer, chosen by contextual bandits; impressions "
-                                "logged with their propensities; offline policy evaluation."},
+        "info": {
+            "title": "Marquee",
+            "version": "1",
+            "description": "Titles and artwork for each viewer, chosen by contextual bandits; impressions "
+            "logged with their propensities; offline policy evaluation.",
+        },
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {
-            "apiKey": {"type": "apiKey", "in": "header", "name": auth.HEADER,
-                       "description": "a client key (rank, reward, read) or an admin key (everything)"},
-            "basic": {"type": "http", "scheme": "basic", "description": "pages only: an admin key as the password"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": auth.HEADER,
+                    "description": "a client key (rank, reward, read) or an admin key (everything)",
+                },
+                "basic": {"type": "http", "scheme": "basic", "description": "pages only: an admin key as the password"},
+            },
+        },
     }

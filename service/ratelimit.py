@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 MAX_KEYS = 10_000  # buckets kept per process; the least recently used go first
 

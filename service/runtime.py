@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import gc
 import logging
-import sqlite3
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import sqlite_utils
@@ -29,9 +30,16 @@ import sqlite_utils
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
 from bandits import runs
 from bandits.learner import try_lock
+from bandits.policy import (
+    POLICIES_VERSION,
+    POLICY_NAMES,
+    PolicyConfig,
+    PolicyError,
+    ServingModel,
+    latest_model,
+    load_policy,
+)
 from bandits.storage import checkpoint, connect
-from bandits.policy import (POLICIES_VERSION, POLICY_NAMES, PolicyConfig, PolicyError, ServingModel, latest_model,
-                            load_policy)
 from service import metrics
 from service.config import PROJECT_ROOT, SETTINGS
 
@@ -68,10 +76,15 @@ class ServingState:
 
     def _stale(self, versions: Mapping[str, int]) -> list[str]:
         """Return the policies whose loaded model is not the newest version."""
-        return [name for name in POLICY_NAMES
-                if name in versions and (name not in self.models or self.models[name].version != versions[name])]
+        return [
+            name
+            for name in POLICY_NAMES
+            if name in versions and (name not in self.models or self.models[name].version != versions[name])
+        ]
 
-    def _refresh_policies(self, db: sqlite_utils.Database, config: Mapping[str, Any], versions: Mapping[str, int]) -> None:
+    def _refresh_policies(
+        self, db: sqlite_utils.Database, config: Mapping[str, Any], versions: Mapping[str, int]
+    ) -> None:
         with self._lock:
             if not self.policies or self._policies_version != versions.get("policies"):
                 self.policies = {name: load_policy(db, config, name) for name in POLICY_NAMES}
@@ -124,9 +137,12 @@ class ServingState:
             return
         with self._lock:
             if self._background is None or not self._background.is_alive():
-                self._background = threading.Thread(target=self._background_forever,
-                                                    args=(config["DATABASE"], config["SQLITE_SYNCHRONOUS"]),
-                                                    name="marquee-background", daemon=True)
+                self._background = threading.Thread(
+                    target=self._background_forever,
+                    args=(config["DATABASE"], config["SQLITE_SYNCHRONOUS"]),
+                    name="marquee-background",
+                    daemon=True,
+                )
                 self._background.start()
 
     def _background_forever(self, database: str, synchronous: str) -> None:
@@ -183,8 +199,8 @@ class LearnerSupervisor:
 
     Every serving process runs this watchdog thread. Once a second it tries the learner's lock; if
     nobody holds it, it starts ``python -m bandits.learner`` holding it (passed as ``--lock-fd``), so
-    exactly one learner starts however many serving processes see it missing at once. The learner exits when the process that started it does, and
-    another watchdog starts a new one within about a second.
+    exactly one learner starts however many serving processes see it missing at once. The learner exits
+    when the process that started it does, and another watchdog starts a new one within about a second.
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -213,7 +229,9 @@ class LearnerSupervisor:
             try:
                 self.process = subprocess.Popen(
                     [sys.executable, "-m", "bandits.learner", "--parent-pid", str(os.getpid()), "--lock-fd", str(fd)],
-                    env=child_environment(self.config), cwd=str(PROJECT_ROOT), pass_fds=(fd,),
+                    env=child_environment(self.config),
+                    cwd=str(PROJECT_ROOT),
+                    pass_fds=(fd,),
                 )
             finally:
                 os.close(fd)
@@ -245,5 +263,5 @@ def ensure_learner(config: Mapping[str, Any]) -> None:
 
 
 def spawn_background(config: Mapping[str, Any], module: str, run_id: str) -> int:
-    """Start ``python -m <module> <run_id>`` (an evaluation or an optimization) with this app's settings; return its pid."""
+    """Start ``python -m <module> <run_id>`` (evaluation or optimization) with this app's settings; return its pid."""
     return runs.spawn(module, run_id, env=child_environment(config))

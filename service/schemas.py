@@ -6,7 +6,7 @@ import difflib
 import json
 import math
 import re
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,7 +27,10 @@ MAX_IDS = 2000
 def check_id(value: str, *, what: str) -> str:
     """Return ``value`` if it is a valid id; raise ``Invalid`` naming ``what`` otherwise."""
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise Invalid(f"{what}: must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
+        raise Invalid(
+            f"{what}: must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or "
+            "digit"
+        )
     return value
 
 
@@ -62,7 +65,7 @@ class Strict(BaseModel):
 
 
 class User(Strict):
-    id: Optional[str] = Field(default=None, max_length=128)
+    id: str | None = Field(default=None, max_length=128)
     features: dict[str, Any] = Field(default_factory=dict)
 
     _features = field_validator("features")(check_features)
@@ -71,19 +74,23 @@ class User(Strict):
 class DiversityBody(Strict):
     """A row's genre constraint for one request; a field left out keeps the titles policy's setting."""
 
-    max_per_genre: int = Field(default=0, ge=0, le=100, description="At most this many titles of one genre (0: no cap).")
-    min_genres: int = Field(default=0, ge=0, le=100, description="At least this many genres in the row (0: no minimum).")
+    max_per_genre: int = Field(
+        default=0, ge=0, le=100, description="At most this many titles of one genre (0: no cap)."
+    )
+    min_genres: int = Field(
+        default=0, ge=0, le=100, description="At least this many genres in the row (0: no minimum)."
+    )
 
 
 class RankRequest(Strict):
     user: User = Field(default_factory=User)
     slots: int = Field(default=10, ge=1)
-    candidates: Optional[list[str]] = Field(default=None, max_length=MAX_IDS)
+    candidates: list[str] | None = Field(default=None, max_length=MAX_IDS)
     exclude: list[str] = Field(default_factory=list, max_length=MAX_IDS)
-    event_id: Optional[str] = Field(default=None, pattern=ID_PATTERN)
+    event_id: str | None = Field(default=None, pattern=ID_PATTERN)
     defer_activation: bool = False
     explain: bool = False
-    diversity: Optional[DiversityBody] = None
+    diversity: DiversityBody | None = None
 
 
 REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")  # as bandits.policy.REWARD_TYPES
@@ -93,9 +100,10 @@ class RewardRequest(Strict):
     """A reward for one shown title: a number, or the name of an outcome whose value each policy sets."""
 
     title_id: str = Field(min_length=1, max_length=128)
-    value: Optional[float] = Field(default=None, ge=-1.0, le=1.0, description="the reward, in [-1, 1]")
-    type: Optional[Literal["click", "play", "completed", "thumbs_up", "thumbs_down"]] = Field(
-        default=None, description="an outcome instead of a number; each policy's `reward_values` give its value")
+    value: float | None = Field(default=None, ge=-1.0, le=1.0, description="the reward, in [-1, 1]")
+    type: Literal["click", "play", "completed", "thumbs_up", "thumbs_down"] | None = Field(
+        default=None, description="an outcome instead of a number; each policy's `reward_values` give its value"
+    )
 
     @field_validator("value", mode="before")
     @classmethod
@@ -107,18 +115,20 @@ class RewardRequest(Strict):
         return float(value)
 
     @model_validator(mode="after")
-    def _one_of(self) -> "RewardRequest":
+    def _one_of(self) -> RewardRequest:
         if (self.value is None) == (self.type is None):
-            raise ValueError("give either value (a number in [-1, 1]) or type (" + ", ".join(REWARD_TYPES) + "), not both")
+            raise ValueError(
+                "give either value (a number in [-1, 1]) or type (" + ", ".join(REWARD_TYPES) + "), not both"
+            )
         return self
 
 
 class TitleBody(Strict):
-    id: Optional[str] = Field(default=None, pattern=ID_PATTERN)
+    id: str | None = Field(default=None, pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=300)
     genres: list[str] = Field(default_factory=list, max_length=20)
-    year: Optional[int] = Field(default=None, ge=1870, le=2100)
-    maturity: Optional[str] = Field(default=None, min_length=1, max_length=16)
+    year: int | None = Field(default=None, ge=1870, le=2100)
+    maturity: str | None = Field(default=None, min_length=1, max_length=16)
     features: dict[str, Any] = Field(default_factory=dict)
 
     _features = field_validator("features")(check_features)
@@ -135,25 +145,25 @@ class TitleBody(Strict):
 class PolicyBody(Strict):
     """Policy overrides; values are checked by ``bandits.policy.validate_overrides``."""
 
-    exploration: Optional[Any] = None
-    epsilon: Optional[Any] = None
-    epsilon_decay_after: Optional[Any] = None
-    epsilon_floor: Optional[Any] = None
-    gamma_scale: Optional[Any] = None
-    gamma_exponent: Optional[Any] = None
-    vw_args: Optional[Any] = None
-    reward_wait: Optional[Any] = None
-    default_reward: Optional[Any] = None
-    aggregation: Optional[Any] = None
-    learn_on_first_reward: Optional[Any] = None
-    max_per_genre: Optional[Any] = None
-    min_genres: Optional[Any] = None
-    reward_values: Optional[Any] = None
-    learning_mode: Optional[Any] = None
-    apprentice_exploration: Optional[Any] = None
-    auto_switch: Optional[Any] = None
-    auto_optimize: Optional[Any] = None
-    explain_ranks: Optional[Any] = None
+    exploration: Any | None = None
+    epsilon: Any | None = None
+    epsilon_decay_after: Any | None = None
+    epsilon_floor: Any | None = None
+    gamma_scale: Any | None = None
+    gamma_exponent: Any | None = None
+    vw_args: Any | None = None
+    reward_wait: Any | None = None
+    default_reward: Any | None = None
+    aggregation: Any | None = None
+    learn_on_first_reward: Any | None = None
+    max_per_genre: Any | None = None
+    min_genres: Any | None = None
+    reward_values: Any | None = None
+    learning_mode: Any | None = None
+    apprentice_exploration: Any | None = None
+    auto_switch: Any | None = None
+    auto_optimize: Any | None = None
+    explain_ranks: Any | None = None
 
 
 class WarmStartBody(Strict):
@@ -175,8 +185,7 @@ def _message(error: Any, model: type[BaseModel]) -> str:
         return message
     fields = list(model.model_fields)
     close = difflib.get_close_matches(str(error["loc"][0]), fields, n=1)
-    return (f"not a field{f' (did you mean {close[0]!r}?)' if close else ''}; the fields are "
-            f"{', '.join(fields)}")
+    return f"not a field{f' (did you mean {close[0]!r}?)' if close else ''}; the fields are {', '.join(fields)}"
 
 
 def check_json(value: Any, path: str = "body", depth: int = 0) -> None:
@@ -187,7 +196,9 @@ def check_json(value: Any, path: str = "body", depth: int = 0) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise Invalid(f"{path}: text holds an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode") from None
+            raise Invalid(
+                f"{path}: text holds an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode"
+            ) from None
     elif isinstance(value, bool):
         return
     elif isinstance(value, int):
@@ -226,8 +237,10 @@ def json_object(request: Request) -> dict[str, Any]:
     except RecursionError:
         raise Invalid(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
-        raise Invalid(f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
-                      f"(character {exc.pos})") from None
+        raise Invalid(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
+            f"(character {exc.pos})"
+        ) from None
     except (UnicodeDecodeError, ValueError):
         raise Invalid("the request body is not valid JSON: it is not UTF-8 text") from None
     if not isinstance(data, dict):

@@ -19,8 +19,9 @@ import http.client
 import json
 import time
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -70,8 +71,9 @@ class HttpTransport:
 
     def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         headers = {**self.headers, **({"Content-Type": "application/json"} if body is not None else {})}
-        self.connection.request(method, self.prefix + path, body=json.dumps(body) if body is not None else None,
-                                headers=headers)
+        self.connection.request(
+            method, self.prefix + path, body=json.dumps(body) if body is not None else None, headers=headers
+        )
         response = self.connection.getresponse()
         data = response.read()
         return response.status, json.loads(data) if data else None
@@ -100,10 +102,17 @@ def _ok(transport: Transport, path: str) -> Any:
 
 def catalog_from_service(transport: Transport) -> list[dict[str, Any]]:
     """Return the service's active titles with their active artworks and the visual features measured on them."""
-    return [{"id": title["id"], "genres": title["genres"],
-             "artworks": [{"id": a["id"], "visual": a["visual"]}
-                          for a in _ok(transport, f"/v1/titles/{title['id']}/artworks")["artworks"]]}
-            for title in _ok(transport, "/v1/titles")["titles"]]
+    return [
+        {
+            "id": title["id"],
+            "genres": title["genres"],
+            "artworks": [
+                {"id": a["id"], "visual": a["visual"]}
+                for a in _ok(transport, f"/v1/titles/{title['id']}/artworks")["artworks"]
+            ],
+        }
+        for title in _ok(transport, "/v1/titles")["titles"]
+    ]
 
 
 @dataclass
@@ -115,13 +124,19 @@ class Point:
     plays: int
     shown: int  # impressions in the window
     expected: dict[str, float]  # policy -> expected reward per impression in the window
-    rates: dict[str, dict[str, float]] = field(default_factory=dict)  # "click"/"play" -> policy -> expected per impression
+    rates: dict[str, dict[str, float]] = field(
+        default_factory=dict
+    )  # "click"/"play" -> policy -> expected per impression
 
     def as_dict(self) -> dict[str, Any]:
         """Return the point as JSON-ready data."""
-        return {"impressions": self.impressions, "click_rate": self.clicks / self.shown if self.shown else 0.0,
-                "play_rate": self.plays / self.shown if self.shown else 0.0, "expected": self.expected,
-                "expected_rates": self.rates}
+        return {
+            "impressions": self.impressions,
+            "click_rate": self.clicks / self.shown if self.shown else 0.0,
+            "play_rate": self.plays / self.shown if self.shown else 0.0,
+            "expected": self.expected,
+            "expected_rates": self.rates,
+        }
 
 
 @dataclass
@@ -145,12 +160,18 @@ def _restore(transport: Transport, kind: str, item_id: str) -> None:
         _expect(transport, "POST", f"/v1/artworks/{item_id}/restore", status=200)
         return
     title = _expect(transport, "GET", f"/v1/titles/{item_id}", status=200)
-    _expect(transport, "PUT", f"/v1/titles/{item_id}", status=200,
-            body={key: title[key] for key in ("name", "genres", "year", "maturity", "features")})
+    _expect(
+        transport,
+        "PUT",
+        f"/v1/titles/{item_id}",
+        status=200,
+        body={key: title[key] for key in ("name", "genres", "year", "maturity", "features")},
+    )
 
 
-def baseline_rows(world: World, viewer: Viewer, row: list[tuple[str, str]], *, at: int, reward: str,
-                  rng: np.random.Generator) -> dict[str, list[tuple[str, str]]]:
+def baseline_rows(
+    world: World, viewer: Viewer, row: list[tuple[str, str]], *, at: int, reward: str, rng: np.random.Generator
+) -> dict[str, list[tuple[str, str]]]:
     """Return the baselines' rows for the viewer a policy just showed ``row`` to, at impression ``at``.
 
     ``oracle``: the best row for ``reward``; ``uniform``: as many titles drawn uniformly from those
@@ -163,12 +184,15 @@ def baseline_rows(world: World, viewer: Viewer, row: list[tuple[str, str]], *, a
     for i in picks:
         offered = world.artworks(available[i], at)
         uniform.append((available[i], offered[int(rng.integers(len(offered)))].id))
-    return {"oracle": world.oracle(viewer, slots=len(row), at=at, reward=reward), "uniform": uniform,
-            "default artwork": [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row]}
+    return {
+        "oracle": world.oracle(viewer, slots=len(row), at=at, reward=reward),
+        "uniform": uniform,
+        "default artwork": [(title_id, world.titles[title_id].artworks[0].id) for title_id, _ in row],
+    }
 
 
 def set_reward_rule(transport: Transport, reward: str) -> None:
-    """Make both row policies learn ``reward``: it is worth 1, the other outcome 0, the best of a title's rewards counts.
+    """Make both row policies learn ``reward``: worth 1, the other outcome 0, the best of a title's rewards counts.
 
     The simulation reports every click and every play as a typed reward, as a client would; this rule
     (``PATCH /v1/policies/{name}``, other settings kept) decides which of them the policies learn.
@@ -180,13 +204,25 @@ def set_reward_rule(transport: Transport, reward: str) -> None:
     for policy in ("titles", "artwork"):
         status, answer = transport.send("PATCH", f"/v1/policies/{policy}", rule)
         if status != 200:
-            raise SimulationError(f"PATCH /v1/policies/{policy} answered {status}: {answer}; the simulation sets the "
-                                  f"reward rule so that the policies learn {reward}s, which takes an admin key")
+            raise SimulationError(
+                f"PATCH /v1/policies/{policy} answered {status}: {answer}; the simulation sets the "
+                f"reward rule so that the policies learn {reward}s, which takes an admin key"
+            )
 
 
-def drive(transport: Transport, world: World, *, impressions: int, slots: int = 4, reward: str = "play",
-          seed: int = 0, window: int = 1000, learn: Callable[[], None] | None = None, learn_every: int = 200,
-          progress: Callable[[Point], None] | None = None) -> Curve:
+def drive(
+    transport: Transport,
+    world: World,
+    *,
+    impressions: int,
+    slots: int = 4,
+    reward: str = "play",
+    seed: int = 0,
+    window: int = 1000,
+    learn: Callable[[], None] | None = None,
+    learn_every: int = 200,
+    progress: Callable[[Point], None] | None = None,
+) -> Curve:
     """Show about ``impressions`` impressions (rows of ``slots``) to simulated viewers; return the learning curve.
 
     Titles and artworks of the world that arrive late are retired from the service's catalog first
@@ -202,9 +238,15 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
     if reward not in REWARDS:
         raise ValueError(f"reward: must be one of {', '.join(REWARDS)}, got {reward!r}")
     # Titles and artworks that arrive late are not in the catalog until they arrive.
-    waiting = sorted([(title.arrives_at, "title", title_id) for title_id, title in world.titles.items() if title.arrives_at > 0]
-                     + [(artwork.arrives_at, "artwork", artwork.id) for title in world.titles.values()
-                        for artwork in title.artworks if artwork.arrives_at > 0])
+    waiting = sorted(
+        [(title.arrives_at, "title", title_id) for title_id, title in world.titles.items() if title.arrives_at > 0]
+        + [
+            (artwork.arrives_at, "artwork", artwork.id)
+            for title in world.titles.values()
+            for artwork in title.artworks
+            if artwork.arrives_at > 0
+        ]
+    )
     for _, kind, item_id in waiting:
         _expect(transport, "DELETE", f"/v1/{kind}s/{item_id}", status=204)
     set_reward_rule(transport, reward)
@@ -218,8 +260,9 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
             while waiting and waiting[0][0] <= done:
                 _restore(transport, *waiting.pop(0)[1:])
             viewer = world.draw_viewer(rng)
-            status, body = transport.post("/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)},
-                                                       "slots": slots})
+            status, body = transport.post(
+                "/v1/rank", {"user": {"id": viewer.id, "features": dict(viewer.features)}, "slots": slots}
+            )
             if status != 200:
                 raise SimulationError(f"POST /v1/rank answered {status}: {body}")
             row = [(slot["title_id"], slot["artwork_id"]) for slot in body["slots"]]
@@ -229,12 +272,15 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
                 for kind, happened in (("click", outcome.clicked), ("play", outcome.played)):
                     if not happened:
                         continue
-                    status, answer = transport.post(f"/v1/events/{body['event_id']}/reward",
-                                                    {"title_id": outcome.title_id, "type": kind})
+                    status, answer = transport.post(
+                        f"/v1/events/{body['event_id']}/reward", {"title_id": outcome.title_id, "type": kind}
+                    )
                     if status != 201:
                         raise SimulationError(f"POST /v1/events/.../reward answered {status}: {answer}")
-            for name, candidate in (("marquee", row), *baseline_rows(world, viewer, row, at=done, reward=reward,
-                                                                     rng=baseline_rng).items()):
+            for name, candidate in (
+                ("marquee", row),
+                *baseline_rows(world, viewer, row, at=done, reward=reward, rng=baseline_rng).items(),
+            ):
                 for kind in REWARDS:  # the oracle's row is the best for ``reward``; its other rate is that row's
                     window_totals[kind, name] += world.row_value(viewer, candidate, at=done, reward=kind)
             shown += len(row)
@@ -244,8 +290,11 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
                 learn()
             if shown >= window or done >= impressions:
                 rates = {kind: {name: window_totals[kind, name] / shown for name in POLICIES} for kind in REWARDS}
-                curve.points.append(Point(impressions=done, clicks=clicks, plays=plays, shown=shown,
-                                          expected=rates[reward], rates=rates))
+                curve.points.append(
+                    Point(
+                        impressions=done, clicks=clicks, plays=plays, shown=shown, expected=rates[reward], rates=rates
+                    )
+                )
                 window_totals = {key: 0.0 for key in window_totals}
                 clicks = plays = shown = 0
                 if progress is not None:
@@ -257,27 +306,40 @@ def drive(transport: Transport, world: World, *, impressions: int, slots: int = 
 
 
 def format_summary(curve: Curve) -> str:
-    """Return a table of each policy's expected reward per impression, early and late, and its share of the oracle's lift."""
+    """Return a table of each policy's expected reward per impression, early and late, and its share of the lift."""
     quarter = max(1, len(curve.points) // 4)
     early = Curve(reward=curve.reward, slots=curve.slots, points=curve.points[:quarter]).summary()
     late = curve.summary(last=quarter)
     shown = sum(p.shown for p in curve.points[-quarter:])
-    lines = [f"expected {curve.reward}s per impression; first and last quarter of {curve.points[-1].impressions} "
-             f"impressions (last quarter: {shown})", "",
-             f"{'policy':<16} {'first':>8} {'last':>8}  share of the oracle's lift over uniform (last)",
-             "-" * 76]
+    lines = [
+        f"expected {curve.reward}s per impression; first and last quarter of {curve.points[-1].impressions} "
+        f"impressions (last quarter: {shown})",
+        "",
+        f"{'policy':<16} {'first':>8} {'last':>8}  share of the oracle's lift over uniform (last)",
+        "-" * 76,
+    ]
     span = late["oracle"] - late["uniform"]
     for name in POLICIES:
         share = f"{(late[name] - late['uniform']) / span:7.0%}" if span > 0 else "    n/a"
         lines.append(f"{name:<16} {early[name]:>8.4f} {late[name]:>8.4f}  {share}")
     clicks = sum(p.clicks for p in curve.points[-quarter:])
     plays = sum(p.plays for p in curve.points[-quarter:])
-    lines += ["", f"marquee, observed in the last quarter: {clicks / shown:.3f} clicks and {plays / shown:.3f} plays per impression"]
+    lines += [
+        "",
+        f"marquee, observed in the last quarter: {clicks / shown:.3f} clicks and {plays / shown:.3f} plays per "
+        "impression",
+    ]
     return "\n".join(lines)
 
 
-def scratch_service(folder: str, *, seed: int, titles: int, settings: Mapping[str, Any] | None = None,
-                    artworks_per_title: int | None = None) -> tuple[FlaskTransport, Callable[[], None]]:
+def scratch_service(
+    folder: str,
+    *,
+    seed: int,
+    titles: int,
+    settings: Mapping[str, Any] | None = None,
+    artworks_per_title: int | None = None,
+) -> tuple[FlaskTransport, Callable[[], None]]:
     """Start a service in this process on a fresh demo catalog in ``folder``; return its transport and learner step.
 
     The demo catalog has ``titles`` titles with ``artworks_per_title`` artworks each (None: 3 to 6).
@@ -290,7 +352,9 @@ def scratch_service(folder: str, *, seed: int, titles: int, settings: Mapping[st
     from service import create_app
 
     # AUTH off: the scratch service lives in this process only and nothing else can reach it.
-    app = create_app({"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0, "AUTH": "off", **(settings or {})})
+    app = create_app(
+        {"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0, "AUTH": "off", **(settings or {})}
+    )
     db = connect(app.config["DATABASE"])
     build_demo_catalog(db, data_dir=folder, seed=seed, count=titles, artworks_per_title=artworks_per_title)
     learner = Learner(db, app.config)

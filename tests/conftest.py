@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -22,8 +23,9 @@ os.environ["MARQUEE_AUTH"] = "off"
 
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
-    return create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0,
-                       "EPSILON": 0.2})
+    return create_app(
+        {"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0, "EPSILON": 0.2}
+    )
 
 
 @pytest.fixture

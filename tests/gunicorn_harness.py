@@ -76,17 +76,38 @@ class Service:
         self.log = data_dir.parent / "gunicorn.log"
 
     def flask(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=self.env,
-                                capture_output=True, text=True, timeout=300, check=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
         return result.stdout
 
     def start(self) -> None:
         self.port = free_port()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}",
-                 "--graceful-timeout", "5", "wsgi:app"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-w",
+                    str(self.workers),
+                    "-b",
+                    f"127.0.0.1:{self.port}",
+                    "--graceful-timeout",
+                    "5",
+                    "wsgi:app",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -97,8 +118,9 @@ class Service:
                 time.sleep(0.1)
         raise RuntimeError(f"gunicorn did not start; see {self.log}")
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-                timeout: float = 30) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 30
+    ) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             payload = None if body is None else json.dumps(body)
@@ -111,7 +133,7 @@ class Service:
             conn.close()
 
     def wait_learned(self, event_id: str, *, policy: str, key: str, seconds: float = 30.0) -> dict[str, Any]:
-        """Poll ``GET /v1/events/{id}`` until ``policy`` learned the event; return the event (the deadline guards a hang)."""
+        """Poll ``GET /v1/events/{id}`` until ``policy`` learned the event; return it (the deadline guards a hang)."""
         deadline = time.monotonic() + seconds
         while True:
             _, body = self.request("GET", f"/v1/events/{event_id}", headers={"X-API-Key": key})
@@ -120,8 +142,9 @@ class Service:
             assert time.monotonic() < deadline, body
             time.sleep(0.2)
 
-    def request_raw(self, method: str, path: str, timeout: float = 30,
-                    headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    def request_raw(
+        self, method: str, path: str, timeout: float = 30, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         """Send a request without a body; return the status and the body's bytes (for images and pages)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
@@ -138,8 +161,11 @@ class Service:
     def worker_pids(self) -> list[int]:
         """Return the gunicorn workers: the master's own children (learners are the workers' children)."""
         assert self.process is not None
-        return [pid for pid in children(self.process.pid)
-                if "bandits.learner" not in cmdline(pid) and _parent(pid) == self.process.pid]
+        return [
+            pid
+            for pid in children(self.process.pid)
+            if "bandits.learner" not in cmdline(pid) and _parent(pid) == self.process.pid
+        ]
 
     def learners(self) -> list[int]:
         return [pid for pid in self.processes() if "bandits.learner" in cmdline(pid)]

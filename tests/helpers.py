@@ -11,8 +11,13 @@ from PIL import Image
 from assets.demo import poster
 
 
-def image_bytes(color: tuple[int, int, int] = (200, 40, 40), *, size: tuple[int, int] = (64, 96), fmt: str = "PNG",
-                mode: str = "RGB") -> bytes:
+def image_bytes(
+    color: tuple[int, int, int] = (200, 40, 40),
+    *,
+    size: tuple[int, int] = (64, 96),
+    fmt: str = "PNG",
+    mode: str = "RGB",
+) -> bytes:
     """Return a solid image encoded with Pillow."""
     out = io.BytesIO()
     Image.new(mode, size, color if mode == "RGB" else 128).save(out, fmt)
@@ -22,22 +27,35 @@ def image_bytes(color: tuple[int, int, int] = (200, 40, 40), *, size: tuple[int,
 STYLES = (("dark-warm", "face"), ("bright-cool", "ensemble"), ("neutral", "text"))
 
 
-def add_catalog(client: Any, *, titles: int = 12, styles: tuple[tuple[str, str], ...] = STYLES,
-                seed: int = 1) -> list[str]:
+def add_catalog(
+    client: Any, *, titles: int = 12, styles: tuple[tuple[str, str], ...] = STYLES, seed: int = 1
+) -> list[str]:
     """Create ``titles`` titles with one poster per style (artwork ids ``<title>-<palette>``); return title ids."""
     rng = random.Random(seed)
     ids = []
     for index in range(titles):
         title_id = f"t{index:02d}"
-        response = client.post("/v1/titles", json={"id": title_id, "name": f"Title {index}",
-                                                   "genres": ["drama" if index % 2 else "comedy"], "year": 2000 + index})
+        response = client.post(
+            "/v1/titles",
+            json={
+                "id": title_id,
+                "name": f"Title {index}",
+                "genres": ["drama" if index % 2 else "comedy"],
+                "year": 2000 + index,
+            },
+        )
         assert response.status_code == 201, response.get_json()
         for palette, composition in styles:
             data = poster(palette=palette, composition=composition, title=f"Title {index}", rng=rng)
-            response = client.post(f"/v1/titles/{title_id}/artworks",
-                                   data={"file": (io.BytesIO(data), "poster.jpg"), "id": f"{title_id}-{palette}",
-                                         "tags": f"{palette},{composition}"},
-                                   content_type="multipart/form-data")
+            response = client.post(
+                f"/v1/titles/{title_id}/artworks",
+                data={
+                    "file": (io.BytesIO(data), "poster.jpg"),
+                    "id": f"{title_id}-{palette}",
+                    "tags": f"{palette},{composition}",
+                },
+                content_type="multipart/form-data",
+            )
             assert response.status_code == 201, response.get_json()
         ids.append(title_id)
     return ids
@@ -45,8 +63,18 @@ def add_catalog(client: Any, *, titles: int = 12, styles: tuple[tuple[str, str],
 
 def table_counts(db: Any) -> dict[str, int]:
     """Return the row count of every table that holds user data (to prove a refusal changed nothing)."""
-    tables = ("titles", "artworks", "events", "impressions", "rewards", "reward_credits", "pending", "learned",
-              "models", "policies")
+    tables = (
+        "titles",
+        "artworks",
+        "events",
+        "impressions",
+        "rewards",
+        "reward_credits",
+        "pending",
+        "learned",
+        "models",
+        "policies",
+    )
     counts = {name: db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0] for name in tables}
     counts["meta"] = sum(row[0] for row in db.execute("SELECT value FROM meta").fetchall())
     return counts

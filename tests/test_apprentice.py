@@ -61,9 +61,11 @@ def test_apprentice_examples_teach_the_baseline_at_its_reward_and_others_at_the_
     shared = "shared |C user=a"
     served = [shared, "0:-0.8:1 |X id=a", "|X id=b", "|X id=c"]
     taught = apprentice_examples([served], default_reward=0.0, seed=1)
-    assert taught == [[shared, "0:-0.8:1 |X id=a", "|X id=b", "|X id=c"],
-                      [shared, "|X id=a", "0:0:1 |X id=b", "|X id=c"],
-                      [shared, "|X id=a", "|X id=b", "0:0:1 |X id=c"]]
+    assert taught == [
+        [shared, "0:-0.8:1 |X id=a", "|X id=b", "|X id=c"],
+        [shared, "|X id=a", "0:0:1 |X id=b", "|X id=c"],
+        [shared, "|X id=a", "|X id=b", "0:0:1 |X id=c"],
+    ]
     explored = [shared, "|X id=a", "0:-1:0.05 |X id=b"]
     assert apprentice_examples([explored], default_reward=0.0, seed=1) == [explored]  # learned as Online
     wide = [shared, "0:-1:1 |X id=0", *(f"|X id={i}" for i in range(1, 40))]
@@ -89,12 +91,16 @@ def test_apprentice_serves_the_baseline_and_comes_to_match_it(app, client, db):
     for index in range(400):
         segment = rng.choice(list(WANTED))
         actions = _baseline_first(WANTED[segment], rng)
-        ranked = client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context(segment),
-                                                              "actions": actions}).get_json()
+        ranked = client.post(
+            "/personalizer/v1.0/rank", json={"contextFeatures": _context(segment), "actions": actions}
+        ).get_json()
         # The application's own choice is served, always, and said to be certain.
         assert ranked["rewardActionId"] == actions[0]["id"] and ranked["ranking"][0]["probability"] == 1.0
         value = 1.0 if rng.random() < 0.8 else 0.0
-        assert client.post(f"/personalizer/v1.0/events/{ranked['eventId']}/reward", json={"value": value}).status_code == 204
+        assert (
+            client.post(f"/personalizer/v1.0/events/{ranked['eventId']}/reward", json={"value": value}).status_code
+            == 204
+        )
         if index % 50 == 49:
             learner.run_once(now=time.time() + 3600)
             serve_newest_models(app)
@@ -111,21 +117,25 @@ def test_apprentice_serves_the_baseline_and_comes_to_match_it(app, client, db):
     assert report["evidence"]["decisions"] == 0 and not report["switch_ready"] and "no evidence" in report["verdict"]
 
 
-def _apprentice_run(app: Any, client: Any, db: Any, *, baseline_of: Any, decisions: int,
-                   seed: int) -> tuple[int | None, dict[str, Any]]:
-    """Serve ``decisions`` rankings in apprentice mode with auto switch; return when it switched and the first report."""
+def _apprentice_run(
+    app: Any, client: Any, db: Any, *, baseline_of: Any, decisions: int, seed: int
+) -> tuple[int | None, dict[str, Any]]:
+    """Serve ``decisions`` rankings in apprentice mode with auto switch; return when it switched, the first report."""
     with app.app_context():
         serving_state(app.config["DATABASE"]).rng = np.random.default_rng(seed)
-    answer = client.put("/v1/policies/actions", json={"learning_mode": "apprentice", "apprentice_exploration": 0.3,
-                                                      "auto_switch": True})
+    answer = client.put(
+        "/v1/policies/actions", json={"learning_mode": "apprentice", "apprentice_exploration": 0.3, "auto_switch": True}
+    )
     assert answer.status_code == 200, answer.get_json()
     learner, check = Learner(db, app.config), SwitchCheck(every=0.0)
     rng = random.Random(seed)
     first_check: dict[str, Any] = {}
     for index in range(decisions):
         segment = rng.choice(list(WANTED))
-        ranked = client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context(segment),
-                                                              "actions": _baseline_first(baseline_of(segment), rng)}).get_json()
+        ranked = client.post(
+            "/personalizer/v1.0/rank",
+            json={"contextFeatures": _context(segment), "actions": _baseline_first(baseline_of(segment), rng)},
+        ).get_json()
         chosen = ranked["rewardActionId"]
         value = float(rng.random() < (0.9 if chosen == WANTED[segment] else 0.1))
         client.post(f"/personalizer/v1.0/events/{ranked['eventId']}/reward", json={"value": value})
@@ -150,17 +160,23 @@ def test_auto_switch_keeps_apprentice_while_the_baseline_is_the_better_policy(ap
 
 def test_auto_switch_turns_apprentice_online_once_the_model_beats_the_baseline(app, client, db):
     # The application's own logic always picks sports, which viewers rarely want.
-    switched_after, first_check = _apprentice_run(app, client, db, baseline_of=lambda segment: "sports-article",
-                                                  decisions=3000, seed=6)
+    switched_after, first_check = _apprentice_run(
+        app, client, db, baseline_of=lambda segment: "sports-article", decisions=3000, seed=6
+    )
     assert first_check["evidence"]["decisions"] == 100 and not first_check["switch_ready"]
     assert switched_after is not None and switched_after >= MIN_EVIDENCE
     settings = client.get("/v1/policies/actions").get_json()["settings"]
     assert settings["learning_mode"] == "online" and settings["apprentice_exploration"] == 0.3  # the rest kept
     serve_newest_models(app)
     rng = random.Random(7)
-    served = [client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context(segment),
-                                                           "actions": _baseline_first("sports-article", rng)}
-                          ).get_json()["rewardActionId"] for segment in WANTED for _ in range(20)]
+    served = [
+        client.post(
+            "/personalizer/v1.0/rank",
+            json={"contextFeatures": _context(segment), "actions": _baseline_first("sports-article", rng)},
+        ).get_json()["rewardActionId"]
+        for segment in WANTED
+        for _ in range(20)
+    ]
     assert sum(action == "sports-article" for action in served) < 10  # online: the model's choice, not the baseline
 
 
@@ -189,11 +205,14 @@ def test_catalog_policies_follow_the_request_order_in_apprentice_and_logging_onl
     assert '<a href="/v1/policies/titles/apprentice">apprentice</a>: baseline served' in page
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"learning_mode": "sometimes"}, "learning_mode: must be one of online, apprentice, logging-only"),
-    ({"apprentice_exploration": 0.9}, "apprentice_exploration"),
-    ({"auto_switch": "yes"}, "auto_switch"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"learning_mode": "sometimes"}, "learning_mode: must be one of online, apprentice, logging-only"),
+        ({"apprentice_exploration": 0.9}, "apprentice_exploration"),
+        ({"auto_switch": "yes"}, "auto_switch"),
+    ],
+)
 def test_bad_learning_mode_settings_are_refused_and_change_nothing(client, db, body, message):
     before = table_counts(db)
     response = client.put("/v1/policies/actions", json=body)

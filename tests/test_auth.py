@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import io
 from pathlib import Path
 
 import pytest
 
 from bandits.storage import connect
-from service import auth, create_app
+from service import auth, create_app, openapi
 from service import config as settings
-from service import openapi
 from tests.helpers import add_catalog, table_counts
 
 CLIENT, ADMIN = "client-key-0123456789", "admin-key-0123456789"
@@ -19,8 +17,15 @@ CLIENT, ADMIN = "client-key-0123456789", "admin-key-0123456789"
 
 @pytest.fixture
 def app(tmp_path: Path):
-    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "AUTH": "keys",
-                      "API_KEYS": f"other-client, {CLIENT}", "ADMIN_KEYS": ADMIN})
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "LEARNER": False,
+            "AUTH": "keys",
+            "API_KEYS": f"other-client, {CLIENT}",
+            "ADMIN_KEYS": ADMIN,
+        }
+    )
     client = app.test_client()
     client.environ_base["HTTP_X_API_KEY"] = ADMIN
     add_catalog(client, titles=3)
@@ -47,16 +52,28 @@ def test_without_a_key_only_images_health_and_the_document(app):
 
 
 def _path(path: str) -> str:
-    return path.format(event_id="e-x", title_id="t00", artwork_id="t00-dark-warm", name="artwork", run_id="ev-x",
-                       dataset_id="ds-x", optimization_id="op-x", evaluation_id="pz-x",
-                       importance_id="fi-x")
+    return path.format(
+        event_id="e-x",
+        title_id="t00",
+        artwork_id="t00-dark-warm",
+        name="artwork",
+        run_id="ev-x",
+        dataset_id="ds-x",
+        optimization_id="op-x",
+        evaluation_id="pz-x",
+        importance_id="fi-x",
+    )
 
 
 def test_a_client_key_decides_and_reads_and_is_refused_everything_else(app):
     client = as_key(app, CLIENT)
     body = client.post("/v1/rank", json={"slots": 2}).get_json()
-    assert client.post(f"/v1/events/{body['event_id']}/reward",
-                       json={"title_id": body["slots"][0]["title_id"], "value": 1}).status_code == 201
+    assert (
+        client.post(
+            f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1}
+        ).status_code
+        == 201
+    )
     assert client.get(f"/v1/events/{body['event_id']}").status_code == 200
     assert client.get("/v1/titles").status_code == client.get("/v1/titles/t00/artworks").status_code == 200
     db = connect(app.config["DATABASE"])
@@ -72,7 +89,9 @@ def test_a_client_key_decides_and_reads_and_is_refused_everything_else(app):
     assert refused >= 25
     assert table_counts(db) == before  # nothing a refused request asked for happened
     document = client.get("/openapi.json").get_json()  # the document says which role each operation needs
-    roles = {(m.upper(), p): op.get("x-marquee-role") for p, item in document["paths"].items() for m, op in item.items()}
+    roles = {
+        (m.upper(), p): op.get("x-marquee-role") for p, item in document["paths"].items() for m, op in item.items()
+    }
     assert roles["POST", "/v1/rank"] == "client" and roles["PUT", "/v1/policies/{name}"] == "admin"
     assert roles["GET", "/healthz"] is None and document["paths"]["/healthz"]["get"]["security"] == []
 
@@ -107,16 +126,20 @@ def test_pages_ask_browsers_for_an_admin_key(app):
 
 
 def test_every_link_a_page_shows_opens_with_the_pages_credentials(app):
-    """The links of the pages' templates are pages or JSON that takes HTTP Basic, so one browser session follows them."""
+    """The pages' links are pages or JSON that takes HTTP Basic, so one browser session follows them."""
     import re
     from pathlib import Path
 
     templates = Path(__file__).resolve().parent.parent / "service" / "templates"
     linked = set(re.findall(r"url_for\('([\w.]+)'", "".join(p.read_text() for p in templates.glob("*.html"))))
-    linked |= {"policies.apprentice_report"} if "/v1/policies/{{ m.name }}/apprentice" in (
-        templates / "dashboard.html").read_text() else set()
-    assert linked and all(endpoint in auth.PAGE_ENDPOINTS | auth.LINKED_ENDPOINTS | auth.PUBLIC_ENDPOINTS
-                          for endpoint in linked), linked - auth.PAGE_ENDPOINTS - auth.LINKED_ENDPOINTS
+    linked |= (
+        {"policies.apprentice_report"}
+        if "/v1/policies/{{ m.name }}/apprentice" in (templates / "dashboard.html").read_text()
+        else set()
+    )
+    assert linked and all(
+        endpoint in auth.PAGE_ENDPOINTS | auth.LINKED_ENDPOINTS | auth.PUBLIC_ENDPOINTS for endpoint in linked
+    ), linked - auth.PAGE_ENDPOINTS - auth.LINKED_ENDPOINTS
 
 
 def test_stored_keys_are_made_listed_and_revoked_and_never_kept(app):
@@ -144,7 +167,9 @@ def test_the_demo_catalog_prints_first_keys_once(tmp_path: Path):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["demo-catalog", "--titles", "2"])
     assert first.exit_code == 0, first.output
-    keys = dict(line.split(" key (shown once; X-API-Key): ") for line in first.output.splitlines() if "shown once" in line)
+    keys = dict(
+        line.split(" key (shown once; X-API-Key): ") for line in first.output.splitlines() if "shown once" in line
+    )
     assert set(keys) == {"client", "admin"}
     assert as_key(app, keys["client"]).post("/v1/rank", json={"slots": 2}).status_code == 200
     assert as_key(app, keys["client"]).post("/v1/titles", json={"name": "x"}).status_code == 403
@@ -161,7 +186,13 @@ def test_checks_are_off_only_when_said(tmp_path: Path):
 
 
 def test_a_key_over_its_rate_gets_429_and_changes_nothing(tmp_path: Path):
-    keys = {"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "AUTH": "keys", "API_KEYS": CLIENT, "ADMIN_KEYS": ADMIN}
+    keys = {
+        "DATA_DIR": str(tmp_path / "data"),
+        "LEARNER": False,
+        "AUTH": "keys",
+        "API_KEYS": CLIENT,
+        "ADMIN_KEYS": ADMIN,
+    }
     add_catalog(as_key(create_app(keys), ADMIN), titles=3)
     app = create_app({**keys, "RATE_LIMIT": 0.01, "RATE_BURST": 5})
     client = as_key(app, CLIENT)

@@ -19,8 +19,13 @@ def call_bare(body: bytes) -> tuple[str, dict[str, str], Any]:
     def start_response(status: str, headers: list[tuple[str, str]]) -> None:
         seen["status"], seen["headers"] = status, dict(headers)
 
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/rank", "CONTENT_TYPE": "application/json",
-               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/rank",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
     payload = b"".join(bare(environ, start_response))
     assert int(seen["headers"]["Content-Length"]) == len(payload)
     return seen["status"], seen["headers"], json.loads(payload)

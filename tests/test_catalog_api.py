@@ -12,13 +12,25 @@ from tests.helpers import image_bytes, table_counts
 
 
 def upload(client, title_id, data, **form):
-    return client.post(f"/v1/titles/{title_id}/artworks", data={"file": (io.BytesIO(data), "x.png"), **form},
-                       content_type="multipart/form-data")
+    return client.post(
+        f"/v1/titles/{title_id}/artworks",
+        data={"file": (io.BytesIO(data), "x.png"), **form},
+        content_type="multipart/form-data",
+    )
 
 
 def test_title_crud_round_trip(client):
-    created = client.post("/v1/titles", json={"id": "t1", "name": "Heist Night", "genres": ["crime", "comedy"],
-                                              "year": 2019, "maturity": "PG-13", "features": {"studio": "North"}})
+    created = client.post(
+        "/v1/titles",
+        json={
+            "id": "t1",
+            "name": "Heist Night",
+            "genres": ["crime", "comedy"],
+            "year": 2019,
+            "maturity": "PG-13",
+            "features": {"studio": "North"},
+        },
+    )
     assert created.status_code == 201
     assert created.get_json()["genres"] == ["crime", "comedy"]
     assert client.get("/v1/titles/t1").get_json()["features"] == {"studio": "North"}
@@ -207,7 +219,9 @@ def test_concurrent_renders_of_one_thumbnail_all_succeed(client):
     client.post("/v1/titles", json={"id": "t1", "name": "x"})
     upload(client, "t1", image_bytes(size=(1200, 1800)), id="big")
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda _: client.get("/v1/artworks/big/image?w=1280&format=png").status_code, range(8)))
+        statuses = list(
+            pool.map(lambda _: client.get("/v1/artworks/big/image?w=1280&format=png").status_code, range(8))
+        )
     assert statuses == [200] * 8
 
 

@@ -24,8 +24,15 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
 
 def test_python_m_service_help_is_marquees_and_lists_every_command(tmp_path: Path) -> None:
     env = {**os.environ, "MARQUEE_DATA_DIR": str(tmp_path / "data")}
-    result = subprocess.run([sys.executable, "-m", "service", "--help"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert result.stdout.startswith("Usage: python -m service [OPTIONS] COMMAND [ARGS]...")
     assert "Marquee's command line" in result.stdout
     assert "general utility script" not in result.stdout and "-A, --app" not in result.stdout
@@ -35,12 +42,25 @@ def test_python_m_service_help_is_marquees_and_lists_every_command(tmp_path: Pat
 
 def test_python_m_service_runs_the_commands(tmp_path: Path) -> None:
     env = {**os.environ, "MARQUEE_DATA_DIR": str(tmp_path / "data")}
-    result = subprocess.run([sys.executable, "-m", "service", "keys", "create", "--name", "ops", "--role", "admin"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "keys", "create", "--name", "ops", "--role", "admin"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip()) >= 32  # the key itself, alone on stdout
-    listed = subprocess.run([sys.executable, "-m", "service", "keys", "list"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120, check=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "service", "keys", "list"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "ops" in listed.stdout and "admin" in listed.stdout
 
 

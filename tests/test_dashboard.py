@@ -11,8 +11,9 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from selenium.webdriver.support.wait import WebDriverWait
@@ -79,8 +80,11 @@ def _traffic(service: Service, rows: int, seed: int) -> None:
     taste = {"night-owl": "dark", "family": "bright"}
     for _ in range(rows):
         segment = rng.choice(list(taste))
-        status, body = service.request("POST", "/v1/rank", {
-            "user": {"id": f"u{rng.randrange(80)}", "features": {"segment": segment, "device": "tv"}}, "slots": 4})
+        status, body = service.request(
+            "POST",
+            "/v1/rank",
+            {"user": {"id": f"u{rng.randrange(80)}", "features": {"segment": segment, "device": "tv"}}, "slots": 4},
+        )
         assert status == 200, body
         for slot in body["slots"]:
             liked = taste[segment] in slot["artwork_id"] or rng.random() < 0.1
@@ -114,8 +118,9 @@ def _overlapping_text(browser: Any) -> list[list[str]]:
 
 @pytest.mark.slow
 def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path: Path):
-    service = Service(tmp_path / "data", env={"MARQUEE_REWARD_WAIT_SECONDS": "1",
-                                              "MARQUEE_LEARNER_INTERVAL_SECONDS": "0.2"})
+    service = Service(
+        tmp_path / "data", env={"MARQUEE_REWARD_WAIT_SECONDS": "1", "MARQUEE_LEARNER_INTERVAL_SECONDS": "0.2"}
+    )
     service.flask("demo-catalog", "--titles", "16", "--seed", "4")
     service.start()
     try:
@@ -123,7 +128,13 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         _open(browser, f"http://127.0.0.1:{service.port}/dashboard")
         assert browser.title.startswith("Dashboard")
         assert {e.get_attribute("data-empty") for e in browser.find_elements("css selector", "[data-empty]")} >= {
-            "traffic", "rates", "evaluation", "exposure", "importance", "optimizations"}
+            "traffic",
+            "rates",
+            "evaluation",
+            "exposure",
+            "importance",
+            "optimizations",
+        }
         assert _console_problems(browser) == []
         _screenshot(browser, "dashboard-empty")
 
@@ -137,8 +148,9 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         explored = db.execute("SELECT SUM(title_explored OR artwork_explored) FROM impressions").fetchone()[0]
         db.conn.close()
         assert explored > 20
-        status, accepted = service.request("POST", "/v1/evaluations", {
-            "policy": "artwork", "candidates": ["logged", "uniform", "greedy"]})
+        status, accepted = service.request(
+            "POST", "/v1/evaluations", {"policy": "artwork", "candidates": ["logged", "uniform", "greedy"]}
+        )
         assert status == 202, accepted
         deadline = time.monotonic() + 180
         while service.request("GET", f"/v1/evaluations/{accepted['id']}")[1]["status"] not in ("done", "failed"):
@@ -155,14 +167,15 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
 
         browser.set_window_size(1280, 1000)
         _open(browser, f"http://127.0.0.1:{service.port}/dashboard")
-        charts = {svg.get_attribute("data-chart"): svg for svg in browser.find_elements("css selector", "svg[data-chart]")}
+        charts = {
+            svg.get_attribute("data-chart"): svg for svg in browser.find_elements("css selector", "svg[data-chart]")
+        }
         assert set(charts) == CHARTS
         for name, svg in charts.items():
             assert svg.is_displayed(), name
             assert svg.size["width"] > (300 if name.startswith("importance") else 600), (name, svg.size)
             assert svg.size["height"] > 100, (name, svg.size)
-            drawn = browser.execute_script(
-                "return arguments[0].querySelectorAll('path, use, rect').length", svg)
+            drawn = browser.execute_script("return arguments[0].querySelectorAll('path, use, rect').length", svg)
             assert drawn > 10, (name, drawn)  # axes, ticks and the data itself
         assert browser.find_elements("css selector", "[data-empty]") == []
         legend = charts["clicked"].text
@@ -170,11 +183,14 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         images = browser.find_elements("css selector", "table[data-table=winners] img")
         assert len(images) >= 2 * 6  # two segments, six titles
         # Thumbnails are rendered on first request: wait for every one to finish loading, then check it decoded.
-        WebDriverWait(browser, 60).until(lambda b: all(b.execute_script("return arguments[0].complete", i) for i in images))
+        WebDriverWait(browser, 60).until(
+            lambda b: all(b.execute_script("return arguments[0].complete", i) for i in images)
+        )
         for image in images:
             assert browser.execute_script("return arguments[0].naturalWidth", image) == 92
-        segments = [row.text.split("\n")[0] for row in
-                    browser.find_elements("css selector", "table[data-table=winners] tr")[1:]]
+        segments = [
+            row.text.split("\n")[0] for row in browser.find_elements("css selector", "table[data-table=winners] tr")[1:]
+        ]
         assert set(segments) == {"night-owl", "family"}
         versions = browser.find_elements("css selector", "table[data-table=models] tr")
         assert len(versions) == 1 + 3  # header, titles, artwork, actions
@@ -214,7 +230,9 @@ def test_a_segment_feature_nobody_has_is_named_with_those_that_exist(client):
     client.post("/v1/rank", json={"user": {"features": {"device": "tv", "country": "BR"}}, "slots": 2})
     page = client.get("/dashboard?segment=nosuch").get_data(as_text=True)
     assert "No ranked row has the viewer feature <code>nosuch</code>" in page
-    assert '<a href="?segment=country"><code>country</code></a>, <a href="?segment=device"><code>device</code></a>' in page
+    assert (
+        '<a href="?segment=country"><code>country</code></a>, <a href="?segment=device"><code>device</code></a>' in page
+    )
 
 
 def test_traffic_leaves_gaps_across_idle_spells_and_no_rate_from_a_handful_of_rows():
@@ -224,8 +242,14 @@ def test_traffic_leaves_gaps_across_idle_spells_and_no_rate_from_a_handful_of_ro
         return RateBucket(since=since, until=until, events=events, shown={}, clicked={}, played={}, size=100)
 
     # 100 rows a minute for three buckets, an hour idle, two more, then 3 rows in the newest bucket.
-    buckets = [bucket(0, 59.4, 100), bucket(60, 119.4, 100), bucket(120, 179.4, 100),
-               bucket(3780, 3839.4, 100), bucket(3840, 3899.4, 100), bucket(3900, 3900.5, 3)]
+    buckets = [
+        bucket(0, 59.4, 100),
+        bucket(60, 119.4, 100),
+        bucket(120, 179.4, 100),
+        bucket(3780, 3839.4, 100),
+        bucket(3840, 3899.4, 100),
+        bucket(3900, 3900.5, 3),
+    ]
     points = traffic(buckets)
     rates = [rate for _, rate in points]
     assert rates == [pytest.approx(100.0)] * 3 + [None] + [pytest.approx(100.0)] * 2  # no line across the hour

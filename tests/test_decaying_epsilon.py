@@ -17,9 +17,16 @@ from tests.helpers import add_catalog, assert_setting_refused, serve_newest_mode
 TITLES = 8
 
 
-@pytest.mark.parametrize(("learned", "expected"), [
-    (0, 0.2), (100, 0.2), (800, 0.1), (6400, 0.05), (10**9, 0.02),
-])
+@pytest.mark.parametrize(
+    ("learned", "expected"),
+    [
+        (0, 0.2),
+        (100, 0.2),
+        (800, 0.1),
+        (6400, 0.05),
+        (10**9, 0.02),
+    ],
+)
 def test_the_rate_is_fixed_then_falls_as_the_cube_root_down_to_its_floor(learned, expected):
     explorer = Exploration.decaying(epsilon=0.2, decay_after=100, floor=0.02, examples_learned=learned)
     assert explorer.epsilon == pytest.approx(expected)
@@ -32,8 +39,16 @@ def test_no_decay_keeps_the_rate_and_a_floor_never_raises_it():
 
 @pytest.fixture()
 def served(tmp_path):
-    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 600.0,
-                      "EPSILON": 0.4, "EPSILON_DECAY_AFTER": 50.0, "EPSILON_FLOOR": 0.1})
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "LEARNER": False,
+            "REWARD_WAIT_SECONDS": 600.0,
+            "EPSILON": 0.4,
+            "EPSILON_DECAY_AFTER": 50.0,
+            "EPSILON_FLOOR": 0.1,
+        }
+    )
     add_catalog(app.test_client(), titles=TITLES)
     return app
 
@@ -60,12 +75,15 @@ def test_served_probabilities_follow_the_rate_at_the_serving_model(served):
     assert round(1 - epsilon + epsilon / TITLES, 9) in seen
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"epsilon_decay_after": -1}, "epsilon_decay_after: must be a number of learned examples"),
-    ({"epsilon_decay_after": "soon"}, "epsilon_decay_after: must be a number"),
-    ({"epsilon_floor": 1.5}, "epsilon_floor: must be a number in [0, 1]"),
-    ({"epsilon_floor": True}, "epsilon_floor: must be a number in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"epsilon_decay_after": -1}, "epsilon_decay_after: must be a number of learned examples"),
+        ({"epsilon_decay_after": "soon"}, "epsilon_decay_after: must be a number"),
+        ({"epsilon_floor": 1.5}, "epsilon_floor: must be a number in [0, 1]"),
+        ({"epsilon_floor": True}, "epsilon_floor: must be a number in [0, 1]"),
+    ],
+)
 def test_bad_decay_settings_are_refused_and_change_nothing(served, body, message):
     assert_setting_refused(served, "titles", body, message)
 
@@ -80,22 +98,36 @@ def test_deployment_settings_are_checked():
 def test_an_evaluation_candidate_decays_as_the_policy_would():
     from bandits import offline
 
-    candidate = offline.parse_candidate({"kind": "vw", "vw_args": "-q UA", "epsilon": 0.2,
-                                         "epsilon_decay_after": 100, "epsilon_floor": 0.02})
+    candidate = offline.parse_candidate(
+        {"kind": "vw", "vw_args": "-q UA", "epsilon": 0.2, "epsilon_decay_after": 100, "epsilon_floor": 0.02}
+    )
     assert candidate.name == "vw -q UA eps=0.2 decaying after 100"
     assert offline.parse_candidate(candidate.as_dict()) == candidate
-    assert [offline.candidate_exploration(candidate, n).epsilon for n in (50, 800, 10**9)] == pytest.approx([0.2, 0.1, 0.02])
+    assert [offline.candidate_exploration(candidate, n).epsilon for n in (50, 800, 10**9)] == pytest.approx(
+        [0.2, 0.1, 0.02]
+    )
     fixed = offline.parse_candidate({"kind": "vw", "vw_args": "-q UA", "epsilon": 0.2})
     assert offline.candidate_exploration(fixed, 10**9).epsilon == 0.2 and "epsilon_decay_after" not in fixed.as_dict()
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ({"kind": "uniform", "epsilon_decay_after": 100}, "candidate.epsilon_decay_after: only for epsilon-greedy candidates"),
-    ({"kind": "vw", "vw_args": "-q UA", "exploration": "squarecb", "epsilon_floor": 0.1},
-     "candidate.epsilon_floor: only for epsilon-greedy candidates"),
-    ({"kind": "vw", "vw_args": "-q UA", "epsilon_decay_after": -1}, "candidate.epsilon_decay_after: must be a number in"),
-    ({"kind": "vw", "vw_args": "-q UA", "epsilon_floor": 2}, "candidate.epsilon_floor: must be a number in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            {"kind": "uniform", "epsilon_decay_after": 100},
+            "candidate.epsilon_decay_after: only for epsilon-greedy candidates",
+        ),
+        (
+            {"kind": "vw", "vw_args": "-q UA", "exploration": "squarecb", "epsilon_floor": 0.1},
+            "candidate.epsilon_floor: only for epsilon-greedy candidates",
+        ),
+        (
+            {"kind": "vw", "vw_args": "-q UA", "epsilon_decay_after": -1},
+            "candidate.epsilon_decay_after: must be a number in",
+        ),
+        ({"kind": "vw", "vw_args": "-q UA", "epsilon_floor": 2}, "candidate.epsilon_floor: must be a number in [0, 1]"),
+    ],
+)
 def test_bad_candidate_decay_is_refused_by_name(value, message):
     from bandits import offline
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
 from collections import Counter
@@ -33,11 +32,12 @@ def test_rank_returns_distinct_titles_with_probabilities_and_logs_them(client, d
         assert 0 < slot["title_probability"] <= 1 and 0 < slot["artwork_probability"] <= 1
     logged = client.get(f"/v1/events/{body['event_id']}").get_json()
     assert logged["context"] == USER["features"]
-    assert [(s["title_id"], s["artwork_id"], s["title_probability"], s["artwork_probability"])
-            for s in logged["slots"]] == [
-        (s["title_id"], s["artwork_id"], s["title_probability"], s["artwork_probability"]) for s in slots]
-    row = db.execute("SELECT e.title_shared, b.lines FROM events e JOIN feature_blocks b ON b.key = e.title_block"
-                     ).fetchone()
+    assert [
+        (s["title_id"], s["artwork_id"], s["title_probability"], s["artwork_probability"]) for s in logged["slots"]
+    ] == [(s["title_id"], s["artwork_id"], s["title_probability"], s["artwork_probability"]) for s in slots]
+    row = db.execute(
+        "SELECT e.title_shared, b.lines FROM events e JOIN feature_blocks b ON b.key = e.title_block"
+    ).fetchone()
     assert row[0].startswith("shared |U ") and "country=BR" in row[0] and "hour:21" in row[0]
     assert len(row[1].split("\n")) == len(catalog) and all(line.startswith("|T id=") for line in row[1].split("\n"))
 
@@ -124,16 +124,19 @@ def test_retired_titles_and_artwork_are_not_chosen(client, catalog):
 def test_reward_flow_credits_both_policies_and_is_idempotent(client, db, catalog):
     body = rank(client)
     event, title = body["event_id"], body["slots"][1]["title_id"]
-    first = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 1},
-                        headers={"Idempotency-Key": "k1"})
+    first = client.post(
+        f"/v1/events/{event}/reward", json={"title_id": title, "value": 1}, headers={"Idempotency-Key": "k1"}
+    )
     assert first.status_code == 201
     assert first.get_json()["credited_policies"] == ["titles", "artwork"]
-    again = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 1},
-                        headers={"Idempotency-Key": "k1"})
+    again = client.post(
+        f"/v1/events/{event}/reward", json={"title_id": title, "value": 1}, headers={"Idempotency-Key": "k1"}
+    )
     assert again.status_code == 200 and again.get_json()["replayed"] is True
     assert db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == 1
-    reused = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 0.5},
-                         headers={"Idempotency-Key": "k1"})
+    reused = client.post(
+        f"/v1/events/{event}/reward", json={"title_id": title, "value": 0.5}, headers={"Idempotency-Key": "k1"}
+    )
     assert reused.status_code == 409
 
 
@@ -161,9 +164,11 @@ def test_bad_rewards_are_refused_and_change_nothing(client, db, catalog, path, b
 
 def test_idempotency_key_too_long(client, catalog):
     body = rank(client)
-    response = client.post(f"/v1/events/{body['event_id']}/reward",
-                           json={"title_id": body["slots"][0]["title_id"], "value": 1},
-                           headers={"Idempotency-Key": "k" * 201})
+    response = client.post(
+        f"/v1/events/{body['event_id']}/reward",
+        json={"title_id": body["slots"][0]["title_id"], "value": 1},
+        headers={"Idempotency-Key": "k" * 201},
+    )
     assert response.status_code == 422
 
 
@@ -176,8 +181,10 @@ def test_late_rewards_are_stored_but_not_learned(client, db, learner, catalog):
     # The answer says why nothing was credited, policy by policy, so that a slow client cannot miss it.
     why = late.get_json()["not_credited"]
     assert set(why) == {"titles", "artwork"}
-    assert why["titles"] == ("its reward window had closed (reward_wait 60 s) and the decision was learned, into model "
-                             "version 1, before this reward arrived")
+    assert why["titles"] == (
+        "its reward window had closed (reward_wait 60 s) and the decision was learned, into model "
+        "version 1, before this reward arrived"
+    )
     logged = client.get(f"/v1/events/{event}").get_json()
     assert logged["rewards"][0]["credited_policies"] == [] and logged["rewards"][0]["late_for"] == ["artwork", "titles"]
     assert logged["learned_in_versions"] == {"titles": 1, "artwork": 1}
@@ -186,15 +193,19 @@ def test_late_rewards_are_stored_but_not_learned(client, db, learner, catalog):
 def test_a_reward_after_the_window_but_before_learning_says_so(client, db, catalog):
     body = rank(client)
     event, title = body["event_id"], body["slots"][0]["title_id"]
-    db.execute("UPDATE pending SET due_at = due_at - 75 WHERE event_seq = (SELECT seq FROM events WHERE id = ?)", [event])
+    db.execute(
+        "UPDATE pending SET due_at = due_at - 75 WHERE event_seq = (SELECT seq FROM events WHERE id = ?)", [event]
+    )
     late = client.post(f"/v1/events/{event}/reward", json={"title_id": title, "value": 1}).get_json()
     assert late["credited_policies"] == [] and late["late"] is True
     assert late["not_credited"]["artwork"].startswith("its reward window closed 15.")
-    assert late["not_credited"]["artwork"].endswith("s before this reward arrived (reward_wait 60 s): the decision "
-                                                    "was learned, or is being learned, without it")
+    assert late["not_credited"]["artwork"].endswith(
+        "s before this reward arrived (reward_wait 60 s): the decision was learned, or is being learned, without it"
+    )
     fresh = rank(client)
-    on_time = client.post(f"/v1/events/{fresh['event_id']}/reward", json={"title_id": fresh["slots"][0]["title_id"],
-                                                                          "value": 1})
+    on_time = client.post(
+        f"/v1/events/{fresh['event_id']}/reward", json={"title_id": fresh["slots"][0]["title_id"], "value": 1}
+    )
     assert on_time.status_code == 201 and on_time.get_json()["credited_policies"] == ["titles", "artwork"]
     assert "not_credited" not in on_time.get_json()
 
@@ -240,8 +251,9 @@ def test_learn_on_first_reward(client, db, learner, catalog):
     client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1})
     results = learner.run_once()  # now: the titles window is still open, the artwork one closed on the reward
     assert results["titles"].events == 0 and results["artwork"].events == 1
-    second = client.post(f"/v1/events/{body['event_id']}/reward",
-                         json={"title_id": body["slots"][1]["title_id"], "value": 1})
+    second = client.post(
+        f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][1]["title_id"], "value": 1}
+    )
     assert second.get_json()["credited_policies"] == ["titles"]
 
 
@@ -278,16 +290,19 @@ def test_each_process_draws_its_own_exploration(app):
     assert answer[3:] != parent.rng.bytes(16)
 
 
-@pytest.mark.parametrize(("path", "body", "message"), [
-    ("/v1/titles", '{"name": "x", "genres": ["\\ud800"]}', "surrogate"),
-    ("/v1/titles", '{"name": "x", "features": {"k": "\\udfff"}}', "surrogate"),
-    ("/v1/rank", '{"user": {"features": {"q": "\\ud800"}}}', "surrogate"),
-    ("/v1/rank", '{"user": {"features": {"n": ' + "9" * 400 + '}}}', "digits"),
-    ("/v1/titles", '{"name": "x", "year": ' + "1" * 400 + '}', "digits"),
-    ("/v1/rank", "[" * 100_000 + "]" * 100_000, "nested"),
-    ("/v1/rank", '{"user": {"features": {"a": ' + "[" * 40 + '"x"' + "]" * 40 + "}}}", "nested"),
-    ("/v1/rank", b'{"slots": "\xff\xfe"}', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/v1/titles", '{"name": "x", "genres": ["\\ud800"]}', "surrogate"),
+        ("/v1/titles", '{"name": "x", "features": {"k": "\\udfff"}}', "surrogate"),
+        ("/v1/rank", '{"user": {"features": {"q": "\\ud800"}}}', "surrogate"),
+        ("/v1/rank", '{"user": {"features": {"n": ' + "9" * 400 + "}}}", "digits"),
+        ("/v1/titles", '{"name": "x", "year": ' + "1" * 400 + "}", "digits"),
+        ("/v1/rank", "[" * 100_000 + "]" * 100_000, "nested"),
+        ("/v1/rank", '{"user": {"features": {"a": ' + "[" * 40 + '"x"' + "]" * 40 + "}}}", "nested"),
+        ("/v1/rank", b'{"slots": "\xff\xfe"}', "not valid JSON"),
+    ],
+)
 def test_hostile_json_is_a_422_and_changes_nothing(client, db, catalog, path, body, message):
     before = table_counts(db)
     response = client.post(path, data=body, content_type="application/json")
@@ -314,8 +329,11 @@ def test_rewards_for_a_deferred_event_wait_for_its_activation(client, db, learne
 def test_ids_with_a_trailing_newline_are_refused(client, catalog):
     from tests.helpers import image_bytes
 
-    response = client.post("/v1/titles/t00/artworks", data={"file": (io.BytesIO(image_bytes()), "x.png"), "id": "a9\n"},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/v1/titles/t00/artworks",
+        data={"file": (io.BytesIO(image_bytes()), "x.png"), "id": "a9\n"},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 422
     assert client.post("/v1/rank", json={"slots": 1, "event_id": "e1\n"}).status_code == 422
 
@@ -359,8 +377,11 @@ def test_new_artwork_gets_its_trial_share_with_exact_probabilities(app, client, 
     learner.run_once(now=time.time() + 61)
     serve_newest_models(app)
     client.put("/v1/policies/artwork", json={"epsilon": 0.0})
-    client.post("/v1/titles/t00/artworks", data={"file": (io.BytesIO(image_bytes((10, 200, 10))), "n.png"),
-                                                 "id": "t00-new"}, content_type="multipart/form-data")
+    client.post(
+        "/v1/titles/t00/artworks",
+        data={"file": (io.BytesIO(image_bytes((10, 200, 10))), "n.png"), "id": "t00-new"},
+        content_type="multipart/form-data",
+    )
     shown = Counter()
     for _ in range(300):
         slot = next(s for s in rank(client, slots=2)["slots"] if s["title_id"] == "t00")

@@ -73,10 +73,14 @@ def test_settings_are_checked():
     assert Diversity(max_per_genre=2, min_genres=3).override({"min_genres": 0}) == Diversity(max_per_genre=2)
 
 
-@pytest.mark.parametrize("exploration", [Exploration(epsilon=0.3), Exploration(rule="squarecb", gamma=3.0)],
-                         ids=["epsilon-greedy", "squarecb"])
-@pytest.mark.parametrize("diversity", [Diversity(max_per_genre=1), Diversity(max_per_genre=2, min_genres=3)],
-                         ids=["cap", "cap-and-minimum"])
+@pytest.mark.parametrize(
+    "exploration",
+    [Exploration(epsilon=0.3), Exploration(rule="squarecb", gamma=3.0)],
+    ids=["epsilon-greedy", "squarecb"],
+)
+@pytest.mark.parametrize(
+    "diversity", [Diversity(max_per_genre=1), Diversity(max_per_genre=2, min_genres=3)], ids=["cap", "cap-and-minimum"]
+)
 def test_logged_probabilities_are_the_true_row_probabilities(exploration, diversity):
     # The comedies look best, so without the constraint the row would be all comedy.
     costs = [-0.9, -0.8, -0.7, -0.2, 0.1, 0.3]
@@ -114,10 +118,16 @@ def _mixed_catalog(client) -> list[str]:
     ids = []
     for index, genres in enumerate([["comedy"]] * 5 + [["drama"]] * 3 + [["documentary"]] * 2 + [["horror"]]):
         title_id = f"m{index:02d}"
-        assert client.post("/v1/titles", json={"id": title_id, "name": f"Mixed {index}", "genres": genres}).status_code == 201
+        assert (
+            client.post("/v1/titles", json={"id": title_id, "name": f"Mixed {index}", "genres": genres}).status_code
+            == 201
+        )
         data = poster(palette="neutral", composition="text", title=title_id, rng=rng)
-        response = client.post(f"/v1/titles/{title_id}/artworks", data={"file": (io.BytesIO(data), "p.jpg")},
-                               content_type="multipart/form-data")
+        response = client.post(
+            f"/v1/titles/{title_id}/artworks",
+            data={"file": (io.BytesIO(data), "p.jpg")},
+            content_type="multipart/form-data",
+        )
         assert response.status_code == 201
         ids.append(title_id)
     return ids
@@ -171,30 +181,37 @@ def test_restricted_slots_are_logged_and_replayed_against_their_offer(app, clien
     stored = db.execute("SELECT * FROM events WHERE id = ?", [body["event_id"]]).fetchone()
     columns = [d[0] for d in db.execute("SELECT * FROM events LIMIT 0").description]
     event_row = dict(zip(columns, stored))
-    impressions = [dict(zip([d[0] for d in db.execute("SELECT * FROM impressions LIMIT 0").description], row))
-                   for row in db.execute("SELECT * FROM impressions WHERE event_seq = ? ORDER BY position",
-                                         [event_row["seq"]])]
+    impressions = [
+        dict(zip([d[0] for d in db.execute("SELECT * FROM impressions LIMIT 0").description], row))
+        for row in db.execute("SELECT * FROM impressions WHERE event_seq = ? ORDER BY position", [event_row["seq"]])
+    ]
     from bandits import blocks
+
     lines_of = blocks.load(db, {event_row["title_block"]})
     examples = title_examples(event_row, impressions, [0.0] * 4, lines_of)
     for example, slot in zip(examples, event["slots"]):
-        assert len(example) - 1 == len(slot.get("offered_title_ids") or titles[:len(titles) - slot["position"]])
-    db.execute("UPDATE pending SET closed_at = ?, labels = ? WHERE event_seq = ?",
-               [1.0, json.dumps({"aggregation": "earliest", "default_reward": 0.0}), event_row["seq"]])
+        assert len(example) - 1 == len(slot.get("offered_title_ids") or titles[: len(titles) - slot["position"]])
+    db.execute(
+        "UPDATE pending SET closed_at = ?, labels = ? WHERE event_seq = ?",
+        [1.0, json.dumps({"aggregation": "earliest", "default_reward": 0.0}), event_row["seq"]],
+    )
     rounds = from_log(db, policy="titles", aggregation="earliest", default_reward=0.0)
     for i, slot in enumerate(event["slots"]):
-        ids = rounds.action_ids[int(rounds.offsets[i]):int(rounds.offsets[i + 1])]
-        assert ids == (slot.get("offered_title_ids") or [t for t in titles if t not in placed[:slot["position"]]])
+        ids = rounds.action_ids[int(rounds.offsets[i]) : int(rounds.offsets[i + 1])]
+        assert ids == (slot.get("offered_title_ids") or [t for t in titles if t not in placed[: slot["position"]]])
         assert ids[int(rounds.chosen[i])] == slot["title_id"]
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"diversity": {"max_per_genre": -1}}, "diversity.max_per_genre"),
-    ({"diversity": {"min_genres": "three"}}, "diversity.min_genres"),
-    ({"diversity": {"max_per_genre": 101}}, "diversity.max_per_genre"),
-    ({"diversity": {"genre_cap": 2}}, "diversity.genre_cap"),
-    ({"diversity": [2, 3]}, "diversity"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"diversity": {"max_per_genre": -1}}, "diversity.max_per_genre"),
+        ({"diversity": {"min_genres": "three"}}, "diversity.min_genres"),
+        ({"diversity": {"max_per_genre": 101}}, "diversity.max_per_genre"),
+        ({"diversity": {"genre_cap": 2}}, "diversity.genre_cap"),
+        ({"diversity": [2, 3]}, "diversity"),
+    ],
+)
 def test_bad_request_diversity_is_a_422_naming_it(client, db, body, message):
     _mixed_catalog(client)
     before = table_counts(db)
@@ -203,11 +220,14 @@ def test_bad_request_diversity_is_a_422_naming_it(client, db, body, message):
     assert table_counts(db) == before
 
 
-@pytest.mark.parametrize("policy, body, message", [
-    ("artwork", {"max_per_genre": 2}, "titles policy only"),
-    ("titles", {"max_per_genre": 1.5}, "max_per_genre"),
-    ("titles", {"min_genres": -2}, "min_genres"),
-])
+@pytest.mark.parametrize(
+    "policy, body, message",
+    [
+        ("artwork", {"max_per_genre": 2}, "titles policy only"),
+        ("titles", {"max_per_genre": 1.5}, "max_per_genre"),
+        ("titles", {"min_genres": -2}, "min_genres"),
+    ],
+)
 def test_bad_policy_diversity_is_a_422(client, db, policy, body, message):
     before = table_counts(db)
     response = client.put(f"/v1/policies/{policy}", json=body)

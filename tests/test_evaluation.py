@@ -70,20 +70,23 @@ def test_closed_forms():
     assert effective_sample_size(np.array([1.0, 0.0, 0.0, 0.0])) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"reward": [1.0, float("nan")]}, "reward: holds a NaN"),
-    ({"reward": [1.0, 0.0, 1.0]}, "pscore: has 2 rounds but reward has 3"),
-    ({"pscore": [0.5, 0.0]}, "pscore: probabilities must be in (0, 1]"),
-    ({"pscore": [0.5, 1.5]}, "pscore: probabilities must be in (0, 1]"),
-    ({"target_prob": [-0.1, 0.5]}, "target_prob: probabilities must be in [0, 1]"),
-    ({"reward": [], "pscore": [], "target_prob": []}, "reward: is empty"),
-    ({"reward": [1.0], "pscore": [0.5], "target_prob": [0.5]}, "at least 2 are needed"),
-    ({"reward": [[1.0, 0.0]]}, "reward: must be a one-dimensional array"),
-    ({"clip": -1.0}, "clip: must be a positive number"),
-    ({"interval": "jackknife"}, "interval: must be one of"),
-    ({"level": 1.5}, "level: must be between 0 and 1"),
-    ({"interval": "bootstrap", "n_bootstrap": 10}, "n_bootstrap: at least 100"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"reward": [1.0, float("nan")]}, "reward: holds a NaN"),
+        ({"reward": [1.0, 0.0, 1.0]}, "pscore: has 2 rounds but reward has 3"),
+        ({"pscore": [0.5, 0.0]}, "pscore: probabilities must be in (0, 1]"),
+        ({"pscore": [0.5, 1.5]}, "pscore: probabilities must be in (0, 1]"),
+        ({"target_prob": [-0.1, 0.5]}, "target_prob: probabilities must be in [0, 1]"),
+        ({"reward": [], "pscore": [], "target_prob": []}, "reward: is empty"),
+        ({"reward": [1.0], "pscore": [0.5], "target_prob": [0.5]}, "at least 2 are needed"),
+        ({"reward": [[1.0, 0.0]]}, "reward: must be a one-dimensional array"),
+        ({"clip": -1.0}, "clip: must be a positive number"),
+        ({"interval": "jackknife"}, "interval: must be one of"),
+        ({"level": 1.5}, "level: must be between 0 and 1"),
+        ({"interval": "bootstrap", "n_bootstrap": 10}, "n_bootstrap: at least 100"),
+    ],
+)
 def test_invalid_inputs_name_the_argument(kwargs, message):
     arguments = {"reward": [1.0, 0.0], "pscore": [0.5, 0.5], "target_prob": [1.0, 0.0], **kwargs}
     with pytest.raises(ValueError) as error:
@@ -144,8 +147,13 @@ class World:
         cumulative = self.logging.cumsum(axis=1)[segment]
         action = np.minimum((rng.random(n)[:, None] > cumulative).sum(axis=1), actions - 1)
         reward = (rng.random(n) < self.means[segment, action]).astype(float)
-        return {"segment": segment, "action": action, "reward": reward,
-                "pscore": self.logging[segment, action], "target_prob": self.target[segment, action]}
+        return {
+            "segment": segment,
+            "action": action,
+            "reward": reward,
+            "pscore": self.logging[segment, action],
+            "target_prob": self.target[segment, action],
+        }
 
 
 @pytest.fixture(scope="session")
@@ -185,9 +193,12 @@ def repeated_estimates(world: World, *, repetitions: int, n: int, **options) -> 
         log = world.log(n, np.random.default_rng(10_000 + repetition))
         q_logged, q_target = cross_fitted_model(log, world)
         common = {"reward": log["reward"], "pscore": log["pscore"], "target_prob": log["target_prob"], **options}
-        for name, estimate in (("ips", ips(**common)), ("snips", snips(**common)),
-                               ("dr", dr(**common, q_logged=q_logged, q_target=q_target)),
-                               ("dm", dm(q_target=q_target, **options))):
+        for name, estimate in (
+            ("ips", ips(**common)),
+            ("snips", snips(**common)),
+            ("dr", dr(**common, q_logged=q_logged, q_target=q_target)),
+            ("dm", dm(q_target=q_target, **options)),
+        ):
             found[name].append((estimate.value, estimate.ci_low, estimate.ci_high))
     return {name: np.array(rows) for name, rows in found.items()}
 

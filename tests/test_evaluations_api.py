@@ -13,8 +13,11 @@ from bandits import offline, runs
 from bandits.storage import write_transaction
 from tests.test_offline import LoggedWorld
 
-REQUEST = {"policy": "artwork", "segment_by": "segment",
-           "candidates": ["logged", "uniform", "greedy", {"name": "interactions", "kind": "vw", "vw_args": "-q UA"}]}
+REQUEST = {
+    "policy": "artwork",
+    "segment_by": "segment",
+    "candidates": ["logged", "uniform", "greedy", {"name": "interactions", "kind": "vw", "vw_args": "-q UA"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,10 @@ def test_an_evaluation_runs_in_the_background_and_reports_what_the_library_compu
     response = world.client.post("/v1/evaluations", json=REQUEST)
     assert response.status_code == 202, response.get_json()
     accepted = response.get_json()
-    assert accepted["status"] in ("queued", "running") and response.headers["Location"] == f"/v1/evaluations/{accepted['id']}"
+    assert (
+        accepted["status"] in ("queued", "running")
+        and response.headers["Location"] == f"/v1/evaluations/{accepted['id']}"
+    )
     finished = wait_until_finished(world.client, response.headers["Location"])
     assert finished["status"] == "done", finished["error"]
     assert finished["progress"] == 1.0 and finished["started_at"] >= finished["created_at"]
@@ -65,13 +71,18 @@ def test_an_evaluation_runs_in_the_background_and_reports_what_the_library_compu
     assert listed[0]["id"] == accepted["id"] and "result" not in listed[0]
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"policy": "posters"}, "policy: must be one of titles, artwork"),
-    ({"policy": "artwork", "candidates": [{"kind": "vw", "vw_args": "-p /etc/passwd"}]}, "candidates[0].vw_args"),
-    ({"policy": "artwork", "candidates": [{"kind": "model", "version": 12345}]},
-     "candidates[0].version: model version 12345 of artwork is not stored"),
-    ({"policy": "artwork", "folds": "two"}, "folds: must be a whole number"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"policy": "posters"}, "policy: must be one of titles, artwork"),
+        ({"policy": "artwork", "candidates": [{"kind": "vw", "vw_args": "-p /etc/passwd"}]}, "candidates[0].vw_args"),
+        (
+            {"policy": "artwork", "candidates": [{"kind": "model", "version": 12345}]},
+            "candidates[0].version: model version 12345 of artwork is not stored",
+        ),
+        ({"policy": "artwork", "folds": "two"}, "folds: must be a whole number"),
+    ],
+)
 def test_bad_requests_are_refused_and_store_nothing(world, body, message):
     before = evaluation_rows(world)
     response = world.client.post("/v1/evaluations", json=body)
@@ -97,7 +108,9 @@ def test_runs_whose_process_died_are_reported_failed_and_active_runs_are_capped(
     assert body["status"] == "failed" and "stopped without finishing" in body["error"]
     busy = [runs.create(world.db, spec) for _ in range(2)]
     refused = world.client.post("/v1/evaluations", json={"policy": "artwork"})
-    assert refused.status_code == 409 and "2 evaluations are queued or running" in refused.get_json()["error"]["message"]
+    assert (
+        refused.status_code == 409 and "2 evaluations are queued or running" in refused.get_json()["error"]["message"]
+    )
     with write_transaction(world.db):
         world.db.execute(f"UPDATE evaluations SET status = 'failed' WHERE id IN ({','.join('?' * len(busy))})", busy)
 
@@ -105,8 +118,23 @@ def test_runs_whose_process_died_are_reported_failed_and_active_runs_are_capped(
 def test_cli_prints_a_table_and_writes_the_report(world, tmp_path: Path):
     runner = world.app.test_cli_runner()
     out = tmp_path / "report.json"
-    result = runner.invoke(args=["evaluate", "--policy", "artwork", "--candidate", "logged", "--candidate", "uniform",
-                                 "--candidate", "vw:-q UA -q GA", "--segment-by", "segment", "--json", str(out)])
+    result = runner.invoke(
+        args=[
+            "evaluate",
+            "--policy",
+            "artwork",
+            "--candidate",
+            "logged",
+            "--candidate",
+            "uniform",
+            "--candidate",
+            "vw:-q UA -q GA",
+            "--segment-by",
+            "segment",
+            "--json",
+            str(out),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "artwork: 1200 decisions in 300 events" in result.output
     for name in ("logged", "uniform", "vw -q UA -q GA"):

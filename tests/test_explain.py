@@ -29,9 +29,14 @@ def _trained(args: list[str], seed: int = 1) -> bytes:
     examples = TextExamples(workspace)
     rng = random.Random(seed)
     for _ in range(400):
-        shared = f"shared |U segment={rng.choice('ab')} device={rng.choice(['tv', 'web'])} hour:{rng.random():.2f} |I id=u{rng.randrange(3)}"
-        actions = [f"|T id=t{k} decade={rng.choice(['1990s', '2000s'])} |G {rng.choice(['drama', 'comedy'])} comedy"
-                   for k in range(4)]
+        shared = (
+            f"shared |U segment={rng.choice('ab')} device={rng.choice(['tv', 'web'])} hour:{rng.random():.2f} "
+            f"|I id=u{rng.randrange(3)}"
+        )
+        actions = [
+            f"|T id=t{k} decade={rng.choice(['1990s', '2000s'])} |G {rng.choice(['drama', 'comedy'])} comedy"
+            for k in range(4)
+        ]
         chosen = rng.randrange(4)
         actions[chosen] = features.labeled(actions[chosen], cost=-rng.random(), probability=0.25)
         examples.learn([shared, *actions])
@@ -46,8 +51,9 @@ def _shapley_by_enumeration(blob: bytes, shared: str, action: str) -> list[float
     n = n_left + len(right.tokens)
 
     def value(subset: frozenset[int]) -> float:
-        return explainer._reward(left.render([i for i in subset if i < n_left]),
-                                 right.render([i - n_left for i in subset if i >= n_left]))
+        return explainer._reward(
+            left.render([i for i in subset if i < n_left]), right.render([i - n_left for i in subset if i >= n_left])
+        )
 
     cache = {frozenset(s): value(frozenset(s)) for r in range(n + 1) for s in itertools.combinations(range(n), r)}
     phis = []
@@ -95,8 +101,9 @@ def test_a_trained_policy_explains_its_artwork_by_the_segment_that_drives_it(app
     learner = Learner(db, app.config)
     for _ in range(400):
         segment = audience.choice(["night-owl", "family"])
-        body = client.post("/v1/rank", json={"user": {"features": {"segment": segment, "hour": audience.randrange(24)}},
-                                             "slots": 2}).get_json()
+        body = client.post(
+            "/v1/rank", json={"user": {"features": {"segment": segment, "hour": audience.randrange(24)}}, "slots": 2}
+        ).get_json()
         assert "explanation" not in body["slots"][0]
         for slot in body["slots"]:
             liked = "dark-warm" if segment == "night-owl" else "bright-cool"
@@ -108,11 +115,14 @@ def test_a_trained_policy_explains_its_artwork_by_the_segment_that_drives_it(app
     learner.run_once(now=time.time() + 3600)
     serve_newest_models(app)
     for segment, liked in (("night-owl", "dark-warm"), ("family", "bright-cool")):
-        body = client.post("/v1/rank", json={"user": {"features": {"segment": segment, "hour": 21}}, "slots": 3,
-                                             "explain": True}).get_json()
+        body = client.post(
+            "/v1/rank", json={"user": {"features": {"segment": segment, "hour": 21}}, "slots": 3, "explain": True}
+        ).get_json()
         for slot in body["slots"]:
             artwork = slot["explanation"]["artwork"]
-            total = artwork["baseline"] + sum(f["contribution"] for f in artwork["features"]) + artwork["other_features"]
+            total = (
+                artwork["baseline"] + sum(f["contribution"] for f in artwork["features"]) + artwork["other_features"]
+            )
             assert total == pytest.approx(artwork["estimated_reward"], abs=1e-4)
             assert artwork["explored"] == (slot["artwork_id"] != artwork["greedy_artwork_id"])
             if slot["artwork_id"].endswith(liked):
@@ -133,9 +143,14 @@ def test_a_trained_policy_explains_its_artwork_by_the_segment_that_drives_it(app
     assert {item["feature"] for item in report["features"] if item["namespace"] == "artwork"} >= {"id", "tag"}
 
 
-@pytest.mark.parametrize("query, status, message", [
-    ("decisions=0", 422, "decisions"), ("decisions=many", 422, "decisions"), ("decisions=2001", 422, "decisions"),
-])
+@pytest.mark.parametrize(
+    "query, status, message",
+    [
+        ("decisions=0", 422, "decisions"),
+        ("decisions=many", 422, "decisions"),
+        ("decisions=2001", 422, "decisions"),
+    ],
+)
 def test_bad_importance_parameters(client, query, status, message):
     response = client.get(f"/v1/policies/titles/importance?{query}")
     assert response.status_code == status and message in response.get_json()["error"]["message"]

@@ -13,7 +13,9 @@ from bandits.exploration import Exploration, epsilon_greedy, epsilon_greedy_pmf,
 
 def test_pmf_shape_and_ties():
     assert epsilon_greedy_pmf(np.array([0.3, -0.2, 0.1]), 0.3) == pytest.approx([0.1, 0.8, 0.1])
-    assert epsilon_greedy_pmf(np.array([0.0, 0.0, 0.5, 0.0]), 0.2) == pytest.approx([0.05 + 0.8 / 3] * 2 + [0.05] + [0.05 + 0.8 / 3])
+    assert epsilon_greedy_pmf(np.array([0.0, 0.0, 0.5, 0.0]), 0.2) == pytest.approx(
+        [0.05 + 0.8 / 3] * 2 + [0.05] + [0.05 + 0.8 / 3]
+    )
     assert epsilon_greedy_pmf(np.array([5.0]), 0.5) == pytest.approx([1.0])
     with pytest.raises(ValueError):
         epsilon_greedy_pmf(np.array([]), 0.1)
@@ -104,8 +106,10 @@ def test_squarecb_gamma_grows_with_what_the_model_learned():
     assert Exploration.squarecb(gamma_scale=10, gamma_exponent=0.5, examples_learned=0).gamma == 0.0
     assert Exploration.squarecb(gamma_scale=10, gamma_exponent=0.5, examples_learned=400).gamma == pytest.approx(200.0)
     costs = [-0.5, -0.45, -0.2, 0.0]
-    explored = [1 - Exploration.squarecb(gamma_scale=10, gamma_exponent=0.5, examples_learned=n).pmf(costs)[0]
-                for n in (1, 100, 10_000)]
+    explored = [
+        1 - Exploration.squarecb(gamma_scale=10, gamma_exponent=0.5, examples_learned=n).pmf(costs)[0]
+        for n in (1, 100, 10_000)
+    ]
     assert explored[0] > explored[1] > explored[2]
     late = Exploration.squarecb(gamma_scale=10, gamma_exponent=0.5, examples_learned=10_000).pmf(costs)
     assert late[1] > 5 * late[3]  # a near-miss keeps being tried; a clear loser is left alone

@@ -10,7 +10,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from assets.demo import poster
 from bandits.diversity import Diversity
@@ -35,14 +36,21 @@ def test_gini_extremes():
     assert gini([]) == 0.0
 
 
-def _add(client, title_id, genres, features=None, artworks=1, rng=random.Random(3)):
-    response = client.post("/v1/titles", json={"id": title_id, "name": title_id, "genres": genres,
-                                               "features": features or {}})
+POSTER_RNG = random.Random(3)  # one stream for the whole module, as the posters were drawn before
+
+
+def _add(client, title_id, genres, features=None, artworks=1, rng=POSTER_RNG):
+    response = client.post(
+        "/v1/titles", json={"id": title_id, "name": title_id, "genres": genres, "features": features or {}}
+    )
     assert response.status_code == 201, response.get_json()
     for index in range(artworks):
         data = poster(palette="neutral", composition="text", title=title_id, rng=rng)
-        response = client.post(f"/v1/titles/{title_id}/artworks", content_type="multipart/form-data",
-                               data={"file": (io.BytesIO(data), "p.jpg"), "id": f"{title_id}-a{index}"})
+        response = client.post(
+            f"/v1/titles/{title_id}/artworks",
+            content_type="multipart/form-data",
+            data={"file": (io.BytesIO(data), "p.jpg"), "id": f"{title_id}-a{index}"},
+        )
         assert response.status_code == 201
 
 
@@ -86,7 +94,10 @@ def test_report_shares_by_genre_and_feature(client, db):
     # Exposure over the five titles: 10, 10, 4, 0, 0 impressions.
     assert report["gini"]["impressions"] == pytest.approx(gini([10, 10, 4, 0, 0]))
     assert report["most_shown"][0]["impressions"] == 10 and report["most_shown"][2] == {
-        "title_id": "cd", "impressions": 4, "impression_share": pytest.approx(4 / 24)}
+        "title_id": "cd",
+        "impressions": 4,
+        "impression_share": pytest.approx(4 / 24),
+    }
     assert report["new_titles"] == [] and report["new_artworks"] == []
 
 
@@ -109,14 +120,19 @@ def test_new_titles_and_artworks_are_followed_over_their_first_days(client, db):
     _add(client, "o0-extra-title", ["drama"])
     _backdate(db, 30, titles=["o0-extra-title"])
     data = poster(palette="bright-cool", composition="face", title="o0", rng=random.Random(1))
-    assert client.post("/v1/titles/o0/artworks", content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(data), "p.jpg"), "id": "o0-new"}).status_code == 201
+    assert (
+        client.post(
+            "/v1/titles/o0/artworks",
+            content_type="multipart/form-data",
+            data={"file": (io.BytesIO(data), "p.jpg"), "id": "o0-new"},
+        ).status_code
+        == 201
+    )
     for _ in range(40):
         assert client.post("/v1/rank", json={"slots": 3}).status_code == 200
     report = client.get("/v1/reports/exposure?new_days=3").get_json()
     [new_title] = report["new_titles"]
-    events = [client.get(f"/v1/events/{row}").get_json() for row in
-              [r[0] for r in db.execute("SELECT id FROM events")]]
+    events = [client.get(f"/v1/events/{row}").get_json() for row in [r[0] for r in db.execute("SELECT id FROM events")]]
     shown = Counter(slot["title_id"] for event in events for slot in event["slots"])
     assert new_title["title_id"] == "n1" and new_title["impressions"] == shown["n1"]
     assert new_title["impression_share"] == pytest.approx(shown["n1"] / 120)
@@ -130,10 +146,17 @@ def test_new_titles_and_artworks_are_followed_over_their_first_days(client, db):
     assert new_art["title_impressions"] == shown["o0"] and new_art["equal_share"] == pytest.approx(1 / 3)
 
 
-@pytest.mark.parametrize("query, message", [
-    ("by=colour", "by: 'colour'"), ("days=0", "days"), ("days=week", "days: must be a number"),
-    ("new_days=1000", "new_days"), ("by=,", "by:"), ("by=features.", "features."),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("by=colour", "by: 'colour'"),
+        ("days=0", "days"),
+        ("days=week", "days: must be a number"),
+        ("new_days=1000", "new_days"),
+        ("by=,", "by:"),
+        ("by=features.", "features."),
+    ],
+)
 def test_bad_report_parameters_are_a_422(client, db, query, message):
     before = table_counts(db)
     response = client.get(f"/v1/reports/exposure?{query}")
@@ -144,15 +167,22 @@ def test_bad_report_parameters_are_a_422(client, db, query, message):
 # ---------------------------------------------------------------- the new-title floor
 
 
-@pytest.mark.parametrize("exploration", [Exploration(epsilon=0.2), Exploration(rule="squarecb", gamma=5.0)],
-                         ids=["epsilon-greedy", "squarecb"])
+@pytest.mark.parametrize(
+    "exploration",
+    [Exploration(epsilon=0.2), Exploration(rule="squarecb", gamma=5.0)],
+    ids=["epsilon-greedy", "squarecb"],
+)
 def test_title_trial_keeps_row_probabilities_exact(exploration):
     genres = [("comedy",), ("comedy",), ("drama",), ("drama",), ("horror",)]
     costs = [-0.9, -0.7, -0.5, 0.0, 0.2]
     rng = np.random.default_rng(21)
     n = 40_000
-    rows = [exploration.row(costs, 3, rng, allowed=Diversity(max_per_genre=1).restriction(genres, 3),
-                            trial=[3, 4], trial_share=0.3) for _ in range(n)]
+    rows = [
+        exploration.row(
+            costs, 3, rng, allowed=Diversity(max_per_genre=1).restriction(genres, 3), trial=[3, 4], trial_share=0.3
+        )
+        for _ in range(n)
+    ]
     counts = Counter(tuple(p.index for p in row) for row in rows)
     logged = {tuple(p.index for p in row): float(np.prod([p.probability for p in row])) for row in rows}
     assert sum(logged.values()) == pytest.approx(1.0)
@@ -161,10 +191,18 @@ def test_title_trial_keeps_row_probabilities_exact(exploration):
 
 
 def test_a_new_title_gets_its_floor_share_of_first_slots(tmp_path):
-    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "EPSILON": 0.0,
-                      "TITLE_TRIAL_SHARE": 0.5, "TITLE_TRIAL_HOURS": 24.0})
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "LEARNER": False,
+            "EPSILON": 0.0,
+            "TITLE_TRIAL_SHARE": 0.5,
+            "TITLE_TRIAL_HOURS": 24.0,
+        }
+    )
     client = app.test_client()
     from bandits.storage import connect
+
     db = connect(app.config["DATABASE"])
     for index in range(5):
         _add(client, f"o{index}", ["drama"])

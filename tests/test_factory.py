@@ -17,12 +17,15 @@ def test_defaults_environment_and_overrides(tmp_path):
     assert overridden["EPSILON"] == 0.05 and overridden["DATABASE"] == str(tmp_path / "x.db")
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("MARQUEE_EPSILON", "lots", "MARQUEE_EPSILON"),
-    ("MARQUEE_EPSILON", "1.5", "EPSILON must be in [0, 1]"),
-    ("MARQUEE_LEARNER", "perhaps", "MARQUEE_LEARNER"),
-    ("MARQUEE_DEFAULT_REWARD", "-2", "DEFAULT_REWARD"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MARQUEE_EPSILON", "lots", "MARQUEE_EPSILON"),
+        ("MARQUEE_EPSILON", "1.5", "EPSILON must be in [0, 1]"),
+        ("MARQUEE_LEARNER", "perhaps", "MARQUEE_LEARNER"),
+        ("MARQUEE_DEFAULT_REWARD", "-2", "DEFAULT_REWARD"),
+    ],
+)
 def test_bad_settings_are_named(name, value, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         config.load(environ={name: value})
@@ -32,7 +35,11 @@ def test_factory_creates_database_and_initial_models(tmp_path):
     app = create_app({"DATA_DIR": str(tmp_path / "d"), "LEARNER": False})
     assert (tmp_path / "d" / "marquee.sqlite3").exists()
     body = app.test_client().get("/v1/policies").get_json()
-    assert [(p["name"], p["model"]["version"]) for p in body["policies"]] == [("titles", 0), ("artwork", 0), ("actions", 0)]
+    assert [(p["name"], p["model"]["version"]) for p in body["policies"]] == [
+        ("titles", 0),
+        ("artwork", 0),
+        ("actions", 0),
+    ]
     assert app.test_client().get("/healthz").get_json()["learner"] == "disabled"
     assert app.test_client().get("/nowhere").get_json()["error"]["code"] == "not_found"
 
@@ -58,5 +65,5 @@ def test_demo_catalog_is_deterministic():
     other = [body for body, _ in demo_titles(seed=10, count=3)]
     assert first == second
     assert [b for b, _ in first] != other
-    for body, artworks in first:
+    for _body, artworks in first:
         assert 3 <= len(artworks) <= 6

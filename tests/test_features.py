@@ -20,9 +20,17 @@ def test_escape_is_injective_and_leaves_no_separator(a, b):
     assert not any(ch in ea for ch in " \t\n\r|:")
 
 
-@given(st.dictionaries(st.text(min_size=1, max_size=10),
-                       st.one_of(st.text(max_size=10), st.floats(allow_nan=False, allow_infinity=False, width=32),
-                                 st.lists(st.text(max_size=5), max_size=3)), max_size=6))
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=10),
+        st.one_of(
+            st.text(max_size=10),
+            st.floats(allow_nan=False, allow_infinity=False, width=32),
+            st.lists(st.text(max_size=5), max_size=3),
+        ),
+        max_size=6,
+    )
+)
 def test_any_valid_features_parse_in_vw(feats):
     workspace = vw.Workspace(["--cb_adf"])
     parser = vw.TextFormatParser(workspace)
@@ -41,10 +49,20 @@ def test_tokens():
         features.feature_tokens({"x": float("inf")})
 
 
-@pytest.mark.parametrize(("number", "expected"), [
-    (21, "#21"), (0, "#0"), (-7, "#-7"), (100.0, "#100"), (101, "#~6.5"), (63.5, "#~6"), (0.37, "#~0.5"),
-    (-3.5, "#-~2"), (1e12, "#~40"),
-])
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (21, "#21"),
+        (0, "#0"),
+        (-7, "#-7"),
+        (100.0, "#100"),
+        (101, "#~6.5"),
+        (63.5, "#~6"),
+        (0.37, "#~0.5"),
+        (-3.5, "#-~2"),
+        (1e12, "#~40"),
+    ],
+)
 def test_numbers_get_a_bucket_small_integers_their_own(number, expected):
     assert features.bucket(float(number)) == expected
 
@@ -55,8 +73,9 @@ def test_numbers_of_one_half_octave_share_a_bucket_and_the_next_does_not():
 
 
 def test_title_and_labels():
-    line = features.title_action({"id": "t1", "genres": ["sci fi"], "year": 1987, "maturity": "R",
-                                  "features": {"studio": "N"}})
+    line = features.title_action(
+        {"id": "t1", "genres": ["sci fi"], "year": 1987, "maturity": "R", "features": {"studio": "N"}}
+    )
     assert line == "|T id=t1 decade=1980s maturity=R f.studio=N |G sci%20fi"
     assert features.labeled("|A id=a", cost=-1.0, probability=0.0) == "0:-1:1e-06 |A id=a"
     with pytest.raises(ValueError):
@@ -65,13 +84,18 @@ def test_title_and_labels():
 
 
 def _greedy_by_hour(monkeypatch: pytest.MonkeyPatch, *, buckets: bool) -> dict[int, str]:
-    """Learn a taste that is not linear in the hour (kids' title 15:00-19:59, the late title otherwise); return the greedy title per hour."""
+    """Learn a taste not linear in the hour (kids' title 15:00-19:59, the late title otherwise).
+
+    Return the greedy title per hour.
+    """
     from bandits.policy import DEFAULT_VW_ARGS, TITLES, new_workspace
     from bandits.vwtext import TextExamples
 
     monkeypatch.setattr(features, "NUMERIC_BUCKETS", buckets)
-    titles = {"kids": features.title_action({"id": "kids", "genres": ["animation"]}),
-              "late": features.title_action({"id": "late", "genres": ["horror"]})}
+    titles = {
+        "kids": features.title_action({"id": "kids", "genres": ["animation"]}),
+        "late": features.title_action({"id": "late", "genres": ["horror"]}),
+    }
     examples = TextExamples(new_workspace(DEFAULT_VW_ARGS[TITLES]))
     rng = np.random.default_rng(4)
     for _ in range(3000):
@@ -80,8 +104,10 @@ def _greedy_by_hour(monkeypatch: pytest.MonkeyPatch, *, buckets: bool) -> dict[i
         liked = "kids" if 15 <= hour <= 19 else "late"
         reward = float(rng.random() < (0.6 if shown == liked else 0.1))
         shared = features.with_position(features.viewer_shared(user_id=None, features={"hour": hour}), 0)
-        lines = [features.labeled(line, cost=features.COST_PER_REWARD * reward, probability=0.5) if name == shown
-                 else line for name, line in titles.items()]
+        lines = [
+            features.labeled(line, cost=features.COST_PER_REWARD * reward, probability=0.5) if name == shown else line
+            for name, line in titles.items()
+        ]
         examples.learn([shared, *lines])
     greedy = {}
     for hour in range(24):

@@ -39,17 +39,30 @@ class Traffic:
 
     def one(self) -> None:
         segment = self.rng.choice(["night-owl", "family"])
-        status, body = self.service.request("POST", "/v1/rank", {
-            "user": {"id": f"u{self.rng.randrange(50)}", "features": {"segment": segment, "hour": self.rng.randrange(24)}},
-            "slots": 4})
+        status, body = self.service.request(
+            "POST",
+            "/v1/rank",
+            {
+                "user": {
+                    "id": f"u{self.rng.randrange(50)}",
+                    "features": {"segment": segment, "hour": self.rng.randrange(24)},
+                },
+                "slots": 4,
+            },
+        )
         assert status == 200, body
         for slot in body["slots"]:
             self.slots[(body["event_id"], slot["position"])] = (
-                slot["title_id"], slot["artwork_id"], slot["title_probability"], slot["artwork_probability"])
+                slot["title_id"],
+                slot["artwork_id"],
+                slot["title_probability"],
+                slot["artwork_probability"],
+            )
         clicked = body["slots"][self.rng.randrange(4)]
         if self.rng.random() < 0.5:
-            status, receipt = self.service.request("POST", f"/v1/events/{body['event_id']}/reward",
-                                                   {"title_id": clicked["title_id"], "value": 1.0})
+            status, receipt = self.service.request(
+                "POST", f"/v1/events/{body['event_id']}/reward", {"title_id": clicked["title_id"], "value": 1.0}
+            )
             assert status == 201, receipt
             for policy in receipt["credited_policies"]:
                 self.credited[policy] += 1
@@ -71,19 +84,26 @@ def wait_until_learned(db, expected_events: int, timeout: float = 60) -> None:
 
 
 def check_accounting(db, traffic: Traffic, *, events: int, cut_requests: int = 0) -> None:
-    logged = {(row[0], row[1]): (row[2], row[3], row[4], row[5]) for row in db.execute(
-        "SELECT e.id, i.position, i.title_id, i.artwork_id, i.title_prob, i.artwork_prob "
-        "FROM impressions i JOIN events e ON e.seq = i.event_seq")}
+    logged = {
+        (row[0], row[1]): (row[2], row[3], row[4], row[5])
+        for row in db.execute(
+            "SELECT e.id, i.position, i.title_id, i.artwork_id, i.title_prob, i.artwork_prob "
+            "FROM impressions i JOIN events e ON e.seq = i.event_seq"
+        )
+    }
     for key, slot in traffic.slots.items():  # every slot a response promised is in the log, as promised
         assert logged[key] == slot
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == events
     for policy in ("titles", "artwork"):
         learned_events, learned_examples = db.execute(
-            "SELECT COUNT(*), SUM(examples) FROM learned WHERE policy = ?", [policy]).fetchone()
+            "SELECT COUNT(*), SUM(examples) FROM learned WHERE policy = ?", [policy]
+        ).fetchone()
         assert learned_events == events  # every learnable impression, once (primary key: never twice)
         assert learned_examples == len(logged)
-        model = db.execute("SELECT examples_learned, events_learned FROM models WHERE policy = ? "
-                           "ORDER BY version DESC LIMIT 1", [policy]).fetchone()
+        model = db.execute(
+            "SELECT examples_learned, events_learned FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
+            [policy],
+        ).fetchone()
         assert model == (len(logged), events)  # the checkpoint holds exactly what the log says was learned
         credited = db.execute("SELECT COUNT(*) FROM reward_credits WHERE policy = ?", [policy]).fetchone()[0]
         # A reward whose response a kill cut off may be stored without the client knowing.
@@ -105,8 +125,7 @@ def test_two_workers_one_learner_every_impression_learned_once(service, tmp_path
     assert newest["titles"] >= 1 and newest["artwork"] >= 1
     seen: dict[int, dict[str, int]] = {}
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (len(seen) < 2 or any(
-            v != newest for v in seen.values())):
+    while time.monotonic() < deadline and (len(seen) < 2 or any(v != newest for v in seen.values())):
         status, health = service.request("GET", "/healthz")
         assert status == 200 and health["learner"] == "running"
         seen[health["process"]] = {name: p["serving_version"] for name, p in health["policies"].items()}

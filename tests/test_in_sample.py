@@ -26,8 +26,17 @@ EVENTS = 500
 def noise(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A log of pure noise, learned by a memorising artwork model, then evaluated."""
     root: Path = tmp_path_factory.mktemp("in-sample")
-    app = create_app({"DATA_DIR": str(root / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0, "EPSILON": 0.3,
-                      "EPSILON_DECAY_AFTER": 0.0, "ARTWORK_TRIAL_SHARE": 0.0, "TITLE_TRIAL_SHARE": 0.0})
+    app = create_app(
+        {
+            "DATA_DIR": str(root / "data"),
+            "LEARNER": False,
+            "REWARD_WAIT_SECONDS": 60.0,
+            "EPSILON": 0.3,
+            "EPSILON_DECAY_AFTER": 0.0,
+            "ARTWORK_TRIAL_SHARE": 0.0,
+            "TITLE_TRIAL_SHARE": 0.0,
+        }
+    )
     client = app.test_client()
     db = connect(app.config["DATABASE"])
     add_catalog(client, titles=6)
@@ -41,9 +50,17 @@ def noise(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             if rng.random() < RATE:
                 client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": slot["title_id"], "value": 1.0})
     Learner(db, app.config).run_once(now=time.time() + 61)
-    run = run_to_the_end(client, {"policy": "artwork", "candidates": [
-        "logged", {"name": "newest model", "kind": "model", "epsilon": 0.05},
-        {"name": "same options, progressive", "kind": "vw", "vw_args": MEMORISER, "epsilon": 0.05}]})
+    run = run_to_the_end(
+        client,
+        {
+            "policy": "artwork",
+            "candidates": [
+                "logged",
+                {"name": "newest model", "kind": "model", "epsilon": 0.05},
+                {"name": "same options, progressive", "kind": "vw", "vw_args": MEMORISER, "epsilon": 0.05},
+            ],
+        },
+    )
     return {"client": client, "run": run, "db": db}
 
 

@@ -34,8 +34,9 @@ def test_each_due_event_is_learned_once_and_versions_count_examples(app, client,
     for policy in ("titles", "artwork"):
         model = latest_model(db, policy)
         assert (model.events_learned, model.examples_learned) == (30, 90)
-        rows = db.execute("SELECT COUNT(*), COUNT(DISTINCT event_seq), SUM(examples) FROM learned WHERE policy = ?",
-                          [policy]).fetchone()
+        rows = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT event_seq), SUM(examples) FROM learned WHERE policy = ?", [policy]
+        ).fetchone()
         assert rows == (30, 30, 90)
     assert db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 0
 
@@ -51,8 +52,7 @@ def test_batches_are_learned_in_due_order(app, client, db, catalog):
     small = Learner(db, {**app.config, "LEARNER_BATCH": 3})
     result = small.run_once(now=time.time() + 61)
     assert result["titles"].events == 7
-    versions = [row[0] for row in db.execute(
-        "SELECT version FROM learned WHERE policy = 'titles' ORDER BY event_seq")]
+    versions = [row[0] for row in db.execute("SELECT version FROM learned WHERE policy = 'titles' ORDER BY event_seq")]
     assert versions == sorted(versions) and len(set(versions)) == 3
 
 
@@ -62,8 +62,9 @@ def test_crash_after_closing_windows_learns_each_event_once(app, client, db, cat
     # A learner closes the windows, then dies before publishing.
     _close_due(db, load_policy(db, app.config, "titles"), now=later, limit=100)
     events = client.get("/v1/events/" + db.execute("SELECT id FROM events LIMIT 1").fetchone()[0]).get_json()
-    late = client.post(f"/v1/events/{events['event_id']}/reward",
-                       json={"title_id": events["slots"][0]["title_id"], "value": 1}).get_json()
+    late = client.post(
+        f"/v1/events/{events['event_id']}/reward", json={"title_id": events["slots"][0]["title_id"], "value": 1}
+    ).get_json()
     assert late["credited_policies"] == ["artwork"]  # titles window already closed
     restarted = Learner(db, app.config)
     result = restarted.run_once(now=later)
@@ -197,7 +198,8 @@ def test_transactions_run_at_normal_priority_while_learning_runs_at_idle(app, cl
         try:
             lower_priority("idle")
             db.conn.set_trace_callback(
-                lambda sql: seen.append((sql.split()[0].upper(), os.sched_getscheduler(0), threading.get_native_id())))
+                lambda sql: seen.append((sql.split()[0].upper(), os.sched_getscheduler(0), threading.get_native_id()))
+            )
             outcome["result"] = Learner(db, app.config, writes=writes).run_once(now=time.time() + 61)
             with pytest.raises(ZeroDivisionError):  # the work's error reaches the caller
                 writes(lambda: 1 / 0)
@@ -210,7 +212,9 @@ def test_transactions_run_at_normal_priority_while_learning_runs_at_idle(app, cl
     thread.start()
     thread.join(timeout=60)
     assert outcome["result"]["titles"].events == 6 and outcome["result"]["artwork"].events == 6  # type: ignore[index]
-    writes_seen = [(policy, tid) for verb, policy, tid in seen if verb in ("BEGIN", "UPDATE", "INSERT", "DELETE", "COMMIT")]
+    writes_seen = [
+        (policy, tid) for verb, policy, tid in seen if verb in ("BEGIN", "UPDATE", "INSERT", "DELETE", "COMMIT")
+    ]
     reads_seen = [(policy, tid) for verb, policy, tid in seen if verb == "SELECT"]
     assert {verb for verb, _, _ in seen} >= {"BEGIN", "UPDATE", "INSERT", "DELETE", "COMMIT", "SELECT"}
     assert set(writes_seen) == {(os.SCHED_OTHER, outcome["writer"])}

@@ -34,10 +34,12 @@ def test_policies_learn_segment_artwork_and_popular_titles(app, client, db, lear
         assert response.status_code == 200
         body = response.get_json()
         for slot in body["slots"]:
-            if rng.random() < click_probability(segment=segment, title_id=slot["title_id"],
-                                                artwork_id=slot["artwork_id"]):
-                reward = client.post(f"/v1/events/{body['event_id']}/reward",
-                                     json={"title_id": slot["title_id"], "value": 1.0})
+            if rng.random() < click_probability(
+                segment=segment, title_id=slot["title_id"], artwork_id=slot["artwork_id"]
+            ):
+                reward = client.post(
+                    f"/v1/events/{body['event_id']}/reward", json={"title_id": slot["title_id"], "value": 1.0}
+                )
                 assert reward.status_code == 201
         if event % 200 == 199:
             learner.run_once(now=time.time() + wait + 1)

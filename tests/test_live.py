@@ -15,8 +15,9 @@ def serve(client, rows: int, *, reward_every: int = 3) -> list[dict]:
             first = body["slots"][0]["title_id"]
             for value in (1.0, 0.5):  # two rewards for one title count once
                 client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": first, "value": value})
-            client.post(f"/v1/events/{body['event_id']}/reward",
-                        json={"title_id": body["slots"][1]["title_id"], "value": -1.0})  # not a positive reward
+            client.post(
+                f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][1]["title_id"], "value": -1.0}
+            )  # not a positive reward
         bodies.append(body)
     return bodies
 
@@ -54,11 +55,14 @@ def test_the_span_is_the_most_recent_rows(client, catalog):
     assert [b["rewarded"] for b in buckets] == [0, 0, 1, 0, 0]  # rows 7 to 11, of which row 9 was rewarded
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("points=0", "points: must be a whole number from 1 to 200, got 0"),
-    ("points=ten", "points: must be a whole number from 1 to 200, got 'ten'"),
-    ("span=1000000", "span: must be a whole number from 1 to 100000, got 1000000"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("points=0", "points: must be a whole number from 1 to 200, got 0"),
+        ("points=ten", "points: must be a whole number from 1 to 200, got 'ten'"),
+        ("span=1000000", "span: must be a whole number from 1 to 100000, got 1000000"),
+    ],
+)
 def test_bad_parameters_are_named(client, catalog, query, message):
     for path in ("/v1/live", "/live"):
         response = client.get(f"{path}?{query}")
@@ -68,7 +72,7 @@ def test_bad_parameters_are_named(client, catalog, query, message):
 def test_the_page_draws_the_curves_and_refreshes_its_body(client, catalog):
     serve(client, 30)
     page = client.get("/live?points=6").get_data(as_text=True)
-    assert '<div id="live" data-refresh="3">' in page and 'fetch(window.location.pathname' in page
+    assert '<div id="live" data-refresh="3">' in page and "fetch(window.location.pathname" in page
     assert page.count('data-chart="rewarded share"') == 1 and page.count('data-chart="explored share"') == 1
     assert page.count('<circle class="point"') == 6 * 3  # six buckets: one rewarded series, two explored
     fragment = client.get("/live?points=6&fragment=1").get_data(as_text=True)

@@ -20,7 +20,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> LoggedWorld:
 
 def test_namespaces_turn_tokens_into_the_same_vw_features():
     assert logexport.namespaces("|U country=BR hour:21 tag=a%20b tag=a%20b |I id=u1") == {
-        "U": {"country=BR": True, "hour": 21.0, "tag=a%20b": 2.0}, "I": {"id=u1": True}}
+        "U": {"country=BR": True, "hour": 21.0, "tag=a%20b": 2.0},
+        "I": {"id=u1": True},
+    }
 
 
 @pytest.mark.parametrize("policy", ["artwork", "titles"])
@@ -59,12 +61,15 @@ def test_jsonl_keeps_the_text_lines_and_ids(world):
     assert first["probability"] == rounds.pscore[0] and first["viewer"]["segment"] in ("family", "night-owl")
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("format=csv", "format: must be one of dsjson, jsonl"),
-    ("policy=posters", "policy: must be one of titles, artwork"),
-    ("since=last%20week", "since: 'last week' is not an ISO 8601 time"),
-    ("since=200&until=100", "until: must be later than since"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("format=csv", "format: must be one of dsjson, jsonl"),
+        ("policy=posters", "policy: must be one of titles, artwork"),
+        ("since=last%20week", "since: 'last week' is not an ISO 8601 time"),
+        ("since=200&until=100", "until: must be later than since"),
+    ],
+)
 def test_bad_export_queries_name_the_parameter(world, query, message):
     response = world.client.get(f"/v1/logs/export?{query}")
     assert response.status_code == 422 and message in response.get_json()["error"]["message"]

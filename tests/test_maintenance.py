@@ -56,11 +56,19 @@ def test_a_backup_taken_under_load_is_whole_and_runs(tmp_path: Path):
     events = copy.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert 50 <= events <= live.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     # A snapshot: every copied event has all its impressions, every copied reward its event.
-    assert copy.execute("SELECT COUNT(*) FROM events e WHERE NOT EXISTS "
-                        "(SELECT 1 FROM impressions i WHERE i.event_seq = e.seq)").fetchone()[0] == 0
+    assert (
+        copy.execute(
+            "SELECT COUNT(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM impressions i WHERE i.event_seq = e.seq)"
+        ).fetchone()[0]
+        == 0
+    )
     assert copy.execute("SELECT COUNT(*) FROM impressions").fetchone()[0] == 4 * events
-    assert copy.execute("SELECT COUNT(*) FROM rewards r WHERE NOT EXISTS "
-                        "(SELECT 1 FROM events e WHERE e.seq = r.event_seq)").fetchone()[0] == 0
+    assert (
+        copy.execute(
+            "SELECT COUNT(*) FROM rewards r WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = r.event_seq)"
+        ).fetchone()[0]
+        == 0
+    )
     for path, digest in copy.execute("SELECT path, sha256 FROM artworks"):
         assert hashlib.sha256((tmp_path / "copy" / path).read_bytes()).hexdigest() == digest
     # Restoring is running from the copy: it serves, shows the copied artwork and learns what was pending.
@@ -72,7 +80,10 @@ def test_a_backup_taken_under_load_is_whole_and_runs(tmp_path: Path):
         image = restored.request_raw("GET", body["slots"][0]["artwork_url"])
         assert image[0] == 200 and len(image[1]) > 1000
         deadline = time.monotonic() + 30
-        while copy.execute("SELECT COUNT(*) FROM pending WHERE due_at IS NOT NULL").fetchone()[0] and time.monotonic() < deadline:
+        while (
+            copy.execute("SELECT COUNT(*) FROM pending WHERE due_at IS NOT NULL").fetchone()[0]
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         assert copy.execute("SELECT COUNT(*) FROM pending WHERE due_at IS NOT NULL").fetchone()[0] == 0
     finally:
@@ -95,7 +106,9 @@ def rows(client, count: int) -> list[str]:
     ids = []
     for _ in range(count):
         body = client.post("/v1/rank", json={"slots": 2}).get_json()
-        client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1})
+        client.post(
+            f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1}
+        )
         ids.append(body["event_id"])
     return ids
 
@@ -124,7 +137,10 @@ def test_prune_removes_old_learned_decisions_only(app, client, db, learner, cata
         assert client.get(f"/v1/events/{event_id}").status_code == 404
     for event_id in waiting + recent:
         assert client.get(f"/v1/events/{event_id}").status_code == 200
-    assert db.execute("SELECT COUNT(*) FROM reward_credits WHERE reward_id NOT IN (SELECT id FROM rewards)").fetchone()[0] == 0
+    assert (
+        db.execute("SELECT COUNT(*) FROM reward_credits WHERE reward_id NOT IN (SELECT id FROM rewards)").fetchone()[0]
+        == 0
+    )
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # The waiting events are learned as usual afterwards, and serving goes on.
     assert learner.run_once(now=time.time() + 61)["titles"].events == 15

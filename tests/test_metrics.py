@@ -18,7 +18,9 @@ from tests.test_gunicorn import SETTINGS, Traffic, wait_until_learned
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
-    return [(s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text) for s in family.samples]
+    return [
+        (s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text) for s in family.samples
+    ]
 
 
 def value(text: str, name: str, **labels: str) -> float:
@@ -43,15 +45,20 @@ def test_counts_add_up_every_worker_and_survive_a_killed_worker(tmp_path: Path):
         db = connect(tmp_path / "data" / "marquee.sqlite3")
         rewards = db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0]
         wait_until_learned(db, 60)
-        newest = {name: db.execute("SELECT MAX(version) FROM models WHERE policy = ?", [name]).fetchone()[0]
-                  for name in ("titles", "artwork", "actions")}
+        newest = {
+            name: db.execute("SELECT MAX(version) FROM models WHERE policy = ?", [name]).fetchone()[0]
+            for name in ("titles", "artwork", "actions")
+        }
         deadline, extra = time.monotonic() + 20, 0
         # Every scrape, whichever worker answers it, reports the counts of both workers together.
         while True:
             text = scrape(service)
-            serving = [(ls["pid"], ls["policy"], v) for n, ls, v in samples(text) if n == "marquee_serving_model_version"]
-            if {pid for pid, _, _ in serving} == {str(pid) for pid in service.worker_pids()} and \
-                    all(v == newest[policy] for _, policy, v in serving):
+            serving = [
+                (ls["pid"], ls["policy"], v) for n, ls, v in samples(text) if n == "marquee_serving_model_version"
+            ]
+            if {pid for pid, _, _ in serving} == {str(pid) for pid in service.worker_pids()} and all(
+                v == newest[policy] for _, policy, v in serving
+            ):
                 break
             assert time.monotonic() < deadline, serving
             # Nudge each worker to refresh; a deferred row is never learned, so no newer version follows it.
@@ -99,10 +106,16 @@ def test_counts_add_up_every_worker_and_survive_a_killed_worker(tmp_path: Path):
 def test_one_process_counts_decisions_refusals_and_rewards(client, catalog):
     before = client.get("/metrics").get_data(as_text=True)
     body = client.post("/v1/rank", json={"slots": 3}).get_json()
-    client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 0.5},
-                headers={"Idempotency-Key": "k1"})
-    client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 0.5},
-                headers={"Idempotency-Key": "k1"})  # a replay is not a second reward
+    client.post(
+        f"/v1/events/{body['event_id']}/reward",
+        json={"title_id": body["slots"][0]["title_id"], "value": 0.5},
+        headers={"Idempotency-Key": "k1"},
+    )
+    client.post(
+        f"/v1/events/{body['event_id']}/reward",
+        json={"title_id": body["slots"][0]["title_id"], "value": 0.5},
+        headers={"Idempotency-Key": "k1"},
+    )  # a replay is not a second reward
     assert client.post("/v1/rank", json={"slots": "three"}).status_code == 422
     after = client.get("/metrics").get_data(as_text=True)
 
@@ -121,8 +134,15 @@ def test_one_process_counts_decisions_refusals_and_rewards(client, catalog):
 
 
 def test_metrics_need_an_admin_key_which_prometheus_can_send_as_basic_auth(tmp_path):
-    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "AUTH": "keys",
-                      "API_KEYS": "client-key-1234567890", "ADMIN_KEYS": "admin-key-1234567890"})
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "LEARNER": False,
+            "AUTH": "keys",
+            "API_KEYS": "client-key-1234567890",
+            "ADMIN_KEYS": "admin-key-1234567890",
+        }
+    )
     client = app.test_client()
     refused = client.get("/metrics")
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")

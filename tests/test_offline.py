@@ -23,11 +23,24 @@ EVENTS, SLOTS, TITLES = 1500, 4, 12
 class LoggedWorld:
     """A service that ranked ``EVENTS`` rows for a simulated audience whose click rates are known."""
 
-    def __init__(self, root: Path, *, events: int = EVENTS, config: dict[str, Any] | None = None,
-                 policies: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        events: int = EVENTS,
+        config: dict[str, Any] | None = None,
+        policies: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         """``config`` adds to the service's settings; ``policies`` are overrides set before any ranking."""
-        self.app = create_app({"DATA_DIR": str(root / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0,
-                               "EPSILON": 0.2, **(config or {})})
+        self.app = create_app(
+            {
+                "DATA_DIR": str(root / "data"),
+                "LEARNER": False,
+                "REWARD_WAIT_SECONDS": 60.0,
+                "EPSILON": 0.2,
+                **(config or {}),
+            }
+        )
         self.client = self.app.test_client()
         self.db = connect(self.app.config["DATABASE"])
         self.titles = add_catalog(self.client, titles=TITLES)
@@ -46,10 +59,12 @@ class LoggedWorld:
             body = self.client.post("/v1/rank", json={"user": user, "slots": SLOTS}).get_json()
             self.segment_of[body["event_id"]] = segment
             for slot in body["slots"]:
-                if rng.random() < click_probability(segment=segment, title_id=slot["title_id"],
-                                                    artwork_id=slot["artwork_id"]):
-                    self.client.post(f"/v1/events/{body['event_id']}/reward",
-                                     json={"title_id": slot["title_id"], "value": 1.0})
+                if rng.random() < click_probability(
+                    segment=segment, title_id=slot["title_id"], artwork_id=slot["artwork_id"]
+                ):
+                    self.client.post(
+                        f"/v1/events/{body['event_id']}/reward", json={"title_id": slot["title_id"], "value": 1.0}
+                    )
             if event % 150 == 149:
                 learner.run_once(now=time.time() + 61)
         learner.run_once(now=time.time() + 61)
@@ -61,10 +76,15 @@ class LoggedWorld:
         for i in range(len(rounds)):
             segment = self.segment_of[rounds.event_ids[i]]
             start, stop = int(rounds.offsets[i]), int(rounds.offsets[i + 1])
-            values.append(sum(
-                float(pmf[j]) * click_probability(segment=segment, title_id=title_of[rounds.action_ids[j]],
-                                                  artwork_id=rounds.action_ids[j])
-                for j in range(start, stop)))
+            values.append(
+                sum(
+                    float(pmf[j])
+                    * click_probability(
+                        segment=segment, title_id=title_of[rounds.action_ids[j]], artwork_id=rounds.action_ids[j]
+                    )
+                    for j in range(start, stop)
+                )
+            )
         return float(np.mean(values))
 
 
@@ -128,8 +148,9 @@ def test_logged_policy_reproduces_its_own_mean_reward(world):
 
 def test_artwork_estimates_cover_the_true_values(world):
     learned = {"name": "learned", "kind": "vw", "vw_args": "-q UA -q UG -q IA -l 0.2 --clip_p 1"}
-    report = evaluate(world, policy="artwork", candidates=["uniform", "default", learned, "greedy"],
-                      segment_by="segment")
+    report = evaluate(
+        world, policy="artwork", candidates=["uniform", "default", learned, "greedy"], segment_by="segment"
+    )
     rounds = offline.from_log(world.db, policy="artwork", aggregation="earliest", default_reward=0.0)
     assert report["rounds"] == len(rounds)
     model = report["reward_model"]
@@ -162,8 +183,11 @@ def test_artwork_estimates_cover_the_true_values(world):
 
 
 def test_titles_candidates_trained_on_the_log_find_the_popular_titles(world):
-    report = evaluate(world, policy="titles", candidates=[
-        "logged", "uniform", {"name": "learned", "kind": "vw", "vw_args": "-q UT -l 0.05"}])
+    report = evaluate(
+        world,
+        policy="titles",
+        candidates=["logged", "uniform", {"name": "learned", "kind": "vw", "vw_args": "-q UT -l 0.05"}],
+    )
     results = by_name(report)
     assert results["logged"]["estimates"]["dr"]["value"] == pytest.approx(report["mean_reward"])
     assert results["uniform"]["lift_over_logged"]["ci_high"] < 0
@@ -174,23 +198,32 @@ def test_titles_candidates_trained_on_the_log_find_the_popular_titles(world):
     assert np.mean(series[-3:]) > np.mean(series[:2])
 
 
-@pytest.mark.parametrize(("request_body", "message"), [
-    ({}, "policy: must be one of titles, artwork"),
-    ({"policy": "artwork", "candidates": []}, "candidates: must be a list of 1 to"),
-    ({"policy": "artwork", "candidates": ["best"]}, "candidates[0]: 'best' is not a candidate name"),
-    ({"policy": "artwork", "candidates": [{"kind": "oracle"}]}, "candidates[0].kind: must be one of"),
-    ({"policy": "artwork", "candidates": [{"kind": "vw"}]}, "candidates[0].vw_args: a vw candidate needs"),
-    ({"policy": "artwork", "candidates": [{"kind": "vw", "vw_args": "--port 80"}]}, "candidates[0].vw_args:"),
-    ({"policy": "artwork", "candidates": [{"kind": "model", "epsilon": 2}]}, "candidates[0].epsilon: must be a number in [0, 1]"),
-    ({"policy": "artwork", "candidates": [{"kind": "uniform", "version": 3}]}, "candidates[0].version: only for"),
-    ({"policy": "artwork", "candidates": ["uniform", {"kind": "uniform"}]}, "candidates[1].name: 'uniform' is used twice"),
-    ({"policy": "artwork", "since": "yesterday"}, "since: 'yesterday' is not an ISO 8601 time"),
-    ({"policy": "artwork", "since": 200, "until": 100}, "until: must be later than since"),
-    ({"policy": "artwork", "folds": 1}, "folds: must be a whole number from 2 to 10"),
-    ({"policy": "artwork", "limit": 0}, "limit: must be a whole number from 2"),
-    ({"policy": "artwork", "segment_by": 5}, "segment_by: must be the name of a viewer feature"),
-    ({"policy": "artwork", "colour": "red"}, "colour: not an evaluation field"),
-])
+@pytest.mark.parametrize(
+    ("request_body", "message"),
+    [
+        ({}, "policy: must be one of titles, artwork"),
+        ({"policy": "artwork", "candidates": []}, "candidates: must be a list of 1 to"),
+        ({"policy": "artwork", "candidates": ["best"]}, "candidates[0]: 'best' is not a candidate name"),
+        ({"policy": "artwork", "candidates": [{"kind": "oracle"}]}, "candidates[0].kind: must be one of"),
+        ({"policy": "artwork", "candidates": [{"kind": "vw"}]}, "candidates[0].vw_args: a vw candidate needs"),
+        ({"policy": "artwork", "candidates": [{"kind": "vw", "vw_args": "--port 80"}]}, "candidates[0].vw_args:"),
+        (
+            {"policy": "artwork", "candidates": [{"kind": "model", "epsilon": 2}]},
+            "candidates[0].epsilon: must be a number in [0, 1]",
+        ),
+        ({"policy": "artwork", "candidates": [{"kind": "uniform", "version": 3}]}, "candidates[0].version: only for"),
+        (
+            {"policy": "artwork", "candidates": ["uniform", {"kind": "uniform"}]},
+            "candidates[1].name: 'uniform' is used twice",
+        ),
+        ({"policy": "artwork", "since": "yesterday"}, "since: 'yesterday' is not an ISO 8601 time"),
+        ({"policy": "artwork", "since": 200, "until": 100}, "until: must be later than since"),
+        ({"policy": "artwork", "folds": 1}, "folds: must be a whole number from 2 to 10"),
+        ({"policy": "artwork", "limit": 0}, "limit: must be a whole number from 2"),
+        ({"policy": "artwork", "segment_by": 5}, "segment_by: must be the name of a viewer feature"),
+        ({"policy": "artwork", "colour": "red"}, "colour: not an evaluation field"),
+    ],
+)
 def test_bad_requests_name_the_field(request_body, message):
     with pytest.raises(offline.SpecError) as error:
         offline.parse_spec(request_body)
@@ -198,8 +231,14 @@ def test_bad_requests_name_the_field(request_body, message):
 
 
 def test_spec_round_trips_and_times_parse():
-    spec = offline.parse_spec({"policy": "titles", "since": "2026-11-24T00:00:00Z", "until": 1795600000,
-                               "candidates": ["greedy", {"kind": "vw", "vw_args": ["-q", "UT"], "epsilon": 0.1}]})
+    spec = offline.parse_spec(
+        {
+            "policy": "titles",
+            "since": "2026-11-24T00:00:00Z",
+            "until": 1795600000,
+            "candidates": ["greedy", {"kind": "vw", "vw_args": ["-q", "UT"], "epsilon": 0.1}],
+        }
+    )
     assert spec.since == 1795478400.0 and spec.until == 1795600000.0
     assert offline.parse_spec(spec.as_dict()) == spec
     assert [c.name for c in spec.candidates] == ["greedy", "vw -q UT eps=0.1"]
@@ -208,7 +247,9 @@ def test_spec_round_trips_and_times_parse():
 def test_evaluations_refuse_ranges_without_decisions_and_unkept_versions(world):
     with pytest.raises(offline.SpecError, match="since: the range holds 0 closed decisions"):
         evaluate(world, policy="artwork", since=4102444800)  # 2100
-    with pytest.raises(offline.SpecError, match=r"candidates\[0\]\.version: model version 999 of artwork is not stored"):
+    with pytest.raises(
+        offline.SpecError, match=r"candidates\[0\]\.version: model version 999 of artwork is not stored"
+    ):
         evaluate(world, policy="artwork", candidates=[{"kind": "model", "version": 999}])
 
 
@@ -220,5 +261,6 @@ def test_the_reward_model_keeps_the_policy_features_and_drops_its_bandit_options
 def test_segmenting_by_a_feature_no_decision_has_names_those_they_have(world):
     with pytest.raises(offline.SpecError) as refused:
         evaluate(world, policy="artwork", candidates=["uniform"], segment_by="nosuch")
-    assert str(refused.value) == ("segment_by: no decision in the range has the viewer feature 'nosuch'; the features "
-                                  "there are device, segment")
+    assert str(refused.value) == (
+        "segment_by: no decision in the range has the viewer feature 'nosuch'; the features there are device, segment"
+    )

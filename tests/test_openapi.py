@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                               status_code_conformance)
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from bench.coffee_log import foreign_log
 from service import create_app, openapi
@@ -47,9 +48,16 @@ def test_the_json_examples_are_accepted(app):
     client = app.test_client()
     document = client.get("/openapi.json").get_json()
     event = client.post("/v1/rank", json={"slots": 2}).get_json()
-    values = {"event_id": event["event_id"], "title_id": "t00", "name": "artwork", "run_id": "ev-none",
-              "evaluation_id": "pz-none", "importance_id": "fi-none",
-              "artwork_id": "t00-dark-warm", "dataset_id": "ds-none"}
+    values = {
+        "event_id": event["event_id"],
+        "title_id": "t00",
+        "name": "artwork",
+        "run_id": "ev-none",
+        "evaluation_id": "pz-none",
+        "importance_id": "fi-none",
+        "artwork_id": "t00-dark-warm",
+        "dataset_id": "ds-none",
+    }
     log = "\n".join(foreign_log(30, seed=1)[0])
     dataset = client.post("/v1/datasets?policy=actions", data=log, content_type="application/x-ndjson").get_json()
     for path, item in document["paths"].items():
@@ -74,8 +82,13 @@ schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 
 def _fuzz(operation, mode: GenerationMode, checks: list) -> None:
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: schemathesis.Case) -> None:
         case.call_and_validate(checks=checks)
 
@@ -96,8 +109,12 @@ def test_schemathesis_finds_no_server_error_and_no_undeclared_answer(app, tmp_pa
         operation = result.ok()
         fuzzed.add((operation.method.upper(), operation.path))
         takes_input = bool(operation.body) or bool(list(operation.iter_parameters()))
-        runs = [(GenerationMode.POSITIVE, [not_a_server_error, status_code_conformance, content_type_conformance,
-                                            response_schema_conformance])]
+        runs = [
+            (
+                GenerationMode.POSITIVE,
+                [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+            )
+        ]
         if takes_input:
             runs.append((GenerationMode.NEGATIVE, [not_a_server_error]))
         for mode, checks in runs:

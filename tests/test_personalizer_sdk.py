@@ -1,4 +1,4 @@
-"""Microsoft's own Personalizer client libraries, written as their quickstarts write them, against real gunicorn workers.
+"""Microsoft's own Personalizer client libraries, used as their quickstarts use them, against real gunicorn workers.
 
 ``azure-ai-personalizer`` (REST ``2022-09-01-preview``: ``/personalizer/{operation}?api-version=``)
 for ranking and the whole administration surface, and ``azure-cognitiveservices-personalizer``
@@ -9,8 +9,7 @@ without an error; the calls it refuses must raise the SDK's errors with Personal
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,29 +21,48 @@ from tests.gunicorn_harness import Service
 
 CLIENT_KEY = "pz-sdk-client-key-0123456789"
 ADMIN_KEY = "pz-sdk-admin-key-0123456789"
-ACTIONS = [{"id": "news-article", "features": [{"type": "News", "length": 3}]},
-           {"id": "sports-article", "features": [{"type": "Sports", "length": 1}]},
-           {"id": "recipe", "features": [{"type": "Food", "length": 2}]}]
+ACTIONS = [
+    {"id": "news-article", "features": [{"type": "News", "length": 3}]},
+    {"id": "sports-article", "features": [{"type": "Sports", "length": 1}]},
+    {"id": "recipe", "features": [{"type": "Food", "length": 2}]},
+]
 # What each kind of reader clicks: the loop below must learn it.
 FAVOURITE = {"night": "news-article", "morning": "recipe"}
-SLOTS = [{"id": "Main", "features": [{"size": "Large"}], "baselineAction": "news-article"},
-         {"id": "Side", "features": [{"size": "Small"}], "excludedActions": ["news-article"],
-          "baselineAction": "recipe"}]
+SLOTS = [
+    {"id": "Main", "features": [{"size": "Large"}], "baselineAction": "news-article"},
+    {"id": "Side", "features": [{"size": "Small"}], "excludedActions": ["news-article"], "baselineAction": "recipe"},
+]
 # The REST spec's own example of a service configuration (ServiceConfiguration_Update).
 SPEC_CONFIGURATION = {
-    "rewardWaitTime": "PT1S", "defaultReward": 0, "rewardAggregation": "earliest", "explorationPercentage": 0.2,
-    "modelExportFrequency": "PT5M", "logMirrorEnabled": True,
+    "rewardWaitTime": "PT1S",
+    "defaultReward": 0,
+    "rewardAggregation": "earliest",
+    "explorationPercentage": 0.2,
+    "modelExportFrequency": "PT5M",
+    "logMirrorEnabled": True,
     "logMirrorSasUri": "https://testblob.blob.core.windows.net/container?se=2020-08-13T00%3A00Z&sp=rwl&sig=signature",
-    "logRetentionDays": 7, "lastConfigurationEditDate": "2019-01-19T00:00:00Z", "learningMode": "Online",
-    "isAutoOptimizationEnabled": True, "autoOptimizationFrequency": "P7D",
-    "autoOptimizationStartDate": "2019-01-19T00:00:00Z", "modelRetrainDays": 0}
+    "logRetentionDays": 7,
+    "lastConfigurationEditDate": "2019-01-19T00:00:00Z",
+    "learningMode": "Online",
+    "isAutoOptimizationEnabled": True,
+    "autoOptimizationFrequency": "P7D",
+    "autoOptimizationStartDate": "2019-01-19T00:00:00Z",
+    "modelRetrainDays": 0,
+}
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):
-    started = Service(tmp_path_factory.mktemp("sdk") / "data", env={
-        "MARQUEE_AUTH": "keys", "MARQUEE_API_KEYS": CLIENT_KEY, "MARQUEE_ADMIN_KEYS": ADMIN_KEY,
-        "MARQUEE_REWARD_WAIT_SECONDS": "1", "MARQUEE_LEARNER_INTERVAL_SECONDS": "0.2"})
+    started = Service(
+        tmp_path_factory.mktemp("sdk") / "data",
+        env={
+            "MARQUEE_AUTH": "keys",
+            "MARQUEE_API_KEYS": CLIENT_KEY,
+            "MARQUEE_ADMIN_KEYS": ADMIN_KEY,
+            "MARQUEE_REWARD_WAIT_SECONDS": "1",
+            "MARQUEE_LEARNER_INTERVAL_SECONDS": "0.2",
+        },
+    )
     started.start()
     yield started
     started.stop()
@@ -66,7 +84,7 @@ def admin(endpoint: str) -> PersonalizerAdministrationClient:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat()
+    return moment.astimezone(UTC).isoformat()
 
 
 def wait_learned(service: Service, event_id: str) -> dict[str, Any]:
@@ -76,7 +94,7 @@ def wait_learned(service: Service, event_id: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def learned(service: Service, client: PersonalizerClient, admin: PersonalizerAdministrationClient) -> dict[str, Any]:
     """Rank and reward as an application does until the policy knows each reader's favourite."""
-    started = datetime.now(timezone.utc) - timedelta(seconds=5)
+    started = datetime.now(UTC) - timedelta(seconds=5)
     # A 1 s reward wait, epsilon 0.2; automatic optimization stays off so that nothing changes the policy meanwhile.
     admin.update_service_configuration({**SPEC_CONFIGURATION, "isAutoOptimizationEnabled": False})
     hits: list[bool] = []
@@ -95,15 +113,31 @@ def learned(service: Service, client: PersonalizerClient, admin: PersonalizerAdm
 
 
 def test_rank_reward_and_activate_through_the_new_sdk(client: PersonalizerClient, service: Service):
-    response = client.rank({"contextFeatures": [{"user": {"profileType": "AnonymousUser"}}], "actions": ACTIONS,
-                            "excludedActions": ["sports-article"], "eventId": "sdk-event-1", "deferActivation": True})
+    response = client.rank(
+        {
+            "contextFeatures": [{"user": {"profileType": "AnonymousUser"}}],
+            "actions": ACTIONS,
+            "excludedActions": ["sports-article"],
+            "eventId": "sdk-event-1",
+            "deferActivation": True,
+        }
+    )
     assert response["eventId"] == "sdk-event-1" and response["rewardActionId"] in ("news-article", "recipe")
     assert response["ranking"][-1] == {"id": "sports-article", "probability": 0.0}
     assert client.activate("sdk-event-1") is None
     assert client.reward("sdk-event-1", {"value": 1.0}) is None
-    page = client.rank_multi_slot({"contextFeatures": [{"user": {"profileType": "AnonymousUser"}}], "actions": ACTIONS,
-                                   "slots": SLOTS, "eventId": "sdk-page-1", "deferActivation": True})
-    assert [slot["id"] for slot in page["slots"]] == ["Main", "Side"] and page["slots"][1]["rewardActionId"] != "news-article"
+    page = client.rank_multi_slot(
+        {
+            "contextFeatures": [{"user": {"profileType": "AnonymousUser"}}],
+            "actions": ACTIONS,
+            "slots": SLOTS,
+            "eventId": "sdk-page-1",
+            "deferActivation": True,
+        }
+    )
+    assert [slot["id"] for slot in page["slots"]] == ["Main", "Side"] and page["slots"][1][
+        "rewardActionId"
+    ] != "news-article"
     assert client.activate_multi_slot("sdk-page-1") is None
     assert client.reward_multi_slot("sdk-page-1", {"reward": [{"slotId": "Side", "value": 1.0}]}) is None
     event = wait_learned(service, "sdk-page-1")
@@ -123,9 +157,15 @@ def test_the_old_sdk_ranks_rewards_and_activates_as_its_quickstart_does(endpoint
 
     client = OldClient(endpoint + "/", CognitiveServicesCredentials(CLIENT_KEY))
     actions = [RankableAction(id=action["id"], features=action["features"]) for action in ACTIONS]
-    response = client.rank(rank_request=RankRequest(actions=actions, context_features=[{"time": "morning"}],
-                                                    excluded_actions=["recipe"], event_id="old-sdk-1",
-                                                    defer_activation=True))
+    response = client.rank(
+        rank_request=RankRequest(
+            actions=actions,
+            context_features=[{"time": "morning"}],
+            excluded_actions=["recipe"],
+            event_id="old-sdk-1",
+            defer_activation=True,
+        )
+    )
     assert response.event_id == "old-sdk-1" and response.reward_action_id in ("news-article", "sports-article")
     assert {action.id for action in response.ranking} == {action["id"] for action in ACTIONS}
     client.events.activate("old-sdk-1")
@@ -143,15 +183,27 @@ def test_configuration_as_the_spec_writes_it(admin: PersonalizerAdministrationCl
     configuration = admin.get_service_configuration()
     assert configuration["rewardWaitTime"] == "PT1S" and configuration["explorationPercentage"] == 0.2
     assert configuration["isAutoOptimizationEnabled"] is False  # applied: the actions policy's auto_optimize
-    answer = admin.update_service_configuration({**SPEC_CONFIGURATION, "isAutoOptimizationEnabled": False,
-                                                 "isInferenceExplainabilityEnabled": False})
+    answer = admin.update_service_configuration(
+        {**SPEC_CONFIGURATION, "isAutoOptimizationEnabled": False, "isInferenceExplainabilityEnabled": False}
+    )
     assert answer["rewardWaitTime"] == "PT1S" and answer["isInferenceExplainabilityEnabled"] is False
-    assert set(answer["notApplied"]) == {"modelExportFrequency", "logMirrorEnabled", "logMirrorSasUri", "logRetentionDays",
-                                         "lastConfigurationEditDate", "autoOptimizationFrequency",
-                                         "autoOptimizationStartDate", "modelRetrainDays"}
+    assert set(answer["notApplied"]) == {
+        "modelExportFrequency",
+        "logMirrorEnabled",
+        "logMirrorSasUri",
+        "logRetentionDays",
+        "lastConfigurationEditDate",
+        "autoOptimizationFrequency",
+        "autoOptimizationStartDate",
+        "modelRetrainDays",
+    }
     # The SDK's own example of a learning policy, input format flag included.
-    policy = admin.update_policy({"name": "app1", "arguments": "--cb_explore_adf --epsilon 0.2 --dsjson --cb_type ips "
-                                                              "-l 0.5 --l1 1E-07 --power_t 0.5"})
+    policy = admin.update_policy(
+        {
+            "name": "app1",
+            "arguments": "--cb_explore_adf --epsilon 0.2 --dsjson --cb_type ips -l 0.5 --l1 1E-07 --power_t 0.5",
+        }
+    )
     assert policy["arguments"] == "--cb_explore_adf --epsilon 0.2 --cb_type ips -l 0.5 --l1 1E-07 --power_t 0.5"
     assert admin.get_policy() == policy
     reset = admin.reset_policy()
@@ -167,10 +219,16 @@ def scores(model: bytes) -> list[tuple[int, float]]:
 
     workspace = vw.Workspace(model_data=model)
     parser = vw.TextFormatParser(workspace)
-    lines = ["shared |C reader.time=night", "|X id=news-article type=News length:3", "|X id=sports-article type=Sports",
-             "|X id=recipe type=Food"]
-    return [(int(action), float(score)) for action, score in workspace.predict_one([parser.parse_line(line)
-                                                                                    for line in lines])]
+    lines = [
+        "shared |C reader.time=night",
+        "|X id=news-article type=News length:3",
+        "|X id=sports-article type=Sports",
+        "|X id=recipe type=Food",
+    ]
+    return [
+        (int(action), float(score))
+        for action, score in workspace.predict_one([parser.parse_line(line) for line in lines])
+    ]
 
 
 def test_model_export_import_and_reset(admin: PersonalizerAdministrationClient, learned: dict[str, Any]):
@@ -191,12 +249,20 @@ def test_model_export_import_and_reset(admin: PersonalizerAdministrationClient, 
     assert signed.value.status_code == 400 and b'"code":"OperationNotAllowed"' in body.replace(b" ", b"")
 
 
-def test_an_evaluation_created_polled_read_applied_and_deleted(admin: PersonalizerAdministrationClient,
-                                                                learned: dict[str, Any]):
-    start, end = learned["started"], datetime.now(timezone.utc) + timedelta(minutes=1)
-    admin.create_evaluation("sdk-evaluation", {
-        "name": "last minutes", "startTime": iso(start), "endTime": iso(end), "enablePolicyOptimization": True,
-        "policies": [{"name": "crossed", "arguments": "--cb_explore_adf --epsilon 0.1 -q CX -l 0.1"}]})
+def test_an_evaluation_created_polled_read_applied_and_deleted(
+    admin: PersonalizerAdministrationClient, learned: dict[str, Any]
+):
+    start, end = learned["started"], datetime.now(UTC) + timedelta(minutes=1)
+    admin.create_evaluation(
+        "sdk-evaluation",
+        {
+            "name": "last minutes",
+            "startTime": iso(start),
+            "endTime": iso(end),
+            "enablePolicyOptimization": True,
+            "policies": [{"name": "crossed", "arguments": "--cb_explore_adf --epsilon 0.1 -q CX -l 0.1"}],
+        },
+    )
     deadline = time.monotonic() + 120
     while (found := admin.get_evaluation("sdk-evaluation", start_time=start, end_time=end))["status"] == "Running":
         assert time.monotonic() < deadline
@@ -210,7 +276,10 @@ def test_an_evaluation_created_polled_read_applied_and_deleted(admin: Personaliz
         low, high = result["summary"]["confidenceInterval"]
         assert low <= result["summary"]["expectedReward"] <= high and result["timeseries"]["data"]
     # The learned policy beats random draws, and the estimates say so.
-    assert results["Online policy"]["summary"]["expectedReward"] > results["Random policy"]["summary"]["confidenceInterval"][1]
+    assert (
+        results["Online policy"]["summary"]["expectedReward"]
+        > results["Random policy"]["summary"]["confidenceInterval"][1]
+    )
     assert [item["id"] for item in admin.list_evaluations()] == ["sdk-evaluation"]
     with pytest.raises(HttpResponseError) as baseline:
         admin.apply_from_evaluation({"evaluationId": "sdk-evaluation", "policyName": "Random policy"})
@@ -233,12 +302,14 @@ def test_an_evaluation_created_polled_read_applied_and_deleted(admin: Personaliz
     assert gone.value.error.code == "EvaluationNotFound"
 
 
-def test_a_feature_importance_created_read_listed_and_deleted(admin: PersonalizerAdministrationClient,
-                                                               learned: dict[str, Any]):
-    start, end = learned["started"], datetime.now(timezone.utc) + timedelta(minutes=1)
+def test_a_feature_importance_created_read_listed_and_deleted(
+    admin: PersonalizerAdministrationClient, learned: dict[str, Any]
+):
+    start, end = learned["started"], datetime.now(UTC) + timedelta(minutes=1)
     admin.import_model(learned["model"])  # the loop's model: earlier tests reset the policy's
-    admin.create_feature_importance("sdk-importance", {"name": "what matters", "startTime": iso(start),
-                                                       "endTime": iso(end)})
+    admin.create_feature_importance(
+        "sdk-importance", {"name": "what matters", "startTime": iso(start), "endTime": iso(end)}
+    )
     found = admin.get_feature_importance("sdk-importance")
     assert found["status"] == "Succeeded" and found["name"] == "what matters"
     scores = found["featureScores"]
@@ -246,20 +317,22 @@ def test_a_feature_importance_created_read_listed_and_deleted(admin: Personalize
     assert {score["featureName"] for score in scores} >= {"reader.time", "type"}
     assert [item["id"] for item in admin.list_feature_importances()] == ["sdk-importance"]
     with pytest.raises(HttpResponseError) as taken:
-        admin.create_feature_importance("sdk-importance", {"name": "again", "startTime": iso(start), "endTime": iso(end)})
+        admin.create_feature_importance(
+            "sdk-importance", {"name": "again", "startTime": iso(start), "endTime": iso(end)}
+        )
     assert taken.value.status_code == 409 and taken.value.error.code == "FeatureImportanceAlreadyExists"
     assert admin.delete_feature_importance("sdk-importance") is None
     assert list(admin.list_feature_importances()) == []
 
 
-def test_logs_properties_and_delete(admin: PersonalizerAdministrationClient, service: Service,
-                                    learned: dict[str, Any]):
+def test_logs_properties_and_delete(admin: PersonalizerAdministrationClient, service: Service, learned: dict[str, Any]):
     properties = admin.get_log_properties()
     assert properties["dateRange"]["from"] < properties["dateRange"]["to"]
 
     def logged() -> int:
-        status, body = service.request_raw("GET", "/v1/logs/export?policy=actions&format=jsonl",
-                                           headers={"X-API-Key": ADMIN_KEY})
+        status, body = service.request_raw(
+            "GET", "/v1/logs/export?policy=actions&format=jsonl", headers={"X-API-Key": ADMIN_KEY}
+        )
         assert status == 200
         return len(body.splitlines())
 

@@ -34,14 +34,16 @@ def test_patch_changes_only_what_it_names(client, db):
     assert back["removed"] == ["reward_wait"] and back["settings"]["reward_wait"] == 60.0
     assert back["settings"]["overridden"] == ["epsilon", "reward_values"]
     before = table_counts(db)
-    for body, message in (({"epsilon": 2}, "epsilon: must be a number in [0, 1]"),
-                          ({"epsilonn": 0.1}, "epsilonn: ")):
+    for body, message in (({"epsilon": 2}, "epsilon: must be a number in [0, 1]"), ({"epsilonn": 0.1}, "epsilonn: ")):
         refused = client.patch("/v1/policies/titles", json=body)
         assert refused.status_code == 422 and refused.get_json()["error"]["message"].startswith(message)
     assert table_counts(db) == before
     assert client.get("/v1/policies/titles").get_json()["settings"]["overridden"] == ["epsilon", "reward_values"]
     version = client.get("/v1/policies/titles").get_json()["model"]["version"]
-    assert client.patch("/v1/policies/titles", json={"vw_args": "-q UT -l 0.1"}).get_json()["model"]["version"] == version + 1
+    assert (
+        client.patch("/v1/policies/titles", json={"vw_args": "-q UT -l 0.1"}).get_json()["model"]["version"]
+        == version + 1
+    )
     # reward_values merges too: one type changes, null puts one back, the others stay
     merged = client.patch("/v1/policies/titles", json={"reward_values": {"completed": 0.5}}).get_json()["settings"]
     assert (merged["reward_values"]["click"], merged["reward_values"]["completed"]) == (0.2, 0.5)
@@ -55,8 +57,10 @@ def test_new_epsilon_is_served_at_once(app, client, learner, catalog):
     for _ in range(30):  # teach the model something, so that no two titles tie
         body = client.post("/v1/rank", json={"slots": 6}).get_json()
         for slot in body["slots"]:
-            client.post(f"/v1/events/{body['event_id']}/reward",
-                        json={"title_id": slot["title_id"], "value": 1.0 / (1 + int(slot["title_id"][1:]))})
+            client.post(
+                f"/v1/events/{body['event_id']}/reward",
+                json={"title_id": slot["title_id"], "value": 1.0 / (1 + int(slot["title_id"][1:]))},
+            )
     learner.run_once(now=time.time() + 61)
     serve_newest_models(app)
     client.put("/v1/policies/titles", json={"epsilon": 0.0})
@@ -71,26 +75,29 @@ def test_changing_vw_args_starts_a_new_model(client, db):
     assert body["model"]["version"] == 1 and body["model"]["origin"] == "vw_args changed"
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"epsilon": 1.5}, "epsilon"),
-    ({"epsilon": "high"}, "epsilon"),
-    ({"reward_wait": -1}, "reward_wait"),
-    ({"default_reward": 2}, "default_reward"),
-    ({"aggregation": "median"}, "aggregation"),
-    ({"learn_on_first_reward": "yes"}, "learn_on_first_reward"),
-    ({"vw_args": "--bogus_option"}, "'--bogus_option' is not accepted"),
-    ({"vw_args": "--cb_explore_adf"}, "not accepted"),
-    ({"vw_args": ["--epsilon", "0.3"]}, "not accepted"),
-    ({"vw_args": ["-q", "UTX"]}, "not a valid value for -q"),
-    ({"vw_args": ["-l"]}, "needs a value"),
-    ({"vw_args": ["-b", "40"]}, "not a valid value for -b"),
-    ({"vw_args": ["--clip_p", "1.5"]}, "not a valid value for --clip_p"),
-    ({"vw_args": ["--coin", "0.5"]}, "'0.5' is not accepted"),
-    ({"vw_args": '"'}, "No closing quotation"),
-    ({"vw_args": ["-q", "\ud800T"]}, "surrogate"),
-    ({"vw_args": 5}, "vw_args"),
-    ({"temperature": 1}, "temperature"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"epsilon": 1.5}, "epsilon"),
+        ({"epsilon": "high"}, "epsilon"),
+        ({"reward_wait": -1}, "reward_wait"),
+        ({"default_reward": 2}, "default_reward"),
+        ({"aggregation": "median"}, "aggregation"),
+        ({"learn_on_first_reward": "yes"}, "learn_on_first_reward"),
+        ({"vw_args": "--bogus_option"}, "'--bogus_option' is not accepted"),
+        ({"vw_args": "--cb_explore_adf"}, "not accepted"),
+        ({"vw_args": ["--epsilon", "0.3"]}, "not accepted"),
+        ({"vw_args": ["-q", "UTX"]}, "not a valid value for -q"),
+        ({"vw_args": ["-l"]}, "needs a value"),
+        ({"vw_args": ["-b", "40"]}, "not a valid value for -b"),
+        ({"vw_args": ["--clip_p", "1.5"]}, "not a valid value for --clip_p"),
+        ({"vw_args": ["--coin", "0.5"]}, "'0.5' is not accepted"),
+        ({"vw_args": '"'}, "No closing quotation"),
+        ({"vw_args": ["-q", "\ud800T"]}, "surrogate"),
+        ({"vw_args": 5}, "vw_args"),
+        ({"temperature": 1}, "temperature"),
+    ],
+)
 def test_bad_settings_are_refused_and_change_nothing(client, db, body, message):
     before = table_counts(db)
     response = client.put("/v1/policies/artwork", json=body)
@@ -108,17 +115,22 @@ def test_unknown_policy(client):
 def test_model_export_import_round_trip(client, db, learner, catalog):
     for _ in range(20):
         body = client.post("/v1/rank", json={"user": {"features": {"segment": "a"}}, "slots": 2}).get_json()
-        client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1})
+        client.post(
+            f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1}
+        )
     learner.run_once(now=time.time() + 61)
     exported = client.get("/v1/policies/artwork/model")
     assert exported.status_code == 200 and exported.headers["X-Marquee-Model-Version"] == "1"
     vw.Workspace(model_data=exported.data)  # VW itself reads the export
     client.post("/v1/policies/artwork/reset")
-    imported = client.put("/v1/policies/artwork/model", data=exported.data,
-                          content_type="application/octet-stream")
+    imported = client.put("/v1/policies/artwork/model", data=exported.data, content_type="application/octet-stream")
     assert imported.status_code == 201 and imported.get_json()["version"] == 3
     round_trip = client.get("/v1/policies/artwork/model").data
-    example = ["shared |U segment=a |T id=t00 |G comedy", "|A id=t00-dark-warm tag=dark-warm", "|A id=t00-neutral tag=neutral"]
+    example = [
+        "shared |U segment=a |T id=t00 |G comedy",
+        "|A id=t00-dark-warm tag=dark-warm",
+        "|A id=t00-neutral tag=neutral",
+    ]
     predictions = []
     for blob in (exported.data, round_trip):
         workspace = vw.Workspace(model_data=blob)
@@ -129,11 +141,14 @@ def test_model_export_import_round_trip(client, db, learner, catalog):
     assert listing["model"]["origin"] == "import"
 
 
-@pytest.mark.parametrize(("data", "content_type", "status"), [
-    (b"not a model", "application/octet-stream", 422),
-    (b"", "application/octet-stream", 422),
-    (b"{}", "application/json", 415),
-])
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [
+        (b"not a model", "application/octet-stream", 422),
+        (b"", "application/octet-stream", 422),
+        (b"{}", "application/json", 415),
+    ],
+)
 def test_bad_model_imports_are_refused(client, db, data, content_type, status):
     before = table_counts(db)
     assert client.put("/v1/policies/titles/model", data=data, content_type=content_type).status_code == status
@@ -152,10 +167,24 @@ def test_reset_publishes_an_empty_model(client, db):
     assert client.get("/v1/policies/titles").get_json()["model"]["origin"] == "reset"
 
 
-@pytest.mark.parametrize("args", [
-    ["-p", "{db}"], ["--predictions={db}"], ["-r", "{db}"], ["--help"], ["-h"], ["--version"], ["--port", "0"],
-    ["--daemon"], ["-t"], ["--data={db}"], ["--cache_file", "{db}"], ["--audit"], ["-f", "{db}"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-p", "{db}"],
+        ["--predictions={db}"],
+        ["-r", "{db}"],
+        ["--help"],
+        ["-h"],
+        ["--version"],
+        ["--port", "0"],
+        ["--daemon"],
+        ["-t"],
+        ["--data={db}"],
+        ["--cache_file", "{db}"],
+        ["--audit"],
+        ["-f", "{db}"],
+    ],
+)
 def test_dangerous_vw_options_never_reach_vw(app, client, db, args):
     database = app.config["DATABASE"]
     size = Path(database).stat().st_size
@@ -173,7 +202,7 @@ def _with_header_options(blob: bytes, options: bytes) -> bytes:
         offset += 4 + length
     offset += 1 + 4 * 4 + 8
     (length,) = struct.unpack_from("<I", blob, offset)
-    return blob[:offset] + struct.pack("<I", len(options) + 1) + options + b"\0" + blob[offset + 4 + length:]
+    return blob[:offset] + struct.pack("<I", len(options) + 1) + options + b"\0" + blob[offset + 4 + length :]
 
 
 @pytest.mark.parametrize("extra", [b"--predictions {db}", b"--port 0", b"--audit", b"--testonly"])
@@ -181,8 +210,9 @@ def test_models_with_dangerous_options_in_their_header_are_refused(app, client, 
     database = app.config["DATABASE"]
     size = Path(database).stat().st_size
     blob = vw.Workspace(["--cb_adf", "-q", "UA"]).serialize()
-    crafted = _with_header_options(blob, b" --cb_adf --cb_type mtr --csoaa_ldf multiline --csoaa_rank "
-                                   + extra.replace(b"{db}", database.encode()))
+    crafted = _with_header_options(
+        blob, b" --cb_adf --cb_type mtr --csoaa_ldf multiline --csoaa_rank " + extra.replace(b"{db}", database.encode())
+    )
     before = table_counts(db)
     response = client.put("/v1/policies/artwork/model", data=crafted, content_type="application/octet-stream")
     assert response.status_code == 422 and "not accepted" in response.get_json()["error"]["message"]
@@ -192,10 +222,15 @@ def test_models_with_dangerous_options_in_their_header_are_refused(app, client, 
 def test_truncated_model_is_refused(client, db, learner, catalog):
     for _ in range(10):
         body = client.post("/v1/rank", json={"slots": 2}).get_json()
-        client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1})
+        client.post(
+            f"/v1/events/{body['event_id']}/reward", json={"title_id": body["slots"][0]["title_id"], "value": 1}
+        )
     learner.run_once(now=time.time() + 61)
     blob = client.get("/v1/policies/titles/model").data
     for cut in (len(blob) // 2, len(blob) - 8):
         response = client.put("/v1/policies/titles/model", data=blob[:cut], content_type="application/octet-stream")
         assert response.status_code == 422, cut
-        assert "incomplete" in response.get_json()["error"]["message"] or "could not load" in response.get_json()["error"]["message"]
+        assert (
+            "incomplete" in response.get_json()["error"]["message"]
+            or "could not load" in response.get_json()["error"]["message"]
+        )

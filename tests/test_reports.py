@@ -14,9 +14,17 @@ from tests.test_offline import LoggedWorld
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert('x')</script> & co"
-REQUEST = {"policy": "artwork", "segment_by": "segment", "candidates": [
-    "logged", "uniform", "greedy", {"name": "crossed", "kind": "vw", "vw_args": "-q UA -q GA -l 0.05", "epsilon": 0.05},
-    {"name": HOSTILE, "kind": "vw", "vw_args": "-q UA", "epsilon": 1.0}]}
+REQUEST = {
+    "policy": "artwork",
+    "segment_by": "segment",
+    "candidates": [
+        "logged",
+        "uniform",
+        "greedy",
+        {"name": "crossed", "kind": "vw", "vw_args": "-q UA -q GA -l 0.05", "epsilon": 0.05},
+        {"name": HOSTILE, "kind": "vw", "vw_args": "-q UA", "epsilon": 1.0},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +48,9 @@ def charts(html: str) -> dict[str, ET.Element]:
 
 def scale(chart: ET.Element, attribute: str) -> Any:
     """Return the map from pixels back to values, read off the chart's own tick labels."""
-    ticks = [(float(t.get(attribute)), float(t.get("data-tick"))) for t in chart.iter(f"{SVG}text") if t.get("data-tick")]
+    ticks = [
+        (float(t.get(attribute)), float(t.get("data-tick"))) for t in chart.iter(f"{SVG}text") if t.get("data-tick")
+    ]
     assert len(ticks) >= 3
     (p0, v0), (p1, v1) = ticks[0], ticks[-1]
     return lambda pixel: v0 + (float(pixel) - p0) * (v1 - v0) / (p1 - p0)
@@ -73,7 +83,9 @@ def test_the_charts_draw_the_reported_figures(world, finished):
     for row in found["lift"].iter(f"{SVG}g"):
         lift = next(e for e in report["candidates"] if e["name"] == row.get("data-name"))["lift_over_logged"]
         ci = row.find(f"{SVG}line")
-        assert (lift_of(ci.get("x1")), lift_of(ci.get("x2"))) == pytest.approx((lift["ci_low"], lift["ci_high"]), abs=1e-4)
+        assert (lift_of(ci.get("x1")), lift_of(ci.get("x2"))) == pytest.approx(
+            (lift["ci_low"], lift["ci_high"]), abs=1e-4
+        )
 
     y_of = scale(found["over time"], "data-y")
     series = {g.get("data-name"): g for g in found["over time"].iter(f"{SVG}g")}
@@ -88,8 +100,13 @@ def test_the_table_says_which_candidates_apply_would_take(world, finished):
     verdicts = dict(re.findall(r'<tr data-name="([^"]+)">.*?<td class="apply">([^<]+)</td>', html, flags=re.S))
     assert verdicts["logged"] == verdicts["uniform"] == "baseline" and verdicts["greedy"] == "never explores"
     crossed = next(e for e in finished["result"]["candidates"] if e["name"] == "crossed")
-    expected = "not shown better" if crossed["estimates"]["dr"]["ci_low"] <= finished["result"]["mean_reward"] else \
-        "fragile interval" if crossed["weight_tail"]["fragile"] else "beats logged"
+    expected = (
+        "not shown better"
+        if crossed["estimates"]["dr"]["ci_low"] <= finished["result"]["mean_reward"]
+        else "fragile interval"
+        if crossed["weight_tail"]["fragile"]
+        else "beats logged"
+    )
     assert verdicts["crossed"] == expected
     # What the page says, the service does.
     response = world.client.post(f"/v1/evaluations/{finished['id']}/apply", json={"candidate": HOSTILE})
@@ -117,8 +134,10 @@ def test_unfinished_failed_and_unknown_runs(world, finished):
 def test_marker_letters_never_overlap_on_one_side_of_a_row():
     from service import charts
 
-    rows = [{"name": "a", "value": 0.30, "ci_low": 0.2, "ci_high": 0.4, "ips": 0.301, "snips": 0.302, "dm": 0.303},
-            {"name": "b", "value": 0.30, "ci_low": 0.2, "ci_high": 0.4, "ips": 0.1, "snips": 0.5, "dm": 0.9}]
+    rows = [
+        {"name": "a", "value": 0.30, "ci_low": 0.2, "ci_high": 0.4, "ips": 0.301, "snips": 0.302, "dm": 0.303},
+        {"name": "b", "value": 0.30, "ci_low": 0.2, "ci_high": 0.4, "ips": 0.1, "snips": 0.5, "dm": 0.9},
+    ]
     chart = charts.interval_chart(rows, reference=None, reference_label="", markers=("ips", "snips", "dm"))
     for row in chart.rows:
         for side in charts.MARKER_SIDES:

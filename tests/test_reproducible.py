@@ -29,13 +29,17 @@ def test_the_same_event_id_gives_the_same_row_on_two_services(tmp_path):
         rows.append(tuple(slot["title_id"] for slot in a["slots"]))
     assert len(set(rows)) > 6  # and different ids draw differently
     # Without an id the service draws from its own randomness.
-    unnamed = {tuple(s["title_id"] for s in first.post("/v1/rank", json={"slots": 4}).get_json()["slots"])
-               for _ in range(12)}
+    unnamed = {
+        tuple(s["title_id"] for s in first.post("/v1/rank", json={"slots": 4}).get_json()["slots"]) for _ in range(12)
+    }
     assert len(unnamed) > 6
 
 
-@pytest.mark.parametrize("exploration", [Exploration(epsilon=0.5), Exploration(rule="squarecb", gamma=4.0)],
-                         ids=["epsilon-greedy", "squarecb"])
+@pytest.mark.parametrize(
+    "exploration",
+    [Exploration(epsilon=0.5), Exploration(rule="squarecb", gamma=4.0)],
+    ids=["epsilon-greedy", "squarecb"],
+)
 def test_draws_seeded_by_distinct_ids_match_the_logged_probabilities(exploration):
     costs = [0.3, -0.2, 0.1, 0.0]
     n = 30_000

@@ -36,14 +36,23 @@ def test_a_typed_reward_is_stored_with_its_type_and_the_default_value(client, ca
 
 
 def test_each_policy_values_types_by_its_own_settings_fixed_at_the_close(app, client, db, catalog):
-    assert client.put("/v1/policies/titles", json={"reward_values": {"click": 0.0, "play": 1.0},
-                                                   "aggregation": "max"}).status_code == 200
+    assert (
+        client.put(
+            "/v1/policies/titles", json={"reward_values": {"click": 0.0, "play": 1.0}, "aggregation": "max"}
+        ).status_code
+        == 200
+    )
     clicked_then_played, _ = _rank_and_click(client)
     clicked_only, _ = _rank_and_click(client)
     for event_id, kinds in ((clicked_then_played, ["click", "play"]), (clicked_only, ["click"])):
         for kind in kinds:
-            assert client.post(f"/v1/events/{event_id}/reward", json={"title_id": "t00", "type": kind}).status_code == 201
-    seqs = [db.execute("SELECT seq FROM events WHERE id = ?", [e]).fetchone()[0] for e in (clicked_then_played, clicked_only)]
+            assert (
+                client.post(f"/v1/events/{event_id}/reward", json={"title_id": "t00", "type": kind}).status_code == 201
+            )
+    seqs = [
+        db.execute("SELECT seq FROM events WHERE id = ?", [e]).fetchone()[0]
+        for e in (clicked_then_played, clicked_only)
+    ]
     now = time.time() + 3600
     for name in ("titles", "artwork"):
         _close_due(db, load_policy(db, app.config, name), now=now, limit=10)
@@ -55,16 +64,26 @@ def test_each_policy_values_types_by_its_own_settings_fixed_at_the_close(app, cl
     client.put("/v1/policies/titles", json={"reward_values": {"click": 1.0}})
     assert closed_labels(db, "titles", seqs) == {seqs[0]: [1.0], seqs[1]: [0.0]}
     # Offline evaluation values the log by the policy's current settings.
-    rounds = from_log(db, policy="titles", aggregation="max", default_reward=0.0,
-                      reward_values={"click": 0.5, "play": 0.25})
+    rounds = from_log(
+        db, policy="titles", aggregation="max", default_reward=0.0, reward_values={"click": 0.5, "play": 0.25}
+    )
     assert sorted(rounds.reward.tolist()) == [0.5, 0.5]
 
 
 def _train(tmp_path, name: str, reward_values: str, aggregation: str) -> dict[str, str]:
     """Serve a clickbait audience on a fresh service; return the greedy artwork of every title."""
-    app = create_app({"DATA_DIR": str(tmp_path / name), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0,
-                      "EPSILON": 0.3, "EPSILON_DECAY_AFTER": 0.0, "REWARD_VALUES": reward_values, "ARTWORK_TRIAL_SHARE": 0.0,
-                      "TITLE_TRIAL_SHARE": 0.0})
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path / name),
+            "LEARNER": False,
+            "REWARD_WAIT_SECONDS": 60.0,
+            "EPSILON": 0.3,
+            "EPSILON_DECAY_AFTER": 0.0,
+            "REWARD_VALUES": reward_values,
+            "ARTWORK_TRIAL_SHARE": 0.0,
+            "TITLE_TRIAL_SHARE": 0.0,
+        }
+    )
     client = app.test_client()
     titles = add_catalog(client, titles=4)
     assert client.put("/v1/policies/artwork", json={"aggregation": aggregation}).status_code == 200
@@ -92,7 +111,9 @@ def _train(tmp_path, name: str, reward_values: str, aggregation: str) -> dict[st
         shared = features.viewer_shared(user_id=None, features={"device": "tv"})
         for title_id in titles:
             title = state.snapshot.titles[title_id]
-            costs = state.models["artwork"].costs(features.artwork_shared(shared, title.action_line), title.artwork_lines)
+            costs = state.models["artwork"].costs(
+                features.artwork_shared(shared, title.action_line), title.artwork_lines
+            )
             greedy[title_id] = title.artwork_ids[int(np.argmin(costs))].split("-", 1)[1]
     db.conn.close()
     return greedy
@@ -107,12 +128,15 @@ def test_valuing_plays_over_clicks_moves_the_policy_off_clickbait(tmp_path):
     assert sum(style == "bright-cool" for style in plays.values()) >= 3, plays
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"title_id": "t00", "value": 1.0, "type": "click"}, "not both"),
-    ({"title_id": "t00"}, "give either value"),
-    ({"title_id": "t00", "type": "purchase"}, "type"),
-    ({"title_id": "t00", "type": 3}, "type"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"title_id": "t00", "value": 1.0, "type": "click"}, "not both"),
+        ({"title_id": "t00"}, "give either value"),
+        ({"title_id": "t00", "type": "purchase"}, "type"),
+        ({"title_id": "t00", "type": 3}, "type"),
+    ],
+)
 def test_bad_typed_rewards_are_a_422(client, db, catalog, body, message):
     event_id, _ = _rank_and_click(client)
     before = table_counts(db)
@@ -121,12 +145,15 @@ def test_bad_typed_rewards_are_a_422(client, db, catalog, body, message):
     assert table_counts(db) == before
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"reward_values": {"purchase": 1.0}}, "reward_values.purchase"),
-    ({"reward_values": {"play": 2.0}}, "reward_values.play"),
-    ({"reward_values": [1, 2]}, "reward_values"),
-    ({"aggregation": "median"}, "aggregation"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"reward_values": {"purchase": 1.0}}, "reward_values.purchase"),
+        ({"reward_values": {"play": 2.0}}, "reward_values.play"),
+        ({"reward_values": [1, 2]}, "reward_values"),
+        ({"aggregation": "median"}, "aggregation"),
+    ],
+)
 def test_bad_reward_settings_are_a_422(client, db, settings, message):
     before = table_counts(db)
     response = client.put("/v1/policies/artwork", json=settings)

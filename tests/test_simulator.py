@@ -74,7 +74,9 @@ def test_no_row_found_by_search_beats_the_oracle(catalog):
     everything = max(
         world.row_value(viewer, [(a, art_a), (b, art_b)])
         for a, b in itertools.permutations(pool, 2)
-        for art_a in (x.id for x in world.titles[a].artworks) for art_b in (x.id for x in world.titles[b].artworks))
+        for art_a in (x.id for x in world.titles[a].artworks)
+        for art_b in (x.id for x in world.titles[b].artworks)
+    )
     assert best == pytest.approx(everything)
 
 
@@ -87,14 +89,19 @@ def test_tastes_differ_by_segment_and_clickbait_wins_clicks_not_plays(catalog):
     assert all(style[t] == {"dark-warm"} for t in titles)  # night owls: dark and warm posters
     assert all(world.best_artwork(family, t).split("-", 1)[1].startswith("bright") for t in titles)
     # Casual viewers click the loudest poster, and play something else.
-    differ = [t for t in titles if world.best_artwork(casual, t, reward="click") != world.best_artwork(casual, t, reward="play")]
+    differ = [
+        t
+        for t in titles
+        if world.best_artwork(casual, t, reward="click") != world.best_artwork(casual, t, reward="play")
+    ]
     assert len(differ) == len(titles)
     loudest = {t: max(world.titles[t].artworks, key=lambda a: a.bait).id for t in titles}
     assert all(world.best_artwork(casual, t, reward="click") == loudest[t] for t in titles)
     # Position bias: the same title and artwork lower in the row draws fewer clicks.
     t, a = titles[0], world.titles[titles[0]].artworks[0].id
     assert world.click_probability(night, t, a, position=3) == pytest.approx(
-        simulator.POSITION_DECAY ** 3 * world.click_probability(night, t, a, position=0))
+        simulator.POSITION_DECAY**3 * world.click_probability(night, t, a, position=0)
+    )
 
 
 def test_tastes_drift_and_titles_arrive(catalog):
@@ -104,7 +111,8 @@ def test_tastes_drift_and_titles_arrive(catalog):
     before = {t: world.best_artwork(night, t, at=0) for t in titles}
     after = {t: world.best_artwork(night, t, at=50_000) for t in titles}
     assert world.look_taste(world.segments["night-owl"], 25_000) == pytest.approx(
-        {"brightness": -2.75, "warmth": -0.5, "contrast": 1.0})
+        {"brightness": -2.75, "warmth": -0.5, "contrast": 1.0}
+    )
     assert before != after  # dark and warm gave way to cool and contrasty
     late = [t for t in titles if world.titles[t].arrives_at > 0]
     assert late and all(t not in world.available(0) for t in late)
@@ -130,8 +138,10 @@ def test_artworks_arrive_and_the_oracle_waits_for_them(catalog):
 def test_viewers_are_known_by_their_signals_not_their_segment(catalog):
     world = simulator.World.build(catalog, seed=2)
     assert all("segment" not in v.features for v in world.viewers)
-    assert all({"device", "hour", "daypart", "history_genres", "top_rated_genres", "recent_searches"} <= set(v.features)
-               for v in world.viewers)
+    assert all(
+        {"device", "hour", "daypart", "history_genres", "top_rated_genres", "recent_searches"} <= set(v.features)
+        for v in world.viewers
+    )
     # Each viewer's taste is the segment's plus a personal deviation: two night owls differ.
     owls = [v for v in world.viewers if v.segment == "night-owl"]
     assert owls[0].genre_taste != owls[1].genre_taste
@@ -152,21 +162,31 @@ def test_viewers_are_known_by_their_signals_not_their_segment(catalog):
 # The default world of ``shape_catalog(looks, shape="audience")`` and seed 5, as the simulator drew it before shapes.
 PINNED_APPEALS = [-1.305688333, -0.45565187, -2.21066815]  # titles t001, t002, t030
 PINNED_SEGMENTS = ["cinephile", "night-owl", "night-owl", "family", "night-owl", "casual"]  # the first six viewers
-PINNED_FEATURES = {"device": "web", "hour": 2, "daypart": "night", "history_genres": ["comedy", "documentary", "thriller"],
-                   "top_rated_genres": ["crime"], "recent_searches": ["thriller"]}  # the eighth viewer's
+PINNED_FEATURES = {
+    "device": "web",
+    "hour": 2,
+    "daypart": "night",
+    "history_genres": ["comedy", "documentary", "thriller"],
+    "top_rated_genres": ["crime"],
+    "recent_searches": ["thriller"],
+}  # the eighth viewer's
 
 
 @pytest.fixture(scope="module")
 def style_looks() -> dict[tuple[str, str], dict]:
     """The visual features of one demo poster of each style (palette, composition), measured as uploads are."""
     rng = random.Random(0)
-    return {(palette, composition): check_image(poster(palette=palette, composition=composition, title="Looks",
-                                                       rng=rng)).visual
-            for palette in PALETTES for composition in COMPOSITIONS}
+    return {
+        (palette, composition): check_image(
+            poster(palette=palette, composition=composition, title="Looks", rng=rng)
+        ).visual
+        for palette in PALETTES
+        for composition in COMPOSITIONS
+    }
 
 
 def shape_catalog(looks: dict[tuple[str, str], dict], *, shape: str, seed: int = 1) -> list[dict]:
-    """Return a catalog the size of the shape's demo catalog: demo genres, distinct styles per title, each style's looks.
+    """Return a catalog the size of the shape's demo catalog: demo genres, styles distinct per title, their looks.
 
     Measuring every poster of the demo catalogs would take seconds per shape; the looks of a style
     vary little from poster to poster.
@@ -177,9 +197,13 @@ def shape_catalog(looks: dict[tuple[str, str], dict], *, shape: str, seed: int =
     for index in range(spec.titles):
         title_id = f"t{index + 1:03d}"
         styles = rng.sample(sorted(looks), k=spec.artworks_per_title or rng.randint(3, 6))
-        catalog.append({"id": title_id, "genres": rng.sample(DEMO_GENRES, k=rng.choice((1, 2, 2, 3))),
-                        "artworks": [{"id": f"{title_id}-a{n + 1}", "visual": looks[style]}
-                                     for n, style in enumerate(styles)]})
+        catalog.append(
+            {
+                "id": title_id,
+                "genres": rng.sample(DEMO_GENRES, k=rng.choice((1, 2, 2, 3))),
+                "artworks": [{"id": f"{title_id}-a{n + 1}", "visual": looks[style]} for n, style in enumerate(styles)],
+            }
+        )
     return catalog
 
 
@@ -215,8 +239,14 @@ def test_the_default_world_is_the_audience_drawn_as_before_shapes(style_looks):
 
 @pytest.mark.parametrize("shape", list(simulator.SHAPES))
 def test_no_row_found_by_search_beats_the_oracle_in_any_shape(style_looks, shape):
-    world = simulator.World.build(shape_catalog(style_looks, shape=shape), seed=7, shape=shape, late_share=0.1,
-                                  late_artwork_share=0.2, impressions=20_000)
+    world = simulator.World.build(
+        shape_catalog(style_looks, shape=shape),
+        seed=7,
+        shape=shape,
+        late_share=0.1,
+        late_artwork_share=0.2,
+        impressions=20_000,
+    )
     rng = np.random.default_rng(1)
     for at in (0, 40_000):
         titles = world.available(at)
@@ -231,10 +261,15 @@ def test_no_row_found_by_search_beats_the_oracle_in_any_shape(style_looks, shape
                     offered = [world.artworks(titles[i], at) for i in picks]
                     rows.append([(titles[i], o[int(rng.integers(len(o)))].id) for i, o in zip(picks, offered)])
                 for slot in range(4):  # the oracle's row with one slot changed, or two slots swapped
-                    rows += [oracle[:slot] + [arm] + oracle[slot + 1:] for arm in arms
-                             if arm[0] not in {t for t, _ in oracle[:slot] + oracle[slot + 1:]}]
-                    rows += [[oracle[j] if k == slot else oracle[slot] if k == j else oracle[k] for k in range(4)]
-                             for j in range(slot + 1, 4)]
+                    rows += [
+                        oracle[:slot] + [arm] + oracle[slot + 1 :]
+                        for arm in arms
+                        if arm[0] not in {t for t, _ in oracle[:slot] + oracle[slot + 1 :]}
+                    ]
+                    rows += [
+                        [oracle[j] if k == slot else oracle[slot] if k == j else oracle[k] for k in range(4)]
+                        for j in range(slot + 1, 4)
+                    ]
                 assert max(world.row_value(viewer, row, at=at, reward=reward) for row in rows) <= best + 1e-12
 
 
@@ -250,16 +285,29 @@ def test_the_long_tail_world_sends_raw_incomplete_requests_and_has_hits(style_lo
     for name, share in (("history_genres", 0.3), ("recent_searches", 0.2), ("watch_minutes", 0.1)):
         assert abs(np.mean([name not in f for f in features]) - share) < 0.03, name
     # Minutes tell the segments apart; the zip does not.
-    median = {s: np.median([v.features["watch_minutes"] for v in world.viewers
-                            if v.segment == s and "watch_minutes" in v.features]) for s in world.segments}
+    median = {
+        s: np.median(
+            [v.features["watch_minutes"] for v in world.viewers if v.segment == s and "watch_minutes" in v.features]
+        )
+        for s in world.segments
+    }
     assert median["binger"] > 5 * median["light"]
     low = [v.segment for v in world.viewers if v.features["zip"] < "55000"]
     for segment in world.segments:
-        assert abs(low.count(segment) / len(low) - simulator.SHAPES["long-tail"].segments[
-            list(world.segments).index(segment)].share) < 0.05
+        assert (
+            abs(
+                low.count(segment) / len(low)
+                - simulator.SHAPES["long-tail"].segments[list(world.segments).index(segment)].share
+            )
+            < 0.05
+        )
     # A few hits: shown equally often, the top tenth of the titles draw a good part of the plays.
-    plays = np.sort([np.mean([world.expected_reward(v, t, world.titles[t].artworks[0].id) for v in world.viewers[:200]])
-                     for t in world.titles])[::-1]
+    plays = np.sort(
+        [
+            np.mean([world.expected_reward(v, t, world.titles[t].artworks[0].id) for v in world.viewers[:200]])
+            for t in world.titles
+        ]
+    )[::-1]
     assert plays[:12].sum() / plays.sum() > 0.35
 
 
@@ -278,8 +326,18 @@ def test_the_drift_world_moves_each_segments_best_titles(style_looks):
     def kept(world: simulator.World, segment: str) -> float:
         """Return the share of a segment's viewers' four best titles at 30k that are still among them at 50k."""
         viewers = [v for v in world.viewers if v.segment == segment]
-        return float(np.mean([len({t for t, _ in world.oracle(v, slots=4, at=30_000)}
-                                   & {t for t, _ in world.oracle(v, slots=4, at=50_000)}) / 4 for v in viewers]))
+        return float(
+            np.mean(
+                [
+                    len(
+                        {t for t, _ in world.oracle(v, slots=4, at=30_000)}
+                        & {t for t, _ in world.oracle(v, slots=4, at=50_000)}
+                    )
+                    / 4
+                    for v in viewers
+                ]
+            )
+        )
 
     for segment in ("night-owl", "family", "cinephile"):
         assert kept(drift, segment) < 0.6 < 0.75 < kept(audience, segment), segment

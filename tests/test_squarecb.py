@@ -20,8 +20,9 @@ TITLES = 8
 
 @pytest.fixture()
 def served(tmp_path):
-    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 600.0,
-                      "EXPLORATION": "squarecb"})
+    app = create_app(
+        {"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "REWARD_WAIT_SECONDS": 600.0, "EXPLORATION": "squarecb"}
+    )
     add_catalog(app.test_client(), titles=TITLES)
     return app
 
@@ -72,12 +73,15 @@ def test_logged_probabilities_are_those_the_model_version_gives(served):
         assert np.abs(rounds.pscore - uniform).max() > 0.05
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"exploration": "ucb"}, "exploration: must be one of epsilon-greedy, squarecb"),
-    ({"exploration": "squarecb", "gamma_scale": 0}, "gamma_scale: must be a number in (0, 1000000]"),
-    ({"gamma_scale": "10"}, "gamma_scale: must be a number"),
-    ({"gamma_exponent": 1.5}, "gamma_exponent: must be a number in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"exploration": "ucb"}, "exploration: must be one of epsilon-greedy, squarecb"),
+        ({"exploration": "squarecb", "gamma_scale": 0}, "gamma_scale: must be a number in (0, 1000000]"),
+        ({"gamma_scale": "10"}, "gamma_scale: must be a number"),
+        ({"gamma_exponent": 1.5}, "gamma_exponent: must be a number in [0, 1]"),
+    ],
+)
 def test_bad_exploration_settings_are_refused_and_change_nothing(served, body, message):
     assert_setting_refused(served, "artwork", body, message)
 
@@ -99,23 +103,32 @@ def test_deployment_setting_is_checked():
         settings.load(environ={"MARQUEE_SQUARECB_GAMMA_EXPONENT": "2"})
 
 
-@pytest.mark.parametrize(("candidate", "expected"), [
-    ({"kind": "vw", "exploration": "squarecb", "gamma_scale": 10.0, "gamma_exponent": 0.5}, "beats logged"),
-    ({"kind": "vw", "exploration": "epsilon-greedy", "epsilon": 0.0}, "never explores"),
-    ({"kind": "vw", "epsilon": 0.0}, "never explores"),  # reports written before SquareCB existed
-])
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [
+        ({"kind": "vw", "exploration": "squarecb", "gamma_scale": 10.0, "gamma_exponent": 0.5}, "beats logged"),
+        ({"kind": "vw", "exploration": "epsilon-greedy", "epsilon": 0.0}, "never explores"),
+        ({"kind": "vw", "epsilon": 0.0}, "never explores"),  # reports written before SquareCB existed
+    ],
+)
 def test_squarecb_candidates_count_as_exploring(candidate, expected):
     entry = {"candidate": candidate, "estimates": {"dr": {"ci_low": 0.5}}}
     assert verdict(entry, 0.3) == expected
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ({"kind": "uniform", "exploration": "squarecb"}, "exploration: only for candidates of kind model or vw"),
-    ({"kind": "model", "gamma_scale": 5}, "gamma_scale: only with exploration squarecb"),
-    ({"kind": "model", "exploration": "squarecb", "epsilon": 0.1}, "epsilon: only with exploration epsilon-greedy"),
-    ({"kind": "model", "exploration": "squarecb", "gamma_exponent": -1}, "gamma_exponent: must be a number in [0, 1]"),
-    ({"kind": "model", "exploration": "softmax"}, "exploration: must be one of epsilon-greedy, squarecb"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"kind": "uniform", "exploration": "squarecb"}, "exploration: only for candidates of kind model or vw"),
+        ({"kind": "model", "gamma_scale": 5}, "gamma_scale: only with exploration squarecb"),
+        ({"kind": "model", "exploration": "squarecb", "epsilon": 0.1}, "epsilon: only with exploration epsilon-greedy"),
+        (
+            {"kind": "model", "exploration": "squarecb", "gamma_exponent": -1},
+            "gamma_exponent: must be a number in [0, 1]",
+        ),
+        ({"kind": "model", "exploration": "softmax"}, "exploration: must be one of epsilon-greedy, squarecb"),
+    ],
+)
 def test_bad_squarecb_candidates_are_named(value, message):
     with pytest.raises(offline.SpecError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         offline.parse_candidate(value)

@@ -1,4 +1,4 @@
-"""A full disk or a read-only database: a 503 with Retry-After, nothing half-stored, and service again once it clears."""
+"""A full disk or a read-only database: a 503 with Retry-After, nothing half-stored, service again once it clears."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def test_a_full_database_answers_503_and_stores_nothing_half(tmp_path: Path):
     answered: list[dict] = []
     refused = None
     for _ in range(5000):  # bounded: the cap is reached long before
-        response = client.post("/v1/rank", json={"slots": 3, "user": {"id": "u" * 100, "features": {"note": "x" * 200}}})
+        response = client.post(
+            "/v1/rank", json={"slots": 3, "user": {"id": "u" * 100, "features": {"note": "x" * 200}}}
+        )
         if response.status_code != 200:
             refused = response
             break
@@ -42,8 +44,10 @@ def test_a_full_database_answers_503_and_stores_nothing_half(tmp_path: Path):
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # Reads go on; writes keep being refused, and a reward is refused the same way.
     assert client.get("/v1/titles").status_code == 200
-    reward = client.post(f"/v1/events/{answered[0]['event_id']}/reward",
-                         json={"title_id": answered[0]["slots"][0]["title_id"], "value": 1})
+    reward = client.post(
+        f"/v1/events/{answered[0]['event_id']}/reward",
+        json={"title_id": answered[0]["slots"][0]["title_id"], "value": 1},
+    )
     assert reward.status_code in (201, 503)  # a small reward may still fit in the last page
     before = table_counts(db)
     again = client.post("/v1/rank", json={"slots": 3, "user": {"id": "u" * 100, "features": {"note": "x" * 200}}})
@@ -65,16 +69,18 @@ def test_a_read_only_database_answers_503_and_reads_go_on(tmp_path: Path, monkey
     path = data / "marquee.sqlite3"
     connect(str(path)).execute("PRAGMA wal_checkpoint(TRUNCATE)")
     before = table_counts(connect(str(path)))
-    read_only = sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                                      check_same_thread=False))
+    read_only = sqlite_utils.Database(
+        sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    )
     from service.views import catalog, decisions
 
     for module in (decisions, catalog):
         monkeypatch.setattr(module, "get_db", lambda: read_only)
     response = client.post("/v1/rank", json={"slots": 2})
     assert response.status_code == 503 and "readonly" in response.get_json()["error"]["message"]
-    reward = client.post(f"/v1/events/{event['event_id']}/reward",
-                         json={"title_id": event["slots"][0]["title_id"], "value": 1})
+    reward = client.post(
+        f"/v1/events/{event['event_id']}/reward", json={"title_id": event["slots"][0]["title_id"], "value": 1}
+    )
     assert reward.status_code == 503
     assert client.get("/v1/titles").status_code == 200
     assert client.get(f"/v1/events/{event['event_id']}").status_code == 200
@@ -99,8 +105,9 @@ def test_a_write_lock_held_too_long_is_a_503_after_bounded_retries(tmp_path: Pat
         response = client.post("/v1/rank", json={"slots": 2})
         assert response.status_code == 503 and response.headers["Retry-After"] == "1"
         assert "busy" in response.get_json()["error"]["message"]
-        reward = client.post(f"/v1/events/{event['event_id']}/reward",
-                             json={"title_id": event["slots"][0]["title_id"], "value": 1})
+        reward = client.post(
+            f"/v1/events/{event['event_id']}/reward", json={"title_id": event["slots"][0]["title_id"], "value": 1}
+        )
         assert reward.status_code == 503
         assert client.get("/v1/titles").status_code == 200  # reads are not blocked by a writer (WAL)
     finally:

@@ -13,8 +13,10 @@ from bench.coffee_log import DRINKS, TASTE, foreign_log
 from tests.helpers import serve_newest_models, table_counts
 
 # The drinks as the application ranks them through the Personalizer API, features as it logged them.
-ACTIONS = [{"id": drink["_tag"], "features": [{key: value for key, value in drink.items() if not key.startswith("_")}]}
-           for drink in DRINKS]
+ACTIONS = [
+    {"id": drink["_tag"], "features": [{key: value for key, value in drink.items() if not key.startswith("_")}]}
+    for drink in DRINKS
+]
 
 
 def _context(tod: str, weather: str = "sun") -> list[dict[str, Any]]:
@@ -34,12 +36,17 @@ def test_a_personalizer_log_warm_starts_a_policy_that_prefers_the_logged_winners
     assert dataset["policy"] == "actions" and dataset["decisions"] == 3000
 
     # The imported lines are exactly what the Personalizer-compatible rank logs for the same request.
-    ranked = client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context("morning"), "actions": ACTIONS,
-                                                          "eventId": "encoding-check"}).get_json()
+    ranked = client.post(
+        "/personalizer/v1.0/rank",
+        json={"contextFeatures": _context("morning"), "actions": ACTIONS, "eventId": "encoding-check"},
+    ).get_json()
     event = db.execute("SELECT title_shared, title_block FROM events WHERE id = 'encoding-check'").fetchone()
     rounds = datasets.load(db, dataset["id"])
-    first = next(i for i in range(len(rounds)) if rounds.contexts[i].get("Context.weather") == "sun"
-                 and rounds.contexts[i].get("Context.tod") == "morning")
+    first = next(
+        i
+        for i in range(len(rounds))
+        if rounds.contexts[i].get("Context.weather") == "sun" and rounds.contexts[i].get("Context.tod") == "morning"
+    )
     assert rounds.shared[first] == event[0]
     assert rounds.actions(first) == blocks.load(db, {event[1]})[event[1]]
     assert ranked["rewardActionId"] in {drink["_tag"] for drink in DRINKS}
@@ -63,8 +70,9 @@ def test_a_personalizer_log_warm_starts_a_policy_that_prefers_the_logged_winners
     for tod in ("morning", "evening"):
         best = max(TASTE[tod], key=TASTE[tod].__getitem__)
         for weather in ("sun", "rain"):
-            answer = client.post("/personalizer/v1.0/rank", json={"contextFeatures": _context(tod, weather),
-                                                                  "actions": ACTIONS}).get_json()
+            answer = client.post(
+                "/personalizer/v1.0/rank", json={"contextFeatures": _context(tod, weather), "actions": ACTIONS}
+            ).get_json()
             assert answer["rewardActionId"] == best, (tod, weather, answer)
 
 
@@ -80,25 +88,35 @@ def test_newest_start_keeps_the_model_and_the_cli_warm_starts_too(app, client, d
     assert result.exit_code == 0, result.output
     assert "learned 400 decisions" in result.output and "greedy - baseline" in result.output
     first = client.get("/v1/policies/actions").get_json()["model"]
-    answer = client.post("/v1/policies/actions/warm-start", json={"dataset": dataset_id, "start": "newest", "passes": 2})
+    answer = client.post(
+        "/v1/policies/actions/warm-start", json={"dataset": dataset_id, "start": "newest", "passes": 2}
+    )
     assert answer.status_code == 201
     second = client.get("/v1/policies/actions").get_json()["model"]
     assert second["version"] == first["version"] + 1
     assert (second["events_learned"], second["examples_learned"]) == (800, 400 + 800)
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"dataset": "ds-none"}, "dataset: there is no dataset 'ds-none'"),
-    ({"dataset": "FOREIGN"}, "holds decisions of no Marquee policy, not in the actions policy's encoding "
-                             "(import another service's DSJson with policy=actions)"),
-    ({"dataset": "OWN", "start": "sideways"}, "start: must be one of empty, newest"),
-    ({"dataset": "OWN", "passes": 0}, "passes"),
-    ({"dataset": "OWN", "extra": 1}, "extra"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"dataset": "ds-none"}, "dataset: there is no dataset 'ds-none'"),
+        (
+            {"dataset": "FOREIGN"},
+            "holds decisions of no Marquee policy, not in the actions policy's encoding "
+            "(import another service's DSJson with policy=actions)",
+        ),
+        ({"dataset": "OWN", "start": "sideways"}, "start: must be one of empty, newest"),
+        ({"dataset": "OWN", "passes": 0}, "passes"),
+        ({"dataset": "OWN", "extra": 1}, "extra"),
+    ],
+)
 def test_bad_warm_starts_are_refused_and_publish_nothing(client, db, body, message):
     lines, _, _ = foreign_log(50, seed=23)
-    ids = {"FOREIGN": _import(client, lines, policy=None).get_json()["id"],
-           "OWN": _import(client, lines).get_json()["id"]}
+    ids = {
+        "FOREIGN": _import(client, lines, policy=None).get_json()["id"],
+        "OWN": _import(client, lines).get_json()["id"],
+    }
     body = {key: ids.get(value, value) if key == "dataset" else value for key, value in body.items()}
     before = table_counts(db)
     response = client.post("/v1/policies/actions/warm-start", json=body)
@@ -108,11 +126,17 @@ def test_bad_warm_starts_are_refused_and_publish_nothing(client, db, body, messa
     assert client.post("/v1/policies/titles/warm-start", json={"dataset": ids["OWN"]}).status_code == 422
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda record: record["c"]["_multi"][1].pop("_tag"), "c._multi[1]._tag: the actions policy needs each action's id"),
-    (lambda record: record["c"]["_multi"][1].update(_tag="latte"), "two actions have the same _tag"),
-    (lambda record: record["c"].update(deep={"a": {"b": {"c": {"d": {"e": 1}}}}}), "nest"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda record: record["c"]["_multi"][1].pop("_tag"),
+            "c._multi[1]._tag: the actions policy needs each action's id",
+        ),
+        (lambda record: record["c"]["_multi"][1].update(_tag="latte"), "two actions have the same _tag"),
+        (lambda record: record["c"].update(deep={"a": {"b": {"c": {"d": {"e": 1}}}}}), "nest"),
+    ],
+)
 def test_a_log_the_actions_policy_cannot_read_is_refused_whole(client, db, change, message):
     lines, _, _ = foreign_log(20, seed=24)
     record = json.loads(lines[7])

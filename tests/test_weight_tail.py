@@ -13,8 +13,9 @@ from bandits.storage import connect
 from service import create_app
 
 
-def tail_of(*, pscore: list[float], target: list[float], reward: list[float],
-            default_reward: float = 0.0) -> dict[str, Any]:
+def tail_of(
+    *, pscore: list[float], target: list[float], reward: list[float], default_reward: float = 0.0
+) -> dict[str, Any]:
     rounds = SimpleNamespace(pscore=np.asarray(pscore), reward=np.asarray(reward))
     scores = offline.Scores(target_prob=np.asarray(target), q_target=np.zeros(len(pscore)))
     return offline.weight_tail(rounds, scores, default_reward=default_reward)  # type: ignore[arg-type]
@@ -35,43 +36,77 @@ def test_a_heavy_tail_with_few_rewards_is_fragile():
     shifted = tail_of(pscore=pscore, target=target, reward=[1.0] * 30 + [-0.2] * 70, default_reward=-0.2)
     assert shifted["rewarded"] == 0 and shifted["fragile"]
     none = tail_of(pscore=[0.5] * 10, target=[0.5] * 10, reward=[1.0] * 10)
-    assert none == {"threshold": offline.LARGE_WEIGHT, "rounds": 0, "rewarded": 0, "weight_share": 0.0,
-                    "max_weight": 1.0, "fragile": False}
+    assert none == {
+        "threshold": offline.LARGE_WEIGHT,
+        "rounds": 0,
+        "rewarded": 0,
+        "weight_share": 0.0,
+        "max_weight": 1.0,
+        "fragile": False,
+    }
 
 
-@pytest.mark.parametrize(("r_squared", "start"), [
-    (None, "the reward model predicts no better than the mean"), (-0.1, "the reward model predicts no better"),
-    (0.0, "the reward model predicts no better"), (0.05, "the reward model explains a little"),
-    (0.15, "the reward model fits well"),
-])
+@pytest.mark.parametrize(
+    ("r_squared", "start"),
+    [
+        (None, "the reward model predicts no better than the mean"),
+        (-0.1, "the reward model predicts no better"),
+        (0.0, "the reward model predicts no better"),
+        (0.05, "the reward model explains a little"),
+        (0.15, "the reward model fits well"),
+    ],
+)
 def test_r_squared_says_how_far_to_trust_dr(r_squared, start):
     assert offline.reward_model_guidance(r_squared).startswith(start)
 
 
 def entry(name: str, *, ci_low: float, fragile: bool) -> dict[str, Any]:
-    return {"name": name, "candidate": {"name": name, "kind": "vw", "vw_args": ["-q", "UA"], "exploration":
-                                        "epsilon-greedy", "epsilon": 0.05},
-            "estimates": {"dr": {"value": ci_low + 0.05, "ci_low": ci_low, "ci_high": ci_low + 0.1}},
-            "in_sample": False, "weight_tail": {"threshold": 10.0, "rounds": 7, "rewarded": 1 if fragile else 9,
-                                                "weight_share": 0.3, "max_weight": 95.0, "fragile": fragile}}
+    return {
+        "name": name,
+        "candidate": {
+            "name": name,
+            "kind": "vw",
+            "vw_args": ["-q", "UA"],
+            "exploration": "epsilon-greedy",
+            "epsilon": 0.05,
+        },
+        "estimates": {"dr": {"value": ci_low + 0.05, "ci_low": ci_low, "ci_high": ci_low + 0.1}},
+        "in_sample": False,
+        "weight_tail": {
+            "threshold": 10.0,
+            "rounds": 7,
+            "rewarded": 1 if fragile else 9,
+            "weight_share": 0.3,
+            "max_weight": 95.0,
+            "fragile": fragile,
+        },
+    }
 
 
 def test_a_fragile_candidate_is_not_applied_even_when_its_bound_beats_the_log(tmp_path):
     app = create_app({"DATA_DIR": str(tmp_path), "LEARNER": False, "AUTH": "off"})
     db = connect(app.config["DATABASE"])
     run_id = runs.create(db, offline.parse_spec({"policy": "artwork"}))
-    report = {"policy": "artwork", "mean_reward": 0.2, "rounds": 4000, "events": 1000,
-              "candidates": [entry("tail", ci_low=0.3, fragile=True), entry("steady", ci_low=0.25, fragile=False)]}
+    report = {
+        "policy": "artwork",
+        "mean_reward": 0.2,
+        "rounds": 4000,
+        "events": 1000,
+        "candidates": [entry("tail", ci_low=0.3, fragile=True), entry("steady", ci_low=0.25, fragile=False)],
+    }
     runs._finish(db, run_id, status="done", result=report)
     assert runs.verdict(report["candidates"][0], 0.2) == "fragile interval"
     assert runs.verdict(report["candidates"][1], 0.2) == "beats logged"
     with pytest.raises(runs.ApplyRefused) as refused:
         runs.applicable(db, run_id, "tail")
     assert refused.value.status == 409
-    assert str(refused.value).startswith("candidate: 'tail' rests on 7 decisions weighted above 10 (30% of the "
-                                         "weight), of which only 1 were rewarded")
+    assert str(refused.value).startswith(
+        "candidate: 'tail' rests on 7 decisions weighted above 10 (30% of the weight), of which only 1 were rewarded"
+    )
     assert runs.applicable(db, run_id, "steady").name == "steady"
     from bandits.optimize import decide
-    decision = decide({**report, "candidates": [entry("serving options", ci_low=0.1, fragile=False),
-                                                *report["candidates"]]})
+
+    decision = decide(
+        {**report, "candidates": [entry("serving options", ci_low=0.1, fragile=False), *report["candidates"]]}
+    )
     assert decision["chosen"] == "steady"  # the higher bound is fragile: the optimization passes it over

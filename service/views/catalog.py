@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify, request, send_file
+from flask.typing import ResponseReturnValue
 
 from assets import catalog
 from assets.images import check_image
@@ -97,8 +97,15 @@ def upload_artwork(title_id: str) -> ResponseReturnValue:
     db = get_db()
     catalog.get_title(db, title_id)  # 404 before the image is decoded
     image = check_image(upload.read())
-    record = catalog.add_artwork(db, data_dir=current_app.config["DATA_DIR"], title_id=title_id, image=image,
-                                 artwork_id=artwork_id, tags=tags, replaces=replaces)
+    record = catalog.add_artwork(
+        db,
+        data_dir=current_app.config["DATA_DIR"],
+        title_id=title_id,
+        image=image,
+        artwork_id=artwork_id,
+        tags=tags,
+        replaces=replaces,
+    )
     record.pop("path", None)
     return jsonify(record), 201
 
@@ -138,8 +145,13 @@ def artwork_image(artwork_id: str) -> ResponseReturnValue:
             response.set_etag(etag)
             response.headers["Cache-Control"] = CACHE_CONTROL
             return response
-        path = ensure_rendition(current_app.config["DATA_DIR"], artwork_id=artwork_id, digest=record["sha256"],
-                                master=master, rendition=rendition)
+        path = ensure_rendition(
+            current_app.config["DATA_DIR"],
+            artwork_id=artwork_id,
+            digest=record["sha256"],
+            master=master,
+            rendition=rendition,
+        )
         mimetype = rendition.mimetype
     response = send_file(path, mimetype=mimetype, etag=etag, conditional=True, max_age=CACHE_SECONDS)
     response.headers["Cache-Control"] = CACHE_CONTROL

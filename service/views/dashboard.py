@@ -67,39 +67,60 @@ def dashboard_page() -> ResponseReturnValue:
     if buckets:
         middle = [(b.since + b.until) / 2 for b in buckets]
         flow = dashboard.traffic(buckets)
-        charts["traffic"] = plots.time_series("traffic", [("rows per minute", [t for t, _ in flow], [r for _, r in flow])],
-                                              ylabel="rows per minute")
+        charts["traffic"] = plots.time_series(
+            "traffic", [("rows per minute", [t for t, _ in flow], [r for _, r in flow])], ylabel="rows per minute"
+        )
         for what, label in (("clicked", "click rate"), ("played", "play rate")):
-            charts[what] = plots.time_series(what, [
-                (f"{arm} ({sum(b.shown.get(arm, 0) for b in buckets):,} impressions)", middle,
-                 [b.rate(what, arm) for b in buckets]) for arm in ("exploit", "explore")],
-                ylabel=label, percent=True)
+            charts[what] = plots.time_series(
+                what,
+                [
+                    (
+                        f"{arm} ({sum(b.shown.get(arm, 0) for b in buckets):,} impressions)",
+                        middle,
+                        [b.rate(what, arm) for b in buckets],
+                    )
+                    for arm in ("exploit", "explore")
+                ],
+                ylabel=label,
+                percent=True,
+            )
 
     models = []
     for name in POLICY_NAMES:
         record = latest_model(db, name)
         serving = state.models.get(name)
-        models.append({"name": name, "version": record.version if record else None,
-                       "age_seconds": now - record.created_at if record else None,
-                       "serving_version": serving.version if serving else None,
-                       "settings": state.policies[name] if name in state.policies else None,
-                       **policy_stats(db, name, now=now)})
+        models.append(
+            {
+                "name": name,
+                "version": record.version if record else None,
+                "age_seconds": now - record.created_at if record else None,
+                "serving_version": serving.version if serving else None,
+                "settings": state.policies[name] if name in state.policies else None,
+                **policy_stats(db, name, now=now),
+            }
+        )
 
     winners: list[dict[str, Any]] = []
     if feature is not None and state.snapshot is not None and state.snapshot.titles and ARTWORK in state.models:
         values = [value for value, _ in seen.get(feature, Counter()).most_common(6)]
         titles = dashboard.most_shown_titles(db, state.snapshot)
-        winners = dashboard.winning_artwork(state.snapshot, state.models[ARTWORK], feature=feature, values=values,
-                                            titles=titles)
+        winners = dashboard.winning_artwork(
+            state.snapshot, state.models[ARTWORK], feature=feature, values=values, titles=titles
+        )
 
     importance = {}
     for name in POLICY_NAMES:
         found = feature_importance(db, name, IMPORTANCE_DECISIONS)
         if found["decisions"]:
             importance[name] = found
-            charts[f"importance-{name}"] = plots.ranking(f"importance-{name}", [
-                (f"{item['namespace']}: {item['feature']}", item["mean_abs_contribution"])
-                for item in found["features"][:12]], xlabel="mean |contribution| to the estimate")
+            charts[f"importance-{name}"] = plots.ranking(
+                f"importance-{name}",
+                [
+                    (f"{item['namespace']}: {item['feature']}", item["mean_abs_contribution"])
+                    for item in found["features"][:12]
+                ],
+                xlabel="mean |contribution| to the estimate",
+            )
 
     evaluation = _latest_evaluation(db)
     if evaluation is not None and evaluation.get("result"):
@@ -108,19 +129,43 @@ def dashboard_page() -> ResponseReturnValue:
         for entry in report["candidates"]:
             dr = entry["estimates"]["dr"]
             rows.append((entry["name"], float(dr["value"]), dr.get("ci_low"), dr.get("ci_high")))
-        charts["evaluation"] = plots.intervals("evaluation", rows, reference=float(report["mean_reward"]),
-                                               reference_label="logged policy", xlabel="estimated reward per decision (DR, 95% CI)")
+        charts["evaluation"] = plots.intervals(
+            "evaluation",
+            rows,
+            reference=float(report["mean_reward"]),
+            reference_label="logged policy",
+            xlabel="estimated reward per decision (DR, 95% CI)",
+        )
 
     fairness = exposure.report(db, days=7.0, by=["genre"], new_days=7.0, now=now)
     genres = fairness["by"]["genre"][:12]
     if fairness["impressions"]:
-        charts["exposure"] = plots.grouped_bars("exposure", [row["value"] for row in genres], [
-            ("catalog share", [row["catalog_share"] for row in genres]),
-            ("impression share", [row["impression_share"] for row in genres]),
-            ("exposure share", [row["exposure_share"] for row in genres])], ylabel="share", percent=True)
+        charts["exposure"] = plots.grouped_bars(
+            "exposure",
+            [row["value"] for row in genres],
+            [
+                ("catalog share", [row["catalog_share"] for row in genres]),
+                ("impression share", [row["impression_share"] for row in genres]),
+                ("exposure share", [row["exposure_share"] for row in genres]),
+            ],
+            ylabel="share",
+            percent=True,
+        )
 
-    return render_template("dashboard.html", charts=charts, buckets=buckets, models=models, feature=feature,
-                           winners=winners, evaluation=evaluation, importance=importance, fairness=fairness, genres=genres,
-                           span=span, optimizations=optimize.recent(db, limit=5), generated_at=now,
-                           unknown_segment=feature if feature is not None and feature not in seen else None,
-                           segment_features=sorted(seen))
+    return render_template(
+        "dashboard.html",
+        charts=charts,
+        buckets=buckets,
+        models=models,
+        feature=feature,
+        winners=winners,
+        evaluation=evaluation,
+        importance=importance,
+        fairness=fairness,
+        genres=genres,
+        span=span,
+        optimizations=optimize.recent(db, limit=5),
+        generated_at=now,
+        unknown_segment=feature if feature is not None and feature not in seen else None,
+        segment_features=sorted(seen),
+    )

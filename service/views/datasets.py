@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -32,14 +32,21 @@ def import_dataset() -> ResponseReturnValue:
     """Read the request body (a DSJson or JSON-lines file) into a new dataset (201)."""
     request.max_content_length = int(current_app.config["MAX_IMPORT_BYTES"])
     if request.mimetype not in LINE_TYPES:
-        raise UnsupportedMedia(f"Content-Type: send the file itself as one of {', '.join(LINE_TYPES)}, "
-                               f"not {request.mimetype or 'nothing'}")
+        raise UnsupportedMedia(
+            f"Content-Type: send the file itself as one of {', '.join(LINE_TYPES)}, not {request.mimetype or 'nothing'}"
+        )
     fmt = request.args.get("format", "dsjson")
     if fmt not in FORMATS:
         raise Invalid(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
     try:
-        summary = datasets.import_lines(get_db(), current_app.config["DATABASE"], _body_lines(), fmt=fmt,
-                                        name=request.args.get("name"), policy=request.args.get("policy"))
+        summary = datasets.import_lines(
+            get_db(),
+            current_app.config["DATABASE"],
+            _body_lines(),
+            fmt=fmt,
+            name=request.args.get("name"),
+            policy=request.args.get("policy"),
+        )
     except datasets.ImportRefused as exc:
         raise Invalid(f"{exc}; nothing was stored") from None
     response = jsonify(summary)

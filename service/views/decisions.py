@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from bandits import features
-from bandits.diversity import DiversityError
-from bandits.exploration import event_rng
 from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
-from bandits.policy import parse_reward_values
+from bandits.diversity import DiversityError
 from bandits.eventlog import activate, get_event, log_decision, record_reward
+from bandits.exploration import event_rng
+from bandits.policy import parse_reward_values
 from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid
@@ -28,9 +28,12 @@ ARTWORK_URL_WIDTH = 342  # the rendition rank responses point to (WebP, 342 px w
 
 def _slot_json(slot: Any, *, explanation: dict[str, Any] | None) -> dict[str, Any]:
     body = {
-        "position": slot.position, "title_id": slot.title_id, "artwork_id": slot.artwork_id,
+        "position": slot.position,
+        "title_id": slot.title_id,
+        "artwork_id": slot.artwork_id,
         "artwork_url": f"/v1/artworks/{slot.artwork_id}/image?w={ARTWORK_URL_WIDTH}",
-        "title_probability": slot.title_prob, "artwork_probability": slot.artwork_prob,
+        "title_probability": slot.title_prob,
+        "artwork_probability": slot.artwork_prob,
     }
     if explanation is not None:
         body["explanation"] = explanation
@@ -44,13 +47,23 @@ def _explanations(decision: RowDecision, models: Any) -> list[dict[str, Any]]:
     found = []
     for slot in decision.slots:
         title_line = lines[slot.title_index]
-        found.append({
-            "title": {"explored": slot.title_explored, "greedy_title_id": slot.greedy_title_id,
-                      **titles.explain(decision.shared_line, title_line)},
-            "artwork": {"explored": slot.artwork_explored, "greedy_artwork_id": slot.greedy_artwork_id,
-                        **artwork.explain(features.artwork_shared(decision.shared_line, title_line),
-                                          slot.artwork_block.lines[slot.artwork_index])},
-        })
+        found.append(
+            {
+                "title": {
+                    "explored": slot.title_explored,
+                    "greedy_title_id": slot.greedy_title_id,
+                    **titles.explain(decision.shared_line, title_line),
+                },
+                "artwork": {
+                    "explored": slot.artwork_explored,
+                    "greedy_artwork_id": slot.greedy_artwork_id,
+                    **artwork.explain(
+                        features.artwork_shared(decision.shared_line, title_line),
+                        slot.artwork_block.lines[slot.artwork_index],
+                    ),
+                },
+            }
+        )
     return found
 
 
@@ -79,13 +92,19 @@ def rank() -> ResponseReturnValue:
         raise Conflict("the catalog has no active title with an active artwork; add titles and artworks first")
     try:
         decision: RowDecision = decide_row(
-            snapshot=snapshot, titles_model=models["titles"], artwork_model=models["artwork"],
+            snapshot=snapshot,
+            titles_model=models["titles"],
+            artwork_model=models["artwork"],
             titles_exploration=policies["titles"].explorer(models["titles"].examples_learned),
             artwork_exploration=policies["artwork"].explorer(models["artwork"].examples_learned),
-            user_id=body.user.id, user_features=body.user.features, slots=body.slots,
-            candidates=body.candidates, exclude=body.exclude,
+            user_id=body.user.id,
+            user_features=body.user.features,
+            slots=body.slots,
+            candidates=body.candidates,
+            exclude=body.exclude,
             rng=event_rng(body.event_id) if body.event_id else state.rng,
-            trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600, trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
+            trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600,
+            trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
             diversity=diversity,
             title_trial_seconds=float(config["TITLE_TRIAL_HOURS"]) * 3600,
             title_trial_share=float(config["TITLE_TRIAL_SHARE"]),
@@ -93,15 +112,27 @@ def rank() -> ResponseReturnValue:
     except NotEnoughCandidates as exc:
         raise Invalid(str(exc)) from None
     event_id = body.event_id or f"e-{uuid.uuid4().hex}"
-    log_decision(db, database=config["DATABASE"], event_id=event_id, decision=decision, user_id=body.user.id, context=body.user.features,
-                 deferred=body.defer_activation, policies=policies)
+    log_decision(
+        db,
+        database=config["DATABASE"],
+        event_id=event_id,
+        decision=decision,
+        user_id=body.user.id,
+        context=body.user.features,
+        deferred=body.defer_activation,
+        policies=policies,
+    )
     metrics.decision(decision.slots)
     response: dict[str, Any] = {
         "event_id": event_id,
         "model_versions": dict(decision.model_versions),
         "deferred": body.defer_activation,
-        "slots": [_slot_json(slot, explanation=explanation) for slot, explanation in zip(
-            decision.slots, _explanations(decision, models) if body.explain else [None] * len(decision.slots))],
+        "slots": [
+            _slot_json(slot, explanation=explanation)
+            for slot, explanation in zip(
+                decision.slots, _explanations(decision, models) if body.explain else [None] * len(decision.slots)
+            )
+        ],
     }
     if decision.diversity is not None:
         response["diversity"] = dict(decision.diversity)
@@ -132,8 +163,15 @@ def reward(event_id: str) -> ResponseReturnValue:
     else:
         assert body.value is not None
         value = body.value
-    receipt = record_reward(db, event_id=event_id, title_id=body.title_id, value=value, reward_type=body.type,
-                            idempotency_key=key, policies=policies)
+    receipt = record_reward(
+        db,
+        event_id=event_id,
+        title_id=body.title_id,
+        value=value,
+        reward_type=body.type,
+        idempotency_key=key,
+        policies=policies,
+    )
     metrics.reward(receipt.value, reward_type=body.type, credited=bool(receipt.credited), replayed=receipt.replayed)
     return jsonify(receipt.as_dict()), (200 if receipt.replayed else 201)
 

@@ -30,8 +30,10 @@ def create_evaluation() -> ResponseReturnValue:
         raise Invalid(str(exc)) from None
     active = runs.active_count(db)
     if active >= runs.MAX_ACTIVE:
-        raise Conflict(f"{active} evaluations are queued or running (at most {runs.MAX_ACTIVE}); "
-                       "wait for one to finish and post again")
+        raise Conflict(
+            f"{active} evaluations are queued or running (at most {runs.MAX_ACTIVE}); "
+            "wait for one to finish and post again"
+        )
     run_id = runs.create(db, spec)
     spawn_background(current_app.config, "bandits.runs", run_id)
     response = jsonify(runs.get(db, run_id))

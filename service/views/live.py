@@ -53,16 +53,24 @@ def live_page() -> ResponseReturnValue:
     refresh = max(REFRESH_SECONDS, math.ceil(REFRESH_COST_RATIO * (time.perf_counter() - started)))
     # The newest bucket is still filling: a handful of rows would draw a spike, so it is left out (and said so).
     buckets = [bucket for bucket in view["buckets"] if not bucket["partial"]] or view["buckets"]
-    context: dict[str, Any] = {"view": view, "refresh": refresh,
-                               "filling": next((b for b in view["buckets"] if b["partial"] and b not in buckets), None)}
+    context: dict[str, Any] = {
+        "view": view,
+        "refresh": refresh,
+        "filling": next((b for b in view["buckets"] if b["partial"] and b not in buckets), None),
+    }
     if buckets:
         x_low = float(buckets[0]["impressions_before"])
         context["rewarded"] = charts.line_chart(
-            [("rewarded share", [(b["impressions"], b["rewarded_share"]) for b in buckets])], height=260, x_low=x_low)
+            [("rewarded share", [(b["impressions"], b["rewarded_share"]) for b in buckets])], height=260, x_low=x_low
+        )
         context["explored"] = charts.line_chart(
-            [("titles explored", [(b["impressions"], b["title_explored_share"]) for b in buckets]),
-             ("artwork explored", [(b["impressions"], b["artwork_explored_share"]) for b in buckets])],
-            height=220, x_low=x_low)
+            [
+                ("titles explored", [(b["impressions"], b["title_explored_share"]) for b in buckets]),
+                ("artwork explored", [(b["impressions"], b["artwork_explored_share"]) for b in buckets]),
+            ],
+            height=220,
+            x_low=x_low,
+        )
         recent = buckets[-1]
         context["recent"] = recent
     template = "live_body.html" if request.args.get("fragment") == "1" else "live.html"

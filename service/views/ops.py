@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
 
 from bandits.learner import try_lock
 from bandits.policy import POLICY_NAMES, latest_model
@@ -50,9 +50,13 @@ def healthz() -> ResponseReturnValue:
     else:
         learner = "starting" if learner_starting(current_app.config) else "not running"
     healthy = database_ok and learner != "not running"
-    body = {"status": "ok" if healthy else "degraded", "database": "ok" if database_ok else "error",
-            "learner": learner,
-            "policies": models, "process": os.getpid()}
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "database": "ok" if database_ok else "error",
+        "learner": learner,
+        "policies": models,
+        "process": os.getpid(),
+    }
     return jsonify(body), (200 if healthy else 503)
 
 

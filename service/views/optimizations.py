@@ -30,8 +30,9 @@ def create_optimization() -> ResponseReturnValue:
         raise Invalid(f"{unknown[0]}: not a field (fields: {', '.join(FIELDS)})")
     db = get_db()
     try:
-        optimization_id = optimize.start(db, current_app.config, body.get("policy"), trigger="request",
-                                         candidates=body.get("candidates"))
+        optimization_id = optimize.start(
+            db, current_app.config, body.get("policy"), trigger="request", candidates=body.get("candidates")
+        )
     except optimize.OptimizationError as exc:
         raise _refused(exc) from None
     spawn_background(current_app.config, "bandits.optimize", optimization_id)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -59,7 +59,7 @@ class RankRequest(_Body):
     contextFeatures: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
     actions: list[Action] = Field(min_length=1, max_length=inline.MAX_ACTIONS)
     excludedActions: list[str] = Field(default_factory=list, max_length=inline.MAX_ACTIONS)
-    eventId: Optional[str] = Field(default=None, max_length=128)
+    eventId: str | None = Field(default=None, max_length=128)
     deferActivation: bool = False
 
 
@@ -78,7 +78,7 @@ class MultiSlotRankRequest(_Body):
     contextFeatures: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
     actions: list[Action] = Field(min_length=1, max_length=inline.MAX_ACTIONS)
     slots: list[SlotRequest] = Field(min_length=1, max_length=inline.MAX_SLOTS)
-    eventId: Optional[str] = Field(default=None, max_length=128)
+    eventId: str | None = Field(default=None, max_length=128)
     deferActivation: bool = False
 
 
@@ -93,7 +93,10 @@ class MultiSlotRewardRequest(_Body):
 
 # Personalizer's error codes and statuses for Marquee's errors; others render as everywhere else.
 PERSONALIZER_ERRORS: dict[type[MarqueeError], tuple[str, int]] = {
-    Invalid: ("BadArgument", 400), NotFound: ("NotFound", 404), Conflict: ("Conflict", 409)}
+    Invalid: ("BadArgument", 400),
+    NotFound: ("NotFound", 404),
+    Conflict: ("Conflict", 409),
+}
 
 
 def _personalizer_error(exc: MarqueeError) -> ResponseReturnValue:
@@ -114,8 +117,10 @@ def _check_api_version() -> None:
         return
     version = request.args.get("api-version")
     if version not in API_VERSIONS:
-        raise Invalid(f"api-version: {'missing' if version is None else repr(version) + ' is not served'}; "
-                      f"Marquee serves {', '.join(API_VERSIONS)} here (and v1.0 and v1.1-preview.1 in the path)")
+        raise Invalid(
+            f"api-version: {'missing' if version is None else repr(version) + ' is not served'}; "
+            f"Marquee serves {', '.join(API_VERSIONS)} here (and v1.0 and v1.1-preview.1 in the path)"
+        )
 
 
 def blueprint(name: str, import_name: str) -> Blueprint:
@@ -152,8 +157,10 @@ def _actions(body: RankRequest | MultiSlotRankRequest) -> tuple[str, dict[str, A
     event_id = _event_id(body.eventId) if body.eventId else str(uuid.uuid4())
     try:
         context = inline.flatten(body.contextFeatures, where="contextFeatures")
-        actions = [(action.id, inline.flatten(action.features, where=f"actions[{index}].features"))
-                   for index, action in enumerate(body.actions)]
+        actions = [
+            (action.id, inline.flatten(action.features, where=f"actions[{index}].features"))
+            for index, action in enumerate(body.actions)
+        ]
     except inline.InlineError as exc:
         raise Invalid(str(exc)) from None
     return event_id, context, actions
@@ -166,8 +173,7 @@ def _unknown(action_ids: list[str], known: list[str], *, where: str) -> None:
         raise Invalid(f"{where}: {unknown[0]!r} is not one of the actions")
 
 
-def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: dict[str, Any],
-            decide: Any) -> Any:
+def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: dict[str, Any], decide: Any) -> Any:
     """Make a ranking with the newest actions model and log it before answering; return what ``decide`` returned."""
     config = current_app.config
     db = get_db()
@@ -175,13 +181,26 @@ def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: di
     state.refresh(db, config, wait_for_models=False)
     model, settings = state.models[ACTIONS], state.policies[ACTIONS]
     try:
-        ranked = decide(model=model, exploration=settings.explorer(model.examples_learned), context=context,
-                        rng=event_rng(event_id) if body.eventId else state.rng)
+        ranked = decide(
+            model=model,
+            exploration=settings.explorer(model.examples_learned),
+            context=context,
+            rng=event_rng(event_id) if body.eventId else state.rng,
+        )
     except inline.InlineError as exc:
         raise Invalid(str(exc)) from None
-    log_decision(db, database=config["DATABASE"], event_id=event_id, decision=ranked.decision, user_id=None,
-                 context=context, deferred=body.deferActivation, policies=state.policies, kind=ACTIONS,
-                 learned_by=(ACTIONS,))
+    log_decision(
+        db,
+        database=config["DATABASE"],
+        event_id=event_id,
+        decision=ranked.decision,
+        user_id=None,
+        context=context,
+        deferred=body.deferActivation,
+        policies=state.policies,
+        kind=ACTIONS,
+        learned_by=(ACTIONS,),
+    )
     metrics.decision(ranked.decision.slots)
     return ranked
 
@@ -192,11 +211,14 @@ def rank() -> ResponseReturnValue:
     body: RankRequest = parse(RankRequest, request)
     event_id, context, actions = _actions(body)
     _unknown(body.excludedActions, [action_id for action_id, _ in actions], where="excludedActions")
-    ranked = _decide(body, event_id, context, functools.partial(inline.rank, actions=actions,
-                                                                  excluded=body.excludedActions))
+    ranked = _decide(
+        body, event_id, context, functools.partial(inline.rank, actions=actions, excluded=body.excludedActions)
+    )
     answer: dict[str, Any] = {
         "ranking": [{"id": action_id, "probability": probability} for action_id, probability in ranked.ranking],
-        "eventId": event_id, "rewardActionId": ranked.reward_action_id}
+        "eventId": event_id,
+        "rewardActionId": ranked.reward_action_id,
+    }
     state = serving_state(current_app.config["DATABASE"])
     if state.policies[ACTIONS].explain_ranks:
         answer["inferenceExplanation"] = _explanation(state.models[ACTIONS], context, actions, body.excludedActions)
@@ -206,8 +228,9 @@ def rank() -> ResponseReturnValue:
 EXPLAINED_FEATURES = 10  # the features of each action an inference explanation lists, largest first
 
 
-def _explanation(model: Any, context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]],
-                 excluded: list[str]) -> list[dict[str, Any]]:
+def _explanation(
+    model: Any, context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], excluded: list[str]
+) -> list[dict[str, Any]]:
     """Each ranked action's features with their contributions to its estimated reward (Personalizer's
     ``inferenceExplanation``), from ``bandits.explain``."""
     explainer = model.explainer()
@@ -217,8 +240,15 @@ def _explanation(model: Any, context: dict[str, Any], actions: list[tuple[str, d
         if action_id in excluded:
             continue
         explained = explainer.explain(shared, inline.action_line(action_id, features), top=EXPLAINED_FEATURES)
-        found.append({"id": action_id, "features": [{"name": item["feature"], "namespace": item["namespace"],
-                                                      "score": item["contribution"]} for item in explained["features"]]})
+        found.append(
+            {
+                "id": action_id,
+                "features": [
+                    {"name": item["feature"], "namespace": item["namespace"], "score": item["contribution"]}
+                    for item in explained["features"]
+                ],
+            }
+        )
     return found
 
 
@@ -230,8 +260,10 @@ def multislot_rank() -> ResponseReturnValue:
     ids = [action_id for action_id, _ in actions]
     slot_ids = [slot.id for slot in body.slots]
     if len(set(slot_ids)) != len(slot_ids):
-        raise Invalid(f"slots: the id {next(s for s in slot_ids if slot_ids.count(s) > 1)!r} is given twice; "
-                      "slot ids must be unique")
+        raise Invalid(
+            f"slots: the id {next(s for s in slot_ids if slot_ids.count(s) > 1)!r} is given twice; "
+            "slot ids must be unique"
+        )
     baselines = [slot.baselineAction for slot in body.slots]
     if len(set(baselines)) != len(baselines):
         raise Invalid("slots: two slots have the same baselineAction; each slot's baseline is a different action")
@@ -243,29 +275,41 @@ def multislot_rank() -> ResponseReturnValue:
             raise Invalid(f"slots[{index}].baselineAction: {slot.baselineAction!r} is excluded from the slot")
         allowed = len(set(ids) - set(slot.excludedActions))
         if allowed <= index:  # the earlier slots could take every action this one may show
-            raise Invalid(f"slots[{index}].excludedActions: {allowed} actions may fill slot {slot.id!r}, and the "
-                          f"{index} slots before it may take them all; a slot needs more actions than slots before it")
+            raise Invalid(
+                f"slots[{index}].excludedActions: {allowed} actions may fill slot {slot.id!r}, and the "
+                f"{index} slots before it may take them all; a slot needs more actions than slots before it"
+            )
         try:
             found = inline.flatten(slot.features, where=f"slots[{index}].features")
         except inline.InlineError as exc:
             raise Invalid(str(exc)) from None
-        slots.append(inline.Slot(id=slot.id, features=found, excluded=tuple(slot.excludedActions),
-                                 baseline=slot.baselineAction))
+        slots.append(
+            inline.Slot(id=slot.id, features=found, excluded=tuple(slot.excludedActions), baseline=slot.baselineAction)
+        )
     ranked = _decide(body, event_id, context, functools.partial(inline.rank_slots, actions=actions, slots=slots))
-    return jsonify({"slots": [{"id": slot_id, "rewardActionId": action_id} for slot_id, action_id in ranked.chosen],
-                    "eventId": event_id}), 201
+    return jsonify(
+        {
+            "slots": [{"id": slot_id, "rewardActionId": action_id} for slot_id, action_id in ranked.chosen],
+            "eventId": event_id,
+        }
+    ), 201
 
 
 def _shown(db: Any, event_id: str, *, multislot: bool) -> dict[str | None, str]:
     """Return what an event of this API showed: slot id (None for a single-slot ranking) -> action id."""
-    rows = db.execute("SELECT i.slot_id, i.title_id, e.kind FROM events e JOIN impressions i ON i.event_seq = e.seq "
-                      "WHERE e.id = ? ORDER BY i.position", [event_id]).fetchall()
+    rows = db.execute(
+        "SELECT i.slot_id, i.title_id, e.kind FROM events e JOIN impressions i ON i.event_seq = e.seq "
+        "WHERE e.id = ? ORDER BY i.position",
+        [event_id],
+    ).fetchall()
     if not rows or rows[0][2] != ACTIONS:
         raise NotFound(f"eventId: no ranking has the event id {event_id!r}")
     if (rows[0][0] is not None) != multislot:
         kind, prefix = ("multi-slot", "/multislot") if rows[0][0] is not None else ("single-slot", "")
-        raise Conflict(f"eventId: {event_id!r} is a {kind} ranking; use {prefix}/events/{event_id}/reward and "
-                       f"{prefix}/events/{event_id}/activate")
+        raise Conflict(
+            f"eventId: {event_id!r} is a {kind} ranking; use {prefix}/events/{event_id}/reward and "
+            f"{prefix}/events/{event_id}/activate"
+        )
     return {slot_id: str(action_id) for slot_id, action_id, _ in rows}
 
 
@@ -274,9 +318,14 @@ def _record(db: Any, event_id: str, rewards: list[tuple[str, float]]) -> None:
     policies = serving_state(config["DATABASE"]).current_policies(db, config)
     key = idempotency_key()
     for index, (action_id, value) in enumerate(rewards):
-        receipt = record_reward(db, event_id=event_id, title_id=action_id, value=value,
-                                idempotency_key=f"{key}#{index}" if key and len(rewards) > 1 else key,
-                                policies=policies)
+        receipt = record_reward(
+            db,
+            event_id=event_id,
+            title_id=action_id,
+            value=value,
+            idempotency_key=f"{key}#{index}" if key and len(rewards) > 1 else key,
+            policies=policies,
+        )
         metrics.reward(receipt.value, reward_type=None, credited=bool(receipt.credited), replayed=receipt.replayed)
 
 
@@ -299,8 +348,10 @@ def multislot_reward(event_id: str) -> ResponseReturnValue:
     shown = _shown(db, event_id, multislot=True)
     for index, item in enumerate(body.reward):
         if item.slotId not in shown:
-            raise Invalid(f"reward[{index}].slotId: the ranking has no slot {item.slotId!r} "
-                          f"(slots: {', '.join(str(slot) for slot in shown)})")
+            raise Invalid(
+                f"reward[{index}].slotId: the ranking has no slot {item.slotId!r} "
+                f"(slots: {', '.join(str(slot) for slot in shown)})"
+            )
     _record(db, event_id, [(shown[item.slotId], float(item.value)) for item in body.reward])
     return Response(status=204)
 
@@ -326,7 +377,6 @@ def multislot_activate(event_id: str) -> ResponseReturnValue:
     return _activate(event_id, multislot=True)
 
 
-
 # ---------------------------------------------------------------- configurations
 
 DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
@@ -335,9 +385,17 @@ LEARNING_MODES = {"Online": ONLINE, "Apprentice": APPRENTICE, "LoggingOnly": LOG
 # Fields of Personalizer's service configuration that Marquee accepts and does not apply: they name
 # Azure's own machinery (log mirroring, scheduled retraining, model export) or deployment-wide settings
 # (MARQUEE_RETENTION_DAYS, MARQUEE_AUTO_OPTIMIZE_HOURS); a PUT lists those it was sent in ``notApplied``.
-NOT_APPLIED = ("modelExportFrequency", "logMirrorEnabled", "logMirrorSasUri", "logRetentionDays", "modelRetrainDays",
-               "autoOptimizationFrequency", "autoOptimizationStartDate", "lastConfigurationEditDate",
-               "latestApprenticeModeMetrics")
+NOT_APPLIED = (
+    "modelExportFrequency",
+    "logMirrorEnabled",
+    "logMirrorSasUri",
+    "logRetentionDays",
+    "modelRetrainDays",
+    "autoOptimizationFrequency",
+    "autoOptimizationStartDate",
+    "lastConfigurationEditDate",
+    "latestApprenticeModeMetrics",
+)
 
 
 def parse_duration(text: str, *, where: str) -> float:
@@ -369,18 +427,18 @@ class ServiceConfiguration(BaseModel):
     defaultReward: float = Field(ge=-1.0, le=1.0)
     rewardAggregation: str = Field(max_length=16)
     explorationPercentage: float = Field(ge=0.0, le=1.0)
-    learningMode: Optional[str] = None
-    isAutoOptimizationEnabled: Optional[bool] = None
-    isInferenceExplainabilityEnabled: Optional[bool] = None
-    modelExportFrequency: Optional[Any] = None
-    logMirrorEnabled: Optional[Any] = None
-    logMirrorSasUri: Optional[Any] = None
-    logRetentionDays: Optional[Any] = None
-    modelRetrainDays: Optional[Any] = None
-    autoOptimizationFrequency: Optional[Any] = None
-    autoOptimizationStartDate: Optional[Any] = None
-    lastConfigurationEditDate: Optional[Any] = None
-    latestApprenticeModeMetrics: Optional[Any] = None
+    learningMode: str | None = None
+    isAutoOptimizationEnabled: bool | None = None
+    isInferenceExplainabilityEnabled: bool | None = None
+    modelExportFrequency: Any | None = None
+    logMirrorEnabled: Any | None = None
+    logMirrorSasUri: Any | None = None
+    logRetentionDays: Any | None = None
+    modelRetrainDays: Any | None = None
+    autoOptimizationFrequency: Any | None = None
+    autoOptimizationStartDate: Any | None = None
+    lastConfigurationEditDate: Any | None = None
+    latestApprenticeModeMetrics: Any | None = None
 
 
 class PolicyConfiguration(BaseModel):
@@ -391,7 +449,7 @@ class PolicyConfiguration(BaseModel):
 
 def _edited_at(db: Any) -> str:
     row = db.execute("SELECT updated_at FROM policies WHERE name = ?", [ACTIONS]).fetchone()
-    when = datetime.fromtimestamp(row[0] if row else 0.0, tz=timezone.utc)
+    when = datetime.fromtimestamp(row[0] if row else 0.0, tz=UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -399,15 +457,19 @@ def _service_configuration(db: Any) -> dict[str, Any]:
     config = current_app.config
     settings = load_policy(db, config, ACTIONS)
     return {
-        "rewardWaitTime": format_duration(settings.reward_wait), "defaultReward": settings.default_reward,
-        "rewardAggregation": settings.aggregation, "explorationPercentage": settings.epsilon,
+        "rewardWaitTime": format_duration(settings.reward_wait),
+        "defaultReward": settings.default_reward,
+        "rewardAggregation": settings.aggregation,
+        "explorationPercentage": settings.epsilon,
         "modelExportFrequency": format_duration(float(config["LEARNER_INTERVAL_SECONDS"])),
-        "logRetentionDays": int(float(config["RETENTION_DAYS"])) or -1, "modelRetrainDays": 0,
+        "logRetentionDays": int(float(config["RETENTION_DAYS"])) or -1,
+        "modelRetrainDays": 0,
         "learningMode": next(name for name, mode in LEARNING_MODES.items() if mode == settings.learning_mode),
         "isAutoOptimizationEnabled": settings.auto_optimize,
         "autoOptimizationFrequency": format_duration(float(config["AUTO_OPTIMIZE_HOURS"]) * 3600.0),
         "isInferenceExplainabilityEnabled": settings.explain_ranks,
-        "logMirrorEnabled": False, "lastConfigurationEditDate": _edited_at(db),
+        "logMirrorEnabled": False,
+        "lastConfigurationEditDate": _edited_at(db),
     }
 
 
@@ -430,11 +492,17 @@ def put_service_configuration() -> ResponseReturnValue:
     if body.learningMode is not None and body.learningMode not in LEARNING_MODES:
         raise Invalid(f"learningMode: must be one of {', '.join(LEARNING_MODES)}, got {body.learningMode!r}")
     db = get_db()
-    changes: dict[str, Any] = {"reward_wait": parse_duration(body.rewardWaitTime, where="rewardWaitTime"),
-                               "default_reward": body.defaultReward, "aggregation": body.rewardAggregation.lower(),
-                               "epsilon": body.explorationPercentage}
-    for field_name, setting in (("learningMode", "learning_mode"), ("isAutoOptimizationEnabled", "auto_optimize"),
-                                ("isInferenceExplainabilityEnabled", "explain_ranks")):
+    changes: dict[str, Any] = {
+        "reward_wait": parse_duration(body.rewardWaitTime, where="rewardWaitTime"),
+        "default_reward": body.defaultReward,
+        "aggregation": body.rewardAggregation.lower(),
+        "epsilon": body.explorationPercentage,
+    }
+    for field_name, setting in (
+        ("learningMode", "learning_mode"),
+        ("isAutoOptimizationEnabled", "auto_optimize"),
+        ("isInferenceExplainabilityEnabled", "explain_ranks"),
+    ):
         value = getattr(body, field_name)
         if value is not None:  # left out: left as it is
             changes[setting] = LEARNING_MODES[value] if setting == "learning_mode" else value
@@ -458,8 +526,9 @@ def put_policy_configuration() -> ResponseReturnValue:
     except personalizer.Refused as exc:
         raise Invalid(str(exc)) from None
     db = get_db()
-    replace_overrides(db, ACTIONS, {"vw_args": vw_args, **({"epsilon": epsilon} if epsilon is not None else {})},
-                      merge=True)
+    replace_overrides(
+        db, ACTIONS, {"vw_args": vw_args, **({"epsilon": epsilon} if epsilon is not None else {})}, merge=True
+    )
     return jsonify(_policy_configuration(db))
 
 

@@ -56,8 +56,11 @@ def _body() -> dict[str, Any]:
 def get_model() -> ResponseReturnValue:
     """The ``actions`` policy's newest model as VW model bytes; ``signed=true`` (Azure's signed archive) is refused."""
     if request.args.get("signed", "false").lower() == "true":
-        raise personalizer.Refused("signed: Marquee exports the VW model itself (signed=false); signed archives are "
-                                   "Azure's format, which Marquee neither writes nor reads", code="OperationNotAllowed")
+        raise personalizer.Refused(
+            "signed: Marquee exports the VW model itself (signed=false); signed archives are "
+            "Azure's format, which Marquee neither writes nor reads",
+            code="OperationNotAllowed",
+        )
     return export_model(ACTIONS)
 
 
@@ -101,9 +104,11 @@ def delete_logs() -> ResponseReturnValue:
 @bp.post("/logs/observations")
 def post_logs() -> ResponseReturnValue:
     """Personalizer's raw log upload: Marquee logs its decisions itself and imports logs as datasets."""
-    raise personalizer.Refused("Marquee logs its own decisions and does not take Personalizer's raw log uploads; "
-                               "import a DSJson log as a dataset with POST /v1/datasets?format=dsjson&policy=actions",
-                               code="OperationNotAllowed")
+    raise personalizer.Refused(
+        "Marquee logs its own decisions and does not take Personalizer's raw log uploads; "
+        "import a DSJson log as a dataset with POST /v1/datasets?format=dsjson&policy=actions",
+        code="OperationNotAllowed",
+    )
 
 
 # ---------------------------------------------------------------- evaluations

@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 import sqlite_utils
-from flask.typing import ResponseReturnValue
 from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from bandits import policy as policies
 from bandits.storage import write_transaction
@@ -37,8 +37,10 @@ def policy_stats(db: sqlite_utils.Database, name: str, *, now: float | None = No
     deferred = db.execute("SELECT COUNT(*) FROM pending WHERE policy = ? AND due_at IS NULL", [name]).fetchone()[0]
     learned = db.execute("SELECT COUNT(*) FROM learned WHERE policy = ?", [name]).fetchone()[0]
     return {
-        "events_waiting_for_rewards": int(waiting) - int(due), "events_due": int(due),
-        "events_deferred_not_activated": int(deferred), "events_learned": int(learned),
+        "events_waiting_for_rewards": int(waiting) - int(due),
+        "events_due": int(due),
+        "events_deferred_not_activated": int(deferred),
+        "events_learned": int(learned),
         "learner_lag_seconds": round(now - oldest_due, 3) if oldest_due is not None else 0.0,
     }
 
@@ -46,8 +48,12 @@ def policy_stats(db: sqlite_utils.Database, name: str, *, now: float | None = No
 def _describe(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
     settings = policies.load_policy(db, current_app.config, name)
     model = policies.latest_model(db, name)
-    return {"name": name, "settings": settings.as_dict(), "model": model.summary() if model else None,
-            "stats": policy_stats(db, name)}
+    return {
+        "name": name,
+        "settings": settings.as_dict(),
+        "model": model.summary() if model else None,
+        "stats": policy_stats(db, name),
+    }
 
 
 @bp.get("/v1/policies")
@@ -86,7 +92,9 @@ def patch_policy(name: str) -> ResponseReturnValue:
     return jsonify({**_describe(db, name), "removed": removed})
 
 
-def replace_overrides(db: sqlite_utils.Database, name: str, overrides: dict[str, Any], *, merge: bool = False) -> list[str]:
+def replace_overrides(
+    db: sqlite_utils.Database, name: str, overrides: dict[str, Any], *, merge: bool = False
+) -> list[str]:
     """Check and store a policy's overrides; return the overrides that were stored and no longer are.
 
     With ``merge``, ``overrides`` changes only the settings it names (``None`` removes one); otherwise
@@ -118,8 +126,16 @@ def replace_overrides(db: sqlite_utils.Database, name: str, overrides: dict[str,
         after = policies.load_policy(db, config, name)
         if after.vw_args != before.vw_args:
             blob = policies.new_workspace(after.vw_args).serialize()
-            policies.publish(db, policy=name, blob=blob, vw_args=after.vw_args, events_learned=0,
-                             examples_learned=0, origin="vw_args changed", keep=int(config["MODEL_VERSIONS_KEPT"]))
+            policies.publish(
+                db,
+                policy=name,
+                blob=blob,
+                vw_args=after.vw_args,
+                events_learned=0,
+                examples_learned=0,
+                origin="vw_args changed",
+                keep=int(config["MODEL_VERSIONS_KEPT"]),
+            )
     return sorted(set(stored) - set(new))
 
 
@@ -138,8 +154,12 @@ def feature_importance(db: sqlite_utils.Database, name: str, decisions: int) -> 
     rounds = offline.policy_rounds(db, config, name, limit=decisions)
     first = max(0, len(rounds) - decisions)
     examples = [(rounds.shared[i], rounds.actions(i)[int(rounds.chosen[i])]) for i in range(first, len(rounds))]
-    return {"policy": name, "model_version": model.version, "decisions": len(examples),
-            "features": explain.importance(model.explainer(), examples)}
+    return {
+        "policy": name,
+        "model_version": model.version,
+        "decisions": len(examples),
+        "features": explain.importance(model.explainer(), examples),
+    }
 
 
 @bp.get("/v1/policies/<name>/importance")
@@ -180,8 +200,9 @@ def warm_start(name: str) -> ResponseReturnValue:
     name = _name(name)
     body: WarmStartBody = parse(WarmStartBody, request)
     try:
-        result = warmstart.warm_start(get_db(), current_app.config, name, body.dataset, start=body.start,
-                                      passes=body.passes)
+        result = warmstart.warm_start(
+            get_db(), current_app.config, name, body.dataset, start=body.start, passes=body.passes
+        )
     except warmstart.WarmStartError as exc:
         raise Invalid(str(exc)) from None
     return jsonify(result), 201
@@ -214,8 +235,16 @@ def import_model(name: str) -> ResponseReturnValue:
         raise Invalid(str(exc)) from None
     db = get_db()
     with write_transaction(db):
-        version = policies.publish(db, policy=name, blob=workspace.serialize(), vw_args=[], events_learned=0,
-                                   examples_learned=0, origin="import", keep=int(current_app.config["MODEL_VERSIONS_KEPT"]))
+        version = policies.publish(
+            db,
+            policy=name,
+            blob=workspace.serialize(),
+            vw_args=[],
+            events_learned=0,
+            examples_learned=0,
+            origin="import",
+            keep=int(current_app.config["MODEL_VERSIONS_KEPT"]),
+        )
     return jsonify({"policy": name, "version": version}), 201
 
 
@@ -227,7 +256,14 @@ def reset_model(name: str) -> ResponseReturnValue:
     config = current_app.config
     with write_transaction(db):
         settings = policies.load_policy(db, config, name)
-        version = policies.publish(db, policy=name, blob=policies.new_workspace(settings.vw_args).serialize(),
-                                   vw_args=settings.vw_args, events_learned=0, examples_learned=0, origin="reset",
-                                   keep=int(config["MODEL_VERSIONS_KEPT"]))
+        version = policies.publish(
+            db,
+            policy=name,
+            blob=policies.new_workspace(settings.vw_args).serialize(),
+            vw_args=settings.vw_args,
+            events_learned=0,
+            examples_learned=0,
+            origin="reset",
+            keep=int(config["MODEL_VERSIONS_KEPT"]),
+        )
     return jsonify({"policy": name, "version": version}), 201

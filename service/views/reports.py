@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template, request
@@ -48,7 +48,7 @@ def utc(seconds: float | None) -> str:
     """Format unix seconds as a UTC time for pages."""
     if seconds is None:
         return "-"
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @bp.get("/evaluations")
@@ -71,14 +71,25 @@ def evaluation_page(run_id: str) -> ResponseReturnValue:
         rows = []
         for entry in entries:
             e = entry["estimates"]
-            rows.append({"name": entry["name"], **{k: e["dr"].get(k) for k in ("value", "ci_low", "ci_high")},
-                         "ips": e["ips"].get("value"), "snips": e["snips"].get("value"), "dm": e["dm"].get("value")})
+            rows.append(
+                {
+                    "name": entry["name"],
+                    **{k: e["dr"].get(k) for k in ("value", "ci_low", "ci_high")},
+                    "ips": e["ips"].get("value"),
+                    "snips": e["snips"].get("value"),
+                    "dm": e["dm"].get("value"),
+                }
+            )
         context.update(
             report=report,
-            estimates=charts.interval_chart(rows, reference=mean, reference_label=f"logged {mean:.4f}",
-                                            markers=("ips", "snips", "dm")),
-            lift=charts.interval_chart([{"name": entry["name"], **entry["lift_over_logged"]} for entry in entries],
-                                       reference=0.0, reference_label="no change"),
+            estimates=charts.interval_chart(
+                rows, reference=mean, reference_label=f"logged {mean:.4f}", markers=("ips", "snips", "dm")
+            ),
+            lift=charts.interval_chart(
+                [{"name": entry["name"], **entry["lift_over_logged"]} for entry in entries],
+                reference=0.0,
+                reference_label="no change",
+            ),
             over_time=charts.series_chart(entries, reference=mean, reference_label="logged overall"),
             applicable={entry["name"]: runs.verdict(entry, mean) for entry in entries},
         )
