@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from assets import catalog
 from assets.images import check_image
-from service.errors import MarqueeError
+from bandits.errors import MarqueeError
 from service.schemas import TitleBody, check_id
 
 

@@ -17,8 +17,8 @@ import sqlite_utils
 from assets.images import CheckedImage, visual_tokens
 from bandits import features
 from bandits.blocks import Block
+from bandits.errors import Conflict, Invalid, NotFound
 from bandits.storage import bump, write_transaction
-from service.errors import Conflict, Invalid, NotFound
 
 CATALOG_VERSION = "catalog_version"
 MAX_TAGS = 20

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from assets.images import encode
-from service.errors import Invalid
+from bandits.errors import Invalid
 
 SIZES = (92, 154, 185, 342, 500, 780, 1280)
 FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png")}

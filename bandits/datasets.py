@@ -20,6 +20,7 @@ import numpy as np
 import sqlite_utils
 
 from bandits import blocks
+from bandits.errors import Invalid
 from bandits.logimport import FORMATS, INLINE_POLICY, Decision, Skip, read_line
 from bandits.offline import RoundBuilder, Rounds, SpecError
 from bandits.storage import write_transaction
@@ -30,8 +31,11 @@ MAX_NAME = 100
 FOREIGN_VW_ARGS = ["-q", "::"]
 
 
-class ImportRefused(ValueError):
-    """The file cannot be imported; the message names the line and the field. Nothing was stored."""
+class ImportRefused(Invalid, ValueError):
+    """The file cannot be imported; the message names the line and the field, and says nothing was stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}; nothing was stored")
 
 
 def _insert_batch(

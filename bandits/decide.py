@@ -13,11 +13,12 @@ from assets.catalog import CatalogSnapshot
 from bandits import features
 from bandits.blocks import Block
 from bandits.diversity import Diversity
+from bandits.errors import Invalid
 from bandits.exploration import Exploration
 from bandits.policy import ServingModel
 
 
-class NotEnoughCandidates(Exception):
+class NotEnoughCandidates(Invalid):
     """Fewer servable candidate titles than slots."""
 
 

@@ -20,10 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bandits.errors import Invalid
+
 MAX_LIMIT = 100
 
 
-class DiversityError(ValueError):
+class DiversityError(Invalid, ValueError):
     """A diversity setting is not usable."""
 
 

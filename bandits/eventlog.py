@@ -19,9 +19,9 @@ import sqlite_utils
 
 from bandits import blocks
 from bandits.decide import RowDecision
+from bandits.errors import Conflict, NotFound
 from bandits.policy import ONLINE, POLICY_NAMES, ROW_POLICIES, PolicyConfig
 from bandits.storage import write_transaction
-from service.errors import Conflict, NotFound
 
 
 def log_decision(

@@ -27,6 +27,7 @@ from typing import Any
 import sqlite_utils
 
 from assets.catalog import list_titles
+from bandits.errors import Invalid
 
 DAY = 86400.0
 BUILT_IN = ("genre", "year", "maturity")
@@ -34,7 +35,7 @@ NONE = "(none)"
 MAX_NEW = 100  # newest titles and artworks followed over their first days
 
 
-class ExposureError(ValueError):
+class ExposureError(Invalid, ValueError):
     """A report parameter is not usable."""
 
 

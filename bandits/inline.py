@@ -23,6 +23,7 @@ import numpy as np
 from bandits import features
 from bandits.blocks import Block
 from bandits.decide import RowDecision, SlotDecision
+from bandits.errors import Invalid
 from bandits.exploration import Exploration, Pick
 from bandits.policy import ACTIONS, ServingModel
 
@@ -36,7 +37,7 @@ MAX_NAME = 128
 MAX_STRING = 256
 
 
-class InlineError(ValueError):
+class InlineError(Invalid, ValueError):
     """A context or an action is not usable; the message names where."""
 
 

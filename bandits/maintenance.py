@@ -23,13 +23,14 @@ from pathlib import Path
 
 import sqlite_utils
 
+from bandits.errors import Conflict
 from bandits.storage import Writes, inline, write_transaction
 
 BACKUP_NAME = "marquee.sqlite3"
 PRUNE_BATCH = 500  # events per write transaction
 
 
-class BackupRefused(Exception):
+class BackupRefused(Conflict):
     """The backup cannot be written where asked, or the copy failed its check."""
 
 

@@ -37,6 +37,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits import blocks, evaluation, features
+from bandits.errors import Invalid
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
 from bandits.learner import aggregate, mode_of, offered_titles, valued
 from bandits.policy import ACTIONS, ONLINE, POLICY_NAMES, TITLES, PolicyError, new_workspace, parse_vw_args
@@ -50,7 +51,7 @@ MIN_SEGMENT_ROUNDS = 30  # smaller segments are counted but not estimated
 TIME_BUCKETS = 10  # contiguous stretches of events in the "over time" series
 
 
-class SpecError(ValueError):
+class SpecError(Invalid, ValueError):
     """An evaluation request is malformed; the message starts with the offending field."""
 
 

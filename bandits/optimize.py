@@ -34,6 +34,7 @@ from typing import Any
 import sqlite_utils
 
 from bandits import offline, runs
+from bandits.errors import Rejected
 from bandits.exploration import SQUARECB
 from bandits.policy import (
     DEFAULT_VW_ARGS,
@@ -61,12 +62,8 @@ MIN_EXPLORED_ROUNDS = 100  # explored decisions a window needs: without explorat
 CHECK_SECONDS = 60.0  # how often the learner looks for a policy due
 
 
-class OptimizationError(Exception):
+class OptimizationError(Rejected):
     """An optimization cannot start or be rolled back; ``status`` is the HTTP answer (404, 409 or 422)."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # ---------------------------------------------------------------- the search space
@@ -556,7 +553,7 @@ def rollback(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_
     """Put back the settings and the model an applied optimization replaced, as a new model version.
 
     What the policy learned after the optimization is lost with its model: the model put back is the
-    one serving before it. Refused (409) unless the optimization is the policy's latest change: it
+    one serving before it. Rejected (409) unless the optimization is the policy's latest change: it
     was applied, no later optimization was applied, and the settings are still those it set.
 
     Raises:

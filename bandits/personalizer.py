@@ -24,6 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from bandits import explain, maintenance, offline, optimize, runs
+from bandits.errors import MarqueeError
 from bandits.policy import ACTIONS, PolicyError, ServingModel, latest_model, load_policy, parse_vw_args
 from bandits.storage import write_transaction
 
@@ -37,7 +38,7 @@ IMPORTANCE_DECISIONS = 2000  # the most recent decisions of the range a feature 
 OPTIMIZED = "optimization: "  # the names of the search space's candidates in an evaluation (OfflineExperimentation)
 
 
-class Refused(Exception):
+class Refused(MarqueeError):
     """A request Personalizer's API describes that Marquee cannot carry out; ``code`` is Personalizer's."""
 
     def __init__(self, message: str, *, code: str, status: int = 400) -> None:

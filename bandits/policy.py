@@ -19,6 +19,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits.diversity import Diversity, DiversityError
+from bandits.errors import Invalid, Unavailable
 from bandits.exploration import RULES, SQUARECB, Exploration
 from bandits.storage import bump, write_transaction
 from bandits.vwoptions import OptionError, check_model, check_user_args
@@ -79,8 +80,12 @@ TITLES_ONLY = ("max_per_genre", "min_genres")  # row settings: the artwork polic
 ACTIONS_ONLY = ("explain_ranks",)  # settings of the Personalizer-compatible rankings
 
 
-class PolicyError(Exception):
+class PolicyError(Invalid):
     """A policy setting or model is not usable."""
+
+
+class ModelFailure(Unavailable):
+    """A model that loaded could not score a decision; nothing was logged."""
 
 
 @dataclass(frozen=True)
@@ -474,10 +479,16 @@ class ServingModel:
             try:
                 scores = self._examples.predict([shared, *actions])
             except VWError as exc:
-                raise PolicyError(f"model version {self.version} could not score the candidates: {exc}") from None
+                raise ModelFailure(
+                    f"the model cannot decide right now (model version {self.version} could not score the "
+                    f"candidates: {exc}); nothing was logged"
+                ) from None
         costs = [0.0] * len(actions)
         for index, score in scores:
             costs[index] = score
         if not all(math.isfinite(cost) for cost in costs):
-            raise PolicyError(f"model version {self.version} produced a non-finite cost estimate")
+            raise ModelFailure(
+                f"the model cannot decide right now (model version {self.version} produced a non-finite cost "
+                "estimate); nothing was logged"
+            )
         return costs

@@ -28,6 +28,7 @@ from typing import Any
 import sqlite_utils
 
 from bandits import offline
+from bandits.errors import Rejected
 from bandits.exploration import SQUARECB
 from bandits.storage import connect, write_transaction
 
@@ -243,12 +244,8 @@ def run(config: Mapping[str, Any], run_id: str) -> str:
 # ---------------------------------------------------------------- applying a winner
 
 
-class ApplyRefused(Exception):
+class ApplyRefused(Rejected):
     """A candidate of an evaluation cannot be applied; ``status`` is the HTTP answer (404, 409 or 422)."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 APPLICABLE_KINDS = ("vw", "model")

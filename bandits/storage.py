@@ -16,6 +16,8 @@ from typing import Protocol, TypeVar
 
 import sqlite_utils
 
+from bandits.errors import Unavailable
+
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
@@ -26,8 +28,15 @@ BUSY_TIMEOUT_MS = 10_000
 LOCK_POLL_SCHEDULE = (0.00005, 0.0001, 0.0002)
 
 
-class StorageBusy(Exception):
+class StorageBusy(Unavailable):
     """The database stayed locked by other writers for longer than the busy timeout."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__("the database is busy; retry shortly", details=None)
+        self.cause = cause  # SQLite's own words, for the logs
+
+    def __str__(self) -> str:
+        return f"the database is busy ({self.cause})"
 
 
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated to after a checkpoint

@@ -14,6 +14,8 @@ import shlex
 import struct
 from collections.abc import Callable
 
+from bandits.errors import Invalid
+
 Check = Callable[[str], bool]
 
 
@@ -71,7 +73,7 @@ MODEL_OPTIONS: dict[str, tuple[str, Check | None]] = {
 MAX_ARGS = 40
 
 
-class OptionError(ValueError):
+class OptionError(Invalid, ValueError):
     """A VW option Marquee does not accept, or a value out of range."""
 
 

@@ -21,6 +21,7 @@ import sqlite_utils
 
 from bandits import datasets
 from bandits.apprentice import mean_interval
+from bandits.errors import Invalid
 from bandits.exploration import lead_of
 from bandits.offline import SpecError
 from bandits.policy import latest_model, load_policy, new_workspace, publish
@@ -31,7 +32,7 @@ STARTS = ("empty", "newest")
 MAX_PASSES = 10
 
 
-class WarmStartError(ValueError):
+class WarmStartError(Invalid, ValueError):
     """The warm start cannot run; the message names the field."""
 
 

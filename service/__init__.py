@@ -10,8 +10,8 @@ from typing import Any
 
 from flask import Flask, Response
 
-from bandits.policy import PolicyError, ensure_models
-from bandits.storage import StorageBusy, connect
+from bandits.policy import ensure_models
+from bandits.storage import connect
 from service import auth, errors
 from service import config as settings
 
@@ -37,15 +37,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.register(app)
     metrics.register(app)  # before auth, so refused requests are timed and counted too
     auth.register(app)
-
-    @app.errorhandler(StorageBusy)
-    def _busy(exc: StorageBusy) -> Response:
-        return errors.render(errors.Unavailable("the database is busy; retry shortly"))
-
-    @app.errorhandler(PolicyError)
-    def _model(exc: PolicyError) -> Response:
-        app.logger.error("model failure: %s", exc)
-        return errors.render(errors.Unavailable(f"the model cannot decide right now ({exc}); nothing was logged"))
 
     @app.errorhandler(sqlite3.OperationalError)
     def _storage(exc: sqlite3.OperationalError) -> Response:

@@ -313,7 +313,7 @@ def register(app: Flask) -> None:
             try:
                 summary = datasets.import_lines(db, config["DATABASE"], source, fmt=fmt, name=name, policy=policy)
             except datasets.ImportRefused as exc:
-                raise click.ClickException(f"{exc}; nothing was stored") from None
+                raise click.ClickException(str(exc)) from None
         skipped = sum(summary["skipped"].values())
         click.echo(
             f"dataset {summary['id']} ({summary['name']}): {summary['decisions']} decisions in "

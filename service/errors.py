@@ -1,87 +1,29 @@
-"""Error types with an HTTP status; every error body has the shape ``{"error": {code, message, details}}``."""
+"""The one handler of every error: each renders as ``{"error": {code, message, details}}`` with its status.
+
+The error types live in ``bandits.errors`` (each with its ``status`` and ``code``), so every layer
+raises them and none translates them by hand.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-
-class MarqueeError(Exception):
-    """Base of every error a client can cause."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
-        super().__init__(message or (self.__doc__ or self.code).strip())
-        self.message = message or (self.__doc__ or self.code).strip()
-        self.details = details
-
-
-class NotFound(MarqueeError):
-    """The resource does not exist."""
-
-    status = 404
-    code = "not_found"
-
-
-class Conflict(MarqueeError):
-    """The request conflicts with what is stored."""
-
-    status = 409
-    code = "conflict"
-
-
-class Invalid(MarqueeError):
-    """The request is malformed or a value is out of range."""
-
-    status = 422
-    code = "invalid"
-
-
-class UnsupportedMedia(MarqueeError):
-    """The request body has the wrong content type."""
-
-    status = 415
-    code = "unsupported_media_type"
-
-
-class InvalidImage(Invalid):
-    """The upload is not an image Marquee accepts."""
-
-    code = "invalid_image"
-
-
-class Unauthorized(MarqueeError):
-    """The request needs an API key (X-API-Key) that Marquee knows."""
-
-    status = 401
-    code = "unauthorized"
-    challenge = ""  # the WWW-Authenticate header of the answer
-
-
-class Forbidden(MarqueeError):
-    """The API key is known but may not do this."""
-
-    status = 403
-    code = "forbidden"
-
-
-class TooManyRequests(MarqueeError):
-    """This key sent more requests than its rate limit allows; retry after the given seconds."""
-
-    status = 429
-    code = "rate_limited"
-    retry_after = 1
-
-
-class Unavailable(MarqueeError):
-    """The service cannot serve this request right now; try again."""
-
-    status = 503
-    code = "unavailable"
+from bandits.errors import (  # noqa: F401  (re-exported: the service raises them as errors.X)
+    Conflict,
+    Forbidden,
+    Invalid,
+    InvalidImage,
+    MarqueeError,
+    NotFound,
+    Rejected,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMedia,
+)
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -90,7 +32,9 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def render(exc: MarqueeError) -> Response:
-    """Return the JSON response of one of our errors."""
+    """Return the JSON response of one of our errors (a 5xx is logged: it is ours to look into)."""
+    if exc.status >= 500:
+        current_app.logger.error("%s %s: %s", exc.status, exc.code, exc.message)
     response = jsonify(error_body(exc.code, exc.message, exc.details))
     response.status_code = exc.status
     if exc.status == 503:

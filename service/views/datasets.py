@@ -38,17 +38,14 @@ def import_dataset() -> ResponseReturnValue:
     fmt = request.args.get("format", "dsjson")
     if fmt not in FORMATS:
         raise Invalid(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    try:
-        summary = datasets.import_lines(
-            get_db(),
-            current_app.config["DATABASE"],
-            _body_lines(),
-            fmt=fmt,
-            name=request.args.get("name"),
-            policy=request.args.get("policy"),
-        )
-    except datasets.ImportRefused as exc:
-        raise Invalid(f"{exc}; nothing was stored") from None
+    summary = datasets.import_lines(
+        get_db(),
+        current_app.config["DATABASE"],
+        _body_lines(),
+        fmt=fmt,
+        name=request.args.get("name"),
+        policy=request.args.get("policy"),
+    )
     response = jsonify(summary)
     response.status_code = 201
     response.headers["Location"] = f"/v1/datasets/{summary['id']}"

@@ -9,8 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from bandits import features
-from bandits.decide import NotEnoughCandidates, RowDecision, decide_row
-from bandits.diversity import DiversityError
+from bandits.decide import RowDecision, decide_row
 from bandits.eventlog import activate, get_event, log_decision, record_reward
 from bandits.exploration import event_rng
 from bandits.policy import parse_reward_values
@@ -84,33 +83,27 @@ def rank() -> ResponseReturnValue:
     assert snapshot is not None
     diversity = policies["titles"].diversity
     if body.diversity is not None:
-        try:
-            diversity = diversity.override(body.diversity.model_dump(exclude_unset=True))
-        except DiversityError as exc:
-            raise Invalid(str(exc)) from None
+        diversity = diversity.override(body.diversity.model_dump(exclude_unset=True))
     if not snapshot.titles:
         raise Conflict("the catalog has no active title with an active artwork; add titles and artworks first")
-    try:
-        decision: RowDecision = decide_row(
-            snapshot=snapshot,
-            titles_model=models["titles"],
-            artwork_model=models["artwork"],
-            titles_exploration=policies["titles"].explorer(models["titles"].examples_learned),
-            artwork_exploration=policies["artwork"].explorer(models["artwork"].examples_learned),
-            user_id=body.user.id,
-            user_features=body.user.features,
-            slots=body.slots,
-            candidates=body.candidates,
-            exclude=body.exclude,
-            rng=event_rng(body.event_id) if body.event_id else state.rng,
-            trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600,
-            trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
-            diversity=diversity,
-            title_trial_seconds=float(config["TITLE_TRIAL_HOURS"]) * 3600,
-            title_trial_share=float(config["TITLE_TRIAL_SHARE"]),
-        )
-    except NotEnoughCandidates as exc:
-        raise Invalid(str(exc)) from None
+    decision: RowDecision = decide_row(
+        snapshot=snapshot,
+        titles_model=models["titles"],
+        artwork_model=models["artwork"],
+        titles_exploration=policies["titles"].explorer(models["titles"].examples_learned),
+        artwork_exploration=policies["artwork"].explorer(models["artwork"].examples_learned),
+        user_id=body.user.id,
+        user_features=body.user.features,
+        slots=body.slots,
+        candidates=body.candidates,
+        exclude=body.exclude,
+        rng=event_rng(body.event_id) if body.event_id else state.rng,
+        trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600,
+        trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
+        diversity=diversity,
+        title_trial_seconds=float(config["TITLE_TRIAL_HOURS"]) * 3600,
+        title_trial_share=float(config["TITLE_TRIAL_SHARE"]),
+    )
     event_id = body.event_id or f"e-{uuid.uuid4().hex}"
     log_decision(
         db,

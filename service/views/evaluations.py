@@ -19,15 +19,9 @@ bp = Blueprint("evaluations", __name__)
 def create_evaluation() -> ResponseReturnValue:
     """Check an evaluation request, store it and start it in a background process (202)."""
     body = json_object(request)
-    try:
-        spec = offline.parse_spec(body)
-    except offline.SpecError as exc:
-        raise Invalid(str(exc)) from None
+    spec = offline.parse_spec(body)
     db = get_db()
-    try:
-        spec = offline.resolve(db, spec)
-    except offline.SpecError as exc:
-        raise Invalid(str(exc)) from None
+    spec = offline.resolve(db, spec)
     active = runs.active_count(db)
     if active >= runs.MAX_ACTIVE:
         raise Conflict(
@@ -64,18 +58,12 @@ def apply_candidate(run_id: str) -> ResponseReturnValue:
     unknown = sorted(set(body) - {"candidate"})
     if unknown:
         raise Invalid(f"{unknown[0]}: not a field (fields: candidate)")
-    try:
-        applied = runs.apply(get_db(), current_app.config, run_id, body.get("candidate"))
-    except runs.ApplyRefused as exc:
-        raise {404: NotFound, 409: Conflict}.get(exc.status, Invalid)(str(exc)) from None
+    applied = runs.apply(get_db(), current_app.config, run_id, body.get("candidate"))
     return jsonify(applied)
 
 
 def _query_time(name: str) -> float | None:
-    try:
-        return offline.parse_time(request.args.get(name) or None, where=name)
-    except offline.SpecError as exc:
-        raise Invalid(str(exc)) from None
+    return offline.parse_time(request.args.get(name) or None, where=name)
 
 
 @bp.get("/v1/logs/export")

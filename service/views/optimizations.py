@@ -8,17 +8,13 @@ from flask.typing import ResponseReturnValue
 from bandits import optimize
 from bandits.policy import POLICY_NAMES
 from service.db import get_db
-from service.errors import Conflict, Invalid, NotFound
+from service.errors import Invalid, NotFound
 from service.runtime import spawn_background
 from service.schemas import json_object
 
 bp = Blueprint("optimizations", __name__)
 
 FIELDS = ("policy", "candidates")
-
-
-def _refused(exc: optimize.OptimizationError) -> Exception:
-    return {404: NotFound, 409: Conflict}.get(exc.status, Invalid)(str(exc))
 
 
 @bp.post("/v1/optimizations")
@@ -29,12 +25,9 @@ def create_optimization() -> ResponseReturnValue:
     if unknown:
         raise Invalid(f"{unknown[0]}: not a field (fields: {', '.join(FIELDS)})")
     db = get_db()
-    try:
-        optimization_id = optimize.start(
-            db, current_app.config, body.get("policy"), trigger="request", candidates=body.get("candidates")
-        )
-    except optimize.OptimizationError as exc:
-        raise _refused(exc) from None
+    optimization_id = optimize.start(
+        db, current_app.config, body.get("policy"), trigger="request", candidates=body.get("candidates")
+    )
     spawn_background(current_app.config, "bandits.optimize", optimization_id)
     response = jsonify(optimize.get(db, optimization_id))
     response.status_code = 202
@@ -63,7 +56,4 @@ def show_optimization(optimization_id: str) -> ResponseReturnValue:
 @bp.post("/v1/optimizations/<optimization_id>/rollback")
 def rollback_optimization(optimization_id: str) -> ResponseReturnValue:
     """Put back the settings and model an applied optimization replaced."""
-    try:
-        return jsonify(optimize.rollback(get_db(), current_app.config, optimization_id))
-    except optimize.OptimizationError as exc:
-        raise _refused(exc) from None
+    return jsonify(optimize.rollback(get_db(), current_app.config, optimization_id))

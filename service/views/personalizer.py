@@ -155,14 +155,11 @@ def _actions(body: RankRequest | MultiSlotRankRequest) -> tuple[str, dict[str, A
         duplicate = next(action_id for action_id in ids if ids.count(action_id) > 1)
         raise Invalid(f"actions: the id {duplicate!r} is given twice; action ids must be unique")
     event_id = _event_id(body.eventId) if body.eventId else str(uuid.uuid4())
-    try:
-        context = inline.flatten(body.contextFeatures, where="contextFeatures")
-        actions = [
-            (action.id, inline.flatten(action.features, where=f"actions[{index}].features"))
-            for index, action in enumerate(body.actions)
-        ]
-    except inline.InlineError as exc:
-        raise Invalid(str(exc)) from None
+    context = inline.flatten(body.contextFeatures, where="contextFeatures")
+    actions = [
+        (action.id, inline.flatten(action.features, where=f"actions[{index}].features"))
+        for index, action in enumerate(body.actions)
+    ]
     return event_id, context, actions
 
 
@@ -180,15 +177,12 @@ def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: di
     state = serving_state(config["DATABASE"])
     state.refresh(db, config, wait_for_models=False)
     model, settings = state.models[ACTIONS], state.policies[ACTIONS]
-    try:
-        ranked = decide(
-            model=model,
-            exploration=settings.explorer(model.examples_learned),
-            context=context,
-            rng=event_rng(event_id) if body.eventId else state.rng,
-        )
-    except inline.InlineError as exc:
-        raise Invalid(str(exc)) from None
+    ranked = decide(
+        model=model,
+        exploration=settings.explorer(model.examples_learned),
+        context=context,
+        rng=event_rng(event_id) if body.eventId else state.rng,
+    )
     log_decision(
         db,
         database=config["DATABASE"],
@@ -279,10 +273,7 @@ def multislot_rank() -> ResponseReturnValue:
                 f"slots[{index}].excludedActions: {allowed} actions may fill slot {slot.id!r}, and the "
                 f"{index} slots before it may take them all; a slot needs more actions than slots before it"
             )
-        try:
-            found = inline.flatten(slot.features, where=f"slots[{index}].features")
-        except inline.InlineError as exc:
-            raise Invalid(str(exc)) from None
+        found = inline.flatten(slot.features, where=f"slots[{index}].features")
         slots.append(
             inline.Slot(id=slot.id, features=found, excluded=tuple(slot.excludedActions), baseline=slot.baselineAction)
         )

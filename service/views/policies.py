@@ -106,10 +106,7 @@ def replace_overrides(
         if unknown:
             raise Invalid(f"reward_values.{unknown[0]}: not a reward type (types: {', '.join(policies.REWARD_TYPES)})")
         overrides = {**overrides, "reward_values": {k: v for k, v in nested.items() if v is not None}}
-    try:
-        clean = policies.validate_overrides(overrides, policy=name)
-    except policies.PolicyError as exc:
-        raise Invalid(str(exc)) from None
+    clean = policies.validate_overrides(overrides, policy=name)
     dropped = {key for key, value in overrides.items() if value is None}
     config = current_app.config
     with write_transaction(db):
@@ -199,12 +196,9 @@ def warm_start(name: str) -> ResponseReturnValue:
 
     name = _name(name)
     body: WarmStartBody = parse(WarmStartBody, request)
-    try:
-        result = warmstart.warm_start(
-            get_db(), current_app.config, name, body.dataset, start=body.start, passes=body.passes
-        )
-    except warmstart.WarmStartError as exc:
-        raise Invalid(str(exc)) from None
+    result = warmstart.warm_start(
+        get_db(), current_app.config, name, body.dataset, start=body.start, passes=body.passes
+    )
     return jsonify(result), 201
 
 
@@ -229,10 +223,7 @@ def import_model(name: str) -> ResponseReturnValue:
     blob = request.get_data(cache=False)
     if not blob:
         raise Invalid("body: the model is empty")
-    try:
-        workspace = policies.load_uploaded_model(blob)
-    except policies.PolicyError as exc:
-        raise Invalid(str(exc)) from None
+    workspace = policies.load_uploaded_model(blob)
     db = get_db()
     with write_transaction(db):
         version = policies.publish(

@@ -31,10 +31,7 @@ def exposure_report() -> dict[str, Any]:
     by = [part.strip() for part in request.args.get("by", "genre").split(",") if part.strip()]
     if not by or len(by) > 10:
         raise Invalid("by: name 1 to 10 attributes, comma-separated")
-    try:
-        return exposure.report(get_db(), days=_number_arg("days", 7.0), by=by, new_days=_number_arg("new_days", 7.0))
-    except exposure.ExposureError as exc:
-        raise Invalid(str(exc)) from None
+    return exposure.report(get_db(), days=_number_arg("days", 7.0), by=by, new_days=_number_arg("new_days", 7.0))
 
 
 @bp.get("/v1/reports/exposure")
