@@ -22,13 +22,11 @@ version was published meanwhile (an import or a reset), the step's work is disca
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import logging
 import os
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -502,8 +500,16 @@ class Retention:
         return prune(db, older_than=(time.time() if now is None else now) - self.days * 86400.0, writes=writes)
 
 
-def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None, lock_fd: int | None = None) -> int:
+def serve_forever(
+    config: Mapping[str, Any],
+    *,
+    parent_pid: int | None = None,
+    lock_fd: int | None = None,
+    start_optimization: Callable[[str], object],
+) -> int:
     """Run the learner until the parent process goes away; return an exit code.
+
+    ``start_optimization(id)`` starts the process of an optimization the schedule made due.
 
     ``lock_fd`` is the learner lock taken by the process that started this one (``try_lock``);
     without it the learner takes the lock itself, and exits if another learner holds it.
@@ -522,7 +528,7 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None, l
     learner = Learner(db, config, writes=writes)
     log.info("learner started (pid %s)", os.getpid())
     try:
-        _learn_until_orphaned(db, config, learner, writes, parent_pid=parent_pid)
+        _learn_until_orphaned(db, config, learner, writes, parent_pid=parent_pid, start_optimization=start_optimization)
     finally:
         writes.close()
     log.info("parent process is gone; learner exiting")
@@ -530,7 +536,13 @@ def serve_forever(config: Mapping[str, Any], *, parent_pid: int | None = None, l
 
 
 def _learn_until_orphaned(
-    db: sqlite_utils.Database, config: Mapping[str, Any], learner: Learner, writes: Writes, *, parent_pid: int | None
+    db: sqlite_utils.Database,
+    config: Mapping[str, Any],
+    learner: Learner,
+    writes: Writes,
+    *,
+    parent_pid: int | None,
+    start_optimization: Callable[[str], object],
 ) -> None:
     """Learn, check apprentice policies, start optimizations and prune, once every interval, while ``parent_pid``
     is the parent."""
@@ -540,7 +552,7 @@ def _learn_until_orphaned(
     interval = float(config["LEARNER_INTERVAL_SECONDS"])
     retention = Retention(float(config.get("RETENTION_DAYS", 0.0)))
     switch = SwitchCheck()
-    optimizations = Schedule()
+    optimizations = Schedule(start=start_optimization)
     while parent_pid is None or os.getppid() == parent_pid:
         started = time.monotonic()
         try:
@@ -569,22 +581,3 @@ def _learn_until_orphaned(
                     result.version,
                 )
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m bandits.learner``: configuration comes from ``MARQUEE_*`` variables."""
-    from service import config as settings
-
-    parser = argparse.ArgumentParser(description="Run Marquee's learner for one database.")
-    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer the parent")
-    parser.add_argument(
-        "--lock-fd", type=int, default=None, help="an open descriptor holding the learner lock (inherited)"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [learner] %(message)s", stream=sys.stderr)
-    logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)  # not VW's banner for every workspace
-    return serve_forever(settings.load(), parent_pid=args.parent_pid, lock_fd=args.lock_fd)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,11 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import sys
 import time
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlite_utils
@@ -213,7 +212,7 @@ def start(
 ) -> str:
     """Store an optimization of ``policy`` and its queued evaluation; return the optimization's id.
 
-    The caller starts ``python -m bandits.optimize <id>`` (``runs.spawn``). ``candidates``: the
+    The caller starts ``python -m service.workers optimization <id>`` (``run``). ``candidates``: the
     caller's search space (``check_candidates``), or None for ``search_space``.
 
     Raises:
@@ -279,10 +278,13 @@ def due(db: sqlite_utils.Database, config: Mapping[str, Any], *, now: float | No
 
 
 class Schedule:
-    """Starts the optimizations due, from the learner process, at most once every ``CHECK_SECONDS``."""
+    """Starts the optimizations due, from the learner process, at most once every ``CHECK_SECONDS``.
 
-    def __init__(self, *, every: float = CHECK_SECONDS) -> None:
-        self.every = every
+    ``start(id)`` starts an optimization's process (``service.workers``) once it is stored.
+    """
+
+    def __init__(self, *, start: Callable[[str], object], every: float = CHECK_SECONDS) -> None:
+        self.start, self.every = start, every
         self.next_at = 0.0  # monotonic time of the next check
 
     def run_if_due(self, db: sqlite_utils.Database, config: Mapping[str, Any]) -> list[str]:
@@ -300,7 +302,7 @@ class Schedule:
             except (StorageBusy, sqlite3.Error) as exc:  # the learner goes on; the next check tries again
                 log.warning("optimization of %s not started: %s", policy, exc)
                 continue
-            runs.spawn("bandits.optimize", optimization_id)
+            self.start(optimization_id)
             started.append(optimization_id)
         return started
 
@@ -607,17 +609,3 @@ def rollback(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_
     found = get(db, optimization_id)
     assert found is not None
     return found
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m bandits.optimize <id>``: configuration comes from ``MARQUEE_*`` variables."""
-    return runs.background_main(
-        argv,
-        description="Run one Marquee optimization: its evaluation, then its decision.",
-        label="optimization",
-        work=run,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Evaluation runs: a stored request, the background process that works on it, and its report.
 
-``POST /v1/evaluations`` stores a run as ``queued`` and starts ``python -m bandits.runs <id>`` at the
-learner's CPU priority, so that serving keeps the CPU; that process marks it ``running``, reports
+``POST /v1/evaluations`` stores a run as ``queued`` and starts ``python -m service.workers evaluation <id>``
+(``run``) at the learner's CPU priority, so that serving keeps the CPU; that process marks it ``running``, reports
 its progress, and stores the report (``done``) or the reason it could not (``failed``). A thread of
 the process touches ``heartbeat_at`` every few seconds; a run whose heartbeat stopped for
 ``STALE_SECONDS`` (the process was killed, the machine restarted) is reported ``failed``, never left
@@ -10,19 +10,15 @@ the process touches ``heartbeat_at`` every few seconds; a run whose heartbeat st
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlite_utils
@@ -40,28 +36,11 @@ PROGRESS_SECONDS = 0.5  # least time between two progress writes
 STATUSES = ("queued", "running", "done", "failed")
 ACTIVE = ("queued", "running")
 MAX_ACTIVE = 2  # evaluations queued or running at once; each takes a core while it runs
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def connect_for(config: Mapping[str, Any]) -> sqlite_utils.Database:
     """Open the configured database as a background process does."""
     return connect(config["DATABASE"], synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")))
-
-
-def spawn(module: str, run_id: str, *, env: Mapping[str, str] | None = None) -> int:
-    """Start ``python -m <module> <run_id>`` from the project's folder, in the environment ``env`` (None: this one's).
-
-    Returns its pid. A thread of this process waits for it, so that it does not linger as a zombie when it ends.
-    """
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, run_id],
-        env=None if env is None else dict(env),
-        cwd=str(PROJECT_ROOT),
-        stdin=subprocess.DEVNULL,
-    )
-    threading.Thread(target=process.wait, name=f"marquee-{module}-{run_id}", daemon=True).start()
-    log.info("started %s %s in process %s", module, run_id, process.pid)
-    return process.pid
 
 
 def create(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
@@ -475,31 +454,3 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
         "settings": policies.load_policy(db, config, winner.policy).as_dict(),
         "evidence": dict(winner.evidence),
     }
-
-
-def background_main(
-    argv: list[str] | None, *, description: str, label: str, work: Callable[[Mapping[str, Any], str], str]
-) -> int:
-    """Run ``work(config, id)`` as a background process does: ``MARQUEE_*`` settings, the learner's CPU priority."""
-    from bandits.learner import lower_priority
-    from service import config as settings
-
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("id")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{label}] %(message)s", stream=sys.stderr)
-    logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)  # not VW's banner for every workspace
-    config = settings.load()
-    lower_priority(str(config.get("LEARNER_PRIORITY", "normal")))
-    status = work(config, args.id)
-    logging.getLogger(f"marquee.{label}").info("%s %s: %s", label, args.id, status)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m bandits.runs <id>``: configuration comes from ``MARQUEE_*`` variables."""
-    return background_main(argv, description="Run one queued Marquee evaluation.", label="evaluation", work=run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,7 @@ from bandits.learner import Learner, serve_forever
 from bandits.logimport import FORMATS
 from bandits.simulator import REWARDS, World
 from bandits.storage import connect
-from service import auth, charts, errors, simulate
+from service import auth, charts, errors, simulate, workers
 
 
 def register(app: Flask) -> None:
@@ -118,7 +118,9 @@ def register(app: Flask) -> None:
                     f"version {result.version}"
                 )
             return
-        raise SystemExit(serve_forever(config))
+        raise SystemExit(
+            serve_forever(config, start_optimization=lambda run_id: workers.spawn(config, "optimization", run_id))
+        )
 
     @app.cli.command("warm-start", short_help="Train a policy on an imported log.")
     @click.option(

@@ -18,7 +18,6 @@ import logging
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -28,7 +27,6 @@ import numpy as np
 import sqlite_utils
 
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
-from bandits import runs
 from bandits.learner import try_lock
 from bandits.policy import (
     POLICIES_VERSION,
@@ -40,8 +38,8 @@ from bandits.policy import (
     load_policy,
 )
 from bandits.storage import checkpoint, connect
-from service import metrics
-from service.config import PROJECT_ROOT, SETTINGS
+from service import metrics, workers
+from service.config import PROJECT_ROOT
 
 log = logging.getLogger("marquee.runtime")
 
@@ -184,21 +182,11 @@ def serving_state(database: str) -> ServingState:
     return state
 
 
-def child_environment(config: Mapping[str, Any]) -> dict[str, str]:
-    """Return the environment of a background process (learner, evaluation): this app's settings as ``MARQUEE_*``."""
-    env = dict(os.environ)
-    for name in SETTINGS:
-        value = config[name]
-        env[f"MARQUEE_{name}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-    return env
-
-
 class LearnerSupervisor:
     """Keeps one learner process running per database, from whichever serving process sees it missing.
 
     Every serving process runs this watchdog thread. Once a second it tries the learner's lock; if
-    nobody holds it, it starts ``python -m bandits.learner`` holding it (passed as ``--lock-fd``), so
+    nobody holds it, it starts ``python -m service.workers learner`` holding it (passed as ``--lock-fd``), so
     exactly one learner starts however many serving processes see it missing at once. The learner exits
     when the process that started it does, and another watchdog starts a new one within about a second.
     """
@@ -228,8 +216,8 @@ class LearnerSupervisor:
             # shares): no other watchdog can start a second learner while this one is still importing.
             try:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "bandits.learner", "--parent-pid", str(os.getpid()), "--lock-fd", str(fd)],
-                    env=child_environment(self.config),
+                    workers.command("learner", "--parent-pid", str(os.getpid()), "--lock-fd", str(fd)),
+                    env=workers.child_environment(self.config),
                     cwd=str(PROJECT_ROOT),
                     pass_fds=(fd,),
                 )
@@ -260,8 +248,3 @@ def ensure_learner(config: Mapping[str, Any]) -> None:
         if key not in _supervisors:
             supervisor = _supervisors[key] = LearnerSupervisor(config)
             supervisor.start()
-
-
-def spawn_background(config: Mapping[str, Any], module: str, run_id: str) -> int:
-    """Start ``python -m <module> <run_id>`` (evaluation or optimization) with this app's settings; return its pid."""
-    return runs.spawn(module, run_id, env=child_environment(config))

@@ -164,11 +164,11 @@ class Service:
         return [
             pid
             for pid in children(self.process.pid)
-            if "bandits.learner" not in cmdline(pid) and _parent(pid) == self.process.pid
+            if "service.workers learner" not in cmdline(pid) and _parent(pid) == self.process.pid
         ]
 
     def learners(self) -> list[int]:
-        return [pid for pid in self.processes() if "bandits.learner" in cmdline(pid)]
+        return [pid for pid in self.processes() if "service.workers learner" in cmdline(pid)]
 
     def kill_all(self) -> None:
         """kill -9 the master, the workers and the learner at once, and wait until they are gone."""

@@ -11,7 +11,7 @@ import pytest
 from bandits import offline, optimize, runs
 from bandits.policy import DEFAULT_VW_ARGS, PolicyConfig, latest_model, load_policy
 from service import create_app
-from service.runtime import child_environment
+from service.workers import child_environment, spawn
 from tests.test_offline import LoggedWorld
 
 # Learns almost nothing and cannot tell segments apart: the defaults do much better on this audience.
@@ -275,7 +275,7 @@ def test_the_learner_schedule_starts_optimizations_of_the_policies_that_ask(worl
         "/v1/policies/artwork", json={**{k: settings[k] for k in settings["overridden"]}, "auto_optimize": True}
     )
     assert optimize.due(world.db, config) == ["artwork"]
-    started = optimize.Schedule().run_if_due(world.db, config)
+    started = optimize.Schedule(start=lambda id: spawn(config, "optimization", id)).run_if_due(world.db, config)
     assert len(started) == 1
     found = wait(world, started[0])
     assert found["trigger"] == "schedule" and found["status"] in ("applied", "kept"), found

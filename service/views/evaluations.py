@@ -7,9 +7,9 @@ from flask.typing import ResponseReturnValue
 
 from bandits import logexport, offline, runs
 from bandits.policy import POLICY_NAMES
+from service import workers
 from service.db import get_db
 from service.errors import Conflict, Invalid, NotFound
-from service.runtime import spawn_background
 from service.schemas import json_object
 
 bp = Blueprint("evaluations", __name__)
@@ -29,7 +29,7 @@ def create_evaluation() -> ResponseReturnValue:
             "wait for one to finish and post again"
         )
     run_id = runs.create(db, spec)
-    spawn_background(current_app.config, "bandits.runs", run_id)
+    workers.spawn(current_app.config, "evaluation", run_id)
     response = jsonify(runs.get(db, run_id))
     response.status_code = 202
     response.headers["Location"] = f"/v1/evaluations/{run_id}"

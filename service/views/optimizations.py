@@ -7,9 +7,9 @@ from flask.typing import ResponseReturnValue
 
 from bandits import optimize
 from bandits.policy import POLICY_NAMES
+from service import workers
 from service.db import get_db
 from service.errors import Invalid, NotFound
-from service.runtime import spawn_background
 from service.schemas import json_object
 
 bp = Blueprint("optimizations", __name__)
@@ -28,7 +28,7 @@ def create_optimization() -> ResponseReturnValue:
     optimization_id = optimize.start(
         db, current_app.config, body.get("policy"), trigger="request", candidates=body.get("candidates")
     )
-    spawn_background(current_app.config, "bandits.optimize", optimization_id)
+    workers.spawn(current_app.config, "optimization", optimization_id)
     response = jsonify(optimize.get(db, optimization_id))
     response.status_code = 202
     response.headers["Location"] = f"/v1/optimizations/{optimization_id}"

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 
 from bandits import personalizer
 from bandits.policy import ACTIONS
+from service import workers
 from service.db import get_db
 from service.errors import Invalid
 from service.views.personalizer import blueprint
@@ -117,10 +118,8 @@ def post_logs() -> ResponseReturnValue:
 @bp.put("/evaluations/<evaluation_id>")
 def create_evaluation(evaluation_id: str) -> ResponseReturnValue:
     """Start an evaluation of the logged decisions in a time range (200, as Personalizer answers; poll it)."""
-    from service.runtime import spawn_background
-
     run_id = personalizer.create_evaluation(get_db(), current_app.config, _id(evaluation_id), _body())
-    spawn_background(current_app.config, "bandits.runs", run_id)
+    workers.spawn(current_app.config, "evaluation", run_id)
     return Response(status=200)
 
 
