@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from pydantic import ValidationError
 
 from assets import catalog
 from assets.images import check_image
 from bandits.errors import MarqueeError
-from service.schemas import TitleBody, check_id
 
 
 @dataclass
@@ -58,7 +56,10 @@ def _items(value: Any) -> list[str]:
     return [item.strip() for item in str(value).split(";") if item.strip()]
 
 
-def _title_body(row: dict[str, Any]) -> dict[str, Any]:
+TitleCheck = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _title_body(row: dict[str, Any], check_title: TitleCheck) -> dict[str, Any]:
     year = row.get("year")
     body = {
         "id": row["title_id"],
@@ -67,11 +68,7 @@ def _title_body(row: dict[str, Any]) -> dict[str, Any]:
         "year": int(year) if year not in (None, "") else None,
         "maturity": row.get("maturity") or None,
     }
-    try:
-        return TitleBody.model_validate(body).model_dump()
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return check_title(body)
 
 
 def import_folder(
@@ -80,15 +77,20 @@ def import_folder(
     folder: Path,
     manifest: Path,
     data_dir: str | Path,
+    check_title: TitleCheck,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Import every row of the manifest; refused rows are reported, not fatal."""
+    """Import every row of the manifest; refused rows are reported, not fatal.
+
+    ``check_title`` checks a new title's fields as ``POST /v1/titles`` does and returns them, or
+    raises ``ValueError`` naming the field (``service.schemas.check_title``).
+    """
     summary = ImportSummary()
     root = folder.resolve()
     for number, row in enumerate(read_manifest(manifest), start=1):
         file_name = str(row.get("file") or "")
         try:
-            _import_row(db, row, root=root, data_dir=data_dir, summary=summary)
+            _import_row(db, row, root=root, data_dir=data_dir, summary=summary, check_title=check_title)
         except (MarqueeError, ValueError, TypeError, OverflowError, OSError, KeyError) as exc:
             reason = exc.message if isinstance(exc, MarqueeError) else str(exc)
             summary.refused.append((number, file_name, reason))
@@ -98,7 +100,13 @@ def import_folder(
 
 
 def _import_row(
-    db: sqlite_utils.Database, row: dict[str, Any], *, root: Path, data_dir: str | Path, summary: ImportSummary
+    db: sqlite_utils.Database,
+    row: dict[str, Any],
+    *,
+    root: Path,
+    data_dir: str | Path,
+    summary: ImportSummary,
+    check_title: TitleCheck,
 ) -> None:
     for column in ("title_id", "file"):
         if not row.get(column):
@@ -106,10 +114,10 @@ def _import_row(
     for column in ("title_id", "artwork_id", "file", "title"):
         if row.get(column) is not None and not isinstance(row[column], str):
             raise ValueError(f"{column}: must be text")
-    check_id(row["title_id"], what="title_id")
+    catalog.check_id(row["title_id"], what="title_id")
     artwork_id = row.get("artwork_id") or None
     if artwork_id is not None:
-        check_id(artwork_id, what="artwork_id")
+        catalog.check_id(artwork_id, what="artwork_id")
         if db.execute("SELECT 1 FROM artworks WHERE id = ?", [artwork_id]).fetchone():
             raise ValueError(f"artwork {artwork_id!r} already exists")  # before any title is created
     tags = catalog.check_tags(_items(row.get("tags")))
@@ -124,7 +132,7 @@ def _import_row(
     except MarqueeError:
         if not row.get("title"):
             raise ValueError("title: the name is needed for a title not in the catalog yet") from None
-        catalog.create_title(db, _title_body(row))
+        catalog.create_title(db, _title_body(row, check_title))
         summary.titles_created += 1
     catalog.add_artwork(db, data_dir=data_dir, title_id=row["title_id"], image=image, artwork_id=artwork_id, tags=tags)
     summary.artworks_added += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -21,8 +22,21 @@ from bandits.errors import Conflict, Invalid, NotFound
 from bandits.storage import bump, write_transaction
 
 CATALOG_VERSION = "catalog_version"
+# Ids of titles, artworks and events: what a URL path and a VW feature can carry unescaped.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+ID_RE = re.compile(ID_PATTERN)
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 64
+
+
+def check_id(value: str, *, what: str) -> str:
+    """Return ``value`` if it is a valid id; raise ``Invalid`` naming ``what`` otherwise."""
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        raise Invalid(
+            f"{what}: must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or "
+            "digit"
+        )
+    return value
 
 
 def check_tags(tags: Iterable[str]) -> list[str]:

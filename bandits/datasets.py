@@ -20,9 +20,9 @@ import numpy as np
 import sqlite_utils
 
 from bandits import blocks
-from bandits.errors import Invalid
+from bandits.errors import Invalid, SpecError
 from bandits.logimport import FORMATS, INLINE_POLICY, Decision, Skip, read_line
-from bandits.offline import RoundBuilder, Rounds, SpecError
+from bandits.rounds import RoundBuilder, Rounds
 from bandits.storage import write_transaction
 
 BATCH = 2000  # decisions written per transaction while importing

@@ -51,6 +51,10 @@ class UnsupportedMedia(MarqueeError):
     code = "unsupported_media_type"
 
 
+class SpecError(Invalid, ValueError):
+    """An evaluation request is malformed; the message starts with the offending field."""
+
+
 class InvalidImage(Invalid):
     """The upload is not an image Marquee accepts."""
 

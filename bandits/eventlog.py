@@ -326,3 +326,22 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
         "learned_in_versions": learned,
         "learning_modes": json.loads(event["modes"]) if event["modes"] else {},
     }
+
+
+def policy_stats(db: sqlite_utils.Database, name: str, *, now: float | None = None) -> dict[str, Any]:
+    """Return learning progress: events waiting, due, learned, and how far the learner is behind."""
+    now = time.time() if now is None else now
+    waiting, due, oldest_due = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(due_at <= ?), 0), MIN(CASE WHEN due_at <= ? THEN due_at END) "
+        "FROM pending WHERE policy = ? AND due_at IS NOT NULL",
+        [now, now, name],
+    ).fetchone()
+    deferred = db.execute("SELECT COUNT(*) FROM pending WHERE policy = ? AND due_at IS NULL", [name]).fetchone()[0]
+    learned = db.execute("SELECT COUNT(*) FROM learned WHERE policy = ?", [name]).fetchone()[0]
+    return {
+        "events_waiting_for_rewards": int(waiting) - int(due),
+        "events_due": int(due),
+        "events_deferred_not_activated": int(deferred),
+        "events_learned": int(learned),
+        "learner_lag_seconds": round(now - oldest_due, 3) if oldest_due is not None else 0.0,
+    }

@@ -19,12 +19,13 @@ bytes, so explaining never holds the lock the serving path predicts under, and a
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bandits import features
-from bandits.policy import new_workspace
+from bandits.policy import ServingModel, new_workspace
 from bandits.vwtext import TextExamples
 
 NAMESPACES = {"U": "viewer", "I": "viewer id", "P": "position", "T": "title", "G": "genre", "A": "artwork"}
@@ -107,6 +108,21 @@ class Explainer:
             "other_features": float(sum(item["contribution"] for item in found[top:])),
             "feature_count": len(found),
         }
+
+
+_explainers: weakref.WeakKeyDictionary[ServingModel, Explainer] = weakref.WeakKeyDictionary()
+_explainers_lock = threading.Lock()
+
+
+def explainer_for(model: ServingModel) -> Explainer:
+    """Return the ``Explainer`` of a loaded model version: a private copy made on first use, kept while it is."""
+    found = _explainers.get(model)
+    if found is None:
+        with _explainers_lock:
+            found = _explainers.get(model)
+            if found is None:
+                found = _explainers[model] = Explainer(model.blob)
+    return found
 
 
 def feature_group(namespace: str, feature: str) -> str:

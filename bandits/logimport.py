@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bandits import features
-from bandits.offline import SpecError, parse_time
+from bandits.errors import SpecError
+from bandits.rounds import parse_time
 
 FORMATS = ("dsjson", "jsonl")
 MAX_ACTIONS = 10_000  # actions of one decision

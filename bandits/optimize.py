@@ -45,6 +45,7 @@ from bandits.policy import (
     store_overrides,
     stored_overrides,
 )
+from bandits.rounds import closed_event_count
 from bandits.storage import StorageBusy, write_transaction
 
 log = logging.getLogger("marquee.optimize")
@@ -222,7 +223,7 @@ def start(
     if policy not in POLICY_NAMES:
         raise OptimizationError(f"policy: must be one of {', '.join(POLICY_NAMES)}, got {policy!r}", status=422)
     now = time.time() if now is None else now
-    closed = offline.closed_event_count(db, policy)
+    closed = closed_event_count(db, policy)
     if closed < MIN_EVENTS:
         raise OptimizationError(
             f"policy: the {policy} log holds {closed} events whose reward window closed; an "

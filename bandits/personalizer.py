@@ -26,6 +26,7 @@ import sqlite_utils
 from bandits import explain, maintenance, offline, optimize, runs
 from bandits.errors import MarqueeError
 from bandits.policy import ACTIONS, PolicyError, ServingModel, latest_model, load_policy, parse_vw_args
+from bandits.rounds import closed_event_count
 from bandits.storage import write_transaction
 
 EVALUATION, IMPORTANCE = "evaluation", "featureImportance"
@@ -242,7 +243,7 @@ def create_evaluation(
         ]
     if len(candidates) > offline.MAX_CANDIDATES:
         raise Refused(f"policies: at most {offline.MAX_CANDIDATES - 3} policies", code="InvalidEvaluationContract")
-    if offline.closed_event_count(db, ACTIONS, since=start, until=end) < 2:
+    if closed_event_count(db, ACTIONS, since=start, until=end) < 2:
         raise Refused(
             f"startTime: no closed decisions of the actions policy were logged from {iso(start)} to {iso(end)}",
             code="NoLogsExistInDateRange",
@@ -439,7 +440,7 @@ def create_importance(
     record = latest_model(db, ACTIONS)
     assert record is not None
     examples = [(rounds.shared[i], rounds.actions(i)[int(rounds.chosen[i])]) for i in range(len(rounds))]
-    found = explain.importance(ServingModel(record).explainer(), examples)
+    found = explain.importance(explain.explainer_for(ServingModel(record)), examples)
     top = max((item["mean_abs_contribution"] for item in found), default=0.0) or 1.0
     scores = [
         {"namespace": item["namespace"], "featureName": item["feature"], "score": item["mean_abs_contribution"] / top}

@@ -460,18 +460,7 @@ class ServingModel:
         self.workspace = new_workspace(record.vw_args, model_data=record.blob)
         self._examples = TextExamples(self.workspace)
         self._lock = threading.Lock()
-        self._blob = record.blob
-        self._explainer: Any = None
-
-    def explainer(self) -> Any:
-        """Return this version's ``bandits.explain.Explainer`` (a private copy of the model, made on first use)."""
-        if self._explainer is None:
-            from bandits.explain import Explainer
-
-            with self._lock:
-                if self._explainer is None:
-                    self._explainer = Explainer(self._blob)
-        return self._explainer
+        self.blob = record.blob  # the stored bytes, for a private copy (``bandits.explain.explainer_for``)
 
     def costs(self, shared: str, actions: Sequence[str]) -> list[float]:
         """Return VW's cost estimate of each action line, in the order given."""

@@ -71,6 +71,7 @@ from assets.images import check_image, visual_tokens
 from bandits import features, offline
 from bandits.exploration import Exploration
 from bandits.policy import ARTWORK, DEFAULT_VW_ARGS, new_workspace
+from bandits.rounds import RoundBuilder
 from bandits.simulator import POSITION_DECAY, World
 from bandits.vwtext import TextExamples
 from bench.report import machine, report
@@ -258,7 +259,7 @@ def draw_log(audience: Audience, policy: LoggingPolicy, *, rounds: int, rng: np.
     slots = rng.integers(SLOTS, size=rounds)
     draws = rng.random((rounds, 2))
     mu = audience.mu[viewers, titles] * (POSITION_DECAY**slots)[:, None]  # (n, artworks)
-    builder = offline.RoundBuilder(ARTWORK, catalog.artwork_lines)
+    builder = RoundBuilder(ARTWORK, catalog.artwork_lines)
     actions = list(range(audience.mu.shape[2]))
     for i in range(rounds):
         v, t = int(viewers[i]), int(titles[i])

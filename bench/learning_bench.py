@@ -37,6 +37,7 @@ import vowpal_wabbit_next
 
 from bandits.simulator import SHAPES, Viewer, World
 from bench.report import chosen, machine, report
+from service import create_app
 from service.simulate import Transport, baseline_rows, catalog_from_service, drive, scratch_service
 
 # name -> deployment settings (``MARQUEE_*`` without the prefix) and per-policy overrides (``PUT /v1/policies/{name}``)
@@ -235,6 +236,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="marquee-learning-") as folder:
                 transport, learn = scratch_service(
                     folder,
+                    create_app=create_app,
                     seed=seed,
                     titles=titles,
                     artworks_per_title=shape.artworks_per_title,

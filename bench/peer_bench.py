@@ -81,6 +81,7 @@ from sklearn.cluster import KMeans
 
 from bandits.simulator import SHAPES, Viewer, World
 from bench.report import chosen, machine, report
+from service import create_app
 from service.simulate import Point, baseline_rows, catalog_from_service, scratch_service
 
 
@@ -419,7 +420,7 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix="marquee-peer-") as folder:
             transport, _ = scratch_service(
-                folder, seed=seed, titles=titles, artworks_per_title=shape.artworks_per_title
+                folder, create_app=create_app, seed=seed, titles=titles, artworks_per_title=shape.artworks_per_title
             )
             world = World.build(catalog_from_service(transport), seed=seed, shape=args.world)
         encoder = ContextEncoder.from_viewers(world.viewers)

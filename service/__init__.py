@@ -20,6 +20,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults, ``MARQUEE_*`` environment, ``test_config``), schema, blueprints."""
     app = Flask(__name__)
     app.config.from_mapping(settings.load(test_config))
+    # The factory itself, for code below this package that builds a scratch app (``service.simulate``).
+    app.extensions["marquee"] = {"create_app": create_app}
     # VW logs its option banner for every workspace it makes (each model a worker loads); the server log
     # keeps VW's warnings and errors only.
     logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)

@@ -28,7 +28,7 @@ from bandits.learner import Learner, serve_forever
 from bandits.logimport import FORMATS
 from bandits.simulator import REWARDS, World
 from bandits.storage import connect
-from service import auth, charts, errors, simulate, workers
+from service import auth, charts, errors, schemas, simulate, workers
 
 
 def register(app: Flask) -> None:
@@ -91,7 +91,12 @@ def register(app: Flask) -> None:
         db = connect(current_app.config["DATABASE"], synchronous=current_app.config["SQLITE_SYNCHRONOUS"])
         with click.progressbar(length=rows, label="importing") as bar:
             summary = import_folder(
-                db, folder=folder, manifest=manifest, data_dir=current_app.config["DATA_DIR"], progress=bar.update
+                db,
+                folder=folder,
+                manifest=manifest,
+                data_dir=current_app.config["DATA_DIR"],
+                check_title=schemas.check_title,
+                progress=bar.update,
             )
         click.echo(
             f"{summary.titles_created} titles created, {summary.artworks_added} artworks added, "
@@ -486,6 +491,7 @@ def register(app: Flask) -> None:
                 folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="marquee-simulate-"))
                 transport, learn = simulate.scratch_service(
                     folder,
+                    create_app=current_app.extensions["marquee"]["create_app"],
                     seed=seed,
                     titles=titles,
                     settings={

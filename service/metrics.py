@@ -75,10 +75,10 @@ class DatabaseCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
+        from bandits import eventlog
         from bandits.learner import try_lock
         from bandits.policy import POLICY_NAMES, latest_model
         from service.db import get_db
-        from service.views.policies import policy_stats
 
         with self.app.app_context():
             db = get_db()
@@ -103,7 +103,7 @@ class DatabaseCollector(Collector):
                 if record is not None:
                     version.add_metric([name], record.version)
                     age.add_metric([name], now - record.created_at)
-                stats = policy_stats(db, name, now=now)
+                stats = eventlog.policy_stats(db, name, now=now)
                 lag.add_metric([name], stats["learner_lag_seconds"])
                 waiting.add_metric([name, "waiting_for_rewards"], stats["events_waiting_for_rewards"])
                 waiting.add_metric([name, "due"], stats["events_due"])

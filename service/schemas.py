@@ -5,16 +5,14 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import re
 from typing import Any, Literal
 
 from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from assets.catalog import ID_PATTERN, check_id  # noqa: F401  (re-exported for the views)
 from service.errors import Invalid, UnsupportedMedia
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 MAX_DEPTH = 32
 MAX_INT_DIGITS = 15
 MAX_FEATURES = 200
@@ -22,16 +20,6 @@ MAX_NAME = 64
 MAX_STRING = 256
 MAX_LIST = 100
 MAX_IDS = 2000
-
-
-def check_id(value: str, *, what: str) -> str:
-    """Return ``value`` if it is a valid id; raise ``Invalid`` naming ``what`` otherwise."""
-    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise Invalid(
-            f"{what}: must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or "
-            "digit"
-        )
-    return value
 
 
 def check_features(features: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +128,18 @@ class TitleBody(Strict):
             if not 0 < len(genre) <= MAX_NAME:
                 raise ValueError(f"genre {genre!r} must be 1-{MAX_NAME} characters")
         return list(dict.fromkeys(value))
+
+
+def check_title(body: dict[str, Any]) -> dict[str, Any]:
+    """Check a title's fields as ``POST /v1/titles`` does; return them, or raise ``ValueError`` naming the field.
+
+    For rows that are not requests (the bulk import's manifest: ``assets.bulk``).
+    """
+    try:
+        return TitleBody.model_validate(body).model_dump()
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 class PolicyBody(Strict):

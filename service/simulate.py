@@ -335,6 +335,7 @@ def format_summary(curve: Curve) -> str:
 def scratch_service(
     folder: str,
     *,
+    create_app: Callable[[Mapping[str, Any]], Any],
     seed: int,
     titles: int,
     settings: Mapping[str, Any] | None = None,
@@ -343,13 +344,13 @@ def scratch_service(
     """Start a service in this process on a fresh demo catalog in ``folder``; return its transport and learner step.
 
     The demo catalog has ``titles`` titles with ``artworks_per_title`` artworks each (None: 3 to 6).
-    ``settings`` override the scratch service's configuration (e.g. ``EPSILON``). Its reward windows
+    ``create_app`` is the app factory (``service.create_app``; the caller hands it down, as this module is
+    below it). ``settings`` override the scratch service's configuration (e.g. ``EPSILON``). Its reward windows
     last a second and the learner step closes them at once, so that the simulation need not wait.
     """
     from assets.demo import build_demo_catalog
     from bandits.learner import Learner
     from bandits.storage import connect
-    from service import create_app
 
     # AUTH off: the scratch service lives in this process only and nothing else can reach it.
     app = create_app(

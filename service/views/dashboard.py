@@ -9,12 +9,12 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bandits import dashboard, exposure, optimize, runs
+from bandits import dashboard, eventlog, exposure, optimize, runs
 from bandits.policy import ARTWORK, POLICY_NAMES, latest_model
 from service.db import get_db
 from service.errors import Invalid
 from service.runtime import serving_state
-from service.views.policies import feature_importance, policy_stats
+from service.views.policies import feature_importance
 
 bp = Blueprint("dashboard", __name__)
 
@@ -96,7 +96,7 @@ def dashboard_page() -> ResponseReturnValue:
                 "age_seconds": now - record.created_at if record else None,
                 "serving_version": serving.version if serving else None,
                 "settings": state.policies[name] if name in state.policies else None,
-                **policy_stats(db, name, now=now),
+                **eventlog.policy_stats(db, name, now=now),
             }
         )
 

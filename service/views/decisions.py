@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bandits import features
+from bandits import explain, features
 from bandits.decide import RowDecision, decide_row
 from bandits.eventlog import activate, get_event, log_decision, record_reward
 from bandits.exploration import event_rng
@@ -41,7 +41,7 @@ def _slot_json(slot: Any, *, explanation: dict[str, Any] | None) -> dict[str, An
 
 def _explanations(decision: RowDecision, models: Any) -> list[dict[str, Any]]:
     """Per slot: whether each pick explored, the greedy choice, and what drove the estimate (``bandits.explain``)."""
-    titles, artwork = models["titles"].explainer(), models["artwork"].explainer()
+    titles, artwork = explain.explainer_for(models["titles"]), explain.explainer_for(models["artwork"])
     lines = decision.candidate_block.lines
     found = []
     for slot in decision.slots:

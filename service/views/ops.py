@@ -8,11 +8,11 @@ import time
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
+from bandits import eventlog
 from bandits.learner import try_lock
 from bandits.policy import POLICY_NAMES, latest_model
 from service.db import get_db
 from service.runtime import learner_starting, serving_state
-from service.views.policies import policy_stats
 
 bp = Blueprint("ops", __name__)
 
@@ -36,7 +36,7 @@ def healthz() -> ResponseReturnValue:
     models = {}
     for name in POLICY_NAMES:
         record = latest_model(db, name)
-        stats = policy_stats(db, name, now=now)
+        stats = eventlog.policy_stats(db, name, now=now)
         models[name] = {
             "version": record.version if record else None,
             "age_seconds": round(now - record.created_at, 3) if record else None,

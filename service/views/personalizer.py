@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from bandits import inline, personalizer
+from bandits import explain, inline, personalizer
 from bandits.eventlog import activate, log_decision, record_reward
 from bandits.exploration import event_rng
 from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, load_policy
@@ -227,7 +227,7 @@ def _explanation(
 ) -> list[dict[str, Any]]:
     """Each ranked action's features with their contributions to its estimated reward (Personalizer's
     ``inferenceExplanation``), from ``bandits.explain``."""
-    explainer = model.explainer()
+    explainer = explain.explainer_for(model)
     shared = inline.context_line(context)
     found = []
     for action_id, features in actions:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import sqlite_utils
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from bandits import eventlog, explain, offline
 from bandits import policy as policies
 from bandits.storage import write_transaction
 from service.db import get_db
 from service.errors import Invalid, NotFound, UnsupportedMedia
+from service.runtime import serving_state
 from service.schemas import PolicyBody, WarmStartBody, parse
 
 bp = Blueprint("policies", __name__)
@@ -26,25 +27,6 @@ def _name(name: str) -> str:
     return name
 
 
-def policy_stats(db: sqlite_utils.Database, name: str, *, now: float | None = None) -> dict[str, Any]:
-    """Return learning progress: events waiting, due, learned, and how far the learner is behind."""
-    now = time.time() if now is None else now
-    waiting, due, oldest_due = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(due_at <= ?), 0), MIN(CASE WHEN due_at <= ? THEN due_at END) "
-        "FROM pending WHERE policy = ? AND due_at IS NOT NULL",
-        [now, now, name],
-    ).fetchone()
-    deferred = db.execute("SELECT COUNT(*) FROM pending WHERE policy = ? AND due_at IS NULL", [name]).fetchone()[0]
-    learned = db.execute("SELECT COUNT(*) FROM learned WHERE policy = ?", [name]).fetchone()[0]
-    return {
-        "events_waiting_for_rewards": int(waiting) - int(due),
-        "events_due": int(due),
-        "events_deferred_not_activated": int(deferred),
-        "events_learned": int(learned),
-        "learner_lag_seconds": round(now - oldest_due, 3) if oldest_due is not None else 0.0,
-    }
-
-
 def _describe(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
     settings = policies.load_policy(db, current_app.config, name)
     model = policies.latest_model(db, name)
@@ -52,7 +34,7 @@ def _describe(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
         "name": name,
         "settings": settings.as_dict(),
         "model": model.summary() if model else None,
-        "stats": policy_stats(db, name),
+        "stats": eventlog.policy_stats(db, name),
     }
 
 
@@ -141,9 +123,6 @@ MAX_IMPORTANCE_DECISIONS = 2000
 
 def feature_importance(db: sqlite_utils.Database, name: str, decisions: int) -> dict[str, Any]:
     """Mean absolute contribution of each feature over the policy's most recent closed decisions."""
-    from bandits import explain, offline
-    from service.runtime import serving_state
-
     config = current_app.config
     state = serving_state(config["DATABASE"])
     state.refresh(db, config, wait_for_models=True)
@@ -155,7 +134,7 @@ def feature_importance(db: sqlite_utils.Database, name: str, decisions: int) -> 
         "policy": name,
         "model_version": model.version,
         "decisions": len(examples),
-        "features": explain.importance(model.explainer(), examples),
+        "features": explain.importance(explain.explainer_for(model), examples),
     }
 
 

@@ -1,0 +1,155 @@
+"""The import rule of the layout (README, "Layout"): one way down, no circles.
+
+Every import counts, at module level or inside a function: an import moved into a function to
+dodge a circle is still a circle. The graph is read from the source with ``ast``, not by importing.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("service", "bandits", "assets")
+# Leaves: errors with their status, the SQLite store, the VW format (text, features, blocks of action
+# lines, the options allowed). They import nothing of Marquee's but the errors.
+LEAVES = (
+    "bandits.errors",
+    "bandits.storage",
+    "bandits.vwtext",
+    "bandits.features",
+    "bandits.blocks",
+    "bandits.vwoptions",
+)
+
+
+def modules(root: Path = ROOT) -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def _owner(name: str, known: dict[str, Path]) -> str | None:
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """Return the project modules ``name`` imports, anywhere in its source."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    targets: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:  # ``from bandits import offline`` imports the module bandits.offline
+                full = f"{base}.{alias.name}"
+                targets.add(full if full in known else base)
+    return {owner for target in targets if (owner := _owner(target, known)) is not None and owner != name}
+
+
+def graph(root: Path = ROOT) -> dict[str, set[str]]:
+    known = modules(root)
+    return {name: imports_of(name, path, known) for name, path in known.items()}
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Return the strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def upward(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Return the imports of ``service`` from ``bandits`` or ``assets``."""
+    return sorted(
+        (name, target)
+        for name, targets in edges.items()
+        if not name.startswith("service")
+        for target in targets
+        if target == "service" or target.startswith("service.")
+    )
+
+
+def test_no_module_imports_itself_back_through_others():
+    assert circles(graph()) == []
+
+
+def test_nothing_below_service_imports_service():
+    assert upward(graph()) == []
+
+
+def test_leaves_import_nothing_of_ours_but_the_errors():
+    edges = graph()
+    assert {leaf: sorted(edges[leaf] - {"bandits.errors"}) for leaf in LEAVES} == {leaf: [] for leaf in LEAVES}
+    assert edges["bandits.errors"] == set()
+
+
+def test_assets_import_leaves_only():
+    edges = graph()
+    found = {
+        name: sorted(target for target in targets if not target.startswith("assets") and target not in LEAVES)
+        for name, targets in edges.items()
+        if name.startswith("assets")
+    }
+    assert found == {name: [] for name in found}
+
+
+def test_the_checks_find_a_circle_and_an_upward_import(tmp_path):
+    # The same checks on a small tree with both faults, one of them through a function-level import.
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "bandits" / "a.py").write_text("from bandits import b\n")
+    (tmp_path / "bandits" / "b.py").write_text("def f():\n    from bandits.a import g\n")
+    (tmp_path / "assets" / "c.py").write_text("from service.errors import Invalid\n")
+    (tmp_path / "service" / "errors.py").write_text("from . import views\n")
+    (tmp_path / "service" / "views.py").write_text("")
+    edges = graph(tmp_path)
+    assert circles(edges) == [["bandits.a", "bandits.b"]]
+    assert upward(edges) == [("assets.c", "service.errors")]
+    assert edges["service.errors"] == {"service.views"}
