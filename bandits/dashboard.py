@@ -177,7 +177,7 @@ def winning_artwork(
                 {
                     "title_id": title_id,
                     "artwork_id": title.artwork_ids[best],
-                    "estimated_reward": costs[best] / features.COST_PER_REWARD + 0.0,
+                    "estimated_reward": features.reward_of(float(costs[best])),
                     "artworks": len(title.artwork_ids),
                 }
             )

@@ -79,7 +79,7 @@ class Explainer:
     def _reward(self, shared: str, action: str) -> float:
         with self._lock:
             scores = self._examples.predict([shared, action])
-        return float(scores[0][1]) / features.COST_PER_REWARD
+        return features.reward_of(float(scores[0][1]))
 
     def explain(self, shared: str, action: str, *, top: int = TOP) -> dict[str, Any]:
         """Return the estimated reward of ``action`` under ``shared``, its baseline, and the top contributions."""

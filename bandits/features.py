@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# VW minimizes cost; Marquee reports rewards. This is the one place the sign flips.
+# VW minimizes cost; Marquee reports rewards. The sign flips here, in cost_of and reward_of only.
 COST_PER_REWARD = -1.0
 
 # The smallest propensity a label may carry: VW's default `mtr` model turns to NaN on probability 0.
@@ -140,6 +140,16 @@ def artwork_action(*, artwork_id: str, tags: Iterable[str], visual_tokens: Itera
 def unlabeled(line: str) -> str:
     """Return an action line without the CB label ``labeled`` put in front of it (unchanged if it has none)."""
     return line.split(" ", 1)[1] if line.startswith("0:") else line
+
+
+def cost_of(reward: float) -> float:
+    """Return the VW cost of a reward (never -0.0)."""
+    return COST_PER_REWARD * reward + 0.0
+
+
+def reward_of(cost: float) -> float:
+    """Return the reward of a VW cost or cost estimate (never -0.0)."""
+    return cost / COST_PER_REWARD + 0.0
 
 
 def labeled(action_line: str, *, cost: float, probability: float) -> str:

@@ -126,7 +126,7 @@ def _picked(
         artwork_index=0,
         artwork_prob=1.0,
         artwork_explored=False,
-        title_estimate=float(costs[pick.index] / features.COST_PER_REWARD),
+        title_estimate=features.reward_of(float(costs[pick.index])),
         greedy_title_id=ids[offered[pick.greedy_index]],
         artwork_estimate=0.0,
         greedy_artwork_id="",

@@ -128,9 +128,7 @@ def title_examples(
         for index in offered_titles(impression, left):
             if index == chosen:
                 example.append(
-                    features.labeled(
-                        lines[index], cost=features.COST_PER_REWARD * reward, probability=impression["title_prob"]
-                    )
+                    features.labeled(lines[index], cost=features.cost_of(reward), probability=impression["title_prob"])
                 )
             else:
                 example.append(lines[index])
@@ -152,9 +150,7 @@ def artwork_examples(
         example = [features.artwork_shared(event["title_shared"], lines[impression["title_index"]])]
         for index, line in enumerate(lines_of[impression["artwork_block"]]):
             if index == impression["artwork_index"]:
-                line = features.labeled(
-                    line, cost=features.COST_PER_REWARD * reward, probability=impression["artwork_prob"]
-                )
+                line = features.labeled(line, cost=features.cost_of(reward), probability=impression["artwork_prob"])
             example.append(line)
         examples.append(example)
     return examples
@@ -174,9 +170,7 @@ def action_examples(
         for index in offered_titles(impression, list(range(len(lines)))):
             line = lines[index]
             if index == impression["title_index"]:
-                line = features.labeled(
-                    line, cost=features.COST_PER_REWARD * reward, probability=impression["title_prob"]
-                )
+                line = features.labeled(line, cost=features.cost_of(reward), probability=impression["title_prob"])
             example.append(line)
         examples.append(example)
     return examples
@@ -201,7 +195,7 @@ def apprentice_examples(examples: Sequence[list[str]], *, default_reward: float,
     """
     rng = random.Random(seed)
     taught = []
-    default_cost = features.COST_PER_REWARD * default_reward + 0.0  # never -0
+    default_cost = features.cost_of(default_reward)
     for example in examples:
         shared, actions = example[0], example[1:]
         if not actions or not actions[0].startswith("0:"):  # explored: another action was served

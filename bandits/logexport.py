@@ -66,7 +66,7 @@ def dsjson_line(rounds: Rounds, i: int) -> str:
     context: dict[str, Any] = dict(namespaces(_shared_features(rounds.shared[i])))
     context["_multi"] = [namespaces(line) for line in rounds.actions(i)]
     record = {
-        "_label_cost": features.COST_PER_REWARD * float(rounds.reward[i]),
+        "_label_cost": features.cost_of(float(rounds.reward[i])),
         "_label_probability": probability,
         "_label_Action": chosen + 1,
         "_labelIndex": chosen,

@@ -393,7 +393,7 @@ def read_dsjson(record: Any, *, inline: bool = False) -> Decision | Skip:
         action_ids=tuple(ids),
         chosen=chosen,
         pscore=pscore,
-        reward=cost / features.COST_PER_REWARD,
+        reward=features.reward_of(cost),
         context=_flat_context(context),
     )
     if inline:

@@ -80,7 +80,7 @@ class Rounds:
         if labeled:
             chosen = 1 + int(self.chosen[i])
             lines[chosen] = features.labeled(
-                lines[chosen], cost=features.COST_PER_REWARD * float(self.reward[i]), probability=float(self.pscore[i])
+                lines[chosen], cost=features.cost_of(float(self.reward[i])), probability=float(self.pscore[i])
             )
         return lines
 

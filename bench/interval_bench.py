@@ -270,7 +270,7 @@ def draw_log(audience: Audience, policy: LoggingPolicy, *, rounds: int, rng: np.
         chosen = min(int(np.searchsorted(np.cumsum(pmf), draws[i, 0] * pmf.sum(), side="right")), len(pmf) - 1)
         reward = float(draws[i, 1] < mu[i, chosen])
         lines[1 + chosen] = features.labeled(
-            lines[1 + chosen], cost=features.COST_PER_REWARD * reward, probability=float(pmf[chosen])
+            lines[1 + chosen], cost=features.cost_of(reward), probability=float(pmf[chosen])
         )
         policy.learn(lines)
         builder.add(

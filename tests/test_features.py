@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,17 @@ def test_an_unscaled_number_with_a_taste_of_any_shape_is_learned(monkeypatch):
     # As a numeric feature alone the hour gives each title one slope: a window in mid-day cannot be carved out.
     linear = _greedy_by_hour(monkeypatch, buckets=False)
     assert sum(linear[hour] == expected[hour] for hour in range(24)) <= 20, linear
+
+
+def test_the_reward_to_cost_flip_has_one_home():
+    root = Path(__file__).resolve().parent.parent
+    flips = [
+        str(path.relative_to(root))
+        for package in ("service", "bandits", "assets", "bench")
+        for path in (root / package).rglob("*.py")
+        if "COST_PER_REWARD" in path.read_text() and path.name != "features.py"
+    ]
+    assert flips == []
+    assert features.cost_of(1.0) == -1.0 and features.reward_of(features.cost_of(0.7)) == 0.7
+    assert math.copysign(1.0, features.cost_of(0.0)) == 1.0  # never -0, which VW's text would carry as "-0"
+    assert math.copysign(1.0, features.reward_of(0.0)) == 1.0
