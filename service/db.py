@@ -20,6 +20,11 @@ def max_bytes(config: Mapping[str, Any]) -> int:
     return int(float(config.get("MAX_DATABASE_MB", 0.0)) * 1024 * 1024)
 
 
+def open_db(config: Mapping[str, Any]) -> sqlite_utils.Database:
+    """Open a new connection to the configured database, for a command or a background process."""
+    return connect(config["DATABASE"], synchronous=str(config["SQLITE_SYNCHRONOUS"]))
+
+
 def get_db() -> sqlite_utils.Database:
     """Return this thread's connection to the app's database (opened on first use, again after a fork).
 
