@@ -20,17 +20,20 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import sqlite_utils
 
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
+from bandits.decide import RowDecision
+from bandits.eventlog import log_decision
 from bandits.learner import try_lock
 from bandits.policy import (
     POLICIES_VERSION,
     POLICY_NAMES,
+    ROW_POLICIES,
     PolicyConfig,
     PolicyError,
     ServingModel,
@@ -180,6 +183,46 @@ def serving_state(database: str) -> ServingState:
             if state is None:
                 state = _states[key] = ServingState()
     return state
+
+
+T = TypeVar("T")
+
+
+def rank_and_log(
+    db: sqlite_utils.Database,
+    config: Mapping[str, Any],
+    *,
+    decide: Callable[[ServingState], T],
+    decision_of: Callable[[T], RowDecision],
+    event_id: str,
+    user_id: str | None,
+    context: Mapping[str, Any],
+    deferred: bool,
+    kind: str | None = None,
+    learned_by: Sequence[str] = ROW_POLICIES,
+) -> tuple[T, ServingState]:
+    """The rank use case, for every API that ranks: refresh this process's serving state, decide with
+    it (``decide``), log the decision before anything is answered, count it; return what ``decide``
+    returned and the state it decided with.
+    """
+    state = serving_state(config["DATABASE"])
+    state.refresh(db, config, wait_for_models=False)
+    made = decide(state)
+    decision = decision_of(made)
+    log_decision(
+        db,
+        database=config["DATABASE"],
+        event_id=event_id,
+        decision=decision,
+        user_id=user_id,
+        context=context,
+        deferred=deferred,
+        policies=state.policies,
+        kind=kind,
+        learned_by=learned_by,
+    )
+    metrics.decision(decision.slots)
+    return made, state
 
 
 class LearnerSupervisor:

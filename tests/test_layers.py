@@ -153,3 +153,11 @@ def test_the_checks_find_a_circle_and_an_upward_import(tmp_path):
     assert circles(edges) == [["bandits.a", "bandits.b"]]
     assert upward(edges) == [("assets.c", "service.errors")]
     assert edges["service.errors"] == {"service.views"}
+
+
+def test_every_api_that_ranks_logs_through_the_one_rank_use_case():
+    views = sorted((ROOT / "service" / "views").glob("*.py"))
+    logging_itself = [path.name for path in views if "log_decision" in path.read_text()]
+    ranking = [path.name for path in views if "rank_and_log(" in path.read_text()]
+    assert logging_itself == []
+    assert ranking == ["decisions.py", "personalizer.py"]

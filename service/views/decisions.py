@@ -10,13 +10,13 @@ from flask.typing import ResponseReturnValue
 
 from bandits import explain, features
 from bandits.decide import RowDecision, decide_row
-from bandits.eventlog import activate, get_event, log_decision, record_reward
+from bandits.eventlog import activate, get_event, record_reward
 from bandits.exploration import event_rng
 from bandits.policy import parse_reward_values
 from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid
-from service.runtime import serving_state
+from service.runtime import ServingState, rank_and_log, serving_state
 from service.schemas import RankRequest, RewardRequest, check_id, parse
 
 bp = Blueprint("decisions", __name__)
@@ -76,46 +76,46 @@ def rank() -> ResponseReturnValue:
     for field, ids in (("candidates", body.candidates or []), ("exclude", body.exclude)):
         for index, title_id in enumerate(ids):
             check_id(title_id, what=f"{field}[{index}]")
-    db = get_db()
-    state = serving_state(config["DATABASE"])
-    state.refresh(db, config, wait_for_models=False)
-    snapshot, models, policies = state.snapshot, state.models, state.policies
-    assert snapshot is not None
-    diversity = policies["titles"].diversity
-    if body.diversity is not None:
-        diversity = diversity.override(body.diversity.model_dump(exclude_unset=True))
-    if not snapshot.titles:
-        raise Conflict("the catalog has no active title with an active artwork; add titles and artworks first")
-    decision: RowDecision = decide_row(
-        snapshot=snapshot,
-        titles_model=models["titles"],
-        artwork_model=models["artwork"],
-        titles_exploration=policies["titles"].explorer(models["titles"].examples_learned),
-        artwork_exploration=policies["artwork"].explorer(models["artwork"].examples_learned),
-        user_id=body.user.id,
-        user_features=body.user.features,
-        slots=body.slots,
-        candidates=body.candidates,
-        exclude=body.exclude,
-        rng=event_rng(body.event_id) if body.event_id else state.rng,
-        trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600,
-        trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
-        diversity=diversity,
-        title_trial_seconds=float(config["TITLE_TRIAL_HOURS"]) * 3600,
-        title_trial_share=float(config["TITLE_TRIAL_SHARE"]),
-    )
     event_id = body.event_id or f"e-{uuid.uuid4().hex}"
-    log_decision(
-        db,
-        database=config["DATABASE"],
+
+    def decide(state: ServingState) -> RowDecision:
+        snapshot, models, policies = state.snapshot, state.models, state.policies
+        assert snapshot is not None
+        diversity = policies["titles"].diversity
+        if body.diversity is not None:
+            diversity = diversity.override(body.diversity.model_dump(exclude_unset=True))
+        if not snapshot.titles:
+            raise Conflict("the catalog has no active title with an active artwork; add titles and artworks first")
+        return decide_row(
+            snapshot=snapshot,
+            titles_model=models["titles"],
+            artwork_model=models["artwork"],
+            titles_exploration=policies["titles"].explorer(models["titles"].examples_learned),
+            artwork_exploration=policies["artwork"].explorer(models["artwork"].examples_learned),
+            user_id=body.user.id,
+            user_features=body.user.features,
+            slots=body.slots,
+            candidates=body.candidates,
+            exclude=body.exclude,
+            rng=event_rng(body.event_id) if body.event_id else state.rng,
+            trial_seconds=float(config["ARTWORK_TRIAL_HOURS"]) * 3600,
+            trial_share=float(config["ARTWORK_TRIAL_SHARE"]),
+            diversity=diversity,
+            title_trial_seconds=float(config["TITLE_TRIAL_HOURS"]) * 3600,
+            title_trial_share=float(config["TITLE_TRIAL_SHARE"]),
+        )
+
+    decision, state = rank_and_log(
+        get_db(),
+        config,
+        decide=decide,
+        decision_of=lambda made: made,
         event_id=event_id,
-        decision=decision,
         user_id=body.user.id,
         context=body.user.features,
         deferred=body.defer_activation,
-        policies=policies,
     )
-    metrics.decision(decision.slots)
+    models = state.models
     response: dict[str, Any] = {
         "event_id": event_id,
         "model_versions": dict(decision.model_versions),

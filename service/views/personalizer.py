@@ -25,13 +25,13 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from bandits import explain, inline, personalizer
-from bandits.eventlog import activate, log_decision, record_reward
+from bandits.eventlog import activate, record_reward
 from bandits.exploration import event_rng
 from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, load_policy
 from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid, MarqueeError, NotFound, error_body
-from service.runtime import serving_state
+from service.runtime import ServingState, rank_and_log, serving_state
 from service.schemas import check_id, parse
 from service.views.decisions import idempotency_key
 from service.views.policies import replace_overrides
@@ -172,30 +172,28 @@ def _unknown(action_ids: list[str], known: list[str], *, where: str) -> None:
 
 def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: dict[str, Any], decide: Any) -> Any:
     """Make a ranking with the newest actions model and log it before answering; return what ``decide`` returned."""
-    config = current_app.config
-    db = get_db()
-    state = serving_state(config["DATABASE"])
-    state.refresh(db, config, wait_for_models=False)
-    model, settings = state.models[ACTIONS], state.policies[ACTIONS]
-    ranked = decide(
-        model=model,
-        exploration=settings.explorer(model.examples_learned),
-        context=context,
-        rng=event_rng(event_id) if body.eventId else state.rng,
-    )
-    log_decision(
-        db,
-        database=config["DATABASE"],
+
+    def ranked_by(state: ServingState) -> Any:
+        model, settings = state.models[ACTIONS], state.policies[ACTIONS]
+        return decide(
+            model=model,
+            exploration=settings.explorer(model.examples_learned),
+            context=context,
+            rng=event_rng(event_id) if body.eventId else state.rng,
+        )
+
+    ranked, _ = rank_and_log(
+        get_db(),
+        current_app.config,
+        decide=ranked_by,
+        decision_of=lambda made: made.decision,
         event_id=event_id,
-        decision=ranked.decision,
         user_id=None,
         context=context,
         deferred=body.deferActivation,
-        policies=state.policies,
         kind=ACTIONS,
         learned_by=(ACTIONS,),
     )
-    metrics.decision(ranked.decision.slots)
     return ranked
 
 
