@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import time
 from typing import Any
 
 from PIL import Image
@@ -99,3 +100,25 @@ def serve_newest_models(app: Any) -> None:
 
     with app.app_context():
         serving_state(app.config["DATABASE"]).refresh(get_db(), app.config, wait_for_models=True)
+
+
+def wait_until_finished(client: Any, location: str, *, deadline_seconds: float = 120.0) -> dict[str, Any]:
+    """Poll an evaluation until it is done or failed (the deadline only guards against a hang)."""
+    deadline = time.monotonic() + deadline_seconds
+    seen = []
+    while time.monotonic() < deadline:
+        body = client.get(location).get_json()
+        seen.append((body["status"], body["progress"]))
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"the evaluation did not finish; statuses seen: {seen[-5:]}")
+
+
+def run_to_the_end(client: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Post an evaluation, wait for its background process, and return the finished run."""
+    response = client.post("/v1/evaluations", json=request)
+    assert response.status_code == 202, response.get_json()
+    finished = wait_until_finished(client, response.headers["Location"])
+    assert finished["status"] == "done", finished["error"]
+    return finished

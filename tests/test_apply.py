@@ -10,8 +10,8 @@ import vowpal_wabbit_next as vw
 
 from bandits.policy import latest_model
 from bandits.vwtext import TextExamples
-from tests.test_evaluations_api import run_to_the_end, wait_until_finished
-from tests.test_offline import LoggedWorld
+from tests.helpers import run_to_the_end, wait_until_finished
+from tests.worlds import LoggedWorld
 
 CROSSED = {"name": "crossed", "kind": "vw", "vw_args": "-q UA -q GA -l 0.05", "epsilon": 0.05}
 REQUEST = {

@@ -19,8 +19,7 @@ import pytest
 from selenium.webdriver.support.wait import WebDriverWait
 
 from bandits.storage import connect
-from tests.gunicorn_harness import ROOT, Service
-from tests.test_gunicorn import wait_until_learned
+from tests.gunicorn_harness import ROOT, Service, wait_until_learned
 
 CHARTS = {"traffic", "clicked", "played", "evaluation", "exposure", "importance-titles", "importance-artwork"}
 ARTIFACTS = Path(os.environ.get("MARQUEE_ARTIFACTS", ROOT / "test-artifacts"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bandits import offline, runs
 from bandits.storage import write_transaction
-from tests.test_offline import LoggedWorld
+from tests.helpers import wait_until_finished
+from tests.worlds import LoggedWorld
 
 REQUEST = {
     "policy": "artwork",
@@ -23,28 +23,6 @@ REQUEST = {
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> LoggedWorld:
     return LoggedWorld(tmp_path_factory.mktemp("evaluations"), events=300)
-
-
-def wait_until_finished(client: Any, location: str, *, deadline_seconds: float = 120.0) -> dict[str, Any]:
-    """Poll an evaluation until it is done or failed (the deadline only guards against a hang)."""
-    deadline = time.monotonic() + deadline_seconds
-    seen = []
-    while time.monotonic() < deadline:
-        body = client.get(location).get_json()
-        seen.append((body["status"], body["progress"]))
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"the evaluation did not finish; statuses seen: {seen[-5:]}")
-
-
-def run_to_the_end(client: Any, request: dict[str, Any]) -> dict[str, Any]:
-    """Post an evaluation, wait for its background process, and return the finished run."""
-    response = client.post("/v1/evaluations", json=request)
-    assert response.status_code == 202, response.get_json()
-    finished = wait_until_finished(client, response.headers["Location"])
-    assert finished["status"] == "done", finished["error"]
-    return finished
 
 
 def evaluation_rows(world: LoggedWorld) -> int:

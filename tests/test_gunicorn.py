@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import random
 import threading
 import time
 from pathlib import Path
@@ -11,11 +10,9 @@ from pathlib import Path
 import pytest
 
 from bandits.storage import connect
-from tests.gunicorn_harness import Service
+from tests.gunicorn_harness import SETTINGS, Service, Traffic, wait_until_learned
 
 pytestmark = pytest.mark.slow
-
-SETTINGS = {"MARQUEE_REWARD_WAIT_SECONDS": "1", "MARQUEE_LEARNER_INTERVAL_SECONDS": "0.2", "MARQUEE_EPSILON": "0.2"}
 
 
 @pytest.fixture
@@ -25,62 +22,6 @@ def service(tmp_path: Path):
     svc.start()
     yield svc
     svc.stop()
-
-
-class Traffic:
-    """Rank and reward over HTTP, remembering every slot and reward the service acknowledged."""
-
-    def __init__(self, service: Service, seed: int) -> None:
-        self.service = service
-        self.rng = random.Random(seed)
-        self.slots: dict[tuple[str, int], tuple[str, str, float, float]] = {}
-        self.credited: dict[str, int] = {"titles": 0, "artwork": 0}
-        self.failures = 0
-
-    def one(self) -> None:
-        segment = self.rng.choice(["night-owl", "family"])
-        status, body = self.service.request(
-            "POST",
-            "/v1/rank",
-            {
-                "user": {
-                    "id": f"u{self.rng.randrange(50)}",
-                    "features": {"segment": segment, "hour": self.rng.randrange(24)},
-                },
-                "slots": 4,
-            },
-        )
-        assert status == 200, body
-        for slot in body["slots"]:
-            self.slots[(body["event_id"], slot["position"])] = (
-                slot["title_id"],
-                slot["artwork_id"],
-                slot["title_probability"],
-                slot["artwork_probability"],
-            )
-        clicked = body["slots"][self.rng.randrange(4)]
-        if self.rng.random() < 0.5:
-            status, receipt = self.service.request(
-                "POST", f"/v1/events/{body['event_id']}/reward", {"title_id": clicked["title_id"], "value": 1.0}
-            )
-            assert status == 201, receipt
-            for policy in receipt["credited_policies"]:
-                self.credited[policy] += 1
-
-    def run(self, count: int) -> None:
-        for _ in range(count):
-            self.one()
-
-
-def wait_until_learned(db, expected_events: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pending = db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
-        learned = db.execute("SELECT COUNT(*) FROM learned").fetchone()[0]
-        if pending == 0 and learned == 2 * expected_events:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not learned in time: pending={pending} learned={learned} expected={2 * expected_events}")
 
 
 def check_accounting(db, traffic: Traffic, *, events: int, cut_requests: int = 0) -> None:

@@ -14,8 +14,7 @@ from bandits.runs import verdict
 from bandits.storage import connect
 from service import create_app
 from service.runtime import serving_state
-from tests.helpers import add_catalog
-from tests.test_evaluations_api import run_to_the_end
+from tests.helpers import add_catalog, run_to_the_end
 
 RATE = 0.3  # every artwork of every title is played at this rate, whoever looks: there is nothing to learn
 MEMORISER = "-q IA -l 2 --clip_p 1"  # each viewer crossed with each artwork at a high rate: it learns the noise

@@ -161,3 +161,17 @@ def test_every_api_that_ranks_logs_through_the_one_rank_use_case():
     ranking = [path.name for path in views if "rank_and_log(" in path.read_text()]
     assert logging_itself == []
     assert ranking == ["decisions.py", "personalizer.py"]
+
+
+def test_no_test_module_imports_another():
+    imported = {
+        path.name: sorted(
+            name
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module
+            for name in [node.module]
+            if name.startswith("tests.test_")
+        )
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+    }
+    assert {name: found for name, found in imported.items() if found} == {}

@@ -9,15 +9,7 @@ import numpy as np
 from bandits import features
 from service.runtime import serving_state
 from tests.helpers import add_catalog
-
-SEGMENT_TASTE = {"night-owl": "dark-warm", "family": "bright-cool"}  # the artwork each segment clicks most
-POPULAR = {"t00", "t03", "t06", "t09"}  # titles clicked far more often than the rest
-
-
-def click_probability(*, segment: str, title_id: str, artwork_id: str) -> float:
-    appeal = 0.6 if title_id in POPULAR else 0.15
-    liked = artwork_id.endswith(SEGMENT_TASTE[segment])
-    return appeal * (1.0 if liked else 0.35)
+from tests.worlds import POPULAR, SEGMENT_TASTE, click_probability
 
 
 def test_policies_learn_segment_artwork_and_popular_titles(app, client, db, learner):

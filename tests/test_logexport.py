@@ -10,7 +10,7 @@ import vowpal_wabbit_next as vw
 
 from bandits import logexport, offline
 from bandits.vwtext import TextExamples
-from tests.test_offline import LoggedWorld
+from tests.worlds import LoggedWorld
 
 
 @pytest.fixture(scope="module")

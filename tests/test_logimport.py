@@ -12,7 +12,8 @@ import pytest
 
 from bandits import datasets, logimport, offline
 from bench.coffee_log import DRINKS, foreign_log
-from tests.test_offline import LoggedWorld
+from tests.helpers import wait_until_finished
+from tests.worlds import LoggedWorld
 
 CANDIDATES = ["logged", "uniform", "default", "greedy", {"name": "crossed", "kind": "vw", "vw_args": "-q UA -q GA"}]
 
@@ -296,8 +297,6 @@ def test_datasets_are_listed_shown_deleted_and_evaluated_from_the_cli(world, tmp
 
 
 def test_a_dataset_evaluates_in_the_background_over_http(world):
-    from tests.test_evaluations_api import wait_until_finished
-
     lines, _, _ = foreign_log(400, seed=8)
     dataset = upload(world, "\n".join(lines)).get_json()
     request = {"dataset": dataset["id"], "candidates": ["uniform", "default"]}

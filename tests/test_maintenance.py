@@ -12,9 +12,8 @@ import pytest
 from bandits import maintenance
 from bandits.learner import Retention
 from bandits.storage import connect
-from tests.gunicorn_harness import Service
+from tests.gunicorn_harness import SETTINGS, Service, Traffic
 from tests.helpers import table_counts
-from tests.test_gunicorn import SETTINGS, Traffic
 
 
 @pytest.mark.slow

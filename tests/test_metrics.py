@@ -13,8 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bandits.storage import connect
 from service import create_app
-from tests.gunicorn_harness import Service, alive
-from tests.test_gunicorn import SETTINGS, Traffic, wait_until_learned
+from tests.gunicorn_harness import SETTINGS, Service, Traffic, alive, wait_until_learned
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:

@@ -12,7 +12,7 @@ from bandits import offline, optimize, runs
 from bandits.policy import DEFAULT_VW_ARGS, PolicyConfig, latest_model, load_policy
 from service import create_app
 from service.workers import child_environment, spawn
-from tests.test_offline import LoggedWorld
+from tests.worlds import LoggedWorld
 
 # Learns almost nothing and cannot tell segments apart: the defaults do much better on this audience.
 MIS_TUNED = {"vw_args": "-l 0.001", "epsilon": 0.2}

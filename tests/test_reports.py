@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bandits import offline, runs
-from tests.test_evaluations_api import run_to_the_end
-from tests.test_offline import LoggedWorld
+from tests.helpers import run_to_the_end
+from tests.worlds import LoggedWorld
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert('x')</script> & co"

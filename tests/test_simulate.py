@@ -16,7 +16,7 @@ from service.runtime import serving_state
 from service.simulate import FlaskTransport, HttpTransport, SimulationError, catalog_from_service, drive
 from tests.gunicorn_harness import Service
 from tests.helpers import add_catalog
-from tests.test_simulator import GENRES, STYLES
+from tests.worlds import GENRES, STYLES
 
 
 def test_marquee_learns_a_good_part_of_the_way_to_the_oracle(tmp_path: Path):

@@ -16,9 +16,7 @@ from bandits import simulator
 from service import create_app
 from service.simulate import FlaskTransport, catalog_from_service
 from tests.helpers import add_catalog
-
-STYLES = (("dark-warm", "face"), ("bright-cool", "ensemble"), ("neutral", "text"), ("bright-warm", "landscape"))
-GENRES = ("thriller", "animation", "drama", "comedy", "action", "documentary")
+from tests.worlds import GENRES, STYLES
 
 
 @pytest.fixture(scope="module")
