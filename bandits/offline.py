@@ -37,7 +37,7 @@ import vowpal_wabbit_next as vw
 from bandits import evaluation
 from bandits.errors import SpecError
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
-from bandits.policy import POLICY_NAMES, PolicyError, new_workspace, parse_vw_args
+from bandits.policy import POLICY_NAMES, RANGES, PolicyError, new_workspace, parse_vw_args
 from bandits.rounds import Rounds, from_log, parse_time
 from bandits.vwtext import TextExamples, TextLines
 
@@ -284,30 +284,23 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
     if kind not in CANDIDATE_KINDS:
         raise SpecError(f"{where}.kind: must be one of {', '.join(CANDIDATE_KINDS)}, got {kind!r}")
     epsilon = value.get("epsilon", 0.0)
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
-        raise SpecError(f"{where}.epsilon: must be a number in [0, 1]")
+    if not RANGES["epsilon"].holds(epsilon):
+        raise SpecError(f"{where}.epsilon: must be {RANGES['epsilon'].says()}")
     exploration = value.get("exploration", EPSILON_GREEDY)
     if exploration not in RULES:
         raise SpecError(f"{where}.exploration: must be one of {', '.join(RULES)}, got {exploration!r}")
     if "exploration" in value and kind not in ("model", "vw"):
         raise SpecError(f"{where}.exploration: only for candidates of kind model or vw")
     gammas: dict[str, float] = {}
-    for key, low, high, default in (("gamma_scale", 0.0, 1e6, 10.0), ("gamma_exponent", 0.0, 1.0, 0.5)):
+    for key, default in (("gamma_scale", 10.0), ("gamma_exponent", 0.5)):
         if key not in value:
             gammas[key] = default
             continue
         if exploration != SQUARECB:
             raise SpecError(f"{where}.{key}: only with exploration squarecb")
         number = value[key]
-        if (
-            isinstance(number, bool)
-            or not isinstance(number, (int, float))
-            or not low <= number <= high
-            or (key == "gamma_scale" and number == 0)
-        ):
-            raise SpecError(
-                f"{where}.{key}: must be a number in {'(' if key == 'gamma_scale' else '['}{low:g}, {high:g}]"
-            )
+        if not RANGES[key].holds(number):
+            raise SpecError(f"{where}.{key}: must be {RANGES[key].says()}")
         gammas[key] = float(number)
     if exploration == SQUARECB and "epsilon" in value:
         raise SpecError(f"{where}.epsilon: only with exploration epsilon-greedy (SquareCB is set by gamma_scale)")

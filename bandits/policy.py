@@ -80,6 +80,52 @@ TITLES_ONLY = ("max_per_genre", "min_genres")  # row settings: the artwork polic
 ACTIONS_ONLY = ("explain_ranks",)  # settings of the Personalizer-compatible rankings
 
 
+def _number(value: float) -> str:
+    """Write a bound as people do: 1000000, 0.5, 1e12."""
+    if value == int(value) and abs(value) < 1e9:
+        return str(int(value))
+    return f"{value:g}".replace("e+", "e").replace("e0", "e")
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric setting's range: checked by policy overrides, evaluation candidates and the deployment's settings."""
+
+    low: float
+    high: float
+    low_open: bool = False  # the low end itself is out
+    unit: str = "a number"
+
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is a number (not a bool) in the range."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return (self.low < value if self.low_open else self.low <= value) and value <= self.high
+
+    def bounds(self) -> str:
+        """The range as ``[0, 1]`` or ``(0, 1000000]``."""
+        return f"{'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}]"
+
+    def says(self) -> str:
+        """What a value must be: ``a number in [0, 1]``."""
+        return f"{self.unit} in {self.bounds()}"
+
+
+# The ranges of the numeric policy settings, written once.
+RANGES: dict[str, Range] = {
+    "epsilon": Range(0.0, 1.0),
+    "epsilon_decay_after": Range(0.0, 1e12, unit="a number of learned examples"),
+    "epsilon_floor": Range(0.0, 1.0),
+    "gamma_scale": Range(0.0, 1e6, low_open=True),
+    "gamma_exponent": Range(0.0, 1.0),
+    "reward_wait": Range(0.0, 7 * 86400.0, unit="a number of seconds"),
+    "default_reward": Range(-1.0, 1.0),
+    "apprentice_exploration": Range(0.0, 0.5),
+}
+REWARD_RANGE = Range(-1.0, 1.0)  # the value of a reward type
+FLAGS = ("learn_on_first_reward", "auto_switch", "auto_optimize", "explain_ranks")
+
+
 class PolicyError(Invalid):
     """A policy setting or model is not usable."""
 
@@ -170,6 +216,9 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     }
 
 
+CHOICES: dict[str, Sequence[str]] = {"exploration": RULES, "aggregation": AGGREGATIONS, "learning_mode": LEARNING_MODES}
+
+
 def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) -> dict[str, Any]:
     """Check override values; raise ``PolicyError`` naming the first bad one. Return them normalized."""
     clean: dict[str, Any] = {}
@@ -189,50 +238,16 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) ->
                 Diversity.of(value, 0) if key == "max_per_genre" else Diversity.of(0, value)
             except DiversityError as exc:
                 raise PolicyError(str(exc)) from None
-        if key == "epsilon":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise PolicyError("epsilon: must be a number in [0, 1]")
+        if key in RANGES:
+            if not RANGES[key].holds(value):
+                raise PolicyError(f"{key}: must be {RANGES[key].says()}")
             value = float(value)
-        elif key == "exploration":
-            if value not in RULES:
-                raise PolicyError(f"exploration: must be one of {', '.join(RULES)}")
-        elif key == "epsilon_decay_after":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1e12:
-                raise PolicyError("epsilon_decay_after: must be a number of learned examples in [0, 1e12]")
-            value = float(value)
-        elif key == "epsilon_floor":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise PolicyError("epsilon_floor: must be a number in [0, 1]")
-            value = float(value)
-        elif key == "gamma_scale":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1e6:
-                raise PolicyError("gamma_scale: must be a number in (0, 1000000]")
-            value = float(value)
-        elif key == "gamma_exponent":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise PolicyError("gamma_exponent: must be a number in [0, 1]")
-            value = float(value)
-        elif key == "reward_wait":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 7 * 86400:
-                raise PolicyError("reward_wait: must be a number of seconds in [0, 604800]")
-            value = float(value)
-        elif key == "default_reward":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
-                raise PolicyError("default_reward: must be a number in [-1, 1]")
-            value = float(value)
-        elif key == "aggregation":
-            if value not in AGGREGATIONS:
-                raise PolicyError(f"aggregation: must be one of {', '.join(AGGREGATIONS)}")
-        elif key in ("learn_on_first_reward", "auto_switch", "auto_optimize", "explain_ranks"):
+        elif key in CHOICES:
+            if value not in CHOICES[key]:
+                raise PolicyError(f"{key}: must be one of {', '.join(CHOICES[key])}")
+        elif key in FLAGS:
             if not isinstance(value, bool):
                 raise PolicyError(f"{key}: must be true or false")
-        elif key == "learning_mode":
-            if value not in LEARNING_MODES:
-                raise PolicyError(f"learning_mode: must be one of {', '.join(LEARNING_MODES)}")
-        elif key == "apprentice_exploration":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 0.5:
-                raise PolicyError("apprentice_exploration: must be a number in [0, 0.5]")
-            value = float(value)
         elif key == "vw_args":
             value = parse_vw_args(value)
         elif key == "reward_values":
@@ -249,8 +264,8 @@ def check_reward_values(value: Any, *, where: str = "reward_values") -> dict[str
     for name, number in value.items():
         if name not in REWARD_TYPES:
             raise PolicyError(f"{where}.{name}: not a reward type (types: {', '.join(REWARD_TYPES)})")
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not -1.0 <= number <= 1.0:
-            raise PolicyError(f"{where}.{name}: must be a number in [-1, 1]")
+        if not REWARD_RANGE.holds(number):
+            raise PolicyError(f"{where}.{name}: must be {REWARD_RANGE.says()}")
         clean[name] = float(number)
     return clean
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bandits.policy import RANGES, parse_reward_values
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -188,9 +190,19 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
     return config
 
 
+# Deployment settings that are the defaults of a policy setting, checked against its range (bandits.policy.RANGES).
+POLICY_DEFAULTS = {
+    "EPSILON": "epsilon",
+    "EPSILON_FLOOR": "epsilon_floor",
+    "SQUARECB_GAMMA_SCALE": "gamma_scale",
+    "SQUARECB_GAMMA_EXPONENT": "gamma_exponent",
+}
+
+
 def _validate(config: Mapping[str, Any]) -> None:
-    if not 0.0 <= float(config["EPSILON"]) <= 1.0:
-        raise ValueError(f"EPSILON must be in [0, 1], got {config['EPSILON']}")
+    for name, setting in POLICY_DEFAULTS.items():
+        if not RANGES[setting].holds(float(config[name])):
+            raise ValueError(f"{name} must be in {RANGES[setting].bounds()}, got {config[name]}")
     if config["AUTH"] not in ("keys", "off"):
         raise ValueError(f"AUTH must be keys or off, got {config['AUTH']!r}")
     if float(config["RATE_LIMIT"]) < 0 or float(config["RATE_BURST"]) < 0:
@@ -199,8 +211,6 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"RATE_BURST must be 0 (twice the rate) or at least 1, got {config['RATE_BURST']}")
     if float(config["EPSILON_DECAY_AFTER"]) < 0:
         raise ValueError(f"EPSILON_DECAY_AFTER must be >= 0, got {config['EPSILON_DECAY_AFTER']}")
-    if not 0.0 <= float(config["EPSILON_FLOOR"]) <= 1.0:
-        raise ValueError(f"EPSILON_FLOOR must be in [0, 1], got {config['EPSILON_FLOOR']}")
     if float(config["AUTO_OPTIMIZE_HOURS"]) <= 0:
         raise ValueError(f"AUTO_OPTIMIZE_HOURS must be > 0, got {config['AUTO_OPTIMIZE_HOURS']}")
     if not 2 <= int(config["AUTO_OPTIMIZE_EVENTS"]) <= 10_000_000:
@@ -209,14 +219,8 @@ def _validate(config: Mapping[str, Any]) -> None:
         )
     if config["EXPLORATION"] not in ("epsilon-greedy", "squarecb"):
         raise ValueError(f"EXPLORATION must be epsilon-greedy or squarecb, got {config['EXPLORATION']!r}")
-    if not 0.0 < float(config["SQUARECB_GAMMA_SCALE"]) <= 1e6:
-        raise ValueError(f"SQUARECB_GAMMA_SCALE must be in (0, 1000000], got {config['SQUARECB_GAMMA_SCALE']}")
-    if not 0.0 <= float(config["SQUARECB_GAMMA_EXPONENT"]) <= 1.0:
-        raise ValueError(f"SQUARECB_GAMMA_EXPONENT must be in [0, 1], got {config['SQUARECB_GAMMA_EXPONENT']}")
     if not 0.0 <= float(config["ARTWORK_TRIAL_SHARE"]) <= 1.0:
         raise ValueError(f"ARTWORK_TRIAL_SHARE must be in [0, 1], got {config['ARTWORK_TRIAL_SHARE']}")
-    from bandits.policy import parse_reward_values
-
     parse_reward_values(config["REWARD_VALUES"])  # raises ValueError naming the bad part
     for name in ("MAX_PER_GENRE", "MIN_GENRES"):
         if not 0 <= int(config[name]) <= 100:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import pytest
 import vowpal_wabbit_next as vw
 
+from bandits import policy as policies_module
+from service import create_app
+from service.config import POLICY_DEFAULTS
 from tests.helpers import serve_newest_models, table_counts
 
 
@@ -234,3 +238,24 @@ def test_truncated_model_is_refused(client, db, learner, catalog):
             "incomplete" in response.get_json()["error"]["message"]
             or "could not load" in response.get_json()["error"]["message"]
         )
+
+
+@pytest.mark.parametrize("key", sorted(policies_module.RANGES))
+def test_every_range_is_checked_at_its_ends_with_one_message(key):
+    bounds = policies_module.RANGES[key]
+    step = 1e-6 * max(1.0, abs(bounds.high))
+    inside = [bounds.high, bounds.low + step] + ([] if bounds.low_open else [bounds.low])
+    outside = [bounds.high + step, bounds.low - step, True, "0.5"] + ([bounds.low] if bounds.low_open else [])
+    for value in inside:
+        assert policies_module.validate_overrides({key: value}) == {key: float(value)}
+    for value in outside:
+        with pytest.raises(policies_module.PolicyError) as refused:
+            policies_module.validate_overrides({key: value})
+        assert str(refused.value) == f"{key}: must be {bounds.says()}"
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_DEFAULTS))
+def test_a_deployment_default_outside_its_policy_range_stops_the_service(tmp_path, name):
+    bounds = policies_module.RANGES[POLICY_DEFAULTS[name]]
+    with pytest.raises(ValueError, match=rf"{name} must be in {re.escape(bounds.bounds())}"):
+        create_app({"DATA_DIR": str(tmp_path), "LEARNER": False, name: bounds.high + 1.0})
