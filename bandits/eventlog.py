@@ -177,7 +177,7 @@ def record_reward(
     """Store a reward and credit it to every policy whose window for the event is still open.
 
     A typed reward (``reward_type``) is stored with its type; each policy values it by its own
-    ``reward_values`` when it learns (``bandits.learner.closed_labels``), ``value`` is for display.
+    ``reward_values`` when it learns (``bandits.labels.closed_labels``), ``value`` is for display.
     """
     now = time.time() if now is None else now
     with write_transaction(db):

@@ -149,7 +149,7 @@ def from_log(
 
     Only events whose reward window for the policy has closed are included: their rewards are final.
     The rewards credited to each shown title are combined by ``aggregation`` with ``default_reward``
-    for a title without one (``bandits.learner.aggregate``), as the learner does.
+    for a title without one (``bandits.labels.aggregate``), as the learner does.
 
     Args:
         limit: if given, only the ``limit`` most recent events in the range.

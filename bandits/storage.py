@@ -261,7 +261,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         )
         # One row per (policy, event) not yet learned. due_at is NULL until a deferred event is
         # activated; closed_at and labels (the aggregation rule and default reward in force, from which
-        # bandits.learner.closed_labels derives the labels) are set when the learner closes the window.
+        # bandits.labels.closed_labels derives the labels) are set when the learner closes the window.
         db.execute(
             """CREATE TABLE IF NOT EXISTS pending (
                 policy TEXT NOT NULL, event_seq INTEGER NOT NULL REFERENCES events(seq), due_at REAL,
