@@ -26,7 +26,6 @@ bound is above zero over at least ``MIN_EVIDENCE`` decisions (``SwitchCheck``).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from bandits import evaluation
+from bandits.evaluation import mean_interval, wilson
 from bandits.offline import policy_rounds
 from bandits.policy import APPRENTICE, ONLINE, POLICY_NAMES, load_policy, store_overrides, stored_overrides
 from bandits.storage import Writes, inline, write_transaction
@@ -45,31 +44,6 @@ log = logging.getLogger("marquee.apprentice")
 REPORT_EVENTS = 20_000  # the newest closed events a report reads
 MIN_EVIDENCE = 200  # exploring decisions before the model can be judged better than the baseline
 LEVEL = 0.95
-
-
-def wilson(successes: int, trials: int, *, level: float = LEVEL) -> dict[str, Any]:
-    """Return a proportion with its Wilson score interval (None values when there are no trials)."""
-    if trials == 0:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
-    z = evaluation._z(level)
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return {"value": p, "ci_low": max(0.0, centre - half), "ci_high": min(1.0, centre + half), "n": trials}
-
-
-def mean_interval(values: np.ndarray, *, level: float = LEVEL) -> dict[str, Any]:
-    """Return a mean with its normal interval (None values for fewer than two)."""
-    if values.size < 2:
-        return {
-            "value": float(values.mean()) if values.size else None,
-            "ci_low": None,
-            "ci_high": None,
-            "n": int(values.size),
-        }
-    value = float(values.mean())
-    low, high = evaluation._normal(value, values, level)
-    return {"value": value, "ci_low": low, "ci_high": high, "n": int(values.size)}
 
 
 def report(

@@ -340,3 +340,28 @@ def dr(
         n_bootstrap=n_bootstrap,
         seed=seed,
     )
+
+
+def wilson(successes: int, trials: int, *, level: float = 0.95) -> dict[str, Any]:
+    """Return a proportion with its Wilson score interval (None values when there are no trials)."""
+    if trials == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    z = _z(level)
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return {"value": p, "ci_low": max(0.0, centre - half), "ci_high": min(1.0, centre + half), "n": trials}
+
+
+def mean_interval(values: np.ndarray, *, level: float = 0.95) -> dict[str, Any]:
+    """Return a mean with its normal interval (None values for fewer than two)."""
+    if values.size < 2:
+        return {
+            "value": float(values.mean()) if values.size else None,
+            "ci_low": None,
+            "ci_high": None,
+            "n": int(values.size),
+        }
+    value = float(values.mean())
+    low, high = _normal(value, values, level)
+    return {"value": value, "ci_low": low, "ci_high": high, "n": int(values.size)}

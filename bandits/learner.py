@@ -416,11 +416,12 @@ def serve_forever(
     *,
     parent_pid: int | None = None,
     lock_fd: int | None = None,
-    start_optimization: Callable[[str], object],
+    checks: Callable[[sqlite_utils.Database, Writes], object],
 ) -> int:
     """Run the learner until the parent process goes away; return an exit code.
 
-    ``start_optimization(id)`` starts the process of an optimization the schedule made due.
+    ``checks(db, writes)`` runs after each learning step: the periodic work of the layers above the
+    learner (apprentice switches, optimizations due), composed by ``service.workers``.
 
     ``lock_fd`` is the learner lock taken by the process that started this one (``try_lock``);
     without it the learner takes the lock itself, and exits if another learner holds it.
@@ -439,7 +440,7 @@ def serve_forever(
     learner = Learner(db, config, writes=writes)
     log.info("learner started (pid %s)", os.getpid())
     try:
-        _learn_until_orphaned(db, config, learner, writes, parent_pid=parent_pid, start_optimization=start_optimization)
+        _learn_until_orphaned(db, config, learner, writes, parent_pid=parent_pid, checks=checks)
     finally:
         writes.close()
     log.info("parent process is gone; learner exiting")
@@ -453,23 +454,16 @@ def _learn_until_orphaned(
     writes: Writes,
     *,
     parent_pid: int | None,
-    start_optimization: Callable[[str], object],
+    checks: Callable[[sqlite_utils.Database, Writes], object],
 ) -> None:
-    """Learn, check apprentice policies, start optimizations and prune, once every interval, while ``parent_pid``
-    is the parent."""
-    from bandits.apprentice import SwitchCheck  # it reads the log through bandits.offline, which imports this module
-    from bandits.optimize import Schedule
-
+    """Learn, run the checks and prune, once every interval, while ``parent_pid`` is the parent."""
     interval = float(config["LEARNER_INTERVAL_SECONDS"])
     retention = Retention(float(config.get("RETENTION_DAYS", 0.0)))
-    switch = SwitchCheck()
-    optimizations = Schedule(start=start_optimization)
     while parent_pid is None or os.getppid() == parent_pid:
         started = time.monotonic()
         try:
             results = learner.run_once()
-            switch.run_if_due(db, config, writes=writes)
-            optimizations.run_if_due(db, config)
+            checks(db, writes)
             pruned = retention.run_if_due(db, writes=writes)
             if pruned is not None and pruned.events:
                 log.info(

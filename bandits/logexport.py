@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bandits import features
-from bandits.offline import Rounds
+from bandits.rounds import Rounds
 
 FORMATS = ("dsjson", "jsonl")
 

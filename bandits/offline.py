@@ -37,7 +37,7 @@ import vowpal_wabbit_next as vw
 from bandits import evaluation
 from bandits.errors import SpecError
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
-from bandits.policy import POLICY_NAMES, RANGES, PolicyError, new_workspace, parse_vw_args
+from bandits.policy import POLICY_NAMES, RANGES, PolicyError, load_policy, new_workspace, parse_vw_args
 from bandits.rounds import Rounds, from_log, parse_time
 from bandits.vwtext import TextExamples, TextLines
 
@@ -741,8 +741,6 @@ def policy_rounds(
     limit: int | None = None,
 ) -> Rounds:
     """Return ``from_log`` rounds with the rewards combined by the policy's current rule."""
-    from bandits.policy import load_policy
-
     settings = load_policy(db, config, policy)
     return from_log(
         db,

@@ -20,10 +20,9 @@ import numpy as np
 import sqlite_utils
 
 from bandits import datasets
-from bandits.apprentice import mean_interval
-from bandits.errors import Invalid
+from bandits.errors import Invalid, SpecError
+from bandits.evaluation import mean_interval
 from bandits.exploration import lead_of
-from bandits.offline import SpecError
 from bandits.policy import latest_model, load_policy, new_workspace, publish
 from bandits.storage import write_transaction
 from bandits.vwtext import TextExamples

@@ -121,9 +121,7 @@ def learn(once: bool) -> None:
                 f"{result.policy}: learned {result.events} events, {result.examples} examples, version {result.version}"
             )
         return
-    raise SystemExit(
-        serve_forever(config, start_optimization=lambda run_id: workers.spawn(config, "optimization", run_id))
-    )
+    raise SystemExit(serve_forever(config, checks=workers.learner_checks(config)))
 
 
 @commands.command("warm-start", short_help="Train a policy on an imported log.")

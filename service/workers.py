@@ -21,7 +21,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bandits import learner, optimize, runs
+import sqlite_utils
+
+from bandits import apprentice, learner, optimize, runs
+from bandits.storage import Writes
 from service import config as settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,19 @@ def spawn(config: Mapping[str, Any], worker: str, run_id: str) -> int:
     return process.pid
 
 
+def learner_checks(config: Mapping[str, Any]) -> Callable[[sqlite_utils.Database, Writes], None]:
+    """Return the learner's periodic checks: apprentice policies ready to switch, and optimizations due
+    (each started in its own process)."""
+    switch = apprentice.SwitchCheck()
+    optimizations = optimize.Schedule(start=lambda optimization_id: spawn(config, "optimization", optimization_id))
+
+    def checks(db: sqlite_utils.Database, writes: Writes) -> None:
+        switch.run_if_due(db, config, writes=writes)
+        optimizations.run_if_due(db, config)
+
+    return checks
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service.workers", description="Run one of Marquee's processes.")
     chosen = parser.add_subparsers(dest="worker", required=True)
@@ -81,12 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)  # not VW's banner for every workspace
     config = settings.load()
     if args.worker == "learner":
-
-        def start_optimization(optimization_id: str) -> int:
-            return spawn(config, "optimization", optimization_id)
-
         return learner.serve_forever(
-            config, parent_pid=args.parent_pid, lock_fd=args.lock_fd, start_optimization=start_optimization
+            config, parent_pid=args.parent_pid, lock_fd=args.lock_fd, checks=learner_checks(config)
         )
     learner.lower_priority(str(config["LEARNER_PRIORITY"]))
     status = WORK[args.worker](config, args.id)

@@ -175,3 +175,54 @@ def test_no_test_module_imports_another():
         for path in sorted((ROOT / "tests").glob("test_*.py"))
     }
     assert {name: found for name, found in imported.items() if found} == {}
+
+
+# bandits/ from the bottom up (README, "Layout"): a module imports its own layer and those below only.
+BANDITS_LAYERS = (
+    (
+        "leaves",
+        {
+            "bandits.errors",
+            "bandits.storage",
+            "bandits.vwtext",
+            "bandits.features",
+            "bandits.blocks",
+            "bandits.vwoptions",
+            "bandits.evaluation",
+        },
+    ),
+    ("model", {"bandits.policy", "bandits.exploration", "bandits.diversity"}),
+    ("decide", {"bandits.decide", "bandits.inline"}),
+    (
+        "log",
+        {
+            "bandits.eventlog",
+            "bandits.labels",
+            "bandits.rounds",
+            "bandits.logimport",
+            "bandits.logexport",
+            "bandits.datasets",
+            "bandits.maintenance",
+        },
+    ),
+    ("learn", {"bandits.learner", "bandits.warmstart"}),
+    ("evaluate", {"bandits.offline", "bandits.runs", "bandits.optimize", "bandits.apprentice"}),
+    ("reports", {"bandits.dashboard", "bandits.live", "bandits.exposure", "bandits.explain"}),
+    ("personalizer", {"bandits.personalizer"}),
+    ("simulation", {"bandits.simulator"}),
+)
+
+
+def test_bandits_imports_go_down_its_layers():
+    level = {name: index for index, (_, members) in enumerate(BANDITS_LAYERS) for name in members}
+    edges = graph()
+    unplaced = sorted(name for name in edges if name.startswith("bandits.") and name not in level)
+    assert unplaced == []
+    upward_imports = sorted(
+        f"{name} ({BANDITS_LAYERS[level[name]][0]}) imports {target} ({BANDITS_LAYERS[level[target]][0]})"
+        for name, targets in edges.items()
+        if name in level
+        for target in targets
+        if target in level and level[target] > level[name]
+    )
+    assert upward_imports == []
