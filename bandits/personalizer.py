@@ -24,7 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from bandits import explain, maintenance, offline, optimize, runs
-from bandits.errors import MarqueeError
+from bandits.errors import Conflict, MarqueeError, NotFound
 from bandits.policy import ACTIONS, PolicyError, ServingModel, latest_model, load_policy, parse_vw_args
 from bandits.rounds import closed_event_count
 from bandits.storage import write_transaction
@@ -510,3 +510,28 @@ def log_properties(db: sqlite_utils.Database) -> dict[str, Any]:
 def delete_logs(db: sqlite_utils.Database) -> int:
     """Delete the ``actions`` policy's logged decisions but those not yet learned or activated; return how many."""
     return maintenance.prune(db, older_than=time.time() + 1.0, kind=ACTIONS, keep_deferred=True).events
+
+
+def shown(db: sqlite_utils.Database, event_id: str, *, multislot: bool) -> dict[str | None, str]:
+    """Return what an event of this API showed: slot id (None for a single-slot ranking) -> action id."""
+    rows = db.execute(
+        "SELECT i.slot_id, i.title_id, e.kind FROM events e JOIN impressions i ON i.event_seq = e.seq "
+        "WHERE e.id = ? ORDER BY i.position",
+        [event_id],
+    ).fetchall()
+    if not rows or rows[0][2] != ACTIONS:
+        raise NotFound(f"eventId: no ranking has the event id {event_id!r}")
+    if (rows[0][0] is not None) != multislot:
+        kind, prefix = ("multi-slot", "/multislot") if rows[0][0] is not None else ("single-slot", "")
+        raise Conflict(
+            f"eventId: {event_id!r} is a {kind} ranking; use {prefix}/events/{event_id}/reward and "
+            f"{prefix}/events/{event_id}/activate"
+        )
+    return {slot_id: str(action_id) for slot_id, action_id, _ in rows}
+
+
+def edited_at(db: sqlite_utils.Database) -> str:
+    """Return when the actions policy's settings last changed, as Personalizer writes times."""
+    row = db.execute("SELECT updated_at FROM policies WHERE name = ?", [ACTIONS]).fetchone()
+    when = datetime.fromtimestamp(row[0] if row else 0.0, tz=UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

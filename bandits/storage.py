@@ -104,6 +104,11 @@ def _begin_immediate(db: sqlite_utils.Database) -> None:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
+def readable(db: sqlite_utils.Database) -> bool:
+    """Whether the database answers a query (the health check)."""
+    return bool(db.execute("SELECT 1").fetchone() == (1,))
+
+
 @contextlib.contextmanager
 def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """Run the block in one ``BEGIN IMMEDIATE`` transaction: committed whole or rolled back whole."""

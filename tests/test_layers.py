@@ -216,3 +216,12 @@ def test_bandits_imports_go_down_its_layers():
         if target in level and level[target] > level[name]
     )
     assert upward_imports == []
+
+
+def test_views_hold_no_sql():
+    found = {
+        path.name: path.read_text().count(".execute(")
+        for path in sorted((ROOT / "service" / "views").glob("*.py"))
+        if ".execute(" in path.read_text()
+    }
+    assert found == {}

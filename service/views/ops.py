@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from bandits import eventlog
 from bandits.learner import try_lock
 from bandits.policy import POLICY_NAMES, latest_model
+from bandits.storage import readable
 from service.db import get_db
 from service.runtime import learner_starting, serving_state
 
@@ -28,7 +29,7 @@ def healthz() -> ResponseReturnValue:
     state = serving_state(current_app.config["DATABASE"])
     state.refresh(db, current_app.config, wait_for_models=False)
     now = time.time()
-    database_ok = db.execute("SELECT 1").fetchone() == (1,)
+    database_ok = readable(db)
     fd = try_lock(current_app.config["DATABASE"])
     learner_running = fd is None
     if fd is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -284,24 +283,6 @@ def multislot_rank() -> ResponseReturnValue:
     ), 201
 
 
-def _shown(db: Any, event_id: str, *, multislot: bool) -> dict[str | None, str]:
-    """Return what an event of this API showed: slot id (None for a single-slot ranking) -> action id."""
-    rows = db.execute(
-        "SELECT i.slot_id, i.title_id, e.kind FROM events e JOIN impressions i ON i.event_seq = e.seq "
-        "WHERE e.id = ? ORDER BY i.position",
-        [event_id],
-    ).fetchall()
-    if not rows or rows[0][2] != ACTIONS:
-        raise NotFound(f"eventId: no ranking has the event id {event_id!r}")
-    if (rows[0][0] is not None) != multislot:
-        kind, prefix = ("multi-slot", "/multislot") if rows[0][0] is not None else ("single-slot", "")
-        raise Conflict(
-            f"eventId: {event_id!r} is a {kind} ranking; use {prefix}/events/{event_id}/reward and "
-            f"{prefix}/events/{event_id}/activate"
-        )
-    return {slot_id: str(action_id) for slot_id, action_id, _ in rows}
-
-
 def _record(db: Any, event_id: str, rewards: list[tuple[str, float]]) -> None:
     config = current_app.config
     policies = serving_state(config["DATABASE"]).current_policies(db, config)
@@ -324,7 +305,7 @@ def reward(event_id: str) -> ResponseReturnValue:
     _event_id(event_id)
     body: RewardRequest = parse(RewardRequest, request)
     db = get_db()
-    _record(db, event_id, [(_shown(db, event_id, multislot=False)[None], float(body.value))])
+    _record(db, event_id, [(personalizer.shown(db, event_id, multislot=False)[None], float(body.value))])
     return Response(status=204)
 
 
@@ -334,7 +315,7 @@ def multislot_reward(event_id: str) -> ResponseReturnValue:
     _event_id(event_id)
     body: MultiSlotRewardRequest = parse(MultiSlotRewardRequest, request)
     db = get_db()
-    shown = _shown(db, event_id, multislot=True)
+    shown = personalizer.shown(db, event_id, multislot=True)
     for index, item in enumerate(body.reward):
         if item.slotId not in shown:
             raise Invalid(
@@ -349,7 +330,7 @@ def _activate(event_id: str, *, multislot: bool) -> ResponseReturnValue:
     _event_id(event_id)
     config = current_app.config
     db = get_db()
-    _shown(db, event_id, multislot=multislot)
+    personalizer.shown(db, event_id, multislot=multislot)
     activate(db, event_id=event_id, policies=serving_state(config["DATABASE"]).current_policies(db, config))
     return Response(status=204)
 
@@ -436,12 +417,6 @@ class PolicyConfiguration(BaseModel):
     arguments: str = Field(max_length=2000)
 
 
-def _edited_at(db: Any) -> str:
-    row = db.execute("SELECT updated_at FROM policies WHERE name = ?", [ACTIONS]).fetchone()
-    when = datetime.fromtimestamp(row[0] if row else 0.0, tz=UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _service_configuration(db: Any) -> dict[str, Any]:
     config = current_app.config
     settings = load_policy(db, config, ACTIONS)
@@ -458,7 +433,7 @@ def _service_configuration(db: Any) -> dict[str, Any]:
         "autoOptimizationFrequency": format_duration(float(config["AUTO_OPTIMIZE_HOURS"]) * 3600.0),
         "isInferenceExplainabilityEnabled": settings.explain_ranks,
         "logMirrorEnabled": False,
-        "lastConfigurationEditDate": _edited_at(db),
+        "lastConfigurationEditDate": personalizer.edited_at(db),
     }
 
 
