@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bandits import features
+from bandits import features, inline
 from bandits.errors import SpecError
 from bandits.rounds import parse_time
 
@@ -276,8 +276,6 @@ def _merged(value: Any, *, where: str) -> Any:
 
 def _inline_features(mapping: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     """Return the features of a DSJson context or action object as the Personalizer-compatible rank reads them."""
-    from bandits import inline
-
     plain = {key: _merged(value, where=f"{where}.{key}") for key, value in mapping.items() if not key.startswith("_")}
     try:
         return inline.flatten([plain], where=where)
@@ -287,8 +285,6 @@ def _inline_features(mapping: Mapping[str, Any], *, where: str) -> dict[str, Any
 
 def _as_inline(decision: Decision, context: Mapping[str, Any], multi: list[Any]) -> Decision:
     """Return a foreign decision re-encoded as the ``actions`` policy encodes a ranking (``bandits.inline``)."""
-    from bandits import inline
-
     ids = []
     for j, action in enumerate(multi):
         tag = action.get("_tag", action.get("_id"))

@@ -34,7 +34,7 @@ import numpy as np
 import sqlite_utils
 import vowpal_wabbit_next as vw
 
-from bandits import evaluation
+from bandits import datasets, evaluation
 from bandits.errors import SpecError
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
 from bandits.policy import POLICY_NAMES, RANGES, PolicyError, load_policy, new_workspace, parse_vw_args
@@ -763,8 +763,6 @@ def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
     """
     from dataclasses import replace
 
-    from bandits import datasets
-
     if spec.dataset is not None:
         found = datasets.ready(db, spec.dataset)
         if spec.policy is None and found["policy"] in POLICY_NAMES:
@@ -799,9 +797,6 @@ def evaluate(
     Raises:
         SpecError: the request cannot be evaluated (too few rounds, a model version not kept, ...).
     """
-    from bandits import datasets
-    from bandits.policy import load_policy
-
     spec = resolve(db, spec)
     settings = load_policy(db, config, spec.policy) if spec.policy is not None else None
     vw_args = settings.vw_args if settings is not None else datasets.FOREIGN_VW_ARGS

@@ -24,6 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from bandits import offline
+from bandits import policy as policies
 from bandits.errors import Rejected
 from bandits.exploration import SQUARECB
 from bandits.storage import connect, write_transaction
@@ -369,8 +370,6 @@ def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner
     Raises:
         ApplyRefused: (409) the policy's settings changed since the evaluation, or the model is gone.
     """
-    from bandits import policy as policies
-
     policy, candidate, report = winner.policy, winner.candidate, winner.report
     settings = policies.load_policy(db, config, policy)
     then = report["policy_settings"]
@@ -441,8 +440,6 @@ def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, can
     Raises:
         ApplyRefused: with the reason, and nothing changed.
     """
-    from bandits import policy as policies
-
     winner = applicable(db, run_id, candidate_name)
     with write_transaction(db):
         version = install(db, config, winner)
