@@ -142,6 +142,14 @@ def unlabeled(line: str) -> str:
     return line.split(" ", 1)[1] if line.startswith("0:") else line
 
 
+def label_of(line: str) -> tuple[float, float] | None:
+    """Return the (cost, probability) of the CB label ``labeled`` put in front of an action line, or None."""
+    if not line.startswith("0:"):
+        return None
+    _, cost, probability = line.split(" ", 1)[0].split(":")
+    return float(cost), float(probability)
+
+
 def cost_of(reward: float) -> float:
     """Return the VW cost of a reward (never -0.0)."""
     return COST_PER_REWARD * reward + 0.0

@@ -198,19 +198,18 @@ def apprentice_examples(examples: Sequence[list[str]], *, default_reward: float,
     default_cost = features.cost_of(default_reward)
     for example in examples:
         shared, actions = example[0], example[1:]
-        if not actions or not actions[0].startswith("0:"):  # explored: another action was served
+        label = features.label_of(actions[0]) if actions else None
+        if label is None:  # explored: another action was served
             taught.append(example)
             continue
-        cost = actions[0].split(":", 2)[1]
+        cost = label[0]
         plain = [features.unlabeled(line) for line in actions]
         indices = list(range(len(plain)))
         if len(indices) > IMITATION_ACTIONS:
             indices = [0, *sorted(rng.sample(indices[1:], IMITATION_ACTIONS - 1))]
         for index in indices:
             lines = list(plain)
-            lines[index] = features.labeled(
-                plain[index], cost=float(cost) if index == 0 else default_cost, probability=1.0
-            )
+            lines[index] = features.labeled(plain[index], cost=cost if index == 0 else default_cost, probability=1.0)
             taught.append([shared, *lines])
     return taught
 

@@ -139,3 +139,10 @@ def test_the_reward_to_cost_flip_has_one_home():
     assert features.cost_of(1.0) == -1.0 and features.reward_of(features.cost_of(0.7)) == 0.7
     assert math.copysign(1.0, features.cost_of(0.0)) == 1.0  # never -0, which VW's text would carry as "-0"
     assert math.copysign(1.0, features.reward_of(0.0)) == 1.0
+
+
+def test_a_label_reads_back_as_it_was_written():
+    line = features.labeled("|A id=a", cost=features.cost_of(0.25), probability=0.125)
+    assert features.label_of(line) == (-0.25, 0.125)
+    assert features.unlabeled(line) == "|A id=a"
+    assert features.label_of("|A id=a") is None
