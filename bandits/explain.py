@@ -42,14 +42,11 @@ class Line:
 
     @classmethod
     def parse(cls, text: str) -> Line:
-        head, *sections = text.split("|")
-        tokens: list[tuple[str, str]] = []
-        names: list[str] = []
-        for section in sections:
-            name, _, rest = section.partition(" ")
-            names.append(name)
-            tokens.extend((name, token) for token in rest.split())
-        return cls(shared=head.strip() == "shared", tokens=tuple(tokens), namespaces=tuple(names))
+        found = features.sections(text)
+        tokens = tuple((name, token) for name, names_tokens in found for token in names_tokens)
+        return cls(
+            shared=text.split("|", 1)[0].strip() == "shared", tokens=tokens, namespaces=tuple(n for n, _ in found)
+        )
 
     def render(self, keep: Sequence[int]) -> str:
         """Return the line with only the tokens at positions ``keep`` (namespaces stay, maybe empty)."""

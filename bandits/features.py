@@ -137,6 +137,25 @@ def artwork_action(*, artwork_id: str, tags: Iterable[str], visual_tokens: Itera
     return namespace("A", tokens)
 
 
+def sections(line: str) -> list[tuple[str, list[str]]]:
+    """Split a VW text line into its namespaces, in order, each with its tokens (empty ones included).
+
+    What comes before the first ``|`` (a label, ``shared``) is not a namespace and is left out.
+    """
+    return [(name, rest.split()) for name, _, rest in (section.partition(" ") for section in line.split("|")[1:])]
+
+
+def token_value(token: str) -> tuple[str, float | None]:
+    """Split a feature token into its name and value (None for a token without ``:value``, worth 1)."""
+    name, colon, value = token.rpartition(":")
+    return (name, float(value)) if colon else (token, None)
+
+
+def without_shared(line: str) -> str:
+    """Return a shared line without its ``shared`` marker (unchanged if it has none)."""
+    return line[len("shared ") :] if line.startswith("shared ") else line
+
+
 def unlabeled(line: str) -> str:
     """Return an action line without the CB label ``labeled`` put in front of it (unchanged if it has none)."""
     return line.split(" ", 1)[1] if line.startswith("0:") else line

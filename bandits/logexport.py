@@ -29,25 +29,17 @@ def namespaces(line: str) -> dict[str, dict[str, Any]]:
     Repeated tokens add up, as they do when VW reads the text line.
     """
     found: dict[str, dict[str, Any]] = {}
-    for section in line.split("|")[1:]:
-        name, _, rest = section.partition(" ")
+    for name, tokens in features.sections(line):
         group = found.setdefault(name, {})
-        for token in rest.split():
-            feature, colon, value = token.rpartition(":")
-            if colon:
-                number: float = float(value)
-            else:
-                feature, number = token, 1.0
+        for token in tokens:
+            feature, value = features.token_value(token)
+            number = 1.0 if value is None else value
             if feature in group:
                 previous = group[feature]
                 group[feature] = (1.0 if previous is True else previous) + number
             else:
-                group[feature] = True if not colon else number
+                group[feature] = True if value is None else number
     return found
-
-
-def _shared_features(shared: str) -> str:
-    return shared[len("shared ") :] if shared.startswith("shared ") else shared
 
 
 def _timestamp(seconds: float) -> str:
@@ -63,7 +55,7 @@ def dsjson_line(rounds: Rounds, i: int) -> str:
     chosen = int(rounds.chosen[i])
     probability = min(1.0, max(features.MIN_PROBABILITY, float(rounds.pscore[i])))
     start = int(rounds.offsets[i])
-    context: dict[str, Any] = dict(namespaces(_shared_features(rounds.shared[i])))
+    context: dict[str, Any] = dict(namespaces(features.without_shared(rounds.shared[i])))
     context["_multi"] = [namespaces(line) for line in rounds.actions(i)]
     record = {
         "_label_cost": features.cost_of(float(rounds.reward[i])),

@@ -203,11 +203,10 @@ def check_vw_line(line: Any, *, where: str, shared: bool) -> str:
         body = line[len("shared") :]
     if body.strip() and not body.lstrip().startswith("|"):
         raise ValueError(f"{where}: features must follow a '|' namespace marker (no label)")
-    for section in body.split("|")[1:]:
-        namespace, _, rest = section.partition(" ")
+    for namespace, tokens in features.sections(body):
         if not _NAMESPACE.fullmatch(namespace):
             raise ValueError(f"{where}: namespace {namespace!r} is not a VW namespace name")
-        for token in rest.split():
+        for token in tokens:
             match = _TOKEN.fullmatch(token)
             if not match:
                 raise ValueError(f"{where}: {token!r} is not a VW feature")

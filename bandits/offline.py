@@ -34,7 +34,7 @@ import numpy as np
 import sqlite_utils
 import vowpal_wabbit_next as vw
 
-from bandits import datasets, evaluation
+from bandits import datasets, evaluation, features
 from bandits.errors import SpecError
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
 from bandits.policy import POLICY_NAMES, RANGES, PolicyError, load_policy, new_workspace, parse_vw_args
@@ -84,7 +84,7 @@ def regressor_args(vw_args: Sequence[str]) -> list[str]:
 
 def _regressor_line(shared: str, action: str, reward: float | None = None) -> str:
     """Return one (context, action) pair as a single-line example, labelled with ``reward`` if given."""
-    features_only = shared[len("shared ") :] if shared.startswith("shared ") else shared
+    features_only = features.without_shared(shared)
     label = "" if reward is None else f"{reward:.9g} "
     return f"{label}{features_only} {action}"
 

@@ -146,3 +146,15 @@ def test_a_label_reads_back_as_it_was_written():
     assert features.label_of(line) == (-0.25, 0.125)
     assert features.unlabeled(line) == "|A id=a"
     assert features.label_of("|A id=a") is None
+
+
+def test_a_line_splits_into_the_namespaces_it_was_written_with():
+    shared = features.viewer_shared(user_id="u1", features={"segment": "night owl", "hour": 21.5})
+    found = features.sections(shared)
+    assert [name for name, _ in found] == [section.split(" ", 1)[0] for section in shared.split("|")[1:]]
+    assert " ".join(features.namespace(name, tokens) for name, tokens in found) == features.without_shared(shared)
+    assert features.token_value("hour:21.5") == ("hour", 21.5) and features.token_value("segment=x") == (
+        "segment=x",
+        None,
+    )
+    assert features.sections("0:-1:0.5 |A id=a |B") == [("A", ["id=a"]), ("B", [])]
