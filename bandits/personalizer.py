@@ -421,17 +421,7 @@ def create_importance(
         )
     name = _name(body)
     start, end = _time_range(body)
-    settings = load_policy(db, config, ACTIONS)
-    rounds = offline.from_log(
-        db,
-        policy=ACTIONS,
-        aggregation=settings.aggregation,
-        default_reward=settings.default_reward,
-        since=start,
-        until=end,
-        limit=IMPORTANCE_DECISIONS,
-        reward_values=settings.reward_values,
-    )
+    rounds = offline.policy_rounds(db, config, ACTIONS, since=start, until=end, limit=IMPORTANCE_DECISIONS)
     if len(rounds) == 0:
         raise Refused(
             f"startTime: no closed decisions of the actions policy were logged from {iso(start)} to {iso(end)}",

@@ -452,18 +452,22 @@ def ensure_models(db: sqlite_utils.Database, config: Mapping[str, Any]) -> None:
         for name in missing:
             if latest_model(db, name) is not None:
                 continue  # another process got there first
-            settings = load_policy(db, config, name)
-            blob = new_workspace(settings.vw_args).serialize()
-            publish(
-                db,
-                policy=name,
-                blob=blob,
-                vw_args=settings.vw_args,
-                events_learned=0,
-                examples_learned=0,
-                origin="initial",
-                keep=int(config["MODEL_VERSIONS_KEPT"]),
-            )
+            publish_empty(db, config, name, origin="initial")
+
+
+def publish_empty(db: sqlite_utils.Database, config: Mapping[str, Any], name: str, *, origin: str) -> int:
+    """Publish a new, empty model with the policy's current options, inside the caller's transaction."""
+    settings = load_policy(db, config, name)
+    return publish(
+        db,
+        policy=name,
+        blob=new_workspace(settings.vw_args).serialize(),
+        vw_args=settings.vw_args,
+        events_learned=0,
+        examples_learned=0,
+        origin=origin,
+        keep=int(config["MODEL_VERSIONS_KEPT"]),
+    )
 
 
 class ServingModel:

@@ -169,8 +169,10 @@ def _unknown(action_ids: list[str], known: list[str], *, where: str) -> None:
         raise Invalid(f"{where}: {unknown[0]!r} is not one of the actions")
 
 
-def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: dict[str, Any], decide: Any) -> Any:
-    """Make a ranking with the newest actions model and log it before answering; return what ``decide`` returned."""
+def _decide(
+    body: RankRequest | MultiSlotRankRequest, event_id: str, context: dict[str, Any], decide: Any
+) -> tuple[Any, ServingState]:
+    """Rank with the newest actions model and log it before answering; return the ranking and the state."""
 
     def ranked_by(state: ServingState) -> Any:
         model, settings = state.models[ACTIONS], state.policies[ACTIONS]
@@ -181,7 +183,7 @@ def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: di
             rng=event_rng(event_id) if body.eventId else state.rng,
         )
 
-    ranked, _ = rank_and_log(
+    return rank_and_log(
         get_db(),
         current_app.config,
         decide=ranked_by,
@@ -193,7 +195,6 @@ def _decide(body: RankRequest | MultiSlotRankRequest, event_id: str, context: di
         kind=ACTIONS,
         learned_by=(ACTIONS,),
     )
-    return ranked
 
 
 @bp.post("/rank")
@@ -202,7 +203,7 @@ def rank() -> ResponseReturnValue:
     body: RankRequest = parse(RankRequest, request)
     event_id, context, actions = _actions(body)
     _unknown(body.excludedActions, [action_id for action_id, _ in actions], where="excludedActions")
-    ranked = _decide(
+    ranked, state = _decide(
         body, event_id, context, functools.partial(inline.rank, actions=actions, excluded=body.excludedActions)
     )
     answer: dict[str, Any] = {
@@ -210,7 +211,6 @@ def rank() -> ResponseReturnValue:
         "eventId": event_id,
         "rewardActionId": ranked.reward_action_id,
     }
-    state = serving_state(current_app.config["DATABASE"])
     if state.policies[ACTIONS].explain_ranks:
         answer["inferenceExplanation"] = _explanation(state.models[ACTIONS], context, actions, body.excludedActions)
     return jsonify(answer), 201
@@ -274,7 +274,7 @@ def multislot_rank() -> ResponseReturnValue:
         slots.append(
             inline.Slot(id=slot.id, features=found, excluded=tuple(slot.excludedActions), baseline=slot.baselineAction)
         )
-    ranked = _decide(body, event_id, context, functools.partial(inline.rank_slots, actions=actions, slots=slots))
+    ranked, _ = _decide(body, event_id, context, functools.partial(inline.rank_slots, actions=actions, slots=slots))
     return jsonify(
         {
             "slots": [{"id": slot_id, "rewardActionId": action_id} for slot_id, action_id in ranked.chosen],

@@ -102,19 +102,8 @@ def replace_overrides(
         if merge and not new.get("reward_values", True):
             new.pop("reward_values")  # every type back to the default: no override left
         policies.store_overrides(db, name, new)
-        after = policies.load_policy(db, config, name)
-        if after.vw_args != before.vw_args:
-            blob = policies.new_workspace(after.vw_args).serialize()
-            policies.publish(
-                db,
-                policy=name,
-                blob=blob,
-                vw_args=after.vw_args,
-                events_learned=0,
-                examples_learned=0,
-                origin="vw_args changed",
-                keep=int(config["MODEL_VERSIONS_KEPT"]),
-            )
+        if policies.load_policy(db, config, name).vw_args != before.vw_args:
+            policies.publish_empty(db, config, name, origin="vw_args changed")
     return sorted(set(stored) - set(new))
 
 
@@ -225,15 +214,5 @@ def reset_model(name: str) -> ResponseReturnValue:
     db = get_db()
     config = current_app.config
     with write_transaction(db):
-        settings = policies.load_policy(db, config, name)
-        version = policies.publish(
-            db,
-            policy=name,
-            blob=policies.new_workspace(settings.vw_args).serialize(),
-            vw_args=settings.vw_args,
-            events_learned=0,
-            examples_learned=0,
-            origin="reset",
-            keep=int(config["MODEL_VERSIONS_KEPT"]),
-        )
+        version = policies.publish_empty(db, config, name, origin="reset")
     return jsonify({"policy": name, "version": version}), 201
