@@ -305,14 +305,14 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
     if exploration == SQUARECB and "epsilon" in value:
         raise SpecError(f"{where}.epsilon: only with exploration epsilon-greedy (SquareCB is set by gamma_scale)")
     decay: dict[str, float] = {}
-    for key, high in (("epsilon_decay_after", 1e12), ("epsilon_floor", 1.0)):
+    for key in ("epsilon_decay_after", "epsilon_floor"):
         if key not in value:
             continue
         if kind not in ("model", "vw") or exploration == SQUARECB:
             raise SpecError(f"{where}.{key}: only for epsilon-greedy candidates of kind model or vw")
         number = value[key]
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0.0 <= number <= high:
-            raise SpecError(f"{where}.{key}: must be a number in [0, {high:g}]")
+        if not RANGES[key].holds(number):
+            raise SpecError(f"{where}.{key}: must be a number in {RANGES[key].bounds()}")
         decay[key] = float(number)
     version = value.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlite_utils
 import vowpal_wabbit_next as vw
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from bandits.diversity import Diversity, DiversityError
 from bandits.errors import Invalid, Unavailable
@@ -219,41 +220,140 @@ def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
 CHOICES: dict[str, Sequence[str]] = {"exploration": RULES, "aggregation": AGGREGATIONS, "learning_mode": LEARNING_MODES}
 
 
-def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES) -> dict[str, Any]:
-    """Check override values; raise ``PolicyError`` naming the first bad one. Return them normalized."""
-    clean: dict[str, Any] = {}
-    for key, value in overrides.items():
+def _check_setting(key: str, value: Any, *, policy: str, patch: bool) -> Any:
+    """Check one override; raise ``PolicyError`` naming it. Return it normalized (numbers as floats)."""
+    if key in ACTIONS_ONLY and policy != ACTIONS:
+        raise PolicyError(f"{key}: a setting of the actions policy only (its rankings answer Personalizer's clients)")
+    if key in TITLES_ONLY:
+        if policy != TITLES:
+            raise PolicyError(f"{key}: a setting of the titles policy only (it shapes the row)")
+        try:
+            Diversity.of(value, 0) if key == "max_per_genre" else Diversity.of(0, value)
+        except DiversityError as exc:
+            raise PolicyError(str(exc)) from None
+    if key in RANGES:
+        if not RANGES[key].holds(value):
+            raise PolicyError(f"{key}: must be {RANGES[key].says()}")
+        return float(value)
+    if key in CHOICES:
+        if value not in CHOICES[key]:
+            raise PolicyError(f"{key}: must be one of {', '.join(CHOICES[key])}")
+    elif key in FLAGS:
+        if not isinstance(value, bool):
+            raise PolicyError(f"{key}: must be true or false")
+    elif key == "vw_args":
+        return parse_vw_args(value)
+    elif key == "reward_values":
+        if patch and isinstance(value, dict):  # a merge patch: null puts one type back to its default
+            removed = {name: None for name, number in value.items() if number is None and name in REWARD_TYPES}
+            kept = {name: number for name, number in value.items() if name not in removed}
+            return {**check_reward_values(kept), **removed}
+        return check_reward_values(value)
+    return value
+
+
+def _ranged(key: str, description: str) -> Any:
+    """A numeric override's field: its JSON Schema bounds are ``RANGES[key]``."""
+    bounds = RANGES[key]
+    if bounds.low_open:
+        return Field(default=None, gt=bounds.low, le=bounds.high, description=f"{description}; {bounds.says()}")
+    return Field(default=None, ge=bounds.low, le=bounds.high, description=f"{description}; {bounds.says()}")
+
+
+def _chosen(key: str, description: str) -> Any:
+    """An override chosen from ``CHOICES[key]``."""
+    return Field(default=None, description=description, json_schema_extra={"enum": [*CHOICES[key], None]})
+
+
+class PolicyOverrides(BaseModel):
+    """A policy's overrides, as ``PUT``/``PATCH /v1/policies/{name}`` take them; every check is here.
+
+    A setting left out, or ``None``, takes the deployment default. Pydantic applies ``_check_setting``
+    to each setting given, with the policy's name (and whether the body is a merge patch) from the
+    validation context; a bad value raises ``PolicyError`` naming it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    exploration: str | None = _chosen("exploration", "how picks explore around the model's best")
+    epsilon: float | None = _ranged("epsilon", "epsilon-greedy's share of uniformly random picks")
+    epsilon_decay_after: float | None = _ranged("epsilon_decay_after", "examples learned before epsilon shrinks")
+    epsilon_floor: float | None = _ranged("epsilon_floor", "the least epsilon shrinks to")
+    gamma_scale: float | None = _ranged("gamma_scale", "SquareCB's gamma = gamma_scale * n^gamma_exponent")
+    gamma_exponent: float | None = _ranged("gamma_exponent", "SquareCB's exponent of the examples learned")
+    vw_args: list[str] | str | None = Field(
+        default=None, description="VW options (a list, or one shell-quoted string); new options start a new model"
+    )
+    reward_wait: float | None = _ranged("reward_wait", "how long a decision waits for rewards")
+    default_reward: float | None = _ranged("default_reward", "the reward of a decision that got none")
+    aggregation: str | None = _chosen("aggregation", "how several rewards of one decision combine")
+    learn_on_first_reward: bool | None = Field(default=None, description="learn at the first reward, not the window")
+    max_per_genre: int | None = Field(default=None, description="titles only: at most this many of a genre (0: no cap)")
+    min_genres: int | None = Field(default=None, description="titles only: at least this many genres (0: none)")
+    reward_values: dict[str, float | None] | None = Field(
+        default=None, description="the value of each reward type: " + ", ".join(REWARD_TYPES)
+    )
+    learning_mode: str | None = _chosen("learning_mode", "online, apprentice (serve the baseline) or logging-only")
+    apprentice_exploration: float | None = _ranged("apprentice_exploration", "apprentice decisions the model draws")
+    auto_switch: bool | None = Field(default=None, description="apprentice turns online once it beats the baseline")
+    auto_optimize: bool | None = Field(default=None, description="evaluate a search space now and then, apply a winner")
+    explain_ranks: bool | None = Field(default=None, description="actions only: rankings carry feature scores")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _check(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        context = info.context or {}
+        return _check_setting(
+            str(info.field_name), value, policy=context.get("policy", TITLES), patch=context.get("patch", False)
+        )
+
+
+assert tuple(PolicyOverrides.model_fields) == OVERRIDABLE, "every overridable setting has one field"
+
+
+def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES, patch: bool = False) -> dict[str, Any]:
+    """Check override values; raise ``PolicyError`` naming the first bad one. Return them normalized.
+
+    Settings given as ``None`` are left out. With ``patch``, ``reward_values`` may map a type to
+    ``None`` (back to its default), which is kept for the merge.
+    """
+    if not isinstance(overrides, Mapping):
+        raise PolicyError("the overrides must be an object of policy settings")
+    for key in overrides:
         if key not in OVERRIDABLE:
             raise PolicyError(f"{key}: not a policy setting (settings: {', '.join(OVERRIDABLE)})")
-        if value is None:
-            continue
-        if key in ACTIONS_ONLY and policy != ACTIONS:
-            raise PolicyError(
-                f"{key}: a setting of the actions policy only (its rankings answer Personalizer's clients)"
-            )
-        if key in TITLES_ONLY:
-            if policy != TITLES:
-                raise PolicyError(f"{key}: a setting of the titles policy only (it shapes the row)")
-            try:
-                Diversity.of(value, 0) if key == "max_per_genre" else Diversity.of(0, value)
-            except DiversityError as exc:
-                raise PolicyError(str(exc)) from None
-        if key in RANGES:
-            if not RANGES[key].holds(value):
-                raise PolicyError(f"{key}: must be {RANGES[key].says()}")
-            value = float(value)
-        elif key in CHOICES:
-            if value not in CHOICES[key]:
-                raise PolicyError(f"{key}: must be one of {', '.join(CHOICES[key])}")
-        elif key in FLAGS:
-            if not isinstance(value, bool):
-                raise PolicyError(f"{key}: must be true or false")
-        elif key == "vw_args":
-            value = parse_vw_args(value)
-        elif key == "reward_values":
-            value = check_reward_values(value)
-        clean[key] = value
-    return clean
+    checked = PolicyOverrides.model_validate(dict(overrides), context={"policy": policy, "patch": patch})
+    return {key: value for key, value in checked.model_dump(exclude_unset=True).items() if value is not None}
+
+
+def change_overrides(
+    db: sqlite_utils.Database, config: Mapping[str, Any], name: str, overrides: Mapping[str, Any], *, merge: bool
+) -> list[str]:
+    """Check and store a policy's overrides; return the overrides that were stored and no longer are.
+
+    With ``merge`` (a JSON merge patch), ``overrides`` changes only the settings it names (``None``
+    removes one, and inside ``reward_values`` one type's value); otherwise it replaces them all. New
+    ``vw_args`` publish a new, empty model in the same transaction.
+    """
+    clean = validate_overrides(overrides, policy=name, patch=merge)
+    with write_transaction(db):
+        before = load_policy(db, config, name)
+        stored = stored_overrides(db, name)
+        new = clean
+        if merge:
+            new = {key: value for key, value in stored.items() if overrides.get(key, True) is not None}
+            new.update(clean)
+            if "reward_values" in clean:
+                values = {**stored.get("reward_values", {}), **clean["reward_values"]}
+                new["reward_values"] = {key: value for key, value in values.items() if value is not None}
+                if not new["reward_values"]:  # every type back to its default: no override left
+                    del new["reward_values"]
+        store_overrides(db, name, new)
+        if load_policy(db, config, name).vw_args != before.vw_args:
+            publish_empty(db, config, name, origin="vw_args changed")
+    return sorted(set(stored) - set(new))
 
 
 def check_reward_values(value: Any, *, where: str = "reward_values") -> dict[str, float]:

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
 
+from bandits.policy import PolicyOverrides
 from service import auth, schemas
 from service.views import personalizer
 
@@ -411,10 +412,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200,
         OBJECT,
         body=_json(
-            schemas.PolicyBody, {"exploration": "epsilon-greedy", "epsilon": 0.05, "vw_args": "-q UA -q GA -l 0.05"}
+            PolicyOverrides, {"exploration": "epsilon-greedy", "epsilon": 0.05, "vw_args": "-q UA -q GA -l 0.05"}
         ),
     ),
-    ("PATCH", "/v1/policies/{name}"): Operation(200, OBJECT, body=_json(schemas.PolicyBody, {"epsilon": 0.05})),
+    ("PATCH", "/v1/policies/{name}"): Operation(200, OBJECT, body=_json(PolicyOverrides, {"epsilon": 0.05})),
     ("GET", "/v1/policies/{name}/model"): Operation(
         200, {"type": "string", "format": "binary"}, media="application/octet-stream"
     ),

@@ -142,30 +142,6 @@ def check_title(body: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-class PolicyBody(Strict):
-    """Policy overrides; values are checked by ``bandits.policy.validate_overrides``."""
-
-    exploration: Any | None = None
-    epsilon: Any | None = None
-    epsilon_decay_after: Any | None = None
-    epsilon_floor: Any | None = None
-    gamma_scale: Any | None = None
-    gamma_exponent: Any | None = None
-    vw_args: Any | None = None
-    reward_wait: Any | None = None
-    default_reward: Any | None = None
-    aggregation: Any | None = None
-    learn_on_first_reward: Any | None = None
-    max_per_genre: Any | None = None
-    min_genres: Any | None = None
-    reward_values: Any | None = None
-    learning_mode: Any | None = None
-    apprentice_exploration: Any | None = None
-    auto_switch: Any | None = None
-    auto_optimize: Any | None = None
-    explain_ranks: Any | None = None
-
-
 class WarmStartBody(Strict):
     """What ``POST /v1/policies/{name}/warm-start`` learns from (``bandits.warmstart``)."""
 

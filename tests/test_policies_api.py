@@ -254,6 +254,37 @@ def test_every_range_is_checked_at_its_ends_with_one_message(key):
         assert str(refused.value) == f"{key}: must be {bounds.says()}"
 
 
+def test_the_published_policy_schema_states_the_ranges_the_checks_apply(client):
+    """One set of ranges: what /openapi.json tells a client is what a PUT refuses."""
+    body = client.get("/openapi.json").get_json()["paths"]["/v1/policies/{name}"]["put"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = client.get("/openapi.json").get_json()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert set(schema["properties"]) == set(policies_module.OVERRIDABLE)
+    for key, bounds in policies_module.RANGES.items():
+        number = schema["properties"][key]["anyOf"][0]
+        assert number["type"] == "number" and number["maximum"] == bounds.high
+        assert number["exclusiveMinimum" if bounds.low_open else "minimum"] == bounds.low
+        refused = client.put("/v1/policies/titles", json={key: bounds.high * 2 + 1})
+        assert (
+            refused.status_code == 422 and refused.get_json()["error"]["message"] == f"{key}: must be {bounds.says()}"
+        )
+    for key, choices in policies_module.CHOICES.items():
+        assert schema["properties"][key]["enum"] == [*choices, None]
+    assert client.get("/v1/policies/titles").get_json()["settings"]["overridden"] == []
+
+
+def test_a_patch_with_several_settings_stores_none_when_one_is_bad(client):
+    before = client.get("/v1/policies/artwork").get_json()["settings"]
+    refused = client.patch("/v1/policies/artwork", json={"epsilon": 0.05, "reward_values": {"click": 0.5, "play": 7}})
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["message"] == "reward_values.play: must be a number in [-1, 1]"
+    refused = client.patch("/v1/policies/artwork", json={"epsilon": 0.05, "max_per_genre": 2})
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["message"].startswith("max_per_genre: a setting of the titles policy only")
+    assert client.get("/v1/policies/artwork").get_json()["settings"] == before
+
+
 @pytest.mark.parametrize("name", sorted(POLICY_DEFAULTS))
 def test_a_deployment_default_outside_its_policy_range_stops_the_service(tmp_path, name):
     bounds = policies_module.RANGES[POLICY_DEFAULTS[name]]

@@ -26,14 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from bandits import explain, inline, personalizer
 from bandits.eventlog import activate, record_reward
 from bandits.exploration import event_rng
-from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, load_policy
+from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, change_overrides, load_policy
 from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid, MarqueeError, NotFound, error_body
 from service.runtime import ServingState, rank_and_log, serving_state
 from service.schemas import check_id, parse
 from service.views.decisions import idempotency_key
-from service.views.policies import replace_overrides
 
 V1_PREFIX = "/personalizer/v1.0"
 # Personalizer's multi-slot clients call v1.1-preview.1: the whole API answers there too.
@@ -470,7 +469,7 @@ def put_service_configuration() -> ResponseReturnValue:
         value = getattr(body, field_name)
         if value is not None:  # left out: left as it is
             changes[setting] = LEARNING_MODES[value] if setting == "learning_mode" else value
-    replace_overrides(db, ACTIONS, changes, merge=True)  # only these settings, in one transaction
+    change_overrides(db, current_app.config, ACTIONS, changes, merge=True)  # only these settings, in one transaction
     sent = body.model_dump(exclude_none=True)
     return jsonify({**_service_configuration(db), "notApplied": [name for name in NOT_APPLIED if name in sent]})
 
@@ -490,8 +489,12 @@ def put_policy_configuration() -> ResponseReturnValue:
     except personalizer.Refused as exc:
         raise Invalid(str(exc)) from None
     db = get_db()
-    replace_overrides(
-        db, ACTIONS, {"vw_args": vw_args, **({"epsilon": epsilon} if epsilon is not None else {})}, merge=True
+    change_overrides(
+        db,
+        current_app.config,
+        ACTIONS,
+        {"vw_args": vw_args, **({"epsilon": epsilon} if epsilon is not None else {})},
+        merge=True,
     )
     return jsonify(_policy_configuration(db))
 
@@ -501,5 +504,5 @@ def reset_policy_configuration() -> ResponseReturnValue:
     """Put the ``actions`` policy's VW options back to the defaults (a new model if they change); the exploration
     rate stays, as it belongs to the service configuration (``explorationPercentage``)."""
     db = get_db()
-    replace_overrides(db, ACTIONS, {"vw_args": None}, merge=True)
+    change_overrides(db, current_app.config, ACTIONS, {"vw_args": None}, merge=True)
     return jsonify(_policy_configuration(db))

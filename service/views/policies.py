@@ -14,7 +14,7 @@ from bandits.storage import write_transaction
 from service.db import get_db
 from service.errors import Invalid, NotFound, UnsupportedMedia
 from service.runtime import serving_state
-from service.schemas import PolicyBody, WarmStartBody, parse
+from service.schemas import WarmStartBody, json_object, parse
 
 bp = Blueprint("policies", __name__)
 
@@ -55,12 +55,12 @@ def get_policy(name: str) -> ResponseReturnValue:
 def put_policy(name: str) -> ResponseReturnValue:
     """Replace a policy's overrides; settings left out take the deployment defaults (``removed`` lists them).
 
-    Changing ``vw_args`` starts a new, empty model with those options.
+    Changing ``vw_args`` starts a new, empty model with those options. The body is checked by
+    ``bandits.policy.PolicyOverrides``.
     """
     name = _name(name)
-    body: PolicyBody = parse(PolicyBody, request)
     db = get_db()
-    removed = replace_overrides(db, name, body.model_dump(exclude_none=True))
+    removed = policies.change_overrides(db, current_app.config, name, json_object(request), merge=False)
     return jsonify({**_describe(db, name), "removed": removed})
 
 
@@ -68,43 +68,9 @@ def put_policy(name: str) -> ResponseReturnValue:
 def patch_policy(name: str) -> ResponseReturnValue:
     """Change only the settings given (a JSON merge patch): ``null`` puts one back to the deployment default."""
     name = _name(name)
-    body: PolicyBody = parse(PolicyBody, request)
     db = get_db()
-    removed = replace_overrides(db, name, body.model_dump(exclude_unset=True), merge=True)
+    removed = policies.change_overrides(db, current_app.config, name, json_object(request), merge=True)
     return jsonify({**_describe(db, name), "removed": removed})
-
-
-def replace_overrides(
-    db: sqlite_utils.Database, name: str, overrides: dict[str, Any], *, merge: bool = False
-) -> list[str]:
-    """Check and store a policy's overrides; return the overrides that were stored and no longer are.
-
-    With ``merge``, ``overrides`` changes only the settings it names (``None`` removes one); otherwise
-    it replaces them all. New ``vw_args`` publish a new, empty model in the same transaction.
-    """
-    nested = overrides.get("reward_values") if merge else None
-    if isinstance(nested, dict):  # a merge patch merges this object too: null removes one type's value
-        unknown = sorted(set(nested) - set(policies.REWARD_TYPES))
-        if unknown:
-            raise Invalid(f"reward_values.{unknown[0]}: not a reward type (types: {', '.join(policies.REWARD_TYPES)})")
-        overrides = {**overrides, "reward_values": {k: v for k, v in nested.items() if v is not None}}
-    clean = policies.validate_overrides(overrides, policy=name)
-    dropped = {key for key, value in overrides.items() if value is None}
-    config = current_app.config
-    with write_transaction(db):
-        before = policies.load_policy(db, config, name)
-        stored = policies.stored_overrides(db, name)
-        if isinstance(nested, dict):
-            values = {**stored.get("reward_values", {}), **clean["reward_values"]}
-            values = {k: v for k, v in values.items() if nested.get(k, 0) is not None}
-            clean["reward_values"] = values
-        new = {**{key: value for key, value in stored.items() if key not in dropped}, **clean} if merge else clean
-        if merge and not new.get("reward_values", True):
-            new.pop("reward_values")  # every type back to the default: no override left
-        policies.store_overrides(db, name, new)
-        if policies.load_policy(db, config, name).vw_args != before.vw_args:
-            policies.publish_empty(db, config, name, origin="vw_args changed")
-    return sorted(set(stored) - set(new))
 
 
 MAX_IMPORTANCE_DECISIONS = 2000
