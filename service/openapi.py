@@ -510,7 +510,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         201,
         OBJECT,
         body=_json(
-            personalizer.RankRequest,
+            schemas.PersonalizerRankRequest,
             {
                 "contextFeatures": [{"user": {"profileType": "AnonymousUser"}}, {"device": {"mobile": True}}],
                 "actions": [
@@ -524,7 +524,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
     ),
     ("POST", "/personalizer/v1.0/events/{event_id}/reward"): Operation(
-        204, None, body=_json(personalizer.RewardRequest, {"value": 1.0})
+        204, None, body=_json(schemas.PersonalizerRewardRequest, {"value": 1.0})
     ),
     ("POST", "/personalizer/v1.0/events/{event_id}/activate"): Operation(204, None),
     ("GET", "/personalizer/v1.0/configurations/service"): Operation(200, OBJECT),
@@ -532,7 +532,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200,
         OBJECT,
         body=_json(
-            personalizer.ServiceConfiguration,
+            schemas.PersonalizerServiceConfiguration,
             {
                 "rewardWaitTime": "PT10M",
                 "defaultReward": 0.0,
@@ -546,7 +546,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         201,
         OBJECT,
         body=_json(
-            personalizer.MultiSlotRankRequest,
+            schemas.PersonalizerMultiSlotRankRequest,
             {
                 "contextFeatures": [{"time": "morning"}, {"device": "mobile"}],
                 "actions": [
@@ -578,7 +578,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/personalizer/v1.0/multislot/events/{event_id}/reward"): Operation(
         204,
         None,
-        body=_json(personalizer.MultiSlotRewardRequest, {"reward": [{"slotId": "BigHeroPosition", "value": 1.0}]}),
+        body=_json(
+            schemas.PersonalizerMultiSlotRewardRequest, {"reward": [{"slotId": "BigHeroPosition", "value": 1.0}]}
+        ),
     ),
     ("POST", "/personalizer/v1.0/multislot/events/{event_id}/activate"): Operation(204, None),
     ("GET", "/personalizer/v1.0/configurations/policy"): Operation(200, OBJECT),
@@ -586,7 +588,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200,
         OBJECT,
         body=_json(
-            personalizer.PolicyConfiguration,
+            schemas.PersonalizerPolicyConfiguration,
             {"name": "actions", "arguments": "--cb_explore_adf --epsilon 0.2 -q :: -l 0.05"},
         ),
     ),

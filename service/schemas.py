@@ -11,6 +11,8 @@ from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assets.catalog import ID_PATTERN, check_id  # noqa: F401  (re-exported for the views)
+from bandits.inline import MAX_ACTIONS, MAX_SLOTS
+from bandits.policy import ACTIONS
 from service.errors import Invalid, UnsupportedMedia
 
 MAX_DEPTH = 32
@@ -237,3 +239,72 @@ def parse(model: type[BaseModel], request: Request) -> Any:
         ]
         first = problems[0]
         raise Invalid(f"{first['path']}: {first['message']}", details=problems) from None
+
+
+# ---------------------------------------------------------------- the Personalizer-compatible API
+# Bodies of service.views.personalizer, in Personalizer's own field names.
+
+
+class PersonalizerAction(Strict):
+    id: str = Field(min_length=1, max_length=128, description="the action's id, unique in the request")
+    features: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+
+
+class PersonalizerRankRequest(Strict):
+    contextFeatures: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    actions: list[PersonalizerAction] = Field(min_length=1, max_length=MAX_ACTIONS)
+    excludedActions: list[str] = Field(default_factory=list, max_length=MAX_ACTIONS)
+    eventId: str | None = Field(default=None, max_length=128)
+    deferActivation: bool = False
+
+
+class PersonalizerRewardRequest(Strict):
+    value: float = Field(ge=-1.0, le=1.0)
+
+
+class PersonalizerSlot(Strict):
+    id: str = Field(min_length=1, max_length=128, description="the slot's id, unique in the request")
+    features: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    excludedActions: list[str] = Field(default_factory=list, max_length=MAX_ACTIONS)
+    baselineAction: str = Field(min_length=1, max_length=128, description="the action the slot shows without Marquee")
+
+
+class PersonalizerMultiSlotRankRequest(Strict):
+    contextFeatures: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    actions: list[PersonalizerAction] = Field(min_length=1, max_length=MAX_ACTIONS)
+    slots: list[PersonalizerSlot] = Field(min_length=1, max_length=MAX_SLOTS)
+    eventId: str | None = Field(default=None, max_length=128)
+    deferActivation: bool = False
+
+
+class PersonalizerSlotReward(Strict):
+    slotId: str = Field(min_length=1, max_length=128)
+    value: float = Field(ge=-1.0, le=1.0)
+
+
+class PersonalizerMultiSlotRewardRequest(Strict):
+    reward: list[PersonalizerSlotReward] = Field(min_length=1, max_length=MAX_SLOTS * 4)
+
+
+class PersonalizerServiceConfiguration(Strict):
+    rewardWaitTime: str = Field(max_length=64)
+    defaultReward: float = Field(ge=-1.0, le=1.0)
+    rewardAggregation: str = Field(max_length=16)
+    explorationPercentage: float = Field(ge=0.0, le=1.0)
+    learningMode: str | None = None
+    isAutoOptimizationEnabled: bool | None = None
+    isInferenceExplainabilityEnabled: bool | None = None
+    modelExportFrequency: Any | None = None
+    logMirrorEnabled: Any | None = None
+    logMirrorSasUri: Any | None = None
+    logRetentionDays: Any | None = None
+    modelRetrainDays: Any | None = None
+    autoOptimizationFrequency: Any | None = None
+    autoOptimizationStartDate: Any | None = None
+    lastConfigurationEditDate: Any | None = None
+    latestApprenticeModeMetrics: Any | None = None
+
+
+class PersonalizerPolicyConfiguration(Strict):
+    name: str = Field(default=ACTIONS, max_length=256)
+    arguments: str = Field(max_length=2000)

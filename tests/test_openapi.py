@@ -43,6 +43,22 @@ def test_every_route_is_an_operation(app):
         assert document["components"]["schemas"][name]["examples"], name
 
 
+def test_each_request_body_is_its_own_component(app):
+    """Two bodies of one name would share a component, and one route would document the other's fields."""
+    models = {spec.body.model for spec in openapi.OPERATIONS.values() if spec.body and spec.body.model}
+    names = sorted(model.__name__ for model in models)
+    assert len(names) == len(set(names)), [name for name in names if names.count(name) > 1]
+    document = app.test_client().get("/openapi.json").get_json()
+    for path, model in openapi.OPERATIONS.items():
+        if model.body and model.body.model:
+            body = document["paths"][path[1]][path[0].lower()]["requestBody"]["content"][model.body.media]["schema"]
+            component = document["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+            assert set(component["properties"]) == set(model.body.model.model_fields), path
+    personalizer_rank = document["paths"]["/personalizer/v1.0/rank"]["post"]["requestBody"]["content"]
+    ref = personalizer_rank["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert {"contextFeatures", "actions"} <= set(document["components"]["schemas"][ref]["properties"])
+
+
 def test_the_json_examples_are_accepted(app):
     """Each JSON request example, sent as it is, is not refused as malformed (a 422)."""
     client = app.test_client()

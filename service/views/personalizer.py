@@ -21,7 +21,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field
 
 from bandits import explain, inline, personalizer
 from bandits.eventlog import activate, record_reward
@@ -31,7 +30,16 @@ from service import metrics
 from service.db import get_db
 from service.errors import Conflict, Invalid, MarqueeError, NotFound, error_body
 from service.runtime import ServingState, rank_and_log, serving_state
-from service.schemas import check_id, parse
+from service.schemas import (
+    PersonalizerMultiSlotRankRequest,
+    PersonalizerMultiSlotRewardRequest,
+    PersonalizerPolicyConfiguration,
+    PersonalizerRankRequest,
+    PersonalizerRewardRequest,
+    PersonalizerServiceConfiguration,
+    check_id,
+    parse,
+)
 from service.views.decisions import idempotency_key
 
 V1_PREFIX = "/personalizer/v1.0"
@@ -42,51 +50,6 @@ REST_PREFIX = "/personalizer"
 API_VERSIONS = ("2022-09-01-preview",)
 # (blueprint name suffix, URL prefix) of each place the API answers
 PLACES = (("", V1_PREFIX), ("_preview", PREVIEW_PREFIX), ("_rest", REST_PREFIX))
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class Action(_Body):
-    id: str = Field(min_length=1, max_length=128, description="the action's id, unique in the request")
-    features: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
-
-
-class RankRequest(_Body):
-    contextFeatures: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
-    actions: list[Action] = Field(min_length=1, max_length=inline.MAX_ACTIONS)
-    excludedActions: list[str] = Field(default_factory=list, max_length=inline.MAX_ACTIONS)
-    eventId: str | None = Field(default=None, max_length=128)
-    deferActivation: bool = False
-
-
-class RewardRequest(_Body):
-    value: float = Field(ge=-1.0, le=1.0)
-
-
-class SlotRequest(_Body):
-    id: str = Field(min_length=1, max_length=128, description="the slot's id, unique in the request")
-    features: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
-    excludedActions: list[str] = Field(default_factory=list, max_length=inline.MAX_ACTIONS)
-    baselineAction: str = Field(min_length=1, max_length=128, description="the action the slot shows without Marquee")
-
-
-class MultiSlotRankRequest(_Body):
-    contextFeatures: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
-    actions: list[Action] = Field(min_length=1, max_length=inline.MAX_ACTIONS)
-    slots: list[SlotRequest] = Field(min_length=1, max_length=inline.MAX_SLOTS)
-    eventId: str | None = Field(default=None, max_length=128)
-    deferActivation: bool = False
-
-
-class SlotReward(_Body):
-    slotId: str = Field(min_length=1, max_length=128)
-    value: float = Field(ge=-1.0, le=1.0)
-
-
-class MultiSlotRewardRequest(_Body):
-    reward: list[SlotReward] = Field(min_length=1, max_length=inline.MAX_SLOTS * 4)
 
 
 # Personalizer's error codes and statuses for Marquee's errors; others render as everywhere else.
@@ -146,7 +109,9 @@ def _event_id(event_id: str) -> str:
     return event_id
 
 
-def _actions(body: RankRequest | MultiSlotRankRequest) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+def _actions(
+    body: PersonalizerRankRequest | PersonalizerMultiSlotRankRequest,
+) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
     """Check a ranking's actions and features; return its event id, context and actions."""
     ids = [action.id for action in body.actions]
     if len(set(ids)) != len(ids):
@@ -169,7 +134,10 @@ def _unknown(action_ids: list[str], known: list[str], *, where: str) -> None:
 
 
 def _decide(
-    body: RankRequest | MultiSlotRankRequest, event_id: str, context: dict[str, Any], decide: Any
+    body: PersonalizerRankRequest | PersonalizerMultiSlotRankRequest,
+    event_id: str,
+    context: dict[str, Any],
+    decide: Any,
 ) -> tuple[Any, ServingState]:
     """Rank with the newest actions model and log it before answering; return the ranking and the state."""
 
@@ -199,7 +167,7 @@ def _decide(
 @bp.post("/rank")
 def rank() -> ResponseReturnValue:
     """Rank the request's actions for its context; the first is the one to show (``rewardActionId``)."""
-    body: RankRequest = parse(RankRequest, request)
+    body: PersonalizerRankRequest = parse(PersonalizerRankRequest, request)
     event_id, context, actions = _actions(body)
     _unknown(body.excludedActions, [action_id for action_id, _ in actions], where="excludedActions")
     ranked, state = _decide(
@@ -245,7 +213,7 @@ def _explanation(
 @bp.post("/multislot/rank")
 def multislot_rank() -> ResponseReturnValue:
     """Choose a different action for each slot, in slot order; each slot's pick is a decision of its own."""
-    body: MultiSlotRankRequest = parse(MultiSlotRankRequest, request)
+    body: PersonalizerMultiSlotRankRequest = parse(PersonalizerMultiSlotRankRequest, request)
     event_id, context, actions = _actions(body)
     ids = [action_id for action_id, _ in actions]
     slot_ids = [slot.id for slot in body.slots]
@@ -302,7 +270,7 @@ def _record(db: Any, event_id: str, rewards: list[tuple[str, float]]) -> None:
 def reward(event_id: str) -> ResponseReturnValue:
     """Report the reward of the action the ranking chose (``rewardActionId``)."""
     _event_id(event_id)
-    body: RewardRequest = parse(RewardRequest, request)
+    body: PersonalizerRewardRequest = parse(PersonalizerRewardRequest, request)
     db = get_db()
     _record(db, event_id, [(personalizer.shown(db, event_id, multislot=False)[None], float(body.value))])
     return Response(status=204)
@@ -312,7 +280,7 @@ def reward(event_id: str) -> ResponseReturnValue:
 def multislot_reward(event_id: str) -> ResponseReturnValue:
     """Report rewards per slot (``{"reward": [{"slotId", "value"}]}``); slots left out get none."""
     _event_id(event_id)
-    body: MultiSlotRewardRequest = parse(MultiSlotRewardRequest, request)
+    body: PersonalizerMultiSlotRewardRequest = parse(PersonalizerMultiSlotRewardRequest, request)
     db = get_db()
     shown = personalizer.shown(db, event_id, multislot=True)
     for index, item in enumerate(body.reward):
@@ -390,32 +358,6 @@ def format_duration(seconds: float) -> str:
     return text + ("T" + clock if clock else "")
 
 
-class ServiceConfiguration(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    rewardWaitTime: str = Field(max_length=64)
-    defaultReward: float = Field(ge=-1.0, le=1.0)
-    rewardAggregation: str = Field(max_length=16)
-    explorationPercentage: float = Field(ge=0.0, le=1.0)
-    learningMode: str | None = None
-    isAutoOptimizationEnabled: bool | None = None
-    isInferenceExplainabilityEnabled: bool | None = None
-    modelExportFrequency: Any | None = None
-    logMirrorEnabled: Any | None = None
-    logMirrorSasUri: Any | None = None
-    logRetentionDays: Any | None = None
-    modelRetrainDays: Any | None = None
-    autoOptimizationFrequency: Any | None = None
-    autoOptimizationStartDate: Any | None = None
-    lastConfigurationEditDate: Any | None = None
-    latestApprenticeModeMetrics: Any | None = None
-
-
-class PolicyConfiguration(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    name: str = Field(default=ACTIONS, max_length=256)
-    arguments: str = Field(max_length=2000)
-
-
 def _service_configuration(db: Any) -> dict[str, Any]:
     config = current_app.config
     settings = load_policy(db, config, ACTIONS)
@@ -451,7 +393,7 @@ def get_service_configuration() -> ResponseReturnValue:
 def put_service_configuration() -> ResponseReturnValue:
     """Set the reward wait, default reward, aggregation, exploration, learning mode, automatic optimization
     and inference explanations of the ``actions`` policy; list the fields sent that Marquee does not apply."""
-    body: ServiceConfiguration = parse(ServiceConfiguration, request)
+    body: PersonalizerServiceConfiguration = parse(PersonalizerServiceConfiguration, request)
     if body.learningMode is not None and body.learningMode not in LEARNING_MODES:
         raise Invalid(f"learningMode: must be one of {', '.join(LEARNING_MODES)}, got {body.learningMode!r}")
     db = get_db()
@@ -483,7 +425,7 @@ def get_policy_configuration() -> ResponseReturnValue:
 @bp.put("/configurations/policy")
 def put_policy_configuration() -> ResponseReturnValue:
     """Set the ``actions`` policy's VW options from Personalizer's arguments; new options start a new model."""
-    body: PolicyConfiguration = parse(PolicyConfiguration, request)
+    body: PersonalizerPolicyConfiguration = parse(PersonalizerPolicyConfiguration, request)
     try:
         vw_args, epsilon = personalizer.read_arguments(body.arguments)
     except personalizer.Refused as exc:
