@@ -60,10 +60,12 @@ class Line:
 
 def describe(namespace: str, token: str) -> dict[str, Any]:
     """Return a token as the feature a person reads: namespace, name and value."""
-    name, colon, number = token.rpartition(":")
-    if colon:
-        return {"namespace": NAMESPACES.get(namespace, namespace), "feature": name, "value": float(number)}
-    return {"namespace": NAMESPACES.get(namespace, namespace), "feature": token, "value": 1.0}
+    name, value = features.token_value(token)
+    return {
+        "namespace": NAMESPACES.get(namespace, namespace),
+        "feature": name,
+        "value": 1.0 if value is None else value,
+    }
 
 
 class Explainer:

@@ -15,11 +15,17 @@ Feature values: a string is a categorical ``name=value``; a number is numeric ``
 categorical by its bucket ``name=#bucket`` (``bucket``), so that effects that are not linear in a
 number, or numbers of any scale, are learned too; a list of strings is several categoricals. Names
 and values are escaped so that no input can break the format.
+
+Every other line Marquee handles is written and read here too: lines of imported logs (``json_line``
+turns a DSJson object into VW text; ``check_line`` checks a client's own VW line), labels
+(``labeled``, ``label_of``, ``cost_of``, ``reward_of``), the reward model's regression examples
+(``regression_line``), and the reading back of a line (``sections``, ``token_value``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,6 +40,22 @@ NUMERIC_BUCKETS = True
 SMALL_INTEGER = 100
 
 _ESCAPES = {"%": "%25", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D", "|": "%7C", ":": "%3A"}
+
+
+_TOKEN = re.compile(r"[^\s|:]+(:[^\s|:]+)?")  # a VW feature token: name, or name:value
+_NAMESPACE = re.compile(r"[^\s|:]*")  # a namespace name as written after '|'
+
+
+def number_text(number: float) -> str:
+    """Write a feature's numeric value: nine significant digits, as every line Marquee writes."""
+    return f"{number:.9g}"
+
+
+def finite_number(value: Any, *, where: str) -> float:
+    """Return a JSON value that must be a finite number (not a bool) as a float; ``ValueError`` names ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: must be a finite number")
+    return float(value)
 
 
 def escape(text: str) -> str:
@@ -75,7 +97,7 @@ def feature_tokens(features: Mapping[str, Any], *, prefix: str = "") -> list[str
             if not math.isfinite(number):
                 raise ValueError(f"feature {name!r} is not a finite number")
             if number != 0.0:
-                tokens.append(f"{key}:{number:.9g}")
+                tokens.append(f"{key}:{number_text(number)}")
             if NUMERIC_BUCKETS:
                 tokens.append(f"{key}={bucket(number)}")
         elif isinstance(value, str):
@@ -179,9 +201,137 @@ def reward_of(cost: float) -> float:
     return cost / COST_PER_REWARD + 0.0
 
 
+def regression_line(shared_line: str, action_line: str, reward: float | None = None) -> str:
+    """Return one (context, action) pair as a plain regression example, labelled with ``reward`` if given."""
+    label = "" if reward is None else f"{number_text(reward)} "
+    return f"{label}{without_shared(shared_line)} {action_line}"
+
+
 def labeled(action_line: str, *, cost: float, probability: float) -> str:
     """Return an action line with a CB label ``0:cost:probability``, the probability clamped above 0."""
     if not math.isfinite(cost):
         raise ValueError("cost must be finite")
     probability = min(1.0, max(MIN_PROBABILITY, probability))
     return f"0:{cost:.9g}:{probability:.9g} {action_line}"
+
+
+# ---------------------------------------------------------------- JSON objects <-> VW text (log import)
+
+
+class _Namespaces:
+    """VW namespaces collected in the order met: name -> tokens."""
+
+    def __init__(self, *, verbatim: bool) -> None:
+        self.verbatim = verbatim
+        self.found: dict[str, list[str]] = {}
+
+    def name(self, key: str, *, where: str) -> str:
+        if not self.verbatim:
+            return escape(key)
+        if not _NAMESPACE.fullmatch(key):
+            raise ValueError(f"{where}: a namespace name cannot hold spaces, '|' or ':'")
+        return key
+
+    def add(self, namespace: str, key: str, value: Any, *, where: str) -> None:
+        tokens = self.found.setdefault(namespace, [])
+        if self.verbatim:  # Marquee's own export: the key is a VW token, the value true or a number
+            if not _NAMESPACE.fullmatch(key) or not key:
+                raise ValueError(f"{where}: a feature name cannot be empty or hold spaces, '|' or ':'")
+            if value is True:
+                tokens.append(key)
+            else:
+                tokens.append(f"{key}:{number_text(finite_number(value, where=where))}")
+            return
+        name = escape_name(key)
+        if value is None or value is False:
+            return
+        if value is True:
+            tokens.append(name)
+        elif isinstance(value, (int, float)):
+            number = finite_number(value, where=where)
+            if number != 0.0:
+                tokens.append(f"{name}:{number_text(number)}")
+        elif isinstance(value, str):
+            tokens.append(f"{name}={escape(value)}")
+        else:
+            raise ValueError(f"{where}: a feature must be true, false, null, a number or text")
+
+    def walk(self, namespace: str, mapping: Mapping[str, Any], *, where: str) -> None:
+        """Collect the features of a JSON object read as namespace ``namespace``."""
+        self.found.setdefault(namespace, [])
+        for key, value in mapping.items():
+            here = f"{where}.{key}"
+            if key.startswith("_"):
+                if key == "_text" and isinstance(value, str):
+                    self.found[namespace].extend(escape_name(word) for word in value.split())
+                continue
+            if isinstance(value, Mapping):
+                self.walk(self.name(key, where=here), value, where=here)
+            elif isinstance(value, list):
+                inner = self.name(key, where=here)
+                for index, item in enumerate(value):
+                    if isinstance(item, Mapping):
+                        self.walk(inner, item, where=f"{here}[{index}]")
+                    elif isinstance(item, str):
+                        self.add(inner, item, True, where=f"{here}[{index}]")
+                    else:
+                        self.add(inner, f"{key}_{index}", item, where=f"{here}[{index}]")
+            else:
+                self.add(namespace, key, value, where=here)
+
+    def line(self) -> str:
+        """Return the namespaces as a VW text line (without label or ``shared``)."""
+        return " ".join(
+            f"|{name} " + " ".join(tokens) for name, tokens in self.found.items() if tokens or self.verbatim
+        )
+
+
+def json_line(mapping: Mapping[str, Any], *, verbatim: bool, where: str) -> str:
+    """Return the features of a DSJson context or action object as a VW text line.
+
+    ``verbatim``: the keys are VW tokens (Marquee's own export) and every nested object is one namespace.
+    """
+    collected = _Namespaces(verbatim=verbatim)
+    if verbatim:
+        for key, value in mapping.items():
+            if key.startswith("_"):
+                continue
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}.{key}: Marquee's DSJson keeps every feature in a namespace object")
+            namespace = collected.name(key, where=f"{where}.{key}")
+            collected.found.setdefault(namespace, [])
+            for feature, number in value.items():
+                collected.add(namespace, feature, number, where=f"{where}.{key}.{feature}")
+    else:
+        collected.walk("", mapping, where=where)
+        if not collected.found[""]:
+            del collected.found[""]
+    return collected.line()
+
+
+def check_line(line: Any, *, where: str, shared: bool) -> str:
+    """Return a VW text line from JSON lines after checking that VW reads it as features only."""
+    if not isinstance(line, str) or "\n" in line or "\r" in line:
+        raise ValueError(f"{where}: must be one VW text line")
+    body = line
+    if shared:
+        if not line.startswith("shared"):
+            raise ValueError(f"{where}: a shared line starts with 'shared'")
+        body = line[len("shared") :]
+    if body.strip() and not body.lstrip().startswith("|"):
+        raise ValueError(f"{where}: features must follow a '|' namespace marker (no label)")
+    for name, tokens in sections(body):
+        if not _NAMESPACE.fullmatch(name):
+            raise ValueError(f"{where}: namespace {name!r} is not a VW namespace name")
+        for token in tokens:
+            match = _TOKEN.fullmatch(token)
+            if not match:
+                raise ValueError(f"{where}: {token!r} is not a VW feature")
+            if match.group(1):
+                try:
+                    value = float(match.group(1)[1:])
+                except ValueError:
+                    raise ValueError(f"{where}: the value of {token!r} is not a number") from None
+                if not math.isfinite(value):
+                    raise ValueError(f"{where}: the value of {token!r} is not finite")
+    return line

@@ -19,8 +19,6 @@ other service's workspace did.
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,8 +29,6 @@ from bandits.rounds import parse_time
 
 FORMATS = ("dsjson", "jsonl")
 MAX_ACTIONS = 10_000  # actions of one decision
-_TOKEN = re.compile(r"[^\s|:]+(:[^\s|:]+)?")
-_NAMESPACE = re.compile(r"[^\s|:]*")
 
 
 @dataclass(frozen=True)
@@ -59,14 +55,8 @@ class Skip:
     reason: str
 
 
-def _number(value: Any, *, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: must be a finite number")
-    return float(value)
-
-
 def _probability(value: Any, *, where: str) -> float:
-    number = _number(value, where=where)
+    number = features.finite_number(value, where=where)
     if not 0.0 < number <= 1.0:
         raise ValueError(f"{where}: a probability must be in (0, 1], got {number!r}")
     return number
@@ -92,132 +82,6 @@ def _time(value: Any, *, where: str) -> float:
     if moment is None:
         raise ValueError(f"{where}: missing; every decision needs its time")
     return moment
-
-
-# ---------------------------------------------------------------- JSON features -> VW text
-
-
-def _format(number: float) -> str:
-    return f"{number:.9g}"
-
-
-class _Namespaces:
-    """VW namespaces collected in the order met: name -> tokens."""
-
-    def __init__(self, *, verbatim: bool) -> None:
-        self.verbatim = verbatim
-        self.found: dict[str, list[str]] = {}
-
-    def name(self, key: str, *, where: str) -> str:
-        if not self.verbatim:
-            return features.escape(key)
-        if not _NAMESPACE.fullmatch(key):
-            raise ValueError(f"{where}: a namespace name cannot hold spaces, '|' or ':'")
-        return key
-
-    def add(self, namespace: str, key: str, value: Any, *, where: str) -> None:
-        tokens = self.found.setdefault(namespace, [])
-        if self.verbatim:  # Marquee's own export: the key is a VW token, the value true or a number
-            if not _NAMESPACE.fullmatch(key) or not key:
-                raise ValueError(f"{where}: a feature name cannot be empty or hold spaces, '|' or ':'")
-            if value is True:
-                tokens.append(key)
-            else:
-                tokens.append(f"{key}:{_format(_number(value, where=where))}")
-            return
-        name = features.escape_name(key)
-        if value is None or value is False:
-            return
-        if value is True:
-            tokens.append(name)
-        elif isinstance(value, (int, float)):
-            number = _number(value, where=where)
-            if number != 0.0:
-                tokens.append(f"{name}:{_format(number)}")
-        elif isinstance(value, str):
-            tokens.append(f"{name}={features.escape(value)}")
-        else:
-            raise ValueError(f"{where}: a feature must be true, false, null, a number or text")
-
-    def walk(self, namespace: str, mapping: Mapping[str, Any], *, where: str) -> None:
-        """Collect the features of a JSON object read as namespace ``namespace``."""
-        self.found.setdefault(namespace, [])
-        for key, value in mapping.items():
-            here = f"{where}.{key}"
-            if key.startswith("_"):
-                if key == "_text" and isinstance(value, str):
-                    self.found[namespace].extend(features.escape_name(word) for word in value.split())
-                continue
-            if isinstance(value, Mapping):
-                self.walk(self.name(key, where=here), value, where=here)
-            elif isinstance(value, list):
-                inner = self.name(key, where=here)
-                for index, item in enumerate(value):
-                    if isinstance(item, Mapping):
-                        self.walk(inner, item, where=f"{here}[{index}]")
-                    elif isinstance(item, str):
-                        self.add(inner, item, True, where=f"{here}[{index}]")
-                    else:
-                        self.add(inner, f"{key}_{index}", item, where=f"{here}[{index}]")
-            else:
-                self.add(namespace, key, value, where=here)
-
-    def line(self) -> str:
-        """Return the namespaces as a VW text line (without label or ``shared``)."""
-        return " ".join(
-            f"|{name} " + " ".join(tokens) for name, tokens in self.found.items() if tokens or self.verbatim
-        )
-
-
-def vw_line(mapping: Mapping[str, Any], *, verbatim: bool, where: str) -> str:
-    """Return the features of a DSJson context or action object as a VW text line.
-
-    ``verbatim``: the keys are VW tokens (Marquee's own export) and every nested object is one namespace.
-    """
-    collected = _Namespaces(verbatim=verbatim)
-    if verbatim:
-        for key, value in mapping.items():
-            if key.startswith("_"):
-                continue
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{where}.{key}: Marquee's DSJson keeps every feature in a namespace object")
-            namespace = collected.name(key, where=f"{where}.{key}")
-            collected.found.setdefault(namespace, [])
-            for feature, number in value.items():
-                collected.add(namespace, feature, number, where=f"{where}.{key}.{feature}")
-    else:
-        collected.walk("", mapping, where=where)
-        if not collected.found[""]:
-            del collected.found[""]
-    return collected.line()
-
-
-def check_vw_line(line: Any, *, where: str, shared: bool) -> str:
-    """Return a VW text line from JSON lines after checking that VW reads it as features only."""
-    if not isinstance(line, str) or "\n" in line or "\r" in line:
-        raise ValueError(f"{where}: must be one VW text line")
-    body = line
-    if shared:
-        if not line.startswith("shared"):
-            raise ValueError(f"{where}: a shared line starts with 'shared'")
-        body = line[len("shared") :]
-    if body.strip() and not body.lstrip().startswith("|"):
-        raise ValueError(f"{where}: features must follow a '|' namespace marker (no label)")
-    for namespace, tokens in features.sections(body):
-        if not _NAMESPACE.fullmatch(namespace):
-            raise ValueError(f"{where}: namespace {namespace!r} is not a VW namespace name")
-        for token in tokens:
-            match = _TOKEN.fullmatch(token)
-            if not match:
-                raise ValueError(f"{where}: {token!r} is not a VW feature")
-            if match.group(1):
-                try:
-                    value = float(match.group(1)[1:])
-                except ValueError:
-                    raise ValueError(f"{where}: the value of {token!r} is not a number") from None
-                if not math.isfinite(value):
-                    raise ValueError(f"{where}: the value of {token!r} is not finite")
-    return line
 
 
 # ---------------------------------------------------------------- lines -> decisions
@@ -335,7 +199,7 @@ def read_dsjson(record: Any, *, inline: bool = False) -> Decision | Skip:
         raise ValueError(f"c._multi: must be a list of 1 to {MAX_ACTIONS} action objects")
     if "_label_cost" not in record:
         return Skip("no reward (_label_cost missing)")
-    cost = _number(record["_label_cost"], where="_label_cost")
+    cost = features.finite_number(record["_label_cost"], where="_label_cost")
     chosen = _chosen(record, len(multi))
     if "_label_probability" in record:
         pscore = _probability(record["_label_probability"], where="_label_probability")
@@ -365,12 +229,14 @@ def read_dsjson(record: Any, *, inline: bool = False) -> Decision | Skip:
             event_id=_text(own.get("event_id"), where="marquee.event_id"),
             position=position,
             created_at=created_at,
-            shared="shared " + vw_line(context, verbatim=True, where="c"),
-            actions=tuple(vw_line(action, verbatim=True, where=f"c._multi[{j}]") for j, action in enumerate(multi)),
+            shared="shared " + features.json_line(context, verbatim=True, where="c"),
+            actions=tuple(
+                features.json_line(action, verbatim=True, where=f"c._multi[{j}]") for j, action in enumerate(multi)
+            ),
             action_ids=tuple(_text(a, where=f"marquee.action_ids[{j}]") for j, a in enumerate(action_ids)),
             chosen=chosen,
             pscore=pscore,
-            reward=_number(own.get("reward"), where="marquee.reward"),
+            reward=features.finite_number(own.get("reward"), where="marquee.reward"),
             context=dict(viewer),
             policy=policy,
         )
@@ -395,8 +261,10 @@ def read_dsjson(record: Any, *, inline: bool = False) -> Decision | Skip:
         return _as_inline(decision, context, multi)
     return replace(
         decision,
-        shared=("shared " + vw_line(context, verbatim=False, where="c")).rstrip(),
-        actions=tuple(vw_line(action, verbatim=False, where=f"c._multi[{j}]") for j, action in enumerate(multi)),
+        shared=("shared " + features.json_line(context, verbatim=False, where="c")).rstrip(),
+        actions=tuple(
+            features.json_line(action, verbatim=False, where=f"c._multi[{j}]") for j, action in enumerate(multi)
+        ),
     )
 
 
@@ -429,7 +297,7 @@ def read_jsonl(record: Any) -> Decision:
         if not isinstance(action, Mapping):
             raise ValueError(f"actions[{j}]: must be an object with id and features")
         ids.append(_text(action.get("id"), where=f"actions[{j}].id"))
-        lines.append(check_vw_line(action.get("features"), where=f"actions[{j}].features", shared=False))
+        lines.append(features.check_line(action.get("features"), where=f"actions[{j}].features", shared=False))
     position = record.get("position", 0)
     if isinstance(position, bool) or not isinstance(position, int) or position < 0:
         raise ValueError("position: must be a slot position (0 or more)")
@@ -441,12 +309,12 @@ def read_jsonl(record: Any) -> Decision:
         event_id=_text(record.get("event_id"), where="event_id"),
         position=position,
         created_at=_time(record.get("timestamp"), where="timestamp"),
-        shared=check_vw_line(record.get("shared"), where="shared", shared=True),
+        shared=features.check_line(record.get("shared"), where="shared", shared=True),
         actions=tuple(lines),
         action_ids=tuple(ids),
         chosen=_index(record.get("chosen"), where="chosen", size=len(lines), base=0),
         pscore=_probability(record.get("probability"), where="probability"),
-        reward=_number(record.get("reward"), where="reward"),
+        reward=features.finite_number(record.get("reward"), where="reward"),
         context=dict(viewer),
         policy=_text(policy, where="policy", limit=32) if policy is not None else None,
     )

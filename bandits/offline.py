@@ -82,13 +82,6 @@ def regressor_args(vw_args: Sequence[str]) -> list[str]:
     return [*args, "-l", str(REGRESSOR_LEARNING_RATE)]
 
 
-def _regressor_line(shared: str, action: str, reward: float | None = None) -> str:
-    """Return one (context, action) pair as a single-line example, labelled with ``reward`` if given."""
-    features_only = features.without_shared(shared)
-    label = "" if reward is None else f"{reward:.9g} "
-    return f"{label}{features_only} {action}"
-
-
 def _action_costs(examples: TextExamples, rounds: Rounds, i: int) -> np.ndarray:
     """Return a ``--cb_adf`` workspace's cost estimate of every action of round ``i``, in the order offered."""
     costs = np.empty(int(rounds.offsets[i + 1] - rounds.offsets[i]))  # not rounds.sizes: O(n) per call
@@ -167,14 +160,14 @@ def fit_reward_model(
         for _ in range(passes):
             for i in train.tolist():
                 action = rounds.actions(i)[int(rounds.chosen[i])]
-                regressor.learn(_regressor_line(rounds.shared[i], action, float(rounds.reward[i])))
+                regressor.learn(features.regression_line(rounds.shared[i], action, float(rounds.reward[i])))
                 done += 1
                 if done % 1000 == 0:
                     progress(done / work, f"reward model: fold {k + 1} of {folds}")
         for i in test.tolist():
             shared, start = rounds.shared[i], int(rounds.offsets[i])
             for j, action in enumerate(rounds.actions(i)):
-                q[start + j] = regressor.predict(_regressor_line(shared, action))
+                q[start + j] = regressor.predict(features.regression_line(shared, action))
             done += 1
             if done % 1000 == 0:
                 progress(done / work, f"reward model: fold {k + 1} of {folds}")

@@ -225,3 +225,14 @@ def test_views_hold_no_sql():
         if ".execute(" in path.read_text()
     }
     assert found == {}
+
+
+def test_vw_text_is_split_and_labeled_in_one_module():
+    """bandits.features writes and reads VW lines; elsewhere a line is only passed on or joined."""
+    splitting = ('.split("|")', '.rpartition(":")', 'f"0:', '.startswith("shared")')
+    found = {
+        name: [pattern for pattern in splitting if pattern in path.read_text()]
+        for name, path in modules().items()
+        if name != "bandits.features"
+    }
+    assert {name: patterns for name, patterns in found.items() if patterns} == {}
