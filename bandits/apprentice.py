@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
 import numpy as np
 import sqlite_utils
 
+from bandits.deployment import Deployment
 from bandits.evaluation import mean_interval, wilson
 from bandits.offline import policy_rounds
 from bandits.policy import APPRENTICE, ONLINE, POLICY_NAMES, load_policy, store_overrides, stored_overrides
@@ -46,9 +46,7 @@ MIN_EVIDENCE = 200  # exploring decisions before the model can be judged better 
 LEVEL = 0.95
 
 
-def report(
-    db: sqlite_utils.Database, config: Mapping[str, Any], policy: str, *, limit: int = REPORT_EVENTS
-) -> dict[str, Any]:
+def report(db: sqlite_utils.Database, config: Deployment, policy: str, *, limit: int = REPORT_EVENTS) -> dict[str, Any]:
     """Return the policy's learning mode, match rate, baseline reward and evidence, over its newest closed events."""
     settings = load_policy(db, config, policy)
     rounds = policy_rounds(db, config, policy, limit=limit)
@@ -115,7 +113,7 @@ class SwitchCheck:
         self.every = every
         self.next_at = 0.0
 
-    def run_if_due(self, db: sqlite_utils.Database, config: Mapping[str, Any], *, writes: Writes = inline) -> list[str]:
+    def run_if_due(self, db: sqlite_utils.Database, config: Deployment, *, writes: Writes = inline) -> list[str]:
         """Return the policies switched online by this round (the switch's transaction run by ``writes``)."""
         if time.monotonic() < self.next_at:
             return []

@@ -40,6 +40,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits import blocks, features
+from bandits.deployment import Deployment
 from bandits.labels import closed_labels, mode_of, offered_titles
 from bandits.maintenance import PruneSummary, prune
 from bandits.policy import (
@@ -217,7 +218,7 @@ def apprentice_examples(examples: Sequence[list[str]], *, default_reward: float,
 class Learner:
     """Learns closed impressions into new model versions for every policy."""
 
-    def __init__(self, db: sqlite_utils.Database, config: Mapping[str, Any], *, writes: Writes = inline) -> None:
+    def __init__(self, db: sqlite_utils.Database, config: Deployment, *, writes: Writes = inline) -> None:
         self.db = db
         self.config = config
         self.writes = writes  # runs the write transactions (PriorityWrites in the learner process)
@@ -237,7 +238,7 @@ class Learner:
         """Close due windows, learn every closed event of ``policy`` and publish one new version."""
         now = time.time() if now is None else now
         cfg = load_policy(self.db, self.config, policy)
-        batch = int(self.config["LEARNER_BATCH"])
+        batch = self.config.learner_batch
         _close_due(self.db, cfg, now=now, limit=batch, writes=self.writes)
         closed = list(
             self.db.query(
@@ -298,7 +299,7 @@ class Learner:
                         events_learned=record.events_learned + result.events,
                         examples_learned=record.examples_learned + result.examples,
                         origin="learner",
-                        keep=int(self.config["MODEL_VERSIONS_KEPT"]),
+                        keep=self.config.model_versions_kept,
                     )
                 else:  # logging-only decisions: recorded as done, the model unchanged
                     version = base_version
@@ -321,7 +322,7 @@ class Learner:
 
     def run_once(self, *, now: float | None = None) -> dict[str, StepResult]:
         """Learn everything due for every policy (in batches); return per-policy totals."""
-        batch = int(self.config["LEARNER_BATCH"])
+        batch = self.config.learner_batch
         totals: dict[str, StepResult] = {}
         for policy in POLICY_NAMES:
             total = totals[policy] = StepResult(policy=policy)
@@ -411,7 +412,7 @@ class Retention:
 
 
 def serve_forever(
-    config: Mapping[str, Any],
+    config: Deployment,
     *,
     parent_pid: int | None = None,
     lock_fd: int | None = None,
@@ -425,16 +426,16 @@ def serve_forever(
     ``lock_fd`` is the learner lock taken by the process that started this one (``try_lock``);
     without it the learner takes the lock itself, and exits if another learner holds it.
     """
-    fd = try_lock(config["DATABASE"]) if lock_fd is None else lock_fd
+    fd = try_lock(config.database) if lock_fd is None else lock_fd
     if fd is None:
         log.info("another learner holds the lock; exiting")
         return 0
     writes = PriorityWrites()
-    lower_priority(str(config.get("LEARNER_PRIORITY", "normal")))
+    lower_priority(config.learner_priority)
     db = connect(
-        config["DATABASE"],
-        synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")),
-        max_bytes=int(float(config.get("MAX_DATABASE_MB", 0.0)) * 1024 * 1024),
+        config.database,
+        synchronous=config.sqlite_synchronous,
+        max_bytes=config.max_bytes,
     )
     learner = Learner(db, config, writes=writes)
     log.info("learner started (pid %s)", os.getpid())
@@ -448,7 +449,7 @@ def serve_forever(
 
 def _learn_until_orphaned(
     db: sqlite_utils.Database,
-    config: Mapping[str, Any],
+    config: Deployment,
     learner: Learner,
     writes: Writes,
     *,
@@ -456,8 +457,8 @@ def _learn_until_orphaned(
     checks: Callable[[sqlite_utils.Database, Writes], object],
 ) -> None:
     """Learn, run the checks and prune, once every interval, while ``parent_pid`` is the parent."""
-    interval = float(config["LEARNER_INTERVAL_SECONDS"])
-    retention = Retention(float(config.get("RETENTION_DAYS", 0.0)))
+    interval = config.learner_interval_seconds
+    retention = Retention(config.retention_days)
     while parent_pid is None or os.getppid() == parent_pid:
         started = time.monotonic()
         try:

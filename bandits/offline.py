@@ -35,6 +35,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits import datasets, evaluation, features
+from bandits.deployment import Deployment
 from bandits.errors import SpecError
 from bandits.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
 from bandits.policy import POLICY_NAMES, RANGES, PolicyError, load_policy, new_workspace, parse_vw_args
@@ -726,7 +727,7 @@ def _interval(estimate: Mapping[str, Any]) -> dict[str, Any]:
 
 def policy_rounds(
     db: sqlite_utils.Database,
-    config: Mapping[str, Any],
+    config: Deployment,
     policy: str,
     *,
     since: float | None = None,
@@ -777,7 +778,7 @@ def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
 
 def evaluate(
     db: sqlite_utils.Database,
-    config: Mapping[str, Any],
+    config: Deployment,
     spec: EvaluationSpec,
     *,
     progress: Progress = _quiet,

@@ -33,6 +33,7 @@ from typing import Any
 import sqlite_utils
 
 from bandits import offline, runs
+from bandits.deployment import Deployment
 from bandits.errors import Rejected
 from bandits.exploration import SQUARECB
 from bandits.policy import (
@@ -204,7 +205,7 @@ def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
 
 def start(
     db: sqlite_utils.Database,
-    config: Mapping[str, Any],
+    config: Deployment,
     policy: Any,
     *,
     trigger: str,
@@ -237,7 +238,7 @@ def start(
             {
                 "policy": policy,
                 "candidates": [serving_candidate(settings), *tried],
-                "limit": int(config["AUTO_OPTIMIZE_EVENTS"]),
+                "limit": config.auto_optimize_events,
             }
         )
     except offline.SpecError as exc:
@@ -262,10 +263,10 @@ def start(
     return optimization_id
 
 
-def due(db: sqlite_utils.Database, config: Mapping[str, Any], *, now: float | None = None) -> list[str]:
+def due(db: sqlite_utils.Database, config: Deployment, *, now: float | None = None) -> list[str]:
     """Return the policies with ``auto_optimize`` on whose last optimization is ``AUTO_OPTIMIZE_HOURS`` old."""
     now = time.time() if now is None else now
-    every = float(config["AUTO_OPTIMIZE_HOURS"]) * 3600.0
+    every = config.auto_optimize_hours * 3600.0
     found = []
     for policy in POLICY_NAMES:
         if not load_policy(db, config, policy).auto_optimize:
@@ -288,7 +289,7 @@ class Schedule:
         self.start, self.every = start, every
         self.next_at = 0.0  # monotonic time of the next check
 
-    def run_if_due(self, db: sqlite_utils.Database, config: Mapping[str, Any]) -> list[str]:
+    def run_if_due(self, db: sqlite_utils.Database, config: Deployment) -> list[str]:
         """Start every optimization due (each in its own process); return their ids."""
         if time.monotonic() < self.next_at:
             return []
@@ -311,7 +312,7 @@ class Schedule:
 # ---------------------------------------------------------------- running and deciding
 
 
-def run(config: Mapping[str, Any], optimization_id: str) -> str:
+def run(config: Deployment, optimization_id: str) -> str:
     """Run an optimization's evaluation, then decide; return its final status (applied, kept or failed)."""
     db = runs.connect_for(config)
     row = db.execute("SELECT evaluation FROM optimizations WHERE id = ?", [optimization_id]).fetchone()
@@ -399,7 +400,7 @@ def decide(report: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_id: str) -> str:
+def conclude(db: sqlite_utils.Database, config: Deployment, optimization_id: str) -> str:
     """Decide a running optimization whose evaluation ended: apply its winner or keep the policy; return the status.
 
     Whatever goes wrong, the optimization ends ``failed`` with the reason, not ``running``: an error
@@ -423,7 +424,7 @@ def conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_
         raise
 
 
-def _conclude(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_id: str) -> str:
+def _conclude(db: sqlite_utils.Database, config: Deployment, optimization_id: str) -> str:
     row = db.execute("SELECT policy, evaluation, status FROM optimizations WHERE id = ?", [optimization_id]).fetchone()
     if row is None or row[2] != "running":
         return str(row[2]) if row else "failed"
@@ -552,7 +553,7 @@ def recent(db: sqlite_utils.Database, *, policy: str | None = None, limit: int =
     ]
 
 
-def rollback(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_id: str) -> dict[str, Any]:
+def rollback(db: sqlite_utils.Database, config: Deployment, optimization_id: str) -> dict[str, Any]:
     """Put back the settings and the model an applied optimization replaced, as a new model version.
 
     What the policy learned after the optimization is lost with its model: the model put back is the
@@ -601,7 +602,7 @@ def rollback(db: sqlite_utils.Database, config: Mapping[str, Any], optimization_
             events_learned=events,
             examples_learned=examples,
             origin=f"rollback of optimization {optimization_id} (version {version})",
-            keep=int(config["MODEL_VERSIONS_KEPT"]),
+            keep=config.model_versions_kept,
         )
         db.execute(
             "UPDATE optimizations SET status = 'rolled back', rolled_back_at = ?, rollback_version = ? WHERE id = ?",

@@ -24,6 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from bandits import explain, maintenance, offline, optimize, runs
+from bandits.deployment import Deployment
 from bandits.errors import Conflict, MarqueeError, NotFound
 from bandits.policy import ACTIONS, PolicyError, ServingModel, latest_model, load_policy, parse_vw_args
 from bandits.rounds import closed_event_count
@@ -180,7 +181,7 @@ def _name(body: Mapping[str, Any]) -> str:
 
 
 def create_evaluation(
-    db: sqlite_utils.Database, config: Mapping[str, Any], evaluation_id: str, body: Mapping[str, Any]
+    db: sqlite_utils.Database, config: Deployment, evaluation_id: str, body: Mapping[str, Any]
 ) -> str:
     """Check a Personalizer evaluation request, store it with a queued evaluation run; return the run's id.
 
@@ -311,7 +312,7 @@ def _details(row: Mapping[str, Any], status: str) -> dict[str, Any]:
     }
 
 
-def evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], evaluation_id: str) -> dict[str, Any]:
+def evaluation(db: sqlite_utils.Database, config: Deployment, evaluation_id: str) -> dict[str, Any]:
     """Return a Personalizer evaluation: details, status, and once done each policy's DR estimate and series."""
     row = _item(db, EVALUATION, evaluation_id)
     run = runs.get(db, row["run_id"])
@@ -389,7 +390,7 @@ def delete_evaluation(db: sqlite_utils.Database, evaluation_id: str) -> None:
             db.execute("DELETE FROM evaluations WHERE id = ?", [row["run_id"]])
 
 
-def apply_from_evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+def apply_from_evaluation(db: sqlite_utils.Database, config: Deployment, body: Mapping[str, Any]) -> None:
     """Apply a policy of a Personalizer evaluation, with ``runs.apply``'s evidence rules."""
     evaluation_id, name = body.get("evaluationId"), body.get("policyName")
     if not isinstance(evaluation_id, str) or not isinstance(name, str):
@@ -410,7 +411,7 @@ def apply_from_evaluation(db: sqlite_utils.Database, config: Mapping[str, Any], 
 
 
 def create_importance(
-    db: sqlite_utils.Database, config: Mapping[str, Any], importance_id: str, body: Mapping[str, Any]
+    db: sqlite_utils.Database, config: Deployment, importance_id: str, body: Mapping[str, Any]
 ) -> None:
     """Explain the ``actions`` policy's newest model on the range's most recent decisions; store the scores."""
     unknown = sorted(set(body) - {"name", "startTime", "endTime"})

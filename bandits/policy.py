@@ -19,6 +19,7 @@ import sqlite_utils
 import vowpal_wabbit_next as vw
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from bandits.deployment import Deployment
 from bandits.diversity import Diversity, DiversityError
 from bandits.errors import Invalid, Unavailable
 from bandits.exploration import RULES, SQUARECB, Exploration
@@ -189,31 +190,27 @@ class PolicyConfig:
         return Diversity(max_per_genre=self.max_per_genre, min_genres=self.min_genres)
 
 
-def deployment_defaults(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+def deployment_defaults(config: Deployment, name: str) -> dict[str, Any]:
     """Return a policy's settings before any override, from the deployment configuration."""
     return {
-        "epsilon": float(config["EPSILON"]),
+        "epsilon": config.epsilon,
         "vw_args": list(DEFAULT_VW_ARGS[name]),
-        "reward_wait": float(config["REWARD_WAIT_SECONDS"]),
-        "default_reward": float(config["DEFAULT_REWARD"]),
+        "reward_wait": config.reward_wait_seconds,
+        "default_reward": config.default_reward,
         "aggregation": "earliest",
         "learn_on_first_reward": False,
-        "exploration": str(config["EXPLORATION"]),
-        "epsilon_decay_after": float(config["EPSILON_DECAY_AFTER"]),
-        "epsilon_floor": float(config["EPSILON_FLOOR"]),
-        "gamma_scale": float(config["SQUARECB_GAMMA_SCALE"]),
-        "gamma_exponent": float(config["SQUARECB_GAMMA_EXPONENT"]),
-        "reward_values": parse_reward_values(config["REWARD_VALUES"]),
+        "exploration": config.exploration,
+        "epsilon_decay_after": config.epsilon_decay_after,
+        "epsilon_floor": config.epsilon_floor,
+        "gamma_scale": config.squarecb_gamma_scale,
+        "gamma_exponent": config.squarecb_gamma_exponent,
+        "reward_values": dict(config.reward_values),
         "learning_mode": ONLINE,
         "apprentice_exploration": 0.0,
         "auto_switch": False,
-        "auto_optimize": bool(config["AUTO_OPTIMIZE"]),
+        "auto_optimize": config.auto_optimize,
         "explain_ranks": False,
-        **(
-            {"max_per_genre": int(config["MAX_PER_GENRE"]), "min_genres": int(config["MIN_GENRES"])}
-            if name == TITLES
-            else {}
-        ),
+        **({"max_per_genre": config.max_per_genre, "min_genres": config.min_genres} if name == TITLES else {}),
     }
 
 
@@ -329,7 +326,7 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES, pa
 
 
 def change_overrides(
-    db: sqlite_utils.Database, config: Mapping[str, Any], name: str, overrides: Mapping[str, Any], *, merge: bool
+    db: sqlite_utils.Database, config: Deployment, name: str, overrides: Mapping[str, Any], *, merge: bool
 ) -> list[str]:
     """Check and store a policy's overrides; return the overrides that were stored and no longer are.
 
@@ -439,7 +436,7 @@ def load_uploaded_model(blob: bytes) -> vw.Workspace:
     return workspace
 
 
-def load_policy(db: sqlite_utils.Database, config: Mapping[str, Any], name: str) -> PolicyConfig:
+def load_policy(db: sqlite_utils.Database, config: Deployment, name: str) -> PolicyConfig:
     """Return the effective settings of a policy (deployment defaults plus stored overrides)."""
     if name not in POLICY_NAMES:
         raise KeyError(name)
@@ -543,7 +540,7 @@ def publish(
     return version
 
 
-def ensure_models(db: sqlite_utils.Database, config: Mapping[str, Any]) -> None:
+def ensure_models(db: sqlite_utils.Database, config: Deployment) -> None:
     """Give every policy a version-0 model (an empty workspace) if it has none."""
     missing = [name for name in POLICY_NAMES if name not in latest_versions(db)]
     if not missing:
@@ -555,7 +552,7 @@ def ensure_models(db: sqlite_utils.Database, config: Mapping[str, Any]) -> None:
             publish_empty(db, config, name, origin="initial")
 
 
-def publish_empty(db: sqlite_utils.Database, config: Mapping[str, Any], name: str, *, origin: str) -> int:
+def publish_empty(db: sqlite_utils.Database, config: Deployment, name: str, *, origin: str) -> int:
     """Publish a new, empty model with the policy's current options, inside the caller's transaction."""
     settings = load_policy(db, config, name)
     return publish(
@@ -566,7 +563,7 @@ def publish_empty(db: sqlite_utils.Database, config: Mapping[str, Any], name: st
         events_learned=0,
         examples_learned=0,
         origin=origin,
-        keep=int(config["MODEL_VERSIONS_KEPT"]),
+        keep=config.model_versions_kept,
     )
 
 

@@ -25,6 +25,7 @@ import sqlite_utils
 
 from bandits import offline
 from bandits import policy as policies
+from bandits.deployment import Deployment
 from bandits.errors import Rejected
 from bandits.exploration import SQUARECB
 from bandits.storage import connect, write_transaction
@@ -39,9 +40,9 @@ ACTIVE = ("queued", "running")
 MAX_ACTIVE = 2  # evaluations queued or running at once; each takes a core while it runs
 
 
-def connect_for(config: Mapping[str, Any]) -> sqlite_utils.Database:
+def connect_for(config: Deployment) -> sqlite_utils.Database:
     """Open the configured database as a background process does."""
-    return connect(config["DATABASE"], synchronous=str(config.get("SQLITE_SYNCHRONOUS", "normal")))
+    return connect(config.database, synchronous=config.sqlite_synchronous)
 
 
 def create(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
@@ -188,13 +189,13 @@ def _finish(
         )
 
 
-def run(config: Mapping[str, Any], run_id: str) -> str:
+def run(config: Deployment, run_id: str) -> str:
     """Work on a queued run to the end; return its final status.
 
     A request the log cannot answer (``offline.SpecError``) fails the run with that message; any
     other error fails it as an internal error, is logged with its traceback, and is raised again.
     """
-    synchronous = str(config.get("SQLITE_SYNCHRONOUS", "normal"))
+    synchronous = config.sqlite_synchronous
     db = connect_for(config)
     with write_transaction(db):
         claimed = db.execute(
@@ -208,7 +209,7 @@ def run(config: Mapping[str, Any], run_id: str) -> str:
     try:
         spec = offline.parse_spec(json.loads(row[0]))
         trained: dict[str, bytes] = {}
-        with _Reporter(config["DATABASE"], run_id, synchronous=synchronous) as reporter:
+        with _Reporter(config.database, run_id, synchronous=synchronous) as reporter:
             report = offline.evaluate(db, config, spec, progress=reporter, trained=trained)
     except offline.SpecError as exc:
         _finish(db, run_id, status="failed", error=str(exc))
@@ -364,7 +365,7 @@ def applicable(db: sqlite_utils.Database, run_id: str, candidate_name: Any) -> W
     )
 
 
-def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner) -> int:
+def install(db: sqlite_utils.Database, config: Deployment, winner: Winner) -> int:
     """Store a winner's settings and publish its model, inside the caller's write transaction; return the version.
 
     Raises:
@@ -424,11 +425,11 @@ def install(db: sqlite_utils.Database, config: Mapping[str, Any], winner: Winner
         events_learned=learned[0],
         examples_learned=learned[1],
         origin=f"evaluation {winner.run_id}: {winner.name}",
-        keep=int(config["MODEL_VERSIONS_KEPT"]),
+        keep=config.model_versions_kept,
     )
 
 
-def apply(db: sqlite_utils.Database, config: Mapping[str, Any], run_id: str, candidate_name: Any) -> dict[str, Any]:
+def apply(db: sqlite_utils.Database, config: Deployment, run_id: str, candidate_name: Any) -> dict[str, Any]:
     """Make a candidate of a finished evaluation the policy's configuration and newest model.
 
     Applied only if the candidate's DR 95% lower bound is above the logged policy's DR estimate (which

@@ -13,13 +13,14 @@ first action) on the same decisions. For the doubly robust estimate, evaluate th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import sqlite_utils
 
 from bandits import datasets
+from bandits.deployment import Deployment
 from bandits.errors import Invalid, SpecError
 from bandits.evaluation import mean_interval
 from bandits.exploration import lead_of
@@ -37,7 +38,7 @@ class WarmStartError(Invalid, ValueError):
 
 def warm_start(
     db: sqlite_utils.Database,
-    config: Mapping[str, Any],
+    config: Deployment,
     policy: str,
     dataset_id: str,
     *,
@@ -98,7 +99,7 @@ def warm_start(
             events_learned=(learned.events_learned if learned else 0) + rounds.n_events,
             examples_learned=(learned.examples_learned if learned else 0) + n * passes,
             origin=f"warm start from {dataset_id}",
-            keep=int(config["MODEL_VERSIONS_KEPT"]),
+            keep=config.model_versions_kept,
         )
     progress(1.0)
     return {

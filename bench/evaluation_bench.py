@@ -27,6 +27,7 @@ from bandits import datasets, offline
 from bandits.storage import connect
 from bench.coffee_log import generate
 from bench.report import machine, report
+from service import config as settings
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
             dataset = datasets.import_lines(db, database, source, fmt="dsjson", name="bench")
         import_seconds = time.perf_counter() - started
 
-        config = {"DATABASE": database}
+        config = settings.typed(settings.load({"DATA_DIR": folder, "DATABASE": database, "LEARNER": False}))
         spec = offline.parse_spec(
             {
                 "dataset": dataset["id"],

@@ -172,8 +172,10 @@ class Optimizer:
             return
         started = time.perf_counter()
         for policy in ("titles", "artwork"):
-            optimization_id = optimize.start(self.db, self.app.config, policy, trigger="schedule")
-            status = optimize.run(self.app.config, optimization_id)
+            optimization_id = optimize.start(
+                self.db, self.app.extensions["marquee"]["deployment"], policy, trigger="schedule"
+            )
+            status = optimize.run(self.app.extensions["marquee"]["deployment"], optimization_id)
             found = optimize.get(self.db, optimization_id)
             assert found is not None
             decision = found["decision"] or {}

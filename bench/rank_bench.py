@@ -76,7 +76,7 @@ def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
     config = settings.load({"LEARNER": False})
     db = connect(config["DATABASE"])
     state = ServingState()
-    state.refresh(db, config)
+    state.refresh(db, settings.typed(config))
     snapshot = state.snapshot
     assert snapshot is not None
     ids = list(snapshot.order)

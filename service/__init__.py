@@ -20,8 +20,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults, ``MARQUEE_*`` environment, ``test_config``), schema, blueprints."""
     app = Flask(__name__)
     app.config.from_mapping(settings.load(test_config))
-    # The factory itself, for code below this package that builds a scratch app (``service.simulate``).
-    app.extensions["marquee"] = {"create_app": create_app}
+    # The factory itself, for code below this package that builds a scratch app (``service.simulate``),
+    # and the settings handed down to bandits/, typed once (``service.config.deployment``).
+    deployment = settings.typed(app.config)
+    app.extensions["marquee"] = {"create_app": create_app, "deployment": deployment}
     # VW logs its option banner for every workspace it makes (each model a worker loads); the server log
     # keeps VW's warnings and errors only.
     logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)
@@ -29,7 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
     db = connect(app.config["DATABASE"], synchronous=app.config["SQLITE_SYNCHRONOUS"])  # creates the schema
-    ensure_models(db, app.config)
+    ensure_models(db, deployment)
     db.conn.close()
 
     # Imported here, not above: gunicorn.conf.py reads the settings (this package) before it tells

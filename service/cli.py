@@ -28,6 +28,7 @@ from bandits.learner import Learner, serve_forever
 from bandits.logimport import FORMATS
 from bandits.simulator import REWARDS, World
 from service import auth, charts, errors, schemas, simulate, workers
+from service import config as settings
 from service.db import open_db
 
 # Every command of the command line; ``register`` adds them to an app's ``flask`` group.
@@ -116,12 +117,12 @@ def learn(once: bool) -> None:
     """Run the learner in the foreground (the service normally starts it by itself)."""
     config = dict(current_app.config)
     if once:
-        for result in Learner(open_db(config), config).run_once().values():
+        for result in Learner(open_db(config), settings.deployment()).run_once().values():
             click.echo(
                 f"{result.policy}: learned {result.events} events, {result.examples} examples, version {result.version}"
             )
         return
-    raise SystemExit(serve_forever(config, checks=workers.learner_checks(config)))
+    raise SystemExit(serve_forever(settings.deployment(), checks=workers.learner_checks(config)))
 
 
 @commands.command("warm-start", short_help="Train a policy on an imported log.")
@@ -153,7 +154,7 @@ def warm_start_command(policy: str, dataset: str, start: str, passes: int) -> No
     config = dict(current_app.config)
     db = open_db(config)
     try:
-        result = warmstart.warm_start(db, config, policy, dataset, start=start, passes=passes)
+        result = warmstart.warm_start(db, settings.deployment(), policy, dataset, start=start, passes=passes)
     except warmstart.WarmStartError as exc:
         raise click.ClickException(str(exc)) from None
     found = result["progressive"]
@@ -242,7 +243,7 @@ def evaluate(
             bar.update(int(fraction * 1000) - bar.pos)
 
         try:
-            report = offline.evaluate(db, config, spec, progress=progress)
+            report = offline.evaluate(db, settings.deployment(), spec, progress=progress)
         except offline.SpecError as exc:
             raise click.UsageError(str(exc)) from None
         progress(1.0, "done")
@@ -288,7 +289,7 @@ def export_log(policy: str, fmt: str, since: str | None, until: str | None, outp
         raise click.UsageError(str(exc)) from None
     config = dict(current_app.config)
     db = open_db(config)
-    rounds = offline.policy_rounds(db, config, policy, since=start, until=end)
+    rounds = offline.policy_rounds(db, settings.deployment(), policy, since=start, until=end)
     with click.open_file(output, "w") as out:
         out.writelines(logexport.lines(rounds, fmt))
     if output != "-":

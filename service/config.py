@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
+
+from bandits.deployment import Deployment
 from bandits.policy import RANGES, parse_reward_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -188,6 +192,24 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
         config["DATABASE"] = str(Path(config["DATA_DIR"]) / "marquee.sqlite3")
     _validate(config)
     return config
+
+
+_TYPES: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def typed(config: Mapping[str, Any]) -> Deployment:
+    """Return the settings ``bandits/`` reads as one typed ``Deployment``, from settings ``load`` checked."""
+    values: dict[str, Any] = {}
+    for item in fields(Deployment):
+        raw = config[item.name.upper()]
+        values[item.name] = parse_reward_values(raw) if item.name == "reward_values" else _TYPES[str(item.type)](raw)
+    return Deployment(**values)
+
+
+def deployment() -> Deployment:
+    """The running app's ``Deployment``, built once when the app was created."""
+    found: Deployment = current_app.extensions["marquee"]["deployment"]
+    return found
 
 
 # Deployment settings that are the defaults of a policy setting, checked against its range (bandits.policy.RANGES).

@@ -28,6 +28,7 @@ import sqlite_utils
 
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
 from bandits.decide import RowDecision
+from bandits.deployment import Deployment
 from bandits.eventlog import log_decision
 from bandits.learner import try_lock
 from bandits.policy import (
@@ -83,20 +84,18 @@ class ServingState:
             if name in versions and (name not in self.models or self.models[name].version != versions[name])
         ]
 
-    def _refresh_policies(
-        self, db: sqlite_utils.Database, config: Mapping[str, Any], versions: Mapping[str, int]
-    ) -> None:
+    def _refresh_policies(self, db: sqlite_utils.Database, config: Deployment, versions: Mapping[str, int]) -> None:
         with self._lock:
             if not self.policies or self._policies_version != versions.get("policies"):
                 self.policies = {name: load_policy(db, config, name) for name in POLICY_NAMES}
                 self._policies_version = versions.get("policies")
 
-    def current_policies(self, db: sqlite_utils.Database, config: Mapping[str, Any]) -> dict[str, PolicyConfig]:
+    def current_policies(self, db: sqlite_utils.Database, config: Deployment) -> dict[str, PolicyConfig]:
         """Return the policies' current settings (all a reward or an activation needs; no catalog, no models)."""
         self._refresh_policies(db, config, self._versions(db))
         return self.policies
 
-    def refresh(self, db: sqlite_utils.Database, config: Mapping[str, Any], *, wait_for_models: bool = True) -> None:
+    def refresh(self, db: sqlite_utils.Database, config: Deployment, *, wait_for_models: bool = True) -> None:
         """Reload whatever changed; models in the background unless ``wait_for_models`` (or none is loaded)."""
         versions = self._versions(db)
         self._refresh_policies(db, config, versions)
@@ -133,14 +132,14 @@ class ServingState:
         for name, model in models.items():
             metrics.serving(name, model.version)
 
-    def _start_background(self, config: Mapping[str, Any]) -> None:
+    def _start_background(self, config: Deployment) -> None:
         if self._background is not None and self._background.is_alive():
             return
         with self._lock:
             if self._background is None or not self._background.is_alive():
                 self._background = threading.Thread(
                     target=self._background_forever,
-                    args=(config["DATABASE"], config["SQLITE_SYNCHRONOUS"]),
+                    args=(config.database, config.sqlite_synchronous),
                     name="marquee-background",
                     daemon=True,
                 )
@@ -190,7 +189,7 @@ T = TypeVar("T")
 
 def rank_and_log(
     db: sqlite_utils.Database,
-    config: Mapping[str, Any],
+    config: Deployment,
     *,
     decide: Callable[[ServingState], T],
     decision_of: Callable[[T], RowDecision],
@@ -205,13 +204,13 @@ def rank_and_log(
     it (``decide``), log the decision before anything is answered, count it; return what ``decide``
     returned and the state it decided with.
     """
-    state = serving_state(config["DATABASE"])
+    state = serving_state(config.database)
     state.refresh(db, config, wait_for_models=False)
     made = decide(state)
     decision = decision_of(made)
     log_decision(
         db,
-        database=config["DATABASE"],
+        database=config.database,
         event_id=event_id,
         decision=decision,
         user_id=user_id,

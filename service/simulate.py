@@ -358,7 +358,7 @@ def scratch_service(
     )
     db = connect(app.config["DATABASE"])
     build_demo_catalog(db, data_dir=folder, seed=seed, count=titles, artworks_per_title=artworks_per_title)
-    learner = Learner(db, app.config)
+    learner = Learner(db, app.extensions["marquee"]["deployment"])
 
     def learn() -> None:
         learner.run_once(now=time.time() + 2.0)

@@ -24,13 +24,14 @@ from typing import Any
 import sqlite_utils
 
 from bandits import apprentice, learner, optimize, runs
+from bandits.deployment import Deployment
 from bandits.storage import Writes
 from service import config as settings
 
 log = logging.getLogger(__name__)
 
 WORKERS = ("learner", "evaluation", "optimization")
-WORK: dict[str, Callable[[Mapping[str, Any], str], str]] = {"evaluation": runs.run, "optimization": optimize.run}
+WORK: dict[str, Callable[[Deployment, str], str]] = {"evaluation": runs.run, "optimization": optimize.run}
 
 
 def command(worker: str, *args: str) -> list[str]:
@@ -71,10 +72,11 @@ def learner_checks(config: Mapping[str, Any]) -> Callable[[sqlite_utils.Database
     (each started in its own process)."""
     switch = apprentice.SwitchCheck()
     optimizations = optimize.Schedule(start=lambda optimization_id: spawn(config, "optimization", optimization_id))
+    deployment = settings.typed(config)
 
     def checks(db: sqlite_utils.Database, writes: Writes) -> None:
-        switch.run_if_due(db, config, writes=writes)
-        optimizations.run_if_due(db, config)
+        switch.run_if_due(db, deployment, writes=writes)
+        optimizations.run_if_due(db, deployment)
 
     return checks
 
@@ -96,12 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{args.worker}] %(message)s", stream=sys.stderr)
     logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)  # not VW's banner for every workspace
     config = settings.load()
+    deployment = settings.typed(config)
     if args.worker == "learner":
         return learner.serve_forever(
-            config, parent_pid=args.parent_pid, lock_fd=args.lock_fd, checks=learner_checks(config)
+            deployment, parent_pid=args.parent_pid, lock_fd=args.lock_fd, checks=learner_checks(config)
         )
-    learner.lower_priority(str(config["LEARNER_PRIORITY"]))
-    status = WORK[args.worker](config, args.id)
+    learner.lower_priority(deployment.learner_priority)
+    status = WORK[args.worker](deployment, args.id)
     logging.getLogger(f"marquee.{args.worker}").info("%s %s: %s", args.worker, args.id, status)
     return 0
 

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from bandits.learner import Learner
 from bandits.storage import connect
 from service import create_app
-from tests.helpers import add_catalog
+from tests.helpers import add_catalog, deployment
 
 # The suite runs with key checks off, said explicitly (the default is on); tests/test_auth.py turns
 # them on. Services started in subprocesses (gunicorn, the CLI) inherit this.
@@ -42,7 +42,7 @@ def db(app: Flask) -> Iterator[Any]:
 
 @pytest.fixture
 def learner(app: Flask, db: Any) -> Learner:
-    return Learner(db, app.config)
+    return Learner(db, deployment(app))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image
 
 from assets.demo import poster
+from bandits.deployment import Deployment
 
 
 def image_bytes(
@@ -99,7 +100,7 @@ def serve_newest_models(app: Any) -> None:
     from service.runtime import serving_state
 
     with app.app_context():
-        serving_state(app.config["DATABASE"]).refresh(get_db(), app.config, wait_for_models=True)
+        serving_state(app.config["DATABASE"]).refresh(get_db(), deployment(app), wait_for_models=True)
 
 
 def wait_until_finished(client: Any, location: str, *, deadline_seconds: float = 120.0) -> dict[str, Any]:
@@ -122,3 +123,9 @@ def run_to_the_end(client: Any, request: dict[str, Any]) -> dict[str, Any]:
     finished = wait_until_finished(client, response.headers["Location"])
     assert finished["status"] == "done", finished["error"]
     return finished
+
+
+def deployment(app: Any) -> Deployment:
+    """The typed settings ``app`` hands down to ``bandits/`` (``service.config.deployment``)."""
+    found: Deployment = app.extensions["marquee"]["deployment"]
+    return found

@@ -14,7 +14,7 @@ from bandits.exploration import Exploration
 from bandits.learner import Learner, apprentice_examples
 from bandits.policy import latest_model
 from service.runtime import serving_state
-from tests.helpers import add_catalog, serve_newest_models, table_counts
+from tests.helpers import add_catalog, deployment, serve_newest_models, table_counts
 
 ACTIONS = [
     {"id": "news-article", "features": [{"type": "News", "length": 3}]},
@@ -85,7 +85,7 @@ def test_apprentice_serves_the_baseline_and_comes_to_match_it(app, client, db):
     configuration = client.get(base).get_json()
     answer = client.put(base, json={**configuration, "learningMode": "Apprentice"})
     assert answer.status_code == 200 and answer.get_json()["learningMode"] == "Apprentice"
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     rng = random.Random(4)
     early: dict[str, Any] = {}
     for index in range(400):
@@ -127,7 +127,7 @@ def _apprentice_run(
         "/v1/policies/actions", json={"learning_mode": "apprentice", "apprentice_exploration": 0.3, "auto_switch": True}
     )
     assert answer.status_code == 200, answer.get_json()
-    learner, check = Learner(db, app.config), SwitchCheck(every=0.0)
+    learner, check = Learner(db, deployment(app)), SwitchCheck(every=0.0)
     rng = random.Random(seed)
     first_check: dict[str, Any] = {}
     for index in range(decisions):
@@ -144,7 +144,7 @@ def _apprentice_run(
             serve_newest_models(app)
             if not first_check:
                 first_check = client.get("/v1/policies/actions/apprentice").get_json()
-            if check.run_if_due(db, app.config) == ["actions"]:
+            if check.run_if_due(db, deployment(app)) == ["actions"]:
                 return index + 1, first_check
     return None, first_check
 

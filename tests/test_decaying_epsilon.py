@@ -12,7 +12,7 @@ from bandits.learner import Learner
 from bandits.storage import connect
 from service import config as settings
 from service import create_app
-from tests.helpers import add_catalog, assert_setting_refused, serve_newest_models
+from tests.helpers import add_catalog, assert_setting_refused, deployment, serve_newest_models
 
 TITLES = 8
 
@@ -61,7 +61,7 @@ def test_served_probabilities_follow_the_rate_at_the_serving_model(served):
         for slot in body["slots"]:
             if int(slot["title_id"][1:]) % 2 == 0 and rng.random() < 0.5:
                 client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": slot["title_id"], "value": 1.0})
-    Learner(connect(served.config["DATABASE"]), served.config).run_once(now=time.time() + 601)
+    Learner(connect(served.config["DATABASE"]), deployment(served)).run_once(now=time.time() + 601)
     serve_newest_models(served)
     learned = client.get("/v1/policies/titles").get_json()["model"]["examples_learned"]
     assert learned == 360

@@ -10,7 +10,7 @@ import pytest
 
 from bandits import offline, runs
 from bandits.storage import write_transaction
-from tests.helpers import wait_until_finished
+from tests.helpers import deployment, wait_until_finished
 from tests.worlds import LoggedWorld
 
 REQUEST = {
@@ -41,7 +41,7 @@ def test_an_evaluation_runs_in_the_background_and_reports_what_the_library_compu
     assert finished["status"] == "done", finished["error"]
     assert finished["progress"] == 1.0 and finished["started_at"] >= finished["created_at"]
     report = finished["result"]
-    direct = offline.evaluate(world.db, world.app.config, offline.parse_spec(REQUEST))
+    direct = offline.evaluate(world.db, deployment(world.app), offline.parse_spec(REQUEST))
     assert [c["name"] for c in report["candidates"]] == ["logged", "uniform", "greedy", "interactions"]
     for ours, theirs in zip(report["candidates"], direct["candidates"]):
         assert ours["estimates"] == theirs["estimates"]  # the same log, the same deterministic computation

@@ -17,7 +17,7 @@ from bandits.learner import Learner
 from bandits.policy import new_workspace
 from bandits.vwtext import TextExamples
 from service.runtime import serving_state
-from tests.helpers import add_catalog, serve_newest_models
+from tests.helpers import add_catalog, deployment, serve_newest_models
 
 SHARED = "shared |U segment=a device=tv hour:0.7 |I id=u1"
 ACTION = "|T id=t3 decade=1990s |G drama comedy"
@@ -98,7 +98,7 @@ def test_a_trained_policy_explains_its_artwork_by_the_segment_that_drives_it(app
     with app.app_context():
         serving_state(app.config["DATABASE"]).rng = np.random.default_rng(4)
     audience = random.Random(2)
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     for _ in range(400):
         segment = audience.choice(["night-owl", "family"])
         body = client.post(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from service import config, create_app
@@ -15,6 +17,25 @@ def test_defaults_environment_and_overrides(tmp_path):
     assert loaded["REWARD_WAIT_SECONDS"] == config.SETTINGS["REWARD_WAIT_SECONDS"][0]
     overridden = config.load({"EPSILON": 0.05, "DATABASE": str(tmp_path / "x.db")}, environ=env)
     assert overridden["EPSILON"] == 0.05 and overridden["DATABASE"] == str(tmp_path / "x.db")
+
+
+def test_what_bandits_reads_is_handed_down_typed(tmp_path):
+    env = {
+        "MARQUEE_DATA_DIR": str(tmp_path),
+        "MARQUEE_LEARNER_BATCH": "7",
+        "MARQUEE_AUTO_OPTIMIZE": "yes",
+        "MARQUEE_EPSILON_DECAY_AFTER": "500",
+        "MARQUEE_REWARD_VALUES": "click=0.5,play=1,completed=1,thumbs_up=1,thumbs_down=-1",
+    }
+    typed = config.typed(config.load(environ=env))
+    assert typed.learner_batch == 7 and typed.auto_optimize is True and typed.epsilon_decay_after == 500.0
+    assert typed.reward_values["click"] == 0.5 and typed.database == str(tmp_path / "marquee.sqlite3")
+    for item in dataclasses.fields(typed):  # each field holds the setting of its name, as its declared type
+        assert item.name.upper() in config.SETTINGS, item.name
+        expected = {"int": int, "float": float, "str": str, "bool": bool}.get(str(item.type), dict)
+        assert type(getattr(typed, item.name)) is expected, item.name
+    app = create_app({"DATA_DIR": str(tmp_path / "app"), "LEARNER": False, "MODEL_VERSIONS_KEPT": 3})
+    assert app.extensions["marquee"]["deployment"].model_versions_kept == 3
 
 
 @pytest.mark.parametrize(

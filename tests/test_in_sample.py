@@ -14,7 +14,7 @@ from bandits.runs import verdict
 from bandits.storage import connect
 from service import create_app
 from service.runtime import serving_state
-from tests.helpers import add_catalog, run_to_the_end
+from tests.helpers import add_catalog, deployment, run_to_the_end
 
 RATE = 0.3  # every artwork of every title is played at this rate, whoever looks: there is nothing to learn
 MEMORISER = "-q IA -l 2 --clip_p 1"  # each viewer crossed with each artwork at a high rate: it learns the noise
@@ -48,7 +48,7 @@ def noise(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         for slot in body["slots"]:
             if rng.random() < RATE:
                 client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": slot["title_id"], "value": 1.0})
-    Learner(db, app.config).run_once(now=time.time() + 61)
+    Learner(db, deployment(app)).run_once(now=time.time() + 61)
     run = run_to_the_end(
         client,
         {

@@ -15,6 +15,7 @@ PACKAGES = ("service", "bandits", "assets")
 # lines, the options allowed), the estimators. They import nothing of Marquee's but the errors.
 LEAVES = (
     "bandits.errors",
+    "bandits.deployment",
     "bandits.storage",
     "bandits.vwtext",
     "bandits.features",

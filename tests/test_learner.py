@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
 from bandits.learner import Learner, PriorityWrites, _close_due, lower_priority
 from bandits.policy import latest_model, load_policy
 from bandits.storage import connect
+from tests.helpers import deployment
 
 USER = {"id": "u-1", "features": {"segment": "a"}}
 
@@ -49,7 +51,7 @@ def test_nothing_is_learned_before_the_window_closes(client, db, learner, catalo
 
 def test_batches_are_learned_in_due_order(app, client, db, catalog):
     rank_many(client, 7)
-    small = Learner(db, {**app.config, "LEARNER_BATCH": 3})
+    small = Learner(db, replace(deployment(app), learner_batch=3))
     result = small.run_once(now=time.time() + 61)
     assert result["titles"].events == 7
     versions = [row[0] for row in db.execute("SELECT version FROM learned WHERE policy = 'titles' ORDER BY event_seq")]
@@ -60,13 +62,13 @@ def test_crash_after_closing_windows_learns_each_event_once(app, client, db, cat
     rank_many(client, 10)
     later = time.time() + 61
     # A learner closes the windows, then dies before publishing.
-    _close_due(db, load_policy(db, app.config, "titles"), now=later, limit=100)
+    _close_due(db, load_policy(db, deployment(app), "titles"), now=later, limit=100)
     events = client.get("/v1/events/" + db.execute("SELECT id FROM events LIMIT 1").fetchone()[0]).get_json()
     late = client.post(
         f"/v1/events/{events['event_id']}/reward", json={"title_id": events["slots"][0]["title_id"], "value": 1}
     ).get_json()
     assert late["credited_policies"] == ["artwork"]  # titles window already closed
-    restarted = Learner(db, app.config)
+    restarted = Learner(db, deployment(app))
     result = restarted.run_once(now=later)
     assert result["titles"].events == 10 and result["artwork"].events == 10
     assert latest_model(db, "titles").examples_learned == 30
@@ -75,7 +77,7 @@ def test_crash_after_closing_windows_learns_each_event_once(app, client, db, cat
 
 def test_model_published_during_learning_is_not_overwritten(app, client, db, catalog):
     rank_many(client, 4)
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     later = time.time() + 61
     learner.run_once(now=later)
     rank_many(client, 4)
@@ -90,7 +92,7 @@ def test_model_published_during_learning_is_not_overwritten(app, client, db, cat
 
 def test_discarded_step_is_redone_on_the_new_version(app, client, db, catalog, monkeypatch):
     rank_many(client, 3)
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     original = learner._workspace
     calls = {"n": 0}
 
@@ -135,7 +137,7 @@ def test_a_failed_commit_does_not_learn_the_batch_twice(app, client, db, catalog
     # The reference: what one clean pass publishes, computed on a copy of the log.
     reference_path = app.config["DATABASE"] + ".copy"
     clean_db.conn.execute(f"VACUUM INTO '{reference_path}'")
-    reference = Learner(connect(reference_path), app.config)
+    reference = Learner(connect(reference_path), deployment(app))
     reference.run_once(now=later)
     expected = latest_model(reference.db, "titles")
 
@@ -149,7 +151,7 @@ def test_a_failed_commit_does_not_learn_the_batch_twice(app, client, db, catalog
         return real(database)
 
     monkeypatch.setattr(learner_module, "write_transaction", failing_once)
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     with pytest.raises(StorageBusy):
         learner.step("titles", now=later)
     monkeypatch.setattr(learner_module, "write_transaction", real)
@@ -165,7 +167,7 @@ def test_the_write_lock_is_never_held_while_learning_or_serializing(app, client,
 
     from bandits.vwtext import TextExamples
 
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     calls = []
     learn, serialize = TextExamples.learn, vw.Workspace.serialize
 
@@ -200,7 +202,7 @@ def test_transactions_run_at_normal_priority_while_learning_runs_at_idle(app, cl
             db.conn.set_trace_callback(
                 lambda sql: seen.append((sql.split()[0].upper(), os.sched_getscheduler(0), threading.get_native_id()))
             )
-            outcome["result"] = Learner(db, app.config, writes=writes).run_once(now=time.time() + 61)
+            outcome["result"] = Learner(db, deployment(app), writes=writes).run_once(now=time.time() + 61)
             with pytest.raises(ZeroDivisionError):  # the work's error reaches the caller
                 writes(lambda: 1 / 0)
             outcome["writer"] = writes.thread_id

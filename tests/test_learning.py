@@ -8,7 +8,7 @@ import numpy as np
 
 from bandits import features
 from service.runtime import serving_state
-from tests.helpers import add_catalog
+from tests.helpers import add_catalog, deployment
 from tests.worlds import POPULAR, SEGMENT_TASTE, click_probability
 
 
@@ -39,7 +39,7 @@ def test_policies_learn_segment_artwork_and_popular_titles(app, client, db, lear
 
     with app.app_context():
         state = serving_state(app.config["DATABASE"])
-        state.refresh(db, app.config)
+        state.refresh(db, deployment(app))
         snapshot = state.snapshot
         artwork_model, titles_model = state.models["artwork"], state.models["titles"]
         assert titles_model.version > 10 and artwork_model.version > 10

@@ -12,7 +12,7 @@ import pytest
 
 from bandits import datasets, logimport, offline
 from bench.coffee_log import DRINKS, foreign_log
-from tests.helpers import wait_until_finished
+from tests.helpers import deployment, wait_until_finished
 from tests.worlds import LoggedWorld
 
 CANDIDATES = ["logged", "uniform", "default", "greedy", {"name": "crossed", "kind": "vw", "vw_args": "-q UA -q GA"}]
@@ -66,9 +66,9 @@ def test_the_export_imports_back_with_the_same_estimates(world, policy, fmt):
         CANDIDATES if policy == "artwork" else [*CANDIDATES[:4], {"name": "crossed", "kind": "vw", "vw_args": "-q UT"}]
     )
     request = {"policy": policy, "candidates": candidates, "segment_by": "segment"}
-    from_log = offline.evaluate(world.db, world.app.config, offline.parse_spec(request))
+    from_log = offline.evaluate(world.db, deployment(world.app), offline.parse_spec(request))
     from_dataset = offline.evaluate(
-        world.db, world.app.config, offline.parse_spec({**request, "policy": None, "dataset": dataset["id"]})
+        world.db, deployment(world.app), offline.parse_spec({**request, "policy": None, "dataset": dataset["id"]})
     )
     assert from_dataset["policy"] == policy and from_dataset["source"]["dataset"]["id"] == dataset["id"]
     assert from_dataset["reward_model"] == from_log["reward_model"]
@@ -114,7 +114,7 @@ def test_a_foreign_log_evaluates_and_covers_the_true_values(world):
     assert sorted(dataset["skipped"].values()) == [1, 1, 1]
     report = offline.evaluate(
         world.db,
-        world.app.config,
+        deployment(world.app),
         offline.parse_spec(
             {"dataset": dataset["id"], "candidates": ["logged", "uniform", "default"], "segment_by": "Context.tod"}
         ),
@@ -131,7 +131,7 @@ def test_a_foreign_log_evaluates_and_covers_the_true_values(world):
         offline.SpecError, match=r"candidates\[0\]\.kind: a model candidate runs a policy's stored model"
     ):
         offline.evaluate(
-            world.db, world.app.config, offline.parse_spec({"dataset": dataset["id"], "candidates": ["greedy"]})
+            world.db, deployment(world.app), offline.parse_spec({"dataset": dataset["id"], "candidates": ["greedy"]})
         )
 
 
@@ -305,5 +305,5 @@ def test_a_dataset_evaluates_in_the_background_over_http(world):
     assert response.get_json()["policy"] is None and response.get_json()["request"]["dataset"] == dataset["id"]
     finished = wait_until_finished(world.client, response.headers["Location"])
     assert finished["status"] == "done", finished["error"]
-    direct = offline.evaluate(world.db, world.app.config, offline.parse_spec(request))
+    direct = offline.evaluate(world.db, deployment(world.app), offline.parse_spec(request))
     assert [c["estimates"] for c in finished["result"]["candidates"]] == [c["estimates"] for c in direct["candidates"]]

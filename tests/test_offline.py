@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bandits import offline
+from tests.helpers import deployment
 from tests.worlds import EVENTS, SLOTS, TITLES, LoggedWorld
 
 
@@ -17,7 +18,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> LoggedWorld:
 
 
 def evaluate(world: LoggedWorld, **request: Any) -> dict[str, Any]:
-    return offline.evaluate(world.db, world.app.config, offline.parse_spec(request))
+    return offline.evaluate(world.db, deployment(world.app), offline.parse_spec(request))
 
 
 def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from bandits import offline, optimize, runs
 from bandits.policy import DEFAULT_VW_ARGS, PolicyConfig, latest_model, load_policy
 from service import create_app
 from service.workers import child_environment, spawn
+from tests.helpers import deployment
 from tests.worlds import LoggedWorld
 
 # Learns almost nothing and cannot tell segments apart: the defaults do much better on this audience.
@@ -107,7 +108,7 @@ def test_a_mis_tuned_policy_is_replaced_by_a_candidate_shown_better_out_of_sampl
         for c in applied["candidates"]
         if c["verdict"] == "beats logged" and c["name"] != optimize.SERVING
     )
-    settings = load_policy(world.db, world.app.config, "artwork")
+    settings = load_policy(world.db, deployment(world.app), "artwork")
     assert settings.vw_args == chosen["candidate"]["vw_args"] and settings.vw_args != ["-l", "0.001"]
     record = latest_model(world.db, "artwork")
     assert (
@@ -148,7 +149,7 @@ def test_a_rollback_puts_back_the_settings_and_the_model_it_replaced(world, appl
     assert response.status_code == 200, response.get_json()
     rolled = response.get_json()
     assert rolled["status"] == "rolled back" and rolled["rollback_version"] == version + 1
-    settings = load_policy(world.db, world.app.config, "artwork")
+    settings = load_policy(world.db, deployment(world.app), "artwork")
     assert (
         settings.vw_args == ["-l", "0.001"]
         and settings.epsilon == 0.2
@@ -227,13 +228,16 @@ def test_a_policy_with_too_small_a_log_or_one_under_way_is_refused(world, applie
     assert response.get_json()["error"]["message"].startswith(
         "policy: the titles log holds 0 events whose reward window"
     )
-    first = optimize.start(world.db, world.app.config, "artwork", trigger="request", candidates=["-q UA -l 0.1"])
+    first = optimize.start(world.db, deployment(world.app), "artwork", trigger="request", candidates=["-q UA -l 0.1"])
     response = world.client.post("/v1/optimizations", json={"policy": "artwork"})
     assert (
         response.status_code == 409
         and "an optimization of artwork is under way" in response.get_json()["error"]["message"]
     )
-    assert optimize.run(world.app.config, first) in ("applied", "kept")  # decided in this process; none left running
+    assert optimize.run(deployment(world.app), first) in (
+        "applied",
+        "kept",
+    )  # decided in this process; none left running
 
 
 def test_a_window_without_exploration_fails_the_optimization_and_applies_nothing(tmp_path_factory):
@@ -245,8 +249,8 @@ def test_a_window_without_exploration_fails_the_optimization_and_applies_nothing
         policies={"artwork": {"learning_mode": "apprentice"}},
     )
     before = latest_model(greedy.db, "artwork").version
-    optimization_id = optimize.start(greedy.db, greedy.app.config, "artwork", trigger="request")
-    assert optimize.run(greedy.app.config, optimization_id) == "failed"
+    optimization_id = optimize.start(greedy.db, deployment(greedy.app), "artwork", trigger="request")
+    assert optimize.run(deployment(greedy.app), optimization_id) == "failed"
     found = optimize.get(greedy.db, optimization_id)
     assert found["reason"].startswith("the window holds 0 explored decisions of 1000")
     assert latest_model(greedy.db, "artwork").version == before
@@ -254,7 +258,7 @@ def test_a_window_without_exploration_fails_the_optimization_and_applies_nothing
 
 def test_a_killed_optimization_is_reported_failed(world, applied):
     optimization_id = optimize.start(
-        world.db, world.app.config, "artwork", trigger="request", candidates=["-q UA"], now=time.time() - 3600
+        world.db, deployment(world.app), "artwork", trigger="request", candidates=["-q UA"], now=time.time() - 3600
     )
     evaluation = world.db.execute("SELECT evaluation FROM optimizations WHERE id = ?", [optimization_id]).fetchone()[0]
     found = world.client.get(f"/v1/optimizations/{optimization_id}").get_json()  # its process never started
@@ -268,21 +272,19 @@ def test_the_learner_schedule_starts_optimizations_of_the_policies_that_ask(worl
     for name, value in child_environment(world.app.config).items():
         if name.startswith("MARQUEE_") or name == "PYTHONPATH":
             monkeypatch.setenv(name, value)  # the learner process runs with the app's settings
-    config = world.app.config
-    assert optimize.due(world.db, config) == []  # auto_optimize is off by default
+    config, typed = world.app.config, deployment(world.app)
+    assert optimize.due(world.db, typed) == []  # auto_optimize is off by default
     settings = world.client.get("/v1/policies/artwork").get_json()["settings"]
     world.client.put(
         "/v1/policies/artwork", json={**{k: settings[k] for k in settings["overridden"]}, "auto_optimize": True}
     )
-    assert optimize.due(world.db, config) == ["artwork"]
-    started = optimize.Schedule(start=lambda id: spawn(config, "optimization", id)).run_if_due(world.db, config)
+    assert optimize.due(world.db, typed) == ["artwork"]
+    started = optimize.Schedule(start=lambda id: spawn(config, "optimization", id)).run_if_due(world.db, typed)
     assert len(started) == 1
     found = wait(world, started[0])
     assert found["trigger"] == "schedule" and found["status"] in ("applied", "kept"), found
-    assert optimize.due(world.db, config) == []  # not again before AUTO_OPTIMIZE_HOURS
-    assert optimize.due(world.db, config, now=time.time() + float(config["AUTO_OPTIMIZE_HOURS"]) * 3600 + 1) == [
-        "artwork"
-    ]
+    assert optimize.due(world.db, typed) == []  # not again before AUTO_OPTIMIZE_HOURS
+    assert optimize.due(world.db, typed, now=time.time() + typed.auto_optimize_hours * 3600 + 1) == ["artwork"]
     assert os.environ["MARQUEE_DATABASE"] == config["DATABASE"]
 
 
@@ -310,19 +312,23 @@ def test_search_spaces_the_evaluation_would_refuse_are_a_422_or_never_made(world
     assert len(optimize.search_space(many)) == offline.MAX_CANDIDATES - 1
     # an object that names no exploration explores as the policy does
     found = optimize.check_candidates(
-        load_policy(world.db, world.app.config, "artwork"), [{"name": "plain", "kind": "vw", "vw_args": "-q UA"}]
+        load_policy(world.db, deployment(world.app), "artwork"), [{"name": "plain", "kind": "vw", "vw_args": "-q UA"}]
     )
-    assert found[0]["epsilon"] == load_policy(world.db, world.app.config, "artwork").epsilon > 0
+    assert found[0]["epsilon"] == load_policy(world.db, deployment(world.app), "artwork").epsilon > 0
 
 
 def test_an_optimization_whose_process_stopped_after_its_evaluation_is_failed_not_left_running(world, applied):
-    optimization_id = optimize.start(world.db, world.app.config, "artwork", trigger="request", candidates=["-q UA"])
+    optimization_id = optimize.start(
+        world.db, deployment(world.app), "artwork", trigger="request", candidates=["-q UA"]
+    )
     evaluation = world.db.execute("SELECT evaluation FROM optimizations WHERE id = ?", [optimization_id]).fetchone()[0]
-    runs.run(world.app.config, evaluation)  # the evaluation ends; the process dies before deciding
+    runs.run(deployment(world.app), evaluation)  # the evaluation ends; the process dies before deciding
     world.db.execute("UPDATE evaluations SET finished_at = finished_at - 60 WHERE id = ?", [evaluation])
     found = world.client.get(f"/v1/optimizations/{optimization_id}").get_json()
     assert found["status"] == "failed" and "stopped after its evaluation" in found["reason"]
-    assert optimize.conclude(world.db, world.app.config, optimization_id) == "failed"  # a late decision applies nothing
+    assert (
+        optimize.conclude(world.db, deployment(world.app), optimization_id) == "failed"
+    )  # a late decision applies nothing
     assert (
         world.client.post("/v1/optimizations", json={"policy": "artwork", "candidates": ["-q UA"]}).status_code == 202
     )

@@ -16,7 +16,7 @@ from bandits.learner import Learner
 from bandits.offline import from_log
 from service.runtime import serving_state
 from tests.gunicorn_harness import Service
-from tests.helpers import add_catalog, serve_newest_models, table_counts
+from tests.helpers import add_catalog, deployment, serve_newest_models, table_counts
 
 KEY = "pz-client-key-0123456789"
 
@@ -184,7 +184,7 @@ def test_the_actions_policy_learns_which_action_each_context_wants(app, client, 
         serving_state(app.config["DATABASE"]).rng = np.random.default_rng(7)
     wanted = {"AnonymousUser": "entertainment-article", "LoggedIn": "news-article"}
     rng = random.Random(5)
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     for index in range(600):
         segment = rng.choice(list(wanted))
         answer = client.post(
@@ -403,7 +403,7 @@ def test_multi_slot_learns_per_slot_from_per_slot_rewards(app, client, db):
     with app.app_context():
         serving_state(app.config["DATABASE"]).rng = np.random.default_rng(9)
     rng = random.Random(8)
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     for index in range(500):
         slots = PAGE_SLOTS if index % 2 else PAGE_SLOTS[::-1]  # the page lists its slots in either order
         page = client.post(

@@ -14,7 +14,7 @@ from bandits.policy import load_policy
 from bandits.storage import connect
 from service import create_app
 from service.runtime import serving_state
-from tests.helpers import add_catalog, table_counts
+from tests.helpers import add_catalog, deployment, table_counts
 
 # Clickbait: the dark-warm poster is clicked most, but the bright-cool one is what viewers go on to play.
 CLICK = {"dark-warm": 0.6, "bright-cool": 0.35, "neutral": 0.2}
@@ -55,7 +55,7 @@ def test_each_policy_values_types_by_its_own_settings_fixed_at_the_close(app, cl
     ]
     now = time.time() + 3600
     for name in ("titles", "artwork"):
-        _close_due(db, load_policy(db, app.config, name), now=now, limit=10)
+        _close_due(db, load_policy(db, deployment(app), name), now=now, limit=10)
     # The titles policy values a play 1 and a bare click 0 (max of the two); the artwork policy, on the
     # deployment defaults (every type 1, earliest), values both 1.
     assert closed_labels(db, "titles", seqs) == {seqs[0]: [1.0], seqs[1]: [0.0]}
@@ -88,7 +88,7 @@ def _train(tmp_path, name: str, reward_values: str, aggregation: str) -> dict[st
     titles = add_catalog(client, titles=4)
     assert client.put("/v1/policies/artwork", json={"aggregation": aggregation}).status_code == 200
     db = connect(app.config["DATABASE"])
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     with app.app_context():
         serving_state(app.config["DATABASE"]).rng = np.random.default_rng(3)
     audience = np.random.default_rng(7)
@@ -107,7 +107,7 @@ def _train(tmp_path, name: str, reward_values: str, aggregation: str) -> dict[st
     greedy = {}
     with app.app_context():
         state = serving_state(app.config["DATABASE"])
-        state.refresh(db, app.config)
+        state.refresh(db, deployment(app))
         shared = features.viewer_shared(user_id=None, features={"device": "tv"})
         for title_id in titles:
             title = state.snapshot.titles[title_id]

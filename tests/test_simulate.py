@@ -15,7 +15,7 @@ from service import create_app
 from service.runtime import serving_state
 from service.simulate import FlaskTransport, HttpTransport, SimulationError, catalog_from_service, drive
 from tests.gunicorn_harness import Service
-from tests.helpers import add_catalog
+from tests.helpers import add_catalog, deployment
 from tests.worlds import GENRES, STYLES
 
 
@@ -28,7 +28,7 @@ def test_marquee_learns_a_good_part_of_the_way_to_the_oracle(tmp_path: Path):
         client.put(f"/v1/titles/t{index:02d}", json={"name": title["name"], "genres": [GENRES[index % len(GENRES)]]})
     db = connect(app.config["DATABASE"])
     world = simulator.World.build(catalog_from_service(FlaskTransport(client)), seed=2)
-    learner = Learner(db, app.config)
+    learner = Learner(db, deployment(app))
     with app.app_context():
         serving_state(app.config["DATABASE"]).rng = np.random.default_rng(5)
     curve = drive(

@@ -13,7 +13,7 @@ from bandits.runs import verdict
 from bandits.storage import connect
 from service import config as settings
 from service import create_app
-from tests.helpers import add_catalog, assert_setting_refused, serve_newest_models
+from tests.helpers import add_catalog, assert_setting_refused, deployment, serve_newest_models
 
 TITLES = 8
 
@@ -53,7 +53,7 @@ def test_logged_probabilities_are_those_the_model_version_gives(served):
     db = connect(served.config["DATABASE"])
     rng = np.random.default_rng(3)
     rank_rows(client, 200, rng)
-    learner = Learner(db, served.config)
+    learner = Learner(db, deployment(served))
     learner.run_once(now=time.time() + 601)
     serve_newest_models(served)
     serving = {policy: offline.model_blob(db, policy, None) for policy in ("titles", "artwork")}

@@ -18,7 +18,7 @@ from bandits.learner import Learner
 from bandits.storage import connect
 from service import create_app
 from service.runtime import serving_state
-from tests.helpers import add_catalog
+from tests.helpers import add_catalog, deployment
 
 SEGMENT_TASTE = {"night-owl": "dark-warm", "family": "bright-cool"}  # the artwork each segment clicks most
 POPULAR = {"t00", "t03", "t06", "t09"}  # titles clicked far more often than the rest
@@ -64,7 +64,7 @@ class LoggedWorld:
         for name, overrides in (policies or {}).items():
             response = self.client.put(f"/v1/policies/{name}", json=overrides)
             assert response.status_code == 200, response.get_json()
-        learner = Learner(self.db, self.app.config)
+        learner = Learner(self.db, deployment(self.app))
         with self.app.app_context():
             serving_state(self.app.config["DATABASE"]).rng = np.random.default_rng(5)
         rng = np.random.default_rng(11)

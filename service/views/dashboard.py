@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from bandits import dashboard, eventlog, exposure, optimize, runs
 from bandits.policy import ARTWORK, POLICY_NAMES, latest_model
+from service.config import deployment
 from service.db import get_db
 from service.errors import Invalid
 from service.runtime import serving_state
@@ -59,7 +60,7 @@ def dashboard_page() -> ResponseReturnValue:
     seen = dashboard.text_features(db)
     feature = _segment_feature(seen)
     state = serving_state(config["DATABASE"])
-    state.refresh(db, config, wait_for_models=False)
+    state.refresh(db, deployment(), wait_for_models=False)
     now = time.time()
     charts: dict[str, str] = {}
 

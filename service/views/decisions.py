@@ -14,6 +14,7 @@ from bandits.eventlog import activate, get_event, record_reward
 from bandits.exploration import event_rng
 from bandits.policy import parse_reward_values
 from service import metrics
+from service.config import deployment
 from service.db import get_db
 from service.errors import Conflict, Invalid
 from service.runtime import ServingState, rank_and_log, serving_state
@@ -107,7 +108,7 @@ def rank() -> ResponseReturnValue:
 
     decision, state = rank_and_log(
         get_db(),
-        config,
+        deployment(),
         decide=decide,
         decision_of=lambda made: made,
         event_id=event_id,
@@ -150,7 +151,7 @@ def reward(event_id: str) -> ResponseReturnValue:
     key = idempotency_key()
     config = current_app.config
     db = get_db()
-    policies = serving_state(config["DATABASE"]).current_policies(db, config)
+    policies = serving_state(config["DATABASE"]).current_policies(db, deployment())
     if body.type is not None:
         value = parse_reward_values(config["REWARD_VALUES"])[body.type]  # for display; each policy values it itself
     else:
@@ -175,7 +176,7 @@ def activate_event(event_id: str) -> ResponseReturnValue:
     check_id(event_id, what="event_id")
     config = current_app.config
     db = get_db()
-    policies = serving_state(config["DATABASE"]).current_policies(db, config)
+    policies = serving_state(config["DATABASE"]).current_policies(db, deployment())
     return jsonify(activate(db, event_id=event_id, policies=policies))
 
 

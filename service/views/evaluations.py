@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from bandits import logexport, offline, runs
 from bandits.policy import POLICY_NAMES
 from service import workers
+from service.config import deployment
 from service.db import get_db
 from service.errors import Conflict, Invalid, NotFound
 from service.schemas import json_object
@@ -58,7 +59,7 @@ def apply_candidate(run_id: str) -> ResponseReturnValue:
     unknown = sorted(set(body) - {"candidate"})
     if unknown:
         raise Invalid(f"{unknown[0]}: not a field (fields: candidate)")
-    applied = runs.apply(get_db(), current_app.config, run_id, body.get("candidate"))
+    applied = runs.apply(get_db(), deployment(), run_id, body.get("candidate"))
     return jsonify(applied)
 
 
@@ -79,7 +80,7 @@ def export_log() -> ResponseReturnValue:
     if since is not None and until is not None and until <= since:
         raise Invalid("until: must be later than since")
     db = get_db()
-    rounds = offline.policy_rounds(db, current_app.config, policy, since=since, until=until)
+    rounds = offline.policy_rounds(db, deployment(), policy, since=since, until=until)
     response = Response(logexport.lines(rounds, fmt), mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = f'attachment; filename="marquee-{policy}.{fmt}"'
     response.headers["X-Marquee-Decisions"] = str(len(rounds))

@@ -12,6 +12,7 @@ from bandits import eventlog
 from bandits.learner import try_lock
 from bandits.policy import POLICY_NAMES, latest_model
 from bandits.storage import readable
+from service.config import deployment
 from service.db import get_db
 from service.runtime import learner_starting, serving_state
 
@@ -27,7 +28,7 @@ def healthz() -> ResponseReturnValue:
     """
     db = get_db()
     state = serving_state(current_app.config["DATABASE"])
-    state.refresh(db, current_app.config, wait_for_models=False)
+    state.refresh(db, deployment(), wait_for_models=False)
     now = time.time()
     database_ok = readable(db)
     fd = try_lock(current_app.config["DATABASE"])

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from bandits import optimize
 from bandits.policy import POLICY_NAMES
 from service import workers
+from service.config import deployment
 from service.db import get_db
 from service.errors import Invalid, NotFound
 from service.schemas import json_object
@@ -26,7 +27,7 @@ def create_optimization() -> ResponseReturnValue:
         raise Invalid(f"{unknown[0]}: not a field (fields: {', '.join(FIELDS)})")
     db = get_db()
     optimization_id = optimize.start(
-        db, current_app.config, body.get("policy"), trigger="request", candidates=body.get("candidates")
+        db, deployment(), body.get("policy"), trigger="request", candidates=body.get("candidates")
     )
     workers.spawn(current_app.config, "optimization", optimization_id)
     response = jsonify(optimize.get(db, optimization_id))
@@ -56,4 +57,4 @@ def show_optimization(optimization_id: str) -> ResponseReturnValue:
 @bp.post("/v1/optimizations/<optimization_id>/rollback")
 def rollback_optimization(optimization_id: str) -> ResponseReturnValue:
     """Put back the settings and model an applied optimization replaced."""
-    return jsonify(optimize.rollback(get_db(), current_app.config, optimization_id))
+    return jsonify(optimize.rollback(get_db(), deployment(), optimization_id))

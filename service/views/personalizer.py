@@ -27,6 +27,7 @@ from bandits.eventlog import activate, record_reward
 from bandits.exploration import event_rng
 from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, change_overrides, load_policy
 from service import metrics
+from service.config import deployment
 from service.db import get_db
 from service.errors import Conflict, Invalid, MarqueeError, NotFound, error_body
 from service.runtime import ServingState, rank_and_log, serving_state
@@ -152,7 +153,7 @@ def _decide(
 
     return rank_and_log(
         get_db(),
-        current_app.config,
+        deployment(),
         decide=ranked_by,
         decision_of=lambda made: made.decision,
         event_id=event_id,
@@ -252,7 +253,7 @@ def multislot_rank() -> ResponseReturnValue:
 
 def _record(db: Any, event_id: str, rewards: list[tuple[str, float]]) -> None:
     config = current_app.config
-    policies = serving_state(config["DATABASE"]).current_policies(db, config)
+    policies = serving_state(config["DATABASE"]).current_policies(db, deployment())
     key = idempotency_key()
     for index, (action_id, value) in enumerate(rewards):
         receipt = record_reward(
@@ -298,7 +299,7 @@ def _activate(event_id: str, *, multislot: bool) -> ResponseReturnValue:
     config = current_app.config
     db = get_db()
     personalizer.shown(db, event_id, multislot=multislot)
-    activate(db, event_id=event_id, policies=serving_state(config["DATABASE"]).current_policies(db, config))
+    activate(db, event_id=event_id, policies=serving_state(config["DATABASE"]).current_policies(db, deployment()))
     return Response(status=204)
 
 
@@ -360,7 +361,7 @@ def format_duration(seconds: float) -> str:
 
 def _service_configuration(db: Any) -> dict[str, Any]:
     config = current_app.config
-    settings = load_policy(db, config, ACTIONS)
+    settings = load_policy(db, deployment(), ACTIONS)
     return {
         "rewardWaitTime": format_duration(settings.reward_wait),
         "defaultReward": settings.default_reward,
@@ -379,7 +380,7 @@ def _service_configuration(db: Any) -> dict[str, Any]:
 
 
 def _policy_configuration(db: Any) -> dict[str, Any]:
-    settings = load_policy(db, current_app.config, ACTIONS)
+    settings = load_policy(db, deployment(), ACTIONS)
     return {"name": ACTIONS, "arguments": personalizer.write_arguments(settings.vw_args, settings.epsilon)}
 
 
@@ -411,7 +412,7 @@ def put_service_configuration() -> ResponseReturnValue:
         value = getattr(body, field_name)
         if value is not None:  # left out: left as it is
             changes[setting] = LEARNING_MODES[value] if setting == "learning_mode" else value
-    change_overrides(db, current_app.config, ACTIONS, changes, merge=True)  # only these settings, in one transaction
+    change_overrides(db, deployment(), ACTIONS, changes, merge=True)  # only these settings, in one transaction
     sent = body.model_dump(exclude_none=True)
     return jsonify({**_service_configuration(db), "notApplied": [name for name in NOT_APPLIED if name in sent]})
 
@@ -433,7 +434,7 @@ def put_policy_configuration() -> ResponseReturnValue:
     db = get_db()
     change_overrides(
         db,
-        current_app.config,
+        deployment(),
         ACTIONS,
         {"vw_args": vw_args, **({"epsilon": epsilon} if epsilon is not None else {})},
         merge=True,
@@ -446,5 +447,5 @@ def reset_policy_configuration() -> ResponseReturnValue:
     """Put the ``actions`` policy's VW options back to the defaults (a new model if they change); the exploration
     rate stays, as it belongs to the service configuration (``explorationPercentage``)."""
     db = get_db()
-    change_overrides(db, current_app.config, ACTIONS, {"vw_args": None}, merge=True)
+    change_overrides(db, deployment(), ACTIONS, {"vw_args": None}, merge=True)
     return jsonify(_policy_configuration(db))

@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from bandits import personalizer
 from bandits.policy import ACTIONS
 from service import workers
+from service.config import deployment
 from service.db import get_db
 from service.errors import Invalid
 from service.views.personalizer import blueprint
@@ -118,7 +119,7 @@ def post_logs() -> ResponseReturnValue:
 @bp.put("/evaluations/<evaluation_id>")
 def create_evaluation(evaluation_id: str) -> ResponseReturnValue:
     """Start an evaluation of the logged decisions in a time range (200, as Personalizer answers; poll it)."""
-    run_id = personalizer.create_evaluation(get_db(), current_app.config, _id(evaluation_id), _body())
+    run_id = personalizer.create_evaluation(get_db(), deployment(), _id(evaluation_id), _body())
     workers.spawn(current_app.config, "evaluation", run_id)
     return Response(status=200)
 
@@ -126,7 +127,7 @@ def create_evaluation(evaluation_id: str) -> ResponseReturnValue:
 @bp.get("/evaluations/<evaluation_id>")
 def get_evaluation(evaluation_id: str) -> ResponseReturnValue:
     """An evaluation: its status and, once done, each policy's DR estimate with its interval and series."""
-    return jsonify(personalizer.evaluation(get_db(), current_app.config, evaluation_id))
+    return jsonify(personalizer.evaluation(get_db(), deployment(), evaluation_id))
 
 
 @bp.get("/evaluations")
@@ -146,7 +147,7 @@ def delete_evaluation(evaluation_id: str) -> ResponseReturnValue:
 @bp.post("/configurations/applyFromEvaluation")
 def apply_from_evaluation() -> ResponseReturnValue:
     """Make a policy of a finished evaluation the ``actions`` policy's, if the evidence says it beats the log (204)."""
-    personalizer.apply_from_evaluation(get_db(), current_app.config, _body())
+    personalizer.apply_from_evaluation(get_db(), deployment(), _body())
     return _no_content()
 
 
@@ -156,7 +157,7 @@ def apply_from_evaluation() -> ResponseReturnValue:
 @bp.put("/featureImportances/<importance_id>")
 def create_importance(importance_id: str) -> ResponseReturnValue:
     """Explain the newest model on the range's decisions (computed at once; 200, as Personalizer answers)."""
-    personalizer.create_importance(get_db(), current_app.config, _id(importance_id), _body())
+    personalizer.create_importance(get_db(), deployment(), _id(importance_id), _body())
     return Response(status=200)
 
 

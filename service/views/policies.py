@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from bandits import eventlog, explain, offline
 from bandits import policy as policies
 from bandits.storage import write_transaction
+from service.config import deployment
 from service.db import get_db
 from service.errors import Invalid, NotFound, UnsupportedMedia
 from service.runtime import serving_state
@@ -28,7 +29,7 @@ def _name(name: str) -> str:
 
 
 def _describe(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
-    settings = policies.load_policy(db, current_app.config, name)
+    settings = policies.load_policy(db, deployment(), name)
     model = policies.latest_model(db, name)
     return {
         "name": name,
@@ -60,7 +61,7 @@ def put_policy(name: str) -> ResponseReturnValue:
     """
     name = _name(name)
     db = get_db()
-    removed = policies.change_overrides(db, current_app.config, name, json_object(request), merge=False)
+    removed = policies.change_overrides(db, deployment(), name, json_object(request), merge=False)
     return jsonify({**_describe(db, name), "removed": removed})
 
 
@@ -69,7 +70,7 @@ def patch_policy(name: str) -> ResponseReturnValue:
     """Change only the settings given (a JSON merge patch): ``null`` puts one back to the deployment default."""
     name = _name(name)
     db = get_db()
-    removed = policies.change_overrides(db, current_app.config, name, json_object(request), merge=True)
+    removed = policies.change_overrides(db, deployment(), name, json_object(request), merge=True)
     return jsonify({**_describe(db, name), "removed": removed})
 
 
@@ -80,9 +81,9 @@ def feature_importance(db: sqlite_utils.Database, name: str, decisions: int) -> 
     """Mean absolute contribution of each feature over the policy's most recent closed decisions."""
     config = current_app.config
     state = serving_state(config["DATABASE"])
-    state.refresh(db, config, wait_for_models=True)
+    state.refresh(db, deployment(), wait_for_models=True)
     model = state.models[name]
-    rounds = offline.policy_rounds(db, config, name, limit=decisions)
+    rounds = offline.policy_rounds(db, deployment(), name, limit=decisions)
     first = max(0, len(rounds) - decisions)
     examples = [(rounds.shared[i], rounds.actions(i)[int(rounds.chosen[i])]) for i in range(first, len(rounds))]
     return {
@@ -120,7 +121,7 @@ def apprentice_report(name: str) -> ResponseReturnValue:
         events = 0
     if not 1 <= events <= apprentice.REPORT_EVENTS:
         raise Invalid(f"events: must be a whole number from 1 to {apprentice.REPORT_EVENTS}, got {raw!r}")
-    return jsonify(apprentice.report(get_db(), current_app.config, name, limit=events))
+    return jsonify(apprentice.report(get_db(), deployment(), name, limit=events))
 
 
 @bp.post("/v1/policies/<name>/warm-start")
@@ -130,9 +131,7 @@ def warm_start(name: str) -> ResponseReturnValue:
 
     name = _name(name)
     body: WarmStartBody = parse(WarmStartBody, request)
-    result = warmstart.warm_start(
-        get_db(), current_app.config, name, body.dataset, start=body.start, passes=body.passes
-    )
+    result = warmstart.warm_start(get_db(), deployment(), name, body.dataset, start=body.start, passes=body.passes)
     return jsonify(result), 201
 
 
@@ -178,7 +177,6 @@ def reset_model(name: str) -> ResponseReturnValue:
     """Publish a new, empty model with the policy's current options."""
     name = _name(name)
     db = get_db()
-    config = current_app.config
     with write_transaction(db):
-        version = policies.publish_empty(db, config, name, origin="reset")
+        version = policies.publish_empty(db, deployment(), name, origin="reset")
     return jsonify({"policy": name, "version": version}), 201
