@@ -16,10 +16,10 @@ from typing import Any
 import sqlite_utils
 
 from assets.images import CheckedImage, visual_tokens
-from bandits import features
-from bandits.blocks import Block
 from bandits.errors import Conflict, Invalid, NotFound
 from bandits.storage import bump, write_transaction
+from bandits.vw import features
+from bandits.vw.blocks import Block
 
 CATALOG_VERSION = "catalog_version"
 # Ids of titles, artworks and events: what a URL path and a VW feature can carry unescaped.

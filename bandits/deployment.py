@@ -25,7 +25,7 @@ class Deployment:
     learner_batch: int
     learner_interval_seconds: float
     learner_priority: str
-    # the defaults of every policy's settings (bandits.policy.deployment_defaults)
+    # the defaults of every policy's settings (bandits.model.policy.deployment_defaults)
     epsilon: float
     exploration: str
     epsilon_decay_after: float
@@ -37,7 +37,7 @@ class Deployment:
     reward_values: Mapping[str, float]
     max_per_genre: int
     min_genres: int
-    # automatic optimization (bandits.optimize)
+    # automatic optimization (bandits.evaluate.optimize)
     auto_optimize: bool
     auto_optimize_hours: float
     auto_optimize_events: int

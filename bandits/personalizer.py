@@ -3,11 +3,11 @@
 Personalizer's clients name their evaluations and feature importances themselves (``PUT
 /evaluations/{id}``); this module keeps each name beside what Marquee made of it (table
 ``personalizer_items``): an evaluation is an evaluation run of the ``actions`` policy
-(``bandits.runs``) over the request's time range, with the logged policy (Personalizer's
+(``bandits.evaluate.runs``) over the request's time range, with the logged policy (Personalizer's
 ``Online``), the first action offered (``Baseline``), uniform draws (``Random``), the request's
 policies (``Custom``, from Personalizer's learning-policy arguments) and, with
 ``enablePolicyOptimization``, the search space of automatic optimization (``OfflineExperimentation``,
-``bandits.optimize``). A feature importance is ``bandits.explain.importance`` over the range's
+``bandits.evaluate.optimize``). A feature importance is ``bandits.reports.explain.importance`` over the range's
 decisions, computed when it is created. Results come back in the shapes of Personalizer's
 ``2022-09-01-preview`` API.
 """
@@ -23,11 +23,13 @@ from typing import Any
 
 import sqlite_utils
 
-from bandits import explain, maintenance, offline, optimize, runs
 from bandits.deployment import Deployment
 from bandits.errors import Conflict, MarqueeError, NotFound
-from bandits.policy import ACTIONS, PolicyError, ServingModel, latest_model, load_policy, parse_vw_args
-from bandits.rounds import closed_event_count
+from bandits.evaluate import offline, optimize, runs
+from bandits.log import maintenance
+from bandits.log.rounds import closed_event_count
+from bandits.model.policy import ACTIONS, PolicyError, ServingModel, latest_model, load_policy, parse_vw_args
+from bandits.reports import explain
 from bandits.storage import write_transaction
 
 EVALUATION, IMPORTANCE = "evaluation", "featureImportance"

@@ -125,7 +125,7 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
 class Writes(Protocol):
     """Where a process runs its write transactions: ``writes(work)`` runs ``work()`` and returns its result.
 
-    The learner runs its own on a thread that keeps normal CPU priority (``bandits.learner.PriorityWrites``);
+    The learner runs its own on a thread that keeps normal CPU priority (``bandits.learn.learner.PriorityWrites``);
     everything else runs them in place (``inline``).
     """
 
@@ -216,12 +216,12 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 vw_args TEXT NOT NULL, events_learned INTEGER NOT NULL, examples_learned INTEGER NOT NULL,
                 origin TEXT NOT NULL, PRIMARY KEY (policy, version))"""
         )
-        # VW action lines as used by decisions, stored once by content (see bandits.eventlog).
+        # VW action lines as used by decisions, stored once by content (see bandits.log.eventlog).
         db.execute(
             "CREATE TABLE IF NOT EXISTS feature_blocks (key TEXT PRIMARY KEY, lines TEXT NOT NULL) WITHOUT ROWID"
         )
         # kind: NULL for a catalog row (titles and artwork policies), 'actions' for a decision over inline
-        # actions (bandits.inline), whose one impression leaves the artwork columns empty.
+        # actions (bandits.decide.inline), whose one impression leaves the artwork columns empty.
         # seq is the rowid (no AUTOINCREMENT: one page write less per event); it only grows, since
         # the newest event is never deleted.
         db.execute(
@@ -234,9 +234,9 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         db.execute("CREATE INDEX IF NOT EXISTS events_created ON events (created_at)")
         # modes: the learning modes other than online the event's policies were in ({"titles": "apprentice"}),
         # as JSON; NULL when all were online. title_greedy, artwork_greedy (impressions): the model's
-        # greedy choices, whichever was served (bandits.apprentice compares them with the baseline).
-        # shared, slot_id: a multi-slot ranking's slot, with its own shared line (bandits.inline.rank_slots).
-        # offered: the candidate indices a slot's title draw was restricted to (bandits.diversity), as a
+        # greedy choices, whichever was served (bandits.evaluate.apprentice compares them with the baseline).
+        # shared, slot_id: a multi-slot ranking's slot, with its own shared line (bandits.decide.inline.rank_slots).
+        # offered: the candidate indices a slot's title draw was restricted to (bandits.model.diversity), as a
         # JSON list; NULL when it drew from every candidate not yet placed.
         db.execute(
             """CREATE TABLE IF NOT EXISTS impressions (
@@ -248,7 +248,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 title_greedy TEXT, artwork_greedy TEXT, shared TEXT, slot_id TEXT,
                 PRIMARY KEY (event_seq, position)) WITHOUT ROWID"""
         )
-        # type: the outcome a typed reward reported (click, play, ...; bandits.policy.REWARD_TYPES), whose
+        # type: the outcome a typed reward reported (click, play, ...; bandits.model.policy.REWARD_TYPES), whose
         # value each policy sets; NULL for a reward sent as a number. value: the number, or for a typed
         # reward the deployment's value of its type when it arrived.
         db.execute(
@@ -266,7 +266,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         )
         # One row per (policy, event) not yet learned. due_at is NULL until a deferred event is
         # activated; closed_at and labels (the aggregation rule and default reward in force, from which
-        # bandits.labels.closed_labels derives the labels) are set when the learner closes the window.
+        # bandits.log.labels.closed_labels derives the labels) are set when the learner closes the window.
         db.execute(
             """CREATE TABLE IF NOT EXISTS pending (
                 policy TEXT NOT NULL, event_seq INTEGER NOT NULL REFERENCES events(seq), due_at REAL,
@@ -278,7 +278,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 policy TEXT NOT NULL, event_seq INTEGER NOT NULL, version INTEGER NOT NULL,
                 examples INTEGER NOT NULL, PRIMARY KEY (policy, event_seq)) WITHOUT ROWID"""
         )
-        # Offline evaluations (bandits.runs): the request, where the background process is, the report.
+        # Offline evaluations (bandits.evaluate.runs): the request, where the background process is, the report.
         db.execute(
             """CREATE TABLE IF NOT EXISTS evaluations (
                 id TEXT PRIMARY KEY, created_at REAL NOT NULL, policy TEXT NOT NULL, request TEXT NOT NULL,
@@ -292,7 +292,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 run_id TEXT NOT NULL REFERENCES evaluations(id), candidate TEXT NOT NULL, blob BLOB NOT NULL,
                 PRIMARY KEY (run_id, candidate)) WITHOUT ROWID"""
         )
-        # Optimizations (bandits.optimize): the evaluation each ran, its decision, and what an applied one
+        # Optimizations (bandits.evaluate.optimize): the evaluation each ran, its decision, and what an applied one
         # replaced (settings, model version and its bytes) so that it can be rolled back.
         db.execute(
             """CREATE TABLE IF NOT EXISTS optimizations (
@@ -317,7 +317,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,
                 revoked_at REAL)"""
         )
-        # Imported logs (bandits.datasets): one row per file, one per decision read from it.
+        # Imported logs (bandits.log.datasets): one row per file, one per decision read from it.
         db.execute(
             """CREATE TABLE IF NOT EXISTS datasets (
                 id TEXT PRIMARY KEY, name TEXT NOT NULL, format TEXT NOT NULL, status TEXT NOT NULL,

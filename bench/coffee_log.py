@@ -1,7 +1,7 @@
 """A Personalizer-style DSJson log of a world whose true values are known: drinks offered by time of day.
 
 The logging policy's distribution depends on the time of day, and so do the click rates, so a
-candidate's true value is known exactly; ``tests/test_logimport.py`` checks the estimates against it
+candidate's true value is known exactly; ``tests/bandits/log/test_logimport.py`` checks the estimates against it
 and ``bench/evaluation_bench.py`` times importing and evaluating it at scale.
 """
 

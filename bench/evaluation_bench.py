@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import vowpal_wabbit_next
 
-from bandits import datasets, offline
+from bandits.evaluate import offline
+from bandits.log import datasets
 from bandits.storage import connect
 from bench.coffee_log import generate
 from bench.report import machine, report

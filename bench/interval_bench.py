@@ -9,7 +9,7 @@ titles with 6 posters each, whose looks are measured as uploads measure them. A 
 artwork decision as the service logs it: a viewer drawn uniformly, one of the 8 titles drawn
 uniformly, in a slot drawn uniformly from a row of 6; the reward is a play, drawn with the world's
 probability ``mu_i(a)`` (click times play, ``POSITION_DECAY ** slot`` for the slot, which no
-policy and no reward model sees). The VW lines are the service's (``bandits.features``), so the
+policy and no reward model sees). The VW lines are the service's (``bandits.vw.features``), so the
 progressively trained candidate, the logging learner and the reward model read what they would read
 in production.
 
@@ -22,7 +22,7 @@ epsilon-greedy at the deployment defaults: 0.1, decaying after 2,000 learned exa
 Target policies: ``greedy``, each viewer's best artwork by the world (personalized, where the A/B
 winner is not); ``greedy eps=0.05``, the same with 5 % uniform draws; ``uniform``; and a ``vw``
 candidate (the artwork policy's default options, epsilon 0.05) trained on the log with progressive
-validation by ``bandits.offline.target_distribution``, each round decided before it is learned.
+validation by ``bandits.evaluate.offline.target_distribution``, each round decided before it is learned.
 
 The true value of a target policy on a log is ``mean_i sum_a pi_i(a) * mu_i(a)`` over the log's
 rounds ``i``, where ``pi_i`` is the policy's distribution at round ``i`` (for the ``vw`` candidate
@@ -30,10 +30,10 @@ what ``target_distribution`` returns, which depends on the rounds before ``i``) 
 world's expected reward of action ``a`` in round ``i``'s context (viewer, title and slot). For the
 fixed policies this is the same formula: their value on the contexts that were drawn.
 
-Estimates come from ``bandits.offline.estimates`` (normal 95 % intervals), as the service's
+Estimates come from ``bandits.evaluate.offline.estimates`` (normal 95 % intervals), as the service's
 evaluation report computes them, with one reward model per DR row:
 
-* ``policy features``: ``bandits.offline.fit_reward_model`` on the logged lines with the artwork
+* ``policy features``: ``bandits.evaluate.offline.fit_reward_model`` on the logged lines with the artwork
   policy's VW options, cross-fitted over 2 time-ordered folds: what the service does;
 * ``segment x artwork``: the same fit on lines that carry exactly what the reward depends on
   (the viewer's hidden segment crossed with the artwork id): a well-specified model;
@@ -68,16 +68,17 @@ import vowpal_wabbit_next
 
 from assets.demo import demo_titles
 from assets.images import check_image, visual_tokens
-from bandits import features, offline
-from bandits.exploration import Exploration
-from bandits.policy import ARTWORK, DEFAULT_VW_ARGS, new_workspace
-from bandits.rounds import RoundBuilder
+from bandits.evaluate import offline
+from bandits.log.rounds import RoundBuilder
+from bandits.model.exploration import Exploration
+from bandits.model.policy import ARTWORK, DEFAULT_VW_ARGS, new_workspace
 from bandits.simulator import POSITION_DECAY, World
-from bandits.vwtext import TextExamples
+from bandits.vw import features
+from bandits.vw.workspace import TextExamples
 from bench.report import machine, report
 from service.config import SETTINGS
 
-LEVEL = 0.95  # the level of the estimators' intervals (bandits.offline.estimates)
+LEVEL = 0.95  # the level of the estimators' intervals (bandits.evaluate.offline.estimates)
 TARGET_COVERAGE = 0.90  # the least coverage the project accepts of a 95 % interval
 CATALOG_SEED = 7  # the demo catalog's (assets.demo)
 SLOTS = 6  # a round's slot is drawn from a row of this many

@@ -14,7 +14,7 @@ At each checkpoint the table gives Marquee's expected plays per impression over 
 lift over random (0 % is random, 100 % the oracle). With several ``--seeds`` each configuration
 runs once per seed (a different world, viewers and catalog each time; the service's own exploration
 is seeded per process, so runs differ even for one seed) and the table gives the means and the
-range of the share. With ``--auto-optimize-every N`` both policies are optimized (``bandits.optimize``,
+range of the share. With ``--auto-optimize-every N`` both policies are optimized (``bandits.evaluate.optimize``,
 its default search space and window) every N impressions while the simulation waits, and what each
 optimization decided is listed. After each run ``gap_breakdown`` splits what is left of the gap to the oracle
 into choosing titles, ordering them, dressing them and exploring, and measures the *known-segment
@@ -149,7 +149,7 @@ def share(shortfall: float, gap: dict[str, float]) -> float:
 class Optimizer:
     """Optimizes the titles and artwork policies of a scratch service every ``every`` impressions, in this process.
 
-    Called as the simulation's ``learn`` step: it learns, then, when due, runs ``bandits.optimize`` on
+    Called as the simulation's ``learn`` step: it learns, then, when due, runs ``bandits.evaluate.optimize`` on
     each policy to the end (the simulation waits meanwhile) and records what each optimization decided.
     """
 
@@ -164,7 +164,7 @@ class Optimizer:
         self.seconds = 0.0
 
     def __call__(self) -> None:
-        from bandits import optimize
+        from bandits.evaluate import optimize
 
         self.learn()
         self.shown += self.impressions_per_call
@@ -207,7 +207,7 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="optimize both policies (bandits.optimize, its default window) every N impressions (0: never)",
+        help="optimize both policies (bandits.evaluate.optimize, its default window) every N impressions (0: never)",
     )
     args = parser.parse_args()
     configurations = chosen(CONFIGURATIONS, args.only, parser)

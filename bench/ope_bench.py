@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bandits.evaluation import dr, ips, snips
+from bandits.evaluate.estimators import dr, ips, snips
 from bench.report import machine, report
 
 

@@ -67,9 +67,9 @@ SETTLE_SECONDS = 3.0
 def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
     """Rows per second of the VW calls alone, on this process's one core."""
     os.environ["MARQUEE_DATA_DIR"] = str(data_dir)
-    from bandits import features
-    from bandits.exploration import epsilon_greedy, epsilon_greedy_row
+    from bandits.model.exploration import epsilon_greedy, epsilon_greedy_row
     from bandits.storage import connect
+    from bandits.vw import features
     from service import config as settings
     from service.runtime import ServingState
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from bandits.policy import ensure_models
+from bandits.model.policy import ensure_models
 from bandits.storage import connect
 from service import auth, errors
 from service import config as settings

@@ -23,9 +23,11 @@ from flask.cli import AppGroup
 
 from assets.bulk import import_folder, iter_refusals, read_manifest
 from assets.demo import build_demo_catalog
-from bandits import datasets, logexport, maintenance, offline
-from bandits.learner import Learner, serve_forever
-from bandits.logimport import FORMATS
+from bandits.evaluate import offline
+from bandits.learn import warmstart
+from bandits.learn.learner import Learner, serve_forever
+from bandits.log import datasets, logexport, maintenance
+from bandits.log.logimport import FORMATS
 from bandits.simulator import REWARDS, World
 from service import auth, charts, errors, schemas, simulate, workers
 from service import config as settings
@@ -149,8 +151,6 @@ def learn(once: bool) -> None:
 )
 def warm_start_command(policy: str, dataset: str, start: str, passes: int) -> None:
     """Train a policy on an imported log into a new model version, before it serves."""
-    from bandits import warmstart
-
     config = dict(current_app.config)
     db = open_db(config)
     try:

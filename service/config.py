@@ -11,7 +11,7 @@ from typing import Any
 from flask import current_app
 
 from bandits.deployment import Deployment
-from bandits.policy import RANGES, parse_reward_values
+from bandits.model.policy import RANGES, parse_reward_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,7 +212,8 @@ def deployment() -> Deployment:
     return found
 
 
-# Deployment settings that are the defaults of a policy setting, checked against its range (bandits.policy.RANGES).
+# Deployment settings that are the defaults of a policy setting, checked against its range
+# (bandits.model.policy.RANGES).
 POLICY_DEFAULTS = {
     "EPSILON": "epsilon",
     "EPSILON_FLOOR": "epsilon_floor",

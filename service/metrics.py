@@ -25,6 +25,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bandits.learn.learner import try_lock
+from bandits.log import eventlog
+from bandits.model.policy import POLICY_NAMES, latest_model
+from service.db import get_db
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -75,11 +80,6 @@ class DatabaseCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        from bandits import eventlog
-        from bandits.learner import try_lock
-        from bandits.policy import POLICY_NAMES, latest_model
-        from service.db import get_db
-
         with self.app.app_context():
             db = get_db()
             now = time.time()

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``, built from the app's routes and its pydantic schemas.
 
-Every route of the app is an operation here (``tests/test_openapi.py`` checks that none is missing
+Every route of the app is an operation here (``tests/service/test_openapi.py`` checks that none is missing
 and fuzzes them all with schemathesis). Request bodies come from the same pydantic models that
 validate them (``service.schemas``); responses are described by the models below, which mirror what
 the views return; every client error is the common error body.
@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
 
-from bandits.policy import PolicyOverrides
+from bandits.model.policy import PolicyOverrides
 from service import auth, schemas
 from service.views import personalizer
 
@@ -245,7 +245,8 @@ class ApplyBody(schemas.Strict):
 
 
 class OptimizationBody(Open):
-    """``bandits.optimize.start`` checks it; docs/evaluation.md, "Automatic optimization", describes each field."""
+    """``bandits.evaluate.optimize.start`` checks it; docs/evaluation.md, "Automatic optimization", describes
+    each field."""
 
     model_config = ConfigDict(extra="forbid")
     policy: str = Field(description="`titles`, `artwork` or `actions`")
@@ -281,7 +282,7 @@ class FeatureImportanceContract(Open):
 
 
 class EvaluationBody(Open):
-    """``bandits.offline.parse_spec`` checks it; docs/evaluation.md describes each field."""
+    """``bandits.evaluate.offline.parse_spec`` checks it; docs/evaluation.md describes each field."""
 
     model_config = ConfigDict(extra="forbid")
     policy: str | None = Field(

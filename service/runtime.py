@@ -27,11 +27,11 @@ import numpy as np
 import sqlite_utils
 
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
-from bandits.decide import RowDecision
+from bandits.decide.row import RowDecision
 from bandits.deployment import Deployment
-from bandits.eventlog import log_decision
-from bandits.learner import try_lock
-from bandits.policy import (
+from bandits.learn.learner import try_lock
+from bandits.log.eventlog import log_decision
+from bandits.model.policy import (
     POLICIES_VERSION,
     POLICY_NAMES,
     ROW_POLICIES,

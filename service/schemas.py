@@ -11,8 +11,8 @@ from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assets.catalog import ID_PATTERN, check_id  # noqa: F401  (re-exported for the views)
-from bandits.inline import MAX_ACTIONS, MAX_SLOTS
-from bandits.policy import ACTIONS
+from bandits.decide.inline import MAX_ACTIONS, MAX_SLOTS
+from bandits.model.policy import ACTIONS
 from service.errors import Invalid, UnsupportedMedia
 
 MAX_DEPTH = 32
@@ -83,7 +83,7 @@ class RankRequest(Strict):
     diversity: DiversityBody | None = None
 
 
-REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")  # as bandits.policy.REWARD_TYPES
+REWARD_TYPES = ("click", "play", "completed", "thumbs_up", "thumbs_down")  # as bandits.model.policy.REWARD_TYPES
 
 
 class RewardRequest(Strict):
@@ -145,7 +145,7 @@ def check_title(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class WarmStartBody(Strict):
-    """What ``POST /v1/policies/{name}/warm-start`` learns from (``bandits.warmstart``)."""
+    """What ``POST /v1/policies/{name}/warm-start`` learns from (``bandits.learn.warmstart``)."""
 
     dataset: str = Field(min_length=1, max_length=64, description="a ready dataset in the policy's encoding")
     start: str = Field(default="empty", description="empty (a new model) or newest (keep what the policy learned)")

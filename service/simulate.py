@@ -25,7 +25,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from assets.demo import build_demo_catalog
+from bandits.learn.learner import Learner
 from bandits.simulator import REWARDS, Viewer, World
+from bandits.storage import connect
 
 BASELINES = ("oracle", "uniform", "default artwork")
 POLICIES = ("marquee", *BASELINES)
@@ -348,10 +351,6 @@ def scratch_service(
     below it). ``settings`` override the scratch service's configuration (e.g. ``EPSILON``). Its reward windows
     last a second and the learner step closes them at once, so that the simulation need not wait.
     """
-    from assets.demo import build_demo_catalog
-    from bandits.learner import Learner
-    from bandits.storage import connect
-
     # AUTH off: the scratch service lives in this process only and nothing else can reach it.
     app = create_app(
         {"DATA_DIR": folder, "LEARNER": False, "REWARD_WAIT_SECONDS": 1.0, "AUTH": "off", **(settings or {})}

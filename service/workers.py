@@ -2,8 +2,8 @@
 
 ``python -m service.workers learner [--parent-pid PID] [--lock-fd FD]``: the learner, started by
 each serving process's watchdog (``service.runtime.LearnerSupervisor``).
-``python -m service.workers evaluation <id>``: one queued evaluation (``bandits.runs``).
-``python -m service.workers optimization <id>``: one optimization (``bandits.optimize``), started by
+``python -m service.workers evaluation <id>``: one queued evaluation (``bandits.evaluate.runs``).
+``python -m service.workers optimization <id>``: one optimization (``bandits.evaluate.optimize``), started by
 ``POST /v1/optimizations`` or by the learner's schedule.
 
 Each reads the deployment's settings once, here, from the ``MARQUEE_*`` variables its starter set
@@ -23,8 +23,9 @@ from typing import Any
 
 import sqlite_utils
 
-from bandits import apprentice, learner, optimize, runs
 from bandits.deployment import Deployment
+from bandits.evaluate import apprentice, optimize, runs
+from bandits.learn import learner
 from bandits.storage import Writes
 from service import config as settings
 

@@ -11,12 +11,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bandits.learner import Learner
+from bandits.learn.learner import Learner
 from bandits.storage import connect
 from service import create_app
 from tests.helpers import add_catalog, deployment
 
-# The suite runs with key checks off, said explicitly (the default is on); tests/test_auth.py turns
+# The suite runs with key checks off, said explicitly (the default is on); tests/service/test_auth.py turns
 # them on. Services started in subprocesses (gunicorn, the CLI) inherit this.
 os.environ["MARQUEE_AUTH"] = "off"
 

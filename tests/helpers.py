@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from assets.demo import poster
 from bandits.deployment import Deployment
+
+# The checkout's root, wherever in tests/ a module sits.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def image_bytes(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from service import config, create_app
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 PAGES = {path: path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
 DOCS = "\n".join(PAGES.values())

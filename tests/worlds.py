@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from bandits import offline
-from bandits.learner import Learner
+from bandits.evaluate import offline
+from bandits.learn.learner import Learner
 from bandits.storage import connect
 from service import create_app
 from service.runtime import serving_state

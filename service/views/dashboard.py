@@ -9,8 +9,10 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bandits import dashboard, eventlog, exposure, optimize, runs
-from bandits.policy import ARTWORK, POLICY_NAMES, latest_model
+from bandits.evaluate import optimize, runs
+from bandits.log import eventlog
+from bandits.model.policy import ARTWORK, POLICY_NAMES, latest_model
+from bandits.reports import dashboard, exposure
 from service.config import deployment
 from service.db import get_db
 from service.errors import Invalid

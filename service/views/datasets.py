@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bandits import datasets
-from bandits.logimport import FORMATS
+from bandits.log import datasets
+from bandits.log.logimport import FORMATS
 from service.db import get_db
 from service.errors import Invalid, NotFound, UnsupportedMedia
 

@@ -8,11 +8,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bandits import explain, features
-from bandits.decide import RowDecision, decide_row
-from bandits.eventlog import activate, get_event, record_reward
-from bandits.exploration import event_rng
-from bandits.policy import parse_reward_values
+from bandits.decide.row import RowDecision, decide_row
+from bandits.log.eventlog import activate, get_event, record_reward
+from bandits.model.exploration import event_rng
+from bandits.model.policy import parse_reward_values
+from bandits.reports import explain
+from bandits.vw import features
 from service import metrics
 from service.config import deployment
 from service.db import get_db
@@ -41,7 +42,8 @@ def _slot_json(slot: Any, *, explanation: dict[str, Any] | None) -> dict[str, An
 
 
 def _explanations(decision: RowDecision, models: Any) -> list[dict[str, Any]]:
-    """Per slot: whether each pick explored, the greedy choice, and what drove the estimate (``bandits.explain``)."""
+    """Per slot: whether each pick explored, the greedy choice, and what drove the estimate
+    (``bandits.reports.explain``)."""
     titles, artwork = explain.explainer_for(models["titles"]), explain.explainer_for(models["artwork"])
     lines = decision.candidate_block.lines
     found = []

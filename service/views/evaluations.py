@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bandits import logexport, offline, runs
-from bandits.policy import POLICY_NAMES
+from bandits.evaluate import offline, runs
+from bandits.log import logexport
+from bandits.model.policy import POLICY_NAMES
 from service import workers
 from service.config import deployment
 from service.db import get_db

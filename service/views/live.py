@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bandits import live
+from bandits.reports import live
 from service import charts
 from service.db import get_db
 from service.errors import Invalid

@@ -8,9 +8,9 @@ import time
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from bandits import eventlog
-from bandits.learner import try_lock
-from bandits.policy import POLICY_NAMES, latest_model
+from bandits.learn.learner import try_lock
+from bandits.log import eventlog
+from bandits.model.policy import POLICY_NAMES, latest_model
 from bandits.storage import readable
 from service.config import deployment
 from service.db import get_db

@@ -1,12 +1,12 @@
-"""Automatic optimization (``bandits.optimize``): start one, list them, read one, roll one back."""
+"""Automatic optimization (``bandits.evaluate.optimize``): start one, list them, read one, roll one back."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bandits import optimize
-from bandits.policy import POLICY_NAMES
+from bandits.evaluate import optimize
+from bandits.model.policy import POLICY_NAMES
 from service import workers
 from service.config import deployment
 from service.db import get_db

@@ -2,7 +2,7 @@
 
 A Personalizer client points its endpoint at Marquee and keeps its requests, responses, status codes
 and field names; ``Ocp-Apim-Subscription-Key`` is accepted as an API key (``service.auth``). The
-decisions are made by the ``actions`` policy over the request's inline actions (``bandits.inline``)
+decisions are made by the ``actions`` policy over the request's inline actions (``bandits.decide.inline``)
 and share Marquee's log, reward windows, learner and evaluation. Bad input is a 400 with code
 ``BadArgument``, as Personalizer answered.
 
@@ -22,10 +22,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bandits import explain, inline, personalizer
-from bandits.eventlog import activate, record_reward
-from bandits.exploration import event_rng
-from bandits.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, change_overrides, load_policy
+from bandits import personalizer
+from bandits.decide import inline
+from bandits.log.eventlog import activate, record_reward
+from bandits.model.exploration import event_rng
+from bandits.model.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, change_overrides, load_policy
+from bandits.reports import explain
 from service import metrics
 from service.config import deployment
 from service.db import get_db
@@ -191,7 +193,7 @@ def _explanation(
     model: Any, context: dict[str, Any], actions: list[tuple[str, dict[str, Any]]], excluded: list[str]
 ) -> list[dict[str, Any]]:
     """Each ranked action's features with their contributions to its estimated reward (Personalizer's
-    ``inferenceExplanation``), from ``bandits.explain``."""
+    ``inferenceExplanation``), from ``bandits.reports.explain``."""
     explainer = explain.explainer_for(model)
     shared = inline.context_line(context)
     found = []
@@ -318,7 +320,7 @@ def multislot_activate(event_id: str) -> ResponseReturnValue:
 # ---------------------------------------------------------------- configurations
 
 DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
-# Personalizer's learning modes and the actions policy's (bandits.policy.LEARNING_MODES).
+# Personalizer's learning modes and the actions policy's (bandits.model.policy.LEARNING_MODES).
 LEARNING_MODES = {"Online": ONLINE, "Apprentice": APPRENTICE, "LoggingOnly": LOGGING_ONLY}
 # Fields of Personalizer's service configuration that Marquee accepts and does not apply: they name
 # Azure's own machinery (log mirroring, scheduled retraining, model export) or deployment-wide settings

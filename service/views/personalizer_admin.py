@@ -15,7 +15,7 @@ from flask import Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from bandits import personalizer
-from bandits.policy import ACTIONS
+from bandits.model.policy import ACTIONS
 from service import workers
 from service.config import deployment
 from service.db import get_db

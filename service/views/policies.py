@@ -8,8 +8,11 @@ import sqlite_utils
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bandits import eventlog, explain, offline
-from bandits import policy as policies
+from bandits.evaluate import apprentice, offline
+from bandits.learn import warmstart
+from bandits.log import eventlog
+from bandits.model import policy as policies
+from bandits.reports import explain
 from bandits.storage import write_transaction
 from service.config import deployment
 from service.db import get_db
@@ -57,7 +60,7 @@ def put_policy(name: str) -> ResponseReturnValue:
     """Replace a policy's overrides; settings left out take the deployment defaults (``removed`` lists them).
 
     Changing ``vw_args`` starts a new, empty model with those options. The body is checked by
-    ``bandits.policy.PolicyOverrides``.
+    ``bandits.model.policy.PolicyOverrides``.
     """
     name = _name(name)
     db = get_db()
@@ -111,8 +114,6 @@ def policy_importance(name: str) -> ResponseReturnValue:
 @bp.get("/v1/policies/<name>/apprentice")
 def apprentice_report(name: str) -> ResponseReturnValue:
     """How closely the model follows the baseline, the baseline's reward, and the evidence for switching online."""
-    from bandits import apprentice
-
     name = _name(name)
     raw = request.args.get("events", str(apprentice.REPORT_EVENTS))
     try:
@@ -127,8 +128,6 @@ def apprentice_report(name: str) -> ResponseReturnValue:
 @bp.post("/v1/policies/<name>/warm-start")
 def warm_start(name: str) -> ResponseReturnValue:
     """Learn an imported dataset into a new model version, with progressive estimates of the result (201)."""
-    from bandits import warmstart
-
     name = _name(name)
     body: WarmStartBody = parse(WarmStartBody, request)
     result = warmstart.warm_start(get_db(), deployment(), name, body.dataset, start=body.start, passes=body.passes)

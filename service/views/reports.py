@@ -8,7 +8,8 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bandits import exposure, optimize, runs
+from bandits.evaluate import optimize, runs
+from bandits.reports import exposure
 from service import charts
 from service.db import get_db
 from service.errors import Invalid

@@ -1,0 +1,259 @@
+"""Imported datasets: logged decisions from DSJson or JSON lines, kept apart from the service's own log.
+
+A dataset is filled in batches while its file is read (``status`` ``importing``) and becomes
+``ready`` when the whole file was read; a file with a malformed line leaves nothing behind, and the
+service's log, catalog and models are never touched. Action lines are stored once by content in
+``feature_blocks``, as the native log's are. A ready dataset evaluates like the native log
+(``bandits.evaluate.offline.evaluate`` with ``dataset``): its decisions in the file's order, grouped into
+events by event id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from bandits.errors import Invalid, SpecError
+from bandits.log.logimport import FORMATS, INLINE_POLICY, Decision, Skip, read_line
+from bandits.log.rounds import RoundBuilder, Rounds
+from bandits.storage import write_transaction
+from bandits.vw import blocks
+
+BATCH = 2000  # decisions written per transaction while importing
+MAX_NAME = 100
+# The reward model's options for a dataset no Marquee policy logged: every pair of namespaces crossed.
+FOREIGN_VW_ARGS = ["-q", "::"]
+
+
+class ImportRefused(Invalid, ValueError):
+    """The file cannot be imported; the message names the line and the field, and says nothing was stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}; nothing was stored")
+
+
+def _insert_batch(
+    db: sqlite_utils.Database, database: str, dataset_id: str, rows: list[tuple[int, int, Decision]]
+) -> None:
+    block_of = [blocks.Block.of(decision.actions) for _, _, decision in rows]
+    with write_transaction(db):
+        inserted = blocks.store(db, database, {block.key: block for block in block_of}.values())
+        db.conn.executemany(
+            "INSERT INTO dataset_rounds (dataset_id, seq, event_index, event_id, position, created_at, context, "
+            "shared, block, action_ids, chosen, pscore, reward) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    dataset_id,
+                    seq,
+                    event_index,
+                    d.event_id,
+                    d.position,
+                    d.created_at,
+                    json.dumps(d.context),
+                    d.shared,
+                    block.key,
+                    json.dumps(list(d.action_ids)),
+                    d.chosen,
+                    d.pscore,
+                    d.reward,
+                )
+                for (seq, event_index, d), block in zip(rows, block_of)
+            ],
+        )
+    blocks.remember(database, inserted)
+
+
+def _drop(db: sqlite_utils.Database, dataset_id: str) -> None:
+    with write_transaction(db):
+        db.execute("DELETE FROM dataset_rounds WHERE dataset_id = ?", [dataset_id])
+        db.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
+
+
+def import_lines(
+    db: sqlite_utils.Database,
+    database: str,
+    lines: Iterable[str | bytes],
+    *,
+    fmt: str,
+    name: str | None = None,
+    now: float | None = None,
+    policy: str | None = None,
+) -> dict[str, Any]:
+    """Read a DSJson or JSON-lines file into a new dataset and return its summary.
+
+    ``database`` is the database's path (the block cache's key). Lines that are well formed but
+    cannot be evaluated are counted by reason in ``skipped``. ``policy="actions"`` encodes the
+    decisions of a DSJson file from another service (Azure Personalizer's) as Marquee's
+    Personalizer-compatible rank encodes a request, so the dataset evaluates and warm-starts the
+    ``actions`` policy (``bandits.log.logimport.read_dsjson``).
+
+    Raises:
+        ImportRefused: a line is malformed, or no line holds a decision; the dataset was removed.
+    """
+    if fmt not in FORMATS:
+        raise ImportRefused(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME):
+        raise ImportRefused(f"name: must be text of 1 to {MAX_NAME} characters")
+    if policy is not None and (policy != INLINE_POLICY or fmt != "dsjson"):
+        raise ImportRefused(
+            f"policy: only {INLINE_POLICY!r}, for DSJson from another service, is read into a "
+            "policy's encoding (Marquee's own logs keep the policy that logged them)"
+        )
+    now = time.time() if now is None else now
+    dataset_id = f"ds-{uuid.uuid4().hex[:16]}"
+    with write_transaction(db):
+        db.execute(
+            "INSERT INTO datasets (id, name, format, status, created_at) VALUES (?, ?, ?, 'importing', ?)",
+            [dataset_id, name or dataset_id, fmt, now],
+        )
+    skipped: dict[str, int] = {}
+    events: dict[str, int] = {}
+    policies: set[str | None] = set()
+    count, first_at, last_at = 0, float("inf"), float("-inf")
+    batch: list[tuple[int, int, Decision]] = []
+    try:
+        for number, text in enumerate(lines, start=1):
+            try:
+                found = read_line(text, fmt, inline=policy is not None)
+            except ValueError as exc:
+                raise ImportRefused(f"line {number}: {exc}") from None
+            if found is None:
+                continue
+            if isinstance(found, Skip):
+                skipped[found.reason] = skipped.get(found.reason, 0) + 1
+                continue
+            event_index = events.setdefault(found.event_id, len(events))
+            policies.add(found.policy)
+            first_at, last_at = min(first_at, found.created_at), max(last_at, found.created_at)
+            batch.append((count, event_index, found))
+            count += 1
+            if len(batch) >= BATCH:
+                _insert_batch(db, database, dataset_id, batch)
+                batch = []
+        if batch:
+            _insert_batch(db, database, dataset_id, batch)
+        if count == 0:
+            reasons = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "the file is empty"
+            raise ImportRefused(f"body: no line holds a decision that can be evaluated ({reasons})")
+    except BaseException:
+        _drop(db, dataset_id)
+        raise
+    policy = next(iter(policies)) if len(policies) == 1 else None
+    with write_transaction(db):
+        db.execute(
+            "UPDATE datasets SET status = 'ready', finished_at = ?, policy = ?, rounds = ?, events = ?, skipped = ?, "
+            "first_at = ?, last_at = ? WHERE id = ?",
+            [time.time(), policy, count, len(events), json.dumps(skipped), first_at, last_at, dataset_id],
+        )
+    found_dataset = get(db, dataset_id)
+    assert found_dataset is not None
+    return found_dataset
+
+
+def _public(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "format": row["format"],
+        "status": row["status"],
+        "policy": row["policy"],
+        "decisions": row["rounds"],
+        "events": row["events"],
+        "skipped": json.loads(row["skipped"]) if row["skipped"] else {},
+        "first_decision_at": row["first_at"],
+        "last_decision_at": row["last_at"],
+        "created_at": row["created_at"],
+        "finished_at": row["finished_at"],
+    }
+
+
+def get(db: sqlite_utils.Database, dataset_id: str) -> dict[str, Any] | None:
+    """Return a dataset's summary (None if there is none)."""
+    rows = list(db.query("SELECT * FROM datasets WHERE id = ?", [dataset_id]))
+    return _public(rows[0]) if rows else None
+
+
+def recent(db: sqlite_utils.Database, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Return the newest datasets' summaries."""
+    return [_public(row) for row in db.query("SELECT * FROM datasets ORDER BY created_at DESC LIMIT ?", [limit])]
+
+
+def delete(db: sqlite_utils.Database, dataset_id: str) -> bool:
+    """Remove a dataset and its decisions; return whether it existed."""
+    if get(db, dataset_id) is None:
+        return False
+    _drop(db, dataset_id)
+    return True
+
+
+def ready(db: sqlite_utils.Database, dataset_id: str) -> dict[str, Any]:
+    """Return a dataset that can be evaluated; raise ``SpecError`` naming ``dataset`` otherwise."""
+    found = get(db, dataset_id)
+    if found is None:
+        raise SpecError(f"dataset: there is no dataset {dataset_id!r}")
+    if found["status"] != "ready":
+        raise SpecError(
+            f"dataset: {dataset_id!r} is still importing (or its import stopped); it cannot be evaluated yet"
+        )
+    return found
+
+
+def load(
+    db: sqlite_utils.Database,
+    dataset_id: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+) -> Rounds:
+    """Return a ready dataset's decisions made between ``since`` (inclusive) and ``until`` (exclusive) as rounds.
+
+    Args:
+        limit: if given, only the ``limit`` last events of the range (in the file's order).
+    """
+    info = ready(db, dataset_id)
+    where: list[str] = ["dataset_id = ?"]
+    params: list[Any] = [dataset_id]
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(until)
+    rows = list(
+        db.execute(
+            "SELECT event_index, event_id, position, created_at, context, shared, block, action_ids, chosen, "
+            "pscore, reward "
+            f"FROM dataset_rounds WHERE {' AND '.join(where)} ORDER BY event_index, seq",
+            params,
+        )
+    )
+    if limit is not None and rows:
+        keep = set(sorted({row[0] for row in rows})[-limit:])
+        rows = [row for row in rows if row[0] in keep]
+    lines_of = blocks.load(db, {row[6] for row in rows})
+    renumbered: list[int] = np.unique([row[0] for row in rows], return_inverse=True)[1].tolist() if rows else []
+    builder = RoundBuilder(info["policy"] or "dataset", lines_of)
+    for row, event_index in zip(rows, renumbered):
+        _, event_id, position, created_at, context, shared, block, action_ids, chosen, pscore, reward = row
+        builder.add(
+            event_id=event_id,
+            event_index=int(event_index),
+            position=position,
+            created_at=created_at,
+            context=json.loads(context),
+            shared=shared,
+            block=block,
+            action_index=range(len(lines_of[block])),
+            chosen=chosen,
+            pscore=pscore,
+            reward=reward,
+            action_ids=json.loads(action_ids),
+        )
+    return builder.build()

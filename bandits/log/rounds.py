@@ -1,0 +1,358 @@
+"""Rounds: the logged decisions of a policy, one per slot, as offline evaluation and datasets read them.
+
+A round is one decision of a policy: its shared (viewer) line, the action lines offered, the one
+chosen with its logged probability, and its reward by the join rules (``bandits.log.labels``).
+``from_log`` reads a policy's closed events from the log; ``RoundBuilder`` builds rounds from
+decisions read elsewhere (an imported file: ``bandits.log.datasets``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from bandits.errors import SpecError
+from bandits.log.labels import aggregate, mode_of, offered_titles, valued
+from bandits.model.policy import ACTIONS, ONLINE, POLICY_NAMES, TITLES
+from bandits.vw import blocks, features
+
+
+@dataclass
+class Rounds:
+    """Logged decisions of one policy, oldest first, with the lines each one saw.
+
+    Arrays have one entry per round (``n``) unless said otherwise; the actions of round ``i`` are
+    ``action_index[offsets[i]:offsets[i + 1]]``, indices into the lines of block ``block[i]``.
+    """
+
+    policy: str
+    event_ids: list[str]
+    event_index: np.ndarray  # (n,) the round's event, numbered 0, 1, ... in time order
+    position: np.ndarray  # (n,) slot position
+    created_at: np.ndarray  # (n,) unix seconds of the decision
+    contexts: list[Mapping[str, Any]]  # (n,) the viewer features of the round's event
+    shared: list[str]  # (n,) VW shared line
+    block: list[str]  # (n,) key of the block of action lines
+    offsets: np.ndarray  # (n + 1,)
+    action_index: np.ndarray  # (total actions,)
+    chosen: np.ndarray  # (n,) the logged action, as an offset within the round's actions
+    pscore: np.ndarray  # (n,) the logged probability of the chosen action
+    reward: np.ndarray  # (n,) the reward credited to the decision
+    action_ids: list[str]  # (total actions,) title or artwork id of every action
+    lines_of: Mapping[str, list[str]] = field(repr=False, default_factory=dict)
+    # (n,) the model's greedy action as an offset within the round's actions, -1 where not logged
+    greedy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    modes: list[str] = field(default_factory=list)  # (n,) the policy's learning mode at the decision
+
+    def __len__(self) -> int:
+        return int(self.pscore.size)
+
+    @property
+    def n_events(self) -> int:
+        """The number of events the rounds come from."""
+        return int(self.event_index[-1]) + 1 if len(self) else 0
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """The number of actions of every round, shape (n,)."""
+        return np.diff(self.offsets)
+
+    @property
+    def logged_flat(self) -> np.ndarray:
+        """The flat index (into the actions of all rounds) of every round's logged action, shape (n,)."""
+        return self.offsets[:-1] + self.chosen
+
+    def actions(self, i: int) -> list[str]:
+        """Return the action lines of round ``i``, in the order offered."""
+        lines = self.lines_of[self.block[i]]
+        return [lines[j] for j in self.action_index[self.offsets[i] : self.offsets[i + 1]]]
+
+    def example(self, i: int, *, labeled: bool) -> list[str]:
+        """Return round ``i`` as a VW multi-line example, with the logged label on the chosen action if asked."""
+        lines = [self.shared[i], *self.actions(i)]
+        if labeled:
+            chosen = 1 + int(self.chosen[i])
+            lines[chosen] = features.labeled(
+                lines[chosen], cost=features.cost_of(float(self.reward[i])), probability=float(self.pscore[i])
+            )
+        return lines
+
+    def events(self) -> Iterator[range]:
+        """Yield the rounds of each event, in time order, as ranges of round indices."""
+        starts = np.flatnonzero(np.diff(self.event_index, prepend=-1)) if len(self) else np.array([], dtype=int)
+        bounds = [*starts.tolist(), len(self)]
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            yield range(start, stop)
+
+
+def _closed_where(policy: str, since: float | None, until: float | None) -> tuple[str, list[Any]]:
+    """Return the WHERE clause (on events ``e``) and parameters of the events whose ``policy`` window closed."""
+    where = [
+        "e.activated_at IS NOT NULL",
+        "e.kind = 'actions'" if policy == ACTIONS else "e.kind IS NULL",  # the policy's own decisions
+        "NOT EXISTS (SELECT 1 FROM pending p WHERE p.policy = ? AND p.event_seq = e.seq AND p.closed_at IS NULL)",
+    ]
+    params: list[Any] = [policy]
+    if since is not None:
+        where.append("e.created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("e.created_at < ?")
+        params.append(until)
+    return " AND ".join(where), params
+
+
+def closed_event_count(
+    db: sqlite_utils.Database, policy: str, *, since: float | None = None, until: float | None = None
+) -> int:
+    """Return how many events of ``policy`` (in a time range) have a closed reward window (learned, or closed)."""
+    where, params = _closed_where(policy, since, until)
+    return int(db.execute(f"SELECT COUNT(*) FROM events e WHERE {where}", params).fetchone()[0])
+
+
+def _closed_events(
+    db: sqlite_utils.Database, *, policy: str, since: float | None, until: float | None, limit: int | None
+) -> list[dict[str, Any]]:
+    """Return the events whose ``policy`` window closed (learned, or closed and not yet learned), oldest first."""
+    where, params = _closed_where(policy, since, until)
+    query = (
+        f"SELECT e.seq, e.id, e.created_at, e.context, e.candidates, e.title_shared, e.title_block, e.modes "
+        f"FROM events e WHERE {where} ORDER BY e.created_at DESC, e.seq DESC"
+    )
+    if limit is not None:
+        query += " LIMIT ?"
+        params.append(limit)
+    rows = list(db.query(query, params))
+    rows.reverse()
+    return rows
+
+
+def from_log(
+    db: sqlite_utils.Database,
+    *,
+    policy: str,
+    aggregation: str,
+    default_reward: float,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+    reward_values: Mapping[str, float] | None = None,
+) -> Rounds:
+    """Return the rounds of ``policy`` logged between ``since`` (inclusive) and ``until`` (exclusive).
+
+    Only events whose reward window for the policy has closed are included: their rewards are final.
+    The rewards credited to each shown title are combined by ``aggregation`` with ``default_reward``
+    for a title without one (``bandits.log.labels.aggregate``), as the learner does.
+
+    Args:
+        limit: if given, only the ``limit`` most recent events in the range.
+    """
+    if policy not in POLICY_NAMES:
+        raise SpecError(f"policy: must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
+    events = _closed_events(db, policy=policy, since=since, until=until, limit=limit)
+    seqs = [event["seq"] for event in events]
+    impressions: dict[int, list[dict[str, Any]]] = {}
+    credited: dict[tuple[int, str], list[tuple[float, str | None]]] = {}
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in db.query(
+            "SELECT event_seq, position, title_id, title_index, title_prob, artwork_ids, artwork_block, "
+            "artwork_index, artwork_prob, offered, title_greedy, artwork_greedy, shared FROM impressions WHERE "
+            f"event_seq IN ({marks}) ORDER BY event_seq, position",
+            chunk,
+        ):
+            impressions.setdefault(row["event_seq"], []).append(row)
+        for seq, title_id, value, reward_type in db.execute(
+            "SELECT r.event_seq, r.title_id, r.value, r.type FROM rewards r JOIN reward_credits c ON c.reward_id = "
+            "r.id "
+            f"WHERE r.event_seq IN ({marks}) AND c.policy = ? ORDER BY r.id",
+            [*chunk, policy],
+        ):
+            credited.setdefault((seq, title_id), []).append((value, reward_type))
+    keys = {event["title_block"] for event in events}
+    keys.update(row["artwork_block"] for rows in impressions.values() for row in rows)
+    lines_of = blocks.load(db, keys)
+
+    builder = RoundBuilder(policy, lines_of)
+    for number, event in enumerate(events):
+        context = json.loads(event["context"])
+        candidates = lines_of[event["title_block"]]
+        left = list(range(len(candidates)))
+        candidate_ids = json.loads(event["candidates"])
+        mode = mode_of(event, policy)
+        for row in impressions.get(event["seq"], []):
+            reward = aggregate(
+                valued(credited.get((event["seq"], row["title_id"])), reward_values or {}),
+                aggregation=aggregation,
+                default_reward=default_reward,
+            )
+            common = {
+                "event_id": event["id"],
+                "event_index": number,
+                "position": row["position"],
+                "created_at": event["created_at"],
+                "context": context,
+                "reward": reward,
+                "mode": mode,
+            }
+            if policy in (TITLES, ACTIONS):
+                offered = offered_titles(row, left)
+                shared = (
+                    row["shared"] or event["title_shared"]
+                    if policy == ACTIONS
+                    else features.with_position(event["title_shared"], row["position"])
+                )
+                offered_ids = [candidate_ids[j] for j in offered]
+                builder.add(
+                    **common,
+                    shared=shared,
+                    block=event["title_block"],
+                    action_index=offered,
+                    chosen=offered.index(row["title_index"]),
+                    pscore=row["title_prob"],
+                    action_ids=offered_ids,
+                    greedy=_offset(offered_ids, row["title_greedy"]),
+                )
+                left.remove(row["title_index"])
+            else:
+                artwork_ids = json.loads(row["artwork_ids"])
+                builder.add(
+                    **common,
+                    shared=features.artwork_shared(event["title_shared"], candidates[row["title_index"]]),
+                    block=row["artwork_block"],
+                    action_index=list(range(len(artwork_ids))),
+                    chosen=row["artwork_index"],
+                    pscore=row["artwork_prob"],
+                    action_ids=artwork_ids,
+                    greedy=_offset(artwork_ids, row["artwork_greedy"]),
+                )
+    return builder.build()
+
+
+def _offset(action_ids: Sequence[str], greedy: str | None) -> int:
+    """Return where the logged greedy choice is among a round's actions (-1: not logged)."""
+    return action_ids.index(greedy) if greedy is not None and greedy in action_ids else -1
+
+
+class RoundBuilder:
+    """Collects rounds one at a time and turns them into a ``Rounds``."""
+
+    def __init__(self, policy: str, lines_of: Mapping[str, list[str]]) -> None:
+        self.policy = policy
+        self.lines_of = lines_of
+        self.columns: dict[str, list[Any]] = {
+            name: []
+            for name in (
+                "event_id",
+                "event_index",
+                "position",
+                "created_at",
+                "context",
+                "shared",
+                "block",
+                "chosen",
+                "pscore",
+                "reward",
+                "greedy",
+                "mode",
+            )
+        }
+        self.sizes: list[int] = []
+        self.action_index: list[int] = []
+        self.action_ids: list[str] = []
+
+    def add(
+        self,
+        *,
+        event_id: str,
+        event_index: int,
+        position: int,
+        created_at: float,
+        context: Mapping[str, Any],
+        shared: str,
+        block: str,
+        action_index: Sequence[int],
+        chosen: int,
+        pscore: float,
+        reward: float,
+        action_ids: Sequence[str],
+        greedy: int = -1,
+        mode: str = ONLINE,
+    ) -> None:
+        """Add one round (``greedy``: the model's greedy action as an offset, -1 if unknown)."""
+        for name, value in (
+            ("event_id", event_id),
+            ("event_index", event_index),
+            ("position", position),
+            ("created_at", created_at),
+            ("context", context),
+            ("shared", shared),
+            ("block", block),
+            ("chosen", chosen),
+            ("pscore", pscore),
+            ("reward", reward),
+            ("greedy", greedy),
+            ("mode", mode),
+        ):
+            self.columns[name].append(value)
+        self.sizes.append(len(action_index))
+        self.action_index.extend(action_index)
+        self.action_ids.extend(action_ids)
+
+    def build(self) -> Rounds:
+        """Return the rounds added so far."""
+        c = self.columns
+        offsets = np.zeros(len(self.sizes) + 1, dtype=np.int64)
+        np.cumsum(self.sizes, out=offsets[1:])
+        return Rounds(
+            policy=self.policy,
+            event_ids=c["event_id"],
+            event_index=np.asarray(c["event_index"], dtype=np.int64),
+            position=np.asarray(c["position"], dtype=np.int64),
+            created_at=np.asarray(c["created_at"], dtype=float),
+            contexts=c["context"],
+            shared=c["shared"],
+            block=c["block"],
+            offsets=offsets,
+            action_index=np.asarray(self.action_index, dtype=np.int64),
+            chosen=np.asarray(c["chosen"], dtype=np.int64),
+            pscore=np.asarray(c["pscore"], dtype=float),
+            reward=np.asarray(c["reward"], dtype=float),
+            action_ids=self.action_ids,
+            lines_of=self.lines_of,
+            greedy=np.asarray(c["greedy"], dtype=np.int64),
+            modes=c["mode"],
+        )
+
+
+def parse_time(value: Any, *, where: str) -> float | None:
+    """Read a time as unix seconds (a number, or its text) or ISO 8601 text (UTC unless it names an offset)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise SpecError(f"{where}: must be unix seconds or an ISO 8601 time")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise SpecError(f"{where}: must be a non-negative number of unix seconds")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_time(float(value), where=where)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise SpecError(f"{where}: {value!r} is not an ISO 8601 time (e.g. 2026-11-24T09:00:00Z)") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    raise SpecError(f"{where}: must be unix seconds or an ISO 8601 time")

@@ -1,0 +1,1 @@
+"""Tests of assets/: image checks, thumbnails, bulk import."""

@@ -1,0 +1,1 @@
+"""Tests of bandits/, one folder per layer package."""

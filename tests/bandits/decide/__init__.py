@@ -1,0 +1,1 @@
+"""Tests of bandits/decide/: exact probabilities, diversity, reproducible draws."""

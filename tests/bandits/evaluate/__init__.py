@@ -1,0 +1,1 @@
+"""Tests of bandits/evaluate/: estimators, candidates, apply, optimization."""

@@ -1,0 +1,1 @@
+"""Tests of bandits/learn/: the learner, learning, warm start."""

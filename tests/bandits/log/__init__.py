@@ -1,0 +1,1 @@
+"""Tests of bandits/log/: export, import, backups and pruning."""

@@ -1,0 +1,1 @@
+"""Tests of bandits/model/: policy settings, exploration rules, typed rewards."""

@@ -1,0 +1,1 @@
+"""Tests of bandits/reports/: explanations, exposure, the live view."""

@@ -1,0 +1,1 @@
+"""Tests of bandits/vw/: the VW text format and the fast path."""

@@ -1,0 +1,57 @@
+"""The fast text path predicts and learns exactly as vowpal-wabbit-next's public API."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import vowpal_wabbit_next as vw
+
+from bandits.vw.workspace import TextExamples, TextLines
+
+
+def stream(seed: int, n: int = 400):
+    rng = random.Random(seed)
+    for _ in range(n):
+        shared = f"shared |U seg={rng.randrange(4)} hour:{rng.randrange(24)} |P pos={rng.randrange(5)}"
+        actions = [f"|T id=t{i} d={i % 5} |G g{i % 3}" for i in rng.sample(range(30), rng.randrange(1, 12))]
+        chosen = rng.randrange(len(actions))
+        labelled = list(actions)
+        labelled[chosen] = f"0:{-float(rng.random() < 0.4)}:{rng.choice([0.9, 0.05, 0.5])} {actions[chosen]}"
+        yield [shared, *actions], [shared, *labelled]
+
+
+@pytest.mark.parametrize("args", [["-q", "UT", "-l", "0.05"], ["-q", "UT", "--cb_type", "dr"], ["--lrq", "UT4"]])
+def test_same_predictions_and_same_model_as_the_public_api(args):
+    public = vw.Workspace(["--cb_adf", *args])
+    parser = vw.TextFormatParser(public)
+    fast_ws = vw.Workspace(["--cb_adf", *args])
+    fast = TextExamples(fast_ws)
+    for unlabelled, labelled in stream(3):
+        expected = public.predict_one([parser.parse_line(line) for line in unlabelled])
+        assert fast.predict(unlabelled) == expected
+        public.learn_one([parser.parse_line(line) for line in labelled])
+        fast.learn(labelled)
+    assert fast_ws.serialize() == public.serialize()
+
+
+def test_refuses_single_line_workspaces():
+    with pytest.raises(ValueError):
+        TextExamples(vw.Workspace([]))
+
+
+def test_single_lines_predict_and_learn_as_the_public_api():
+    rng = random.Random(5)
+    public = vw.Workspace(["-q", "UT"])
+    parser = vw.TextFormatParser(public)
+    fast_ws = vw.Workspace(["-q", "UT"])
+    fast = TextLines(fast_ws)
+    for _ in range(300):
+        line = f"|U seg={rng.randrange(4)} hour:{rng.randrange(24)} |T id=t{rng.randrange(30)}"
+        assert fast.predict(line) == public.predict_one(parser.parse_line(line))
+        labelled = f"{float(rng.random() < 0.4)} {line}"
+        public.learn_one(parser.parse_line(labelled))
+        fast.learn(labelled)
+    assert fast_ws.serialize() == public.serialize()
+    with pytest.raises(ValueError):
+        TextLines(vw.Workspace(["--cb_adf"]))
