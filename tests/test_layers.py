@@ -191,6 +191,7 @@ def test_tests_mirror_the_packages():
         if path.is_dir() and any(path.glob("test_*.py"))
     )
     assert folders, "no test folders found"
+    assert [folder for folder in folders if not (ROOT / folder).is_dir()] == []
     assert [folder for folder in folders if not (ROOT / folder / "__init__.py").is_file()] == []
 
 
