@@ -1,0 +1,211 @@
+"""Where a rank's time goes: the WSGI app called in one process, timed whole and profiled by stage.
+
+Usage (from the repository root, with the dev requirements installed):
+
+    python -m bench.rank_profile [--requests 3000] [--auth on|off]
+
+It builds the rank benchmark's catalog (40 titles with 5 artworks each, bench/rank_bench.py) in a
+temporary folder and calls the Flask app's WSGI callable directly with the rank benchmark's request,
+as gunicorn's worker would after reading the socket: no HTTP server, no network, no learner (the
+learner is its own process in production). It reports:
+
+1. ms a row, unprofiled (the median of five batches), and the SQLite write-ahead log's bytes a row;
+2. the same requests under cProfile, each stage's share of the profiled time (the stage's
+   cumulative time, so nested stages are shown inside their parent), scaled to the unprofiled ms.
+
+cProfile charges a little for every Python call, so stages made of many small calls look dearer than
+they are: read the shares as where to look, and confirm a change with bench/rank_bench.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.rank_bench import BODY
+from bench.report import machine, report
+
+# (label, depth, file suffix, function name): the stages of a rank, in the order a request meets them.
+STAGES = (
+    ("whole request (Flask.wsgi_app)", 0, "flask/app.py", "wsgi_app"),
+    ("before-request hooks: key check", 1, "service/auth.py", "check_request"),
+    ("request body: JSON and pydantic", 1, "service/schemas.py", "parse"),
+    ("rank use case", 1, "service/runtime.py", "rank_and_log"),
+    ("refresh serving state", 2, "service/runtime.py", "refresh"),
+    ("decide the row", 2, "bandits/decide/row.py", "decide_row"),
+    ("viewer features", 3, "bandits/vw/features.py", "viewer_shared"),
+    ("VW predictions", 3, "bandits/model/policy.py", "costs"),
+    ("log the decision", 2, "bandits/log/eventlog.py", "log_decision"),
+    ("content-addressed blocks", 3, "bandits/vw/blocks.py", "store"),
+    ("COMMIT", 3, "bandits/storage.py", "write_transaction"),
+    ("count it (metrics)", 2, "service/metrics.py", "decision"),
+    ("response JSON", 1, "flask/json/__init__.py", "jsonify"),
+)
+
+
+def build(folder: Path, *, auth: bool) -> tuple[Any, dict[str, str]]:
+    os.environ["MARQUEE_DATA_DIR"] = str(folder)
+    from assets.demo import build_demo_catalog
+    from bandits.storage import connect
+    from service import config as settings
+    from service import create_app
+
+    config = settings.load({"LEARNER": False})
+    build_demo_catalog(connect(config["DATABASE"]), data_dir=folder, count=40, artworks_per_title=5, seed=1)
+    app = create_app({"LEARNER": False, "AUTH": "keys" if auth else "off"})
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        with app.app_context():
+            from service import auth as keys
+            from service.db import get_db
+
+            headers[keys.HEADER] = keys.create_key(get_db(), role="client", name="bench")
+    return app, headers
+
+
+def call(app: Any, body: bytes, headers: dict[str, str]) -> None:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/rank",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": headers["Content-Type"],
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    environ.update(
+        {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items() if name != "Content-Type"}
+    )
+    status: list[str] = []
+    chunks = app(environ, lambda s, h, exc_info=None: status.append(s))
+    b"".join(chunks)
+    if not status[0].startswith("200"):
+        raise RuntimeError(f"rank answered {status[0]}")
+
+
+def wal_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.glob("*-wal"))
+
+
+def wal_frames_by_tree(db: Any, wal: Path) -> dict[str, int]:
+    """Count the WAL's frames by the table or index their page belongs to (SQLite's dbstat).
+
+    A WAL is a 32-byte header, then frames: a 24-byte header whose first four bytes are the page
+    number (big-endian), and the page. Every commit writes each page it changed once, so frames per
+    decision are pages changed per decision.
+    """
+    data = wal.read_bytes()
+    page_size = int.from_bytes(data[8:12], "big")
+    owner = {int(pageno): str(name) for name, pageno in db.execute("SELECT name, pageno FROM dbstat")}
+    counts: dict[str, int] = {}
+    for offset in range(32, len(data) - 24 - page_size + 1, 24 + page_size):
+        page = int.from_bytes(data[offset : offset + 4], "big")
+        name = owner.get(page, "free or header" if page != 1 else "header (page 1)")
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--auth", choices=("on", "off"), default="on")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="marquee-profile-"))
+    app, headers = build(folder, auth=args.auth == "on")
+    bodies = []
+    for index in range(args.requests):
+        body = json.loads(json.dumps(BODY))
+        body["user"]["id"] = f"u-{index % 1000}"
+        body["user"]["features"]["hour"] = index % 24
+        bodies.append(json.dumps(body).encode())
+    for body in bodies[:200]:  # models and catalog loaded, caches warm, garbage collector frozen
+        call(app, body, headers)
+
+    from bandits.storage import connect
+    from service import runtime
+
+    # WAL bytes a row: with the serving state's background checkpoints held off, the WAL only grows.
+    database = Path(app.config["DATABASE"])
+    db = connect(database)
+    every = runtime.CHECKPOINT_SECONDS
+    runtime.CHECKPOINT_SECONDS = float("inf")
+    time.sleep(2 * every)  # a checkpoint already under way finishes
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    sample = bodies[: min(500, len(bodies))]
+    for body in sample:
+        call(app, body, headers)
+    wal_per_row = wal_bytes(folder) / len(sample)
+    frames = wal_frames_by_tree(db, database.with_name(database.name + "-wal"))
+    runtime.CHECKPOINT_SECONDS = every
+
+    batches = []
+    batch = args.requests // 5
+    for start in range(0, batch * 5, batch):
+        started = time.perf_counter()
+        for body in bodies[start : start + batch]:
+            call(app, body, headers)
+        batches.append(1000 * (time.perf_counter() - started) / batch)
+    ms_per_row = statistics.median(batches)
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for body in bodies:
+        call(app, body, headers)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    cumulative: dict[tuple[str, str], float] = {}
+    for (filename, _, function), (_, _, _, cum, _) in stats.items():
+        for _, _, suffix, name in STAGES:
+            if function == name and filename.endswith(suffix):
+                cumulative[(suffix, name)] = cumulative.get((suffix, name), 0.0) + cum
+    whole = cumulative.get(("flask/app.py", "wsgi_app"), 0.0)
+    rows = []
+    for label, depth, suffix, name in STAGES:
+        share = cumulative.get((suffix, name), 0.0) / whole if whole else 0.0
+        rows.append(
+            {"stage": "  " * depth + label, "share": round(share, 3), "ms_per_row": round(share * ms_per_row, 3)}
+        )
+    result: dict[str, Any] = {
+        "command": f"python -m bench.rank_profile --requests {args.requests} --auth {args.auth}",
+        "machine": machine(platform.platform()),
+        "date": time.strftime("%Y-%m-%d"),
+        "ms_per_row_unprofiled": round(ms_per_row, 3),
+        "ms_per_row_batches": [round(b, 3) for b in batches],
+        "wal_bytes_per_row": round(wal_per_row),
+        "wal_frames_per_row": {name: round(count / len(sample), 2) for name, count in frames.items()},
+        "stages": rows,
+    }
+    print(f"\n{ms_per_row:.3f} ms a row unprofiled (batches {', '.join(f'{b:.3f}' for b in batches)}); ", end="")
+    print(f"{wal_per_row:,.0f} WAL bytes a row\n")
+    print("| table or index | WAL frames a row |\n|---|---|")
+    for name, count in frames.items():
+        print(f"| {name} | {count / len(sample):.2f} |")
+    print("\n| stage | share of the request | ms a row |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['stage'].replace('  ', '. ')} | {100 * row['share']:.1f} % | {row['ms_per_row']:.3f} |")
+    report("rank_profile", result)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
