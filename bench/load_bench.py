@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    work, service, ceiling = started_service(workers=args.workers, seconds=args.seconds, prefix="marquee-load-")
+    work, service, ceiling, _ = started_service(workers=args.workers, seconds=args.seconds, prefix="marquee-load-")
     try:
         database = sqlite3.connect(work / "data" / "marquee.sqlite3")
         events_before = database.execute("SELECT COUNT(*) FROM events").fetchone()[0]

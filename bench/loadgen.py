@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,8 +50,9 @@ class LoadResult:
 class _Pool:
     """Keep-alive connections, reused when the server keeps them open (gunicorn's sync workers do not)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, headers: Mapping[str, str] | None = None) -> None:
         self.host, self.port = host, port
+        self.extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
@@ -59,7 +60,7 @@ class _Pool:
         try:
             writer.write(
                 f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                f"{self.extra}Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
             await writer.drain()
@@ -88,10 +89,11 @@ async def _run(
     make: Callable[[int], tuple[str, str, dict]],
     seed: int,
     timeout: float,
+    headers: Mapping[str, str] | None,
 ) -> LoadResult:
     rng = random.Random(seed)
     result = LoadResult()
-    pool = _Pool(host, port)
+    pool = _Pool(host, port, headers)
     tasks = []
     start = time.perf_counter()
 
@@ -131,6 +133,12 @@ def run(
     make: Callable[[int], tuple[str, str, dict]],
     seed: int = 0,
     timeout: float = 30.0,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Send ``rate`` requests per second (Poisson) for ``seconds``; ``make(i)`` gives (method, path, JSON body)."""
-    return asyncio.run(_run(host, port, rate=rate, seconds=seconds, make=make, seed=seed, timeout=timeout))
+    """Send ``rate`` requests per second (Poisson) for ``seconds``; ``make(i)`` gives (method, path, JSON body).
+
+    ``headers`` go with every request (an API key, say).
+    """
+    return asyncio.run(
+        _run(host, port, rate=rate, seconds=seconds, make=make, seed=seed, timeout=timeout, headers=headers)
+    )

@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with the dev requirements installed and Debian's wrk):
 
-    python -m bench.rank_bench [--seconds 30] [--rate 500] [--workers 2]
+    python -m bench.rank_bench [--seconds 30] [--rate 500] [--workers 2] [--fixed-runs 1] [--auth keys|off]
 
 It builds a catalog of 40 titles with 5 artworks each in a temporary folder, then measures:
 
@@ -11,7 +11,8 @@ It builds a catalog of 40 titles with 5 artworks each in a temporary folder, the
    ceiling of N workers is N times that (one core each);
 2. the service's throughput: wrk, closed loop, 8 connections, rows of 10 slots;
 3. the service's latency at a fixed rate: open-loop Poisson arrivals at ``--rate`` rows/s
-   (bench/loadgen.py; latency from each request's scheduled time), p50/p95/p99 and errors;
+   (bench/loadgen.py; latency from each request's scheduled time), p50/p95/p99 and errors, and the
+   generator's own lag in sending; ``--fixed-runs`` repeats it (each run's p99 is reported);
 4. the HTTP stack alone: gunicorn with the same workers serving ``bench/empty_app.py`` (Flask parses
    the same request and answers a row of the same size, without deciding or logging) under the same
    wrk load. Its throughput bounds any Flask service on this machine; with the VW calls added on
@@ -20,7 +21,10 @@ It builds a catalog of 40 titles with 5 artworks each in a temporary folder, the
    reads and parses the request and writes the same row; ``bare_bound_rows_per_second`` bounds any
    Python service under gunicorn that makes these VW calls, whatever its framework.
 
-The learner runs throughout, as in production: every row is learned after the reward window.
+The learner runs throughout, as in production: every row is learned after the reward window. API
+keys are checked (``--auth keys``, the default: a client key made with ``flask keys create``, sent in
+X-API-Key by wrk and the generator); ``--auth off`` measures as the figures before 2026-12-05 did.
+Serving CPU a row is the workers' CPU (cores) over the closed loop's rows a second.
 
 Results print as a Markdown table and are saved under bench/results/.
 """
@@ -98,10 +102,12 @@ def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
     return {"rows_per_second": rows / elapsed, "ms_per_row": 1000 * elapsed / rows}
 
 
-def wrk(port: int, *, seconds: float, connections: int = 8) -> dict[str, Any]:
+def wrk(port: int, *, seconds: float, connections: int = 8, headers: dict[str, str] | None = None) -> dict[str, Any]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    extra = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in (headers or {}).items())
     script.write_text(
-        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = \'{json.dumps(BODY)}\'\n'
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n{extra}'
+        f"wrk.body = '{json.dumps(BODY)}'\n"
     )
     out = subprocess.run(
         [
@@ -135,7 +141,7 @@ def _wrk_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def fixed_rate(port: int, *, seconds: float, rate: int) -> dict[str, float]:
+def fixed_rate(port: int, *, seconds: float, rate: int, headers: dict[str, str], seed: int = 0) -> dict[str, float]:
     """Open-loop Poisson load at ``rate`` rows/s (bench.loadgen), varying the viewer per request."""
     from bench.loadgen import run
 
@@ -145,7 +151,7 @@ def fixed_rate(port: int, *, seconds: float, rate: int) -> dict[str, float]:
         body["user"]["features"]["hour"] = index % 24
         return "POST", "/v1/rank", body
 
-    return run("127.0.0.1", port, rate=rate, seconds=seconds, make=make).summary()
+    return run("127.0.0.1", port, rate=rate, seconds=seconds, make=make, headers=headers, seed=seed).summary()
 
 
 def empty_stack(workers: int, *, seconds: float, app: str = "bench.empty_app:app") -> dict[str, Any]:
@@ -214,25 +220,30 @@ def measured(service, label: str, action):
     return result
 
 
-def started_service(*, workers: int, seconds: float, prefix: str) -> tuple[Path, Any, dict[str, float]]:
+def started_service(
+    *, workers: int, seconds: float, prefix: str, auth: str = "off"
+) -> tuple[Path, Any, dict[str, float], dict[str, str]]:
     """Build the benchmark catalog in a new folder, measure the VW-only ceiling, start gunicorn and warm it up.
 
-    Returns the folder, the running ``tests.gunicorn_harness.Service`` and the ceiling (``vw_only``).
+    Returns the folder, the running ``tests.gunicorn_harness.Service``, the ceiling (``vw_only``) and the
+    headers every request sends (a client key when ``auth`` is ``keys``).
     """
     from tests.gunicorn_harness import Service
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
-    # Key checks off: the figures measure deciding and logging (a check is one SHA-256 and a small table read).
-    service = Service(work / "data", workers=workers, env={"MARQUEE_AUTH": "off"})
+    service = Service(work / "data", workers=workers, env={"MARQUEE_AUTH": auth})
     service.flask("demo-catalog", "--titles", "40", "--artworks", "5", "--seed", "1")
+    headers = {}
+    if auth == "keys":
+        headers["X-API-Key"] = service.flask("keys", "create", "--name", "bench", "--role", "client").strip()
     ceiling = vw_only(work / "data", seconds=min(10.0, seconds))
     service.start()
     for _ in range(20):  # every worker loads the catalog and the models on its first request
-        service.request("POST", "/v1/rank", BODY)
+        service.request("POST", "/v1/rank", BODY, headers=headers)
     # The first request also starts the learner process, whose imports take about half a second of CPU
     # at normal priority: measure the steady state, after it.
     time.sleep(SETTLE_SECONDS)
-    return work, service, ceiling
+    return work, service, ceiling, headers
 
 
 def main() -> None:
@@ -240,15 +251,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fixed-runs", type=int, default=1, help="how many times to run the fixed-rate phase")
+    parser.add_argument("--auth", choices=("keys", "off"), default="keys", help="check API keys (keys) or not")
     args = parser.parse_args()
     for tool in ("wrk",):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
-    work, service, ceiling = started_service(workers=args.workers, seconds=args.seconds, prefix="marquee-bench-")
+    work, service, ceiling, headers = started_service(
+        workers=args.workers, seconds=args.seconds, prefix="marquee-bench-", auth=args.auth
+    )
     try:
-        fixed = measured(service, "fixed", lambda: fixed_rate(service.port, seconds=args.seconds, rate=args.rate))
-        wait_for_learner(service)
-        closed = measured(service, "closed", lambda: wrk(service.port, seconds=args.seconds))
+        runs = []
+        for run in range(args.fixed_runs):
+            runs.append(
+                measured(
+                    service,
+                    "fixed",
+                    lambda run=run: fixed_rate(
+                        service.port, seconds=args.seconds, rate=args.rate, headers=headers, seed=run
+                    ),
+                )
+            )
+            wait_for_learner(service)
+        fixed = runs[0]
+        closed = measured(service, "closed", lambda: wrk(service.port, seconds=args.seconds, headers=headers))
         catch_up = wait_for_learner(service)
     finally:
         service.stop()
@@ -262,7 +288,8 @@ def main() -> None:
         return args.workers / (args.workers / stack_rows_per_second + ceiling["ms_per_row"] / 1000)
 
     result = {
-        "command": f"python -m bench.rank_bench --seconds {args.seconds:g} --rate {args.rate} --workers {args.workers}",
+        "command": f"python -m bench.rank_bench --seconds {args.seconds:g} --rate {args.rate} --workers {args.workers}"
+        f" --fixed-runs {args.fixed_runs} --auth {args.auth}",
         "machine": machine(platform.platform()),
         "date": time.strftime("%Y-%m-%d"),
         "vw_only_rows_per_second_one_core": round(ceiling["rows_per_second"], 1),
@@ -270,6 +297,8 @@ def main() -> None:
         "vw_only_ceiling_rows_per_second": round(ceiling_n, 1),
         "service_rows_per_second": round(closed["rows_per_second"], 1),
         "service_share_of_ceiling": round(closed["rows_per_second"] / ceiling_n, 3),
+        "service_share_of_stack_bound": round(closed["rows_per_second"] / bound(stack["rows_per_second"]), 3),
+        "serving_cpu_ms_per_row": round(1000 * closed["closed_cpu_cores_serving"] / closed["rows_per_second"], 3),
         "closed_loop_p99_ms": closed["p99_ms"],
         "closed_loop_non_2xx": closed["non_2xx"],
         "closed_loop_socket_errors": closed["socket_errors"],
@@ -281,6 +310,9 @@ def main() -> None:
         "fixed_rate_max_ms": fixed["max_ms"],
         "fixed_rate_errors": fixed["non_2xx"] + fixed["failures"],
         "fixed_rate_generator_send_lag_p99_ms": fixed["generator_send_lag_p99_ms"],
+        "fixed_rate_p99_ms_each_run": [run["p99_ms"] for run in runs],
+        "fixed_rate_generator_lag_p99_ms_each_run": [run["generator_send_lag_p99_ms"] for run in runs],
+        "fixed_rate_achieved_each_run": [run["achieved_per_second"] for run in runs],
         **{k: v for k, v in {**fixed, **closed}.items() if "_cpu_" in k},
         "learner_catch_up_after_closed_loop_s": round(catch_up, 1),
         "empty_stack_rows_per_second": round(stack["rows_per_second"], 1),

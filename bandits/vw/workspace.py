@@ -25,15 +25,40 @@ class VWError(Exception):
 class TextExamples:
     """Predict and learn on multi-line text examples of one workspace."""
 
-    def __init__(self, workspace: vw.Workspace) -> None:
+    def __init__(self, workspace: vw.Workspace, *, cached_actions: int = 0) -> None:
+        """``cached_actions``: how many parsed action lines ``predict`` keeps for reuse (0: none).
+
+        A serving model scores the same catalog lines for every viewer, and VW leaves a parsed action
+        example as it found it after a prediction (the shared features it joins to the actions are
+        taken off again), so parsing each action line once is enough; tests/bandits/vw/test_vwtext.py
+        checks that the predictions are identical. The cache is emptied when it is full, which bounds
+        its memory for catalogs or inline actions that never repeat.
+        """
         if not workspace.multiline:
             raise ValueError("TextExamples is for multi-line (ADF) workspaces")
         self.workspace = workspace
         self._core = workspace._workspace
+        self._cached_actions = cached_actions
+        self._actions: dict[str, _core.Example] = {}
 
     def _parse(self, lines: Sequence[str]) -> list[_core.Example]:
         core = self._core
         return [_core._parse_line_text(core, line) for line in lines]
+
+    def _parse_reusing_actions(self, lines: Sequence[str]) -> list[_core.Example]:
+        core, cache = self._core, self._actions
+        parsed = [_core._parse_line_text(core, lines[0])]  # the shared line: the viewer's, new each time
+        for line in lines[1:]:
+            example = cache.get(line)
+            if example is None:
+                example = _core._parse_line_text(core, line)
+                if len(cache) >= self._cached_actions:
+                    cache.clear()
+                cache[line] = example
+            parsed.append(example)
+        if len(set(map(id, parsed))) < len(parsed):  # a line given twice: one example object each time
+            return self._parse(lines)
+        return parsed
 
     def predict(self, lines: Sequence[str]) -> list[tuple[int, float]]:
         """Return VW's prediction for one multi-line example (for ``--cb_adf``: (action, cost) pairs).
@@ -42,7 +67,8 @@ class TextExamples:
             VWError: VW refused the example.
         """
         try:
-            return self._core.predict_multi_ex_one(self._parse(lines))  # type: ignore[return-value]
+            examples = self._parse_reusing_actions(lines) if self._cached_actions and lines else self._parse(lines)
+            return self._core.predict_multi_ex_one(examples)  # type: ignore[return-value]
         except RuntimeError as exc:
             raise VWError(str(exc)) from None
 

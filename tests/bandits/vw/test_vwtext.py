@@ -55,3 +55,30 @@ def test_single_lines_predict_and_learn_as_the_public_api():
     assert fast_ws.serialize() == public.serialize()
     with pytest.raises(ValueError):
         TextLines(vw.Workspace(["--cb_adf"]))
+
+
+# Every option a policy may set that acts at prediction time (bandits.vw.options), and the defaults.
+REUSE_ARGS = [
+    ["-q", "UT", "-q", "UG", "-q", "TG", "-l", "0.2", "--clip_p", "1"],
+    ["--cubic", "UTG", "--cb_type", "dr"],
+    ["--interactions", "UT", "--cb_type", "mtr", "--l2", "1e-6"],
+    ["--lrq", "UT4"],
+    ["--lrqfa", "UT4", "--lrqdropout"],
+    ["--coin", "-q", "UT"],
+    ["--noconstant", "-q", "UG", "-b", "12"],
+    ["-q", "::", "--cb_type", "sm"],
+]
+
+
+@pytest.mark.parametrize("args", REUSE_ARGS, ids=[" ".join(args) for args in REUSE_ARGS])
+def test_reused_action_examples_predict_exactly_as_freshly_parsed_ones(args):
+    workspace = vw.Workspace(["--cb_adf", *args])
+    fresh = TextExamples(workspace)
+    reusing = TextExamples(workspace, cached_actions=16)  # 30 distinct action lines: the cache refills
+    for unlabelled, labelled in stream(7, n=600):
+        assert reusing.predict(unlabelled) == fresh.predict(unlabelled)
+        fresh.learn(labelled)  # the weights move between predictions, as a served model's do on reload
+        assert len(reusing._actions) <= 16
+    shared, action = unlabelled[0], unlabelled[1]
+    assert reusing.predict([shared, action, action]) == fresh.predict([shared, action, action])
+    assert reusing.predict([shared, action]) == fresh.predict([shared, action])
