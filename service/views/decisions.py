@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from bandits.decide.row import RowDecision, decide_row
-from bandits.log.eventlog import activate, get_event, record_reward
+from bandits.log.eventlog import activate, get_event, new_event_id, record_reward
 from bandits.model.exploration import event_rng
 from bandits.model.policy import parse_reward_values
 from bandits.reports import explain
@@ -79,7 +78,7 @@ def rank() -> ResponseReturnValue:
     for field, ids in (("candidates", body.candidates or []), ("exclude", body.exclude)):
         for index, title_id in enumerate(ids):
             check_id(title_id, what=f"{field}[{index}]")
-    event_id = body.event_id or f"e-{uuid.uuid4().hex}"
+    event_id = body.event_id or new_event_id()
 
     def decide(state: ServingState) -> RowDecision:
         snapshot, models, policies = state.snapshot, state.models, state.policies

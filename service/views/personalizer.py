@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import re
-import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -24,7 +23,7 @@ from flask.typing import ResponseReturnValue
 
 from bandits import personalizer
 from bandits.decide import inline
-from bandits.log.eventlog import activate, record_reward
+from bandits.log.eventlog import activate, record_reward, time_ordered_uuid
 from bandits.model.exploration import event_rng
 from bandits.model.policy import ACTIONS, APPRENTICE, LOGGING_ONLY, ONLINE, change_overrides, load_policy
 from bandits.reports import explain
@@ -120,7 +119,7 @@ def _actions(
     if len(set(ids)) != len(ids):
         duplicate = next(action_id for action_id in ids if ids.count(action_id) > 1)
         raise Invalid(f"actions: the id {duplicate!r} is given twice; action ids must be unique")
-    event_id = _event_id(body.eventId) if body.eventId else str(uuid.uuid4())
+    event_id = _event_id(body.eventId) if body.eventId else str(time_ordered_uuid())
     context = inline.flatten(body.contextFeatures, where="contextFeatures")
     actions = [
         (action.id, inline.flatten(action.features, where=f"actions[{index}].features"))

@@ -42,6 +42,15 @@ def test_rank_returns_distinct_titles_with_probabilities_and_logs_them(client, d
     assert len(row[1].split("\n")) == len(catalog) and all(line.startswith("|T id=") for line in row[1].split("\n"))
 
 
+def test_event_ids_the_service_makes_sort_in_the_order_of_the_decisions(client, db, catalog):
+    made = []
+    for _ in range(3):
+        made.append(rank(client)["event_id"])
+        time.sleep(0.002)  # ids of one millisecond are ordered by their random bits only
+    assert made == sorted(made)
+    assert [row[0] for row in db.execute("SELECT id FROM events ORDER BY seq")] == made
+
+
 def test_untrained_model_ranks_uniformly_and_says_so(client, catalog):
     # An untrained model ties every title: each slot is uniform over the titles left.
     slots = rank(client, slots=3)["slots"]
