@@ -9,12 +9,13 @@ temporary folder and calls the Flask app's WSGI callable directly with the rank 
 as gunicorn's worker would after reading the socket: no HTTP server, no network, no learner (the
 learner is its own process in production). It reports:
 
-1. ms a row, unprofiled (the median of five batches), and the SQLite write-ahead log's bytes a row;
-2. the same requests under cProfile, each stage's share of the profiled time (the stage's
-   cumulative time, so nested stages are shown inside their parent), scaled to the unprofiled ms.
-
-cProfile charges a little for every Python call, so stages made of many small calls look dearer than
-they are: read the shares as where to look, and confirm a change with bench/rank_bench.py.
+1. ms a row, unprofiled (the median of five batches), and the SQLite write-ahead log's bytes a row,
+   by the table or index each page belongs to;
+2. each stage's wall time a row, timed by wrapping the stage's function with a clock (nested stages
+   are inside their parent; the wrappers add well under a microsecond a call);
+3. the same requests under cProfile, each stage's share of the profiled time, for comparison:
+   cProfile charges a little for every Python call, so stages made of many small calls look dearer
+   under it than they are.
 """
 
 from __future__ import annotations
@@ -48,10 +49,68 @@ STAGES = (
     ("VW predictions", 3, "bandits/model/policy.py", "costs"),
     ("log the decision", 2, "bandits/log/eventlog.py", "log_decision"),
     ("content-addressed blocks", 3, "bandits/vw/blocks.py", "store"),
-    ("COMMIT", 3, "bandits/storage.py", "write_transaction"),
+    ("take the write lock (BEGIN IMMEDIATE)", 3, "bandits/storage.py", "_begin_immediate"),
     ("count it (metrics)", 2, "service/metrics.py", "decision"),
     ("response JSON", 1, "flask/json/__init__.py", "jsonify"),
 )
+
+
+def _targets(app: Any) -> dict[str, tuple[Any, str]]:
+    """Where each stage's function is looked up when a rank runs: (owner, attribute), by stage label."""
+    from bandits import storage
+    from bandits.model.policy import ServingModel
+    from bandits.vw import blocks, features
+    from service import metrics, runtime
+    from service.views import decisions
+
+    return {
+        "whole request (Flask.wsgi_app)": (app, "wsgi_app"),
+        "request body: JSON and pydantic": (decisions, "parse"),
+        "rank use case": (decisions, "rank_and_log"),
+        "refresh serving state": (runtime.ServingState, "refresh"),
+        "decide the row": (decisions, "decide_row"),
+        "viewer features": (features, "viewer_shared"),
+        "VW predictions": (ServingModel, "costs"),
+        "log the decision": (runtime, "log_decision"),
+        "content-addressed blocks": (blocks, "store"),
+        "take the write lock (BEGIN IMMEDIATE)": (storage, "_begin_immediate"),
+        "count it (metrics)": (metrics, "decision"),
+        "response JSON": (decisions, "jsonify"),
+    }
+
+
+def timed_stages(app: Any, run: Any, rows: int) -> dict[str, float]:
+    """Run ``run()`` with each stage's function wrapped by a clock; return each stage's ms a row."""
+    totals: dict[str, float] = {}
+
+    def clocked(label: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                totals[label] = totals.get(label, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    saved = []
+    for label, (owner, name) in _targets(app).items():
+        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        saved.append((owner, name, original))
+        setattr(owner, name, clocked(label, original))
+    hooks = app.before_request_funcs[None]
+    key_check = next((index for index, hook in enumerate(hooks) if hook.__name__ == "check_request"), None)
+    if key_check is not None:
+        original_hook = hooks[key_check]
+        hooks[key_check] = clocked("before-request hooks: key check", original_hook)
+    try:
+        run()
+    finally:
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)
+        if key_check is not None:
+            hooks[key_check] = original_hook
+    return {label: 1000 * total / rows for label, total in totals.items()}
 
 
 def build(folder: Path, *, auth: bool) -> tuple[Any, dict[str, str]]:
@@ -167,6 +226,12 @@ def main() -> None:
         batches.append(1000 * (time.perf_counter() - started) / batch)
     ms_per_row = statistics.median(batches)
 
+    def timed_run() -> None:
+        for body in bodies:
+            call(app, body, headers)
+
+    wall = timed_stages(app, timed_run, len(bodies))
+
     profile = cProfile.Profile()
     profile.enable()
     for body in bodies:
@@ -179,11 +244,15 @@ def main() -> None:
             if function == name and filename.endswith(suffix):
                 cumulative[(suffix, name)] = cumulative.get((suffix, name), 0.0) + cum
     whole = cumulative.get(("flask/app.py", "wsgi_app"), 0.0)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, depth, suffix, name in STAGES:
         share = cumulative.get((suffix, name), 0.0) / whole if whole else 0.0
         rows.append(
-            {"stage": "  " * depth + label, "share": round(share, 3), "ms_per_row": round(share * ms_per_row, 3)}
+            {
+                "stage": "  " * depth + label,
+                "wall_ms_per_row": round(wall.get(label, 0.0), 3),
+                "profiled_share": round(share, 3),
+            }
         )
     result: dict[str, Any] = {
         "command": f"python -m bench.rank_profile --requests {args.requests} --auth {args.auth}",
@@ -200,9 +269,10 @@ def main() -> None:
     print("| table or index | WAL frames a row |\n|---|---|")
     for name, count in frames.items():
         print(f"| {name} | {count / len(sample):.2f} |")
-    print("\n| stage | share of the request | ms a row |\n|---|---|---|")
+    print("\n| stage | wall ms a row | share under cProfile |\n|---|---|---|")
     for row in rows:
-        print(f"| {row['stage'].replace('  ', '. ')} | {100 * row['share']:.1f} % | {row['ms_per_row']:.3f} |")
+        stage = row["stage"].replace("  ", ". ")
+        print(f"| {stage} | {row['wall_ms_per_row']:.3f} | {100 * row['profiled_share']:.1f} % |")
     report("rank_profile", result)
     shutil.rmtree(folder, ignore_errors=True)
 
