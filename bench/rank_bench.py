@@ -24,7 +24,9 @@ It builds a catalog of 40 titles with 5 artworks each in a temporary folder, the
 The learner runs throughout, as in production: every row is learned after the reward window. API
 keys are checked (``--auth keys``, the default: a client key made with ``flask keys create``, sent in
 X-API-Key by wrk and the generator); ``--auth off`` measures as the figures before 2026-12-05 did.
-Serving CPU a row is the workers' CPU (cores) over the closed loop's rows a second.
+Serving CPU a row is the workers' CPU (cores) over the closed loop's rows a second. WAL bytes a row
+are what every writer (workers and learner) added to the write-ahead log while a phase ran
+(``bench.walmeter``), over its rows.
 
 Results print as a Markdown table and are saved under bench/results/.
 """
@@ -49,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from bench.report import machine, report
+from bench.walmeter import WalMeter
 
 BODY: dict[str, Any] = {
     "user": {
@@ -205,18 +208,21 @@ def wait_for_learner(service, timeout: float = 300) -> float:
 
 
 def measured(service, label: str, action):
-    """Run ``action`` and return its result plus the CPU seconds each part of the service used."""
+    """Run ``action`` and return its result plus the CPU seconds each part of the service used, and the
+    write-ahead log bytes every writer (workers and learner) wrote meanwhile (``bench.walmeter``)."""
     learners = service.learners()
     workers = [pid for pid in service.processes() if pid not in learners]
     this = resource.getrusage(resource.RUSAGE_SELF)
     before = (cpu_seconds(workers), cpu_seconds(learners), this.ru_utime + this.ru_stime, time.monotonic())
-    result = action()
+    with WalMeter(service.data_dir / "marquee.sqlite3") as wal:
+        result = action()
     this = resource.getrusage(resource.RUSAGE_SELF)
     after = (cpu_seconds(workers), cpu_seconds(learners), this.ru_utime + this.ru_stime, time.monotonic())
     wall = after[3] - before[3]
     result[f"{label}_cpu_cores_serving"] = round((after[0] - before[0]) / wall, 2)
     result[f"{label}_cpu_cores_learner"] = round((after[1] - before[1]) / wall, 2)
     result[f"{label}_cpu_cores_generator"] = round((after[2] - before[2]) / wall, 2)
+    result[f"{label}_wal_bytes_per_second"] = round(wal.bytes / wall)
     return result
 
 
@@ -299,6 +305,8 @@ def main() -> None:
         "service_share_of_ceiling": round(closed["rows_per_second"] / ceiling_n, 3),
         "service_share_of_stack_bound": round(closed["rows_per_second"] / bound(stack["rows_per_second"]), 3),
         "serving_cpu_ms_per_row": round(1000 * closed["closed_cpu_cores_serving"] / closed["rows_per_second"], 3),
+        "wal_bytes_per_row_closed_loop": round(closed["closed_wal_bytes_per_second"] / closed["rows_per_second"]),
+        "wal_bytes_per_row_fixed_rate": round(fixed["fixed_wal_bytes_per_second"] / fixed["achieved_per_second"]),
         "closed_loop_p99_ms": closed["p99_ms"],
         "closed_loop_non_2xx": closed["non_2xx"],
         "closed_loop_socket_errors": closed["socket_errors"],

@@ -49,3 +49,38 @@ def test_both_stacks_refuse_a_body_that_is_not_an_object(body: bytes) -> None:
 def test_the_bare_stack_parses_the_body_and_fails_on_broken_json() -> None:
     with pytest.raises(json.JSONDecodeError):
         call_bare(b"{not json")
+
+
+def test_the_wal_meter_counts_every_frame_across_checkpoints(tmp_path):
+    """bench.walmeter against the WAL file itself: frames written in three stretches, two checkpoints between."""
+    import sqlite3
+
+    from bench.walmeter import WalMeter
+
+    database = tmp_path / "meter.sqlite3"
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = wal")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE t (x TEXT)")
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    meter = WalMeter(database)
+    last = meter.sample(None)
+    written = 0
+    for stretch, commits in enumerate((40, 7, 25)):
+        if stretch:
+            writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next commit starts the WAL over
+        for commit in range(commits):
+            writer.execute("INSERT INTO t VALUES (?)", ["x" * (300 + 500 * (commit % 9))])
+            if commit % 3 == 0:
+                last = meter.sample(last)
+        last = meter.sample(last)
+        wal = database.with_name(database.name + "-wal").stat().st_size
+        written += (wal - 32) // (meter.page_size + 24)
+    assert written > 72 and meter.frames == written
+    assert meter.bytes == written * (meter.page_size + 24)
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with WalMeter(database, every=0.001) as threaded:
+        for _ in range(20):
+            writer.execute("INSERT INTO t VALUES (?)", ["y" * 2000])
+    wal = database.with_name(database.name + "-wal").stat().st_size
+    assert threaded.frames == (wal - 32) // (threaded.page_size + 24) >= 20

@@ -1,0 +1,66 @@
+"""Count the write-ahead log frames every process writes to a SQLite database, while they write.
+
+SQLite keeps the WAL's state in the ``-shm`` file that every connection maps: its header (the
+``WalIndexHdr`` of SQLite's wal.c, in the machine's byte order) holds ``mxFrame``, the number of
+valid frames in the WAL, and the two salts, which change each time a writer starts the WAL over
+after a checkpoint. Sampling the header often enough that the WAL cannot restart twice between two
+samples counts every frame: frames added since the last sample, or, after a restart (new salts),
+all the frames now there. A frame is one page plus its 24-byte header.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from pathlib import Path
+
+HEADER = struct.Struct("=IIIBBHII8xII")  # iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame,
+# nPage, aFrameCksum (skipped), aSalt[2]
+
+
+def read_header(shm: Path) -> tuple[int, int, tuple[int, int]]:
+    """Return (page size, mxFrame, salts) from a ``-shm`` file's first header copy."""
+    with open(shm, "rb") as file:
+        data = file.read(HEADER.size)
+    if len(data) < HEADER.size:
+        return 0, 0, (0, 0)
+    _, _, _, _, _, page, frames, _, salt1, salt2 = HEADER.unpack(data)
+    return (65536 if page == 1 else page), frames, (salt1, salt2)
+
+
+class WalMeter:
+    """Sample a database's WAL header on a thread; ``frames`` and ``bytes`` count what was written."""
+
+    def __init__(self, database: Path, *, every: float = 0.005) -> None:
+        self.shm = database.with_name(database.name + "-shm")
+        self.every = every
+        self.frames = 0
+        self.page_size = 0
+        self._stop = threading.Event()
+
+    def sample(self, last: tuple[int, tuple[int, int]] | None) -> tuple[int, tuple[int, int]]:
+        """Read the header once, add the frames written since ``last``; return what was read."""
+        page, frames, salts = read_header(self.shm)
+        self.page_size = page or self.page_size
+        if last is not None:
+            self.frames += frames if salts != last[1] else max(0, frames - last[0])
+        return frames, salts
+
+    def _run(self, last: tuple[int, tuple[int, int]]) -> None:
+        while not self._stop.wait(self.every):
+            last = self.sample(last)
+        self.sample(last)
+
+    def __enter__(self) -> WalMeter:
+        self._thread = threading.Thread(target=self._run, args=(self.sample(None),), name="wal-meter", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def bytes(self) -> int:
+        """The WAL bytes written: frames times (page + 24-byte frame header)."""
+        return self.frames * (self.page_size + 24)
