@@ -37,46 +37,52 @@ from typing import Any
 from bench.rank_bench import BODY
 from bench.report import machine, report
 
-# (label, depth, file suffix, function name): the stages of a rank, in the order a request meets them.
-STAGES = (
-    ("whole request (Flask.wsgi_app)", 0, "flask/app.py", "wsgi_app"),
-    ("before-request hooks: key check", 1, "service/auth.py", "check_request"),
-    ("request body: JSON and pydantic", 1, "service/schemas.py", "parse"),
-    ("rank use case", 1, "service/runtime.py", "rank_and_log"),
-    ("refresh serving state", 2, "service/runtime.py", "refresh"),
-    ("decide the row", 2, "bandits/decide/row.py", "decide_row"),
-    ("viewer features", 3, "bandits/vw/features.py", "viewer_shared"),
-    ("VW predictions", 3, "bandits/model/policy.py", "costs"),
-    ("log the decision", 2, "bandits/log/eventlog.py", "log_decision"),
-    ("content-addressed blocks", 3, "bandits/vw/blocks.py", "store"),
-    ("take the write lock (BEGIN IMMEDIATE)", 3, "bandits/storage.py", "_begin_immediate"),
-    ("count it (metrics)", 2, "service/metrics.py", "decision"),
-    ("response JSON", 1, "flask/json/__init__.py", "jsonify"),
-)
 
-
-def _targets(app: Any) -> dict[str, tuple[Any, str]]:
-    """Where each stage's function is looked up when a rank runs: (owner, attribute), by stage label."""
+def stages(app: Any) -> list[tuple[str, int, Any, Any]]:
+    """The stages of a rank, in the order a request meets them: (label, depth, owner, key), where
+    ``owner[key]`` (a list's item) or ``owner.key`` is the function the running code looks the stage up as."""
     from bandits import storage
     from bandits.model.policy import ServingModel
     from bandits.vw import blocks, features
     from service import metrics, runtime
     from service.views import decisions
 
-    return {
-        "whole request (Flask.wsgi_app)": (app, "wsgi_app"),
-        "request body: JSON and pydantic": (decisions, "parse"),
-        "rank use case": (decisions, "rank_and_log"),
-        "refresh serving state": (runtime.ServingState, "refresh"),
-        "decide the row": (decisions, "decide_row"),
-        "viewer features": (features, "viewer_shared"),
-        "VW predictions": (ServingModel, "costs"),
-        "log the decision": (runtime, "log_decision"),
-        "content-addressed blocks": (blocks, "store"),
-        "take the write lock (BEGIN IMMEDIATE)": (storage, "_begin_immediate"),
-        "count it (metrics)": (metrics, "decision"),
-        "response JSON": (decisions, "jsonify"),
-    }
+    hooks = app.before_request_funcs[None]
+    key_check = [(hooks, index) for index, hook in enumerate(hooks) if hook.__name__ == "check_request"]
+    return [
+        ("whole request (Flask.wsgi_app)", 0, app, "wsgi_app"),
+        *(("before-request hooks: key check", 1, owner, key) for owner, key in key_check),
+        ("request body: JSON and pydantic", 1, decisions, "parse"),
+        ("rank use case", 1, decisions, "rank_and_log"),
+        ("refresh serving state", 2, runtime.ServingState, "refresh"),
+        ("decide the row", 2, decisions, "decide_row"),
+        ("viewer features", 3, features, "viewer_shared"),
+        ("VW predictions", 3, ServingModel, "costs"),
+        ("log the decision", 2, runtime, "log_decision"),
+        ("content-addressed blocks", 3, blocks, "store"),
+        ("take the write lock (BEGIN IMMEDIATE)", 3, storage, "_begin_immediate"),
+        ("count it (metrics)", 2, metrics, "decision"),
+        ("response JSON", 1, decisions, "jsonify"),
+    ]
+
+
+def _get(owner: Any, key: Any) -> Any:
+    if isinstance(owner, list):
+        return owner[key]
+    return owner.__dict__[key] if isinstance(owner, type) else getattr(owner, key)
+
+
+def _set(owner: Any, key: Any, value: Any) -> None:
+    if isinstance(owner, list):
+        owner[key] = value
+    else:
+        setattr(owner, key, value)
+
+
+def code_key(function: Any) -> tuple[str, int, str]:
+    """The key cProfile files a function's statistics under."""
+    code = getattr(function, "__func__", function).__code__
+    return code.co_filename, code.co_firstlineno, code.co_name
 
 
 def timed_stages(app: Any, run: Any, rows: int) -> dict[str, float]:
@@ -94,22 +100,15 @@ def timed_stages(app: Any, run: Any, rows: int) -> dict[str, float]:
         return wrapper
 
     saved = []
-    for label, (owner, name) in _targets(app).items():
-        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-        saved.append((owner, name, original))
-        setattr(owner, name, clocked(label, original))
-    hooks = app.before_request_funcs[None]
-    key_check = next((index for index, hook in enumerate(hooks) if hook.__name__ == "check_request"), None)
-    if key_check is not None:
-        original_hook = hooks[key_check]
-        hooks[key_check] = clocked("before-request hooks: key check", original_hook)
+    for label, _, owner, key in stages(app):
+        original = _get(owner, key)
+        saved.append((owner, key, original))
+        _set(owner, key, clocked(label, original))
     try:
         run()
     finally:
-        for owner, name, original in reversed(saved):
-            setattr(owner, name, original)
-        if key_check is not None:
-            hooks[key_check] = original_hook
+        for owner, key, original in reversed(saved):
+            _set(owner, key, original)
     return {label: 1000 * total / rows for label, total in totals.items()}
 
 
@@ -238,15 +237,14 @@ def main() -> None:
         call(app, body, headers)
     profile.disable()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    cumulative: dict[tuple[str, str], float] = {}
-    for (filename, _, function), (_, _, _, cum, _) in stats.items():
-        for _, _, suffix, name in STAGES:
-            if function == name and filename.endswith(suffix):
-                cumulative[(suffix, name)] = cumulative.get((suffix, name), 0.0) + cum
-    whole = cumulative.get(("flask/app.py", "wsgi_app"), 0.0)
+    cumulative = {key: cum for key, (_, _, _, cum, _) in stats.items()}
+    measured = [
+        (label, depth, cumulative.get(code_key(_get(owner, key)), 0.0)) for label, depth, owner, key in stages(app)
+    ]
+    whole = measured[0][2]
     rows: list[dict[str, Any]] = []
-    for label, depth, suffix, name in STAGES:
-        share = cumulative.get((suffix, name), 0.0) / whole if whole else 0.0
+    for label, depth, seconds in measured:
+        share = seconds / whole if whole else 0.0
         rows.append(
             {
                 "stage": "  " * depth + label,

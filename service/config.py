@@ -194,7 +194,14 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
     return config
 
 
-_TYPES: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "bool": bool}
+# How a setting becomes the type its Deployment field declares (the annotation, as written there).
+_TYPES: dict[str, Callable[[Any], Any]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "Mapping[str, float]": parse_reward_values,
+}
 
 
 def typed(config: Mapping[str, Any]) -> Deployment:
@@ -202,7 +209,7 @@ def typed(config: Mapping[str, Any]) -> Deployment:
     values: dict[str, Any] = {}
     for item in fields(Deployment):
         raw = config[item.name.upper()]
-        values[item.name] = parse_reward_values(raw) if item.name == "reward_values" else _TYPES[str(item.type)](raw)
+        values[item.name] = _TYPES[str(item.type)](raw)
     return Deployment(**values)
 
 
