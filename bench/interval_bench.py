@@ -30,8 +30,9 @@ what ``target_distribution`` returns, which depends on the rounds before ``i``) 
 world's expected reward of action ``a`` in round ``i``'s context (viewer, title and slot). For the
 fixed policies this is the same formula: their value on the contexts that were drawn.
 
-Estimates come from ``bandits.evaluate.offline.estimates`` (normal 95 % intervals), as the service's
-evaluation report computes them, with one reward model per DR row:
+Estimates come from ``bandits.evaluate.offline.estimates``, as the service's evaluation report
+computes them (95 % empirical likelihood intervals for IPS, SNIPS and DR: ``bandits.evaluate.estimators``),
+with one reward model per DR row:
 
 * ``policy features``: ``bandits.evaluate.offline.fit_reward_model`` on the logged lines with the artwork
   policy's VW options, cross-fitted over 2 time-ordered folds: what the service does;
@@ -43,7 +44,9 @@ evaluation report computes them, with one reward model per DR row:
 
 R^2 is ``RewardModel.summary()["r_squared"]``: one minus the mean squared error of the model on the
 logged rewards over that of the other fold's mean reward (computed the same way for the true
-rewards). For each (logged, target, estimator) the bench reports coverage with its Wilson 95 %
+rewards). Beside them, the rows marked ``normal`` are the same estimates with the normal interval (the
+report's before 2026-12-06), on the same logs with the service's reward model. For each (logged,
+target, estimator) the bench reports coverage with its Wilson 95 %
 interval, mean interval width, mean error (bias, with its standard error), RMSE and the mean R^2;
 then, per reward model, how DR's coverage, width and error compare with IPS's. Results print as
 Markdown tables and are saved under bench/results/.
@@ -68,7 +71,7 @@ import vowpal_wabbit_next
 
 from assets.demo import demo_titles
 from assets.images import check_image, visual_tokens
-from bandits.evaluate import offline
+from bandits.evaluate import estimators, offline
 from bandits.log.rounds import RoundBuilder
 from bandits.model.exploration import Exploration
 from bandits.model.policy import ARTWORK, DEFAULT_VW_ARGS, new_workspace
@@ -421,8 +424,28 @@ def wilson_interval(successes: int, trials: int, level: float = 0.95) -> tuple[f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+NORMAL = ("ips (normal)", "snips (normal)", "dr (policy features, normal)")  # the normal interval, for comparison
+
+
 def estimator_names() -> list[str]:
-    return ["ips", "snips", *(f"dr ({model})" for model in MODELS)]
+    return ["ips", "snips", *(f"dr ({model})" for model in MODELS), *NORMAL]
+
+
+def normal_estimates(log: Log, model: offline.RewardModel, scores: offline.Scores) -> dict[str, dict[str, Any]]:
+    """IPS, SNIPS and DR on the log with the normal interval instead of the report's."""
+    rounds = log.rounds
+    reward, pscore, target = rounds.reward, rounds.pscore, scores.target_prob
+    return {
+        NORMAL[0]: estimators.ips(reward=reward, pscore=pscore, target_prob=target).as_dict(),
+        NORMAL[1]: estimators.snips(reward=reward, pscore=pscore, target_prob=target).as_dict(),
+        NORMAL[2]: estimators.dr(
+            reward=reward,
+            pscore=pscore,
+            target_prob=target,
+            q_logged=model.q[rounds.logged_flat],
+            q_target=scores.q_target,
+        ).as_dict(),
+    }
 
 
 def run(
@@ -444,10 +467,14 @@ def run(
                 pmf = target_pmf(target, log, audience)
                 truth = true_value(log, pmf)
                 for model_name, model in models.items():
-                    found = offline.estimates(log.rounds, model, offline.candidate_scores(log.rounds, model, pmf))
+                    scores = offline.candidate_scores(log.rounds, model, pmf)
+                    found = offline.estimates(log.rounds, model, scores)
                     if model_name == "policy features":
                         tallies[(logged, target, "ips")].add(found["ips"], truth, None)
                         tallies[(logged, target, "snips")].add(found["snips"], truth, None)
+                        for name, estimate in normal_estimates(log, model, scores).items():
+                            fit = r_squared[model_name] if name.startswith("dr") else None
+                            tallies[(logged, target, name)].add(estimate, truth, fit)
                     tallies[(logged, target, f"dr ({model_name})")].add(found["dr"], truth, r_squared[model_name])
             if (repetition + 1) % 50 == 0:
                 print(

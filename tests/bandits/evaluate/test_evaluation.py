@@ -236,3 +236,79 @@ def test_bootstrap_resamples_depend_on_the_seed_alone():
     assert not np.array_equal(one, bootstrap_means(columns, n_bootstrap=120, seed=4, threads=1))
     with pytest.raises(ValueError, match="seed: must be a non-negative integer"):
         bootstrap_means(columns, n_bootstrap=120, seed=-1)
+
+
+# ---------------------------------------------------------------- the likelihood interval
+
+
+def heavy_tail_log(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A target that mostly agrees with the logger, and in 14 % of rounds picks what the logger tries 1 time in 70.
+
+    Every action earns a reward 10 % of the time, so the target's true value is 0.1, and about 8
+    rounds of a log of 4,000 carry weight 70; in a third of the logs none of them is rewarded.
+    """
+    disagrees = rng.random(n) < 0.14
+    pscore_of_target = np.where(disagrees, 1 / 70, 0.95)
+    chosen = rng.random(n) < pscore_of_target  # the logger picked the target's action
+    return {
+        "reward": (rng.random(n) < 0.1).astype(float),
+        "pscore": np.where(chosen, pscore_of_target, 1 - pscore_of_target),
+        "target_prob": chosen.astype(float),
+    }
+
+
+def coverage_and_width(logs: list[dict[str, np.ndarray]], truth: float, **options) -> dict[str, tuple[float, float]]:
+    found: dict[str, list[tuple[float, float]]] = {"ips": [], "snips": [], "dr": []}
+    for log in logs:
+        q = np.full(log["reward"].size, 0.09)  # a reward model a little off
+        for name, estimate in (
+            ("ips", ips(**log, **options)),
+            ("snips", snips(**log, **options)),
+            ("dr", dr(**log, q_logged=q, q_target=q, **options)),
+        ):
+            found[name].append((estimate.ci_low, estimate.ci_high))
+    result = {}
+    for name, rows in found.items():
+        low, high = np.array(rows).T
+        result[name] = (float(np.mean((low <= truth) & (truth <= high))), float(np.mean(high - low)))
+    return result
+
+
+def test_the_likelihood_interval_sees_heavy_weights_that_were_never_rewarded():
+    logs = [heavy_tail_log(4000, np.random.default_rng([7, repetition])) for repetition in range(300)]
+    normal = coverage_and_width(logs, 0.1)
+    likely = coverage_and_width(logs, 0.1, interval="likelihood")
+    assert normal["ips"][0] < 0.85  # the normal interval trusts a sample variance that missed the tail
+    for name in ("ips", "snips", "dr"):
+        assert likely[name][0] >= 0.92, (name, likely[name])
+        assert likely[name][1] < 1.5 * normal[name][1], (name, likely[name], normal[name])
+
+
+def test_the_likelihood_interval_is_the_normal_one_where_weights_are_light(world):
+    truth = world.true_value
+    logs = [
+        {key: log[key] for key in ("reward", "pscore", "target_prob")}
+        for log in (world.log(2000, np.random.default_rng(20_000 + repetition)) for repetition in range(100))
+    ]
+    normal = coverage_and_width(logs, truth)
+    likely = coverage_and_width(logs, truth, interval="likelihood")
+    for name in ("ips", "snips", "dr"):
+        assert likely[name][0] >= 0.90, (name, likely[name])
+        assert abs(likely[name][1] / normal[name][1] - 1) < 0.05, (name, likely[name], normal[name])
+    rng = np.random.default_rng(3)
+    reward = (rng.random(5000) < 0.3).astype(float)
+    one = np.ones(5000)
+    both = (
+        ips(reward=reward, pscore=one, target_prob=one),
+        ips(reward=reward, pscore=one, target_prob=one, interval="likelihood"),
+    )
+    width = both[0].ci_high - both[0].ci_low
+    assert abs(both[1].ci_low - both[0].ci_low) < 0.02 * width and abs(both[1].ci_high - both[0].ci_high) < 0.02 * width
+    assert both[1].interval == "likelihood" and both[1].value == both[0].value
+
+
+def test_the_likelihood_interval_needs_importance_weights():
+    with pytest.raises(ValueError, match="interval: likelihood is not available for dm"):
+        dm(q_target=[0.1, 0.2, 0.3], interval="likelihood")
+    with pytest.raises(ValueError, match="interval: must be one of normal, likelihood, bootstrap"):
+        ips(reward=[1, 0], pscore=[0.5, 0.5], target_prob=[1, 0], interval="exact")
