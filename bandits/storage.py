@@ -181,13 +181,52 @@ def _missing_columns(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
     ]
 
 
+def _create_pending(db: sqlite_utils.Database) -> None:
+    """Create the table of reward windows not yet learned, and its index of windows by when they fall due.
+
+    One row per (event, policy). due_at is NULL until a deferred event is activated; closed_at and
+    labels (the aggregation rule and default reward in force, from which
+    bandits.log.labels.closed_labels derives the labels) are set when the learner closes the window.
+    Keyed by event first, so that a decision's rows (one per policy) share a page and land at the
+    end of the tree; the index leads with closed_at and due_at for the same reason: new windows, all
+    open, are added at the end of the open ones in the order they fall due (BENCHMARKS.md, "WAL
+    pages a decision": two pages fewer a decision than keyed by policy first).
+    """
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS pending (
+            event_seq INTEGER NOT NULL REFERENCES events(seq), policy TEXT NOT NULL, due_at REAL,
+            closed_at REAL, labels TEXT, PRIMARY KEY (event_seq, policy)) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS pending_due ON pending (closed_at, due_at, policy)")
+
+
+def _pending_keyed_by_policy(db: sqlite_utils.Database) -> bool:
+    """Whether ``pending`` has the layout of files before 2026-12-06 (keyed by policy, then event)."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'pending'").fetchone()
+    return row is not None and "PRIMARY KEY (policy, event_seq)" in row[0]
+
+
+def _rekey_pending(db: sqlite_utils.Database) -> None:
+    """Rebuild an older file's ``pending`` in today's layout, every row kept (inside the caller's transaction)."""
+    db.execute("DROP INDEX IF EXISTS pending_due")
+    db.execute("ALTER TABLE pending RENAME TO pending_keyed_by_policy")
+    _create_pending(db)
+    db.execute(
+        "INSERT INTO pending (event_seq, policy, due_at, closed_at, labels) "
+        "SELECT event_seq, policy, due_at, closed_at, labels FROM pending_keyed_by_policy"
+    )
+    db.execute("DROP TABLE pending_keyed_by_policy")
+
+
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create every table, index and column if missing (idempotent, safe to run from several processes)."""
     if set(TABLES) <= set(db.table_names()):  # a file from an older version gets the tables it lacks
-        if _missing_columns(db):
+        if _missing_columns(db) or _pending_keyed_by_policy(db):
             with write_transaction(db):
                 for table, column, kind in _missing_columns(db):  # again: another process may have added it
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                if _pending_keyed_by_policy(db):
+                    _rekey_pending(db)
         return
     with write_transaction(db):
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
@@ -264,15 +303,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 reward_id INTEGER NOT NULL REFERENCES rewards(id), policy TEXT NOT NULL,
                 PRIMARY KEY (reward_id, policy)) WITHOUT ROWID"""
         )
-        # One row per (policy, event) not yet learned. due_at is NULL until a deferred event is
-        # activated; closed_at and labels (the aggregation rule and default reward in force, from which
-        # bandits.log.labels.closed_labels derives the labels) are set when the learner closes the window.
-        db.execute(
-            """CREATE TABLE IF NOT EXISTS pending (
-                policy TEXT NOT NULL, event_seq INTEGER NOT NULL REFERENCES events(seq), due_at REAL,
-                closed_at REAL, labels TEXT, PRIMARY KEY (policy, event_seq)) WITHOUT ROWID"""
-        )
-        db.execute("CREATE INDEX IF NOT EXISTS pending_due ON pending (policy, closed_at, due_at)")
+        _create_pending(db)
         db.execute(
             """CREATE TABLE IF NOT EXISTS learned (
                 policy TEXT NOT NULL, event_seq INTEGER NOT NULL, version INTEGER NOT NULL,

@@ -217,7 +217,11 @@ def _likelihood_statistic(g: np.ndarray, atom: float) -> float:
         ratio = g / (1.0 + t * g)
         return float(ratio.sum()), float(np.dot(ratio, ratio))
 
-    if atom < lowest and slope(high)[0] >= 0:
+    edge = math.nan
+    if atom < lowest:  # the unseen point bounds t (a round level with it, to rounding, leaves the edge infinite)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            edge = slope(high)[0]
+    if math.isfinite(edge) and edge >= 0:
         t = high  # the root lies past the unseen point's bound: it takes mass, the bound holds
     else:  # the root is inside (low, high): Newton's steps, kept in the bracket by bisection
         t = 0.0
