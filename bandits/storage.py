@@ -189,8 +189,8 @@ def _create_pending(db: sqlite_utils.Database) -> None:
     bandits.log.labels.closed_labels derives the labels) are set when the learner closes the window.
     Keyed by event first, so that a decision's rows (one per policy) share a page and land at the
     end of the tree; the index leads with closed_at and due_at for the same reason: new windows, all
-    open, are added at the end of the open ones in the order they fall due (BENCHMARKS.md, "WAL
-    pages a decision": two pages fewer a decision than keyed by policy first).
+    open, are added at the end of the open ones in the order they fall due (BENCHMARKS.md, "reward
+    windows keyed by event": two WAL frames fewer a decision than keyed by policy first).
     """
     db.execute(
         """CREATE TABLE IF NOT EXISTS pending (

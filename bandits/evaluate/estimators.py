@@ -29,8 +29,8 @@ With ``interval="likelihood"`` (IPS, SNIPS and DR; what an evaluation report use
 empirical likelihood interval (Owen, 2001), widened for weights nobody saw rewarded, after
 Karampatziakis, Langford and Mineiro's empirical likelihood for contextual bandits (2020): the
 values ``V`` whose estimating equation (``mean(w * reward - V) = 0`` for IPS, ``mean(w * (reward -
-V)) = 0`` for SNIPS, ``mean(dr term - V) = 0`` for DR) the rounds reject at no more than the level,
-when the rounds may be reweighted and one more decision, never seen, may carry some of the mass.
+V)) = 0`` for SNIPS, ``mean(dr term - V) = 0`` for DR) the rounds do not reject at the level, when
+the rounds may be reweighted and one more decision, never seen, may carry some of the mass.
 That decision is the heaviest the log shows (the largest importance weight), its reward at either end
 of the rewards seen (and 0): the upper bound lets it have been rewarded, the lower bound not. The
 normal interval trusts the rounds' sample variance, which misses a tail of heavily weighted decisions
