@@ -47,9 +47,8 @@ from bandits.vw.workspace import TextExamples, TextLines
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
-INTERVAL = (
-    "likelihood"  # the interval of IPS, SNIPS and DR (bandits.evaluate.estimators): sees an unrewarded weight tail
-)
+# The interval of IPS, SNIPS and DR (bandits.evaluate.estimators): it sees an unrewarded weight tail.
+INTERVAL = "likelihood"
 MAX_SEGMENTS = 20  # segment values reported, the most frequent first
 MIN_SEGMENT_ROUNDS = 30  # smaller segments are counted but not estimated
 TIME_BUCKETS = 10  # contiguous stretches of events in the "over time" series
