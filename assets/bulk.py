@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from assets import catalog
 from assets.images import check_image
 from bandits.errors import MarqueeError
+from bandits.storage import Database
 
 
 @dataclass
@@ -72,7 +71,7 @@ def _title_body(row: dict[str, Any], check_title: TitleCheck) -> dict[str, Any]:
 
 
 def import_folder(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     folder: Path,
     manifest: Path,
@@ -100,7 +99,7 @@ def import_folder(
 
 
 def _import_row(
-    db: sqlite_utils.Database,
+    db: Database,
     row: dict[str, Any],
     *,
     root: Path,

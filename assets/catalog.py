@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from assets.images import CheckedImage, visual_tokens
 from bandits.errors import Conflict, Invalid, NotFound
-from bandits.storage import bump, write_transaction
+from bandits.storage import Database, bump, write_transaction
 from bandits.vw import features
 from bandits.vw.blocks import Block
 
@@ -80,13 +78,13 @@ def _artwork_row(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def list_titles(db: sqlite_utils.Database, *, include_retired: bool = False) -> list[dict[str, Any]]:
+def list_titles(db: Database, *, include_retired: bool = False) -> list[dict[str, Any]]:
     """Return titles in id order, active ones only unless ``include_retired``."""
     where = "" if include_retired else "WHERE active = 1"
     return [_title_row(row) for row in db.query(f"SELECT * FROM titles {where} ORDER BY id")]
 
 
-def get_title(db: sqlite_utils.Database, title_id: str) -> dict[str, Any]:
+def get_title(db: Database, title_id: str) -> dict[str, Any]:
     """Return one title, retired or not; raise ``NotFound``."""
     rows = list(db.query("SELECT * FROM titles WHERE id = ?", [title_id]))
     if not rows:
@@ -94,7 +92,7 @@ def get_title(db: sqlite_utils.Database, title_id: str) -> dict[str, Any]:
     return _title_row(rows[0])
 
 
-def create_title(db: sqlite_utils.Database, body: Mapping[str, Any]) -> dict[str, Any]:
+def create_title(db: Database, body: Mapping[str, Any]) -> dict[str, Any]:
     """Add a title; raise ``Conflict`` if its id is taken (retired titles keep their ids)."""
     title_id = body.get("id") or f"t-{uuid.uuid4().hex[:12]}"
     now = time.time()
@@ -119,7 +117,7 @@ def create_title(db: sqlite_utils.Database, body: Mapping[str, Any]) -> dict[str
     return get_title(db, title_id)
 
 
-def replace_title(db: sqlite_utils.Database, title_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+def replace_title(db: Database, title_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """Replace a title's fields (and make it active again); raise ``NotFound``."""
     with write_transaction(db):
         cursor = db.execute(
@@ -141,7 +139,7 @@ def replace_title(db: sqlite_utils.Database, title_id: str, body: Mapping[str, A
     return get_title(db, title_id)
 
 
-def retire_title(db: sqlite_utils.Database, title_id: str) -> None:
+def retire_title(db: Database, title_id: str) -> None:
     """Stop choosing a title; it and its artworks stay stored for the log."""
     with write_transaction(db):
         cursor = db.execute(
@@ -153,7 +151,7 @@ def retire_title(db: sqlite_utils.Database, title_id: str) -> None:
         bump(db, CATALOG_VERSION)
 
 
-def list_artworks(db: sqlite_utils.Database, title_id: str, *, include_retired: bool = False) -> list[dict[str, Any]]:
+def list_artworks(db: Database, title_id: str, *, include_retired: bool = False) -> list[dict[str, Any]]:
     """Return a title's artworks in upload order; raise ``NotFound`` for an unknown title."""
     get_title(db, title_id)
     where = "" if include_retired else "AND active = 1"
@@ -163,7 +161,7 @@ def list_artworks(db: sqlite_utils.Database, title_id: str, *, include_retired: 
     ]
 
 
-def get_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
+def get_artwork(db: Database, artwork_id: str) -> dict[str, Any]:
     """Return one artwork with its stored path; raise ``NotFound``."""
     rows = list(db.query("SELECT * FROM artworks WHERE id = ?", [artwork_id]))
     if not rows:
@@ -174,7 +172,7 @@ def get_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
 
 
 def add_artwork(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     data_dir: str | Path,
     title_id: str,
@@ -242,7 +240,7 @@ def add_artwork(
     return get_artwork(db, artwork_id)
 
 
-def retire_artwork(db: sqlite_utils.Database, artwork_id: str) -> None:
+def retire_artwork(db: Database, artwork_id: str) -> None:
     """Stop choosing an artwork; its file and row stay for the log."""
     with write_transaction(db):
         cursor = db.execute(
@@ -254,7 +252,7 @@ def retire_artwork(db: sqlite_utils.Database, artwork_id: str) -> None:
         bump(db, CATALOG_VERSION)
 
 
-def restore_artwork(db: sqlite_utils.Database, artwork_id: str) -> dict[str, Any]:
+def restore_artwork(db: Database, artwork_id: str) -> dict[str, Any]:
     """Choose a retired artwork again (a seasonal poster back in season); return it.
 
     Restoring an active one changes nothing.
@@ -297,12 +295,12 @@ class CatalogSnapshot:
     all_titles_block: Block  # the lines of every servable title in order: a row without candidates
 
 
-def catalog_version(db: sqlite_utils.Database) -> int:
+def catalog_version(db: Database) -> int:
     """Return the counter bumped by every catalog change."""
     return int(db.execute("SELECT value FROM meta WHERE key = ?", [CATALOG_VERSION]).fetchone()[0])
 
 
-def load_snapshot(db: sqlite_utils.Database) -> CatalogSnapshot:
+def load_snapshot(db: Database) -> CatalogSnapshot:
     """Read the active catalog and build every VW line once."""
     version = catalog_version(db)
     artworks: dict[str, list[tuple[str, str, float]]] = {}

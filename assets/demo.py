@@ -7,11 +7,11 @@ import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import sqlite_utils
 from PIL import Image, ImageDraw
 
 from assets import catalog
 from assets.images import check_image
+from bandits.storage import Database
 
 GENRES = ("comedy", "drama", "thriller", "horror", "romance", "sci-fi", "documentary", "animation", "action", "crime")
 MATURITY = ("G", "PG", "PG-13", "R")
@@ -178,7 +178,7 @@ def demo_titles(
 
 
 def build_demo_catalog(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     data_dir: str | Path,
     seed: int = 7,

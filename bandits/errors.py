@@ -91,6 +91,31 @@ class Unavailable(MarqueeError):
     code = "unavailable"
 
 
+class StorageUnavailable(Unavailable):
+    """The store cannot take the request now; ``reason`` says why, ``cause`` is the engine's own words (for logs)."""
+
+    reason = "the database is unavailable"
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"{self.reason}; retry shortly", details=None)
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.cause})"
+
+
+class StorageBusy(StorageUnavailable):
+    """The database stayed locked by other writers for longer than the busy timeout."""
+
+    reason = "the database is busy"
+
+
+class StorageUnreachable(StorageUnavailable):
+    """The database server could not be reached (or had no free connection) in time; nothing was changed."""
+
+    reason = "the database cannot be reached right now; nothing was changed"
+
+
 class Rejected(MarqueeError):
     """A request that cannot be carried out; ``status`` (404, 409 or 422) says why, as its class would."""
 

@@ -21,8 +21,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlite_utils
-
 from bandits.deployment import Deployment
 from bandits.errors import Conflict, MarqueeError, NotFound
 from bandits.evaluate import offline, optimize, runs
@@ -30,7 +28,7 @@ from bandits.log import maintenance
 from bandits.log.rounds import closed_event_count
 from bandits.model.policy import ACTIONS, PolicyError, ServingModel, latest_model, load_policy, parse_vw_args
 from bandits.reports import explain
-from bandits.storage import write_transaction
+from bandits.storage import Database, write_transaction
 
 EVALUATION, IMPORTANCE = "evaluation", "featureImportance"
 # Personalizer's learning-policy arguments that are no VW option Marquee takes: its explore reduction
@@ -117,7 +115,7 @@ def write_arguments(vw_args: Sequence[str], epsilon: float) -> str:
 # ---------------------------------------------------------------- stored items
 
 
-def _item(db: sqlite_utils.Database, kind: str, item_id: str) -> dict[str, Any]:
+def _item(db: Database, kind: str, item_id: str) -> dict[str, Any]:
     rows = list(db.query("SELECT * FROM personalizer_items WHERE kind = ? AND id = ?", [kind, item_id]))
     if not rows:
         what = "Evaluation" if kind == EVALUATION else "FeatureImportance"
@@ -125,7 +123,7 @@ def _item(db: sqlite_utils.Database, kind: str, item_id: str) -> dict[str, Any]:
     return rows[0]
 
 
-def _check_free(db: sqlite_utils.Database, kind: str, item_id: str) -> None:
+def _check_free(db: Database, kind: str, item_id: str) -> None:
     if db.execute("SELECT 1 FROM personalizer_items WHERE kind = ? AND id = ?", [kind, item_id]).fetchone():
         what = "Evaluation" if kind == EVALUATION else "FeatureImportance"
         raise Refused(
@@ -134,7 +132,7 @@ def _check_free(db: sqlite_utils.Database, kind: str, item_id: str) -> None:
 
 
 def _insert(
-    db: sqlite_utils.Database,
+    db: Database,
     kind: str,
     item_id: str,
     *,
@@ -182,9 +180,7 @@ def _name(body: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- evaluations
 
 
-def create_evaluation(
-    db: sqlite_utils.Database, config: Deployment, evaluation_id: str, body: Mapping[str, Any]
-) -> str:
+def create_evaluation(db: Database, config: Deployment, evaluation_id: str, body: Mapping[str, Any]) -> str:
     """Check a Personalizer evaluation request, store it with a queued evaluation run; return the run's id.
 
     Raises:
@@ -314,7 +310,7 @@ def _details(row: Mapping[str, Any], status: str) -> dict[str, Any]:
     }
 
 
-def evaluation(db: sqlite_utils.Database, config: Deployment, evaluation_id: str) -> dict[str, Any]:
+def evaluation(db: Database, config: Deployment, evaluation_id: str) -> dict[str, Any]:
     """Return a Personalizer evaluation: details, status, and once done each policy's DR estimate and series."""
     row = _item(db, EVALUATION, evaluation_id)
     run = runs.get(db, row["run_id"])
@@ -359,7 +355,7 @@ def evaluation(db: sqlite_utils.Database, config: Deployment, evaluation_id: str
     return found
 
 
-def evaluations(db: sqlite_utils.Database, *, top: int | None = None, skip: int = 0) -> list[dict[str, Any]]:
+def evaluations(db: Database, *, top: int | None = None, skip: int = 0) -> list[dict[str, Any]]:
     """Return Personalizer's list of evaluations, newest first."""
     runs.active_count(db)  # a run whose process died is failed here as in its own answer
     rows = list(
@@ -375,7 +371,7 @@ def evaluations(db: sqlite_utils.Database, *, top: int | None = None, skip: int 
     ]
 
 
-def delete_evaluation(db: sqlite_utils.Database, evaluation_id: str) -> None:
+def delete_evaluation(db: Database, evaluation_id: str) -> None:
     """Delete a finished evaluation, its run and the models its candidates were trained to."""
     row = _item(db, EVALUATION, evaluation_id)
     run = runs.get(db, row["run_id"])
@@ -392,7 +388,7 @@ def delete_evaluation(db: sqlite_utils.Database, evaluation_id: str) -> None:
             db.execute("DELETE FROM evaluations WHERE id = ?", [row["run_id"]])
 
 
-def apply_from_evaluation(db: sqlite_utils.Database, config: Deployment, body: Mapping[str, Any]) -> None:
+def apply_from_evaluation(db: Database, config: Deployment, body: Mapping[str, Any]) -> None:
     """Apply a policy of a Personalizer evaluation, with ``runs.apply``'s evidence rules."""
     evaluation_id, name = body.get("evaluationId"), body.get("policyName")
     if not isinstance(evaluation_id, str) or not isinstance(name, str):
@@ -412,9 +408,7 @@ def apply_from_evaluation(db: sqlite_utils.Database, config: Deployment, body: M
 # ---------------------------------------------------------------- feature importances
 
 
-def create_importance(
-    db: sqlite_utils.Database, config: Deployment, importance_id: str, body: Mapping[str, Any]
-) -> None:
+def create_importance(db: Database, config: Deployment, importance_id: str, body: Mapping[str, Any]) -> None:
     """Explain the ``actions`` policy's newest model on the range's most recent decisions; store the scores."""
     unknown = sorted(set(body) - {"name", "startTime", "endTime"})
     if unknown:
@@ -451,7 +445,7 @@ def create_importance(
         )
 
 
-def importance(db: sqlite_utils.Database, importance_id: str) -> dict[str, Any]:
+def importance(db: Database, importance_id: str) -> dict[str, Any]:
     """Return a Personalizer feature importance: details and each feature's score (the largest is 1)."""
     row = _item(db, IMPORTANCE, importance_id)
     result = json.loads(row["result"])
@@ -462,7 +456,7 @@ def importance(db: sqlite_utils.Database, importance_id: str) -> dict[str, Any]:
     }
 
 
-def importances(db: sqlite_utils.Database, *, top: int | None = None, skip: int = 0) -> list[dict[str, Any]]:
+def importances(db: Database, *, top: int | None = None, skip: int = 0) -> list[dict[str, Any]]:
     """Return Personalizer's list of feature importances, newest first."""
     return [
         _details(row, "Succeeded")
@@ -473,7 +467,7 @@ def importances(db: sqlite_utils.Database, *, top: int | None = None, skip: int 
     ]
 
 
-def delete_importance(db: sqlite_utils.Database, importance_id: str) -> None:
+def delete_importance(db: Database, importance_id: str) -> None:
     """Delete a feature importance."""
     _item(db, IMPORTANCE, importance_id)
     with write_transaction(db):
@@ -483,7 +477,7 @@ def delete_importance(db: sqlite_utils.Database, importance_id: str) -> None:
 # ---------------------------------------------------------------- model and logs
 
 
-def model_properties(db: sqlite_utils.Database) -> dict[str, Any]:
+def model_properties(db: Database) -> dict[str, Any]:
     """Return when the ``actions`` model was started (its newest version not made by the learner) and last changed."""
     rows = db.execute("SELECT created_at, origin FROM models WHERE policy = ? ORDER BY version", [ACTIONS]).fetchall()
     if not rows:
@@ -492,7 +486,7 @@ def model_properties(db: sqlite_utils.Database) -> dict[str, Any]:
     return {"creationTime": iso(started[-1] if started else rows[0][0]), "lastModifiedTime": iso(rows[-1][0])}
 
 
-def log_properties(db: sqlite_utils.Database) -> dict[str, Any]:
+def log_properties(db: Database) -> dict[str, Any]:
     """Return the time range of the ``actions`` policy's logged decisions."""
     first, last = db.execute("SELECT MIN(created_at), MAX(created_at) FROM events WHERE kind = ?", [ACTIONS]).fetchone()
     if first is None:
@@ -500,12 +494,12 @@ def log_properties(db: sqlite_utils.Database) -> dict[str, Any]:
     return {"dateRange": {"from": iso(first), "to": iso(last)}}
 
 
-def delete_logs(db: sqlite_utils.Database) -> int:
+def delete_logs(db: Database) -> int:
     """Delete the ``actions`` policy's logged decisions but those not yet learned or activated; return how many."""
     return maintenance.prune(db, older_than=time.time() + 1.0, kind=ACTIONS, keep_deferred=True).events
 
 
-def shown(db: sqlite_utils.Database, event_id: str, *, multislot: bool) -> dict[str | None, str]:
+def shown(db: Database, event_id: str, *, multislot: bool) -> dict[str | None, str]:
     """Return what an event of this API showed: slot id (None for a single-slot ranking) -> action id."""
     rows = db.execute(
         "SELECT i.slot_id, i.title_id, e.kind FROM events e JOIN impressions i ON i.event_seq = e.seq "
@@ -523,7 +517,7 @@ def shown(db: sqlite_utils.Database, event_id: str, *, multislot: bool) -> dict[
     return {slot_id: str(action_id) for slot_id, action_id, _ in rows}
 
 
-def edited_at(db: sqlite_utils.Database) -> str:
+def edited_at(db: Database) -> str:
     """Return when the actions policy's settings last changed, as Personalizer writes times."""
     row = db.execute("SELECT updated_at FROM policies WHERE name = ?", [ACTIONS]).fetchone()
     when = datetime.fromtimestamp(row[0] if row else 0.0, tz=UTC)

@@ -1,8 +1,13 @@
-"""The SQLite file: connections, write transactions, and the schema of every table.
+"""The store: connections, write transactions, and the schema of every table, on SQLite or PostgreSQL.
 
-Connections run in autocommit mode; every write goes through ``write_transaction``, which takes
-SQLite's write lock up front (``BEGIN IMMEDIATE``) so that concurrent writers wait in
-``busy_timeout`` instead of failing half-way, and retries ``SQLITE_BUSY`` a bounded number of times.
+The embedded default is one SQLite file; a ``postgresql://`` target puts the same tables on a
+PostgreSQL server (``bandits.postgres``), shared by any number of processes and hosts. Either way
+the rest of Marquee sees one ``Database``: ``execute`` and ``query`` in autocommit, and every write
+through ``write_transaction``, the one door that takes the write lock up front, so that concurrent
+writers wait instead of failing half-way, and commits whole or rolls back whole.
+
+On SQLite that lock is the file's (``BEGIN IMMEDIATE``), polled for a bounded time before
+``StorageBusy``; on PostgreSQL an advisory lock held for the transaction (``bandits.postgres``).
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import psycopg
 import sqlite_utils
 
-from bandits.errors import Unavailable
+from bandits.errors import StorageBusy, StorageUnavailable
+from bandits.postgres import PostgresDatabase, is_url
 
 T = TypeVar("T")
+DB = TypeVar("DB", bound="Database")
 
 BUSY_TIMEOUT_MS = 10_000
 # Waiting for the write lock: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20 ... ms between
@@ -27,16 +35,104 @@ BUSY_TIMEOUT_MS = 10_000
 # a waiting process spends a few per cent of a core polling, and gets the lock within 0.2 ms.
 LOCK_POLL_SCHEDULE = (0.00005, 0.0001, 0.0002)
 
+# What a store raises when it fails, whichever its engine: the engines' own errors, and Marquee's
+# busy or unreachable store (both 503s).
+StorageError = (sqlite3.Error, psycopg.Error, StorageUnavailable)
+IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
-class StorageBusy(Unavailable):
-    """The database stayed locked by other writers for longer than the busy timeout."""
 
-    def __init__(self, cause: str) -> None:
-        super().__init__("the database is busy; retry shortly", details=None)
-        self.cause = cause  # SQLite's own words, for the logs
+def unique_violation(exc: BaseException, table: str, column: str) -> bool:
+    """Whether ``exc`` is a UNIQUE constraint on ``table.column`` refusing a row, on either engine."""
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return exc.diag.constraint_name == f"{table}_{column}_key"
+    return isinstance(exc, sqlite3.IntegrityError) and f"{table}.{column}" in str(exc)
 
-    def __str__(self) -> str:
-        return f"the database is busy ({self.cause})"
+
+class SQLiteDatabase(sqlite_utils.Database):
+    """A SQLite file, with the methods Marquee uses on either engine (``PostgresDatabase`` has the same)."""
+
+    dialect = "sqlite"
+
+    def executemany(self, statement: str, rows: Any) -> None:
+        self.conn.executemany(statement, rows)
+
+    def columns(self, table: str) -> set[str]:
+        """The names of a table's columns."""
+        return {row[1] for row in self.execute(f"PRAGMA table_info({table})")}
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def begin_write(self, *, exclusive: bool = True) -> None:
+        """Take the write lock (``BEGIN IMMEDIATE``), polling on ``LOCK_POLL_SCHEDULE`` up to ``BUSY_TIMEOUT_MS``.
+
+        SQLite has one writer at a time: every write transaction takes the lock, ``exclusive`` or not.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        self.execute("PRAGMA busy_timeout = 0")
+        try:
+            attempt = 0
+            while True:
+                try:
+                    self.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise StorageBusy(str(exc)) from exc
+                time.sleep(LOCK_POLL_SCHEDULE[min(attempt, len(LOCK_POLL_SCHEDULE) - 1)])
+                attempt += 1
+        finally:
+            self.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def commit(self) -> None:
+        try:
+            self.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:  # a failed COMMIT may or may not have ended it
+            self.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call ``callback`` with the text of every statement this connection runs (None: stop)."""
+        self.conn.set_trace_callback(callback)
+
+
+class Database(Protocol):
+    """What Marquee's code uses of a store, on either engine (``SQLiteDatabase``, ``PostgresDatabase``)."""
+
+    dialect: str
+
+    def execute(self, statement: str, params: Any = None, /) -> Any: ...
+
+    def executemany(self, statement: str, rows: Any, /) -> None: ...
+
+    def query(self, statement: str, params: Any = None, /) -> Iterator[dict[str, Any]]: ...
+
+    def table_names(self) -> list[str]: ...
+
+    def columns(self, table: str) -> set[str]: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def begin_write(self, *, exclusive: bool = True) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def trace(self, callback: Callable[[str], None] | None) -> None: ...
 
 
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated to after a checkpoint
@@ -46,8 +142,28 @@ SYNCHRONOUS = ("normal", "full")
 
 
 def connect(
+    target: str | Path, *, autocheckpoint: bool = True, synchronous: str = "normal", max_bytes: int = 0
+) -> Database:
+    """Open the store ``target`` names, creating its schema if needed: a ``postgresql://`` URL or a SQLite path.
+
+    The keywords are the SQLite file's; a PostgreSQL server ignores them (its durability and size
+    are the server's settings).
+    """
+    if is_url(target):
+        postgres = PostgresDatabase(str(target))
+        if postgres.new:  # once a process: the tables stay made while its pool is open
+            try:
+                ensure_schema(postgres)
+            except BaseException:
+                postgres.close()
+                raise
+        return postgres
+    return connect_file(target, autocheckpoint=autocheckpoint, synchronous=synchronous, max_bytes=max_bytes)
+
+
+def connect_file(
     path: str | Path, *, autocheckpoint: bool = True, synchronous: str = "normal", max_bytes: int = 0
-) -> sqlite_utils.Database:
+) -> SQLiteDatabase:
     """Open the database file in WAL mode, creating its folder and schema if needed.
 
     ``autocheckpoint=False`` is for serving connections: SQLite otherwise runs a checkpoint inside
@@ -73,7 +189,7 @@ def connect(
     conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     if not autocheckpoint:
         conn.execute("PRAGMA wal_autocheckpoint = 0")
-    db = sqlite_utils.Database(conn)
+    db = SQLiteDatabase(conn)
     ensure_schema(db)
     if max_bytes > 0:
         # Past this size a write fails as on a full disk (SQLITE_FULL) and is rolled back whole. SQLite
@@ -83,43 +199,27 @@ def connect(
     return db
 
 
-def _begin_immediate(db: sqlite_utils.Database) -> None:
-    """Take the write lock, polling on ``LOCK_POLL_SCHEDULE`` for up to ``BUSY_TIMEOUT_MS``."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    db.execute("PRAGMA busy_timeout = 0")
-    try:
-        attempt = 0
-        while True:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise StorageBusy(str(exc)) from exc
-            time.sleep(LOCK_POLL_SCHEDULE[min(attempt, len(LOCK_POLL_SCHEDULE) - 1)])
-            attempt += 1
-    finally:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-
-
-def readable(db: sqlite_utils.Database) -> bool:
+def readable(db: Database) -> bool:
     """Whether the database answers a query (the health check)."""
     return bool(db.execute("SELECT 1").fetchone() == (1,))
 
 
 @contextlib.contextmanager
-def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """Run the block in one ``BEGIN IMMEDIATE`` transaction: committed whole or rolled back whole."""
-    _begin_immediate(db)
+def write_transaction(db: DB, *, appends_only: bool = False) -> Iterator[DB]:
+    """Run the block in one write transaction, the write lock taken first: committed whole or rolled back whole.
+
+    ``appends_only``: the block only adds new rows that nothing reads or changes until it commits (a
+    new decision, with its impressions and reward windows). On PostgreSQL such a transaction does not
+    take the deployment's write lock, so decisions commit side by side, the server writing their WAL
+    together, instead of one after another; on SQLite there is one writer at a time regardless.
+    """
+    db.begin_write(exclusive=not appends_only)
     try:
         yield db
-        db.execute("COMMIT")
     except BaseException:
-        if db.conn.in_transaction:  # the block failed, or COMMIT itself did (disk full, I/O error)
-            db.execute("ROLLBACK")
+        db.rollback()
         raise
+    db.commit()  # a failed commit (disk full, I/O error, a lost server) is rolled back before it raises
 
 
 class Writes(Protocol):
@@ -173,15 +273,11 @@ ADDED_COLUMNS = (
 )
 
 
-def _missing_columns(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
-    return [
-        (table, column, kind)
-        for table, column, kind in ADDED_COLUMNS
-        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-    ]
+def _missing_columns(db: Database) -> list[tuple[str, str, str]]:
+    return [(table, column, kind) for table, column, kind in ADDED_COLUMNS if column not in db.columns(table)]
 
 
-def _create_pending(db: sqlite_utils.Database) -> None:
+def _create_pending(db: Database) -> None:
     """Create the table of reward windows not yet learned, and its index of windows by when they fall due.
 
     One row per (event, policy). due_at is NULL until a deferred event is activated; closed_at and
@@ -200,13 +296,15 @@ def _create_pending(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS pending_due ON pending (closed_at, due_at, policy)")
 
 
-def _pending_keyed_by_policy(db: sqlite_utils.Database) -> bool:
+def _pending_keyed_by_policy(db: Database) -> bool:
     """Whether ``pending`` has the layout of files before 2026-12-06 (keyed by policy, then event)."""
+    if db.dialect != "sqlite":  # PostgreSQL stores came later
+        return False
     row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'pending'").fetchone()
     return row is not None and "PRIMARY KEY (policy, event_seq)" in row[0]
 
 
-def _rekey_pending(db: sqlite_utils.Database) -> None:
+def _rekey_pending(db: Database) -> None:
     """Rebuild an older file's ``pending`` in today's layout, every row kept (inside the caller's transaction)."""
     db.execute("DROP INDEX IF EXISTS pending_due")
     db.execute("ALTER TABLE pending RENAME TO pending_keyed_by_policy")
@@ -218,19 +316,55 @@ def _rekey_pending(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE pending_keyed_by_policy")
 
 
-def ensure_schema(db: sqlite_utils.Database) -> None:
-    """Create every table, index and column if missing (idempotent, safe to run from several processes)."""
-    if set(TABLES) <= set(db.table_names()):  # a file from an older version gets the tables it lacks
-        if _missing_columns(db) or _pending_keyed_by_policy(db):
+# The layout of the tables this Marquee writes, kept in ``meta`` as ``schema_version``: raised by every
+# change a store is migrated for (2: reward windows keyed by event, 2026-12-06). A store a newer
+# Marquee has migrated is refused, rather than written in a layout this one does not know.
+SCHEMA_VERSION = 2
+
+
+class SchemaTooNew(RuntimeError):
+    """The store was created or migrated by a newer Marquee."""
+
+
+def _schema_version(db: Database) -> int | None:
+    """The layout version the store records, if it records one."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def _record_schema_version(db: Database) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = "
+        "excluded.value WHERE meta.value < excluded.value",
+        [SCHEMA_VERSION],
+    )
+
+
+def ensure_schema(db: Database) -> None:
+    """Create every table, index and column if missing (idempotent, safe to run from several processes).
+
+    Raises ``SchemaTooNew`` for a store whose recorded layout is newer than ``SCHEMA_VERSION``.
+    """
+    tables = set(db.table_names())
+    found = _schema_version(db) if "meta" in tables else None
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"this store was written by a newer Marquee (schema version {found}; this one knows up to "
+            f"{SCHEMA_VERSION}): upgrade Marquee to open it"
+        )
+    if set(TABLES) <= tables:  # a file from an older version gets the tables it lacks
+        if _missing_columns(db) or _pending_keyed_by_policy(db) or found != SCHEMA_VERSION:
             with write_transaction(db):
                 for table, column, kind in _missing_columns(db):  # again: another process may have added it
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                 if _pending_keyed_by_policy(db):
                     _rekey_pending(db)
+                _record_schema_version(db)
         return
     with write_transaction(db):
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('catalog_version', 0)")
+        _record_schema_version(db)
+        db.execute("INSERT INTO meta (key, value) VALUES ('catalog_version', 0) ON CONFLICT DO NOTHING")
         db.execute(
             """CREATE TABLE IF NOT EXISTS titles (
                 id TEXT PRIMARY KEY, name TEXT NOT NULL, genres TEXT NOT NULL, year INTEGER,
@@ -365,16 +499,21 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         )
 
 
-def checkpoint(db: sqlite_utils.Database) -> tuple[int, int, int]:
+def checkpoint(db: Database) -> tuple[int, int, int]:
     """Copy committed WAL pages into the database file without blocking writers or readers.
 
-    Returns SQLite's (busy, WAL pages, pages checkpointed).
+    Returns SQLite's (busy, WAL pages, pages checkpointed); on PostgreSQL, whose server checkpoints
+    by itself, (0, 0, 0).
     """
+    if db.dialect != "sqlite":
+        return 0, 0, 0
     row = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def bump(db: sqlite_utils.Database, key: str) -> int:
+def bump(db: Database, key: str) -> int:
     """Increment a counter in ``meta`` inside the caller's transaction and return its new value."""
-    db.execute("INSERT INTO meta (key, value) VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET value = value + 1", [key])
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET value = meta.value + 1", [key]
+    )
     return int(db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()[0])

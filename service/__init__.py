@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from flask import Flask, Response
 
 from bandits.model.policy import ensure_models
@@ -30,9 +31,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
-    db = connect(app.config["DATABASE"], synchronous=app.config["SQLITE_SYNCHRONOUS"])  # creates the schema
+    try:
+        db = connect(app.config["DATABASE"], synchronous=app.config["SQLITE_SYNCHRONOUS"])  # creates the schema
+    except ConnectionError as exc:
+        raise RuntimeError(f"MARQUEE_DATABASE_URL: {exc}") from None
     ensure_models(db, deployment)
-    db.conn.close()
+    db.close()
 
     # Imported here, not above: gunicorn.conf.py reads the settings (this package) before it tells
     # prometheus-client, on its first import, to share metrics between workers.
@@ -49,6 +53,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             app.logger.error("storage unavailable: %s", message)
             return errors.render(errors.Unavailable(f"storage is unavailable ({message}); nothing was changed"))
         raise exc
+
+    @app.errorhandler(psycopg.DataError)
+    def _value(exc: psycopg.DataError) -> Response:  # a value the server cannot store; the transaction rolled back
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return errors.render(errors.Invalid(f"a value cannot be stored ({first}); nothing was changed"))
+
+    @app.errorhandler(psycopg.OperationalError)
+    def _server(exc: psycopg.OperationalError) -> Response:
+        app.logger.error("database server unavailable: %s", exc)
+        return errors.render(errors.Unavailable(f"the database server is unavailable ({exc}); nothing was changed"))
 
     from service.views import (
         catalog,

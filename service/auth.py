@@ -25,10 +25,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import sqlite_utils
 from flask import Flask, current_app, request
 
-from bandits.storage import write_transaction
+from bandits.storage import Database, write_transaction
 from service.db import get_db
 from service.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
 from service.ratelimit import Limiter, retry_after
@@ -89,7 +88,7 @@ def configured_digests(config: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def stored_digests(db: sqlite_utils.Database) -> dict[str, str]:
+def stored_digests(db: Database) -> dict[str, str]:
     """Return digest -> role of the keys in the table that are not revoked."""
     return {row[0]: row[1] for row in db.execute("SELECT hash, role FROM api_keys WHERE revoked_at IS NULL")}
 
@@ -103,7 +102,7 @@ def role_of(presented: str, known: Mapping[str, str]) -> str | None:
     return role
 
 
-def create_key(db: sqlite_utils.Database, *, name: str, role: str) -> str:
+def create_key(db: Database, *, name: str, role: str) -> str:
     """Make a new key, store its digest under ``name`` and return the key (shown this once).
 
     Raises:
@@ -125,7 +124,7 @@ def create_key(db: sqlite_utils.Database, *, name: str, role: str) -> str:
     return key
 
 
-def revoke_key(db: sqlite_utils.Database, name: str) -> None:
+def revoke_key(db: Database, name: str) -> None:
     """Revoke the key named ``name``; requests with it are refused from then on.
 
     Raises:
@@ -139,7 +138,7 @@ def revoke_key(db: sqlite_utils.Database, name: str) -> None:
                 raise NotFound(f"no key is named {name!r}")
 
 
-def list_keys(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def list_keys(db: Database) -> list[dict[str, Any]]:
     """Return the stored keys' names, roles and times (never a key or its digest)."""
     return [
         {"name": row[0], "role": row[1], "created_at": row[2], "revoked_at": row[3]}
@@ -220,7 +219,7 @@ def register(app: Flask) -> None:
     app.before_request(check_request)
 
 
-def first_keys(app: Flask, db: sqlite_utils.Database) -> dict[str, str]:
+def first_keys(app: Flask, db: Database) -> dict[str, str]:
     """Create a client and an admin key if checks are on and no key exists at all; return them (else {})."""
     if app.config["AUTH"] == "off" or app.extensions["marquee_key_digests"] or stored_digests(db):
         return {}

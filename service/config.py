@@ -12,6 +12,7 @@ from flask import current_app
 
 from bandits.deployment import Deployment
 from bandits.model.policy import RANGES, parse_reward_values
+from bandits.postgres import check_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,12 @@ def _bool(text: str) -> bool:
 SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "DATA_DIR": (str(PROJECT_ROOT / "data"), str, "Folder for the SQLite file, artwork images and the learner lock."),
     "DATABASE": ("", str, "Path of the SQLite file; empty means `<DATA_DIR>/marquee.sqlite3`."),
+    "DATABASE_URL": (
+        "",
+        str,
+        "`postgresql://user@host:port/database`: keep every table on this PostgreSQL server instead of the SQLite "
+        "file, for one node or many (docs/scaling.md); empty: the SQLite file.",
+    ),
     "AUTH": (
         "keys",
         str,
@@ -188,7 +195,13 @@ def load(test_config: Mapping[str, Any] | None = None, environ: Mapping[str, str
         config[name] = value
     if test_config:
         config.update(test_config)
-    if not config["DATABASE"]:
+    if config["DATABASE_URL"]:
+        try:
+            check_url(config["DATABASE_URL"])
+        except ValueError as exc:
+            raise ValueError(f"MARQUEE_DATABASE_URL: {exc}") from None
+        config["DATABASE"] = config["DATABASE_URL"]  # the store every part of Marquee opens
+    elif not config["DATABASE"]:
         config["DATABASE"] = str(Path(config["DATA_DIR"]) / "marquee.sqlite3")
     _validate(config)
     return config
@@ -267,6 +280,8 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"LEARNER_PRIORITY must be idle, low or normal, got {config['LEARNER_PRIORITY']!r}")
     if float(config["MAX_DATABASE_MB"]) < 0:
         raise ValueError(f"MAX_DATABASE_MB must be >= 0, got {config['MAX_DATABASE_MB']}")
+    if float(config["MAX_DATABASE_MB"]) > 0 and config["DATABASE_URL"]:
+        raise ValueError("MAX_DATABASE_MB caps the SQLite file; with DATABASE_URL, use the PostgreSQL server's limits")
     if float(config["RETENTION_DAYS"]) < 0:
         raise ValueError(f"RETENTION_DAYS must be >= 0, got {config['RETENTION_DAYS']}")
     if float(config["REWARD_WAIT_SECONDS"]) < 0:

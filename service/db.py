@@ -7,10 +7,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import sqlite_utils
 from flask import current_app
 
-from bandits.storage import connect
+from bandits.storage import Database, connect
 
 _local = threading.local()
 
@@ -20,15 +19,16 @@ def max_bytes(config: Mapping[str, Any]) -> int:
     return int(float(config.get("MAX_DATABASE_MB", 0.0)) * 1024 * 1024)
 
 
-def open_db(config: Mapping[str, Any]) -> sqlite_utils.Database:
+def open_db(config: Mapping[str, Any]) -> Database:
     """Open a new connection to the configured database, for a command or a background process."""
     return connect(config["DATABASE"], synchronous=str(config["SQLITE_SYNCHRONOUS"]))
 
 
-def get_db() -> sqlite_utils.Database:
+def get_db() -> Database:
     """Return this thread's connection to the app's database (opened on first use, again after a fork).
 
     Serving connections never checkpoint inside a commit; ``service.runtime`` does it in the background.
+    On PostgreSQL every thread's database shares the process's pool (``bandits.postgres``).
     """
     path = current_app.config["DATABASE"]
     cap = max_bytes(current_app.config)

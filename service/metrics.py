@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bandits.learn.learner import try_lock
+from bandits.learn.learner import learner_running
 from bandits.log import eventlog
 from bandits.model.policy import POLICY_NAMES, latest_model
 from service.db import get_db
@@ -109,11 +109,8 @@ class DatabaseCollector(Collector):
                 waiting.add_metric([name, "due"], stats["events_due"])
                 waiting.add_metric([name, "deferred"], stats["events_deferred_not_activated"])
                 learned.add_metric([name], stats["events_learned"])
-            fd = try_lock(self.app.config["DATABASE"])
-            if fd is not None:
-                os.close(fd)
             up = GaugeMetricFamily("marquee_learner_running", "1 when a learner holds the database's learner lock")
-            up.add_metric([], 0.0 if fd is not None else 1.0)
+            up.add_metric([], 1.0 if learner_running(self.app.config["DATABASE"]) else 0.0)
             mode = GaugeMetricFamily(
                 "marquee_metrics_multiprocess",
                 "1 when the counters add up every gunicorn worker (see gunicorn.conf.py)",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sqlite3
 import subprocess
 import threading
 import time
@@ -24,12 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-import sqlite_utils
 
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
 from bandits.decide.row import RowDecision
 from bandits.deployment import Deployment
-from bandits.learn.learner import try_lock
+from bandits.learn.learner import learner_running, try_lock
 from bandits.log.eventlog import log_decision
 from bandits.model.policy import (
     POLICIES_VERSION,
@@ -41,7 +39,8 @@ from bandits.model.policy import (
     latest_model,
     load_policy,
 )
-from bandits.storage import checkpoint, connect
+from bandits.postgres import STARTING_LOCK, is_url, try_session_lock
+from bandits.storage import Database, StorageError, checkpoint, connect
 from service import metrics, workers
 from service.config import PROJECT_ROOT
 
@@ -67,7 +66,7 @@ class ServingState:
         self._frozen = False
 
     @staticmethod
-    def _versions(db: sqlite_utils.Database) -> dict[str, int]:
+    def _versions(db: Database) -> dict[str, int]:
         rows = db.execute(
             "SELECT 'catalog', value FROM meta WHERE key = ? "
             "UNION ALL SELECT 'policies', value FROM meta WHERE key = ? "
@@ -84,18 +83,18 @@ class ServingState:
             if name in versions and (name not in self.models or self.models[name].version != versions[name])
         ]
 
-    def _refresh_policies(self, db: sqlite_utils.Database, config: Deployment, versions: Mapping[str, int]) -> None:
+    def _refresh_policies(self, db: Database, config: Deployment, versions: Mapping[str, int]) -> None:
         with self._lock:
             if not self.policies or self._policies_version != versions.get("policies"):
                 self.policies = {name: load_policy(db, config, name) for name in POLICY_NAMES}
                 self._policies_version = versions.get("policies")
 
-    def current_policies(self, db: sqlite_utils.Database, config: Deployment) -> dict[str, PolicyConfig]:
+    def current_policies(self, db: Database, config: Deployment) -> dict[str, PolicyConfig]:
         """Return the policies' current settings (all a reward or an activation needs; no catalog, no models)."""
         self._refresh_policies(db, config, self._versions(db))
         return self.policies
 
-    def refresh(self, db: sqlite_utils.Database, config: Deployment, *, wait_for_models: bool = True) -> None:
+    def refresh(self, db: Database, config: Deployment, *, wait_for_models: bool = True) -> None:
         """Reload whatever changed; models in the background unless ``wait_for_models`` (or none is loaded)."""
         versions = self._versions(db)
         self._refresh_policies(db, config, versions)
@@ -117,7 +116,7 @@ class ServingState:
         else:
             self._wake.set()
 
-    def _load_models(self, db: sqlite_utils.Database, names: list[str]) -> None:
+    def _load_models(self, db: Database, names: list[str]) -> None:
         loaded = {}
         for name in names:
             record = latest_model(db, name)
@@ -158,10 +157,10 @@ class ServingState:
                 if stale:
                     self._load_models(db, stale)
                 if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
-                    checkpoint(db)  # sqlite3 releases the GIL meanwhile; requests go on
+                    checkpoint(db)  # SQLite releases the GIL meanwhile; requests go on
                     last_checkpoint = time.monotonic()
                 failures = 0
-            except (sqlite3.Error, PolicyError, OSError) as exc:
+            except (*StorageError, PolicyError, OSError) as exc:
                 # A locked or unreadable database, or a model that will not load: keep serving what
                 # is loaded, say so, and try again with a growing pause.
                 failures += 1
@@ -188,7 +187,7 @@ T = TypeVar("T")
 
 
 def rank_and_log(
-    db: sqlite_utils.Database,
+    db: Database,
     config: Deployment,
     *,
     decide: Callable[[ServingState], T],
@@ -231,6 +230,8 @@ class LearnerSupervisor:
     nobody holds it, it starts ``python -m service.workers learner`` holding it (passed as ``--lock-fd``), so
     exactly one learner starts however many serving processes see it missing at once. The learner exits
     when the process that started it does, and another watchdog starts a new one within about a second.
+    On PostgreSQL the lock is the deployment's advisory lock, seen from every node: the watchdog starts
+    a learner when nobody holds it, and the learner takes it itself (``bandits.learn.learner.serve_forever``).
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -250,23 +251,55 @@ class LearnerSupervisor:
             if self.process is not None and self.process.poll() is None:
                 continue
             self.process = None  # reaped (or never started)
-            fd = try_lock(self.config["DATABASE"])
+            try:
+                self._start_if_missing()
+            except (*StorageError, OSError) as exc:  # the database is unreachable: the next round tries again
+                log.warning("learner watchdog: %s", exc)
+                time.sleep(1.0)
+
+    def _start_if_missing(self) -> None:
+        database = self.config["DATABASE"]
+        command = workers.command("learner", "--parent-pid", str(os.getpid()))
+        if is_url(database):
+            # PostgreSQL: the learner takes the deployment's advisory lock itself, from whichever node; if
+            # two nodes start one at once, the second finds the lock taken and exits, and its watchdog waits.
+            if learner_running(database):
+                time.sleep(1.0)
+                return
+            # While it starts one, the watchdog holds a second lock, so that no other node starts one too.
+            starting = try_session_lock(database, STARTING_LOCK)
+            if starting is None:
+                time.sleep(1.0)
+                return
+            try:
+                if learner_running(database):  # elected while this watchdog took the starting lock
+                    return
+                self.process = subprocess.Popen(
+                    command, env=workers.child_environment(self.config), cwd=str(PROJECT_ROOT)
+                )
+                deadline = time.monotonic() + LEARNER_START_GRACE_SECONDS
+                while self.process.poll() is None and time.monotonic() < deadline and not learner_running(database):
+                    time.sleep(0.05)
+            finally:
+                starting.release()
+        else:
+            fd = try_lock(database)
             if fd is None:
                 time.sleep(1.0)
-                continue
+                return
             # The new learner inherits the lock itself (a flock belongs to the open file, which the child
             # shares): no other watchdog can start a second learner while this one is still importing.
             try:
                 self.process = subprocess.Popen(
-                    workers.command("learner", "--parent-pid", str(os.getpid()), "--lock-fd", str(fd)),
+                    [*command, "--lock-fd", str(fd)],
                     env=workers.child_environment(self.config),
                     cwd=str(PROJECT_ROOT),
                     pass_fds=(fd,),
                 )
             finally:
                 os.close(fd)
-            log.info("started learner process %s", self.process.pid)
-            time.sleep(0.2)
+        log.info("started learner process %s", self.process.pid)
+        time.sleep(0.2)
 
 
 _supervisors: dict[tuple[int, str], LearnerSupervisor] = {}

@@ -167,7 +167,11 @@ def _message(error: Any, model: type[BaseModel]) -> str:
 
 
 def check_json(value: Any, path: str = "body", depth: int = 0) -> None:
-    """Refuse what no field may hold: deep nesting, text that is not valid Unicode, integers too long."""
+    """Refuse what no field may hold: deep nesting, text that is not valid Unicode or holds NUL, integers too long.
+
+    NUL (U+0000) is refused in every text, keys included: PostgreSQL cannot store it in text, and a
+    value one store keeps and the other cannot is refused by both.
+    """
     if depth > MAX_DEPTH:
         raise Invalid(f"{path}: nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
@@ -177,6 +181,8 @@ def check_json(value: Any, path: str = "body", depth: int = 0) -> None:
             raise Invalid(
                 f"{path}: text holds an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode"
             ) from None
+        if "\x00" in value:
+            raise Invalid(f"{path}: text holds a NUL character (\\u0000), which no field may hold")
     elif isinstance(value, bool):
         return
     elif isinstance(value, int):

@@ -21,12 +21,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import sqlite_utils
-
 from bandits.deployment import Deployment
 from bandits.evaluate import apprentice, optimize, runs
 from bandits.learn import learner
-from bandits.storage import Writes
+from bandits.storage import Database, Writes
 from service import config as settings
 
 log = logging.getLogger(__name__)
@@ -68,14 +66,14 @@ def spawn(config: Mapping[str, Any], worker: str, run_id: str) -> int:
     return process.pid
 
 
-def learner_checks(config: Mapping[str, Any]) -> Callable[[sqlite_utils.Database, Writes], None]:
+def learner_checks(config: Mapping[str, Any]) -> Callable[[Database, Writes], None]:
     """Return the learner's periodic checks: apprentice policies ready to switch, and optimizations due
     (each started in its own process)."""
     switch = apprentice.SwitchCheck()
     optimizations = optimize.Schedule(start=lambda optimization_id: spawn(config, "optimization", optimization_id))
     deployment = settings.typed(config)
 
-    def checks(db: sqlite_utils.Database, writes: Writes) -> None:
+    def checks(db: Database, writes: Writes) -> None:
         switch.run_if_due(db, deployment, writes=writes)
         optimizations.run_if_due(db, deployment)
 

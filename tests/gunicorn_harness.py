@@ -68,13 +68,20 @@ def cmdline(pid: int) -> str:
 class Service:
     """A gunicorn master with its workers and learner, on one data folder."""
 
-    def __init__(self, data_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None, database_url: str = ""
+    ) -> None:
         self.data_dir = data_dir
         self.workers = workers
         self.env = {**os.environ, "MARQUEE_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), **(env or {})}
+        if database_url:
+            self.env["MARQUEE_DATABASE_URL"] = database_url
+        # What bandits.storage.connect opens to look at the service's store from the test.
+        self.database = database_url or str(data_dir / "marquee.sqlite3")
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / "gunicorn.log"
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
 
     def flask(self, *args: str) -> str:
         result = subprocess.run(
@@ -259,3 +266,43 @@ def wait_until_learned(db, expected_events: int, timeout: float = 60) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"not learned in time: pending={pending} learned={learned} expected={2 * expected_events}")
+
+
+def check_accounting(db, traffic: Traffic, *, events: int, cut_requests: int = 0) -> None:
+    logged = {
+        (row[0], row[1]): (row[2], row[3], row[4], row[5])
+        for row in db.execute(
+            "SELECT e.id, i.position, i.title_id, i.artwork_id, i.title_prob, i.artwork_prob "
+            "FROM impressions i JOIN events e ON e.seq = i.event_seq"
+        )
+    }
+    for key, slot in traffic.slots.items():  # every slot a response promised is in the log, as promised
+        assert logged[key] == slot
+    assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == events
+    for policy in ("titles", "artwork"):
+        learned_events, learned_examples = db.execute(
+            "SELECT COUNT(*), SUM(examples) FROM learned WHERE policy = ?", [policy]
+        ).fetchone()
+        assert learned_events == events  # every learnable impression, once (primary key: never twice)
+        assert learned_examples == len(logged)
+        model = db.execute(
+            "SELECT examples_learned, events_learned FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
+            [policy],
+        ).fetchone()
+        assert model == (len(logged), events)  # the checkpoint holds exactly what the log says was learned
+        credited = db.execute("SELECT COUNT(*) FROM reward_credits WHERE policy = ?", [policy]).fetchone()[0]
+        # A reward whose response a kill cut off may be stored without the client knowing.
+        assert traffic.credited[policy] <= credited <= traffic.credited[policy] + cut_requests
+    if db.dialect == "sqlite":
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def one_learner(service: Service, timeout: float = 15) -> list[int]:
+    """Return the learner's pid once exactly one runs (a second one started by the other worker exits at the lock)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = service.learners()
+        if len(found) == 1:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not exactly one learner: {service.learners()}")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import random
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import psycopg
+import pytest
 from PIL import Image
 
 from assets.demo import poster
@@ -15,6 +22,58 @@ from bandits.deployment import Deployment
 
 # The checkout's root, wherever in tests/ a module sits.
 ROOT = Path(__file__).resolve().parent.parent
+
+# The PostgreSQL server the tests of both engines use; .ci/run makes sure one runs and requires them.
+TEST_POSTGRES = os.environ.get("MARQUEE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """Make a fresh schema on the test server; yield a URL whose connections see only it; drop it afterwards.
+
+    Skips the test when no server answers, unless ``MARQUEE_POSTGRES_TESTS=required``.
+    """
+    try:
+        admin = psycopg.connect(TEST_POSTGRES, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("MARQUEE_POSTGRES_TESTS") == "required":
+            raise
+        pytest.skip(f"no PostgreSQL server at {TEST_POSTGRES} ({exc})")
+    schema = f"marquee_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            separator = "&" if "?" in TEST_POSTGRES else "?"
+            url = f"{TEST_POSTGRES}{separator}options={quote(f'-csearch_path={schema}')}"
+            yield url
+        finally:
+            from bandits.postgres import close_pools
+
+            close_pools(url)  # what the test's apps left open (their serving state, their requests' pool)
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextlib.contextmanager
+def copy_of_store(target: str, folder: Path) -> Iterator[str]:
+    """Copy a store as it stands (a SQLite file, or a test schema on PostgreSQL); yield the copy's target."""
+    from bandits.postgres import is_url
+    from bandits.storage import TABLES, connect
+
+    if not is_url(target):
+        copy = folder / f"copy-{uuid.uuid4().hex[:8]}.sqlite3"
+        source = connect(target)
+        source.execute(f"VACUUM INTO '{copy}'")
+        source.close()
+        yield str(copy)
+        return
+    source_schema = target.rsplit("search_path%3D", 1)[1]
+    with postgres_schema() as url:
+        schema = url.rsplit("search_path%3D", 1)[1]
+        with psycopg.connect(TEST_POSTGRES, autocommit=True) as admin:
+            for table in TABLES:
+                admin.execute(f"CREATE TABLE {schema}.{table} (LIKE {source_schema}.{table} INCLUDING ALL)")
+                admin.execute(f"INSERT INTO {schema}.{table} SELECT * FROM {source_schema}.{table}")
+        yield url
 
 
 def image_bytes(

@@ -31,13 +31,12 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from bandits.deployment import Deployment
 from bandits.evaluate.estimators import mean_interval, wilson
 from bandits.evaluate.offline import policy_rounds
 from bandits.model.policy import APPRENTICE, ONLINE, POLICY_NAMES, load_policy, store_overrides, stored_overrides
-from bandits.storage import Writes, inline, write_transaction
+from bandits.storage import Database, Writes, inline, write_transaction
 
 log = logging.getLogger("marquee.apprentice")
 
@@ -46,7 +45,7 @@ MIN_EVIDENCE = 200  # exploring decisions before the model can be judged better 
 LEVEL = 0.95
 
 
-def report(db: sqlite_utils.Database, config: Deployment, policy: str, *, limit: int = REPORT_EVENTS) -> dict[str, Any]:
+def report(db: Database, config: Deployment, policy: str, *, limit: int = REPORT_EVENTS) -> dict[str, Any]:
     """Return the policy's learning mode, match rate, baseline reward and evidence, over its newest closed events."""
     settings = load_policy(db, config, policy)
     rounds = policy_rounds(db, config, policy, limit=limit)
@@ -95,7 +94,7 @@ def report(db: sqlite_utils.Database, config: Deployment, policy: str, *, limit:
     }
 
 
-def switch_online(db: sqlite_utils.Database, policy: str) -> bool:
+def switch_online(db: Database, policy: str) -> bool:
     """Turn an apprentice policy online (keeping its other overrides); return whether it was apprentice."""
     with write_transaction(db):
         overrides = stored_overrides(db, policy)
@@ -113,7 +112,7 @@ class SwitchCheck:
         self.every = every
         self.next_at = 0.0
 
-    def run_if_due(self, db: sqlite_utils.Database, config: Deployment, *, writes: Writes = inline) -> list[str]:
+    def run_if_due(self, db: Database, config: Deployment, *, writes: Writes = inline) -> list[str]:
         """Return the policies switched online by this round (the switch's transaction run by ``writes``)."""
         if time.monotonic() < self.next_at:
             return []

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits.deployment import Deployment
@@ -41,6 +40,7 @@ from bandits.log import datasets
 from bandits.log.rounds import Rounds, from_log, parse_time
 from bandits.model.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
 from bandits.model.policy import POLICY_NAMES, RANGES, PolicyError, load_policy, new_workspace, parse_vw_args
+from bandits.storage import Database
 from bandits.vw import features
 from bandits.vw.workspace import TextExamples, TextLines
 
@@ -662,7 +662,7 @@ MIN_OUT_OF_SAMPLE_ROUNDS = 30  # decisions a stored model had not learned, to es
 
 
 def sampling(
-    db: sqlite_utils.Database,
+    db: Database,
     rounds: Rounds,
     model: RewardModel,
     scores: Scores,
@@ -698,7 +698,7 @@ def sampling(
     return found
 
 
-def model_blob(db: sqlite_utils.Database, policy: str, version: int | None) -> tuple[int, bytes, int]:
+def model_blob(db: Database, policy: str, version: int | None) -> tuple[int, bytes, int]:
     """Return (version, bytes, examples learned) of a stored model of ``policy``: ``version``, or the newest if None."""
     if version is None:
         row = db.execute(
@@ -736,7 +736,7 @@ def _interval(estimate: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def policy_rounds(
-    db: sqlite_utils.Database,
+    db: Database,
     config: Deployment,
     policy: str,
     *,
@@ -758,7 +758,7 @@ def policy_rounds(
     )
 
 
-def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
+def resolve(db: Database, spec: EvaluationSpec) -> EvaluationSpec:
     """Check what ``spec`` refers to and return it completed: a dataset's policy filled in when it has one.
 
     Raises:
@@ -787,7 +787,7 @@ def resolve(db: sqlite_utils.Database, spec: EvaluationSpec) -> EvaluationSpec:
 
 
 def evaluate(
-    db: sqlite_utils.Database,
+    db: Database,
     config: Deployment,
     spec: EvaluationSpec,
     *,

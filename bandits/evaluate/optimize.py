@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import sqlite_utils
 
 from bandits.deployment import Deployment
 from bandits.errors import Rejected
@@ -47,7 +44,7 @@ from bandits.model.policy import (
     store_overrides,
     stored_overrides,
 )
-from bandits.storage import StorageBusy, write_transaction
+from bandits.storage import Database, StorageBusy, StorageError, write_transaction
 
 log = logging.getLogger("marquee.optimize")
 
@@ -204,7 +201,7 @@ def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
 
 
 def start(
-    db: sqlite_utils.Database,
+    db: Database,
     config: Deployment,
     policy: Any,
     *,
@@ -263,7 +260,7 @@ def start(
     return optimization_id
 
 
-def due(db: sqlite_utils.Database, config: Deployment, *, now: float | None = None) -> list[str]:
+def due(db: Database, config: Deployment, *, now: float | None = None) -> list[str]:
     """Return the policies with ``auto_optimize`` on whose last optimization is ``AUTO_OPTIMIZE_HOURS`` old."""
     now = time.time() if now is None else now
     every = config.auto_optimize_hours * 3600.0
@@ -289,7 +286,7 @@ class Schedule:
         self.start, self.every = start, every
         self.next_at = 0.0  # monotonic time of the next check
 
-    def run_if_due(self, db: sqlite_utils.Database, config: Deployment) -> list[str]:
+    def run_if_due(self, db: Database, config: Deployment) -> list[str]:
         """Start every optimization due (each in its own process); return their ids."""
         if time.monotonic() < self.next_at:
             return []
@@ -301,7 +298,7 @@ class Schedule:
             except OptimizationError as exc:  # busy, or a log too small yet: the next check tries again
                 log.info("optimization of %s postponed: %s", policy, exc)
                 continue
-            except (StorageBusy, sqlite3.Error) as exc:  # the learner goes on; the next check tries again
+            except StorageError as exc:  # the learner goes on; the next check tries again
                 log.warning("optimization of %s not started: %s", policy, exc)
                 continue
             self.start(optimization_id)
@@ -326,7 +323,7 @@ def run(config: Deployment, optimization_id: str) -> str:
 
 
 def _finish(
-    db: sqlite_utils.Database,
+    db: Database,
     optimization_id: str,
     *,
     status: str,
@@ -343,7 +340,7 @@ def _finish(
     return status
 
 
-def _settle(db: sqlite_utils.Database, *, now: float | None = None) -> None:
+def _settle(db: Database, *, now: float | None = None) -> None:
     """Mark failed every running optimization whose evaluation failed (its process was killed, say), or ended
     ``runs.STALE_SECONDS`` ago without a decision (the process stopped in between: nothing was applied,
     since an apply records its decision in its own transaction)."""
@@ -400,7 +397,7 @@ def decide(report: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def conclude(db: sqlite_utils.Database, config: Deployment, optimization_id: str) -> str:
+def conclude(db: Database, config: Deployment, optimization_id: str) -> str:
     """Decide a running optimization whose evaluation ended: apply its winner or keep the policy; return the status.
 
     Whatever goes wrong, the optimization ends ``failed`` with the reason, not ``running``: an error
@@ -424,7 +421,7 @@ def conclude(db: sqlite_utils.Database, config: Deployment, optimization_id: str
         raise
 
 
-def _conclude(db: sqlite_utils.Database, config: Deployment, optimization_id: str) -> str:
+def _conclude(db: Database, config: Deployment, optimization_id: str) -> str:
     row = db.execute("SELECT policy, evaluation, status FROM optimizations WHERE id = ?", [optimization_id]).fetchone()
     if row is None or row[2] != "running":
         return str(row[2]) if row else "failed"
@@ -515,7 +512,7 @@ COLUMNS = (
 )
 
 
-def get(db: sqlite_utils.Database, optimization_id: str) -> dict[str, Any] | None:
+def get(db: Database, optimization_id: str) -> dict[str, Any] | None:
     """Return an optimization with its decision and its evaluation's candidates (None if there is none)."""
     _settle(db)
     rows = list(db.query(f"SELECT {COLUMNS} FROM optimizations WHERE id = ?", [optimization_id]))
@@ -541,7 +538,7 @@ def get(db: sqlite_utils.Database, optimization_id: str) -> dict[str, Any] | Non
     return found
 
 
-def recent(db: sqlite_utils.Database, *, policy: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def recent(db: Database, *, policy: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Return the newest optimizations, of one policy or all."""
     _settle(db)
     where, params = ("WHERE policy = ?", [policy]) if policy else ("", [])
@@ -553,7 +550,7 @@ def recent(db: sqlite_utils.Database, *, policy: str | None = None, limit: int =
     ]
 
 
-def rollback(db: sqlite_utils.Database, config: Deployment, optimization_id: str) -> dict[str, Any]:
+def rollback(db: Database, config: Deployment, optimization_id: str) -> dict[str, Any]:
     """Put back the settings and the model an applied optimization replaced, as a new model version.
 
     What the policy learned after the optimization is lost with its model: the model put back is the

@@ -21,14 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from bandits.deployment import Deployment
 from bandits.errors import Rejected
 from bandits.evaluate import offline
 from bandits.model import policy as policies
 from bandits.model.exploration import SQUARECB
-from bandits.storage import connect, write_transaction
+from bandits.storage import Database, connect, write_transaction
 
 log = logging.getLogger("marquee.runs")
 
@@ -40,18 +38,18 @@ ACTIVE = ("queued", "running")
 MAX_ACTIVE = 2  # evaluations queued or running at once; each takes a core while it runs
 
 
-def connect_for(config: Deployment) -> sqlite_utils.Database:
+def connect_for(config: Deployment) -> Database:
     """Open the configured database as a background process does."""
     return connect(config.database, synchronous=config.sqlite_synchronous)
 
 
-def create(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
+def create(db: Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
     """Store a queued run of ``spec`` and return its id."""
     with write_transaction(db):
         return insert(db, spec, now=now)
 
 
-def insert(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
+def insert(db: Database, spec: offline.EvaluationSpec, *, now: float | None = None) -> str:
     """Store a queued run of ``spec`` inside the caller's write transaction; return its id."""
     now = time.time() if now is None else now
     run_id = f"ev-{uuid.uuid4().hex[:16]}"
@@ -63,7 +61,7 @@ def insert(db: sqlite_utils.Database, spec: offline.EvaluationSpec, *, now: floa
     return run_id
 
 
-def _expire_stale(db: sqlite_utils.Database, now: float) -> None:
+def _expire_stale(db: Database, now: float) -> None:
     """Mark failed every active run whose process stopped giving signs of life."""
     cutoff = now - STALE_SECONDS
     if (
@@ -85,13 +83,13 @@ def _expire_stale(db: sqlite_utils.Database, now: float) -> None:
         )
 
 
-def active_count(db: sqlite_utils.Database, *, now: float | None = None) -> int:
+def active_count(db: Database, *, now: float | None = None) -> int:
     """Return how many runs are queued or running (after expiring the stale ones)."""
     _expire_stale(db, time.time() if now is None else now)
     return count_active(db)
 
 
-def count_active(db: sqlite_utils.Database) -> int:
+def count_active(db: Database) -> int:
     """Return how many runs are queued or running, as stored (inside a caller's transaction, say)."""
     return int(db.execute("SELECT COUNT(*) FROM evaluations WHERE status IN ('queued', 'running')").fetchone()[0])
 
@@ -114,14 +112,14 @@ def _public(row: Mapping[str, Any], *, with_result: bool) -> dict[str, Any]:
     return data
 
 
-def get(db: sqlite_utils.Database, run_id: str, *, now: float | None = None) -> dict[str, Any] | None:
+def get(db: Database, run_id: str, *, now: float | None = None) -> dict[str, Any] | None:
     """Return a run with its report (None if there is no such run)."""
     _expire_stale(db, time.time() if now is None else now)
     rows = list(db.query("SELECT * FROM evaluations WHERE id = ?", [run_id]))
     return _public(rows[0], with_result=True) if rows else None
 
 
-def recent(db: sqlite_utils.Database, *, limit: int = 50, now: float | None = None) -> list[dict[str, Any]]:
+def recent(db: Database, *, limit: int = 50, now: float | None = None) -> list[dict[str, Any]]:
     """Return the newest runs, without their reports."""
     _expire_stale(db, time.time() if now is None else now)
     return [
@@ -153,7 +151,7 @@ class _Reporter:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             with write_transaction(db):
                 db.execute("UPDATE evaluations SET heartbeat_at = ? WHERE id = ?", [time.time(), self.run_id])
-        db.conn.close()
+        db.close()
 
     def __call__(self, fraction: float, stage: str) -> None:
         now = time.monotonic()
@@ -168,7 +166,7 @@ class _Reporter:
 
 
 def _finish(
-    db: sqlite_utils.Database,
+    db: Database,
     run_id: str,
     *,
     status: str,
@@ -178,8 +176,9 @@ def _finish(
 ) -> None:
     with write_transaction(db):
         if trained:
-            db.conn.executemany(
-                "INSERT OR REPLACE INTO evaluation_models (run_id, candidate, blob) VALUES (?, ?, ?)",
+            db.executemany(
+                "INSERT INTO evaluation_models (run_id, candidate, blob) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, candidate) DO UPDATE SET blob = excluded.blob",
                 [(run_id, name, blob) for name, blob in trained.items()],
             )
         db.execute(
@@ -286,7 +285,7 @@ class Winner:
     evidence: Mapping[str, Any]
 
 
-def applicable(db: sqlite_utils.Database, run_id: str, candidate_name: Any) -> Winner:
+def applicable(db: Database, run_id: str, candidate_name: Any) -> Winner:
     """Return a candidate of a finished evaluation if its evidence allows to apply it (see ``apply``).
 
     Raises:
@@ -365,7 +364,7 @@ def applicable(db: sqlite_utils.Database, run_id: str, candidate_name: Any) -> W
     )
 
 
-def install(db: sqlite_utils.Database, config: Deployment, winner: Winner) -> int:
+def install(db: Database, config: Deployment, winner: Winner) -> int:
     """Store a winner's settings and publish its model, inside the caller's write transaction; return the version.
 
     Raises:
@@ -429,7 +428,7 @@ def install(db: sqlite_utils.Database, config: Deployment, winner: Winner) -> in
     )
 
 
-def apply(db: sqlite_utils.Database, config: Deployment, run_id: str, candidate_name: Any) -> dict[str, Any]:
+def apply(db: Database, config: Deployment, run_id: str, candidate_name: Any) -> dict[str, Any]:
     """Make a candidate of a finished evaluation the policy's configuration and newest model.
 
     Applied only if the candidate's DR 95% lower bound is above the logged policy's DR estimate (which

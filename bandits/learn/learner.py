@@ -36,7 +36,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
 import vowpal_wabbit_next as vw
 
 from bandits.deployment import Deployment
@@ -56,7 +55,8 @@ from bandits.model.policy import (
     new_workspace,
     publish,
 )
-from bandits.storage import StorageBusy, Writes, connect, inline, write_transaction
+from bandits.postgres import LEARNER_LOCK, SessionLock, is_url, lock_held, try_session_lock
+from bandits.storage import Database, StorageBusy, Writes, connect, inline, write_transaction
 from bandits.vw import blocks, features
 from bandits.vw.workspace import TextExamples
 
@@ -79,7 +79,7 @@ class StepResult:
 CLOSE_CHUNK = 200  # windows closed per write transaction: one UPDATE, well under a millisecond
 
 
-def _close_due(db: sqlite_utils.Database, cfg: PolicyConfig, *, now: float, limit: int, writes: Writes = inline) -> int:
+def _close_due(db: Database, cfg: PolicyConfig, *, now: float, limit: int, writes: Writes = inline) -> int:
     """Phase 1: close the reward windows of up to ``limit`` due events, oldest first; return how many closed.
 
     Each chunk is one UPDATE and nothing else, because serving waits for the write lock while the
@@ -218,7 +218,7 @@ def apprentice_examples(examples: Sequence[list[str]], *, default_reward: float,
 class Learner:
     """Learns closed impressions into new model versions for every policy."""
 
-    def __init__(self, db: sqlite_utils.Database, config: Deployment, *, writes: Writes = inline) -> None:
+    def __init__(self, db: Database, config: Deployment, *, writes: Writes = inline) -> None:
         self.db = db
         self.config = config
         self.writes = writes  # runs the write transactions (PriorityWrites in the learner process)
@@ -303,11 +303,11 @@ class Learner:
                     )
                 else:  # logging-only decisions: recorded as done, the model unchanged
                     version = base_version
-                self.db.conn.executemany(
+                self.db.executemany(
                     "INSERT INTO learned (policy, event_seq, version, examples) VALUES (?, ?, ?, ?)",
                     [(policy, seq, version, n) for seq, n in learned_rows],
                 )
-                self.db.conn.executemany(
+                self.db.executemany(
                     "DELETE FROM pending WHERE policy = ? AND event_seq = ?", [(policy, seq) for seq, _ in learned_rows]
                 )
             return version
@@ -352,6 +352,17 @@ def try_lock(database: str | Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def learner_running(database: str | Path) -> bool:
+    """Whether a learner holds the deployment's learner lock (looked at without taking it for long)."""
+    if is_url(database):
+        return lock_held(str(database), LEARNER_LOCK)
+    fd = try_lock(database)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def lower_priority(priority: str) -> None:
@@ -401,9 +412,7 @@ class Retention:
         self.every = every
         self.next_at = 0.0  # monotonic time of the next prune: the first round prunes
 
-    def run_if_due(
-        self, db: sqlite_utils.Database, *, now: float | None = None, writes: Writes = inline
-    ) -> PruneSummary | None:
+    def run_if_due(self, db: Database, *, now: float | None = None, writes: Writes = inline) -> PruneSummary | None:
         """Prune if retention is on and the last prune is ``every`` seconds old; return what it removed."""
         if self.days <= 0 or time.monotonic() < self.next_at:
             return None
@@ -416,7 +425,7 @@ def serve_forever(
     *,
     parent_pid: int | None = None,
     lock_fd: int | None = None,
-    checks: Callable[[sqlite_utils.Database, Writes], object],
+    checks: Callable[[Database, Writes], object],
 ) -> int:
     """Run the learner until the parent process goes away; return an exit code.
 
@@ -424,10 +433,18 @@ def serve_forever(
     learner (apprentice switches, optimizations due), composed by ``service.workers``.
 
     ``lock_fd`` is the learner lock taken by the process that started this one (``try_lock``);
-    without it the learner takes the lock itself, and exits if another learner holds it.
+    without it the learner takes the lock itself, and exits if another learner holds it. On
+    PostgreSQL the lock is an advisory lock held by a session of the learner's own, for every node
+    of the deployment; the learner exits when that session ends (the server restarted, the network
+    failed), since another node may then have taken the lock, and its supervisor starts a new one.
     """
-    fd = try_lock(config.database) if lock_fd is None else lock_fd
-    if fd is None:
+    session: SessionLock | None = None
+    if is_url(config.database):
+        session = try_session_lock(config.database, LEARNER_LOCK)
+        elected = session is not None
+    else:
+        elected = (try_lock(config.database) if lock_fd is None else lock_fd) is not None
+    if not elected:
         log.info("another learner holds the lock; exiting")
         return 0
     writes = PriorityWrites()
@@ -440,26 +457,42 @@ def serve_forever(
     learner = Learner(db, config, writes=writes)
     log.info("learner started (pid %s)", os.getpid())
     try:
-        _learn_until_orphaned(db, config, learner, writes, parent_pid=parent_pid, checks=checks)
+        _learn_until_orphaned(
+            db,
+            config,
+            learner,
+            writes,
+            parent_pid=parent_pid,
+            checks=checks,
+            elected=(lambda: True) if session is None else session.held,
+        )
     finally:
         writes.close()
-    log.info("parent process is gone; learner exiting")
+        if session is not None:
+            session.release()
     return 0
 
 
 def _learn_until_orphaned(
-    db: sqlite_utils.Database,
+    db: Database,
     config: Deployment,
     learner: Learner,
     writes: Writes,
     *,
     parent_pid: int | None,
-    checks: Callable[[sqlite_utils.Database, Writes], object],
+    checks: Callable[[Database, Writes], object],
+    elected: Callable[[], bool],
 ) -> None:
-    """Learn, run the checks and prune, once every interval, while ``parent_pid`` is the parent."""
+    """Learn, run the checks and prune, once every interval, while ``parent_pid`` is the parent and ``elected()``."""
     interval = config.learner_interval_seconds
     retention = Retention(config.retention_days)
-    while parent_pid is None or os.getppid() == parent_pid:
+    while True:
+        if parent_pid is not None and os.getppid() != parent_pid:
+            log.info("parent process is gone; learner exiting")
+            return
+        if not elected():
+            log.warning("the learner lock's session ended; exiting so that one learner is elected again")
+            return
         started = time.monotonic()
         try:
             results = learner.run_once()

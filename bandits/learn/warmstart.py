@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from bandits.deployment import Deployment
 from bandits.errors import Invalid, SpecError
@@ -25,7 +24,7 @@ from bandits.evaluate.estimators import mean_interval
 from bandits.log import datasets
 from bandits.model.exploration import lead_of
 from bandits.model.policy import latest_model, load_policy, new_workspace, publish
-from bandits.storage import write_transaction
+from bandits.storage import Database, write_transaction
 from bandits.vw.workspace import TextExamples
 
 STARTS = ("empty", "newest")
@@ -37,7 +36,7 @@ class WarmStartError(Invalid, ValueError):
 
 
 def warm_start(
-    db: sqlite_utils.Database,
+    db: Database,
     config: Deployment,
     policy: str,
     dataset_id: str,

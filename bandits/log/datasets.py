@@ -17,12 +17,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from bandits.errors import Invalid, SpecError
 from bandits.log.logimport import FORMATS, INLINE_POLICY, Decision, Skip, read_line
 from bandits.log.rounds import RoundBuilder, Rounds
-from bandits.storage import write_transaction
+from bandits.storage import Database, write_transaction
 from bandits.vw import blocks
 
 BATCH = 2000  # decisions written per transaction while importing
@@ -38,13 +37,11 @@ class ImportRefused(Invalid, ValueError):
         super().__init__(f"{message}; nothing was stored")
 
 
-def _insert_batch(
-    db: sqlite_utils.Database, database: str, dataset_id: str, rows: list[tuple[int, int, Decision]]
-) -> None:
+def _insert_batch(db: Database, database: str, dataset_id: str, rows: list[tuple[int, int, Decision]]) -> None:
     block_of = [blocks.Block.of(decision.actions) for _, _, decision in rows]
     with write_transaction(db):
         inserted = blocks.store(db, database, {block.key: block for block in block_of}.values())
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO dataset_rounds (dataset_id, seq, event_index, event_id, position, created_at, context, "
             "shared, block, action_ids, chosen, pscore, reward) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -69,14 +66,14 @@ def _insert_batch(
     blocks.remember(database, inserted)
 
 
-def _drop(db: sqlite_utils.Database, dataset_id: str) -> None:
+def _drop(db: Database, dataset_id: str) -> None:
     with write_transaction(db):
         db.execute("DELETE FROM dataset_rounds WHERE dataset_id = ?", [dataset_id])
         db.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
 
 
 def import_lines(
-    db: sqlite_utils.Database,
+    db: Database,
     database: str,
     lines: Iterable[str | bytes],
     *,
@@ -173,18 +170,18 @@ def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def get(db: sqlite_utils.Database, dataset_id: str) -> dict[str, Any] | None:
+def get(db: Database, dataset_id: str) -> dict[str, Any] | None:
     """Return a dataset's summary (None if there is none)."""
     rows = list(db.query("SELECT * FROM datasets WHERE id = ?", [dataset_id]))
     return _public(rows[0]) if rows else None
 
 
-def recent(db: sqlite_utils.Database, *, limit: int = 100) -> list[dict[str, Any]]:
+def recent(db: Database, *, limit: int = 100) -> list[dict[str, Any]]:
     """Return the newest datasets' summaries."""
     return [_public(row) for row in db.query("SELECT * FROM datasets ORDER BY created_at DESC LIMIT ?", [limit])]
 
 
-def delete(db: sqlite_utils.Database, dataset_id: str) -> bool:
+def delete(db: Database, dataset_id: str) -> bool:
     """Remove a dataset and its decisions; return whether it existed."""
     if get(db, dataset_id) is None:
         return False
@@ -192,7 +189,7 @@ def delete(db: sqlite_utils.Database, dataset_id: str) -> bool:
     return True
 
 
-def ready(db: sqlite_utils.Database, dataset_id: str) -> dict[str, Any]:
+def ready(db: Database, dataset_id: str) -> dict[str, Any]:
     """Return a dataset that can be evaluated; raise ``SpecError`` naming ``dataset`` otherwise."""
     found = get(db, dataset_id)
     if found is None:
@@ -205,7 +202,7 @@ def ready(db: sqlite_utils.Database, dataset_id: str) -> dict[str, Any]:
 
 
 def load(
-    db: sqlite_utils.Database,
+    db: Database,
     dataset_id: str,
     *,
     since: float | None = None,

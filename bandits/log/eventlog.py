@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlite_utils
-
 from bandits.decide.row import RowDecision
 from bandits.errors import Conflict, NotFound
 from bandits.model.policy import ONLINE, POLICY_NAMES, ROW_POLICIES, PolicyConfig
-from bandits.storage import write_transaction
+from bandits.storage import Database, IntegrityError, unique_violation, write_transaction
 from bandits.vw import blocks
 
 
@@ -45,7 +42,7 @@ def new_event_id() -> str:
 
 
 def log_decision(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     database: str,
     event_id: str,
@@ -65,12 +62,15 @@ def log_decision(
     """
     now = time.time() if now is None else now
     modes = {name: policies[name].learning_mode for name in learned_by if policies[name].learning_mode != ONLINE}
-    with write_transaction(db):
+    # Only new rows, which no reward or learner reads before the answer leaves: on PostgreSQL, decisions
+    # commit side by side, each without waiting for the deployment's write lock.
+    with write_transaction(db, appends_only=True):
         inserted = blocks.store(db, database, [decision.candidate_block, *(s.artwork_block for s in decision.slots)])
         try:
             cursor = db.execute(
                 "INSERT INTO events (id, created_at, user_id, context, candidates, title_shared, title_block, "
-                "model_versions, deferred, activated_at, kind, modes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model_versions, deferred, activated_at, kind, modes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING seq",
                 [
                     event_id,
                     now,
@@ -86,12 +86,12 @@ def log_decision(
                     json.dumps(modes, sort_keys=True) if modes else None,
                 ],
             )
-        except sqlite3.IntegrityError as exc:
-            if "events.id" not in str(exc):
+        except IntegrityError as exc:
+            if not unique_violation(exc, "events", "id"):
                 raise
             raise Conflict(f"event {event_id!r} already exists; event ids are single-use") from None
-        seq = int(cursor.lastrowid)  # type: ignore[arg-type]
-        db.conn.executemany(
+        seq = int(cursor.fetchone()[0])
+        db.executemany(
             "INSERT INTO impressions (event_seq, position, title_id, title_index, title_prob, title_explored, "
             "artwork_id, artwork_ids, artwork_block, artwork_index, artwork_prob, artwork_explored, offered, "
             "title_greedy, artwork_greedy, shared, slot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -118,7 +118,7 @@ def log_decision(
                 for s in decision.slots
             ],
         )
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO pending (policy, event_seq, due_at) VALUES (?, ?, ?)",
             [(name, seq, None if deferred else now + policies[name].reward_wait) for name in learned_by],
         )
@@ -126,7 +126,7 @@ def log_decision(
     return seq
 
 
-def _event(db: sqlite_utils.Database, event_id: str) -> tuple[int, int, float | None]:
+def _event(db: Database, event_id: str) -> tuple[int, int, float | None]:
     row = db.execute("SELECT seq, deferred, activated_at FROM events WHERE id = ?", [event_id]).fetchone()
     if row is None:
         raise NotFound(f"event {event_id!r} does not exist")
@@ -134,7 +134,7 @@ def _event(db: sqlite_utils.Database, event_id: str) -> tuple[int, int, float | 
 
 
 def activate(
-    db: sqlite_utils.Database, *, event_id: str, policies: Mapping[str, PolicyConfig], now: float | None = None
+    db: Database, *, event_id: str, policies: Mapping[str, PolicyConfig], now: float | None = None
 ) -> dict[str, Any]:
     """Mark a deferred event as shown: its reward windows start now. Activating twice changes nothing."""
     now = time.time() if now is None else now
@@ -184,7 +184,7 @@ class RewardReceipt:
 
 
 def record_reward(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     event_id: str,
     title_id: str,
@@ -239,9 +239,9 @@ def record_reward(
         reward_id = int(
             db.execute(
                 "INSERT INTO rewards (event_seq, title_id, value, received_at, idempotency_key, type) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 [seq, title_id, value, now, idempotency_key, reward_type],
-            ).lastrowid  # type: ignore[arg-type]
+            ).fetchone()[0]
         )
         newly_credited: list[str] = []
         missed: dict[str, str] = {}
@@ -271,7 +271,7 @@ def record_reward(
 
 
 def _missed(
-    db: sqlite_utils.Database, policy: str, seq: int, pending: Sequence[Any] | None, *, now: float, wait: float
+    db: Database, policy: str, seq: int, pending: Sequence[Any] | None, *, now: float, wait: float
 ) -> str | None:
     """Say why ``policy`` did not take a reward for event ``seq`` (None: the event is not its decision)."""
     if pending is not None:
@@ -289,7 +289,7 @@ def _missed(
     )
 
 
-def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
+def get_event(db: Database, event_id: str) -> dict[str, Any]:
     """Return an event as logged: context, slots with probabilities, rewards, and learning state."""
     rows = list(db.query("SELECT * FROM events WHERE id = ?", [event_id]))
     if not rows:
@@ -313,18 +313,24 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
             slot["slot_id"] = r["slot_id"]
         slots.append(slot)
     decided = sorted(json.loads(event["model_versions"]))
+    credits: dict[int, list[str]] = {}
+    for r in db.query(
+        "SELECT c.reward_id, c.policy FROM reward_credits c JOIN rewards r ON r.id = c.reward_id "
+        "WHERE r.event_seq = ? ORDER BY c.reward_id, c.policy",
+        [event["seq"]],
+    ):
+        credits.setdefault(r["reward_id"], []).append(r["policy"])
     rewards = [
         {
             "title_id": r["title_id"],
             "value": r["value"],
             "type": r["type"],
             "received_at": r["received_at"],
-            "credited_policies": [p for p in (r["credits"] or "").split(",") if p],
-            "late_for": [p for p in decided if p not in (r["credits"] or "").split(",")],
+            "credited_policies": credits.get(r["id"], []),
+            "late_for": [p for p in decided if p not in credits.get(r["id"], [])],
         }
         for r in db.query(
-            "SELECT r.title_id, r.value, r.type, r.received_at, GROUP_CONCAT(c.policy) AS credits FROM rewards r "
-            "LEFT JOIN reward_credits c ON c.reward_id = r.id WHERE r.event_seq = ? GROUP BY r.id ORDER BY r.id",
+            "SELECT id, title_id, value, type, received_at FROM rewards WHERE event_seq = ? ORDER BY id",
             [event["seq"]],
         )
     ]
@@ -348,12 +354,12 @@ def get_event(db: sqlite_utils.Database, event_id: str) -> dict[str, Any]:
     }
 
 
-def policy_stats(db: sqlite_utils.Database, name: str, *, now: float | None = None) -> dict[str, Any]:
+def policy_stats(db: Database, name: str, *, now: float | None = None) -> dict[str, Any]:
     """Return learning progress: events waiting, due, learned, and how far the learner is behind."""
     now = time.time() if now is None else now
     waiting, due, oldest_due = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(due_at <= ?), 0), MIN(CASE WHEN due_at <= ? THEN due_at END) "
-        "FROM pending WHERE policy = ? AND due_at IS NOT NULL",
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN due_at <= ? THEN 1 ELSE 0 END), 0), "
+        "MIN(CASE WHEN due_at <= ? THEN due_at END) FROM pending WHERE policy = ? AND due_at IS NOT NULL",
         [now, now, name],
     ).fetchone()
     deferred = db.execute("SELECT COUNT(*) FROM pending WHERE policy = ? AND due_at IS NULL", [name]).fetchone()[0]

@@ -12,12 +12,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlite_utils
-
 from bandits.model.policy import ONLINE
+from bandits.storage import Database
 
 
-def closed_labels(db: sqlite_utils.Database, policy: str, seqs: Sequence[int]) -> dict[int, list[float]]:
+def closed_labels(db: Database, policy: str, seqs: Sequence[int]) -> dict[int, list[float]]:
     """Return the reward of every shown title, in slot order, of events whose ``policy`` window is closed.
 
     The credited rewards of each title are combined by the rule recorded when the window closed

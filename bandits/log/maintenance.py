@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import sqlite_utils
-
 from bandits.errors import Conflict
-from bandits.storage import Writes, inline, write_transaction
+from bandits.postgres import is_url
+from bandits.storage import Database, Writes, inline, write_transaction
 
 BACKUP_NAME = "marquee.sqlite3"
 PRUNE_BATCH = 500  # events per write transaction
@@ -55,6 +54,11 @@ def backup(
     Raises:
         BackupRefused: ``dest`` exists and is not an empty folder, or the copy is not intact.
     """
+    if is_url(database):
+        raise BackupRefused(
+            "the log is on a PostgreSQL server: back it up with the server's own tools (pg_dump, or continuous "
+            "archiving), and the artwork folder with any file copy"
+        )
     started = time.monotonic()
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -108,7 +112,7 @@ class PruneSummary:
 
 
 def prune(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     older_than: float,
     batch: int = PRUNE_BATCH,

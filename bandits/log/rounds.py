@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from bandits.errors import SpecError
 from bandits.log.labels import aggregate, mode_of, offered_titles, valued
 from bandits.model.policy import ACTIONS, ONLINE, POLICY_NAMES, TITLES
+from bandits.storage import Database
 from bandits.vw import blocks, features
 
 
@@ -109,16 +109,14 @@ def _closed_where(policy: str, since: float | None, until: float | None) -> tupl
     return " AND ".join(where), params
 
 
-def closed_event_count(
-    db: sqlite_utils.Database, policy: str, *, since: float | None = None, until: float | None = None
-) -> int:
+def closed_event_count(db: Database, policy: str, *, since: float | None = None, until: float | None = None) -> int:
     """Return how many events of ``policy`` (in a time range) have a closed reward window (learned, or closed)."""
     where, params = _closed_where(policy, since, until)
     return int(db.execute(f"SELECT COUNT(*) FROM events e WHERE {where}", params).fetchone()[0])
 
 
 def _closed_events(
-    db: sqlite_utils.Database, *, policy: str, since: float | None, until: float | None, limit: int | None
+    db: Database, *, policy: str, since: float | None, until: float | None, limit: int | None
 ) -> list[dict[str, Any]]:
     """Return the events whose ``policy`` window closed (learned, or closed and not yet learned), oldest first."""
     where, params = _closed_where(policy, since, until)
@@ -135,7 +133,7 @@ def _closed_events(
 
 
 def from_log(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     policy: str,
     aggregation: str,

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import sqlite_utils
 import vowpal_wabbit_next as vw
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -23,7 +22,7 @@ from bandits.deployment import Deployment
 from bandits.errors import Invalid, Unavailable
 from bandits.model.diversity import Diversity, DiversityError
 from bandits.model.exploration import RULES, SQUARECB, Exploration
-from bandits.storage import bump, write_transaction
+from bandits.storage import Database, bump, write_transaction
 from bandits.vw.options import OptionError, check_model, check_user_args
 from bandits.vw.workspace import TextExamples, VWError
 
@@ -326,7 +325,7 @@ def validate_overrides(overrides: Mapping[str, Any], *, policy: str = TITLES, pa
 
 
 def change_overrides(
-    db: sqlite_utils.Database, config: Deployment, name: str, overrides: Mapping[str, Any], *, merge: bool
+    db: Database, config: Deployment, name: str, overrides: Mapping[str, Any], *, merge: bool
 ) -> list[str]:
     """Check and store a policy's overrides; return the overrides that were stored and no longer are.
 
@@ -436,7 +435,7 @@ def load_uploaded_model(blob: bytes) -> vw.Workspace:
     return workspace
 
 
-def load_policy(db: sqlite_utils.Database, config: Deployment, name: str) -> PolicyConfig:
+def load_policy(db: Database, config: Deployment, name: str) -> PolicyConfig:
     """Return the effective settings of a policy (deployment defaults plus stored overrides)."""
     if name not in POLICY_NAMES:
         raise KeyError(name)
@@ -447,13 +446,13 @@ def load_policy(db: sqlite_utils.Database, config: Deployment, name: str) -> Pol
     return PolicyConfig(name=name, overridden=sorted(overrides), **settings)
 
 
-def stored_overrides(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
+def stored_overrides(db: Database, name: str) -> dict[str, Any]:
     """Return the settings an operator stored for a policy (none: an empty mapping)."""
     row = db.execute("SELECT overrides FROM policies WHERE name = ?", [name]).fetchone()
     return dict(json.loads(row[0])) if row else {}
 
 
-def store_overrides(db: sqlite_utils.Database, name: str, overrides: Mapping[str, Any]) -> None:
+def store_overrides(db: Database, name: str, overrides: Mapping[str, Any]) -> None:
     """Replace a policy's stored overrides (inside the caller's transaction) and bump the settings version."""
     bump(db, POLICIES_VERSION)
     db.execute(
@@ -501,7 +500,7 @@ def _record(row: Sequence[Any], *, with_blob: bool) -> ModelRecord:
     )
 
 
-def latest_model(db: sqlite_utils.Database, policy: str) -> ModelRecord | None:
+def latest_model(db: Database, policy: str) -> ModelRecord | None:
     """Return the newest model version of a policy, or None if it has none yet."""
     row = db.execute(
         "SELECT policy, version, created_at, blob, vw_args, events_learned, examples_learned, origin "
@@ -511,14 +510,14 @@ def latest_model(db: sqlite_utils.Database, policy: str) -> ModelRecord | None:
     return _record(row, with_blob=True) if row else None
 
 
-def latest_versions(db: sqlite_utils.Database) -> dict[str, int]:
+def latest_versions(db: Database) -> dict[str, int]:
     """Return the newest version number of every policy that has a model."""
     rows = db.execute("SELECT policy, MAX(version) FROM models GROUP BY policy").fetchall()
     return {policy: int(version) for policy, version in rows}
 
 
 def publish(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     policy: str,
     blob: bytes,
@@ -540,7 +539,7 @@ def publish(
     return version
 
 
-def ensure_models(db: sqlite_utils.Database, config: Deployment) -> None:
+def ensure_models(db: Database, config: Deployment) -> None:
     """Give every policy a version-0 model (an empty workspace) if it has none."""
     missing = [name for name in POLICY_NAMES if name not in latest_versions(db)]
     if not missing:
@@ -552,7 +551,7 @@ def ensure_models(db: sqlite_utils.Database, config: Deployment) -> None:
             publish_empty(db, config, name, origin="initial")
 
 
-def publish_empty(db: sqlite_utils.Database, config: Deployment, name: str, *, origin: str) -> int:
+def publish_empty(db: Database, config: Deployment, name: str, *, origin: str) -> int:
     """Publish a new, empty model with the policy's current options, inside the caller's transaction."""
     settings = load_policy(db, config, name)
     return publish(

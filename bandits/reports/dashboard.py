@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from assets.catalog import CatalogSnapshot
 from bandits.model.policy import ServingModel
 from bandits.reports.live import bucket_size
+from bandits.storage import Database
 from bandits.vw import features
 
 MAX_EVENTS = 100_000
@@ -50,7 +50,7 @@ class RateBucket:
         return counts.get(arm, 0) / shown if shown else None
 
 
-def rates(db: sqlite_utils.Database, *, points: int = 30, span: int = 20_000) -> list[RateBucket]:
+def rates(db: Database, *, points: int = 30, span: int = 20_000) -> list[RateBucket]:
     """Return the recent log in at most ``points`` buckets of consecutive events (oldest first)."""
     row = db.execute("SELECT MAX(seq) FROM events").fetchone()
     if row[0] is None:
@@ -61,12 +61,12 @@ def rates(db: sqlite_utils.Database, *, points: int = 30, span: int = 20_000) ->
     buckets: dict[int, dict[str, Any]] = {}
     for bucket, explored, shown, clicked, played, since, until in db.execute(
         f"""SELECT (i.event_seq - :first) / :size AS bucket,
-                   CASE WHEN i.title_explored OR i.artwork_explored THEN 'explore' ELSE 'exploit' END AS arm,
+                   CASE WHEN i.title_explored + i.artwork_explored > 0 THEN 'explore' ELSE 'exploit' END AS arm,
                    COUNT(*),
-                   SUM(EXISTS (SELECT 1 FROM rewards r WHERE r.event_seq = i.event_seq AND r.title_id = i.title_id
-                               AND ({CLICKED}))),
-                   SUM(EXISTS (SELECT 1 FROM rewards r WHERE r.event_seq = i.event_seq AND r.title_id = i.title_id
-                               AND {PLAYED})),
+                   SUM(CASE WHEN EXISTS (SELECT 1 FROM rewards r WHERE r.event_seq = i.event_seq
+                                         AND r.title_id = i.title_id AND ({CLICKED})) THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN EXISTS (SELECT 1 FROM rewards r WHERE r.event_seq = i.event_seq
+                                         AND r.title_id = i.title_id AND {PLAYED}) THEN 1 ELSE 0 END),
                    MIN(e.created_at), MAX(e.created_at)
             FROM impressions i JOIN events e ON e.seq = i.event_seq
             WHERE i.event_seq >= :first GROUP BY bucket, arm ORDER BY bucket""",
@@ -121,7 +121,7 @@ def traffic(buckets: Sequence[RateBucket]) -> list[tuple[float, float | None]]:
     return points
 
 
-def text_features(db: sqlite_utils.Database, *, sample: int = 2000) -> dict[str, Counter[str]]:
+def text_features(db: Database, *, sample: int = 2000) -> dict[str, Counter[str]]:
     """Return, for each text viewer feature of the ``sample`` most recent events, how often each value came."""
     seen: dict[str, Counter[str]] = {}
     for (text,) in db.execute("SELECT context FROM events ORDER BY seq DESC LIMIT ?", [sample]):
@@ -144,9 +144,7 @@ def common_segment_feature(seen: Mapping[str, Counter[str]], *, most_values: int
     return ranked[0][2] if ranked else None
 
 
-def most_shown_titles(
-    db: sqlite_utils.Database, snapshot: CatalogSnapshot, *, sample: int = 2000, limit: int = 6
-) -> list[str]:
+def most_shown_titles(db: Database, snapshot: CatalogSnapshot, *, sample: int = 2000, limit: int = 6) -> list[str]:
     """Return the servable titles shown most in recent events (catalog order when nothing was shown)."""
     shown = [
         title_id

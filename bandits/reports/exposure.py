@@ -24,10 +24,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import sqlite_utils
-
 from assets.catalog import list_titles
 from bandits.errors import Invalid
+from bandits.storage import Database
 
 DAY = 86400.0
 BUILT_IN = ("genre", "year", "maturity")
@@ -78,11 +77,11 @@ def check_attribute(attribute: str) -> str:
     raise ExposureError(f"by: {attribute!r} is not a title attribute (use genre, year, maturity or features.<name>)")
 
 
-def _titles(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+def _titles(db: Database) -> dict[str, dict[str, Any]]:
     return {title["id"]: title for title in list_titles(db, include_retired=True)}
 
 
-def _shown(db: sqlite_utils.Database, since: float, until: float) -> tuple[dict[str, int], dict[str, float]]:
+def _shown(db: Database, since: float, until: float) -> tuple[dict[str, int], dict[str, float]]:
     impressions: dict[str, int] = defaultdict(int)
     exposure: dict[str, float] = defaultdict(float)
     for title_id, position, count in db.execute(
@@ -135,7 +134,7 @@ def _breakdown(
 
 
 def _first_days(
-    db: sqlite_utils.Database, items: Sequence[tuple[str, float]], days: float, until: float, *, column: str, scope: str
+    db: Database, items: Sequence[tuple[str, float]], days: float, until: float, *, column: str, scope: str
 ) -> dict[str, tuple[int, int]]:
     """For each (id, created_at): its impressions over its first ``days`` and those of its ``scope``."""
     if not items:
@@ -175,7 +174,7 @@ def _first_days(
 
 
 def report(
-    db: sqlite_utils.Database,
+    db: Database,
     *,
     days: float = 7.0,
     by: Sequence[str] = ("genre",),

@@ -16,9 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import sqlite_utils
-
 from bandits.model.policy import POLICY_NAMES
+from bandits.storage import Database
 
 MAX_EVENTS = 100_000  # the most recent events a view covers
 MAX_POINTS = 200
@@ -66,9 +65,7 @@ def bucket_size(events: int, points: int) -> int:
     return 10 * power
 
 
-def snapshot(
-    db: sqlite_utils.Database, *, points: int = 60, span: int = MAX_EVENTS, now: float | None = None
-) -> dict[str, Any]:
+def snapshot(db: Database, *, points: int = 60, span: int = MAX_EVENTS, now: float | None = None) -> dict[str, Any]:
     """Return the live view: the last ``span`` events in at most ``points`` buckets, and the models serving.
 
     Raises:

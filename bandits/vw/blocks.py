@@ -14,8 +14,15 @@ import hashlib
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-import sqlite_utils
+
+class Database(Protocol):
+    """What blocks need of the store (``bandits.storage.Database`` has it; a leaf does not import another)."""
+
+    def execute(self, statement: str, params: Any = None, /) -> Any: ...
+
+    def executemany(self, statement: str, rows: Any, /) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ _stored: dict[str, set[str]] = {}  # database path -> keys this process knows to
 _stored_lock = threading.Lock()
 
 
-def store(db: sqlite_utils.Database, database: str, blocks: Iterable[Block]) -> list[str]:
+def store(db: Database, database: str, blocks: Iterable[Block]) -> list[str]:
     """Insert the blocks this process has not stored yet, inside the caller's transaction.
 
     Returns the keys inserted; call ``remember`` with them once the transaction committed.
@@ -49,8 +56,8 @@ def store(db: sqlite_utils.Database, database: str, blocks: Iterable[Block]) -> 
     known = _stored.get(database, set())
     new = {block.key: block for block in blocks if block.key not in known}
     if new:
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO feature_blocks (key, lines) VALUES (?, ?)",
+        db.executemany(
+            "INSERT INTO feature_blocks (key, lines) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [(block.key, block.text) for block in new.values()],
         )
     return list(new)
@@ -62,7 +69,7 @@ def remember(database: str, keys: Iterable[str]) -> None:
         _stored.setdefault(database, set()).update(keys)
 
 
-def load(db: sqlite_utils.Database, keys: Iterable[str]) -> Mapping[str, list[str]]:
+def load(db: Database, keys: Iterable[str]) -> Mapping[str, list[str]]:
     """Return the lines of every block key given."""
     wanted = sorted(set(keys))
     lines: dict[str, list[str]] = {}

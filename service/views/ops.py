@@ -8,7 +8,7 @@ import time
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from bandits.learn.learner import try_lock
+from bandits.learn.learner import learner_running
 from bandits.log import eventlog
 from bandits.model.policy import POLICY_NAMES, latest_model
 from bandits.storage import readable
@@ -31,10 +31,7 @@ def healthz() -> ResponseReturnValue:
     state.refresh(db, deployment(), wait_for_models=False)
     now = time.time()
     database_ok = readable(db)
-    fd = try_lock(current_app.config["DATABASE"])
-    learner_running = fd is None
-    if fd is not None:
-        os.close(fd)
+    learner_up = learner_running(current_app.config["DATABASE"])
     models = {}
     for name in POLICY_NAMES:
         record = latest_model(db, name)
@@ -47,7 +44,7 @@ def healthz() -> ResponseReturnValue:
         }
     if not current_app.config["LEARNER"]:
         learner = "disabled"
-    elif learner_running:
+    elif learner_up:
         learner = "running"
     else:
         learner = "starting" if learner_starting(current_app.config) else "not running"

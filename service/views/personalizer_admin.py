@@ -20,6 +20,7 @@ from service import workers
 from service.config import deployment
 from service.db import get_db
 from service.errors import Invalid
+from service.schemas import check_json
 from service.views.personalizer import blueprint
 from service.views.policies import export_model, import_model, reset_model
 
@@ -48,6 +49,7 @@ def _body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Invalid("body: must be a JSON object")
+    check_json(body)
     return body
 
 

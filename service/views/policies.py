@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlite_utils
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -13,7 +12,7 @@ from bandits.learn import warmstart
 from bandits.log import eventlog
 from bandits.model import policy as policies
 from bandits.reports import explain
-from bandits.storage import write_transaction
+from bandits.storage import Database, write_transaction
 from service.config import deployment
 from service.db import get_db
 from service.errors import Invalid, NotFound, UnsupportedMedia
@@ -31,7 +30,7 @@ def _name(name: str) -> str:
     return name
 
 
-def _describe(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
+def _describe(db: Database, name: str) -> dict[str, Any]:
     settings = policies.load_policy(db, deployment(), name)
     model = policies.latest_model(db, name)
     return {
@@ -80,7 +79,7 @@ def patch_policy(name: str) -> ResponseReturnValue:
 MAX_IMPORTANCE_DECISIONS = 2000
 
 
-def feature_importance(db: sqlite_utils.Database, name: str, decisions: int) -> dict[str, Any]:
+def feature_importance(db: Database, name: str, decisions: int) -> dict[str, Any]:
     """Mean absolute contribution of each feature over the policy's most recent closed decisions."""
     config = current_app.config
     state = serving_state(config["DATABASE"])

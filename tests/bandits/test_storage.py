@@ -37,7 +37,7 @@ def test_an_older_files_reward_windows_are_rekeyed_by_event_with_every_row_kept(
             ("titles", 2, None, None, None),  # a deferred event, not yet activated
         ]
         db.conn.executemany("INSERT INTO pending VALUES (?, ?, ?, ?, ?)", rows)
-    db.conn.close()
+    db.close()
 
     db = connect(path)
     table, index = layout(db)
@@ -45,16 +45,16 @@ def test_an_older_files_reward_windows_are_rekeyed_by_event_with_every_row_kept(
     kept = sorted(db.execute("SELECT policy, event_seq, due_at, closed_at, labels FROM pending").fetchall())
     assert kept == sorted(rows)
     assert "pending_keyed_by_policy" not in db.table_names()
-    db.conn.close()
+    db.close()
 
     db = connect(path)  # idempotent: a second start finds nothing to do
     assert layout(db) == (table, index)
     assert db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 3
-    db.conn.close()
+    db.close()
 
 
 def test_a_new_files_reward_windows_are_keyed_by_event(tmp_path):
     db = connect(tmp_path / "new.sqlite3")
     table, index = layout(db)
     assert "PRIMARY KEY (event_seq, policy)" in table and "(closed_at, due_at, policy)" in index
-    db.conn.close()
+    db.close()

@@ -145,7 +145,7 @@ def test_dashboard_renders_every_chart_without_console_errors(browser, tmp_path:
         _traffic(service, 300, seed=10)
         wait_until_learned(db, 500)
         explored = db.execute("SELECT SUM(title_explored OR artwork_explored) FROM impressions").fetchone()[0]
-        db.conn.close()
+        db.close()
         assert explored > 20
         status, accepted = service.request(
             "POST", "/v1/evaluations", {"policy": "artwork", "candidates": ["logged", "uniform", "greedy"]}

@@ -12,11 +12,13 @@ from flask import Flask
 import assets
 import bandits
 from bandits.errors import MarqueeError, Rejected
+from bandits.storage import SchemaTooNew
 from bandits.vw.workspace import VWError
 
 # Errors that never reach a client: each is translated where it is caught (VW refusing an example
-# becomes a ModelFailure while serving, a SpecError in an evaluation).
-INTERNAL = {VWError}
+# becomes a ModelFailure while serving, a SpecError in an evaluation), or stops the service at start
+# (a store written by a newer Marquee).
+INTERNAL = {VWError, SchemaTooNew}
 
 
 def _modules() -> list[str]:
@@ -50,7 +52,7 @@ def test_every_error_of_bandits_and_assets_declares_its_status():
 def _instance(cls: type[MarqueeError]) -> MarqueeError:
     if issubclass(cls, Rejected):
         return cls("refused for a reason", status=409)
-    if cls.__name__ == "StorageBusy":
+    if cls.__name__ in ("StorageBusy", "StorageUnreachable", "StorageUnavailable"):
         return cls("database is locked")
     if cls.__name__ == "Refused":  # Personalizer's dialect carries Personalizer's code
         return cls("refused for a reason", code="BadRequest")

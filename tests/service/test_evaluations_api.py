@@ -132,7 +132,7 @@ def test_a_database_from_before_evaluations_gets_the_tables(tmp_path: Path):
     assert set(TABLES) == set(db.table_names()) - {"sqlite_sequence"}
     for table in ("evaluations", "dataset_rounds", "datasets"):
         db.execute(f"DROP TABLE {table}")
-    db.conn.close()
+    db.close()
     reopened = connect(path)
     for table in ("evaluations", "datasets", "dataset_rounds"):
         assert reopened.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0

@@ -1,4 +1,7 @@
-"""Real gunicorn, two workers, one SQLite file: exact accounting, one learner, new models served, kill -9."""
+"""Real gunicorn, two workers, one store: exact accounting, one learner, new models served, kill -9.
+
+Each test runs on a SQLite file and on PostgreSQL (``BACKENDS``, tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -10,46 +13,19 @@ from pathlib import Path
 import pytest
 
 from bandits.storage import connect
-from tests.gunicorn_harness import SETTINGS, Service, Traffic, wait_until_learned
+from tests.gunicorn_harness import SETTINGS, Service, Traffic, check_accounting, one_learner, wait_until_learned
 
 pytestmark = pytest.mark.slow
+BACKENDS = ("sqlite", "postgresql")
 
 
 @pytest.fixture
-def service(tmp_path: Path):
-    svc = Service(tmp_path / "data", env=SETTINGS)
+def service(tmp_path: Path, database_url: str):
+    svc = Service(tmp_path / "data", env=SETTINGS, database_url=database_url)
     svc.flask("demo-catalog", "--titles", "12", "--seed", "3")
     svc.start()
     yield svc
     svc.stop()
-
-
-def check_accounting(db, traffic: Traffic, *, events: int, cut_requests: int = 0) -> None:
-    logged = {
-        (row[0], row[1]): (row[2], row[3], row[4], row[5])
-        for row in db.execute(
-            "SELECT e.id, i.position, i.title_id, i.artwork_id, i.title_prob, i.artwork_prob "
-            "FROM impressions i JOIN events e ON e.seq = i.event_seq"
-        )
-    }
-    for key, slot in traffic.slots.items():  # every slot a response promised is in the log, as promised
-        assert logged[key] == slot
-    assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == events
-    for policy in ("titles", "artwork"):
-        learned_events, learned_examples = db.execute(
-            "SELECT COUNT(*), SUM(examples) FROM learned WHERE policy = ?", [policy]
-        ).fetchone()
-        assert learned_events == events  # every learnable impression, once (primary key: never twice)
-        assert learned_examples == len(logged)
-        model = db.execute(
-            "SELECT examples_learned, events_learned FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
-            [policy],
-        ).fetchone()
-        assert model == (len(logged), events)  # the checkpoint holds exactly what the log says was learned
-        credited = db.execute("SELECT COUNT(*) FROM reward_credits WHERE policy = ?", [policy]).fetchone()[0]
-        # A reward whose response a kill cut off may be stored without the client knowing.
-        assert traffic.credited[policy] <= credited <= traffic.credited[policy] + cut_requests
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_two_workers_one_learner_every_impression_learned_once(service, tmp_path):
@@ -57,7 +33,7 @@ def test_two_workers_one_learner_every_impression_learned_once(service, tmp_path
     assert status == 200 and health["learner"] in ("starting", "running"), health
     traffic = Traffic(service, seed=1)
     traffic.run(150)
-    db = connect(tmp_path / "data" / "marquee.sqlite3")
+    db = connect(service.database)
     wait_until_learned(db, 150)
     check_accounting(db, traffic, events=150)
     one_learner(service)  # the second worker's learner found the lock taken and left
@@ -97,7 +73,7 @@ def test_kill_9_during_traffic_loses_nothing_and_learns_nothing_twice(service, t
     stop.set()
     thread.join(timeout=30)
 
-    db = connect(tmp_path / "data" / "marquee.sqlite3")
+    db = connect(service.database)
     version_at_kill = db.execute("SELECT MAX(version) FROM models WHERE policy = 'titles'").fetchone()[0]
     service.start()
     traffic.run(60)
@@ -111,17 +87,6 @@ def test_kill_9_during_traffic_loses_nothing_and_learns_nothing_twice(service, t
     assert db.execute("SELECT MAX(version) FROM models WHERE policy = 'titles'").fetchone()[0] > version_at_kill
     learners = one_learner(service)
     assert learners != old_learners
-
-
-def one_learner(service: Service, timeout: float = 15) -> list[int]:
-    """Return the learner's pid once exactly one runs (a second one started by the other worker exits at the lock)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = service.learners()
-        if len(found) == 1:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not exactly one learner: {service.learners()}")
 
 
 def test_kill_9_of_a_worker_and_of_the_learner_while_serving(service, tmp_path):
@@ -164,7 +129,7 @@ def test_kill_9_of_a_worker_and_of_the_learner_while_serving(service, tmp_path):
     assert new_learner != learner
     new_workers = service.worker_pids()
     assert len(new_workers) == 2 and workers[0] not in new_workers
-    db = connect(tmp_path / "data" / "marquee.sqlite3")
+    db = connect(service.database)
     events = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     acknowledged = len({event for event, _ in traffic.slots})
     assert acknowledged <= events <= acknowledged + traffic.failures
@@ -172,9 +137,9 @@ def test_kill_9_of_a_worker_and_of_the_learner_while_serving(service, tmp_path):
     check_accounting(db, traffic, events=events, cut_requests=traffic.failures)
 
 
-def test_workers_starting_together_start_one_learner(tmp_path):
+def test_workers_starting_together_start_one_learner(tmp_path, database_url):
     """The watchdog hands its lock to the learner it starts: a second learner never starts only to exit at the lock."""
-    svc = Service(tmp_path / "data", workers=3, env=SETTINGS)
+    svc = Service(tmp_path / "data", workers=3, env=SETTINGS, database_url=database_url)
     svc.flask("demo-catalog", "--titles", "4", "--seed", "3")
     svc.start()
     try:

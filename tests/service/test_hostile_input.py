@@ -94,8 +94,8 @@ def test_hostile_text_is_refused_or_kept_verbatim(client, db, catalog, method, p
                 assert stored[key] == response.get_json()[key] == sent[key], (key, hostile[:30])
             client.delete(f"/v1/titles/{response.get_json()['id']}")
             db.execute("DELETE FROM titles WHERE id = ?", [response.get_json()["id"]])
-            db.conn.commit()
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if db.dialect == "sqlite":
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert {"events", "titles", "impressions"} <= set(db.table_names())
 
 

@@ -91,7 +91,7 @@ def test_counts_add_up_every_worker_and_survive_a_killed_worker(tmp_path: Path):
         text = scrape(service)
         assert value(text, "marquee_decisions_total") == ranks
         assert str(victim) not in {ls.get("pid") for n, ls, _ in samples(text) if n == "marquee_serving_model_version"}
-        db.conn.close()
+        db.close()
     finally:
         service.stop()
     # A new run of the service starts its counts from zero.

@@ -5,9 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import sqlite_utils
-
-from bandits.storage import connect
+from bandits.storage import SQLiteDatabase, connect
 from service import create_app
 from tests.helpers import add_catalog, table_counts
 
@@ -69,7 +67,7 @@ def test_a_read_only_database_answers_503_and_reads_go_on(tmp_path: Path, monkey
     path = data / "marquee.sqlite3"
     connect(str(path)).execute("PRAGMA wal_checkpoint(TRUNCATE)")
     before = table_counts(connect(str(path)))
-    read_only = sqlite_utils.Database(
+    read_only = SQLiteDatabase(
         sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     )
     from service.views import catalog, decisions

@@ -239,7 +239,7 @@ def test_an_older_database_gains_the_offered_column(tmp_path):
     path = tmp_path / "old.sqlite3"
     db = connect(path)
     db.execute("ALTER TABLE impressions DROP COLUMN offered")
-    db.conn.close()
+    db.close()
     db = connect(path)
     assert "offered" in {row[1] for row in db.execute("PRAGMA table_info(impressions)")}
-    db.conn.close()
+    db.close()

@@ -12,7 +12,10 @@ import pytest
 from bandits.learn.learner import Learner, PriorityWrites, _close_due, lower_priority
 from bandits.model.policy import latest_model, load_policy
 from bandits.storage import connect
-from tests.helpers import deployment
+from tests.helpers import copy_of_store, deployment
+
+# Every test here that opens a store runs on SQLite and on PostgreSQL (tests/conftest.py).
+BACKENDS = ("sqlite", "postgresql")
 
 USER = {"id": "u-1", "features": {"segment": "a"}}
 
@@ -127,19 +130,18 @@ def test_feature_blocks_are_stored_once_and_survive_a_rolled_back_event(app, cli
     assert result["titles"].events == 8 and result["artwork"].events == 8
 
 
-def test_a_failed_commit_does_not_learn_the_batch_twice(app, client, db, catalog, monkeypatch):
+def test_a_failed_commit_does_not_learn_the_batch_twice(app, client, db, catalog, monkeypatch, tmp_path):
     import bandits.learn.learner as learner_module
     from bandits.storage import StorageBusy
 
     rank_many(client, 6)
     later = time.time() + 61
-    clean_db = connect(app.config["DATABASE"])
     # The reference: what one clean pass publishes, computed on a copy of the log.
-    reference_path = app.config["DATABASE"] + ".copy"
-    clean_db.conn.execute(f"VACUUM INTO '{reference_path}'")
-    reference = Learner(connect(reference_path), deployment(app))
-    reference.run_once(now=later)
-    expected = latest_model(reference.db, "titles")
+    with copy_of_store(app.config["DATABASE"], tmp_path) as copy:
+        reference = Learner(connect(copy), deployment(app))
+        reference.run_once(now=later)
+        expected = latest_model(reference.db, "titles")
+        reference.db.close()
 
     real = learner_module.write_transaction
     calls = {"n": 0}
@@ -172,11 +174,11 @@ def test_the_write_lock_is_never_held_while_learning_or_serializing(app, client,
     learn, serialize = TextExamples.learn, vw.Workspace.serialize
 
     def learn_outside(self, lines):
-        calls.append(("learn", db.conn.in_transaction))
+        calls.append(("learn", db.in_transaction))
         return learn(self, lines)
 
     def serialize_outside(self):
-        calls.append(("serialize", db.conn.in_transaction))
+        calls.append(("serialize", db.in_transaction))
         return serialize(self)
 
     monkeypatch.setattr(TextExamples, "learn", learn_outside)
@@ -199,7 +201,7 @@ def test_transactions_run_at_normal_priority_while_learning_runs_at_idle(app, cl
         writes = PriorityWrites()
         try:
             lower_priority("idle")
-            db.conn.set_trace_callback(
+            db.trace(
                 lambda sql: seen.append((sql.split()[0].upper(), os.sched_getscheduler(0), threading.get_native_id()))
             )
             outcome["result"] = Learner(db, deployment(app), writes=writes).run_once(now=time.time() + 61)
@@ -207,7 +209,7 @@ def test_transactions_run_at_normal_priority_while_learning_runs_at_idle(app, cl
                 writes(lambda: 1 / 0)
             outcome["writer"] = writes.thread_id
         finally:
-            db.conn.set_trace_callback(None)
+            db.trace(None)
             writes.close()
 
     thread = threading.Thread(target=learner_thread)

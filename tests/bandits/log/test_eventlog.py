@@ -7,6 +7,9 @@ import uuid
 
 from bandits.log.eventlog import new_event_id, time_ordered_uuid
 
+# Every test here that opens a store runs on SQLite and on PostgreSQL (tests/conftest.py).
+BACKENDS = ("sqlite", "postgresql")
+
 
 def test_time_ordered_uuids_are_version_7_with_the_time_in_front():
     now = 1_796_515_100.2427

@@ -115,7 +115,7 @@ def _train(tmp_path, name: str, reward_values: str, aggregation: str) -> dict[st
                 features.artwork_shared(shared, title.action_line), title.artwork_lines
             )
             greedy[title_id] = title.artwork_ids[int(np.argmin(costs))].split("-", 1)[1]
-    db.conn.close()
+    db.close()
     return greedy
 
 

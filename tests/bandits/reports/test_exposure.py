@@ -217,4 +217,4 @@ def test_a_new_title_gets_its_floor_share_of_first_slots(tmp_path):
         expected = 0.5 / 6 + 0.5 if first["title_id"] == "fresh" else 0.5 / 6
         assert first["title_probability"] == pytest.approx(expected)
     assert firsts["fresh"] / 600 == pytest.approx(0.5 / 6 + 0.5, abs=0.06)
-    db.conn.close()
+    db.close()
