@@ -75,13 +75,13 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    work, service, ceiling, _ = started_service(workers=args.workers, seconds=args.seconds, prefix="marquee-load-")
+    work, (service,), ceiling, _ = started_service(workers=args.workers, seconds=args.seconds, prefix="marquee-load-")
     try:
-        database = sqlite3.connect(work / "data" / "marquee.sqlite3")
+        database = sqlite3.connect(service.database)
         events_before = database.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         loaded = measured(
-            service,
+            [service],
             "mix",
             lambda: mix(
                 service.port, seconds=args.seconds, connections=args.connections, reward_share=args.reward_share

@@ -3,6 +3,7 @@
 Usage (from the repository root, with the dev requirements installed and Debian's wrk):
 
     python -m bench.rank_bench [--seconds 30] [--rate 500] [--workers 2] [--fixed-runs 1] [--auth keys|off]
+                               [--database-url postgresql://... [--nodes 2]]
 
 It builds a catalog of 40 titles with 5 artworks each in a temporary folder, then measures:
 
@@ -28,12 +29,19 @@ Serving CPU a row is the workers' CPU (cores) over the closed loop's rows a seco
 are what every writer (workers and learner) added to the write-ahead log while a phase ran
 (``bench.walmeter``), over its rows.
 
+With ``--database-url`` the service keeps its tables on that PostgreSQL server (in a new schema,
+dropped afterwards) instead of a SQLite file, and WAL bytes are the server's own (``pg_current_wal_lsn``:
+everything the server wrote meanwhile). ``--nodes 2`` starts two gunicorn deployments on it (each
+with ``--workers`` workers and its own data folder, one learner between them) and splits the load
+evenly: wrk on each node at once, and the fixed rate half to each.
+
 Results print as a Markdown table and are saved under bench/results/.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,14 +52,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bandits.postgres import is_url, redacted
 from bench.report import machine, report
-from bench.walmeter import WalMeter
+from bench.walmeter import PostgresWalMeter, WalMeter, fresh_schema
 
 BODY: dict[str, Any] = {
     "user": {
@@ -71,9 +81,10 @@ BODY: dict[str, Any] = {
 SETTLE_SECONDS = 3.0
 
 
-def vw_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
+def vw_only(data_dir: Path, *, seconds: float, database_url: str = "") -> dict[str, float]:
     """Rows per second of the VW calls alone, on this process's one core."""
     os.environ["MARQUEE_DATA_DIR"] = str(data_dir)
+    os.environ["MARQUEE_DATABASE_URL"] = database_url
     from bandits.model.exploration import epsilon_greedy, epsilon_greedy_row
     from bandits.storage import connect
     from bandits.vw import features
@@ -144,9 +155,11 @@ def _wrk_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def fixed_rate(port: int, *, seconds: float, rate: int, headers: dict[str, str], seed: int = 0) -> dict[str, float]:
-    """Open-loop Poisson load at ``rate`` rows/s (bench.loadgen), varying the viewer per request."""
-    from bench.loadgen import run
+def fixed_rate(
+    ports: list[int], *, seconds: float, rate: int, headers: dict[str, str], seed: int = 0
+) -> dict[str, float]:
+    """Open-loop Poisson load at ``rate`` rows/s in all (bench.loadgen), split evenly over the nodes' ``ports``."""
+    from bench.loadgen import LoadResult, run
 
     def make(index: int) -> tuple[str, str, dict]:
         body = json.loads(json.dumps(BODY))
@@ -154,7 +167,50 @@ def fixed_rate(port: int, *, seconds: float, rate: int, headers: dict[str, str],
         body["user"]["features"]["hour"] = index % 24
         return "POST", "/v1/rank", body
 
-    return run("127.0.0.1", port, rate=rate, seconds=seconds, make=make, headers=headers, seed=seed).summary()
+    results: list[LoadResult] = []
+
+    def one(node: int, port: int) -> None:
+        share = rate / len(ports)
+        results.append(
+            run("127.0.0.1", port, rate=share, seconds=seconds, make=make, headers=headers, seed=seed + node)
+        )
+
+    threads = [threading.Thread(target=one, args=(node, port)) for node, port in enumerate(ports)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    merged = LoadResult(elapsed=max(result.elapsed for result in results))
+    for result in results:
+        merged.latencies += result.latencies
+        merged.send_lags += result.send_lags
+        merged.failures += result.failures
+        for status, count in result.statuses.items():
+            merged.statuses[status] = merged.statuses.get(status, 0) + count
+    return merged.summary()
+
+
+def closed_loop(ports: list[int], *, seconds: float, headers: dict[str, str]) -> dict[str, Any]:
+    """wrk on every node at once, 8 connections in all; rows a second summed, the worst node's p99."""
+    results: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(
+            target=lambda port=port: results.append(
+                wrk(port, seconds=seconds, connections=8 // len(ports), headers=headers)
+            )
+        )
+        for port in ports
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "rows_per_second": sum(result["rows_per_second"] for result in results),
+        "non_2xx": sum(result["non_2xx"] for result in results),
+        "socket_errors": "; ".join(result["socket_errors"] for result in results),
+        "p99_ms": max(result["p99_ms"] for result in results),
+    }
 
 
 def empty_stack(workers: int, *, seconds: float, app: str = "bench.empty_app:app") -> dict[str, Any]:
@@ -207,14 +263,15 @@ def wait_for_learner(service, timeout: float = 300) -> float:
     raise RuntimeError("the learner did not catch up")
 
 
-def measured(service, label: str, action):
+def measured(services: list[Any], label: str, action):
     """Run ``action`` and return its result plus the CPU seconds each part of the service used, and the
     write-ahead log bytes every writer (workers and learner) wrote meanwhile (``bench.walmeter``)."""
-    learners = service.learners()
-    workers = [pid for pid in service.processes() if pid not in learners]
+    learners = [pid for service in services for pid in service.learners()]
+    workers = [pid for service in services for pid in service.processes() if pid not in learners]
     this = resource.getrusage(resource.RUSAGE_SELF)
     before = (cpu_seconds(workers), cpu_seconds(learners), this.ru_utime + this.ru_stime, time.monotonic())
-    with WalMeter(service.data_dir / "marquee.sqlite3") as wal:
+    database = services[0].database
+    with PostgresWalMeter(database) if is_url(database) else WalMeter(Path(database)) as wal:
         result = action()
     this = resource.getrusage(resource.RUSAGE_SELF)
     after = (cpu_seconds(workers), cpu_seconds(learners), this.ru_utime + this.ru_stime, time.monotonic())
@@ -227,29 +284,34 @@ def measured(service, label: str, action):
 
 
 def started_service(
-    *, workers: int, seconds: float, prefix: str, auth: str = "off"
-) -> tuple[Path, Any, dict[str, float], dict[str, str]]:
+    *, workers: int, seconds: float, prefix: str, auth: str = "off", database_url: str = "", nodes: int = 1
+) -> tuple[Path, list[Any], dict[str, float], dict[str, str]]:
     """Build the benchmark catalog in a new folder, measure the VW-only ceiling, start gunicorn and warm it up.
 
-    Returns the folder, the running ``tests.gunicorn_harness.Service``, the ceiling (``vw_only``) and the
-    headers every request sends (a client key when ``auth`` is ``keys``).
+    Returns the folder, the running ``tests.gunicorn_harness.Service`` of each node, the ceiling
+    (``vw_only``) and the headers every request sends (a client key when ``auth`` is ``keys``).
     """
     from tests.gunicorn_harness import Service
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
-    service = Service(work / "data", workers=workers, env={"MARQUEE_AUTH": auth})
-    service.flask("demo-catalog", "--titles", "40", "--artworks", "5", "--seed", "1")
+    services = [
+        Service(work / f"node{node}" / "data", workers=workers, env={"MARQUEE_AUTH": auth}, database_url=database_url)
+        for node in range(nodes)
+    ]
+    first = services[0]
+    first.flask("demo-catalog", "--titles", "40", "--artworks", "5", "--seed", "1")
     headers = {}
     if auth == "keys":
-        headers["X-API-Key"] = service.flask("keys", "create", "--name", "bench", "--role", "client").strip()
-    ceiling = vw_only(work / "data", seconds=min(10.0, seconds))
-    service.start()
-    for _ in range(20):  # every worker loads the catalog and the models on its first request
-        service.request("POST", "/v1/rank", BODY, headers=headers)
+        headers["X-API-Key"] = first.flask("keys", "create", "--name", "bench", "--role", "client").strip()
+    ceiling = vw_only(first.data_dir, seconds=min(10.0, seconds), database_url=database_url)
+    for service in services:
+        service.start()
+        for _ in range(20):  # every worker loads the catalog and the models on its first request
+            service.request("POST", "/v1/rank", BODY, headers=headers)
     # The first request also starts the learner process, whose imports take about half a second of CPU
     # at normal priority: measure the steady state, after it.
     time.sleep(SETTLE_SECONDS)
-    return work, service, ceiling, headers
+    return work, services, ceiling, headers
 
 
 def main() -> None:
@@ -259,31 +321,44 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fixed-runs", type=int, default=1, help="how many times to run the fixed-rate phase")
     parser.add_argument("--auth", choices=("keys", "off"), default="keys", help="check API keys (keys) or not")
+    parser.add_argument("--database-url", default="", help="a PostgreSQL server to keep the tables on (a new schema)")
+    parser.add_argument("--nodes", type=int, default=1, help="gunicorn deployments on the PostgreSQL server")
     args = parser.parse_args()
+    if args.nodes != 1 and not args.database_url:
+        parser.error("--nodes needs --database-url: nodes share a PostgreSQL server, not a SQLite file")
     for tool in ("wrk",):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
-    work, service, ceiling, headers = started_service(
-        workers=args.workers, seconds=args.seconds, prefix="marquee-bench-", auth=args.auth
-    )
-    try:
-        runs = []
-        for run in range(args.fixed_runs):
-            runs.append(
-                measured(
-                    service,
-                    "fixed",
-                    lambda run=run: fixed_rate(
-                        service.port, seconds=args.seconds, rate=args.rate, headers=headers, seed=run
-                    ),
+    with contextlib.ExitStack() as stack_of_exits:
+        database_url = stack_of_exits.enter_context(fresh_schema(args.database_url)) if args.database_url else ""
+        work, services, ceiling, headers = started_service(
+            workers=args.workers,
+            seconds=args.seconds,
+            prefix="marquee-bench-",
+            auth=args.auth,
+            database_url=database_url,
+            nodes=args.nodes,
+        )
+        ports = [service.port for service in services]
+        try:
+            runs = []
+            for run in range(args.fixed_runs):
+                runs.append(
+                    measured(
+                        services,
+                        "fixed",
+                        lambda run=run: fixed_rate(
+                            ports, seconds=args.seconds, rate=args.rate, headers=headers, seed=run
+                        ),
+                    )
                 )
-            )
-            wait_for_learner(service)
-        fixed = runs[0]
-        closed = measured(service, "closed", lambda: wrk(service.port, seconds=args.seconds, headers=headers))
-        catch_up = wait_for_learner(service)
-    finally:
-        service.stop()
+                wait_for_learner(services[0])
+            fixed = runs[0]
+            closed = measured(services, "closed", lambda: closed_loop(ports, seconds=args.seconds, headers=headers))
+            catch_up = wait_for_learner(services[0])
+        finally:
+            for service in services:
+                service.stop()
     stack = empty_stack(args.workers, seconds=args.seconds)
     bare = empty_stack(args.workers, seconds=args.seconds, app="bench.empty_app:bare")
     ceiling_n = ceiling["rows_per_second"] * args.workers
@@ -295,7 +370,9 @@ def main() -> None:
 
     result = {
         "command": f"python -m bench.rank_bench --seconds {args.seconds:g} --rate {args.rate} --workers {args.workers}"
-        f" --fixed-runs {args.fixed_runs} --auth {args.auth}",
+        f" --fixed-runs {args.fixed_runs} --auth {args.auth}"
+        + (f" --database-url {redacted(args.database_url)} --nodes {args.nodes}" if args.database_url else ""),
+        "store": f"PostgreSQL, {args.nodes} node(s) of {args.workers} workers" if args.database_url else "SQLite file",
         "machine": machine(platform.platform()),
         "date": time.strftime("%Y-%m-%d"),
         "vw_only_rows_per_second_one_core": round(ceiling["rows_per_second"], 1),

@@ -73,8 +73,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=30)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    work, service, _, _ = started_service(workers=args.workers, seconds=5, prefix="marquee-soak-")
-    database = work / "data" / "marquee.sqlite3"
+    work, (service,), _, _ = started_service(workers=args.workers, seconds=5, prefix="marquee-soak-")
+    database = Path(service.database)
     windows: list[dict[str, Any]] = []
     statuses: dict[int, int] = {}
     failures = sent = 0

@@ -1,5 +1,7 @@
 """Count the write-ahead log frames every process writes to a SQLite database, while they write.
 
+(``PostgresWalMeter`` does the same for a PostgreSQL server, from its WAL position.)
+
 SQLite keeps the WAL's state in the ``-shm`` file that every connection maps: its header (the
 ``WalIndexHdr`` of SQLite's wal.c, in the machine's byte order) holds ``mxFrame``, the number of
 valid frames in the WAL, and the two salts, which change each time a writer starts the WAL over
@@ -10,8 +12,10 @@ all the frames now there. A frame is one page plus its 24-byte header.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 HEADER = struct.Struct("=IIIBBHII8xII")  # iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame,
@@ -64,3 +68,53 @@ class WalMeter:
     def bytes(self) -> int:
         """The WAL bytes written: frames times (page + 24-byte frame header)."""
         return self.frames * (self.page_size + 24)
+
+
+class PostgresWalMeter:
+    """The WAL bytes a PostgreSQL server wrote between ``__enter__`` and ``__exit__`` (every database's)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.bytes = 0
+        self._start = ""
+
+    def _position(self) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def __enter__(self) -> PostgresWalMeter:
+        self._start = self._position()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import psycopg
+
+        end = self._position()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", [end, self._start]).fetchone()
+        assert row is not None
+        self.bytes = int(row[0])
+
+
+@contextlib.contextmanager
+def fresh_schema(url: str) -> Iterator[str]:
+    """Make a new schema on the server ``url`` names; yield a URL whose connections use it; drop it afterwards."""
+    import uuid
+    from urllib.parse import quote
+
+    import psycopg
+
+    schema = f"marquee_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}')}"
+        finally:
+            from bandits.postgres import close_pools
+
+            close_pools()
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
