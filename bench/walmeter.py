@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,15 +34,13 @@ def read_header(shm: Path) -> tuple[int, int, tuple[int, int]]:
     return (65536 if page == 1 else page), frames, (salt1, salt2)
 
 
-class WalMeter:
-    """Sample a database's WAL header on a thread; ``frames`` and ``bytes`` count what was written."""
+class FrameCounter:
+    """Counts the frames written between successive reads of a database's WAL header (``sample``)."""
 
-    def __init__(self, database: Path, *, every: float = 0.005) -> None:
+    def __init__(self, database: Path) -> None:
         self.shm = database.with_name(database.name + "-shm")
-        self.every = every
         self.frames = 0
         self.page_size = 0
-        self._stop = threading.Event()
 
     def sample(self, last: tuple[int, tuple[int, int]] | None) -> tuple[int, tuple[int, int]]:
         """Read the header once, add the frames written since ``last``; return what was read."""
@@ -50,19 +50,48 @@ class WalMeter:
             self.frames += frames if salts != last[1] else max(0, frames - last[0])
         return frames, salts
 
-    def _run(self, last: tuple[int, tuple[int, int]]) -> None:
-        while not self._stop.wait(self.every):
-            last = self.sample(last)
-        self.sample(last)
+    @property
+    def bytes(self) -> int:
+        """The WAL bytes written: frames times (page + 24-byte frame header)."""
+        return self.frames * (self.page_size + 24)
+
+
+class WalMeter:
+    """Count the WAL frames written to a database while the block runs; ``frames`` and ``bytes`` say how many.
+
+    The sampling runs in a process of its own (``python -m bench.walmeter``). Reading the ``-shm`` file
+    means opening and closing it, and on POSIX closing any descriptor of a file drops every lock the
+    process holds on it, the shared locks of its own SQLite connections included: SQLite would then
+    take a live wal-index for abandoned and rebuild it under the writers (SQLite's "How To Corrupt an
+    SQLite Database File", 2.2). A benchmark process that also holds connections to the database
+    must never read the file itself.
+    """
+
+    def __init__(self, database: Path, *, every: float = 0.005) -> None:
+        self.database = database
+        self.every = every
+        self.frames = 0
+        self.page_size = 0
 
     def __enter__(self) -> WalMeter:
-        self._thread = threading.Thread(target=self._run, args=(self.sample(None),), name="wal-meter", daemon=True)
-        self._thread.start()
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "bench.walmeter", str(self.database), str(self.every)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert self._child.stdout is not None
+        if self._child.stdout.readline().strip() != "ready":  # the baseline is read before the block starts
+            raise RuntimeError("the WAL meter did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        assert self._child.stdin is not None and self._child.stdout is not None
+        self._child.stdin.close()
+        frames, page_size = self._child.stdout.read().split()
+        self._child.wait(timeout=10)
+        self.frames, self.page_size = int(frames), int(page_size)
 
     @property
     def bytes(self) -> int:
@@ -118,3 +147,25 @@ def fresh_schema(url: str) -> Iterator[str]:
 
             close_pools()
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _main() -> None:
+    """``python -m bench.walmeter DATABASE EVERY``: say ``ready``, count until stdin closes, print frames, page size."""
+    counter, every = FrameCounter(Path(sys.argv[1])), float(sys.argv[2])
+    stop = threading.Event()
+
+    def wait_for_eof() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    last = counter.sample(None)
+    print("ready", flush=True)
+    while not stop.wait(every):
+        last = counter.sample(last)
+    counter.sample(last)
+    print(counter.frames, counter.page_size, flush=True)
+
+
+if __name__ == "__main__":
+    _main()

@@ -238,6 +238,8 @@ class LearnerSupervisor:
         self.config = dict(config)
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = time.monotonic()
+        self.launched_at = 0.0  # when the current learner process was started
+        self.failures = 0  # learners in a row that failed soon after they started
         self.thread = threading.Thread(target=self._run, name="marquee-learner-watchdog", daemon=True)
 
     def start(self) -> None:
@@ -250,12 +252,29 @@ class LearnerSupervisor:
                 time.sleep(1.0)
             if self.process is not None and self.process.poll() is None:
                 continue
+            if self.process is not None:
+                self._pause_after(self.process)
             self.process = None  # reaped (or never started)
             try:
                 self._start_if_missing()
             except (*StorageError, OSError) as exc:  # the database is unreachable: the next round tries again
                 log.warning("learner watchdog: %s", exc)
                 time.sleep(1.0)
+
+    def _pause_after(self, process: subprocess.Popen[bytes]) -> None:
+        """After a learner that failed soon after it started, wait longer each time before the next (up to a minute).
+
+        A learner that cannot start (a store it cannot open, a model it cannot load) would otherwise be
+        started again every second, each start costing a second of CPU that serving needs.
+        """
+        # A learner killed by a signal (kill -9, the OOM killer) did not fail by itself: start one at once.
+        if process.returncode <= 0 or time.monotonic() - self.launched_at >= LEARNER_HEALTHY_SECONDS:
+            self.failures = 0
+            return
+        self.failures += 1
+        pause = min(LEARNER_MAX_PAUSE_SECONDS, 2.0**self.failures)
+        log.warning("learner exited with status %s after a short run; next start in %.0f s", process.returncode, pause)
+        time.sleep(pause)
 
     def _start_if_missing(self) -> None:
         database = self.config["DATABASE"]
@@ -298,6 +317,7 @@ class LearnerSupervisor:
                 )
             finally:
                 os.close(fd)
+        self.launched_at = time.monotonic()
         log.info("started learner process %s", self.process.pid)
         time.sleep(0.2)
 
@@ -306,6 +326,8 @@ _supervisors: dict[tuple[int, str], LearnerSupervisor] = {}
 
 
 LEARNER_START_GRACE_SECONDS = 10.0
+LEARNER_HEALTHY_SECONDS = 30.0  # a learner that ran this long before it exited did not fail at start
+LEARNER_MAX_PAUSE_SECONDS = 60.0
 
 
 def learner_starting(config: Mapping[str, Any]) -> bool:

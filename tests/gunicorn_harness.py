@@ -124,6 +124,7 @@ class Service:
                     return
             except OSError:
                 time.sleep(0.1)
+        self.stop()  # nothing outlives a failed start
         raise RuntimeError(f"gunicorn did not start; see {self.log}")
 
     def request(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,7 +57,7 @@ def test_the_wal_meter_counts_every_frame_across_checkpoints(tmp_path):
     """bench.walmeter against the WAL file itself: frames written in three stretches, two checkpoints between."""
     import sqlite3
 
-    from bench.walmeter import WalMeter
+    from bench.walmeter import FrameCounter, WalMeter
 
     database = tmp_path / "meter.sqlite3"
     writer = sqlite3.connect(database, isolation_level=None)
@@ -63,7 +65,7 @@ def test_the_wal_meter_counts_every_frame_across_checkpoints(tmp_path):
     writer.execute("PRAGMA wal_autocheckpoint = 0")
     writer.execute("CREATE TABLE t (x TEXT)")
     writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    meter = WalMeter(database)
+    meter = FrameCounter(database)
     last = meter.sample(None)
     written = 0
     for stretch, commits in enumerate((40, 7, 25)):
@@ -84,3 +86,31 @@ def test_the_wal_meter_counts_every_frame_across_checkpoints(tmp_path):
             writer.execute("INSERT INTO t VALUES (?)", ["y" * 2000])
     wal = database.with_name(database.name + "-wal").stat().st_size
     assert threaded.frames == (wal - 32) // (threaded.page_size + 24) >= 20
+
+
+def test_the_wal_meter_leaves_this_processs_sqlite_locks_alone(tmp_path):
+    """Reading -shm in a process with a connection open would drop that connection's locks (POSIX): it must not."""
+    import sqlite3
+
+    from bench.walmeter import WalMeter
+
+    database = tmp_path / "locks.sqlite3"
+    connection = sqlite3.connect(database, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = wal")
+    connection.execute("CREATE TABLE t (x TEXT)")
+    shm = database.with_name(database.name + "-shm")
+
+    def held() -> int:  # this process's POSIX locks on -shm (/proc/locks: "... POSIX ADVISORY READ pid dev:inode ...")
+        inode = f":{shm.stat().st_ino} "
+        return sum(
+            1 for line in Path("/proc/locks").read_text().splitlines() if f" {os.getpid()} " in line and inode in line
+        )
+
+    before = held()
+    assert before >= 1  # the connection's shared lock on the wal-index
+    with WalMeter(database, every=0.001) as meter:
+        for _ in range(5):
+            connection.execute("INSERT INTO t VALUES ('x')")
+    assert meter.frames >= 5
+    assert held() == before
+    connection.close()
