@@ -130,22 +130,27 @@ class PostgresWalMeter:
 
 
 @contextlib.contextmanager
-def fresh_schema(url: str) -> Iterator[str]:
-    """Make a new schema on the server ``url`` names; yield a URL whose connections use it; drop it afterwards."""
+def fresh_schema(url: str, *, prefix: str = "marquee_bench") -> Iterator[str]:
+    """Make a new schema on the server ``url`` names; yield a URL whose connections use only it; drop it afterwards.
+
+    Before dropping it, this process's pools on the yielded URL are closed (``bandits.postgres.close_pools``):
+    whatever was left open on it (an app's serving state, its requests' pool) lets go of the schema.
+    """
     import uuid
     from urllib.parse import quote
 
     import psycopg
 
-    schema = f"marquee_bench_{uuid.uuid4().hex[:10]}"
+    from bandits.postgres import close_pools
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
+        scoped = f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}')}"
         try:
-            yield f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}')}"
+            yield scoped
         finally:
-            from bandits.postgres import close_pools
-
-            close_pools()
+            close_pools(scoped)
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -19,6 +18,7 @@ from PIL import Image
 
 from assets.demo import poster
 from bandits.deployment import Deployment
+from bench.walmeter import fresh_schema
 
 # The checkout's root, wherever in tests/ a module sits.
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,23 +34,13 @@ def postgres_schema() -> Iterator[str]:
     Skips the test when no server answers, unless ``MARQUEE_POSTGRES_TESTS=required``.
     """
     try:
-        admin = psycopg.connect(TEST_POSTGRES, autocommit=True, connect_timeout=5)
+        psycopg.connect(TEST_POSTGRES, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
         if os.environ.get("MARQUEE_POSTGRES_TESTS") == "required":
             raise
         pytest.skip(f"no PostgreSQL server at {TEST_POSTGRES} ({exc})")
-    schema = f"marquee_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            separator = "&" if "?" in TEST_POSTGRES else "?"
-            url = f"{TEST_POSTGRES}{separator}options={quote(f'-csearch_path={schema}')}"
-            yield url
-        finally:
-            from bandits.postgres import close_pools
-
-            close_pools(url)  # what the test's apps left open (their serving state, their requests' pool)
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    with fresh_schema(TEST_POSTGRES, prefix="marquee_test") as url:
+        yield url
 
 
 @contextlib.contextmanager
