@@ -41,6 +41,8 @@ class Deployment:
     auto_optimize: bool
     auto_optimize_hours: float
     auto_optimize_events: int
+    # processes an evaluation's VW passes run in (bandits.evaluate.passes.processes_for); 0: one per core
+    evaluation_processes: int
 
     @property
     def max_bytes(self) -> int:

@@ -497,6 +497,8 @@ def ensure_schema(db: Database) -> None:
                 chosen INTEGER NOT NULL, pscore REAL NOT NULL, reward REAL NOT NULL,
                 PRIMARY KEY (dataset_id, seq)) WITHOUT ROWID"""
         )
+        # Chunked reading (bandits.log.datasets.iter_load) pages through a dataset in its events' order.
+        db.execute("CREATE INDEX IF NOT EXISTS dataset_rounds_event ON dataset_rounds (dataset_id, event_index, seq)")
 
 
 def checkpoint(db: Database) -> tuple[int, int, int]:

@@ -332,6 +332,7 @@ def reward_models(log: Log, catalog: Catalog) -> dict[str, offline.RewardModel]:
     logged = log.mu[rounds.logged_flat]
     models[TRUE_MODEL] = offline.RewardModel(
         q=log.mu.copy(),
+        q_logged=logged,
         vw_args=[],
         folds=fitted.folds,
         passes=0,
@@ -442,7 +443,7 @@ def normal_estimates(log: Log, model: offline.RewardModel, scores: offline.Score
             reward=reward,
             pscore=pscore,
             target_prob=target,
-            q_logged=model.q[rounds.logged_flat],
+            q_logged=scores.q_logged,
             q_target=scores.q_target,
         ).as_dict(),
     }
@@ -468,7 +469,7 @@ def run(
                 truth = true_value(log, pmf)
                 for model_name, model in models.items():
                     scores = offline.candidate_scores(log.rounds, model, pmf)
-                    found = offline.estimates(log.rounds, model, scores)
+                    found = offline.estimates(log.rounds, scores)
                     if model_name == "policy features":
                         tallies[(logged, target, "ips")].add(found["ips"], truth, None)
                         tallies[(logged, target, "snips")].add(found["snips"], truth, None)

@@ -165,6 +165,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
         int,
         "Largest log file `POST /v1/datasets` reads in bytes; larger is a 413 (the `import-log` command has no limit).",
     ),
+    "EVALUATION_PROCESSES": (
+        0,
+        int,
+        "Processes an evaluation's VW passes (reward model folds, `vw` and `model` candidates) run in: 0, one per "
+        "core for logs of 100,000 decisions or more and the evaluation's own process below; 1, always its own "
+        "process; more, at most that many.",
+    ),
     "MAX_SLOTS": (50, int, "Largest `slots` a rank request may ask for."),
     "MAX_DATABASE_MB": (
         0.0,
@@ -278,6 +285,8 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"SQLITE_SYNCHRONOUS must be normal or full, got {config['SQLITE_SYNCHRONOUS']!r}")
     if config["LEARNER_PRIORITY"] not in ("idle", "low", "normal"):
         raise ValueError(f"LEARNER_PRIORITY must be idle, low or normal, got {config['LEARNER_PRIORITY']!r}")
+    if int(config["EVALUATION_PROCESSES"]) < 0:
+        raise ValueError(f"EVALUATION_PROCESSES must be >= 0, got {config['EVALUATION_PROCESSES']}")
     if float(config["MAX_DATABASE_MB"]) < 0:
         raise ValueError(f"MAX_DATABASE_MB must be >= 0, got {config['MAX_DATABASE_MB']}")
     if float(config["MAX_DATABASE_MB"]) > 0 and config["DATABASE_URL"]:

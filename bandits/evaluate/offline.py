@@ -26,23 +26,31 @@ events close in time (one viewer's session, one day's catalog) fall on one side.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import vowpal_wabbit_next as vw
 
 from bandits.deployment import Deployment
 from bandits.errors import SpecError
 from bandits.evaluate import estimators
+from bandits.evaluate import passes as vw_passes
+from bandits.evaluate.candidates import (
+    CANDIDATE_FIELDS,
+    CANDIDATE_KINDS,
+    DEFAULT_CANDIDATES,
+    SHORTHANDS,
+    Candidate,
+    candidate_exploration,
+    parse_candidate,
+)
 from bandits.log import datasets
-from bandits.log.rounds import Rounds, from_log, parse_time
-from bandits.model.exploration import EPSILON_GREEDY, RULES, SQUARECB, Exploration
-from bandits.model.policy import POLICY_NAMES, RANGES, PolicyError, load_policy, new_workspace, parse_vw_args
+from bandits.log.rounds import Rounds, Spill, concatenate, from_log, iter_from_log, parse_time
+from bandits.model.policy import POLICY_NAMES, load_policy
 from bandits.storage import Database
-from bandits.vw import features
-from bandits.vw.workspace import TextExamples, TextLines
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 
@@ -52,6 +60,17 @@ INTERVAL = "likelihood"
 MAX_SEGMENTS = 20  # segment values reported, the most frequent first
 MIN_SEGMENT_ROUNDS = 30  # smaller segments are counted but not estimated
 TIME_BUCKETS = 10  # contiguous stretches of events in the "over time" series
+# Re-exported: the candidates are read here for the callers of an evaluation, and the log's rounds.
+__all__ = [
+    "from_log",
+    "CANDIDATE_FIELDS",
+    "CANDIDATE_KINDS",
+    "DEFAULT_CANDIDATES",
+    "SHORTHANDS",
+    "Candidate",
+    "candidate_exploration",
+    "parse_candidate",
+]
 
 
 def _quiet(fraction: float, stage: str) -> None:
@@ -87,24 +106,19 @@ def regressor_args(vw_args: Sequence[str]) -> list[str]:
     return [*args, "-l", str(REGRESSOR_LEARNING_RATE)]
 
 
-def _action_costs(examples: TextExamples, rounds: Rounds, i: int) -> np.ndarray:
-    """Return a ``--cb_adf`` workspace's cost estimate of every action of round ``i``, in the order offered."""
-    costs = np.empty(int(rounds.offsets[i + 1] - rounds.offsets[i]))  # not rounds.sizes: O(n) per call
-    for index, cost in examples.predict(rounds.example(i, labeled=False)):
-        costs[index] = cost
-    return costs
-
-
 @dataclass(frozen=True)
 class RewardModel:
-    """Cross-fitted predictions of the reward of every action of every round."""
+    """Cross-fitted predictions of the reward of the rounds' actions, and how well they fit."""
 
-    q: np.ndarray  # (total actions,) predicted reward, clipped to the range of observed rewards
+    q_logged: np.ndarray  # (n,) predicted reward of every round's logged action
     vw_args: list[str]
     folds: int
     passes: int
     mse: float  # mean squared error of the predictions on the logged actions
     baseline_mse: float  # the same for predicting every fold's reward by the other folds' mean
+    # (total actions,) predicted reward of every action, clipped to the range of observed rewards; None
+    # when an evaluation keeps them in its passes' files (``evaluate``)
+    q: np.ndarray | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """Return the model's description and fit as JSON-ready data."""
@@ -142,265 +156,76 @@ def fit_reward_model(
 
     The model is a VW squared-loss regressor of the reward on the shared and action features of the
     logged action (``regressor_args``). Folds are contiguous runs of events (all rounds of an event
-    in one fold), in time order.
+    in one fold), in time order (``bandits.evaluate.passes.fold_predictions``).
     """
-    if folds < 2:
-        raise SpecError(f"folds: at least 2, got {folds!r}")
-    if rounds.n_events < folds:
-        raise SpecError(f"folds: {folds} folds need at least {folds} events, the range holds {rounds.n_events}")
+    _check_folds(folds, rounds.n_events)
     args = regressor_args(vw_args)
-    fold_of = rounds.event_index * folds // rounds.n_events
-    q = np.zeros(int(rounds.offsets[-1]))
-    baseline = np.empty(len(rounds))
-    n = len(rounds)
-    work = max(1.0, ((folds - 1) * passes + 1) * n)  # rounds learned and predicted overall
-    done = 0
-    for k in range(folds):
-        try:
-            regressor = TextLines(vw.Workspace(args))
-        except (RuntimeError, ValueError) as exc:
-            raise SpecError(f"vw_args: Vowpal Wabbit refused the reward model's options {args}: {exc}") from None
-        train = np.flatnonzero(fold_of != k)
-        test = np.flatnonzero(fold_of == k)
-        for _ in range(passes):
-            for i in train.tolist():
-                action = rounds.actions(i)[int(rounds.chosen[i])]
-                regressor.learn(features.regression_line(rounds.shared[i], action, float(rounds.reward[i])))
-                done += 1
-                if done % 1000 == 0:
-                    progress(done / work, f"reward model: fold {k + 1} of {folds}")
-        for i in test.tolist():
-            shared, start = rounds.shared[i], int(rounds.offsets[i])
-            for j, action in enumerate(rounds.actions(i)):
-                q[start + j] = regressor.predict(features.regression_line(shared, action))
-            done += 1
-            if done % 1000 == 0:
-                progress(done / work, f"reward model: fold {k + 1} of {folds}")
-        baseline[test] = rounds.reward[train].mean()
+    parts = [
+        q
+        for k in range(folds)
+        for q in vw_passes.fold_predictions(
+            vw_passes.InMemory(rounds),
+            fold=k,
+            folds=folds,
+            n_events=rounds.n_events,
+            rounds=len(rounds),
+            args=args,
+            passes=passes,
+            progress=_fold_progress(progress, k, folds),
+        )
+    ]
+    q = np.concatenate(parts) if parts else np.zeros(0)
     np.clip(q, rounds.reward.min(), rounds.reward.max(), out=q)
-    logged = q[rounds.logged_flat]
+    q_logged = q[rounds.logged_flat]
+    fit = _fit(rounds, q_logged, folds)
     return RewardModel(
         q=q,
+        q_logged=q_logged,
         vw_args=args,
         folds=folds,
         passes=passes,
-        mse=float(np.mean((logged - rounds.reward) ** 2)),
-        baseline_mse=float(np.mean((baseline - rounds.reward) ** 2)),
+        mse=fit["mse"],
+        baseline_mse=fit["baseline_mse"],
     )
+
+
+def _fold_progress(progress: Progress, fold: int, folds: int) -> Progress:
+    """Map one fold's progress onto the reward model's."""
+    return lambda fraction, stage: progress((fold + fraction) / folds, stage)
+
+
+def _check_folds(folds: int, n_events: int) -> None:
+    if folds < 2:
+        raise SpecError(f"folds: at least 2, got {folds!r}")
+    if n_events < folds:
+        raise SpecError(f"folds: {folds} folds need at least {folds} events, the range holds {n_events}")
+
+
+def _fit(rounds: Rounds | Columns, q_logged: np.ndarray, folds: int) -> dict[str, float]:
+    """Return the reward model's mean squared error, and the baseline's: each fold's reward by the others' mean."""
+    fold = vw_passes.fold_of(rounds.event_index, folds, rounds.n_events)
+    baseline_se = 0.0
+    for k in range(folds):
+        test = fold == k
+        baseline_se += float(np.sum((rounds.reward[~test].mean() - rounds.reward[test]) ** 2))
+    return {
+        "mse": float(np.mean((q_logged - rounds.reward) ** 2)),
+        "baseline_mse": baseline_se / len(rounds),
+    }
 
 
 # ---------------------------------------------------------------- candidate policies
 
-CANDIDATE_KINDS = ("logged", "uniform", "default", "model", "vw")
-CANDIDATE_FIELDS = (
-    "name",
-    "kind",
-    "version",
-    "vw_args",
-    "exploration",
-    "epsilon",
-    "epsilon_decay_after",
-    "epsilon_floor",
-    "gamma_scale",
-    "gamma_exponent",
-)
 
-
-@dataclass(frozen=True)
-class Candidate:
-    """A policy to evaluate.
-
-    Kinds: ``logged`` (the policy that logged the rounds: the on-policy check), ``uniform``,
-    ``default`` (always the first action offered: a title's first artwork; for titles, the first
-    candidate left in the order the request or the catalog gave), ``model`` (a stored model version of
-    the policy, newest if ``version`` is None), ``vw`` (a new VW workspace with ``vw_args``, trained
-    on the rounds in time order with progressive validation: each event's rounds are decided before
-    they are learned). Both explore by ``exploration``: epsilon-greedy with ``epsilon`` (decaying
-    after ``epsilon_decay_after`` examples down to ``epsilon_floor`` as a policy's does; 0: a fixed
-    rate), or SquareCB with ``gamma_scale`` and ``gamma_exponent``, at the examples the model has
-    learned (for ``vw``, the rounds learned so far).
-    """
-
-    name: str
-    kind: str
-    epsilon: float = 0.0
-    version: int | None = None
-    vw_args: tuple[str, ...] = ()
-    exploration: str = EPSILON_GREEDY
-    gamma_scale: float = 10.0
-    gamma_exponent: float = 0.5
-    epsilon_decay_after: float = 0.0
-    epsilon_floor: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the candidate as JSON-ready data (what ``parse_candidate`` reads back)."""
-        data: dict[str, Any] = {"name": self.name, "kind": self.kind}
-        if self.kind in ("model", "vw"):
-            data["exploration"] = self.exploration
-            if self.exploration == SQUARECB:
-                data["gamma_scale"], data["gamma_exponent"] = self.gamma_scale, self.gamma_exponent
-            else:
-                data["epsilon"] = self.epsilon
-                if self.epsilon_decay_after:
-                    data["epsilon_decay_after"], data["epsilon_floor"] = self.epsilon_decay_after, self.epsilon_floor
-        if self.kind == "model":
-            data["version"] = self.version
-        if self.kind == "vw":
-            data["vw_args"] = list(self.vw_args)
-        return data
-
-
-SHORTHANDS: dict[str, dict[str, Any]] = {
-    "logged": {"kind": "logged"},
-    "uniform": {"kind": "uniform"},
-    "default": {"kind": "default"},
-    "greedy": {"kind": "model", "epsilon": 0.0},
-}
-DEFAULT_CANDIDATES = ("logged", "uniform", "default", "greedy")
-
-
-def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
-    """Read a candidate from a shorthand name (``logged``, ``uniform``, ``default``, ``greedy``) or a mapping.
-
-    A mapping has ``kind`` and, by kind, ``version`` (``model``) or ``vw_args`` (``vw``: a list of
-    strings or one string), the exploration of either (``exploration``: ``epsilon-greedy`` with
-    ``epsilon``, or ``squarecb`` with ``gamma_scale`` and ``gamma_exponent``), and an optional ``name``.
-    """
-    if isinstance(value, str):
-        if value not in SHORTHANDS:
-            raise SpecError(
-                f"{where}: {value!r} is not a candidate name (names: {', '.join(SHORTHANDS)}); "
-                "give other candidates as objects with a kind"
-            )
-        return parse_candidate({"name": value, **SHORTHANDS[value]}, where=where)
-    if not isinstance(value, Mapping):
-        raise SpecError(f"{where}: must be a candidate name or an object")
-    unknown = set(value) - set(CANDIDATE_FIELDS)
-    if unknown:
-        raise SpecError(f"{where}.{sorted(unknown)[0]}: not a candidate field (fields: {', '.join(CANDIDATE_FIELDS)})")
-    kind = value.get("kind")
-    if kind not in CANDIDATE_KINDS:
-        raise SpecError(f"{where}.kind: must be one of {', '.join(CANDIDATE_KINDS)}, got {kind!r}")
-    epsilon = value.get("epsilon", 0.0)
-    if not RANGES["epsilon"].holds(epsilon):
-        raise SpecError(f"{where}.epsilon: must be {RANGES['epsilon'].says()}")
-    exploration = value.get("exploration", EPSILON_GREEDY)
-    if exploration not in RULES:
-        raise SpecError(f"{where}.exploration: must be one of {', '.join(RULES)}, got {exploration!r}")
-    if "exploration" in value and kind not in ("model", "vw"):
-        raise SpecError(f"{where}.exploration: only for candidates of kind model or vw")
-    gammas: dict[str, float] = {}
-    for key, default in (("gamma_scale", 10.0), ("gamma_exponent", 0.5)):
-        if key not in value:
-            gammas[key] = default
-            continue
-        if exploration != SQUARECB:
-            raise SpecError(f"{where}.{key}: only with exploration squarecb")
-        number = value[key]
-        if not RANGES[key].holds(number):
-            raise SpecError(f"{where}.{key}: must be {RANGES[key].says()}")
-        gammas[key] = float(number)
-    if exploration == SQUARECB and "epsilon" in value:
-        raise SpecError(f"{where}.epsilon: only with exploration epsilon-greedy (SquareCB is set by gamma_scale)")
-    decay: dict[str, float] = {}
-    for key in ("epsilon_decay_after", "epsilon_floor"):
-        if key not in value:
-            continue
-        if kind not in ("model", "vw") or exploration == SQUARECB:
-            raise SpecError(f"{where}.{key}: only for epsilon-greedy candidates of kind model or vw")
-        number = value[key]
-        if not RANGES[key].holds(number):
-            raise SpecError(f"{where}.{key}: must be a number in {RANGES[key].bounds()}")
-        decay[key] = float(number)
-    version = value.get("version")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
-        raise SpecError(f"{where}.version: must be a model version number (0 or more)")
-    vw_args: tuple[str, ...] = ()
-    if kind == "vw":
-        if value.get("vw_args") is None:
-            raise SpecError(f"{where}.vw_args: a vw candidate needs VW options")
-        try:
-            vw_args = tuple(parse_vw_args(value["vw_args"]))
-        except PolicyError as exc:
-            raise SpecError(f"{where}.{exc}") from None
-    elif "vw_args" in value:
-        raise SpecError(f"{where}.vw_args: only for candidates of kind vw")
-    if "version" in value and kind != "model":
-        raise SpecError(f"{where}.version: only for candidates of kind model")
-    name = value.get("name")
-    if name is None:
-        name = {"model": f"model v{version}" if version is not None else "model", "vw": "vw " + " ".join(vw_args)}.get(
-            str(kind), str(kind)
-        )
-        if kind in ("model", "vw") and exploration == SQUARECB:
-            name += " squarecb"
-        elif kind in ("model", "vw") and epsilon:
-            name += f" eps={float(epsilon):g}"
-            if decay.get("epsilon_decay_after"):
-                name += f" decaying after {decay['epsilon_decay_after']:g}"
-    if not isinstance(name, str) or not 0 < len(name) <= 100:
-        raise SpecError(f"{where}.name: must be text of 1 to 100 characters")
-    return Candidate(
-        name=name,
-        kind=str(kind),
-        epsilon=float(epsilon),
-        version=version,
-        vw_args=vw_args,
-        exploration=str(exploration),
-        **gammas,
-        **decay,
-    )
-
-
-def candidate_exploration(candidate: Candidate, examples_learned: int) -> Exploration:
-    """Return how a ``model`` or ``vw`` candidate explores with a model that learned ``examples_learned``."""
-    if candidate.exploration == SQUARECB:
-        return Exploration.squarecb(
-            gamma_scale=candidate.gamma_scale,
-            gamma_exponent=candidate.gamma_exponent,
-            examples_learned=examples_learned,
-        )
-    return Exploration.decaying(
-        epsilon=candidate.epsilon,
-        decay_after=candidate.epsilon_decay_after,
-        floor=candidate.epsilon_floor,
-        examples_learned=examples_learned,
-    )
-
-
-def _model_pmf(
-    rounds: Rounds,
-    workspace: vw.Workspace,
-    candidate: Candidate,
-    *,
-    learned: int,
-    learn: bool,
-    progress: Progress,
-    stage: str,
-) -> np.ndarray:
-    """Return the candidate's exploring distribution over every round's actions, flat.
-
-    ``learned`` is how many examples the workspace has learned before the first round. With
-    ``learn``, the workspace learns each event's labelled rounds after deciding them (progressive
-    validation: no round is decided by a model that saw it).
-    """
-    examples = TextExamples(workspace)
-    pmf = np.empty(int(rounds.offsets[-1]))
-    done = 0
-    explorer = candidate_exploration(candidate, learned)
-    for event in rounds.events():
-        if learn and (candidate.exploration == SQUARECB or candidate.epsilon_decay_after):
-            explorer = candidate_exploration(candidate, learned + done)
-        for i in event:
-            start, stop = rounds.offsets[i], rounds.offsets[i + 1]
-            pmf[start:stop] = explorer.pmf(_action_costs(examples, rounds, i).tolist())
-        if learn:
-            for i in event:
-                examples.learn(rounds.example(i, labeled=True))
-        done += len(event)
-        if done % 1000 < len(event):
-            progress(done / max(1, len(rounds)), stage)
-    return pmf
+def fixed_pmf(kind: str, sizes: np.ndarray) -> np.ndarray:
+    """Return the distribution of a candidate that learns nothing (``uniform``, ``default``) over ``sizes`` actions."""
+    if kind == "uniform":
+        return np.repeat(1.0 / sizes, sizes)
+    if kind == "default":
+        pmf = np.zeros(int(sizes.sum()))
+        pmf[np.cumsum(sizes) - sizes] = 1.0
+        return pmf
+    raise ValueError(f"a {kind} candidate's distribution depends on a model")
 
 
 def target_distribution(
@@ -416,67 +241,93 @@ def target_distribution(
 
     ``model_blob`` is the stored model of a ``model`` candidate, ``model_examples`` the examples it
     has learned (SquareCB's exploration depends on them). A ``vw`` candidate's model, once it
-    has learned every round, is put in ``trained`` under the candidate's name if given.
+    has learned every round, is put in ``trained`` under the candidate's name if given
+    (``bandits.evaluate.passes.candidate_pmf``).
     """
-    sizes = rounds.sizes
     if candidate.kind == "logged":
         return None
-    if candidate.kind == "uniform":
-        return np.repeat(1.0 / sizes, sizes)
-    if candidate.kind == "default":
-        pmf = np.zeros(int(rounds.offsets[-1]))
-        pmf[rounds.offsets[:-1]] = 1.0
-        return pmf
-    if candidate.kind == "model":
-        if model_blob is None:
-            raise ValueError("a model candidate needs the model's bytes")
-        workspace = new_workspace([], model_data=model_blob)
-        return _model_pmf(
-            rounds,
-            workspace,
+    if candidate.kind in ("uniform", "default"):
+        return fixed_pmf(candidate.kind, rounds.sizes)
+    parts = list(
+        vw_passes.candidate_pmf(
+            vw_passes.InMemory(rounds),
             candidate,
-            learned=model_examples,
-            learn=False,
+            rounds=len(rounds),
+            model_blob=model_blob,
+            model_examples=model_examples,
+            trained=trained,
             progress=progress,
-            stage=f"candidate {candidate.name}",
         )
-    workspace = new_workspace(list(candidate.vw_args))
-    pmf = _model_pmf(
-        rounds, workspace, candidate, learned=0, learn=True, progress=progress, stage=f"candidate {candidate.name}"
     )
-    if trained is not None:
-        trained[candidate.name] = workspace.serialize()
-    return pmf
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 # ---------------------------------------------------------------- estimates
 
 
 @dataclass(frozen=True)
+class Columns:
+    """The numbers of every round of an evaluation, without its lines: what the estimators read.
+
+    An evaluation holds these (about 40 bytes a decision) while its rounds' lines stay in a spill
+    file (``bandits.log.rounds.Spill``); ``Rounds`` has the same attributes, so the estimates below
+    take either.
+    """
+
+    event_index: np.ndarray  # (n,) int32
+    created_at: np.ndarray  # (n,) float64
+    sizes: np.ndarray  # (n,) int32: actions offered
+    chosen: np.ndarray  # (n,) int32: the logged action, as an offset within the round's actions
+    pscore: np.ndarray  # (n,) float64
+    reward: np.ndarray  # (n,) float64
+
+    def __len__(self) -> int:
+        return int(self.pscore.size)
+
+    @property
+    def n_events(self) -> int:
+        """The number of events the rounds come from."""
+        return int(self.event_index[-1]) + 1 if len(self) else 0
+
+
+@dataclass(frozen=True)
 class Scores:
     """Per-round inputs of the estimators for one candidate."""
 
-    target_prob: np.ndarray  # (n,)
-    q_target: np.ndarray  # (n,)
+    target_prob: np.ndarray  # (n,) the candidate's probability of the logged action
+    q_target: np.ndarray  # (n,) the reward model's expected reward under the candidate
+    q_logged: np.ndarray  # (n,) the reward model's prediction for the logged action
 
 
-def candidate_scores(rounds: Rounds, model: RewardModel, pmf: np.ndarray | None) -> Scores:
-    """Return the candidate's probability of each logged action and its expected reward under the model.
+def scores_of(
+    sizes: np.ndarray, chosen: np.ndarray, pscore: np.ndarray, q: np.ndarray, pmf: np.ndarray | None
+) -> Scores:
+    """Return the scores of rounds of ``sizes`` actions from flat predictions ``q`` and a flat distribution ``pmf``.
 
     For the logging policy itself (``pmf`` None) the probability is the logged one and the expected
     reward is the model's prediction for the logged action: one draw from the logging policy, so its
     mean is an unbiased estimate of the model's expectation under that policy.
     """
-    logged = rounds.logged_flat
+    starts = np.cumsum(sizes, dtype=np.int64) - sizes
+    logged = starts + chosen
+    q_logged = q[logged]
     if pmf is None:
-        return Scores(target_prob=rounds.pscore.copy(), q_target=model.q[logged])
-    products = pmf * model.q
-    q_target = np.add.reduceat(products, rounds.offsets[:-1]) if len(rounds) else np.zeros(0)
-    return Scores(target_prob=pmf[logged], q_target=q_target)
+        return Scores(target_prob=pscore.astype(float), q_target=q_logged.copy(), q_logged=q_logged)
+    q_target = np.add.reduceat(pmf * q, starts) if sizes.size else np.zeros(0)
+    return Scores(target_prob=pmf[logged], q_target=q_target, q_logged=q_logged)
 
 
-def estimates(rounds: Rounds, model: RewardModel, scores: Scores, mask: np.ndarray | None = None) -> dict[str, Any]:
-    """Return IPS, SNIPS, DM and DR with 95% intervals over the rounds in ``mask`` (all by default).
+def candidate_scores(rounds: Rounds, model: RewardModel, pmf: np.ndarray | None) -> Scores:
+    """Return the candidate's probability of each logged action and its expected reward under the model."""
+    if model.q is None:
+        raise ValueError("the reward model's predictions of every action are not in memory")
+    return scores_of(rounds.sizes, rounds.chosen, rounds.pscore, model.q, pmf)
+
+
+def estimates(
+    rounds: Rounds | Columns, scores: Scores, mask: np.ndarray | None = None, *, names: Sequence[str] = ESTIMATORS
+) -> dict[str, Any]:
+    """Return IPS, SNIPS, DM and DR (or those ``names`` asks for) with 95% intervals over the rounds in ``mask``.
 
     IPS, SNIPS and DR take the empirical likelihood interval (``INTERVAL``), which allows for heavily
     weighted decisions that happened not to be rewarded; DM the normal one.
@@ -484,21 +335,31 @@ def estimates(rounds: Rounds, model: RewardModel, scores: Scores, mask: np.ndarr
     select = slice(None) if mask is None else mask
     reward, pscore = rounds.reward[select], rounds.pscore[select]
     target, q_target = scores.target_prob[select], scores.q_target[select]
-    q_logged = model.q[rounds.logged_flat][select]
-    result: dict[str, Any] = {
-        "ips": estimators.ips(reward=reward, pscore=pscore, target_prob=target, interval=INTERVAL).as_dict(),
-        "dm": estimators.dm(q_target=q_target).as_dict(),
-        "dr": estimators.dr(
-            reward=reward, pscore=pscore, target_prob=target, q_logged=q_logged, q_target=q_target, interval=INTERVAL
-        ).as_dict(),
-    }
-    try:
-        result["snips"] = estimators.snips(
-            reward=reward, pscore=pscore, target_prob=target, interval=INTERVAL
-        ).as_dict()
-    except ValueError as exc:  # the candidate gives no logged action any probability
-        result["snips"] = {"estimator": "snips", "value": None, "undefined": str(exc)}
-    return {name: result[name] for name in ESTIMATORS}
+    result: dict[str, Any] = {}
+    for name in names:
+        if name == "ips":
+            result[name] = estimators.ips(reward=reward, pscore=pscore, target_prob=target, interval=INTERVAL).as_dict()
+        elif name == "dm":
+            result[name] = estimators.dm(q_target=q_target).as_dict()
+        elif name == "dr":
+            result[name] = estimators.dr(
+                reward=reward,
+                pscore=pscore,
+                target_prob=target,
+                q_logged=scores.q_logged[select],
+                q_target=q_target,
+                interval=INTERVAL,
+            ).as_dict()
+        elif name == "snips":
+            try:
+                result[name] = estimators.snips(
+                    reward=reward, pscore=pscore, target_prob=target, interval=INTERVAL
+                ).as_dict()
+            except ValueError as exc:  # the candidate gives no logged action any probability
+                result[name] = {"estimator": "snips", "value": None, "undefined": str(exc)}
+        else:
+            raise ValueError(f"estimator: one of {', '.join(ESTIMATORS)}, got {name!r}")
+    return result
 
 
 LARGE_WEIGHT = 10.0  # an importance weight above this makes a round one of the tail
@@ -506,7 +367,7 @@ MIN_TAIL_REWARDS = 5  # rewarded tail rounds below which an estimate rests on to
 MIN_TAIL_SHARE = 0.05  # the share of the total weight the tail must carry to matter
 
 
-def weight_tail(rounds: Rounds, scores: Scores, *, default_reward: float = 0.0) -> dict[str, Any]:
+def weight_tail(rounds: Rounds | Columns, scores: Scores, *, default_reward: float = 0.0) -> dict[str, Any]:
     """Return the rounds whose importance weight (target / logged probability) exceeds ``LARGE_WEIGHT``.
 
     ``fragile`` when that tail carries at least ``MIN_TAIL_SHARE`` of the total weight and fewer than
@@ -530,10 +391,9 @@ def weight_tail(rounds: Rounds, scores: Scores, *, default_reward: float = 0.0) 
     }
 
 
-def dr_terms(rounds: Rounds, model: RewardModel, scores: Scores) -> np.ndarray:
+def dr_terms(rounds: Rounds | Columns, scores: Scores) -> np.ndarray:
     """Return the per-round terms whose mean is the DR estimate."""
-    logged = rounds.logged_flat
-    return scores.q_target + scores.target_prob / rounds.pscore * (rounds.reward - model.q[logged])
+    return scores.q_target + scores.target_prob / rounds.pscore * (rounds.reward - scores.q_logged)
 
 
 def lift(candidate_terms: np.ndarray, logged_terms: np.ndarray, *, level: float = 0.95) -> dict[str, float]:
@@ -560,11 +420,10 @@ def segment_values(rounds: Rounds, feature: str) -> list[str]:
     return values
 
 
-def time_buckets(rounds: Rounds, buckets: int = TIME_BUCKETS) -> list[np.ndarray]:
-    """Split the rounds into up to ``buckets`` contiguous runs of events, as boolean masks."""
+def time_buckets(rounds: Rounds | Columns, buckets: int = TIME_BUCKETS) -> np.ndarray:
+    """Return each round's stretch of time: up to ``buckets`` contiguous runs of events, numbered 0, 1, ..."""
     count = min(buckets, rounds.n_events)
-    bucket_of = rounds.event_index * count // max(1, rounds.n_events)
-    return [bucket_of == b for b in range(count)]
+    return (rounds.event_index.astype(np.int64) * count // max(1, rounds.n_events)).astype(np.int8)
 
 
 # ---------------------------------------------------------------- a whole evaluation
@@ -663,8 +522,7 @@ MIN_OUT_OF_SAMPLE_ROUNDS = 30  # decisions a stored model had not learned, to es
 
 def sampling(
     db: Database,
-    rounds: Rounds,
-    model: RewardModel,
+    rounds: Rounds | Columns,
     scores: Scores,
     candidate: Candidate,
     *,
@@ -694,7 +552,7 @@ def sampling(
         "out_of_sample_rounds": int(later.sum()),
     }
     if later.sum() >= MIN_OUT_OF_SAMPLE_ROUNDS:
-        found["out_of_sample"] = {"dr": _interval(estimates(rounds, model, scores, later)["dr"])}
+        found["out_of_sample"] = {"dr": _interval(estimates(rounds, scores, later, names=["dr"])["dr"])}
     return found
 
 
@@ -745,8 +603,21 @@ def policy_rounds(
     limit: int | None = None,
 ) -> Rounds:
     """Return ``from_log`` rounds with the rewards combined by the policy's current rule."""
+    return concatenate(policy_chunks(db, config, policy, since=since, until=until, limit=limit), policy=policy)
+
+
+def policy_chunks(
+    db: Database,
+    config: Deployment,
+    policy: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+) -> Iterator[Rounds]:
+    """Yield ``policy_rounds`` in chunks of whole events (``bandits.log.rounds.iter_from_log``)."""
     settings = load_policy(db, config, policy)
-    return from_log(
+    yield from iter_from_log(
         db,
         policy=policy,
         aggregation=settings.aggregation,
@@ -765,7 +636,6 @@ def resolve(db: Database, spec: EvaluationSpec) -> EvaluationSpec:
         SpecError: the dataset is not ready, or a ``model`` candidate names a version not kept or
             has no policy to load a model of.
     """
-    from dataclasses import replace
 
     if spec.dataset is not None:
         found = datasets.ready(db, spec.dataset)
@@ -786,6 +656,91 @@ def resolve(db: Database, spec: EvaluationSpec) -> EvaluationSpec:
     return spec
 
 
+@dataclass
+class _Read:
+    """What reading the rounds into a spill file leaves in memory: their numbers, and segments if asked."""
+
+    columns: Columns
+    segments: np.ndarray | None  # (n,) int32 code of each round's segment
+    segment_names: list[str]
+    features: set[str]  # the viewer features seen, when segments were asked for
+
+
+def _read(chunks: Iterable[Rounds], spill: Spill, segment_by: str | None, progress: Progress) -> _Read:
+    """Write every chunk to ``spill`` and keep its numbers (and its segments by ``segment_by``)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("event_index", "created_at", "sizes", "chosen")}
+    parts.update(pscore=[], reward=[], segments=[])
+    codes: dict[str, int] = {}
+    seen: set[str] = set()
+    read = 0
+    for chunk in chunks:
+        parts["event_index"].append(chunk.event_index.astype(np.int32))
+        parts["created_at"].append(chunk.created_at)
+        parts["sizes"].append(chunk.sizes.astype(np.int32))
+        parts["chosen"].append(chunk.chosen.astype(np.int32))
+        parts["pscore"].append(chunk.pscore)
+        parts["reward"].append(chunk.reward)
+        if segment_by is not None:
+            for context in chunk.contexts:
+                seen.update(context)
+            values = segment_values(chunk, segment_by)
+            parts["segments"].append(np.fromiter((codes.setdefault(v, len(codes)) for v in values), np.int32))
+        spill.write(chunk)
+        read += len(chunk)
+        progress(0.5, f"reading the log: {read} decisions")
+
+    def joined(name: str, dtype: Any) -> np.ndarray:  # one column at a time, its parts freed as it is joined
+        found = parts.pop(name)
+        return np.concatenate(found) if found else np.zeros(0, dtype=dtype)
+
+    columns = Columns(
+        event_index=joined("event_index", np.int32),
+        created_at=joined("created_at", float),
+        sizes=joined("sizes", np.int32),
+        chosen=joined("chosen", np.int32),
+        pscore=joined("pscore", float),
+        reward=joined("reward", float),
+    )
+    segments = joined("segments", np.int32) if segment_by is not None else None
+    return _Read(columns, segments, list(codes), seen)
+
+
+def _stream_scores(
+    columns: Columns,
+    spill: Spill,
+    q_files: Sequence[Path],
+    candidate: Candidate,
+    pmf_file: Path | None,
+    q_logged: np.ndarray | None = None,
+) -> Scores:
+    """Return a candidate's scores, reading the reward model's predictions (and its distribution) a chunk at a time.
+
+    ``q_logged``, the predictions for the logged actions when a first call gave them, is shared, not copied.
+    """
+    n = len(columns)
+    target_prob, q_target = np.empty(n), np.empty(n)
+    known, q_logged = q_logged is not None, np.empty(n) if q_logged is None else q_logged
+    low, high = float(columns.reward.min()), float(columns.reward.max())
+    start = 0
+    with vw_passes.Floats(q_files) as q_source, vw_passes.Floats([pmf_file] if pmf_file else []) as pmf_source:
+        for info in spill.chunks:
+            stop = start + info.rounds
+            sizes = columns.sizes[start:stop]
+            q = np.clip(q_source.take(info.actions), low, high)
+            if candidate.kind == "logged":
+                pmf = None
+            elif candidate.kind in ("uniform", "default"):
+                pmf = fixed_pmf(candidate.kind, sizes)
+            else:
+                pmf = pmf_source.take(info.actions)
+            found = scores_of(sizes, columns.chosen[start:stop], columns.pscore[start:stop], q, pmf)
+            target_prob[start:stop], q_target[start:stop] = found.target_prob, found.q_target
+            if not known:
+                q_logged[start:stop] = found.q_logged
+            start = stop
+    return Scores(target_prob=target_prob, q_target=q_target, q_logged=q_logged)
+
+
 def evaluate(
     db: Database,
     config: Deployment,
@@ -796,7 +751,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run an evaluation: rounds from the log or a dataset, reward model, every candidate; return the report.
 
-    ``trained``, if given, receives each ``vw`` candidate's model after it learned every round.
+    The rounds are read once, a chunk at a time, into a temporary spill file; this process keeps
+    only their numbers (``Columns``). The reward model's folds and the ``model`` and ``vw``
+    candidates are passes over that file (``bandits.evaluate.passes``), in parallel processes by
+    the deployment's ``evaluation_processes``; the estimates are then computed here from the
+    numbers the passes wrote. ``trained``, if given, receives each ``vw`` candidate's model after
+    it learned every round.
 
     Raises:
         SpecError: the request cannot be evaluated (too few rounds, a model version not kept, ...).
@@ -804,18 +764,25 @@ def evaluate(
     spec = resolve(db, spec)
     settings = load_policy(db, config, spec.policy) if spec.policy is not None else None
     vw_args = settings.vw_args if settings is not None else datasets.FOREIGN_VW_ARGS
-    work = [1.0, 2.0 * spec.folds] + [2.0 if c.kind in ("model", "vw") else 0.1 for c in spec.candidates]
-    stages = _Stages(progress, work)
+    stages = _Stages(progress, [1.0, 2.0 * spec.folds + 2.0 * len(spec.candidates), 0.5])
     stages.stage(0)(0.0, "reading the log")
     source: dict[str, Any]
     reward_rule: dict[str, Any] | None = None
+    chunks: Iterable[Rounds]
     if spec.dataset is not None:
-        rounds = datasets.load(db, spec.dataset, since=spec.since, until=spec.until, limit=spec.limit)
+        chunks = datasets.iter_load(
+            db,
+            spec.dataset,
+            since=spec.since,
+            until=spec.until,
+            limit=spec.limit,
+            details=spec.segment_by is not None,
+        )
         source = {"dataset": datasets.get(db, spec.dataset)}
         what = f"dataset {spec.dataset}"
     else:
         assert settings is not None and spec.policy is not None
-        rounds = from_log(
+        chunks = iter_from_log(
             db,
             policy=spec.policy,
             aggregation=settings.aggregation,
@@ -832,102 +799,158 @@ def evaluate(
             "reward_values": settings.reward_values,
         }
         what = spec.policy
-    if len(rounds) < 2 or rounds.n_events < spec.folds:
-        raise SpecError(
-            f"since: the range holds {len(rounds)} closed decisions of {what} in "
-            f"{rounds.n_events} events; at least 2 decisions in {spec.folds} events (one per fold) are needed"
-        )
-    blobs = {
-        index: model_blob(db, str(spec.policy), candidate.version)
-        for index, candidate in enumerate(spec.candidates)
-        if candidate.kind == "model"
-    }
-    stages.stage(0)(1.0, "reading the log")
-    model = fit_reward_model(rounds, vw_args=vw_args, folds=spec.folds, progress=stages.stage(1))
-    segments = segment_values(rounds, spec.segment_by) if spec.segment_by else None
-    if segments is not None and all(value == "(missing)" for value in segments):
-        present = sorted({name for context in rounds.contexts for name in context})
-        raise SpecError(
-            f"segment_by: no decision in the range has the viewer feature {spec.segment_by!r}; "
-            f"the features there are {', '.join(present) or 'none'}"
-        )
-    segment_counts: list[tuple[str, int]] = []
-    if segments is not None:
-        values, counts = np.unique(np.asarray(segments, dtype=object), return_counts=True)
-        segment_counts = sorted(zip(values.tolist(), counts.tolist()), key=lambda item: (-item[1], item[0]))
-    segment_array = np.asarray(segments, dtype=object) if segments is not None else None
-    buckets = time_buckets(rounds)
-    results = []
-    for index, candidate in enumerate(spec.candidates):
-        report = stages.stage(2 + index)
-        report(0.0, f"candidate {candidate.name}")
-        blob = blobs.get(index)
-        pmf = target_distribution(
-            rounds,
-            candidate,
-            model_blob=blob[1] if blob else None,
-            model_examples=blob[2] if blob else 0,
-            trained=trained,
-            progress=report,
-        )
-        scores = candidate_scores(rounds, model, pmf)
-        terms = dr_terms(rounds, model, scores)
-        entry: dict[str, Any] = {
-            "name": candidate.name,
-            "candidate": candidate.as_dict(),
-            "estimates": estimates(rounds, model, scores),
-            "lift_over_logged": lift(terms, rounds.reward),
-            "weight_tail": weight_tail(
-                rounds, scores, default_reward=float(reward_rule["default_reward"]) if reward_rule else 0.0
-            ),
+    with tempfile.TemporaryDirectory(prefix="marquee-evaluation-") as folder:
+        spill = Spill(Path(folder) / "rounds")
+        found = _read(chunks, spill, spec.segment_by, stages.stage(0))
+        del chunks
+        columns = found.columns
+        if len(columns) < 2 or columns.n_events < spec.folds:
+            raise SpecError(
+                f"since: the range holds {len(columns)} closed decisions of {what} in "
+                f"{columns.n_events} events; at least 2 decisions in {spec.folds} events (one per fold) are needed"
+            )
+        if spec.segment_by is not None and found.segment_names == ["(missing)"]:
+            raise SpecError(
+                f"segment_by: no decision in the range has the viewer feature {spec.segment_by!r}; "
+                f"the features there are {', '.join(sorted(found.features)) or 'none'}"
+            )
+        blobs = {
+            index: model_blob(db, str(spec.policy), candidate.version)
+            for index, candidate in enumerate(spec.candidates)
+            if candidate.kind == "model"
         }
-        if blob is not None:
-            entry["candidate"]["version"] = blob[0]
-        entry.update(
-            sampling(db, rounds, model, scores, candidate, version=blob[0] if blob else None, policy=spec.policy)
+        stages.stage(0)(1.0, "reading the log")
+        args = regressor_args(vw_args)
+        n, n_events = len(columns), columns.n_events
+        q_files = [Path(folder) / f"q-{k}" for k in range(spec.folds)]
+        tasks: list[vw_passes.Task] = [
+            vw_passes.FoldTask(str(q_files[k]), fold=k, folds=spec.folds, n_events=n_events, rounds=n, args=tuple(args))
+            for k in range(spec.folds)
+        ]
+        pmf_files: dict[int, Path] = {}
+        for index, candidate in enumerate(spec.candidates):
+            if candidate.kind in ("model", "vw"):
+                pmf_files[index] = Path(folder) / f"pmf-{index}"
+                blob = blobs.get(index)
+                tasks.append(
+                    vw_passes.CandidateTask(
+                        str(pmf_files[index]),
+                        candidate,
+                        rounds=n,
+                        model_blob=blob[1] if blob else None,
+                        model_examples=blob[2] if blob else 0,
+                    )
+                )
+        processes = vw_passes.processes_for(config.evaluation_processes, n, len(tasks))
+        results = vw_passes.run(tasks, spill, processes=processes, progress=stages.stage(1))
+        if trained is not None:
+            for task, blob_trained in zip(tasks, results):
+                if isinstance(task, vw_passes.CandidateTask) and blob_trained is not None:
+                    trained[task.candidate.name] = blob_trained
+        report = stages.stage(2)
+        report(0.0, "estimates")
+        logged = _stream_scores(columns, spill, q_files, parse_candidate("logged"), None)
+        fit = _fit(columns, logged.q_logged, spec.folds)
+        model = RewardModel(
+            q_logged=logged.q_logged,
+            vw_args=args,
+            folds=spec.folds,
+            passes=1,
+            mse=fit["mse"],
+            baseline_mse=fit["baseline_mse"],
         )
-        if segment_array is not None:
-            entry["segments"] = []
-            for value, count in segment_counts[:MAX_SEGMENTS]:
-                row: dict[str, Any] = {"segment": value, "rounds": count}
-                if count >= MIN_SEGMENT_ROUNDS:
-                    mask = segment_array == value
-                    found = estimates(rounds, model, scores, mask)
-                    row["dr"] = _interval(found["dr"])
-                    row["ips"] = _interval(found["ips"])
-                    row["lift_over_logged"] = lift(terms[mask], rounds.reward[mask])
-                entry["segments"].append(row)
-        entry["over_time"] = []
-        for mask in buckets:
-            count = int(mask.sum())
-            point: dict[str, Any] = {
-                "from": float(rounds.created_at[mask].min()),
-                "until": float(rounds.created_at[mask].max()),
-                "rounds": count,
-            }
-            if count >= 2:
-                point["dr"] = _interval(estimates(rounds, model, scores, mask)["dr"])
-            entry["over_time"].append(point)
-        results.append(entry)
-        report(1.0, f"candidate {candidate.name}")
+        del logged
+        results_by_candidate = []
+        for index, candidate in enumerate(spec.candidates):
+            scores = _stream_scores(columns, spill, q_files, candidate, pmf_files.get(index), model.q_logged)
+            blob = blobs.get(index)
+            results_by_candidate.append(
+                _candidate_report(
+                    db,
+                    columns,
+                    scores,
+                    candidate,
+                    blob=blob,
+                    policy=spec.policy,
+                    found=found,
+                    default_reward=float(reward_rule["default_reward"]) if reward_rule else 0.0,
+                )
+            )
+            report((index + 1) / len(spec.candidates), f"candidate {candidate.name}")
+    segment_counts: list[tuple[str, int]] = []
+    if found.segments is not None:
+        counts = np.bincount(found.segments, minlength=len(found.segment_names))
+        segment_counts = sorted(zip(found.segment_names, counts.tolist()), key=lambda item: (-item[1], item[0]))
     return {
         "policy": spec.policy,
         "source": source,
         "spec": spec.as_dict(),
-        "rounds": len(rounds),
-        "events": rounds.n_events,
-        "first_decision_at": float(rounds.created_at.min()),
-        "last_decision_at": float(rounds.created_at.max()),
-        "mean_reward": float(rounds.reward.mean()),
-        "explored_rounds": int((rounds.pscore < 1.0 - 1e-9).sum()),  # decisions that had another possible action
+        "rounds": n,
+        "events": n_events,
+        "first_decision_at": float(columns.created_at.min()),
+        "last_decision_at": float(columns.created_at.max()),
+        "mean_reward": float(columns.reward.mean()),
+        "explored_rounds": int((columns.pscore < 1.0 - 1e-9).sum()),  # decisions that had another possible action
         "reward_rule": reward_rule,
         "policy_settings": settings.as_dict() if settings is not None else None,
         "reward_model": {
             **model.summary(),
-            "rounds": len(rounds),
+            "rounds": n,
             "guidance": reward_model_guidance(model.summary()["r_squared"]),
         },
         "segment_by": spec.segment_by,
         "segments": [{"segment": value, "rounds": count} for value, count in segment_counts],
-        "candidates": results,
+        "candidates": results_by_candidate,
     }
+
+
+def _candidate_report(
+    db: Database,
+    columns: Columns,
+    scores: Scores,
+    candidate: Candidate,
+    *,
+    blob: tuple[int, bytes, int] | None,
+    policy: str | None,
+    found: _Read,
+    default_reward: float,
+) -> dict[str, Any]:
+    """Return one candidate's part of a report: estimates, lift, weight tail, sampling, segments, over time."""
+    terms = dr_terms(columns, scores)
+    entry: dict[str, Any] = {
+        "name": candidate.name,
+        "candidate": candidate.as_dict(),
+        "estimates": estimates(columns, scores),
+        "lift_over_logged": lift(terms, columns.reward),
+        "weight_tail": weight_tail(columns, scores, default_reward=default_reward),
+    }
+    if blob is not None:
+        entry["candidate"]["version"] = blob[0]
+    entry.update(sampling(db, columns, scores, candidate, version=blob[0] if blob else None, policy=policy))
+    if found.segments is not None:
+        counts = np.bincount(found.segments, minlength=len(found.segment_names))
+        ranked = sorted(range(len(found.segment_names)), key=lambda code: (-counts[code], found.segment_names[code]))
+        entry["segments"] = []
+        for code in ranked[:MAX_SEGMENTS]:
+            row: dict[str, Any] = {"segment": found.segment_names[code], "rounds": int(counts[code])}
+            if counts[code] >= MIN_SEGMENT_ROUNDS:
+                mask = found.segments == code
+                estimated = estimates(columns, scores, mask, names=["dr", "ips"])
+                row["dr"] = _interval(estimated["dr"])
+                row["ips"] = _interval(estimated["ips"])
+                row["lift_over_logged"] = lift(terms[mask], columns.reward[mask])
+            entry["segments"].append(row)
+    entry["over_time"] = []
+    bucket_of = time_buckets(columns)
+    for bucket in range(min(TIME_BUCKETS, columns.n_events)):
+        mask = bucket_of == bucket
+        count = int(mask.sum())
+        point: dict[str, Any] = {
+            "from": float(columns.created_at[mask].min()),
+            "until": float(columns.created_at[mask].max()),
+            "rounds": count,
+        }
+        if count >= 2:
+            point["dr"] = _interval(estimates(columns, scores, mask, names=["dr"])["dr"])
+        entry["over_time"].append(point)
+    return entry

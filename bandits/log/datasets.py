@@ -13,18 +13,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from bandits.errors import Invalid, SpecError
 from bandits.log.logimport import FORMATS, INLINE_POLICY, Decision, Skip, read_line
-from bandits.log.rounds import RoundBuilder, Rounds
+from bandits.log.rounds import Rounds, concatenate
+from bandits.model.policy import ONLINE
 from bandits.storage import Database, write_transaction
 from bandits.vw import blocks
 
 BATCH = 2000  # decisions written per transaction while importing
+CHUNK_ROUNDS = 5000  # decisions read per query when a dataset is read in chunks
 MAX_NAME = 100
 # The reward model's options for a dataset no Marquee policy logged: every pair of namespaces crossed.
 FOREIGN_VW_ARGS = ["-q", "::"]
@@ -214,7 +216,29 @@ def load(
     Args:
         limit: if given, only the ``limit`` last events of the range (in the file's order).
     """
-    info = ready(db, dataset_id)
+    policy = ready(db, dataset_id)["policy"] or "dataset"
+    return concatenate(iter_load(db, dataset_id, since=since, until=until, limit=limit), policy=policy)
+
+
+def iter_load(
+    db: Database,
+    dataset_id: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+    chunk_rounds: int | None = None,
+    details: bool = True,
+) -> Iterator[Rounds]:
+    """Yield ``load``'s rounds in chunks of whole events, about ``chunk_rounds`` (``CHUNK_ROUNDS``) decisions each.
+
+    Events are numbered 0, 1, ... over the whole range, as ``load`` numbers them; only one chunk's
+    rows are held at a time. Without ``details`` the viewer features and action ids are not decoded
+    (``contexts`` and ``action_ids`` are left empty): an evaluation's passes read neither, and
+    decoding them is most of the time reading takes.
+    """
+    policy = ready(db, dataset_id)["policy"] or "dataset"
+    chunk_rounds = chunk_rounds or CHUNK_ROUNDS
     where: list[str] = ["dataset_id = ?"]
     params: list[Any] = [dataset_id]
     if since is not None:
@@ -223,34 +247,86 @@ def load(
     if until is not None:
         where.append("created_at < ?")
         params.append(until)
-    rows = list(
-        db.execute(
-            "SELECT event_index, event_id, position, created_at, context, shared, block, action_ids, chosen, "
-            "pscore, reward "
-            f"FROM dataset_rounds WHERE {' AND '.join(where)} ORDER BY event_index, seq",
-            params,
-        )
+    if limit is not None:
+        row = db.execute(
+            f"SELECT DISTINCT event_index FROM dataset_rounds WHERE {' AND '.join(where)} "
+            "ORDER BY event_index DESC LIMIT 1 OFFSET ?",
+            [*params, limit - 1],
+        ).fetchone()
+        if row is not None:
+            where.append("event_index >= ?")
+            params.append(row[0])
+    detail = ("context", "action_ids") if details else ("NULL", "NULL")
+    after: list[Any] = [-1, -1]  # (event_index, seq) of the last decision read
+    numbered = -1  # the range's number of the last event read
+    last_event: Any = None  # and its number in the file
+    pending: list[tuple[Any, ...]] = []  # rows of an event that may go on in the next page
+    while True:
+        rows = db.execute(
+            f"SELECT event_index, event_id, position, created_at, {detail[0]}, shared, block, {detail[1]}, chosen, "
+            f"pscore, reward, seq FROM dataset_rounds WHERE {' AND '.join(where)} AND (event_index, seq) > (?, ?) "
+            "ORDER BY event_index, seq LIMIT ?",
+            [*params, *after, chunk_rounds],
+        ).fetchall()
+        done = len(rows) < chunk_rounds
+        if rows:
+            after = [rows[-1][0], rows[-1][-1]]
+        rows = pending + rows
+        if done:
+            pending = []
+        else:  # the last event of the page may go on: keep it for the next chunk
+            cut = len(rows)
+            while cut > 0 and rows[cut - 1][0] == rows[-1][0]:
+                cut -= 1
+            if cut == 0:  # one event larger than a page: read on before cutting
+                pending = rows
+                continue
+            rows, pending = rows[:cut], rows[cut:]
+        if rows:
+            chunk = _chunk(rows, blocks.load(db, {row[6] for row in rows}), policy, numbered, last_event, details)
+            numbered, last_event = int(chunk.event_index[-1]), rows[-1][0]
+            yield chunk
+        if done:
+            return
+
+
+def _chunk(
+    rows: list[tuple[Any, ...]],
+    lines_of: Mapping[str, list[str]],
+    policy: str,
+    numbered: int,
+    last_event: Any,
+    details: bool,
+) -> Rounds:
+    """Return rows of ``dataset_rounds`` (whole events, in order) as rounds, events numbered on from ``numbered``.
+
+    Built column by column rather than a round at a time: reading a large dataset spends its time here.
+    """
+    columns = list(zip(*rows))
+    raw = np.asarray(columns[0], dtype=np.int64)
+    new_event = np.empty(raw.size, dtype=bool)
+    new_event[0] = rows[0][0] != last_event
+    new_event[1:] = raw[1:] != raw[:-1]
+    block = list(columns[6])
+    sizes = np.fromiter((len(lines_of[key]) for key in block), dtype=np.int64, count=len(block))
+    offsets = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return Rounds(
+        policy=policy,
+        event_ids=list(columns[1]),
+        event_index=numbered + np.cumsum(new_event),
+        position=np.asarray(columns[2], dtype=np.int64),
+        created_at=np.asarray(columns[3], dtype=float),
+        contexts=[json.loads(text) for text in columns[4]] if details else [],
+        shared=list(columns[5]),
+        block=block,
+        offsets=offsets,
+        action_index=np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], sizes),
+        chosen=np.asarray(columns[8], dtype=np.int64),
+        pscore=np.asarray(columns[9], dtype=float),
+        reward=np.asarray(columns[10], dtype=float),
+        action_ids=[name for text in columns[7] for name in json.loads(text)] if details else [],
+        lines_of=lines_of,
+        greedy=np.full(raw.size, -1, dtype=np.int64),
+        modes=[ONLINE] * raw.size,
     )
-    if limit is not None and rows:
-        keep = set(sorted({row[0] for row in rows})[-limit:])
-        rows = [row for row in rows if row[0] in keep]
-    lines_of = blocks.load(db, {row[6] for row in rows})
-    renumbered: list[int] = np.unique([row[0] for row in rows], return_inverse=True)[1].tolist() if rows else []
-    builder = RoundBuilder(info["policy"] or "dataset", lines_of)
-    for row, event_index in zip(rows, renumbered):
-        _, event_id, position, created_at, context, shared, block, action_ids, chosen, pscore, reward = row
-        builder.add(
-            event_id=event_id,
-            event_index=int(event_index),
-            position=position,
-            created_at=created_at,
-            context=json.loads(context),
-            shared=shared,
-            block=block,
-            action_index=range(len(lines_of[block])),
-            chosen=chosen,
-            pscore=pscore,
-            reward=reward,
-            action_ids=json.loads(action_ids),
-        )
-    return builder.build()

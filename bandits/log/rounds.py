@@ -2,17 +2,22 @@
 
 A round is one decision of a policy: its shared (viewer) line, the action lines offered, the one
 chosen with its logged probability, and its reward by the join rules (``bandits.log.labels``).
-``from_log`` reads a policy's closed events from the log; ``RoundBuilder`` builds rounds from
-decisions read elsewhere (an imported file: ``bandits.log.datasets``).
+``from_log`` reads a policy's closed events from the log, ``iter_from_log`` the same in chunks of
+whole events (a log larger than memory is read a chunk at a time); ``RoundBuilder`` builds rounds
+one decision at a time. ``Spill`` keeps chunks
+in a temporary file for the passes of an evaluation, each of which reads them back in order.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import pickle
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,6 +97,88 @@ class Rounds:
             yield range(start, stop)
 
 
+def concatenate(chunks: Iterable[Rounds], *, policy: str) -> Rounds:
+    """Return the rounds of ``chunks`` (in order, each of whole events, numbered as one log) as one ``Rounds``."""
+    parts = list(chunks)
+    builder = RoundBuilder(policy, {})
+    if not parts:
+        return builder.build()
+    lines_of: dict[str, list[str]] = {}
+    for part in parts:
+        lines_of.update(part.lines_of)
+    sizes = np.concatenate([part.sizes for part in parts])
+    offsets = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return Rounds(
+        policy=policy,
+        event_ids=[name for part in parts for name in part.event_ids],
+        event_index=np.concatenate([part.event_index for part in parts]),
+        position=np.concatenate([part.position for part in parts]),
+        created_at=np.concatenate([part.created_at for part in parts]),
+        contexts=[context for part in parts for context in part.contexts],
+        shared=[line for part in parts for line in part.shared],
+        block=[key for part in parts for key in part.block],
+        offsets=offsets,
+        action_index=np.concatenate([part.action_index for part in parts]),
+        chosen=np.concatenate([part.chosen for part in parts]),
+        pscore=np.concatenate([part.pscore for part in parts]),
+        reward=np.concatenate([part.reward for part in parts]),
+        action_ids=[name for part in parts for name in part.action_ids],
+        lines_of=lines_of,
+        greedy=np.concatenate([part.greedy for part in parts]),
+        modes=[mode for part in parts for mode in part.modes],
+    )
+
+
+_HEADER = struct.Struct("<qqqqq")  # payload bytes, rounds, actions, first event, last event
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """Where one spilled chunk sits in the whole log: its rounds, actions and events."""
+
+    rounds: int
+    actions: int
+    first_event: int
+    last_event: int
+
+
+class Spill:
+    """Chunks of rounds kept in a file, written once and read back in order by every pass that needs them.
+
+    The viewer features (``contexts``) are not kept: the passes that read a spill learn and predict
+    from the lines. Each chunk is stored behind a header giving its size and the events it holds,
+    so that a pass skips the chunks it does not need without reading them.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.chunks: list[ChunkInfo] = []
+
+    def write(self, chunk: Rounds) -> None:
+        """Append a chunk of whole events (its rounds numbered as in the whole log)."""
+        if not len(chunk):
+            return
+        payload = pickle.dumps(replace(chunk, contexts=[]), protocol=pickle.HIGHEST_PROTOCOL)
+        info = ChunkInfo(len(chunk), int(chunk.offsets[-1]), int(chunk.event_index[0]), int(chunk.event_index[-1]))
+        with self.path.open("ab") as out:
+            out.write(_HEADER.pack(len(payload), info.rounds, info.actions, info.first_event, info.last_event))
+            out.write(payload)
+        self.chunks.append(info)
+
+    def read(self, wanted: Callable[[ChunkInfo], bool] | None = None) -> Iterator[Rounds]:
+        """Yield the chunks in order; with ``wanted``, only those for which it is true."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as source:
+            while header := source.read(_HEADER.size):
+                size, rounds, actions, first_event, last_event = _HEADER.unpack(header)
+                if wanted is None or wanted(ChunkInfo(rounds, actions, first_event, last_event)):
+                    yield pickle.loads(source.read(size))
+                else:
+                    source.seek(size, 1)
+
+
 def _closed_where(policy: str, since: float | None, until: float | None) -> tuple[str, list[Any]]:
     """Return the WHERE clause (on events ``e``) and parameters of the events whose ``policy`` window closed."""
     where = [
@@ -115,21 +202,40 @@ def closed_event_count(db: Database, policy: str, *, since: float | None = None,
     return int(db.execute(f"SELECT COUNT(*) FROM events e WHERE {where}", params).fetchone()[0])
 
 
-def _closed_events(
+PAGE = 50_000  # event numbers read per query when listing a range
+CHUNK_EVENTS = 2000  # events per chunk of ``iter_from_log``
+
+
+def _closed_seqs(
     db: Database, *, policy: str, since: float | None, until: float | None, limit: int | None
-) -> list[dict[str, Any]]:
-    """Return the events whose ``policy`` window closed (learned, or closed and not yet learned), oldest first."""
+) -> np.ndarray:
+    """Return the numbers (``seq``) of the events whose ``policy`` window closed, oldest first, page by page."""
     where, params = _closed_where(policy, since, until)
-    query = (
-        f"SELECT e.seq, e.id, e.created_at, e.context, e.candidates, e.title_shared, e.title_block, e.modes "
-        f"FROM events e WHERE {where} ORDER BY e.created_at DESC, e.seq DESC"
-    )
+    bound: list[Any] | None = None  # (created_at, seq) of the first event to read, inclusive
     if limit is not None:
-        query += " LIMIT ?"
-        params.append(limit)
-    rows = list(db.query(query, params))
-    rows.reverse()
-    return rows
+        row = db.execute(
+            f"SELECT e.created_at, e.seq FROM events e WHERE {where} ORDER BY e.created_at DESC, e.seq DESC "
+            "LIMIT 1 OFFSET ?",
+            [*params, limit - 1],
+        ).fetchone()
+        bound = [row[0], row[1]] if row is not None else None
+    pages: list[np.ndarray] = []
+    after = ">="
+    while True:
+        clause, values = where, list(params)
+        if bound is not None:
+            clause += f" AND (e.created_at, e.seq) {after} (?, ?)"
+            values += bound
+        rows = db.execute(
+            f"SELECT e.created_at, e.seq FROM events e WHERE {clause} ORDER BY e.created_at, e.seq LIMIT ?",
+            [*values, PAGE],
+        ).fetchall()
+        if rows:
+            pages.append(np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows)))
+        if len(rows) < PAGE:
+            break
+        bound, after = [rows[-1][0], rows[-1][1]], ">"
+    return np.concatenate(pages) if pages else np.zeros(0, dtype=np.int64)
 
 
 def from_log(
@@ -152,15 +258,75 @@ def from_log(
     Args:
         limit: if given, only the ``limit`` most recent events in the range.
     """
+    chunks = iter_from_log(
+        db,
+        policy=policy,
+        aggregation=aggregation,
+        default_reward=default_reward,
+        since=since,
+        until=until,
+        limit=limit,
+        reward_values=reward_values,
+    )
+    return concatenate(chunks, policy=policy)
+
+
+def iter_from_log(
+    db: Database,
+    *,
+    policy: str,
+    aggregation: str,
+    default_reward: float,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+    reward_values: Mapping[str, float] | None = None,
+    chunk_events: int | None = None,
+) -> Iterator[Rounds]:
+    """Yield ``from_log``'s rounds in chunks of up to ``chunk_events`` (``CHUNK_EVENTS``) whole events, oldest first.
+
+    Events are numbered as in the whole range (``event_index``), so the chunks together are what
+    ``from_log`` returns; only one chunk's rows are held at a time.
+    """
     if policy not in POLICY_NAMES:
         raise SpecError(f"policy: must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
-    events = _closed_events(db, policy=policy, since=since, until=until, limit=limit)
-    seqs = [event["seq"] for event in events]
+    chunk_events = chunk_events or CHUNK_EVENTS
+    seqs = _closed_seqs(db, policy=policy, since=since, until=until, limit=limit)
+    for first in range(0, seqs.size, chunk_events):
+        yield _chunk(
+            db,
+            seqs[first : first + chunk_events].tolist(),
+            first_index=first,
+            policy=policy,
+            aggregation=aggregation,
+            default_reward=default_reward,
+            reward_values=reward_values or {},
+        )
+
+
+def _chunk(
+    db: Database,
+    seqs: list[int],
+    *,
+    first_index: int,
+    policy: str,
+    aggregation: str,
+    default_reward: float,
+    reward_values: Mapping[str, float],
+) -> Rounds:
+    """Return the rounds of the events ``seqs`` (in that order), numbered from ``first_index``."""
+    by_seq: dict[int, dict[str, Any]] = {}
     impressions: dict[int, list[dict[str, Any]]] = {}
     credited: dict[tuple[int, str], list[tuple[float, str | None]]] = {}
     for start in range(0, len(seqs), 500):
         chunk = seqs[start : start + 500]
         marks = ",".join("?" * len(chunk))
+        for row in db.query(
+            "SELECT seq, id, created_at, context, candidates, title_shared, title_block, modes FROM events "
+            f"WHERE seq IN ({marks})",
+            chunk,
+        ):
+            by_seq[row["seq"]] = row
         for row in db.query(
             "SELECT event_seq, position, title_id, title_index, title_prob, artwork_ids, artwork_block, "
             "artwork_index, artwork_prob, offered, title_greedy, artwork_greedy, shared FROM impressions WHERE "
@@ -175,12 +341,13 @@ def from_log(
             [*chunk, policy],
         ):
             credited.setdefault((seq, title_id), []).append((value, reward_type))
+    events = [by_seq[seq] for seq in seqs]
     keys = {event["title_block"] for event in events}
     keys.update(row["artwork_block"] for rows in impressions.values() for row in rows)
     lines_of = blocks.load(db, keys)
 
     builder = RoundBuilder(policy, lines_of)
-    for number, event in enumerate(events):
+    for number, event in enumerate(events, start=first_index):
         context = json.loads(event["context"])
         candidates = lines_of[event["title_block"]]
         left = list(range(len(candidates)))
@@ -188,7 +355,7 @@ def from_log(
         mode = mode_of(event, policy)
         for row in impressions.get(event["seq"], []):
             reward = aggregate(
-                valued(credited.get((event["seq"], row["title_id"])), reward_values or {}),
+                valued(credited.get((event["seq"], row["title_id"])), reward_values),
                 aggregation=aggregation,
                 default_reward=default_reward,
             )

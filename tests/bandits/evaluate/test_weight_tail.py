@@ -17,7 +17,9 @@ def tail_of(
     *, pscore: list[float], target: list[float], reward: list[float], default_reward: float = 0.0
 ) -> dict[str, Any]:
     rounds = SimpleNamespace(pscore=np.asarray(pscore), reward=np.asarray(reward))
-    scores = offline.Scores(target_prob=np.asarray(target), q_target=np.zeros(len(pscore)))
+    scores = offline.Scores(
+        target_prob=np.asarray(target), q_target=np.zeros(len(pscore)), q_logged=np.zeros(len(pscore))
+    )
     return offline.weight_tail(rounds, scores, default_reward=default_reward)  # type: ignore[arg-type]
 
 
