@@ -255,7 +255,7 @@ def evaluate(
     click.echo(format_report(report))
 
 
-@commands.command("export-log", short_help="Write a policy's decisions as DSJson or JSON.")
+@commands.command("export-log", short_help="Write a policy's decisions as DSJson, JSON or Parquet.")
 @click.option(
     "--policy",
     type=click.Choice(["titles", "artwork", "actions"]),
@@ -266,10 +266,11 @@ def evaluate(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(list(logexport.FORMATS)),
+    type=click.Choice(list(logexport.EXPORT_FORMATS)),
     default="dsjson",
     show_default=True,
-    help="dsjson: VW's DSJson, as VW's tools read it; jsonl: flat JSON with the VW lines as logged.",
+    help="dsjson: VW's DSJson, as VW's tools read it; jsonl: flat JSON with the VW lines as logged; parquet: "
+    "the same columns as jsonl, typed, for pandas, Spark or DuckDB.",
 )
 @click.option("--since", default=None, help="Only decisions from this time on (ISO 8601 or unix seconds).")
 @click.option("--until", default=None, help="Only decisions before this time (ISO 8601 or unix seconds).")
@@ -281,7 +282,10 @@ def evaluate(
     help="File to write (- for standard output).",
 )
 def export_log(policy: str, fmt: str, since: str | None, until: str | None, output: str) -> None:
-    """Write a policy's closed decisions as VW DSJson or flat JSON lines, one line per decision."""
+    """Write a policy's closed decisions as VW DSJson, flat JSON lines (one line per decision) or Parquet.
+
+    The log is read a chunk of events at a time: a log larger than memory exports in the memory of one chunk.
+    """
     try:
         start = offline.parse_time(since, where="--since")
         end = offline.parse_time(until, where="--until")
@@ -289,11 +293,18 @@ def export_log(policy: str, fmt: str, since: str | None, until: str | None, outp
         raise click.UsageError(str(exc)) from None
     config = dict(current_app.config)
     db = open_db(config)
-    rounds = offline.policy_rounds(db, settings.deployment(), policy, since=start, until=end)
-    with click.open_file(output, "w") as out:
-        out.writelines(logexport.lines(rounds, fmt))
+    chunks = offline.policy_chunks(db, settings.deployment(), policy, since=start, until=end)
+    if fmt == logexport.PARQUET:
+        with click.open_file(output, "wb") as binary:
+            written = logexport.write_parquet(chunks, binary)
+    else:
+        written = 0
+        with click.open_file(output, "w") as out:
+            for chunk in chunks:
+                out.writelines(logexport.lines(chunk, fmt))
+                written += len(chunk)
     if output != "-":
-        click.echo(f"{len(rounds)} decisions written to {output}", err=True)
+        click.echo(f"{written} decisions written to {output}", err=True)
 
 
 @commands.command("import-log", short_help="Import a DSJson or JSON-lines log.")

@@ -327,6 +327,7 @@ class Operation:
     body: Body | None = None
     query: tuple[Param, ...] = ()
     extra: dict[int, str] = field(default_factory=dict)  # other successes: status -> description
+    alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)  # other media of the success: schema
 
 
 def _json(model: type[BaseModel], example: Any) -> Body:
@@ -455,8 +456,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200,
         {"type": "string"},
         media="application/x-ndjson",
+        alternatives={"application/vnd.apache.parquet": {"type": "string", "format": "binary"}},
         query=(
-            Param("format", LINE_FORMAT),
+            Param("format", {"type": "string", "enum": ["dsjson", "jsonl", "parquet"]}),
             Param("policy", {"type": "string", "enum": ["artwork", "titles", "actions"]}),
             Param("since", TIME),
             Param("until", TIME),
@@ -827,6 +829,8 @@ def document(app: Flask) -> dict[str, Any]:
             }
         elif spec.response is not None:
             success = {"description": "done", "content": _content(spec.media, spec.response)}
+            for media, schema in spec.alternatives.items():
+                success["content"].update(_content(media, schema))
         else:
             success = {"description": "done; no body"}
         responses[str(spec.status)] = success

@@ -7,20 +7,44 @@ becomes ``"name": true`` and ``name:value`` becomes ``"name": value``, in a name
 name, so a workspace reading the export sees exactly the features Marquee's policies learned from.
 
 The flat JSON-lines form keeps the VW text lines themselves, with ids and the viewer's features, for
-tools that are not VW.
+tools that are not VW. Parquet holds the same columns as the JSON lines, typed, for pandas, Spark
+and DuckDB users; it is written a chunk of events at a time (a row group each), so a log larger
+than memory exports in the memory of one chunk.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bandits.log.rounds import Rounds
 from bandits.vw import features
 
-FORMATS = ("dsjson", "jsonl")
+FORMATS = ("dsjson", "jsonl")  # text formats, one line per decision
+PARQUET = "parquet"
+EXPORT_FORMATS = (*FORMATS, PARQUET)
+# One row per decision; ``viewer`` is the viewer's features as JSON text (their values are of mixed types).
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("policy", pa.string()),
+        ("event_id", pa.string()),
+        ("position", pa.int32()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("viewer", pa.string()),
+        ("shared", pa.string()),
+        ("action_ids", pa.list_(pa.string())),
+        ("action_features", pa.list_(pa.string())),
+        ("chosen", pa.int32()),
+        ("probability", pa.float64()),
+        ("reward", pa.float64()),
+    ]
+)
 
 
 def namespaces(line: str) -> dict[str, dict[str, Any]]:
@@ -108,3 +132,41 @@ def lines(rounds: Rounds, fmt: str) -> Iterator[str]:
     write = dsjson_line if fmt == "dsjson" else jsonl_line
     for i in range(len(rounds)):
         yield write(rounds, i) + "\n"
+
+
+def parquet_table(rounds: Rounds) -> pa.Table:
+    """Return the rounds as a table of ``PARQUET_SCHEMA``: one row per decision, its actions as lists."""
+    offsets = pa.array(rounds.offsets.astype(np.int32))
+    lines = [line for i in range(len(rounds)) for line in rounds.actions(i)]
+    return pa.table(
+        {
+            "policy": pa.array([rounds.policy] * len(rounds), pa.string()),
+            "event_id": pa.array(rounds.event_ids, pa.string()),
+            "position": pa.array(rounds.position.astype(np.int32)),
+            "timestamp": pa.array((rounds.created_at * 1e6).round().astype(np.int64), pa.timestamp("us", tz="UTC")),
+            "viewer": pa.array(
+                [json.dumps(context, separators=(",", ":")) for context in rounds.contexts], pa.string()
+            ),
+            "shared": pa.array(rounds.shared, pa.string()),
+            "action_ids": pa.ListArray.from_arrays(offsets, pa.array(rounds.action_ids, pa.string())),
+            "action_features": pa.ListArray.from_arrays(offsets, pa.array(lines, pa.string())),
+            "chosen": pa.array(rounds.chosen.astype(np.int32)),
+            "probability": pa.array(rounds.pscore.astype(float)),
+            "reward": pa.array(rounds.reward.astype(float)),
+        },
+        schema=PARQUET_SCHEMA,
+    )
+
+
+def write_parquet(chunks: Iterable[Rounds], sink: str | IO[bytes]) -> int:
+    """Write the chunks' decisions to ``sink`` (a path or a binary file) as Parquet; return how many were written.
+
+    Each chunk is one row group; a log with no decision is a valid file with the schema and no rows.
+    """
+    written = 0
+    with pq.ParquetWriter(sink, PARQUET_SCHEMA, compression="zstd") as writer:
+        for chunk in chunks:
+            if len(chunk):
+                writer.write_table(parquet_table(chunk))
+                written += len(chunk)
+    return written

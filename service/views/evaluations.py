@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+import tempfile
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
 
 from bandits.evaluate import offline, runs
@@ -70,10 +72,10 @@ def _query_time(name: str) -> float | None:
 
 @bp.get("/v1/logs/export")
 def export_log() -> ResponseReturnValue:
-    """Stream one policy's closed decisions as DSJson or JSON lines (one line per decision, oldest first)."""
+    """Stream one policy's closed decisions as DSJson or JSON lines (one a decision, oldest first), or Parquet."""
     fmt = request.args.get("format", "dsjson")
-    if fmt not in logexport.FORMATS:
-        raise Invalid(f"format: must be one of {', '.join(logexport.FORMATS)}, got {fmt!r}")
+    if fmt not in logexport.EXPORT_FORMATS:
+        raise Invalid(f"format: must be one of {', '.join(logexport.EXPORT_FORMATS)}, got {fmt!r}")
     policy = request.args.get("policy", "artwork")
     if policy not in POLICY_NAMES:
         raise Invalid(f"policy: must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
@@ -81,6 +83,17 @@ def export_log() -> ResponseReturnValue:
     if since is not None and until is not None and until <= since:
         raise Invalid("until: must be later than since")
     db = get_db()
+    if fmt == logexport.PARQUET:  # written to a temporary file first: a Parquet file ends with its index
+        spool = tempfile.TemporaryFile()
+        written = logexport.write_parquet(
+            offline.policy_chunks(db, deployment(), policy, since=since, until=until), spool
+        )
+        spool.seek(0)
+        response = send_file(
+            spool, mimetype="application/vnd.apache.parquet", download_name=f"marquee-{policy}.parquet"
+        )
+        response.headers["X-Marquee-Decisions"] = str(written)
+        return response
     rounds = offline.policy_rounds(db, deployment(), policy, since=since, until=until)
     response = Response(logexport.lines(rounds, fmt), mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = f'attachment; filename="marquee-{policy}.{fmt}"'

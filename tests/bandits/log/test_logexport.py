@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import vowpal_wabbit_next as vw
 
 from bandits.evaluate import offline
 from bandits.log import logexport
+from bandits.log import rounds as rounds_module
 from bandits.vw.workspace import TextExamples
 from tests.worlds import LoggedWorld
 
@@ -85,3 +88,41 @@ def test_ranges_and_the_cli(world, tmp_path: Path):
     result = world.app.test_cli_runner().invoke(args=["export-log", "--policy", "artwork", "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_text() == world.client.get("/v1/logs/export").get_data(as_text=True)
+
+
+def test_parquet_holds_the_jsonl_columns_typed_over_http_and_the_cli(world, tmp_path: Path, monkeypatch):
+    response = world.client.get("/v1/logs/export?format=parquet&policy=titles")
+    assert response.status_code == 200 and response.mimetype == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(response.data))
+    assert table.schema == logexport.PARQUET_SCHEMA
+    text = world.client.get("/v1/logs/export?format=jsonl&policy=titles").get_data(as_text=True)
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert table.num_rows == len(lines) == int(response.headers["X-Marquee-Decisions"]) == 120 * 4
+    for row, line in zip(table.to_pylist(), lines):
+        assert (row["policy"], row["event_id"], row["position"]) == ("titles", line["event_id"], line["position"])
+        assert row["timestamp"].timestamp() == pytest.approx(line["timestamp"], abs=1e-6)
+        assert json.loads(row["viewer"]) == line["viewer"] and row["shared"] == line["shared"]
+        assert row["action_ids"] == [action["id"] for action in line["actions"]]
+        assert row["action_features"] == [action["features"] for action in line["actions"]]
+        assert (row["chosen"], row["probability"], row["reward"]) == (
+            line["chosen"],
+            line["probability"],
+            line["reward"],
+        )
+    # The command writes a chunk of events per row group: the log is never held whole.
+    monkeypatch.setattr(rounds_module, "CHUNK_EVENTS", 25)
+    out = tmp_path / "artwork.parquet"
+    result = world.app.test_cli_runner().invoke(
+        args=["export-log", "--policy", "artwork", "--format", "parquet", "--output", str(out)]
+    )
+    assert result.exit_code == 0 and "480 decisions written" in result.output, result.output
+    written = pq.ParquetFile(out)
+    assert written.metadata.num_rows == 480 and written.num_row_groups == -(-120 // 25)
+    artwork = offline.from_log(world.db, policy="artwork", aggregation="earliest", default_reward=0.0)
+    assert written.read(columns=["reward"]).column(0).to_pylist() == artwork.reward.tolist()
+    # A range without decisions is a valid file with the columns and no rows.
+    empty = world.client.get("/v1/logs/export?format=parquet&since=2100-01-01T00:00:00Z")
+    assert empty.status_code == 200 and pq.read_table(io.BytesIO(empty.data)).num_rows == 0
+    refused = world.client.get("/v1/logs/export?format=feather")
+    assert refused.status_code == 422
+    assert "format: must be one of dsjson, jsonl, parquet" in refused.get_json()["error"]["message"]
