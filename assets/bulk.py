@@ -78,8 +78,10 @@ def import_folder(
     data_dir: str | Path,
     check_title: TitleCheck,
     progress: Callable[[int], None] | None = None,
+    keep_in_database: bool = False,
 ) -> ImportSummary:
-    """Import every row of the manifest; refused rows are reported, not fatal.
+    """Import every row of the manifest; refused rows are reported, not fatal (``keep_in_database``: as
+    ``catalog.add_artwork``).
 
     ``check_title`` checks a new title's fields as ``POST /v1/titles`` does and returns them, or
     raises ``ValueError`` naming the field (``service.schemas.check_title``).
@@ -89,7 +91,15 @@ def import_folder(
     for number, row in enumerate(read_manifest(manifest), start=1):
         file_name = str(row.get("file") or "")
         try:
-            _import_row(db, row, root=root, data_dir=data_dir, summary=summary, check_title=check_title)
+            _import_row(
+                db,
+                row,
+                root=root,
+                data_dir=data_dir,
+                summary=summary,
+                check_title=check_title,
+                keep_in_database=keep_in_database,
+            )
         except (MarqueeError, ValueError, TypeError, OverflowError, OSError, KeyError) as exc:
             reason = exc.message if isinstance(exc, MarqueeError) else str(exc)
             summary.refused.append((number, file_name, reason))
@@ -105,6 +115,7 @@ def _import_row(
     root: Path,
     data_dir: str | Path,
     summary: ImportSummary,
+    keep_in_database: bool,
     check_title: TitleCheck,
 ) -> None:
     for column in ("title_id", "file"):
@@ -133,7 +144,15 @@ def _import_row(
             raise ValueError("title: the name is needed for a title not in the catalog yet") from None
         catalog.create_title(db, _title_body(row, check_title))
         summary.titles_created += 1
-    catalog.add_artwork(db, data_dir=data_dir, title_id=row["title_id"], image=image, artwork_id=artwork_id, tags=tags)
+    catalog.add_artwork(
+        db,
+        data_dir=data_dir,
+        title_id=row["title_id"],
+        image=image,
+        artwork_id=artwork_id,
+        tags=tags,
+        keep_in_database=keep_in_database,
+    )
     summary.artworks_added += 1
 
 

@@ -180,10 +180,14 @@ def add_artwork(
     artwork_id: str | None,
     tags: Iterable[str],
     replaces: str | None = None,
+    keep_in_database: bool = False,
 ) -> dict[str, Any]:
     """Store a checked image for a title: the file first (atomically), then the row; nothing half-done.
 
-    ``replaces`` names an active artwork of the same title to retire in the same transaction.
+    ``replaces`` names an active artwork of the same title to retire in the same transaction. With
+    ``keep_in_database`` (``IMAGE_STORE=database``) the master's bytes are also stored in the
+    database, in the same transaction as its row, for nodes that do not share the data folder
+    (``master_file``).
     """
     artwork_id = artwork_id or f"a-{uuid.uuid4().hex[:12]}"
     digest = hashlib.sha256(image.data).hexdigest()
@@ -229,6 +233,8 @@ def add_artwork(
                     time.time(),
                 ],
             )
+            if keep_in_database:
+                db.execute("INSERT INTO artwork_images (artwork_id, data) VALUES (?, ?)", [artwork_id, image.data])
             if replaces is not None:
                 db.execute("UPDATE artworks SET active = 0, retired_at = ? WHERE id = ?", [time.time(), replaces])
             bump(db, CATALOG_VERSION)
@@ -238,6 +244,38 @@ def add_artwork(
             target.unlink(missing_ok=True)
         raise
     return get_artwork(db, artwork_id)
+
+
+def master_file(db: Database, data_dir: str | Path, record: Mapping[str, Any]) -> Path:
+    """Return the path of an artwork's master in this node's data folder (``record``: ``get_artwork``'s).
+
+    A node that has no copy (another node stored it, and the nodes share no folder) takes the one
+    kept in the database (``IMAGE_STORE=database``), checks it against the artwork's SHA-256, and
+    writes it to its folder atomically for the next time.
+
+    Raises:
+        NotFound: neither this node's folder nor the database has the master.
+    """
+    path = Path(data_dir) / record["path"]
+    if path.is_file():
+        return path
+    row = db.execute("SELECT data FROM artwork_images WHERE artwork_id = ?", [record["id"]]).fetchone()
+    if row is None:
+        raise NotFound(
+            f"the image file of artwork {record['id']!r} is missing from the data folder (and the database keeps "
+            "no copy: IMAGE_STORE=folder when it was stored)"
+        )
+    data = bytes(row[0])
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise NotFound(f"the database's copy of artwork {record['id']!r} does not match its SHA-256; it was not used")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def retire_artwork(db: Database, artwork_id: str) -> None:

@@ -185,8 +185,12 @@ def build_demo_catalog(
     count: int = 60,
     artworks_per_title: int | None = None,
     progress: Callable[[int], None] | None = None,
+    keep_in_database: bool = False,
 ) -> dict[str, int]:
-    """Add the demo catalog through the same checks as uploads; skip titles that already exist."""
+    """Add the demo catalog through the same checks as uploads; skip titles that already exist.
+
+    ``keep_in_database``: keep each master in the database as well (``catalog.add_artwork``).
+    """
     added_titles = added_artworks = 0
     existing = {row["id"] for row in catalog.list_titles(db, include_retired=True)}
     for body, artworks in demo_titles(seed=seed, count=count, artworks_per_title=artworks_per_title):
@@ -200,6 +204,7 @@ def build_demo_catalog(
                     image=check_image(data),
                     artwork_id=artwork_id,
                     tags=tags,
+                    keep_in_database=keep_in_database,
                 )
                 added_artworks += 1
             added_titles += 1

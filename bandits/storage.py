@@ -379,6 +379,11 @@ def ensure_schema(db: Database) -> None:
                 active INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL, retired_at REAL)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS artworks_title ON artworks (title_id, ordinal)")
+        # Masters kept in the database itself (IMAGE_STORE=database: nodes that share no folder).
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS artwork_images (
+                artwork_id TEXT PRIMARY KEY REFERENCES artworks(id), data BLOB NOT NULL)"""
+        )
         db.execute(
             """CREATE TABLE IF NOT EXISTS policies (
                 name TEXT PRIMARY KEY, overrides TEXT NOT NULL, updated_at REAL NOT NULL)"""

@@ -65,6 +65,7 @@ def demo_catalog(seed: int, count: int, artworks: int | None) -> None:
             count=count,
             artworks_per_title=artworks,
             progress=bar.update,
+            keep_in_database=current_app.config["IMAGE_STORE"] == "database",
         )
     click.echo(
         f"{summary['titles_added']} titles and {summary['artworks_added']} artworks added "
@@ -102,6 +103,7 @@ def import_catalog(folder: Path, manifest: Path | None) -> None:
             data_dir=current_app.config["DATA_DIR"],
             check_title=schemas.check_title,
             progress=bar.update,
+            keep_in_database=current_app.config["IMAGE_STORE"] == "database",
         )
     click.echo(
         f"{summary.titles_created} titles created, {summary.artworks_added} artworks added, "

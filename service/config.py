@@ -30,6 +30,13 @@ def _bool(text: str) -> bool:
 SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "DATA_DIR": (str(PROJECT_ROOT / "data"), str, "Folder for the SQLite file, artwork images and the learner lock."),
     "DATABASE": ("", str, "Path of the SQLite file; empty means `<DATA_DIR>/marquee.sqlite3`."),
+    "IMAGE_STORE": (
+        "folder",
+        str,
+        "Where artwork masters are kept: `folder`, in `<DATA_DIR>/artworks` only (nodes share it by a mount); "
+        "`database`, in the database as well, each node copying a master to its own folder the first time it "
+        "serves it (nodes that share no folder).",
+    ),
     "DATABASE_URL": (
         "",
         str,
@@ -285,6 +292,8 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"SQLITE_SYNCHRONOUS must be normal or full, got {config['SQLITE_SYNCHRONOUS']!r}")
     if config["LEARNER_PRIORITY"] not in ("idle", "low", "normal"):
         raise ValueError(f"LEARNER_PRIORITY must be idle, low or normal, got {config['LEARNER_PRIORITY']!r}")
+    if config["IMAGE_STORE"] not in ("folder", "database"):
+        raise ValueError(f"IMAGE_STORE must be folder or database, got {config['IMAGE_STORE']!r}")
     if int(config["EVALUATION_PROCESSES"]) < 0:
         raise ValueError(f"EVALUATION_PROCESSES must be >= 0, got {config['EVALUATION_PROCESSES']}")
     if float(config["MAX_DATABASE_MB"]) < 0:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Blueprint, current_app, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
 
@@ -11,7 +9,7 @@ from assets import catalog
 from assets.images import check_image
 from assets.thumbnails import ensure_rendition, parse_rendition
 from service.db import get_db
-from service.errors import Invalid, NotFound, UnsupportedMedia
+from service.errors import Invalid, UnsupportedMedia
 from service.schemas import TitleBody, check_id, parse
 
 bp = Blueprint("catalog", __name__)
@@ -105,6 +103,7 @@ def upload_artwork(title_id: str) -> ResponseReturnValue:
         artwork_id=artwork_id,
         tags=tags,
         replaces=replaces,
+        keep_in_database=current_app.config["IMAGE_STORE"] == "database",
     )
     record.pop("path", None)
     return jsonify(record), 201
@@ -133,9 +132,7 @@ def artwork_image(artwork_id: str) -> ResponseReturnValue:
     check_id(artwork_id, what="artwork_id")
     rendition = parse_rendition(request.args)
     record = catalog.get_artwork(get_db(), artwork_id)
-    master = Path(current_app.config["DATA_DIR"]) / record["path"]
-    if not master.is_file():
-        raise NotFound(f"the image file of artwork {artwork_id!r} is missing from the data folder")
+    master = catalog.master_file(get_db(), current_app.config["DATA_DIR"], record)
     if rendition is None:
         path, mimetype, etag = master, MIME[record["format"]], record["sha256"][:32]
     else:
