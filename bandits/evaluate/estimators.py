@@ -241,10 +241,14 @@ def _likelihood_statistic(g: np.ndarray, atom: float) -> float:
     return 2.0 * float(np.sum(np.log1p(t * g)))
 
 
+THREADED_FROM = 200_000  # rounds from which the likelihood interval's two ends are searched in two threads
+
+
 def _likelihood_interval(
     equation: Callable[[float], np.ndarray],
     atoms: Callable[[float], tuple[float, float]],
     *,
+    rounds: int,
     value: float,
     half: float,
     level: float,
@@ -254,7 +258,8 @@ def _likelihood_interval(
     ``equation(V)`` gives each round's term of the estimating equation at ``V``, ``atoms(V)`` the unseen
     decision's term below and above. ``half`` (the normal interval's half-width) sets the first step;
     each endpoint is found by regula falsi on the statistic's square root, which is nearly linear in
-    ``V``, falling back to bisection, to a millionth of ``half``.
+    ``V``, falling back to bisection, to a millionth of ``half``. From ``THREADED_FROM`` ``rounds`` the
+    two endpoints are searched in two threads (the same steps, so the same interval).
     """
     z = _z(level)
     scale = half if half > 0 else max(1e-9, abs(value) * 1e-6)
@@ -263,8 +268,7 @@ def _likelihood_interval(
         statistic = _likelihood_statistic(equation(v), atoms(v)[0 if side < 0 else 1])
         return math.sqrt(max(statistic, 0.0)) - z
 
-    endpoints = []
-    for side in (-1, 1):
+    def endpoint(side: int) -> float:
         inner, inner_excess = value, -z
         outer = value + side * scale
         outer_excess = excess(outer, side)
@@ -293,8 +297,14 @@ def _likelihood_interval(
                 if last > 0:
                     inner_excess /= 2
                 last = 1
-        endpoints.append(inner)
-    return endpoints[0], endpoints[1]
+        return inner
+
+    if rounds < THREADED_FROM:
+        return endpoint(-1), endpoint(1)
+    # Large logs: the two ends are searched at once; NumPy releases the GIL over arrays this long.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="likelihood") as pool:
+        low, high = pool.map(endpoint, (-1, 1))
+    return low, high
 
 
 def _reward_range(reward: np.ndarray) -> tuple[float, float]:
@@ -328,6 +338,7 @@ def _estimate(
         low, high = _likelihood_interval(
             lambda v: terms - v,
             lambda v: (below - v, above - v),
+            rounds=terms.size,
             value=value,
             half=_normal(value, terms, level)[1] - value,
             level=level,
@@ -421,6 +432,7 @@ def snips(
         low, high = _likelihood_interval(
             lambda v: weights * (data["reward"] - v),
             lambda v: (heaviest * (least - v), heaviest * (most - v)),
+            rounds=weights.size,
             value=value,
             half=_normal(value, weights * (data["reward"] - value) / weights.mean(), level)[1] - value,
             level=level,

@@ -237,7 +237,7 @@ class CandidateTask:
     model_blob: bytes | None = None
     model_examples: int = 0
 
-    weight = 2.0
+    weight = 3.0  # deciding every round (all its actions), and for vw learning it: more than a fold
 
     def check(self) -> None:
         """Raise now if the candidate's model cannot be made, before any pass starts."""
@@ -318,9 +318,10 @@ def run(tasks: Sequence[Task], spill: Spill, *, processes: int, progress: Progre
     with ProcessPoolExecutor(
         max_workers=processes, mp_context=context, initializer=_adopt, initargs=(reports,)
     ) as pool:
-        futures: list[Future[bytes | None]] = [
-            pool.submit(_pooled, index, task, str(spill.path)) for index, task in enumerate(tasks)
-        ]
+        # The heaviest first: a candidate's pass takes longer than a fold's, and the folds fill in beside it.
+        order = sorted(range(len(tasks)), key=lambda index: -tasks[index].weight)
+        submitted = {index: pool.submit(_pooled, index, tasks[index], str(spill.path)) for index in order}
+        futures: list[Future[bytes | None]] = [submitted[index] for index in range(len(tasks))]
         pending = set(futures)
         try:
             while pending:

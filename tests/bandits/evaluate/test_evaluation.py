@@ -9,6 +9,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
+from bandits.evaluate import estimators
 from bandits.evaluate.estimators import dm, dr, effective_sample_size, ips, snips
 
 Z95 = NormalDist().inv_cdf(0.975)
@@ -312,3 +313,16 @@ def test_the_likelihood_interval_needs_importance_weights():
         dm(q_target=[0.1, 0.2, 0.3], interval="likelihood")
     with pytest.raises(ValueError, match="interval: must be one of normal, likelihood, bootstrap"):
         ips(reward=[1, 0], pscore=[0.5, 0.5], target_prob=[1, 0], interval="exact")
+
+
+def test_a_large_log_searches_both_ends_of_the_likelihood_interval_at_once_to_the_same_interval(monkeypatch):
+    rng = np.random.default_rng(11)
+    n = 2 * estimators.THREADED_FROM
+    pscore = rng.choice([0.05, 0.3, 0.9], size=n)
+    log = {"reward": (rng.random(n) < 0.2).astype(float), "pscore": pscore, "target_prob": rng.random(n)}
+    q = {"q_logged": rng.random(n) * 0.3, "q_target": rng.random(n) * 0.3}
+    threaded = [f(**log, interval="likelihood") for f in (ips, snips)] + [dr(**log, **q, interval="likelihood")]
+    monkeypatch.setattr(estimators, "THREADED_FROM", n + 1)
+    alone = [f(**log, interval="likelihood") for f in (ips, snips)] + [dr(**log, **q, interval="likelihood")]
+    assert [(e.ci_low, e.ci_high) for e in threaded] == [(e.ci_low, e.ci_high) for e in alone]
+    assert all(e.ci_low < e.value < e.ci_high for e in threaded)
