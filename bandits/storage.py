@@ -241,6 +241,7 @@ TABLES = (
     "meta",
     "titles",
     "artworks",
+    "artwork_images",
     "policies",
     "models",
     "feature_blocks",
