@@ -137,8 +137,22 @@ def _z(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 
+BLOCK = 1 << 20  # rounds computed at a time by the sums over a long log (their temporaries stay this size)
+
+
+def _std(terms: np.ndarray) -> float:
+    """Return the sample standard deviation of ``terms``; a long log a block at a time (no temporary of its size)."""
+    if terms.size <= BLOCK:
+        return float(np.std(terms, ddof=1))
+    mean = float(terms.mean())
+    squares = sum(
+        float(np.sum(np.square(terms[start : start + BLOCK] - mean))) for start in range(0, terms.size, BLOCK)
+    )
+    return math.sqrt(squares / (terms.size - 1))
+
+
 def _normal(value: float, terms: np.ndarray, level: float) -> tuple[float, float]:
-    half = _z(level) * float(np.std(terms, ddof=1)) / math.sqrt(terms.size)
+    half = _z(level) * _std(terms) / math.sqrt(terms.size)
     return value - half, value + half
 
 
@@ -193,8 +207,14 @@ def _bootstrap(
     return float(low), float(high)
 
 
-def _likelihood_statistic(g: np.ndarray, atom: float) -> float:
+Terms = Callable[[slice], np.ndarray]  # the rounds' terms in a block of rounds
+
+
+def _likelihood_statistic(g: Terms, size: int, atom: float) -> float:
     """Return -2 log of the empirical likelihood ratio of ``mean(g) = 0``, one unseen point ``atom`` allowed.
+
+    ``g(block)`` gives the terms of the rounds in a block of the ``size`` rounds: a long log is
+    computed a block at a time, so that no step holds more than a block's temporaries.
 
     By duality the statistic is ``2 max_t sum(log(1 + t * g_i))`` over the ``t`` that keep every
     ``1 + t * g_i`` positive and ``1 + t * atom`` non-negative: the rounds' masses are
@@ -203,19 +223,28 @@ def _likelihood_statistic(g: np.ndarray, atom: float) -> float:
     ``t`` is allowed, else on the atom's bound. Infinite when neither the rounds nor the atom lie on
     the far side of zero: no reweighting makes their mean zero.
     """
-    mean = float(g.mean())
+    blocks = [slice(start, start + BLOCK) for start in range(0, size, BLOCK)]
+    mean = sum(float(g(block).sum()) for block in blocks) / size
     if mean == 0.0:
         return 0.0
-    if mean < 0:  # make t positive: the statistic is the same for -g and -atom
-        g, atom = -g, -atom
-    lowest = float(g.min())
+    sign = 1.0 if mean > 0 else -1.0  # make t positive: the statistic is the same for -g and -atom
+    atom *= sign
+    if sign > 0:
+        lowest = min(float(g(block).min()) for block in blocks)
+    else:
+        lowest = -max(float(g(block).max()) for block in blocks)
     if min(lowest, atom) >= 0:
         return math.inf
     low, high = 0.0, -1.0 / min(lowest, atom)
 
     def slope(t: float) -> tuple[float, float]:
-        ratio = g / (1.0 + t * g)
-        return float(ratio.sum()), float(np.dot(ratio, ratio))
+        total = square = 0.0
+        for block in blocks:
+            signed = sign * g(block)
+            ratio = signed / (1.0 + t * signed)
+            total += float(ratio.sum())
+            square += float(np.dot(ratio, ratio))
+        return total, square
 
     edge = math.nan
     if atom < lowest:  # the unseen point bounds t (a round level with it, to rounding, leaves the edge infinite)
@@ -238,14 +267,14 @@ def _likelihood_statistic(g: np.ndarray, atom: float) -> float:
                 t = step
                 break
             t = step
-    return 2.0 * float(np.sum(np.log1p(t * g)))
+    return 2.0 * sum(float(np.sum(np.log1p(t * sign * g(block)))) for block in blocks)
 
 
 THREADED_FROM = 200_000  # rounds from which the likelihood interval's two ends are searched in two threads
 
 
 def _likelihood_interval(
-    equation: Callable[[float], np.ndarray],
+    equation: Callable[[float, slice], np.ndarray],
     atoms: Callable[[float], tuple[float, float]],
     *,
     rounds: int,
@@ -253,19 +282,20 @@ def _likelihood_interval(
     half: float,
     level: float,
 ) -> tuple[float, float]:
-    """Return the values ``V`` around ``value`` where ``_likelihood_statistic`` is at most the level's chi-square.
+    """Return the values ``V`` around ``value`` where the likelihood statistic is at most the level's chi-square.
 
-    ``equation(V)`` gives each round's term of the estimating equation at ``V``, ``atoms(V)`` the unseen
-    decision's term below and above. ``half`` (the normal interval's half-width) sets the first step;
-    each endpoint is found by regula falsi on the statistic's square root, which is nearly linear in
-    ``V``, falling back to bisection, to a millionth of ``half``. From ``THREADED_FROM`` ``rounds`` the
+    ``equation(V, block)`` gives the term of the estimating equation at ``V`` of each round in a block
+    of the ``rounds``, ``atoms(V)`` the unseen decision's term below and above. ``half`` (the normal
+    interval's half-width) sets the first step; each endpoint is found by regula falsi on the
+    statistic's square root, which is nearly linear in ``V``, falling back to bisection, to a
+    millionth of ``half``. From ``THREADED_FROM`` ``rounds`` the
     two endpoints are searched in two threads (the same steps, so the same interval).
     """
     z = _z(level)
     scale = half if half > 0 else max(1e-9, abs(value) * 1e-6)
 
     def excess(v: float, side: int) -> float:
-        statistic = _likelihood_statistic(equation(v), atoms(v)[0 if side < 0 else 1])
+        statistic = _likelihood_statistic(lambda block: equation(v, block), rounds, atoms(v)[0 if side < 0 else 1])
         return math.sqrt(max(statistic, 0.0)) - z
 
     def endpoint(side: int) -> float:
@@ -336,7 +366,7 @@ def _estimate(
             raise ValueError(f"interval: likelihood is not available for {name}")
         below, above = unseen
         low, high = _likelihood_interval(
-            lambda v: terms - v,
+            lambda v, block: terms[block] - v,
             lambda v: (below - v, above - v),
             rounds=terms.size,
             value=value,
@@ -394,7 +424,8 @@ def ips(
         interval=interval,
         n_bootstrap=n_bootstrap,
         seed=seed,
-        unseen=(float(np.min(weights * least)), float(np.max(weights * most))),
+        # min(w * least) and max(w * most) with least <= 0 <= most: both at the largest weight (rounding is monotone)
+        unseen=(least * float(weights.max()), most * float(weights.max())),
     )
 
 
@@ -430,7 +461,7 @@ def snips(
         least, most = _reward_range(data["reward"])
         heaviest = float(weights.max())
         low, high = _likelihood_interval(
-            lambda v: weights * (data["reward"] - v),
+            lambda v, block: weights[block] * (data["reward"][block] - v),
             lambda v: (heaviest * (least - v), heaviest * (most - v)),
             rounds=weights.size,
             value=value,
@@ -501,8 +532,12 @@ def dr(
     _options(level, interval, n_bootstrap)
     data = _arrays(reward=reward, pscore=pscore, target_prob=target_prob, q_logged=q_logged, q_target=q_target)
     weights = _weights(data["pscore"], data["target_prob"], clip)
-    terms = data["q_target"] + weights * (data["reward"] - data["q_logged"])
+    q_target, q_logged = data["q_target"], data["q_logged"]
+    terms = data["reward"] - q_logged  # q_target + w * (reward - q_logged), in place: one array, not three
+    terms *= weights
+    terms += q_target
     least, most = _reward_range(data["reward"])
+    blocks = [slice(start, start + BLOCK) for start in range(0, terms.size, BLOCK)]
     return _estimate(
         "dr" if clip is None else f"dr(clip={clip:g})",
         value=float(terms.mean()),
@@ -513,8 +548,8 @@ def dr(
         n_bootstrap=n_bootstrap,
         seed=seed,
         unseen=(
-            float(np.min(data["q_target"] + weights * (least - data["q_logged"]))),
-            float(np.max(data["q_target"] + weights * (most - data["q_logged"]))),
+            min(float(np.min(q_target[b] + weights[b] * (least - q_logged[b]))) for b in blocks),
+            max(float(np.max(q_target[b] + weights[b] * (most - q_logged[b]))) for b in blocks),
         ),
     )
 

@@ -311,8 +311,8 @@ def scores_of(
     starts = np.cumsum(sizes, dtype=np.int64) - sizes
     logged = starts + chosen
     q_logged = q[logged]
-    if pmf is None:
-        return Scores(target_prob=pscore.astype(float), q_target=q_logged.copy(), q_logged=q_logged)
+    if pmf is None:  # views, not copies: no estimate writes into its inputs
+        return Scores(target_prob=np.asarray(pscore, dtype=float), q_target=q_logged, q_logged=q_logged)
     q_target = np.add.reduceat(pmf * q, starts) if sizes.size else np.zeros(0)
     return Scores(target_prob=pmf[logged], q_target=q_target, q_logged=q_logged)
 
@@ -398,7 +398,11 @@ def dr_terms(rounds: Rounds | Columns, scores: Scores) -> np.ndarray:
 
 def lift(candidate_terms: np.ndarray, logged_terms: np.ndarray, *, level: float = 0.95) -> dict[str, float]:
     """Return the mean difference of paired per-round terms with its normal confidence interval."""
-    difference = candidate_terms - logged_terms
+    return lift_of(candidate_terms - logged_terms, level=level)
+
+
+def lift_of(difference: np.ndarray, *, level: float = 0.95) -> dict[str, float]:
+    """Return the mean of paired per-round differences with its normal confidence interval."""
     value = float(difference.mean())
     half = estimators._z(level) * float(np.std(difference, ddof=1)) / math.sqrt(difference.size)
     return {"value": value, "ci_low": value - half, "ci_high": value + half, "level": level}
@@ -420,10 +424,10 @@ def segment_values(rounds: Rounds, feature: str) -> list[str]:
     return values
 
 
-def time_buckets(rounds: Rounds | Columns, buckets: int = TIME_BUCKETS) -> np.ndarray:
+def time_buckets(event_index: np.ndarray, n_events: int, buckets: int = TIME_BUCKETS) -> np.ndarray:
     """Return each round's stretch of time: up to ``buckets`` contiguous runs of events, numbered 0, 1, ..."""
-    count = min(buckets, rounds.n_events)
-    return (rounds.event_index.astype(np.int64) * count // max(1, rounds.n_events)).astype(np.int8)
+    count = min(buckets, n_events)
+    return (event_index.astype(np.int64) * count // max(1, n_events)).astype(np.int8)
 
 
 # ---------------------------------------------------------------- a whole evaluation
@@ -664,10 +668,16 @@ class _Read:
     segments: np.ndarray | None  # (n,) int32 code of each round's segment
     segment_names: list[str]
     features: set[str]  # the viewer features seen, when segments were asked for
+    # the first and last decision time of each stretch of ``time_buckets`` (None for one without decisions)
+    spans: list[tuple[float | None, float | None]]
 
 
 def _read(chunks: Iterable[Rounds], spill: Spill, segment_by: str | None, progress: Progress) -> _Read:
-    """Write every chunk to ``spill`` and keep its numbers (and its segments by ``segment_by``)."""
+    """Write every chunk to ``spill`` and keep its numbers (and its segments by ``segment_by``).
+
+    The decision times are read once here for the report's spans, then kept in a file beside the
+    spill and mapped, not held: only a stored model's in-sample split reads them again.
+    """
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ("event_index", "created_at", "sizes", "chosen")}
     parts.update(pscore=[], reward=[], segments=[])
     codes: dict[str, int] = {}
@@ -693,16 +703,28 @@ def _read(chunks: Iterable[Rounds], spill: Spill, segment_by: str | None, progre
         found = parts.pop(name)
         return np.concatenate(found) if found else np.zeros(0, dtype=dtype)
 
+    event_index = joined("event_index", np.int32)
+    created_at = joined("created_at", float)
+    spans: list[tuple[float | None, float | None]] = []
+    if created_at.size:
+        n_events = int(event_index[-1]) + 1
+        bucket_of = time_buckets(event_index, n_events)
+        for bucket in range(min(TIME_BUCKETS, n_events)):
+            times = created_at[bucket_of == bucket]
+            spans.append((float(times.min()), float(times.max())) if times.size else (None, None))
+    times_file = spill.path.with_name("created_at.npy")
+    np.save(times_file, created_at)
+    del created_at
     columns = Columns(
-        event_index=joined("event_index", np.int32),
-        created_at=joined("created_at", float),
+        event_index=event_index,
+        created_at=np.load(times_file, mmap_mode="r"),
         sizes=joined("sizes", np.int32),
         chosen=joined("chosen", np.int32),
         pscore=joined("pscore", float),
         reward=joined("reward", float),
     )
     segments = joined("segments", np.int32) if segment_by is not None else None
-    return _Read(columns, segments, list(codes), seen)
+    return _Read(columns, segments, list(codes), seen, spans)
 
 
 def _stream_scores(
@@ -887,8 +909,8 @@ def evaluate(
         "spec": spec.as_dict(),
         "rounds": n,
         "events": n_events,
-        "first_decision_at": float(columns.created_at.min()),
-        "last_decision_at": float(columns.created_at.max()),
+        "first_decision_at": min(first for first, _ in found.spans if first is not None),
+        "last_decision_at": max(last for _, last in found.spans if last is not None),
         "mean_reward": float(columns.reward.mean()),
         "explored_rounds": int((columns.pscore < 1.0 - 1e-9).sum()),  # decisions that had another possible action
         "reward_rule": reward_rule,
@@ -916,13 +938,16 @@ def _candidate_report(
     default_reward: float,
 ) -> dict[str, Any]:
     """Return one candidate's part of a report: estimates, lift, weight tail, sampling, segments, over time."""
-    terms = dr_terms(columns, scores)
+    found_estimates = estimates(columns, scores)  # before the differences: a long log holds one array less
+    tail = weight_tail(columns, scores, default_reward=default_reward)
+    difference = dr_terms(columns, scores)
+    difference -= columns.reward  # the paired differences the lift over the logged policy is the mean of
     entry: dict[str, Any] = {
         "name": candidate.name,
         "candidate": candidate.as_dict(),
-        "estimates": estimates(columns, scores),
-        "lift_over_logged": lift(terms, columns.reward),
-        "weight_tail": weight_tail(columns, scores, default_reward=default_reward),
+        "estimates": found_estimates,
+        "lift_over_logged": lift_of(difference),
+        "weight_tail": tail,
     }
     if blob is not None:
         entry["candidate"]["version"] = blob[0]
@@ -938,18 +963,14 @@ def _candidate_report(
                 estimated = estimates(columns, scores, mask, names=["dr", "ips"])
                 row["dr"] = _interval(estimated["dr"])
                 row["ips"] = _interval(estimated["ips"])
-                row["lift_over_logged"] = lift(terms[mask], columns.reward[mask])
+                row["lift_over_logged"] = lift_of(difference[mask])
             entry["segments"].append(row)
     entry["over_time"] = []
-    bucket_of = time_buckets(columns)
-    for bucket in range(min(TIME_BUCKETS, columns.n_events)):
+    bucket_of = time_buckets(columns.event_index, columns.n_events)
+    for bucket, (first, last) in enumerate(found.spans):
         mask = bucket_of == bucket
         count = int(mask.sum())
-        point: dict[str, Any] = {
-            "from": float(columns.created_at[mask].min()),
-            "until": float(columns.created_at[mask].max()),
-            "rounds": count,
-        }
+        point: dict[str, Any] = {"from": first, "until": last, "rounds": count}
         if count >= 2:
             point["dr"] = _interval(estimates(columns, scores, mask, names=["dr"])["dr"])
         entry["over_time"].append(point)

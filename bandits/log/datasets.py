@@ -233,9 +233,9 @@ def iter_load(
     """Yield ``load``'s rounds in chunks of whole events, about ``chunk_rounds`` (``CHUNK_ROUNDS``) decisions each.
 
     Events are numbered 0, 1, ... over the whole range, as ``load`` numbers them; only one chunk's
-    rows are held at a time. Without ``details`` the viewer features and action ids are not decoded
-    (``contexts`` and ``action_ids`` are left empty): an evaluation's passes read neither, and
-    decoding them is most of the time reading takes.
+    rows are held at a time. Without ``details`` the viewer features, action ids and event ids are not
+    read (``contexts`` and ``action_ids`` are left empty, ``event_ids`` None): an evaluation's passes
+    read none of them, and decoding them was most of the time reading took.
     """
     policy = ready(db, dataset_id)["policy"] or "dataset"
     chunk_rounds = chunk_rounds or CHUNK_ROUNDS
@@ -256,14 +256,14 @@ def iter_load(
         if row is not None:
             where.append("event_index >= ?")
             params.append(row[0])
-    detail = ("context", "action_ids") if details else ("NULL", "NULL")
+    detail = ("context", "action_ids", "event_id") if details else ("NULL", "NULL", "NULL")
     after: list[Any] = [-1, -1]  # (event_index, seq) of the last decision read
     numbered = -1  # the range's number of the last event read
     last_event: Any = None  # and its number in the file
     pending: list[tuple[Any, ...]] = []  # rows of an event that may go on in the next page
     while True:
         rows = db.execute(
-            f"SELECT event_index, event_id, position, created_at, {detail[0]}, shared, block, {detail[1]}, chosen, "
+            f"SELECT event_index, {detail[2]}, position, created_at, {detail[0]}, shared, block, {detail[1]}, chosen, "
             f"pscore, reward, seq FROM dataset_rounds WHERE {' AND '.join(where)} AND (event_index, seq) > (?, ?) "
             "ORDER BY event_index, seq LIMIT ?",
             [*params, *after, chunk_rounds],
@@ -313,7 +313,7 @@ def _chunk(
     np.cumsum(sizes, out=offsets[1:])
     return Rounds(
         policy=policy,
-        event_ids=list(columns[1]),
+        event_ids=list(columns[1]),  # None without details
         event_index=numbered + np.cumsum(new_event),
         position=np.asarray(columns[2], dtype=np.int64),
         created_at=np.asarray(columns[3], dtype=float),
