@@ -413,19 +413,20 @@ def ips(
     _options(level, interval, n_bootstrap)
     data = _arrays(reward=reward, pscore=pscore, target_prob=target_prob)
     weights = _weights(data["pscore"], data["target_prob"], clip)
-    terms = weights * data["reward"]
+    ess, heaviest = effective_sample_size(weights), float(weights.max())
+    terms = np.multiply(weights, data["reward"], out=weights)  # the weights are not needed again: their array
     least, most = _reward_range(data["reward"])
     return _estimate(
         "ips" if clip is None else f"ips(clip={clip:g})",
         value=float(terms.mean()),
         terms=terms,
-        ess=effective_sample_size(weights),
+        ess=ess,
         level=level,
         interval=interval,
         n_bootstrap=n_bootstrap,
         seed=seed,
         # min(w * least) and max(w * most) with least <= 0 <= most: both at the largest weight (rounding is monotone)
-        unseen=(least * float(weights.max()), most * float(weights.max())),
+        unseen=(least * heaviest, most * heaviest),
     )
 
 
@@ -455,9 +456,14 @@ def snips(
         )
     weighted = weights * data["reward"]
     value = float(weighted.sum()) / total
-    if interval == "normal":
-        low, high = _normal(value, weights * (data["reward"] - value) / weights.mean(), level)
-    elif interval == "likelihood":
+    if interval in ("normal", "likelihood"):
+        del weighted  # only the bootstrap resamples it
+        spread = data["reward"] - value  # the normal interval's terms, w (reward - value) / mean(w), in place
+        spread *= weights
+        spread /= weights.mean()
+        low, high = _normal(value, spread, level)
+        del spread
+    if interval == "likelihood":
         least, most = _reward_range(data["reward"])
         heaviest = float(weights.max())
         low, high = _likelihood_interval(
@@ -465,10 +471,10 @@ def snips(
             lambda v: (heaviest * (least - v), heaviest * (most - v)),
             rounds=weights.size,
             value=value,
-            half=_normal(value, weights * (data["reward"] - value) / weights.mean(), level)[1] - value,
+            half=high - value,
             level=level,
         )
-    else:
+    elif interval == "bootstrap":
 
         def ratio(means: np.ndarray) -> np.ndarray:
             # A resample may hold no round the target policy would choose; its ratio is then undefined.
@@ -533,24 +539,27 @@ def dr(
     data = _arrays(reward=reward, pscore=pscore, target_prob=target_prob, q_logged=q_logged, q_target=q_target)
     weights = _weights(data["pscore"], data["target_prob"], clip)
     q_target, q_logged = data["q_target"], data["q_logged"]
+    least, most = _reward_range(data["reward"])
+    blocks = [slice(start, start + BLOCK) for start in range(0, weights.size, BLOCK)]
+    ess = effective_sample_size(weights)
+    unseen = (
+        min(float(np.min(q_target[b] + weights[b] * (least - q_logged[b]))) for b in blocks),
+        max(float(np.max(q_target[b] + weights[b] * (most - q_logged[b]))) for b in blocks),
+    )
     terms = data["reward"] - q_logged  # q_target + w * (reward - q_logged), in place: one array, not three
     terms *= weights
     terms += q_target
-    least, most = _reward_range(data["reward"])
-    blocks = [slice(start, start + BLOCK) for start in range(0, terms.size, BLOCK)]
+    del weights  # the interval reads the terms alone
     return _estimate(
         "dr" if clip is None else f"dr(clip={clip:g})",
         value=float(terms.mean()),
         terms=terms,
-        ess=effective_sample_size(weights),
+        ess=ess,
         level=level,
         interval=interval,
         n_bootstrap=n_bootstrap,
         seed=seed,
-        unseen=(
-            min(float(np.min(q_target[b] + weights[b] * (least - q_logged[b]))) for b in blocks),
-            max(float(np.max(q_target[b] + weights[b] * (most - q_logged[b]))) for b in blocks),
-        ),
+        unseen=unseen,
     )
 
 

@@ -26,6 +26,7 @@ events close in time (one viewer's session, one day's catalog) fall on one side.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,7 +49,7 @@ from bandits.evaluate.candidates import (
     parse_candidate,
 )
 from bandits.log import datasets
-from bandits.log.rounds import Rounds, Spill, concatenate, from_log, iter_from_log, parse_time
+from bandits.log.rounds import Rounds, Spill, closed_seqs, concatenate, from_log, iter_from_log, parse_time
 from bandits.model.policy import POLICY_NAMES, load_policy
 from bandits.storage import Database
 
@@ -392,8 +393,11 @@ def weight_tail(rounds: Rounds | Columns, scores: Scores, *, default_reward: flo
 
 
 def dr_terms(rounds: Rounds | Columns, scores: Scores) -> np.ndarray:
-    """Return the per-round terms whose mean is the DR estimate."""
-    return scores.q_target + scores.target_prob / rounds.pscore * (rounds.reward - scores.q_logged)
+    """Return the per-round terms whose mean is the DR estimate (built in place: two arrays of a round each)."""
+    terms = rounds.reward - scores.q_logged
+    terms *= scores.target_prob / rounds.pscore
+    terms += scores.q_target
+    return terms
 
 
 def lift(candidate_terms: np.ndarray, logged_terms: np.ndarray, *, level: float = 0.95) -> dict[str, float]:
@@ -672,39 +676,108 @@ class _Read:
     spans: list[tuple[float | None, float | None]]
 
 
-def _read(chunks: Iterable[Rounds], spill: Spill, segment_by: str | None, progress: Progress) -> _Read:
-    """Write every chunk to ``spill`` and keep its numbers (and its segments by ``segment_by``).
+def _read(
+    db: Database, config: Deployment, spec: EvaluationSpec, folder: Path, progress: Progress
+) -> tuple[Spill, _Read]:
+    """Read the spec's decisions into a spill file in ``folder``; return it and what stays in memory.
 
-    The decision times are read once here for the report's spans, then kept in a file beside the
-    spill and mapped, not held: only a stored model's in-sample split reads them again.
+    Without segments, a log of ``PARALLEL_MIN_ROUNDS`` or more (or any, with ``evaluation_processes``
+    above 1) is read by as many processes as the passes get, a run of its events each
+    (``bandits.evaluate.passes.read_parts``); otherwise by this process, a chunk at a time.
     """
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("event_index", "created_at", "sizes", "chosen")}
-    parts.update(pscore=[], reward=[], segments=[])
+    settings = load_policy(db, config, spec.policy) if spec.dataset is None and spec.policy is not None else None
+    seqs = np.zeros(0, dtype=np.int64)
+    if spec.dataset is not None:
+        size = int(datasets.ready(db, spec.dataset)["decisions"] or 0)
+    else:
+        assert spec.policy is not None and settings is not None
+        seqs = closed_seqs(db, policy=spec.policy, since=spec.since, until=spec.until, limit=spec.limit)
+        size = int(seqs.size)
+    processes = vw_passes.processes_for(config.evaluation_processes, size, tasks=len(os.sched_getaffinity(0)))
+    if spec.segment_by is None and processes > 1:
+        tasks = []
+        if spec.dataset is not None:
+            for number, (low, high, first) in enumerate(
+                datasets.partition(db, spec.dataset, processes, since=spec.since, until=spec.until, limit=spec.limit)
+            ):
+                source: tuple[Any, ...] = (
+                    "dataset",
+                    spec.dataset,
+                    spec.since,
+                    spec.until,
+                    spec.limit,
+                    low,
+                    high,
+                    first,
+                )
+                tasks.append(
+                    vw_passes.ReadTask(
+                        str(folder / f"rounds-{number}"), str(folder / f"numbers-{number}"), config.database, source
+                    )
+                )
+        else:
+            assert settings is not None
+            first = 0
+            for number, run in enumerate(np.array_split(seqs, processes)):
+                source = (
+                    "log",
+                    spec.policy,
+                    settings.aggregation,
+                    settings.default_reward,
+                    settings.reward_values,
+                    run,
+                    first,
+                )
+                tasks.append(
+                    vw_passes.ReadTask(
+                        str(folder / f"rounds-{number}"), str(folder / f"numbers-{number}"), config.database, source
+                    )
+                )
+                first += int(run.size)
+        if tasks:
+            spill, numbers = vw_passes.read_parts(tasks, processes=processes, progress=progress)
+            return spill, _kept(numbers, spill, None, [], set())
+    chunks: Iterable[Rounds]
+    if spec.dataset is not None:
+        chunks = datasets.iter_load(
+            db, spec.dataset, since=spec.since, until=spec.until, limit=spec.limit, details=spec.segment_by is not None
+        )
+    else:
+        assert settings is not None and spec.policy is not None
+        chunks = iter_from_log(
+            db,
+            policy=spec.policy,
+            aggregation=settings.aggregation,
+            default_reward=settings.default_reward,
+            reward_values=settings.reward_values,
+            part=(seqs, 0),
+        )
+    spill = Spill(folder / "rounds")
     codes: dict[str, int] = {}
     seen: set[str] = set()
-    read = 0
-    for chunk in chunks:
-        parts["event_index"].append(chunk.event_index.astype(np.int32))
-        parts["created_at"].append(chunk.created_at)
-        parts["sizes"].append(chunk.sizes.astype(np.int32))
-        parts["chosen"].append(chunk.chosen.astype(np.int32))
-        parts["pscore"].append(chunk.pscore)
-        parts["reward"].append(chunk.reward)
-        if segment_by is not None:
-            for context in chunk.contexts:
-                seen.update(context)
-            values = segment_values(chunk, segment_by)
-            parts["segments"].append(np.fromiter((codes.setdefault(v, len(codes)) for v in values), np.int32))
-        spill.write(chunk)
-        read += len(chunk)
-        progress(0.5, f"reading the log: {read} decisions")
+    segments: list[np.ndarray] = []
 
-    def joined(name: str, dtype: Any) -> np.ndarray:  # one column at a time, its parts freed as it is joined
-        found = parts.pop(name)
-        return np.concatenate(found) if found else np.zeros(0, dtype=dtype)
+    def segment(chunk: Rounds) -> None:
+        assert spec.segment_by is not None
+        for context in chunk.contexts:
+            seen.update(context)
+        values = segment_values(chunk, spec.segment_by)
+        segments.append(np.fromiter((codes.setdefault(v, len(codes)) for v in values), np.int32, len(values)))
 
-    event_index = joined("event_index", np.int32)
-    created_at = joined("created_at", float)
+    numbers = vw_passes.spill_numbers(chunks, spill, progress=progress, each=segment if spec.segment_by else None)
+    codes_of = (np.concatenate(segments) if segments else np.zeros(0, np.int32)) if spec.segment_by else None
+    return spill, _kept(numbers, spill, codes_of, list(codes), seen)
+
+
+def _kept(
+    numbers: dict[str, np.ndarray], spill: Spill, segments: np.ndarray | None, names: list[str], seen: set[str]
+) -> _Read:
+    """Return what an evaluation keeps of its decisions: their numbers, and the report's time spans.
+
+    The decision times are read once here for the spans, then kept in a file beside the spill and
+    mapped, not held: only a stored model's in-sample split reads them again.
+    """
+    event_index, created_at = numbers.pop("event_index"), numbers.pop("created_at")
     spans: list[tuple[float | None, float | None]] = []
     if created_at.size:
         n_events = int(event_index[-1]) + 1
@@ -715,16 +788,8 @@ def _read(chunks: Iterable[Rounds], spill: Spill, segment_by: str | None, progre
     times_file = spill.path.with_name("created_at.npy")
     np.save(times_file, created_at)
     del created_at
-    columns = Columns(
-        event_index=event_index,
-        created_at=np.load(times_file, mmap_mode="r"),
-        sizes=joined("sizes", np.int32),
-        chosen=joined("chosen", np.int32),
-        pscore=joined("pscore", float),
-        reward=joined("reward", float),
-    )
-    segments = joined("segments", np.int32) if segment_by is not None else None
-    return _Read(columns, segments, list(codes), seen, spans)
+    columns = Columns(event_index=event_index, created_at=np.load(times_file, mmap_mode="r"), **numbers)
+    return _Read(columns, segments, names, seen, spans)
 
 
 def _stream_scores(
@@ -790,30 +855,11 @@ def evaluate(
     stages.stage(0)(0.0, "reading the log")
     source: dict[str, Any]
     reward_rule: dict[str, Any] | None = None
-    chunks: Iterable[Rounds]
     if spec.dataset is not None:
-        chunks = datasets.iter_load(
-            db,
-            spec.dataset,
-            since=spec.since,
-            until=spec.until,
-            limit=spec.limit,
-            details=spec.segment_by is not None,
-        )
         source = {"dataset": datasets.get(db, spec.dataset)}
         what = f"dataset {spec.dataset}"
     else:
         assert settings is not None and spec.policy is not None
-        chunks = iter_from_log(
-            db,
-            policy=spec.policy,
-            aggregation=settings.aggregation,
-            default_reward=settings.default_reward,
-            since=spec.since,
-            until=spec.until,
-            limit=spec.limit,
-            reward_values=settings.reward_values,
-        )
         source = {"log": spec.policy}
         reward_rule = {
             "aggregation": settings.aggregation,
@@ -822,9 +868,7 @@ def evaluate(
         }
         what = spec.policy
     with tempfile.TemporaryDirectory(prefix="marquee-evaluation-") as folder:
-        spill = Spill(Path(folder) / "rounds")
-        found = _read(chunks, spill, spec.segment_by, stages.stage(0))
-        del chunks
+        spill, found = _read(db, config, spec, Path(folder), stages.stage(0))
         columns = found.columns
         if len(columns) < 2 or columns.n_events < spec.folds:
             raise SpecError(
@@ -898,6 +942,7 @@ def evaluate(
                     default_reward=float(reward_rule["default_reward"]) if reward_rule else 0.0,
                 )
             )
+            del scores  # before the next candidate's are read: a long log holds one candidate's at a time
             report((index + 1) / len(spec.candidates), f"candidate {candidate.name}")
     segment_counts: list[tuple[str, int]] = []
     if found.segments is not None:

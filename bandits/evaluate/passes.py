@@ -19,7 +19,7 @@ import logging
 import multiprocessing
 import os
 import queue
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +30,11 @@ import vowpal_wabbit_next as vw
 
 from bandits.errors import SpecError
 from bandits.evaluate.candidates import Candidate, candidate_exploration
-from bandits.log.rounds import ChunkInfo, Rounds, Spill
+from bandits.log import datasets
+from bandits.log.rounds import ChunkInfo, Rounds, Spill, iter_from_log
 from bandits.model.exploration import SQUARECB
 from bandits.model.policy import new_workspace
+from bandits.storage import connect
 from bandits.vw import features
 from bandits.vw.workspace import TextExamples, TextLines
 
@@ -262,7 +264,132 @@ class CandidateTask:
         return trained.get(self.candidate.name)
 
 
-Task = FoldTask | CandidateTask
+NUMBERS = {  # what an evaluation keeps of every decision it reads, and how
+    "event_index": np.int32,
+    "created_at": np.float64,
+    "sizes": np.int32,
+    "chosen": np.int32,
+    "pscore": np.float64,
+    "reward": np.float64,
+}
+
+
+def numbers_of(chunk: Rounds) -> dict[str, np.ndarray]:
+    """Return a chunk's ``NUMBERS``."""
+    return {
+        name: (chunk.sizes if name == "sizes" else getattr(chunk, name)).astype(dtype, copy=False)
+        for name, dtype in NUMBERS.items()
+    }
+
+
+def spill_numbers(
+    chunks: Iterable[Rounds],
+    spill: Spill,
+    *,
+    progress: Progress = _quiet,
+    each: Callable[[Rounds], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Write every chunk to ``spill`` and return the ``NUMBERS`` of all their rounds; ``each`` sees every chunk."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in NUMBERS}
+    read = 0
+    for chunk in chunks:
+        for name, values in numbers_of(chunk).items():
+            parts[name].append(values)
+        if each is not None:
+            each(chunk)
+        spill.write(chunk)
+        read += len(chunk)
+        progress(0.5, f"reading the log: {read} decisions")
+    found = {}
+    for name, dtype in NUMBERS.items():  # one column at a time, its parts freed as it is joined
+        pieces = parts.pop(name)
+        found[name] = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+    return found
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """One part of the log read into a spill file of its own (``out``), its numbers to files ``<numbers>.<name>``.
+
+    ``source`` says what to read: ``("log", policy, aggregation, default_reward, reward_values, seqs, first)``
+    or ``("dataset", dataset_id, since, until, limit, low, high, first)``; ``database`` is the store's
+    path or URL, which the part's own process connects to. The numbers are appended a chunk at a
+    time, so that a part holds one chunk, not its share of the log.
+    """
+
+    out: str
+    numbers: str
+    database: str
+    source: tuple[Any, ...]
+
+    weight = 1.0
+
+    def check(self) -> None:
+        pass
+
+    def __call__(self, spill: Source, progress: Progress) -> bytes | None:
+        db = connect(self.database)
+        written = Spill(self.out)
+        sinks = {name: open(f"{self.numbers}.{name}", "wb") for name in NUMBERS}
+        try:
+            chunks: Iterable[Rounds]
+            if self.source[0] == "log":
+                _, policy, aggregation, default_reward, reward_values, seqs, first = self.source
+                chunks = iter_from_log(
+                    db,
+                    policy=policy,
+                    aggregation=aggregation,
+                    default_reward=default_reward,
+                    reward_values=reward_values,
+                    part=(seqs, first),
+                )
+            else:
+                _, dataset_id, since, until, limit, low, high, first = self.source
+                chunks = datasets.iter_load(
+                    db, dataset_id, since=since, until=until, limit=limit, details=False, part=(low, high, first)
+                )
+            read = 0
+            for chunk in chunks:
+                for name, values in numbers_of(chunk).items():
+                    sinks[name].write(values.tobytes())
+                written.write(chunk)
+                read += len(chunk)
+                progress(0.5, f"reading the log: {read} decisions")
+        finally:
+            for sink in sinks.values():
+                sink.close()
+            db.close()
+        infos = [(c.rounds, c.actions, c.first_event, c.last_event) for c in written.chunks]
+        np.asarray(infos, dtype=np.int64).reshape(-1, 4).tofile(f"{self.numbers}.chunks")
+        return None
+
+
+def read_parts(
+    tasks: Sequence[ReadTask], *, processes: int, progress: Progress = _quiet
+) -> tuple[Spill, dict[str, np.ndarray]]:
+    """Read the parts (in a pool when ``processes`` is above 1); return them as one spill, and their numbers."""
+    run(tasks, Spill(tasks[0].out), processes=processes, progress=progress)
+    spill = Spill(tasks[-1].out, before=[task.out for task in tasks[:-1]])
+    for task in tasks:
+        rows = np.fromfile(f"{task.numbers}.chunks", dtype=np.int64).reshape(-1, 4)
+        spill.chunks += [ChunkInfo(*map(int, row)) for row in rows]
+    columns = {}
+    for name, dtype in NUMBERS.items():  # read straight into one array per column: no part held twice
+        files = [Path(f"{task.numbers}.{name}") for task in tasks]
+        itemsize = np.dtype(dtype).itemsize
+        column = np.empty(sum(path.stat().st_size for path in files) // itemsize, dtype=dtype)
+        at = 0
+        for path in files:
+            count = path.stat().st_size // itemsize
+            with path.open("rb") as source:
+                if source.readinto(column[at : at + count].data.cast("B")) != count * itemsize:
+                    raise OSError(f"{path}: shorter than it was a moment ago")
+            at += count
+        columns[name] = column
+    return spill, columns
+
+
+Task = FoldTask | CandidateTask | ReadTask
 
 _progress_queue: Any = None  # in a pool's process: where its tasks report progress
 
@@ -273,13 +400,13 @@ def _adopt(progress_queue: Any) -> None:
     _progress_queue = progress_queue
 
 
-def _pooled(index: int, task: Task, spill: str) -> bytes | None:
+def _pooled(index: int, task: Task, files: list[str]) -> bytes | None:
     """Run one task in a pool's process, reporting its progress as ``(index, fraction, stage)``."""
 
     def progress(fraction: float, stage: str) -> None:
         _progress_queue.put((index, fraction, stage))
 
-    return task(Spill(spill), progress)
+    return task(Spill(files[-1], before=files[:-1]), progress)
 
 
 def processes_for(setting: int, rounds: int, tasks: int) -> int:
@@ -320,7 +447,8 @@ def run(tasks: Sequence[Task], spill: Spill, *, processes: int, progress: Progre
     ) as pool:
         # The heaviest first: a candidate's pass takes longer than a fold's, and the folds fill in beside it.
         order = sorted(range(len(tasks)), key=lambda index: -tasks[index].weight)
-        submitted = {index: pool.submit(_pooled, index, tasks[index], str(spill.path)) for index in order}
+        files = [str(path) for path in spill.files]
+        submitted = {index: pool.submit(_pooled, index, tasks[index], files) for index in order}
         futures: list[Future[bytes | None]] = [submitted[index] for index in range(len(tasks))]
         pending = set(futures)
         try:

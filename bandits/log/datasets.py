@@ -229,36 +229,28 @@ def iter_load(
     limit: int | None = None,
     chunk_rounds: int | None = None,
     details: bool = True,
+    part: tuple[int, int, int] | None = None,
 ) -> Iterator[Rounds]:
     """Yield ``load``'s rounds in chunks of whole events, about ``chunk_rounds`` (``CHUNK_ROUNDS``) decisions each.
 
     Events are numbered 0, 1, ... over the whole range, as ``load`` numbers them; only one chunk's
     rows are held at a time. Without ``details`` the viewer features, action ids and event ids are not
     read (``contexts`` and ``action_ids`` are left empty, ``event_ids`` None): an evaluation's passes
-    read none of them, and decoding them was most of the time reading took.
+    read none of them, and decoding them was most of the time reading took. ``part`` reads only the
+    events whose number in the file is in ``[low, high)``, numbering them from ``first``
+    (``partition``: several readers at once, each a part).
     """
     policy = ready(db, dataset_id)["policy"] or "dataset"
     chunk_rounds = chunk_rounds or CHUNK_ROUNDS
-    where: list[str] = ["dataset_id = ?"]
-    params: list[Any] = [dataset_id]
-    if since is not None:
-        where.append("created_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("created_at < ?")
-        params.append(until)
-    if limit is not None:
-        row = db.execute(
-            f"SELECT DISTINCT event_index FROM dataset_rounds WHERE {' AND '.join(where)} "
-            "ORDER BY event_index DESC LIMIT 1 OFFSET ?",
-            [*params, limit - 1],
-        ).fetchone()
-        if row is not None:
-            where.append("event_index >= ?")
-            params.append(row[0])
-    detail = ("context", "action_ids", "event_id") if details else ("NULL", "NULL", "NULL")
-    after: list[Any] = [-1, -1]  # (event_index, seq) of the last decision read
+    where, params, first_event = _range(db, dataset_id, since=since, until=until, limit=limit)
     numbered = -1  # the range's number of the last event read
+    if part is not None:
+        first_event = max(first_event, part[0])
+        where.append("event_index < ?")
+        params.append(part[1])
+        numbered = part[2] - 1
+    detail = ("context", "action_ids", "event_id") if details else ("NULL", "NULL", "NULL")
+    after: list[Any] = [first_event, -1]  # (event_index, seq) of the last decision read: none yet
     last_event: Any = None  # and its number in the file
     pending: list[tuple[Any, ...]] = []  # rows of an event that may go on in the next page
     while True:
@@ -288,6 +280,70 @@ def iter_load(
             yield chunk
         if done:
             return
+
+
+def _range(
+    db: Database, dataset_id: str, *, since: float | None, until: float | None, limit: int | None
+) -> tuple[list[str], list[Any], int]:
+    """Return the WHERE clause (as parts) and parameters of a dataset's decisions in a time range, and its first event.
+
+    The first event (in the file's numbers: the ``limit``-th last, or 0) is not in the clause: a
+    reader that pages through the range starts its keyset there, since SQLite would seek its index
+    by a plain lower bound and then scan from it on every page.
+    """
+    where: list[str] = ["dataset_id = ?"]
+    params: list[Any] = [dataset_id]
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(until)
+    if limit is not None:
+        row = db.execute(
+            f"SELECT DISTINCT event_index FROM dataset_rounds WHERE {' AND '.join(where)} "
+            "ORDER BY event_index DESC LIMIT 1 OFFSET ?",
+            [*params, limit - 1],
+        ).fetchone()
+        if row is not None:
+            return where, params, int(row[0])
+    return where, params, 0
+
+
+def partition(
+    db: Database,
+    dataset_id: str,
+    parts: int,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+) -> list[tuple[int, int, int]]:
+    """Split a dataset's range into up to ``parts`` runs of events for ``iter_load(part=...)``, in order.
+
+    Each is ``(low, high, first)``: the events numbered ``low`` to ``high - 1`` in the file, and the
+    range's number of the first of them. The runs split the file's numbers evenly (they are dense
+    unless a time range thins them).
+    """
+    where, params, first_event = _range(db, dataset_id, since=since, until=until, limit=limit)
+    where.append("event_index >= ?")
+    params.append(first_event)
+    clause = " AND ".join(where)
+    low, high = db.execute(
+        f"SELECT MIN(event_index), MAX(event_index) FROM dataset_rounds WHERE {clause}", params
+    ).fetchone()
+    if low is None:
+        return []
+    bounds = np.linspace(int(low), int(high) + 1, max(1, parts) + 1).round().astype(np.int64).tolist()
+    found = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        if stop > start:
+            before = db.execute(
+                f"SELECT COUNT(DISTINCT event_index) FROM dataset_rounds WHERE {clause} AND event_index < ?",
+                [*params, start],
+            ).fetchone()[0]
+            found.append((start, stop, int(before)))
+    return found
 
 
 def _chunk(

@@ -148,11 +148,13 @@ class Spill:
 
     The viewer features (``contexts``) are not kept: the passes that read a spill learn and predict
     from the lines. Each chunk is stored behind a header giving its size and the events it holds,
-    so that a pass skips the chunks it does not need without reading them.
+    so that a pass skips the chunks it does not need without reading them. A spill written in
+    parts (by several readers at once) is read as one: ``files`` in order, ``path`` the last.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, before: Sequence[str | Path] = ()) -> None:
         self.path = Path(path)
+        self.files = [*map(Path, before), self.path]
         self.chunks: list[ChunkInfo] = []
 
     def write(self, chunk: Rounds) -> None:
@@ -168,15 +170,16 @@ class Spill:
 
     def read(self, wanted: Callable[[ChunkInfo], bool] | None = None) -> Iterator[Rounds]:
         """Yield the chunks in order; with ``wanted``, only those for which it is true."""
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as source:
-            while header := source.read(_HEADER.size):
-                size, rounds, actions, first_event, last_event = _HEADER.unpack(header)
-                if wanted is None or wanted(ChunkInfo(rounds, actions, first_event, last_event)):
-                    yield pickle.loads(source.read(size))
-                else:
-                    source.seek(size, 1)
+        for path in self.files:
+            if not path.exists():
+                continue
+            with path.open("rb") as source:
+                while header := source.read(_HEADER.size):
+                    size, rounds, actions, first_event, last_event = _HEADER.unpack(header)
+                    if wanted is None or wanted(ChunkInfo(rounds, actions, first_event, last_event)):
+                        yield pickle.loads(source.read(size))
+                    else:
+                        source.seek(size, 1)
 
 
 def _closed_where(policy: str, since: float | None, until: float | None) -> tuple[str, list[Any]]:
@@ -206,8 +209,8 @@ PAGE = 50_000  # event numbers read per query when listing a range
 CHUNK_EVENTS = 2000  # events per chunk of ``iter_from_log``
 
 
-def _closed_seqs(
-    db: Database, *, policy: str, since: float | None, until: float | None, limit: int | None
+def closed_seqs(
+    db: Database, *, policy: str, since: float | None = None, until: float | None = None, limit: int | None = None
 ) -> np.ndarray:
     """Return the numbers (``seq``) of the events whose ``policy`` window closed, oldest first, page by page."""
     where, params = _closed_where(policy, since, until)
@@ -282,21 +285,26 @@ def iter_from_log(
     limit: int | None = None,
     reward_values: Mapping[str, float] | None = None,
     chunk_events: int | None = None,
+    part: tuple[np.ndarray, int] | None = None,
 ) -> Iterator[Rounds]:
     """Yield ``from_log``'s rounds in chunks of up to ``chunk_events`` (``CHUNK_EVENTS``) whole events, oldest first.
 
     Events are numbered as in the whole range (``event_index``), so the chunks together are what
-    ``from_log`` returns; only one chunk's rows are held at a time.
+    ``from_log`` returns; only one chunk's rows are held at a time. ``part`` reads only some of the
+    range's events, ``(seqs, first)``: a run of ``closed_seqs`` starting at its ``first`` (several
+    readers at once, each a part).
     """
     if policy not in POLICY_NAMES:
         raise SpecError(f"policy: must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
     chunk_events = chunk_events or CHUNK_EVENTS
-    seqs = _closed_seqs(db, policy=policy, since=since, until=until, limit=limit)
+    seqs, offset = (
+        part if part is not None else (closed_seqs(db, policy=policy, since=since, until=until, limit=limit), 0)
+    )
     for first in range(0, seqs.size, chunk_events):
         yield _chunk(
             db,
             seqs[first : first + chunk_events].tolist(),
-            first_index=first,
+            first_index=offset + first,
             policy=policy,
             aggregation=aggregation,
             default_reward=default_reward,

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -190,3 +191,20 @@ def test_a_background_evaluation_runs_its_passes_in_a_pool_of_its_own(tmp_path: 
     config = dataclasses.replace(deployment(pooled.app), evaluation_processes=1)
     direct = offline.evaluate(pooled.db, config, offline.parse_spec(request))
     assert json.dumps(finished["result"]["candidates"]) == json.dumps(direct["candidates"])
+
+
+@pytest.mark.parametrize("source", ["log", "dataset"])
+def test_a_log_read_by_several_processes_gives_the_report_read_by_one(world, source):
+    config = deployment(world.app)
+    request: dict[str, Any] = {"policy": "titles", "candidates": ["logged", "uniform", "greedy"], "limit": 37}
+    if source == "dataset":
+        text = world.client.get("/v1/logs/export?format=jsonl&policy=titles").get_data(as_text=True)
+        found = datasets.import_lines(world.db, world.app.config["DATABASE"], text.splitlines(), fmt="jsonl")
+        request.update(dataset=found["id"], candidates=["logged", "uniform", "default"])
+        parts = datasets.partition(world.db, found["id"], 3, limit=37)
+        assert [first for _, _, first in parts] == [0, 12, 25] and parts[0][0] == EVENTS - 37
+        assert parts[-1][1] == EVENTS and all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    spec = offline.parse_spec(request)
+    one = offline.evaluate(world.db, dataclasses.replace(config, evaluation_processes=1), spec)
+    several = offline.evaluate(world.db, dataclasses.replace(config, evaluation_processes=2), spec)
+    assert one["events"] == 37 and json.dumps(one, sort_keys=True) == json.dumps(several, sort_keys=True)
