@@ -10,12 +10,13 @@ than one chunk of lines and the evaluation's own process holds only numbers per 
 The tasks are independent: ``run`` gives them to a pool of processes (one per core by default; a
 VW workspace learns on one core) when the log is large enough for the processes' start to pay,
 and runs them one after another in this process otherwise. Both ways run the same functions on the
-same files, and their results are the same to the last bit.
+same files, and their results are the same to the last bit. Reading a large log is split the same
+way (``ReadTask``, ``read_parts``): a run of its events per process, each into a spill file of its
+own, the spill then read as one.
 """
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import queue
@@ -37,8 +38,6 @@ from bandits.model.policy import new_workspace
 from bandits.storage import connect
 from bandits.vw import features
 from bandits.vw.workspace import TextExamples, TextLines
-
-log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 PARALLEL_MIN_ROUNDS = 100_000  # below this, starting processes costs more than it saves (``processes`` 0)
