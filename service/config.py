@@ -175,9 +175,9 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "EVALUATION_PROCESSES": (
         0,
         int,
-        "Processes an evaluation's VW passes (reward model folds, `vw` and `model` candidates) run in: 0, one per "
-        "core for logs of 100,000 decisions or more and the evaluation's own process below; 1, always its own "
-        "process; more, at most that many.",
+        "Processes an evaluation reads a large log and runs its VW passes (reward model folds, `vw` and `model` "
+        "candidates) in: 0, one per core for logs of 100,000 decisions or more and the evaluation's own process "
+        "below; 1, always its own process; more, at most that many.",
     ),
     "MAX_SLOTS": (50, int, "Largest `slots` a rank request may ask for."),
     "MAX_DATABASE_MB": (
