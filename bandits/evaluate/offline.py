@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,12 +48,11 @@ from bandits.evaluate.candidates import (
     candidate_exploration,
     parse_candidate,
 )
+from bandits.evaluate.passes import Progress, quiet
 from bandits.log import datasets
 from bandits.log.rounds import Rounds, Spill, closed_seqs, concatenate, from_log, iter_from_log, parse_time
 from bandits.model.policy import POLICY_NAMES, load_policy
 from bandits.storage import Database
-
-Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
 # The interval of IPS, SNIPS and DR (bandits.evaluate.estimators): it sees an unrewarded weight tail.
@@ -72,10 +71,6 @@ __all__ = [
     "candidate_exploration",
     "parse_candidate",
 ]
-
-
-def _quiet(fraction: float, stage: str) -> None:
-    """A progress callback that reports nothing."""
 
 
 # ---------------------------------------------------------------- reward model
@@ -151,7 +146,7 @@ def reward_model_guidance(r_squared: float | None) -> str:
 
 
 def fit_reward_model(
-    rounds: Rounds, *, vw_args: Sequence[str], folds: int = 2, passes: int = 1, progress: Progress = _quiet
+    rounds: Rounds, *, vw_args: Sequence[str], folds: int = 2, passes: int = 1, progress: Progress = quiet
 ) -> RewardModel:
     """Predict every action's reward, each round by a model trained on the other time-ordered folds.
 
@@ -236,7 +231,7 @@ def target_distribution(
     model_blob: bytes | None = None,
     model_examples: int = 0,
     trained: dict[str, bytes] | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> np.ndarray | None:
     """Return the candidate's probability of every action of every round, flat; None for ``logged``.
 
@@ -833,7 +828,7 @@ def evaluate(
     config: Deployment,
     spec: EvaluationSpec,
     *,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     trained: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Run an evaluation: rounds from the log or a dataset, reward model, every candidate; return the report.

@@ -44,7 +44,7 @@ PARALLEL_MIN_ROUNDS = 100_000  # below this, starting processes costs more than 
 POLL_SECONDS = 0.2  # how often the evaluation's process reads the tasks' progress
 
 
-def _quiet(fraction: float, stage: str) -> None:
+def quiet(fraction: float, stage: str) -> None:
     """A progress callback that reports nothing."""
 
 
@@ -94,7 +94,7 @@ def fold_predictions(
     rounds: int,
     args: Sequence[str],
     passes: int = 1,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> Iterator[np.ndarray]:
     """Yield, chunk by chunk, the predicted reward of every action of fold ``fold``'s rounds, flat.
 
@@ -144,7 +144,7 @@ def candidate_pmf(
     model_blob: bytes | None = None,
     model_examples: int = 0,
     trained: dict[str, bytes] | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> Iterator[np.ndarray]:
     """Yield, chunk by chunk, a ``model`` or ``vw`` candidate's exploring distribution over every action, flat.
 
@@ -285,7 +285,7 @@ def spill_numbers(
     chunks: Iterable[Rounds],
     spill: Spill,
     *,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     each: Callable[[Rounds], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Write every chunk to ``spill`` and return the ``NUMBERS`` of all their rounds; ``each`` sees every chunk."""
@@ -364,7 +364,7 @@ class ReadTask:
 
 
 def read_parts(
-    tasks: Sequence[ReadTask], *, processes: int, progress: Progress = _quiet
+    tasks: Sequence[ReadTask], *, processes: int, progress: Progress = quiet
 ) -> tuple[Spill, dict[str, np.ndarray]]:
     """Read the parts (in a pool when ``processes`` is above 1); return them as one spill, and their numbers."""
     run(tasks, Spill(tasks[0].out), processes=processes, progress=progress)
@@ -420,7 +420,7 @@ def processes_for(setting: int, rounds: int, tasks: int) -> int:
     return max(1, min(setting, tasks))
 
 
-def run(tasks: Sequence[Task], spill: Spill, *, processes: int, progress: Progress = _quiet) -> list[bytes | None]:
+def run(tasks: Sequence[Task], spill: Spill, *, processes: int, progress: Progress = quiet) -> list[bytes | None]:
     """Run every task over ``spill`` and return their results in order; ``progress`` sees the work of all of them.
 
     With ``processes`` above 1 the tasks run in a pool of that many fresh processes (spawned, not
