@@ -30,6 +30,7 @@ class Deployment:
     exploration: str
     epsilon_decay_after: float
     epsilon_floor: float
+    exploration_bonus: float
     squarecb_gamma_scale: float
     squarecb_gamma_exponent: float
     reward_wait_seconds: float

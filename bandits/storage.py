@@ -271,6 +271,9 @@ ADDED_COLUMNS = (
     ("impressions", "artwork_greedy", "TEXT"),
     ("impressions", "shared", "TEXT"),
     ("impressions", "slot_id", "TEXT"),
+    ("models", "tried", "TEXT"),
+    ("evaluation_models", "tried", "TEXT"),
+    ("optimizations", "before_tried", "TEXT"),
 )
 
 
@@ -389,11 +392,12 @@ def ensure_schema(db: Database) -> None:
             """CREATE TABLE IF NOT EXISTS policies (
                 name TEXT PRIMARY KEY, overrides TEXT NOT NULL, updated_at REAL NOT NULL)"""
         )
+        # tried: how often the version learned each action, as JSON (bandits.model.tried); NULL: not known.
         db.execute(
             """CREATE TABLE IF NOT EXISTS models (
                 policy TEXT NOT NULL, version INTEGER NOT NULL, created_at REAL NOT NULL, blob BLOB NOT NULL,
                 vw_args TEXT NOT NULL, events_learned INTEGER NOT NULL, examples_learned INTEGER NOT NULL,
-                origin TEXT NOT NULL, PRIMARY KEY (policy, version))"""
+                origin TEXT NOT NULL, tried TEXT, PRIMARY KEY (policy, version))"""
         )
         # VW action lines as used by decisions, stored once by content (see bandits.log.eventlog).
         db.execute(
@@ -461,7 +465,7 @@ def ensure_schema(db: Database) -> None:
         db.execute(
             """CREATE TABLE IF NOT EXISTS evaluation_models (
                 run_id TEXT NOT NULL REFERENCES evaluations(id), candidate TEXT NOT NULL, blob BLOB NOT NULL,
-                PRIMARY KEY (run_id, candidate)) WITHOUT ROWID"""
+                tried TEXT, PRIMARY KEY (run_id, candidate)) WITHOUT ROWID"""
         )
         # Optimizations (bandits.evaluate.optimize): the evaluation each ran, its decision, and what an applied one
         # replaced (settings, model version and its bytes) so that it can be rolled back.
@@ -471,7 +475,7 @@ def ensure_schema(db: Database) -> None:
                 evaluation TEXT NOT NULL REFERENCES evaluations(id), status TEXT NOT NULL, finished_at REAL,
                 reason TEXT, decision TEXT, before_overrides TEXT, before_version INTEGER, before_blob BLOB,
                 before_vw_args TEXT, before_examples INTEGER, before_events INTEGER, after_overrides TEXT,
-                after_version INTEGER, rolled_back_at REAL, rollback_version INTEGER)"""
+                after_version INTEGER, rolled_back_at REAL, rollback_version INTEGER, before_tried TEXT)"""
         )
         db.execute("CREATE INDEX IF NOT EXISTS optimizations_policy ON optimizations (policy, created_at)")
         # Personalizer's evaluations and feature importances by the ids its clients gave (bandits.personalizer):

@@ -44,8 +44,9 @@ from service.simulate import Transport, baseline_rows, catalog_from_service, dri
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "default": {},
     "fixed epsilon 0.1": {"settings": {"EPSILON_DECAY_AFTER": 0.0}},
+    "no exploration bonus (the defaults before 2026-12-06)": {"settings": {"EXPLORATION_BONUS": 0.0}},
     "default before 2026-12-03": {
-        "settings": {"EPSILON_DECAY_AFTER": 0.0},
+        "settings": {"EPSILON_DECAY_AFTER": 0.0, "EXPLORATION_BONUS": 0.0},
         "titles": {"vw_args": "-q UT -q UG -l 0.05"},
         "artwork": {"vw_args": "-q UA -q GA -l 0.05"},
     },
@@ -74,7 +75,8 @@ def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, vie
     off) its greedy rows, then those titles each in its best artwork, then in the best order, then
     the oracle's row; each step's gain is the part of the gap it closes:
 
-    * ``exploration``: greedy rows minus exploring rows (the price of exploring);
+    * ``exploration``: greedy rows (no random draws, no exploration bonus) minus exploring rows (the price of
+      exploring);
     * ``artwork``: the greedy titles in their best artworks minus the greedy rows;
     * ``order``: the same titles in the best order minus the titles as placed;
     * ``titles``: the oracle's row minus the greedy titles best dressed and ordered (choosing the titles).
@@ -98,7 +100,7 @@ def gap_breakdown(transport: Transport, world: World, *, at: int, seed: int, vie
 
     exploring = served()
     for policy in ("titles", "artwork"):
-        _put(transport, policy, {"exploration": "epsilon-greedy", "epsilon": 0.0})
+        _put(transport, policy, {"exploration": "epsilon-greedy", "epsilon": 0.0, "exploration_bonus": 0.0})
     greedy = served()
     dressed = [[(t, world.best_artwork(v, t, at=at)) for t, _ in row] for v, row in zip(sample, greedy)]
     ordered = [world.oracle(v, slots=4, at=at, candidates=[t for t, _ in row]) for v, row in zip(sample, greedy)]

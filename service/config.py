@@ -80,6 +80,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
         "(1/3)` after `n` (0: a fixed rate; each policy can override it).",
     ),
     "EPSILON_FLOOR": (0.01, float, "The least epsilon-greedy's rate shrinks to (each policy can override it)."),
+    "EXPLORATION_BONUS": (
+        2.0,
+        float,
+        "How far either rule raises an action's estimated reward for being little tried, in standard errors of "
+        "its rate: `bonus * sqrt(r (1 - r) / (n + 1))` after `n` learned examples of it (0: none; each policy can "
+        "override it).",
+    ),
     "AUTO_OPTIMIZE": (
         False,
         _bool,
@@ -251,6 +258,7 @@ def deployment() -> Deployment:
 POLICY_DEFAULTS = {
     "EPSILON": "epsilon",
     "EPSILON_FLOOR": "epsilon_floor",
+    "EXPLORATION_BONUS": "exploration_bonus",
     "SQUARECB_GAMMA_SCALE": "gamma_scale",
     "SQUARECB_GAMMA_EXPONENT": "gamma_exponent",
 }

@@ -60,7 +60,14 @@ class Contribution(Open):
 
 
 class Explanation(Open):
-    explored: bool = Field(description="the pick was not one of the model's best: exploration chose it")
+    explored: bool = Field(
+        description="the pick was not one of the model's best: a random draw or the exploration bonus chose it"
+    )
+    times_learned: int | None = Field(
+        default=None,
+        description="how often the serving model version learned this title or artwork (the exploration bonus "
+        "shrinks as it grows); null when the version keeps no counts",
+    )
     estimated_reward: float
     baseline: float = Field(description="the estimate with no feature at all (the model's constant)")
     features: list[Contribution] = Field(description="the features that moved the estimate most, largest first")

@@ -83,13 +83,14 @@ STYLES = (("dark-warm", "face"), ("bright-cool", "ensemble"), ("neutral", "text"
 
 
 def add_catalog(
-    client: Any, *, titles: int = 12, styles: tuple[tuple[str, str], ...] = STYLES, seed: int = 1
+    client: Any, *, titles: int = 12, styles: tuple[tuple[str, str], ...] = STYLES, seed: int = 1, prefix: str = "t"
 ) -> list[str]:
-    """Create ``titles`` titles with one poster per style (artwork ids ``<title>-<palette>``); return title ids."""
+    """Create ``titles`` titles (ids ``<prefix>00`` on) with one poster per style (artwork ids ``<title>-<palette>``);
+    return title ids."""
     rng = random.Random(seed)
     ids = []
     for index in range(titles):
-        title_id = f"t{index:02d}"
+        title_id = f"{prefix}{index:02d}"
         response = client.post(
             "/v1/titles",
             json={

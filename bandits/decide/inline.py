@@ -22,7 +22,7 @@ import numpy as np
 
 from bandits.decide.row import RowDecision, SlotDecision
 from bandits.errors import Invalid
-from bandits.model.exploration import Exploration, Pick
+from bandits.model.exploration import Exploration, Pick, judged_by
 from bandits.model.policy import ACTIONS, ServingModel
 from bandits.vw import features
 from bandits.vw.blocks import Block
@@ -163,8 +163,11 @@ def rank(
     lines = [action_line(action_id, found) for action_id, found in offered]
     shared = context_line(context)
     costs = model.costs(shared, lines)
-    pick = exploration.pick(costs, rng)
-    pmf = exploration.pmf(costs)
+    scored = model.scored(exploration, costs, lines)
+    pick = exploration.pick(scored, rng)
+    if exploration.bonus > 0.0:
+        pick = judged_by([pick], costs)[0]
+    pmf = exploration.pmf(scored)
     order = sorted(range(len(ids)), key=lambda i: (i != pick.index, -pmf[i], costs[i], i))
     ranking = [(ids[i], float(pmf[i])) for i in order]
     ranking += [(action_id, 0.0) for action_id, _ in actions if action_id in skipped]
@@ -244,8 +247,11 @@ def rank_slots(
             offered.remove(baseline)
             offered.insert(0, baseline)
         shared = context_line(slot_context(context, slot))
-        costs = model.costs(shared, [lines[i] for i in offered])
-        pick = exploration.pick(costs, rng)
+        offered_lines = [lines[i] for i in offered]
+        costs = model.costs(shared, offered_lines)
+        pick = exploration.pick(model.scored(exploration, costs, offered_lines), rng)
+        if exploration.bonus > 0.0:
+            pick = judged_by([pick], costs)[0]
         used.add(offered[pick.index])
         decided.append(
             _picked(

@@ -12,7 +12,7 @@ import numpy as np
 from assets.catalog import CatalogSnapshot
 from bandits.errors import Invalid
 from bandits.model.diversity import Diversity
-from bandits.model.exploration import Exploration
+from bandits.model.exploration import Exploration, judged_by
 from bandits.model.policy import ServingModel
 from bandits.vw import features
 from bandits.vw.blocks import Block
@@ -133,8 +133,15 @@ def decide_row(
         title_cutoff = now - title_trial_seconds
         title_trial = [i for i, tid in enumerate(ids) if snapshot.titles[tid].created_at > title_cutoff]
     picks = titles_exploration.row(
-        costs, slots, rng, allowed=restriction, trial=title_trial, trial_share=title_trial_share
+        titles_model.scored(titles_exploration, costs, lines),
+        slots,
+        rng,
+        allowed=restriction,
+        trial=title_trial,
+        trial_share=title_trial_share,
     )
+    if titles_exploration.bonus > 0.0:  # a pick the bonus made was not the model's best: it explored
+        picks = judged_by(picks, costs)
     decided: list[SlotDecision] = []
     for position, pick in enumerate(picks):
         title = snapshot.titles[ids[pick.index]]
@@ -143,7 +150,14 @@ def decide_row(
         if trial_share > 0.0 and len(title.artwork_ids) > 1:
             cutoff = now - trial_seconds
             trial = [i for i, created in enumerate(title.artwork_created) if created > cutoff]
-        art = artwork_exploration.pick(art_costs, rng, trial=trial, trial_share=trial_share)
+        art = artwork_exploration.pick(
+            artwork_model.scored(artwork_exploration, art_costs, title.artwork_lines),
+            rng,
+            trial=trial,
+            trial_share=trial_share,
+        )
+        if artwork_exploration.bonus > 0.0:
+            art = judged_by([art], art_costs)[0]
         decided.append(
             SlotDecision(
                 position=position,

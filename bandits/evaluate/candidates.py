@@ -27,6 +27,7 @@ CANDIDATE_FIELDS = (
     "epsilon_floor",
     "gamma_scale",
     "gamma_exponent",
+    "exploration_bonus",
 )
 
 
@@ -42,7 +43,9 @@ class Candidate:
     they are learned). Both explore by ``exploration``: epsilon-greedy with ``epsilon`` (decaying
     after ``epsilon_decay_after`` examples down to ``epsilon_floor`` as a policy's does; 0: a fixed
     rate), or SquareCB with ``gamma_scale`` and ``gamma_exponent``, at the examples the model has
-    learned (for ``vw``, the rounds learned so far).
+    learned (for ``vw``, the rounds learned so far); either raises little-tried actions by
+    ``exploration_bonus`` (``bandits.model.exploration.optimistic``), counting what the model learned
+    (a ``model`` candidate: the stored version's counts; ``vw``: the rounds learned so far).
     """
 
     name: str
@@ -55,6 +58,7 @@ class Candidate:
     gamma_exponent: float = 0.5
     epsilon_decay_after: float = 0.0
     epsilon_floor: float = 0.0
+    exploration_bonus: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the candidate as JSON-ready data (what ``parse_candidate`` reads back)."""
@@ -67,6 +71,8 @@ class Candidate:
                 data["epsilon"] = self.epsilon
                 if self.epsilon_decay_after:
                     data["epsilon_decay_after"], data["epsilon_floor"] = self.epsilon_decay_after, self.epsilon_floor
+            if self.exploration_bonus:
+                data["exploration_bonus"] = self.exploration_bonus
         if self.kind == "model":
             data["version"] = self.version
         if self.kind == "vw":
@@ -136,6 +142,12 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
         if not RANGES[key].holds(number):
             raise SpecError(f"{where}.{key}: must be a number in {RANGES[key].bounds()}")
         decay[key] = float(number)
+    bonus = value.get("exploration_bonus", 0.0)
+    if "exploration_bonus" in value:
+        if kind not in ("model", "vw"):
+            raise SpecError(f"{where}.exploration_bonus: only for candidates of kind model or vw")
+        if not RANGES["exploration_bonus"].holds(bonus):
+            raise SpecError(f"{where}.exploration_bonus: must be {RANGES['exploration_bonus'].says()}")
     version = value.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise SpecError(f"{where}.version: must be a model version number (0 or more)")
@@ -162,6 +174,8 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
             name += f" eps={float(epsilon):g}"
             if decay.get("epsilon_decay_after"):
                 name += f" decaying after {decay['epsilon_decay_after']:g}"
+        if kind in ("model", "vw") and bonus:
+            name += f" bonus={float(bonus):g}"
     if not isinstance(name, str) or not 0 < len(name) <= 100:
         raise SpecError(f"{where}.name: must be text of 1 to 100 characters")
     return Candidate(
@@ -171,6 +185,7 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
         version=version,
         vw_args=vw_args,
         exploration=str(exploration),
+        exploration_bonus=float(bonus),
         **gammas,
         **decay,
     )
@@ -178,15 +193,13 @@ def parse_candidate(value: Any, *, where: str = "candidate") -> Candidate:
 
 def candidate_exploration(candidate: Candidate, examples_learned: int) -> Exploration:
     """Return how a ``model`` or ``vw`` candidate explores with a model that learned ``examples_learned``."""
-    if candidate.exploration == SQUARECB:
-        return Exploration.squarecb(
-            gamma_scale=candidate.gamma_scale,
-            gamma_exponent=candidate.gamma_exponent,
-            examples_learned=examples_learned,
-        )
-    return Exploration.decaying(
+    return Exploration.configured(
+        rule=candidate.exploration,
         epsilon=candidate.epsilon,
         decay_after=candidate.epsilon_decay_after,
         floor=candidate.epsilon_floor,
+        gamma_scale=candidate.gamma_scale,
+        gamma_exponent=candidate.gamma_exponent,
+        bonus=candidate.exploration_bonus,
         examples_learned=examples_learned,
     )

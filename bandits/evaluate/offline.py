@@ -230,13 +230,15 @@ def target_distribution(
     *,
     model_blob: bytes | None = None,
     model_examples: int = 0,
-    trained: dict[str, bytes] | None = None,
+    model_tried: str | None = None,
+    trained: dict[str, vw_passes.Trained] | None = None,
     progress: Progress = quiet,
 ) -> np.ndarray | None:
     """Return the candidate's probability of every action of every round, flat; None for ``logged``.
 
     ``model_blob`` is the stored model of a ``model`` candidate, ``model_examples`` the examples it
-    has learned (SquareCB's exploration depends on them). A ``vw`` candidate's model, once it
+    has learned (SquareCB's exploration depends on them), ``model_tried`` its counts of the actions it
+    learned (an exploration bonus rests on them). A ``vw`` candidate's model, once it
     has learned every round, is put in ``trained`` under the candidate's name if given
     (``bandits.evaluate.passes.candidate_pmf``).
     """
@@ -251,6 +253,7 @@ def target_distribution(
             rounds=len(rounds),
             model_blob=model_blob,
             model_examples=model_examples,
+            model_tried=model_tried,
             trained=trained,
             progress=progress,
         )
@@ -559,23 +562,25 @@ def sampling(
     return found
 
 
-def model_blob(db: Database, policy: str, version: int | None) -> tuple[int, bytes, int]:
-    """Return (version, bytes, examples learned) of a stored model of ``policy``: ``version``, or the newest if None."""
+def model_blob(db: Database, policy: str, version: int | None) -> tuple[int, bytes, int, str | None]:
+    """Return (version, bytes, examples learned, counts of actions learned) of a stored model of ``policy``:
+    ``version``, or the newest if None. The counts are ``bandits.model.tried``'s JSON, None if it keeps none."""
     if version is None:
         row = db.execute(
-            "SELECT version, blob, examples_learned FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
+            "SELECT version, blob, examples_learned, tried FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
             [policy],
         ).fetchone()
     else:
         row = db.execute(
-            "SELECT version, blob, examples_learned FROM models WHERE policy = ? AND version = ?", [policy, version]
+            "SELECT version, blob, examples_learned, tried FROM models WHERE policy = ? AND version = ?",
+            [policy, version],
         ).fetchone()
     if row is None:
         kept = db.execute("SELECT MIN(version), MAX(version) FROM models WHERE policy = ?", [policy]).fetchone()
         raise SpecError(
             f"version: model version {version} of {policy} is not stored (versions kept: {kept[0]} to {kept[1]})"
         )
-    return int(row[0]), bytes(row[1]), int(row[2])
+    return int(row[0]), bytes(row[1]), int(row[2]), row[3]
 
 
 class _Stages:
@@ -829,7 +834,7 @@ def evaluate(
     spec: EvaluationSpec,
     *,
     progress: Progress = quiet,
-    trained: dict[str, bytes] | None = None,
+    trained: dict[str, vw_passes.Trained] | None = None,
 ) -> dict[str, Any]:
     """Run an evaluation: rounds from the log or a dataset, reward model, every candidate; return the report.
 
@@ -900,6 +905,7 @@ def evaluate(
                         rounds=n,
                         model_blob=blob[1] if blob else None,
                         model_examples=blob[2] if blob else 0,
+                        model_tried=blob[3] if blob else None,
                     )
                 )
         processes = vw_passes.processes_for(config.evaluation_processes, n, len(tasks))
@@ -972,7 +978,7 @@ def _candidate_report(
     scores: Scores,
     candidate: Candidate,
     *,
-    blob: tuple[int, bytes, int] | None,
+    blob: tuple[int, bytes, int, str | None] | None,
     policy: str | None,
     found: _Read,
     default_reward: float,

@@ -44,6 +44,7 @@ from bandits.model.policy import (
     store_overrides,
     stored_overrides,
 )
+from bandits.model.tried import Tried
 from bandits.storage import Database, StorageBusy, StorageError, write_transaction
 
 log = logging.getLogger("marquee.optimize")
@@ -55,6 +56,7 @@ L2 = "1e-06"
 EPSILON_STEPS = (0.5, 2.0)  # the lower and the higher epsilon tried, as multiples of the policy's
 EPSILON_RANGE = (0.02, 0.5)  # never tried below or above
 DECAY = {"epsilon_decay_after": 2000.0, "epsilon_floor": 0.01}  # tried by a policy whose epsilon does not decay
+BONUS = 2.0  # the exploration bonus tried by a policy without one
 MIN_EVENTS = 200  # closed events a policy's log needs before an optimization starts
 MIN_EXPLORED_ROUNDS = 100  # explored decisions a window needs: without exploration no other policy can be estimated
 CHECK_SECONDS = 60.0  # how often the learner looks for a policy due
@@ -90,11 +92,18 @@ def _without(args: Sequence[str], names: Sequence[str], value: str | None = None
 
 def _exploration(settings: PolicyConfig, *, epsilon: float | None = None) -> dict[str, Any]:
     """Return the candidate fields of the policy's exploration (with another base ``epsilon`` if given)."""
+    bonus = {"exploration_bonus": settings.exploration_bonus} if settings.exploration_bonus else {}
     if settings.exploration == SQUARECB:
-        return {"exploration": SQUARECB, "gamma_scale": settings.gamma_scale, "gamma_exponent": settings.gamma_exponent}
+        return {
+            "exploration": SQUARECB,
+            "gamma_scale": settings.gamma_scale,
+            "gamma_exponent": settings.gamma_exponent,
+            **bonus,
+        }
     fields: dict[str, Any] = {
         "exploration": settings.exploration,
         "epsilon": settings.epsilon if epsilon is None else epsilon,
+        **bonus,
     }
     if settings.epsilon_decay_after:
         fields.update(epsilon_decay_after=settings.epsilon_decay_after, epsilon_floor=settings.epsilon_floor)
@@ -111,8 +120,9 @@ def search_space(settings: PolicyConfig) -> list[dict[str, Any]]:
 
     From the policy's options: its default options (when it runs others), each learning rate of
     ``LEARNING_RATES`` it does not use, an L2 penalty, each ``-q`` interaction left out (when it has
-    two or more); with its options, epsilon-greedy's base rate halved and doubled within ``EPSILON_RANGE``,
-    and a decaying rate (``DECAY``) when the policy's is fixed.
+    two or more); with its options, its exploration without its bonus (or with ``BONUS``, when it has
+    none), epsilon-greedy's base rate halved and doubled within ``EPSILON_RANGE``, and a decaying rate
+    (``DECAY``) when the policy's is fixed.
     """
     base = list(settings.vw_args)
     exploration = _exploration(settings)
@@ -132,6 +142,11 @@ def search_space(settings: PolicyConfig) -> list[dict[str, Any]]:
             )
     if _option(base, ("--l2",)) is None:
         tried.append((f"L2 {float(L2):g}", [*base, "--l2", L2], exploration))
+    if settings.exploration_bonus:
+        plain = {key: value for key, value in exploration.items() if key != "exploration_bonus"}
+        tried.append(("without the exploration bonus", base, plain))
+    else:
+        tried.append((f"exploration bonus {BONUS:g}", base, {**exploration, "exploration_bonus": BONUS}))
     pairs = [base[index + 1] for index, arg in enumerate(base[:-1]) if arg in ("-q", "--quadratic")]
     if len(pairs) >= 2:
         for pair in pairs:
@@ -174,7 +189,15 @@ def check_candidates(settings: PolicyConfig, raw: Any) -> list[dict[str, Any]]:
             isinstance(value, dict)
             and value.get("kind") == "vw"
             and not set(value)
-            & {"exploration", "epsilon", "gamma_scale", "gamma_exponent", "epsilon_decay_after", "epsilon_floor"}
+            & {
+                "exploration",
+                "epsilon",
+                "gamma_scale",
+                "gamma_exponent",
+                "epsilon_decay_after",
+                "epsilon_floor",
+                "exploration_bonus",
+            }
         ):
             value = {**value, **_exploration(settings)}  # it explores as the policy does
         try:
@@ -457,7 +480,7 @@ def _conclude(db: Database, config: Deployment, optimization_id: str) -> str:
             db.execute(  # the decision and what it replaced, in the transaction that applies it
                 "UPDATE optimizations SET status = 'applied', reason = ?, decision = ?, finished_at = ?, "
                 "before_overrides = ?, before_version = ?, before_blob = ?, before_vw_args = ?, before_examples = ?, "
-                "before_events = ?, after_overrides = ?, after_version = ? WHERE id = ?",
+                "before_events = ?, before_tried = ?, after_overrides = ?, after_version = ? WHERE id = ?",
                 [
                     decision["reason"],
                     json.dumps(decision),
@@ -468,6 +491,7 @@ def _conclude(db: Database, config: Deployment, optimization_id: str) -> str:
                     json.dumps(before.vw_args),
                     before.examples_learned,
                     before.events_learned,
+                    before.tried,
                     json.dumps(stored_overrides(db, policy)),
                     version,
                     optimization_id,
@@ -563,12 +587,12 @@ def rollback(db: Database, config: Deployment, optimization_id: str) -> dict[str
     with write_transaction(db):
         row = db.execute(
             "SELECT policy, status, before_overrides, before_blob, before_vw_args, before_examples, "
-            "before_events, after_overrides, before_version, created_at FROM optimizations WHERE id = ?",
+            "before_events, after_overrides, before_version, created_at, before_tried FROM optimizations WHERE id = ?",
             [optimization_id],
         ).fetchone()
         if row is None:
             raise OptimizationError(f"optimization {optimization_id!r} does not exist", status=404)
-        policy, status, before, blob, vw_args, examples, events, after, version, created_at = row
+        policy, status, before, blob, vw_args, examples, events, after, version, created_at, tried = row
         if status != "applied":
             raise OptimizationError(
                 f"optimization {optimization_id} is {status}; only an applied optimization can be rolled back",
@@ -600,6 +624,7 @@ def rollback(db: Database, config: Deployment, optimization_id: str) -> dict[str
             examples_learned=examples,
             origin=f"rollback of optimization {optimization_id} (version {version})",
             keep=config.model_versions_kept,
+            tried=Tried.loads(tried),
         )
         db.execute(
             "UPDATE optimizations SET status = 'rolled back', rolled_back_at = ?, rollback_version = ? WHERE id = ?",

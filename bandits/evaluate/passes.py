@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import vowpal_wabbit_next as vw
@@ -35,6 +35,7 @@ from bandits.log import datasets
 from bandits.log.rounds import ChunkInfo, Rounds, Spill, iter_from_log
 from bandits.model.exploration import SQUARECB
 from bandits.model.policy import new_workspace
+from bandits.model.tried import Tried
 from bandits.storage import connect
 from bandits.vw import features
 from bandits.vw.workspace import TextExamples, TextLines
@@ -77,10 +78,17 @@ def fold_events(fold: int, folds: int, n_events: int) -> tuple[int, int]:
     return -(-fold * n_events // folds), -(-(fold + 1) * n_events // folds)
 
 
-def _action_costs(examples: TextExamples, rounds: Rounds, i: int) -> np.ndarray:
-    """Return a ``--cb_adf`` workspace's cost estimate of every action of round ``i``, in the order offered."""
+def _action_costs(examples: TextExamples, rounds: Rounds, i: int, *, positioned: bool = True) -> np.ndarray:
+    """Return a ``--cb_adf`` workspace's cost estimate of every action of round ``i``, in the order offered.
+
+    ``positioned`` False predicts without the slot's position (``features.without_position``), as a
+    row's titles are scored when served: one prediction for the whole row.
+    """
     costs = np.empty(int(rounds.offsets[i + 1] - rounds.offsets[i]))  # not rounds.sizes: O(n) per call
-    for index, cost in examples.predict(rounds.example(i, labeled=False)):
+    example = rounds.example(i, labeled=False)
+    if not positioned:
+        example[0] = features.without_position(example[0])
+    for index, cost in examples.predict(example):
         costs[index] = cost
     return costs
 
@@ -136,6 +144,13 @@ def fold_predictions(
 # ---------------------------------------------------------------- candidates' distributions
 
 
+class Trained(NamedTuple):
+    """A ``vw`` candidate's model after its pass: VW's bytes and, when it explores with a bonus, its counts."""
+
+    blob: bytes
+    tried: str | None  # bandits.model.tried.Tried.dumps(); None: the candidate kept no counts
+
+
 def candidate_pmf(
     source: Source,
     candidate: Candidate,
@@ -143,27 +158,31 @@ def candidate_pmf(
     rounds: int,
     model_blob: bytes | None = None,
     model_examples: int = 0,
-    trained: dict[str, bytes] | None = None,
+    model_tried: str | None = None,
+    trained: dict[str, Trained] | None = None,
     progress: Progress = quiet,
 ) -> Iterator[np.ndarray]:
     """Yield, chunk by chunk, a ``model`` or ``vw`` candidate's exploring distribution over every action, flat.
 
     A ``model`` candidate decides with its stored model (``model_blob``, which learned
-    ``model_examples`` examples) and learns nothing. A ``vw`` candidate starts from nothing and
-    learns each event's labelled rounds after deciding them (progressive validation: no round is
-    decided by a model that saw it); once it learned every round, its model is put in ``trained``
-    under the candidate's name, if given.
+    ``model_examples`` examples and the actions ``model_tried`` counts) and learns nothing. A ``vw``
+    candidate starts from nothing and learns each event's labelled rounds after deciding them
+    (progressive validation: no round is decided by a model that saw it); once it learned every
+    round, its model and counts are put in ``trained`` under the candidate's name, if given.
     """
     if candidate.kind == "model":
         if model_blob is None:
             raise ValueError("a model candidate needs the model's bytes")
         workspace, learned, learn = new_workspace([], model_data=model_blob), model_examples, False
+        tried = Tried.loads(model_tried)
     elif candidate.kind == "vw":
         workspace, learned, learn = new_workspace(list(candidate.vw_args)), 0, True
+        tried = Tried()
     else:
         raise ValueError(f"candidate {candidate.name!r} of kind {candidate.kind} has no model to run")
     examples = TextExamples(workspace)
     stage = f"candidate {candidate.name}"
+    bonus = candidate.exploration_bonus > 0.0
     done = 0
     explorer = candidate_exploration(candidate, learned)
     changing = learn and (candidate.exploration == SQUARECB or candidate.epsilon_decay_after > 0)
@@ -174,16 +193,24 @@ def candidate_pmf(
                 explorer = candidate_exploration(candidate, learned + done)
             for i in event:
                 start, stop = chunk.offsets[i], chunk.offsets[i + 1]
-                pmf[start:stop] = explorer.pmf(_action_costs(examples, chunk, i).tolist())
+                # A bonus is not the same for every action when all costs shift, as the slot's position shifts
+                # them: it is reckoned on the costs without the position, as serving a row reckons it.
+                costs = _action_costs(examples, chunk, i, positioned=not bonus).tolist()
+                if bonus:
+                    costs = explorer.scored(costs, None if tried is None else tried.of(chunk.actions(i)))
+                pmf[start:stop] = explorer.pmf(costs)
             if learn:
                 for i in event:
-                    examples.learn(chunk.example(i, labeled=True))
+                    example = chunk.example(i, labeled=True)
+                    examples.learn(example)
+                    if bonus and tried is not None:
+                        tried.learn(example)
             done += len(event)
             if done % 1000 < len(event):
                 progress(done / max(1, rounds), stage)
         yield pmf
     if learn and trained is not None:
-        trained[candidate.name] = workspace.serialize()
+        trained[candidate.name] = Trained(workspace.serialize(), tried.dumps() if bonus and tried is not None else None)
 
 
 # ---------------------------------------------------------------- running the passes
@@ -212,7 +239,7 @@ class FoldTask:
                 f"vw_args: Vowpal Wabbit refused the reward model's options {list(self.args)}: {exc}"
             ) from None
 
-    def __call__(self, source: Source, progress: Progress) -> bytes | None:
+    def __call__(self, source: Source, progress: Progress) -> Trained | None:
         with open(self.out, "wb") as sink:
             for q in fold_predictions(
                 source,
@@ -237,6 +264,7 @@ class CandidateTask:
     rounds: int
     model_blob: bytes | None = None
     model_examples: int = 0
+    model_tried: str | None = None
 
     weight = 3.0  # deciding every round (all its actions), and for vw learning it: more than a fold
 
@@ -247,8 +275,8 @@ class CandidateTask:
         elif self.model_blob is None:
             raise ValueError("a model candidate needs the model's bytes")
 
-    def __call__(self, source: Source, progress: Progress) -> bytes | None:
-        trained: dict[str, bytes] = {}
+    def __call__(self, source: Source, progress: Progress) -> Trained | None:
+        trained: dict[str, Trained] = {}
         with open(self.out, "wb") as sink:
             for pmf in candidate_pmf(
                 source,
@@ -256,6 +284,7 @@ class CandidateTask:
                 rounds=self.rounds,
                 model_blob=self.model_blob,
                 model_examples=self.model_examples,
+                model_tried=self.model_tried,
                 trained=trained,
                 progress=progress,
             ):
@@ -326,7 +355,7 @@ class ReadTask:
     def check(self) -> None:
         pass
 
-    def __call__(self, spill: Source, progress: Progress) -> bytes | None:
+    def __call__(self, spill: Source, progress: Progress) -> Trained | None:
         db = connect(self.database)
         written = Spill(self.out)
         sinks = {name: open(f"{self.numbers}.{name}", "wb") for name in NUMBERS}
@@ -399,7 +428,7 @@ def _adopt(progress_queue: Any) -> None:
     _progress_queue = progress_queue
 
 
-def _pooled(index: int, task: Task, files: list[str]) -> bytes | None:
+def _pooled(index: int, task: Task, files: list[str]) -> Trained | None:
     """Run one task in a pool's process, reporting its progress as ``(index, fraction, stage)``."""
 
     def progress(fraction: float, stage: str) -> None:
@@ -420,7 +449,7 @@ def processes_for(setting: int, rounds: int, tasks: int) -> int:
     return max(1, min(setting, tasks))
 
 
-def run(tasks: Sequence[Task], spill: Spill, *, processes: int, progress: Progress = quiet) -> list[bytes | None]:
+def run(tasks: Sequence[Task], spill: Spill, *, processes: int, progress: Progress = quiet) -> list[Trained | None]:
     """Run every task over ``spill`` and return their results in order; ``progress`` sees the work of all of them.
 
     With ``processes`` above 1 the tasks run in a pool of that many fresh processes (spawned, not
@@ -448,7 +477,7 @@ def run(tasks: Sequence[Task], spill: Spill, *, processes: int, progress: Progre
         order = sorted(range(len(tasks)), key=lambda index: -tasks[index].weight)
         files = [str(path) for path in spill.files]
         submitted = {index: pool.submit(_pooled, index, tasks[index], files) for index in order}
-        futures: list[Future[bytes | None]] = [submitted[index] for index in range(len(tasks))]
+        futures: list[Future[Trained | None]] = [submitted[index] for index in range(len(tasks))]
         pending = set(futures)
         try:
             while pending:

@@ -24,8 +24,10 @@ from typing import Any
 from bandits.deployment import Deployment
 from bandits.errors import Rejected
 from bandits.evaluate import offline
+from bandits.evaluate.passes import Trained
 from bandits.model import policy as policies
 from bandits.model.exploration import SQUARECB
+from bandits.model.tried import Tried
 from bandits.storage import Database, connect, write_transaction
 
 log = logging.getLogger("marquee.runs")
@@ -172,14 +174,14 @@ def _finish(
     status: str,
     result: Any = None,
     error: str | None = None,
-    trained: Mapping[str, bytes] | None = None,
+    trained: Mapping[str, Trained] | None = None,
 ) -> None:
     with write_transaction(db):
         if trained:
             db.executemany(
-                "INSERT INTO evaluation_models (run_id, candidate, blob) VALUES (?, ?, ?) "
-                "ON CONFLICT (run_id, candidate) DO UPDATE SET blob = excluded.blob",
-                [(run_id, name, blob) for name, blob in trained.items()],
+                "INSERT INTO evaluation_models (run_id, candidate, blob, tried) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run_id, candidate) DO UPDATE SET blob = excluded.blob, tried = excluded.tried",
+                [(run_id, name, model.blob, model.tried) for name, model in trained.items()],
             )
         db.execute(
             "UPDATE evaluations SET status = ?, progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END, "
@@ -207,7 +209,7 @@ def run(config: Deployment, run_id: str) -> str:
     row = db.execute("SELECT request FROM evaluations WHERE id = ?", [run_id]).fetchone()
     try:
         spec = offline.parse_spec(json.loads(row[0]))
-        trained: dict[str, bytes] = {}
+        trained: dict[str, Trained] = {}
         with _Reporter(config.database, run_id, synchronous=synchronous) as reporter:
             report = offline.evaluate(db, config, spec, progress=reporter, trained=trained)
     except offline.SpecError as exc:
@@ -238,6 +240,7 @@ EXPLORATION_KEYS = (
     "gamma_exponent",
     "epsilon_decay_after",
     "epsilon_floor",
+    "exploration_bonus",
 )
 EXPLORATION_BEFORE = {
     "exploration": "epsilon-greedy",
@@ -245,6 +248,7 @@ EXPLORATION_BEFORE = {
     "gamma_exponent": 0.5,
     "epsilon_decay_after": 0.0,
     "epsilon_floor": 0.0,
+    "exploration_bonus": 0.0,
 }
 
 
@@ -386,18 +390,18 @@ def install(db: Database, config: Deployment, winner: Winner) -> int:
         )
     if candidate.kind == "vw":
         row = db.execute(
-            "SELECT blob FROM evaluation_models WHERE run_id = ? AND candidate = ?", [winner.run_id, winner.name]
+            "SELECT blob, tried FROM evaluation_models WHERE run_id = ? AND candidate = ?", [winner.run_id, winner.name]
         ).fetchone()
         if row is None:
             raise ApplyRefused(
                 f"the model {winner.name!r} was trained to is not stored with {winner.run_id}; evaluate again",
                 status=409,
             )
-        blob, vw_args = bytes(row[0]), list(candidate.vw_args)
+        blob, tried, vw_args = bytes(row[0]), row[1], list(candidate.vw_args)
         learned = (int(report["events"]), int(report["rounds"]))  # the window it was trained on
     else:
         try:
-            _, blob, _ = offline.model_blob(db, policy, candidate.version)
+            _, blob, _, tried = offline.model_blob(db, policy, candidate.version)
         except offline.SpecError as exc:
             raise ApplyRefused(f"{exc}; evaluate again", status=409) from None
         record = db.execute(
@@ -406,7 +410,12 @@ def install(db: Database, config: Deployment, winner: Winner) -> int:
         ).fetchone()
         vw_args = json.loads(record[0]) or settings.vw_args
         learned = (int(record[1]), int(record[2]))  # as scored: exploration depends on what the model learned
-    overrides = {**policies.stored_overrides(db, policy), "vw_args": vw_args, "exploration": candidate.exploration}
+    overrides = {
+        **policies.stored_overrides(db, policy),
+        "vw_args": vw_args,
+        "exploration": candidate.exploration,
+        "exploration_bonus": candidate.exploration_bonus,
+    }
     if candidate.exploration == SQUARECB:
         overrides.update(gamma_scale=candidate.gamma_scale, gamma_exponent=candidate.gamma_exponent)
     else:  # the rate as evaluated: a candidate without a decay was scored at a fixed rate
@@ -425,6 +434,7 @@ def install(db: Database, config: Deployment, winner: Winner) -> int:
         examples_learned=learned[1],
         origin=f"evaluation {winner.run_id}: {winner.name}",
         keep=config.model_versions_kept,
+        tried=Tried.loads(tried),
     )
 
 

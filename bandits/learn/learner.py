@@ -55,6 +55,7 @@ from bandits.model.policy import (
     new_workspace,
     publish,
 )
+from bandits.model.tried import Tried
 from bandits.postgres import LEARNER_LOCK, SessionLock, is_url, lock_held, try_session_lock
 from bandits.storage import Database, StorageBusy, Writes, connect, inline, write_transaction
 from bandits.vw import blocks, features
@@ -222,17 +223,17 @@ class Learner:
         self.db = db
         self.config = config
         self.writes = writes  # runs the write transactions (PriorityWrites in the learner process)
-        self._workspaces: dict[str, tuple[int, vw.Workspace]] = {}
+        self._workspaces: dict[str, tuple[int, vw.Workspace, Tried | None]] = {}
 
-    def _workspace(self, policy: str) -> tuple[int, vw.Workspace, Any]:
+    def _workspace(self, policy: str) -> tuple[int, vw.Workspace, Tried | None, Any]:
         record = latest_model(self.db, policy)
         if record is None:
             raise RuntimeError(f"policy {policy!r} has no model; the service creates version 0 at start")
         cached = self._workspaces.get(policy)
         if cached is None or cached[0] != record.version:
-            cached = (record.version, new_workspace(record.vw_args, model_data=record.blob))
+            cached = (record.version, new_workspace(record.vw_args, model_data=record.blob), Tried.loads(record.tried))
             self._workspaces[policy] = cached
-        return cached[0], cached[1], record
+        return cached[0], cached[1], cached[2], record
 
     def step(self, policy: str, *, now: float | None = None) -> StepResult:
         """Close due windows, learn every closed event of ``policy`` and publish one new version."""
@@ -264,7 +265,7 @@ class Learner:
         keys = {event["title_block"] for event in closed}
         keys.update(row["artwork_block"] for rows in impressions.values() for row in rows)
         lines_of = blocks.load(self.db, keys)
-        base_version, workspace, record = self._workspace(policy)
+        base_version, workspace, tried, record = self._workspace(policy)
         # Learning changes the workspace in place: until the commit succeeds it is no longer the
         # published version, so it must not be found in the cache by a retry.
         self._workspaces.pop(policy, None)
@@ -280,6 +281,8 @@ class Learner:
                 examples = apprentice_examples(examples, default_reward=cfg.default_reward, seed=event["event_seq"])
             for example in examples:
                 examples_of.learn(example)
+                if tried is not None:
+                    tried.learn(example)
             learned_rows.append((event["event_seq"], len(examples)))
         result.events = len(learned_rows)
         result.examples = sum(n for _, n in learned_rows)
@@ -300,6 +303,7 @@ class Learner:
                         examples_learned=record.examples_learned + result.examples,
                         origin="learner",
                         keep=self.config.model_versions_kept,
+                        tried=tried,
                     )
                 else:  # logging-only decisions: recorded as done, the model unchanged
                     version = base_version
@@ -316,7 +320,7 @@ class Learner:
         if version is None:  # an import or reset published a version meanwhile: redo this work on top of it
             result.discarded = True
             return result
-        self._workspaces[policy] = (version, workspace)
+        self._workspaces[policy] = (version, workspace, tried)
         result.version = version
         return result
 

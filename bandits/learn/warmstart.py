@@ -24,6 +24,7 @@ from bandits.evaluate.estimators import mean_interval
 from bandits.log import datasets
 from bandits.model.exploration import lead_of
 from bandits.model.policy import latest_model, load_policy, new_workspace, publish
+from bandits.model.tried import Tried
 from bandits.storage import Database, write_transaction
 from bandits.vw.workspace import TextExamples
 
@@ -70,8 +71,10 @@ def warm_start(
     newest = latest_model(db, policy)
     if start == "newest" and newest is not None:
         workspace, vw_args, learned = new_workspace([], model_data=newest.blob), newest.vw_args, newest
+        tried = Tried.loads(newest.tried)
     else:
         workspace, vw_args, learned = new_workspace(settings.vw_args), settings.vw_args, None
+        tried = Tried()
     rounds = datasets.load(db, dataset_id)
     examples = TextExamples(workspace)
     n = len(rounds)
@@ -84,7 +87,10 @@ def warm_start(
                     costs[index] = score
                 model_hit[i] = float(lead_of(costs) == rounds.chosen[i])  # ties name no choice, as in serving
                 baseline_hit[i] = float(rounds.chosen[i] == 0)
-            examples.learn(rounds.example(i, labeled=True))
+            example = rounds.example(i, labeled=True)
+            examples.learn(example)
+            if tried is not None:
+                tried.learn(example)
             if i % 1000 == 999:
                 progress((step * n + i + 1) / (passes * n))
     weights = rounds.reward / rounds.pscore
@@ -99,6 +105,7 @@ def warm_start(
             examples_learned=(learned.examples_learned if learned else 0) + n * passes,
             origin=f"warm start from {dataset_id}",
             keep=config.model_versions_kept,
+            tried=tried,
         )
     progress(1.0)
     return {

@@ -18,6 +18,16 @@ an action looks: of ``k`` actions, one whose estimated cost exceeds the lowest b
 model has learned (``gamma_scale * n ** gamma_exponent`` after ``n`` learned examples; VW's defaults
 are 10 and 0.5), so exploration starts uniform and narrows as the estimates earn trust, and an action
 that looks nearly as good as the best keeps being tried while a hopeless one is left alone.
+
+Either rule may first raise each action's estimate by how little the model has tried it (``bonus``,
+``optimistic``): an action the serving model learned ``n`` times, with an estimated reward ``r``,
+counts as ``r + bonus * sqrt(r' (1 - r') / (n + 1))`` where ``r'`` is ``r`` kept within
+``[BONUS_FLOOR, 1 - BONUS_FLOOR]``. The term is the standard error of a rate of ``r`` measured ``n + 1``
+times, so the bonus goes where the model is unsure: to actions seldom shown, and, among those, to
+the ones that may pay rather than those estimated at nearly nothing, which need few tries to rule
+out. The counts come with the model version (``bandits.model.tried``), so the distribution is still
+a function of the version and the features, and every probability exact. Rewards are taken to lie
+in ``[0, 1]`` (a click or a play worth 1); other estimates are held to that range for the bonus.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from bandits.vw import features
 
 
 @dataclass(frozen=True)
@@ -226,6 +238,41 @@ def _sample(pmf: np.ndarray, rng: np.random.Generator) -> int:
     return min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(pmf) - 1)
 
 
+BONUS_FLOOR = 0.01  # the least estimated reward the bonus counts with: an unseen action's is not 0
+
+
+def optimistic(costs: Sequence[float], tried: Sequence[int], bonus: float) -> list[float]:
+    """Return the costs with each action's reward raised by ``bonus`` times its standard error (see the module)."""
+    if len(tried) != len(costs):
+        raise ValueError("tried must give one count per action")
+    raised = []
+    for cost, count in zip(costs, tried):
+        reward = features.reward_of(cost)
+        rate = min(1.0 - BONUS_FLOOR, max(BONUS_FLOOR, reward))
+        raised.append(features.cost_of(reward + bonus * math.sqrt(rate * (1.0 - rate) / (count + 1))))
+    return raised
+
+
+def judged_by(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pick]:
+    """Return picks drawn over raised costs with their greedy choice, lead and ``explored`` judged by ``costs``.
+
+    ``costs`` are the model's own estimates, before a bonus raised them: a pick the bonus made is one
+    the model did not think best, so it counts as explored, and the greedy choice logged for it is the
+    model's (the lowest index of the lowest estimates, the lead the highest), as without a bonus. The
+    picks are a row's in slot order (or one pick); each slot's choice is among what it offered.
+    """
+    left = list(range(len(costs)))
+    judged = []
+    for pick in picks:
+        offered = list(pick.offered) if pick.offered is not None else left
+        low = min(costs[i] for i in offered)
+        best = [i for i in offered if costs[i] == low]
+        greedy = pick.index if pick.index in best else min(best)
+        judged.append(replace(pick, greedy_index=greedy, lead=max(best)))
+        left = [i for i in left if i != pick.index]
+    return judged
+
+
 def with_baseline(pmf: np.ndarray, baseline: float) -> np.ndarray:
     """Mix a distribution with the baseline (the first action offered): ``baseline`` of the draws go to it."""
     if baseline <= 0.0:
@@ -239,7 +286,8 @@ def with_baseline(pmf: np.ndarray, baseline: float) -> np.ndarray:
 class Exploration:
     """How one policy explores at one model version: the rule and its parameter at that version.
 
-    ``epsilon`` is used by epsilon-greedy; ``gamma`` by SquareCB (see ``Exploration.squarecb``).
+    ``epsilon`` is used by epsilon-greedy; ``gamma`` by SquareCB (see ``Exploration.squarecb``);
+    ``bonus`` by either, on the costs before the draw (``scored``).
     ``baseline`` is the share of draws that serve the baseline, the first action offered, whatever
     the model thinks (1 in the apprentice and logging-only learning modes: the caller's own choice is
     always served); every probability stays exact, and each pick still names the model's greedy choice.
@@ -250,6 +298,14 @@ class Exploration:
     epsilon: float = 0.1
     gamma: float = 0.0
     baseline: float = 0.0
+    bonus: float = 0.0
+
+    def scored(self, costs: Sequence[float], tried: Sequence[int] | None) -> list[float]:
+        """Return the costs the draw uses: raised by the bonus (``optimistic``) when there is one and counts to
+        rest it on, else as given. A model version without counts (``bandits.model.tried``) explores without it."""
+        if self.bonus <= 0.0 or tried is None:
+            return list(costs)
+        return optimistic(costs, tried, self.bonus)
 
     @classmethod
     def decaying(cls, *, epsilon: float, decay_after: float, floor: float, examples_learned: int) -> Exploration:
@@ -269,6 +325,30 @@ class Exploration:
         return cls(
             rule=SQUARECB, gamma=gamma_scale * float(examples_learned) ** gamma_exponent if examples_learned else 0.0
         )
+
+    @classmethod
+    def configured(
+        cls,
+        *,
+        rule: str,
+        epsilon: float,
+        decay_after: float,
+        floor: float,
+        gamma_scale: float,
+        gamma_exponent: float,
+        bonus: float,
+        examples_learned: int,
+    ) -> Exploration:
+        """The exploration a policy's (or a candidate's) settings give at a model that learned ``examples_learned``."""
+        if rule == SQUARECB:
+            found = cls.squarecb(
+                gamma_scale=gamma_scale, gamma_exponent=gamma_exponent, examples_learned=examples_learned
+            )
+        else:
+            found = cls.decaying(
+                epsilon=epsilon, decay_after=decay_after, floor=floor, examples_learned=examples_learned
+            )
+        return replace(found, bonus=bonus)
 
     def pmf(self, costs: Sequence[float] | np.ndarray) -> np.ndarray:
         """Return the distribution over actions of the given costs."""

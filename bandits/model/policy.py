@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from bandits.deployment import Deployment
 from bandits.errors import Invalid, Unavailable
 from bandits.model.diversity import Diversity, DiversityError
-from bandits.model.exploration import RULES, SQUARECB, Exploration
+from bandits.model.exploration import RULES, Exploration
+from bandits.model.tried import Tried
 from bandits.storage import Database, bump, write_transaction
 from bandits.vw.options import OptionError, check_model, check_user_args
 from bandits.vw.workspace import TextExamples, VWError
@@ -57,6 +58,7 @@ OVERRIDABLE = (
     "epsilon_floor",
     "gamma_scale",
     "gamma_exponent",
+    "exploration_bonus",
     "vw_args",
     "reward_wait",
     "default_reward",
@@ -119,6 +121,7 @@ RANGES: dict[str, Range] = {
     "epsilon_floor": Range(0.0, 1.0),
     "gamma_scale": Range(0.0, 1e6, low_open=True),
     "gamma_exponent": Range(0.0, 1.0),
+    "exploration_bonus": Range(0.0, 100.0),
     "reward_wait": Range(0.0, 7 * 86400.0, unit="a number of seconds"),
     "default_reward": Range(-1.0, 1.0),
     "apprentice_exploration": Range(0.0, 0.5),
@@ -151,6 +154,7 @@ class PolicyConfig:
     epsilon_floor: float = 0.0  # the least epsilon shrinks to
     gamma_scale: float = 10.0
     gamma_exponent: float = 0.5
+    exploration_bonus: float = 0.0  # raises little-tried actions' estimates (bandits.model.exploration.optimistic)
     max_per_genre: int = 0
     min_genres: int = 0
     reward_values: dict[str, float] = field(default_factory=dict)
@@ -167,17 +171,16 @@ class PolicyConfig:
 
     def explorer(self, examples_learned: int) -> Exploration:
         """Return how this policy explores with a model that has learned ``examples_learned`` examples."""
-        if self.exploration == SQUARECB:
-            explorer = Exploration.squarecb(
-                gamma_scale=self.gamma_scale, gamma_exponent=self.gamma_exponent, examples_learned=examples_learned
-            )
-        else:
-            explorer = Exploration.decaying(
-                epsilon=self.epsilon,
-                decay_after=self.epsilon_decay_after,
-                floor=self.epsilon_floor,
-                examples_learned=examples_learned,
-            )
+        explorer = Exploration.configured(
+            rule=self.exploration,
+            epsilon=self.epsilon,
+            decay_after=self.epsilon_decay_after,
+            floor=self.epsilon_floor,
+            gamma_scale=self.gamma_scale,
+            gamma_exponent=self.gamma_exponent,
+            bonus=self.exploration_bonus,
+            examples_learned=examples_learned,
+        )
         if self.learning_mode == ONLINE:
             return explorer
         share = 1.0 - self.apprentice_exploration if self.learning_mode == APPRENTICE else 1.0
@@ -203,6 +206,7 @@ def deployment_defaults(config: Deployment, name: str) -> dict[str, Any]:
         "epsilon_floor": config.epsilon_floor,
         "gamma_scale": config.squarecb_gamma_scale,
         "gamma_exponent": config.squarecb_gamma_exponent,
+        "exploration_bonus": config.exploration_bonus,
         "reward_values": dict(config.reward_values),
         "learning_mode": ONLINE,
         "apprentice_exploration": 0.0,
@@ -277,6 +281,9 @@ class PolicyOverrides(BaseModel):
     epsilon_floor: float | None = _ranged("epsilon_floor", "the least epsilon shrinks to")
     gamma_scale: float | None = _ranged("gamma_scale", "SquareCB's gamma = gamma_scale * n^gamma_exponent")
     gamma_exponent: float | None = _ranged("gamma_exponent", "SquareCB's exponent of the examples learned")
+    exploration_bonus: float | None = _ranged(
+        "exploration_bonus", "how far a little-tried action's estimate is raised, in standard errors"
+    )
     vw_args: list[str] | str | None = Field(
         default=None, description="VW options (a list, or one shell-quoted string); new options start a new model"
     )
@@ -477,17 +484,24 @@ class ModelRecord:
     examples_learned: int
     origin: str
     blob: bytes = b""
+    tried: str | None = None  # the version's counts of learned actions as JSON (bandits.model.tried); None: none
 
     def summary(self) -> dict[str, Any]:
         """Return the record without its blob."""
         data = asdict(self)
         data.pop("blob")
+        data.pop("tried")
         data["bytes"] = len(self.blob)
+        # how many actions the version counts as learned (the exploration bonus rests on them); None: not known
+        data["actions_tried"] = None if self.tried is None else len(json.loads(self.tried))
         return data
 
 
+MODEL_COLUMNS = "policy, version, created_at, blob, vw_args, events_learned, examples_learned, origin, tried"
+
+
 def _record(row: Sequence[Any], *, with_blob: bool) -> ModelRecord:
-    policy, version, created_at, blob, vw_args, events, examples, origin = row
+    policy, version, created_at, blob, vw_args, events, examples, origin, tried = row
     return ModelRecord(
         policy=policy,
         version=version,
@@ -497,15 +511,14 @@ def _record(row: Sequence[Any], *, with_blob: bool) -> ModelRecord:
         examples_learned=examples,
         origin=origin,
         blob=bytes(blob) if with_blob else blob,
+        tried=tried,
     )
 
 
 def latest_model(db: Database, policy: str) -> ModelRecord | None:
     """Return the newest model version of a policy, or None if it has none yet."""
     row = db.execute(
-        "SELECT policy, version, created_at, blob, vw_args, events_learned, examples_learned, origin "
-        "FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1",
-        [policy],
+        f"SELECT {MODEL_COLUMNS} FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1", [policy]
     ).fetchone()
     return _record(row, with_blob=True) if row else None
 
@@ -526,14 +539,28 @@ def publish(
     examples_learned: int,
     origin: str,
     keep: int,
+    tried: Tried | None,
 ) -> int:
-    """Store a new model version inside the caller's transaction, prune old ones, return the version."""
+    """Store a new model version inside the caller's transaction, prune old ones, return the version.
+
+    ``tried``: the counts of the actions the version learned (``bandits.model.tried``); None for a model
+    whose counts are not known (an uploaded one), which explores without a bonus.
+    """
     row = db.execute("SELECT COALESCE(MAX(version), -1) FROM models WHERE policy = ?", [policy]).fetchone()
     version = int(row[0]) + 1
     db.execute(
-        "INSERT INTO models (policy, version, created_at, blob, vw_args, events_learned, examples_learned, origin) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [policy, version, time.time(), blob, json.dumps(list(vw_args)), events_learned, examples_learned, origin],
+        f"INSERT INTO models ({MODEL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            policy,
+            version,
+            time.time(),
+            blob,
+            json.dumps(list(vw_args)),
+            events_learned,
+            examples_learned,
+            origin,
+            None if tried is None else tried.dumps(),
+        ],
     )
     db.execute("DELETE FROM models WHERE policy = ? AND version <= ?", [policy, version - max(1, keep)])
     return version
@@ -563,6 +590,7 @@ def publish_empty(db: Database, config: Deployment, name: str, *, origin: str) -
         examples_learned=0,
         origin=origin,
         keep=config.model_versions_kept,
+        tried=Tried(),
     )
 
 
@@ -577,6 +605,7 @@ class ServingModel:
     def __init__(self, record: ModelRecord) -> None:
         self.version = record.version
         self.examples_learned = record.examples_learned
+        self.tried = Tried.loads(record.tried)
         self.workspace = new_workspace(record.vw_args, model_data=record.blob)
         self._examples = TextExamples(self.workspace, cached_actions=CACHED_ACTION_LINES)
         self._lock = threading.Lock()
@@ -601,3 +630,16 @@ class ServingModel:
                 "estimate); nothing was logged"
             )
         return costs
+
+    def scored(self, exploration: Exploration, costs: list[float], actions: Sequence[str]) -> list[float]:
+        """Return the costs ``exploration`` draws from: raised by its bonus over this version's counts, if any."""
+        if exploration.bonus <= 0.0:
+            return costs
+        return exploration.scored(costs, self.tried_of(actions))
+
+    def tried_of(self, actions: Sequence[str]) -> list[int] | None:
+        """Return how often this version learned each action line (None: the version keeps no counts)."""
+        if self.tried is None:
+            return None
+        with self._lock:
+            return self.tried.of(actions)

@@ -125,6 +125,14 @@ def with_position(shared_line: str, position: int) -> str:
     return f"{shared_line} |P pos={position}"
 
 
+_POSITION = re.compile(r" \|P pos=\d+$")
+
+
+def without_position(shared_line: str) -> str:
+    """Return a slot's shared line without the position ``with_position`` added (unchanged if it has none)."""
+    return _POSITION.sub("", shared_line)
+
+
 def title_tokens(title: Mapping[str, Any]) -> list[str]:
     """Return the tokens that describe a title (id, decade, maturity, free-form features)."""
     tokens = [f"id={escape(title['id'])}"]

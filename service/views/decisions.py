@@ -48,20 +48,22 @@ def _explanations(decision: RowDecision, models: Any) -> list[dict[str, Any]]:
     found = []
     for slot in decision.slots:
         title_line = lines[slot.title_index]
+        artwork_line = slot.artwork_block.lines[slot.artwork_index]
+        title_tried = models["titles"].tried_of([title_line])
+        artwork_tried = models["artwork"].tried_of([artwork_line])
         found.append(
             {
                 "title": {
                     "explored": slot.title_explored,
+                    "times_learned": None if title_tried is None else title_tried[0],
                     "greedy_title_id": slot.greedy_title_id,
                     **titles.explain(decision.shared_line, title_line),
                 },
                 "artwork": {
                     "explored": slot.artwork_explored,
+                    "times_learned": None if artwork_tried is None else artwork_tried[0],
                     "greedy_artwork_id": slot.greedy_artwork_id,
-                    **artwork.explain(
-                        features.artwork_shared(decision.shared_line, title_line),
-                        slot.artwork_block.lines[slot.artwork_index],
-                    ),
+                    **artwork.explain(features.artwork_shared(decision.shared_line, title_line), artwork_line),
                 },
             }
         )

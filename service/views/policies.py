@@ -166,6 +166,7 @@ def import_model(name: str) -> ResponseReturnValue:
             examples_learned=0,
             origin="import",
             keep=int(current_app.config["MODEL_VERSIONS_KEPT"]),
+            tried=None,  # what the uploaded model learned is not known: it explores without a bonus
         )
     return jsonify({"policy": name, "version": version}), 201
 

@@ -385,7 +385,8 @@ def test_new_artwork_gets_its_trial_share_with_exact_probabilities(app, client, 
                 client.post(f"/v1/events/{body['event_id']}/reward", json={"title_id": slot["title_id"], "value": 1})
     learner.run_once(now=time.time() + 61)
     serve_newest_models(app)
-    client.put("/v1/policies/artwork", json={"epsilon": 0.0})
+    # The trial share alone: no random draws, and no exploration bonus (which would put the new artwork first).
+    client.put("/v1/policies/artwork", json={"epsilon": 0.0, "exploration_bonus": 0.0})
     client.post(
         "/v1/titles/t00/artworks",
         data={"file": (io.BytesIO(image_bytes((10, 200, 10))), "n.png"), "id": "t00-new"},

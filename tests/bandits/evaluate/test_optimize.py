@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -76,7 +77,9 @@ def test_the_search_space_varies_rates_interactions_regularization_and_explorati
         "without -q IA",
         "epsilon 0.05",
         "epsilon 0.2",
+        "exploration bonus 2",
     }
+    assert space["exploration bonus 2"]["exploration_bonus"] == 2.0
     assert space["learning rate 0.5"]["vw_args"] == ["-q", "UA", "-q", "UG", "-q", "IA", "--clip_p", "1", "-l", "0.5"]
     assert space["without -q UG"]["vw_args"] == ["-q", "UA", "-q", "IA", "-l", "0.2", "--clip_p", "1"]
     # Every candidate explores as the policy does, decay included, so its estimate is of what would serve.
@@ -84,6 +87,9 @@ def test_the_search_space_varies_rates_interactions_regularization_and_explorati
     assert {c["epsilon"] for c in space.values()} == {0.1, 0.05, 0.2}
     for candidate in space.values():
         offline.parse_candidate(candidate)  # VW accepts every one
+    bonused = {c["name"]: c for c in optimize.search_space(replace(default, exploration_bonus=2.0))}
+    assert "exploration bonus 2" not in bonused and "exploration_bonus" not in bonused["without the exploration bonus"]
+    assert all(c["exploration_bonus"] == 2.0 for name, c in bonused.items() if name != "without the exploration bonus")
     mis_tuned = PolicyConfig(name="artwork", epsilon=0.3, vw_args=["-l", "0.001"], reward_wait=10.0, default_reward=0.0)
     space = {candidate["name"]: candidate for candidate in optimize.search_space(mis_tuned)}
     assert space["default options"]["vw_args"] == DEFAULT_VW_ARGS["artwork"]

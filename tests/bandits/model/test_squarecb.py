@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -48,7 +49,10 @@ def test_an_untrained_model_explores_uniformly(served):
 
 
 def test_logged_probabilities_are_those_the_model_version_gives(served):
-    """The offline ``model`` candidate with SquareCB, at the serving version, reproduces every logged probability."""
+    """The offline ``model`` candidate with SquareCB, at the serving version, reproduces every logged probability.
+
+    The policies also raise little-tried actions by the default exploration bonus, counted by the version.
+    """
     client = served.test_client()
     db = connect(served.config["DATABASE"])
     rng = np.random.default_rng(3)
@@ -60,12 +64,17 @@ def test_logged_probabilities_are_those_the_model_version_gives(served):
     since = time.time()
     rank_rows(client, 150, rng)
     learner.run_once(now=time.time() + 601)  # closes the windows (and learns: the rows were ranked before)
-    for policy, (version, blob, examples) in serving.items():
+    for policy, (version, blob, examples, tried) in serving.items():
         assert examples > 0
         rounds = offline.from_log(db, policy=policy, aggregation="earliest", default_reward=0.0, since=since)
         assert rounds.n_events == 150
-        candidate = offline.parse_candidate({"kind": "model", "version": version, "exploration": "squarecb"})
-        pmf = offline.target_distribution(rounds, candidate, model_blob=blob, model_examples=examples)
+        assert tried is not None and sum(json.loads(tried).values()) == examples  # every learned pick counted
+        candidate = offline.parse_candidate(
+            {"kind": "model", "version": version, "exploration": "squarecb", "exploration_bonus": 2.0}
+        )
+        pmf = offline.target_distribution(
+            rounds, candidate, model_blob=blob, model_examples=examples, model_tried=tried
+        )
         assert pmf is not None
         assert pmf[rounds.logged_flat] == pytest.approx(rounds.pscore, rel=1e-5)  # VW scores are float32
         # Learning narrowed the draws: the logged probabilities are no longer the uniform ones.

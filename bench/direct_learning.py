@@ -1,0 +1,204 @@
+"""Learning quality without the service around it: for fast sweeps of exploration settings.
+
+Usage (from the repository root):
+
+    python -m bench.direct_learning [--world long-tail] [--seeds 1 2 3] [--impressions 100000]
+                                    [--title-bonus 2] [--artwork-bonus 2] [--titles-args "..."]
+                                    [--artwork-args "..."] [--epsilon 0.1] [--decay-after 2000] [--floor 0.01]
+
+The row is decided by the service's own ``bandits.decide.row.decide_row`` over the demo catalog the
+learning benchmark builds for the world, with the policies' exploration (``Exploration.decaying``
+and the bonus), and learned by the learner's own example builders (``bandits.learn.learner``)
+every 200 rows, on VW workspaces held in this process: no HTTP, no log, no model versions, so a
+100,000-impression run takes about a minute instead of five. What it leaves out (the log, the
+reward windows, publishing versions) does not change what is learned: the learner learns the same
+examples, in the same batches. Its figures are the share of the oracle's lift over uniform rows
+(``service.simulate.baseline_rows``), window by window of 1,000 impressions, as in
+``bench.learning_bench``; the viewers and outcomes are drawn from their own streams, so a seed's
+figures differ from that benchmark's by its run-to-run spread, and a comparison is to be made
+between two runs of this script. ``mean of the last 5`` averages the windows from 96k to 100k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import vowpal_wabbit_next
+
+from assets.catalog import load_snapshot
+from bandits.decide.row import RowDecision, decide_row
+from bandits.learn.learner import artwork_examples, title_examples
+from bandits.model.exploration import Exploration
+from bandits.model.policy import ARTWORK, DEFAULT_VW_ARGS, TITLES, new_workspace
+from bandits.model.tried import Tried
+from bandits.simulator import SHAPES, World
+from bandits.storage import connect
+from bandits.vw.workspace import TextExamples
+from bench.report import machine, report
+from service import create_app
+from service.simulate import baseline_rows, catalog_from_service, scratch_service
+
+SLOTS = 4
+LEARN_EVERY = 200  # rows, as bench.learning_bench learns
+CHECKPOINTS = (5_000, 20_000, 50_000, 100_000)
+
+
+class Policy:
+    """A policy's workspace in this process, scored and learned as a serving model and the learner would."""
+
+    def __init__(self, vw_args: list[str]) -> None:
+        self.workspace = new_workspace(vw_args)
+        self.examples = TextExamples(self.workspace, cached_actions=8192)
+        self.tried = Tried()
+        self.version = 0
+        self.examples_learned = 0
+
+    def costs(self, shared: str, actions: list[str] | tuple[str, ...]) -> list[float]:
+        costs = [0.0] * len(actions)
+        for index, cost in self.examples.predict([shared, *actions]):
+            costs[index] = cost
+        return costs
+
+    def scored(self, exploration: Exploration, costs: list[float], actions: Any) -> list[float]:
+        return costs if exploration.bonus <= 0.0 else exploration.scored(costs, self.tried.of(actions))
+
+    def learn(self, examples: list[list[str]]) -> None:
+        for example in examples:
+            self.examples.learn(example)
+            self.tried.learn(example)
+        self.examples_learned += len(examples)
+
+
+def _examples(decision: RowDecision, rewards: list[float]) -> tuple[list[list[str]], list[list[str]]]:
+    """Return the title and artwork examples the learner would build from the decision's logged rows."""
+    event = {"title_block": decision.candidate_block.key, "title_shared": decision.shared_line}
+    lines_of = {decision.candidate_block.key: list(decision.candidate_block.lines)}
+    impressions = []
+    for slot in decision.slots:
+        lines_of[slot.artwork_block.key] = list(slot.artwork_block.lines)
+        impressions.append(
+            {
+                "position": slot.position,
+                "title_index": slot.title_index,
+                "title_prob": slot.title_prob,
+                "offered": json.dumps(list(slot.title_offered)) if slot.title_offered else None,
+                "artwork_block": slot.artwork_block.key,
+                "artwork_index": slot.artwork_index,
+                "artwork_prob": slot.artwork_prob,
+            }
+        )
+    return (
+        title_examples(event, impressions, rewards, lines_of),
+        artwork_examples(event, impressions, rewards, lines_of),
+    )
+
+
+def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """Drive one world of ``seed`` for ``args.impressions`` impressions; return its curve of shares."""
+    shape = SHAPES[args.world]
+    with tempfile.TemporaryDirectory(prefix="marquee-direct-") as folder:
+        transport, _ = scratch_service(
+            folder, create_app=create_app, seed=seed, titles=shape.titles, artworks_per_title=shape.artworks_per_title
+        )
+        world = World.build(catalog_from_service(transport), seed=seed, shape=shape)
+        snapshot = load_snapshot(connect(transport.client.application.config["DATABASE"]))
+    titles = Policy(args.titles_args.split() if args.titles_args is not None else DEFAULT_VW_ARGS[TITLES])
+    artwork = Policy(args.artwork_args.split() if args.artwork_args is not None else DEFAULT_VW_ARGS[ARTWORK])
+    rng, viewers, baselines = (np.random.default_rng([seed, k]) for k in (11, 12, 13))
+    window: dict[str, list[float]] = {"policy": [], "oracle": [], "uniform": []}
+    shares: dict[int, float] = {}
+    waiting: list[tuple[RowDecision, list[float]]] = []
+
+    def explorer(policy: Policy, bonus: float) -> Exploration:
+        found = Exploration.decaying(
+            epsilon=args.epsilon,
+            decay_after=args.decay_after,
+            floor=args.floor,
+            examples_learned=policy.examples_learned,
+        )
+        return replace(found, bonus=bonus)
+
+    for row in range(args.impressions // SLOTS):
+        at = row * SLOTS
+        viewer = world.draw_viewer(viewers)
+        decision = decide_row(
+            snapshot=snapshot,
+            titles_model=titles,  # type: ignore[arg-type]  # scores as a ServingModel does
+            artwork_model=artwork,  # type: ignore[arg-type]
+            titles_exploration=explorer(titles, args.title_bonus),
+            artwork_exploration=explorer(artwork, args.artwork_bonus),
+            user_id=viewer.id,
+            user_features=viewer.features,
+            slots=SLOTS,
+            candidates=None,
+            exclude=[],
+            rng=rng,
+        )
+        shown = [(slot.title_id, slot.artwork_id) for slot in decision.slots]
+        outcomes = world.respond(viewer, shown, viewers, at=at)
+        waiting.append((decision, [1.0 if outcome.played else 0.0 for outcome in outcomes]))
+        rows = baseline_rows(world, viewer, shown, at=at, reward="play", rng=baselines)
+        window["policy"].append(world.row_value(viewer, shown, at=at))
+        window["oracle"].append(world.row_value(viewer, rows["oracle"], at=at))
+        window["uniform"].append(world.row_value(viewer, rows["uniform"], at=at))
+        if (row + 1) % LEARN_EVERY == 0:
+            for made, rewards in waiting:
+                title_lines, artwork_lines = _examples(made, rewards)
+                titles.learn(title_lines)
+                artwork.learn(artwork_lines)
+            waiting = []
+        done = (row + 1) * SLOTS
+        if done % 1000 == 0:
+            policy, oracle, uniform = (float(np.mean(window[key])) for key in ("policy", "oracle", "uniform"))
+            shares[done] = (policy - uniform) / (oracle - uniform)
+            window = {key: [] for key in window}
+    last = [shares[key] for key in sorted(shares)[-5:]]
+    return {"shares": shares, "last5": float(np.mean(last))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", default="long-tail", choices=sorted(SHAPES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--impressions", type=int, default=100_000)
+    parser.add_argument("--title-bonus", type=float, default=2.0, help="the titles policy's exploration_bonus")
+    parser.add_argument("--artwork-bonus", type=float, default=2.0, help="the artwork policy's exploration_bonus")
+    parser.add_argument("--titles-args", default=None, help="the titles policy's VW options (default: its defaults)")
+    parser.add_argument("--artwork-args", default=None, help="the artwork policy's VW options (default: its defaults)")
+    parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--decay-after", type=float, default=2000.0)
+    parser.add_argument("--floor", type=float, default=0.01)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    runs = {seed: run(args, seed) for seed in args.seeds}
+    checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
+    result: dict[str, Any] = {
+        "command": "python -m bench.direct_learning "
+        + " ".join(
+            f"--{key.replace('_', '-')} {value}"
+            for key, value in vars(args).items()
+            if key != "seeds" and value is not None
+        )
+        + f" --seeds {' '.join(map(str, args.seeds))}",
+        "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds": round(time.perf_counter() - started),
+    }
+    for checkpoint in checkpoints:
+        values = [runs[seed]["shares"][checkpoint] for seed in args.seeds]
+        result[f"share at {checkpoint // 1000}k"] = (
+            f"{np.mean(values):.0%} [{min(values):.0%}-{max(values):.0%}] ({', '.join(f'{v:.3f}' for v in values)})"
+        )
+    lasts = [runs[seed]["last5"] for seed in args.seeds]
+    result["mean of the last 5 windows"] = f"{np.mean(lasts):.3f} ({', '.join(f'{v:.3f}' for v in lasts)})"
+    report("direct-learning", result)
+
+
+if __name__ == "__main__":
+    main()
