@@ -245,11 +245,11 @@ def optimistic(costs: Sequence[float], tried: Sequence[int], bonus: float) -> li
     """Return the costs with each action's reward raised by ``bonus`` times its standard error (see the module)."""
     if len(tried) != len(costs):
         raise ValueError("tried must give one count per action")
-    raised = []
-    for cost, count in zip(costs, tried):
-        reward = features.reward_of(cost)
-        rate = min(1.0 - BONUS_FLOOR, max(BONUS_FLOOR, reward))
-        raised.append(features.cost_of(reward + bonus * math.sqrt(rate * (1.0 - rate) / (count + 1))))
+    reward = features.rewards_of(np.asarray(costs, dtype=float))
+    rate = np.clip(reward, BONUS_FLOOR, 1.0 - BONUS_FLOOR)
+    raised: list[float] = features.costs_of(
+        reward + bonus * np.sqrt(rate * (1.0 - rate) / (np.asarray(tried, dtype=float) + 1.0))
+    ).tolist()
     return raised
 
 

@@ -29,7 +29,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# VW minimizes cost; Marquee reports rewards. The sign flips here, in cost_of and reward_of only.
+import numpy as np
+
+# VW minimizes cost; Marquee reports rewards. The sign flips here, in cost_of and reward_of (and their
+# array forms) only.
 COST_PER_REWARD = -1.0
 
 # The smallest propensity a label may carry: VW's default `mtr` model turns to NaN on probability 0.
@@ -207,6 +210,16 @@ def cost_of(reward: float) -> float:
 def reward_of(cost: float) -> float:
     """Return the reward of a VW cost or cost estimate (never -0.0)."""
     return cost / COST_PER_REWARD + 0.0
+
+
+def rewards_of(costs: np.ndarray) -> np.ndarray:
+    """Return the rewards of an array of cost estimates (``reward_of``, element by element)."""
+    return costs / COST_PER_REWARD + 0.0
+
+
+def costs_of(rewards: np.ndarray) -> np.ndarray:
+    """Return the VW costs of an array of rewards (``cost_of``, element by element)."""
+    return COST_PER_REWARD * rewards + 0.0
 
 
 def regression_line(shared_line: str, action_line: str, reward: float | None = None) -> str:
