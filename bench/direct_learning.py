@@ -14,15 +14,18 @@ every 200 rows, on VW workspaces held in this process: no HTTP, no log, no model
 reward windows, publishing versions) does not change what is learned: the learner learns the same
 examples, in the same batches. Its figures are the share of the oracle's lift over uniform rows
 (``service.simulate.baseline_rows``), window by window of 1,000 impressions, as in
-``bench.learning_bench``; the viewers and outcomes are drawn from their own streams, so a seed's
-figures differ from that benchmark's by its run-to-run spread, and a comparison is to be made
-between two runs of this script. ``mean of the last 5`` averages the windows from 96k to 100k.
+``bench.learning_bench``. The viewers, outcomes and exploration draws come from streams seeded by
+``--seeds``, so a run repeats exactly and two settings are compared on the same viewers; a seed's
+figures differ from that benchmark's (whose service seeds its draws per process) by its run-to-run
+spread, so compare two runs of this script with each other. ``mean of the last 5`` averages the
+windows from 96k to 100k.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import tempfile
 import time
 from dataclasses import replace
@@ -181,7 +184,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "command": "python -m bench.direct_learning "
         + " ".join(
-            f"--{key.replace('_', '-')} {value}"
+            f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
             for key, value in vars(args).items()
             if key != "seeds" and value is not None
         )
