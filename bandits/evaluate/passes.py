@@ -145,10 +145,10 @@ def fold_predictions(
 
 
 class Trained(NamedTuple):
-    """A ``vw`` candidate's model after its pass: VW's bytes and, when it explores with a bonus, its counts."""
+    """A ``vw`` candidate's model after its pass: VW's bytes and its counts of the actions it learned."""
 
     blob: bytes
-    tried: str | None  # bandits.model.tried.Tried.dumps(); None: the candidate kept no counts
+    tried: str | None  # bandits.model.tried.Tried.dumps()
 
 
 def candidate_pmf(
@@ -203,14 +203,14 @@ def candidate_pmf(
                 for i in event:
                     example = chunk.example(i, labeled=True)
                     examples.learn(example)
-                    if bonus and tried is not None:
+                    if tried is not None:  # counted whatever the bonus: applied, the model keeps them
                         tried.learn(example)
             done += len(event)
             if done % 1000 < len(event):
                 progress(done / max(1, rounds), stage)
         yield pmf
     if learn and trained is not None:
-        trained[candidate.name] = Trained(workspace.serialize(), tried.dumps() if bonus and tried is not None else None)
+        trained[candidate.name] = Trained(workspace.serialize(), tried.dumps() if tried is not None else None)
 
 
 # ---------------------------------------------------------------- running the passes

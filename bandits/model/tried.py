@@ -34,9 +34,10 @@ class Tried:
         """Count the labelled action lines of one multi-line example (its shared line first)."""
         for line in example[1:]:
             if line.startswith("0:"):
-                key = action_key(features.unlabeled(line))
+                action = features.unlabeled(line)
+                key = action_key(action)
                 self.counts[key] = self.counts.get(key, 0) + 1
-        self._by_line.clear()
+                self._by_line.pop(action, None)
 
     def learn_all(self, examples: Iterable[Sequence[str]]) -> None:
         """Count every example's labelled action lines."""

@@ -71,7 +71,9 @@ def test_without_a_bonus_or_without_counts_the_costs_are_left_alone():
 def test_counts_are_of_the_labelled_lines_only_and_survive_storage():
     tried = Tried()
     shared = "shared |U device=tv"
+    assert tried.of(["|T id=a"]) == [0]  # looked up (and kept) before anything was learned
     tried.learn([shared, features.labeled("|T id=a", cost=-1.0, probability=0.5), "|T id=b"])
+    assert tried.of(["|T id=a"]) == [1]  # what was looked up before is not stale
     tried.learn([shared, "|T id=a", features.labeled("|T id=b", cost=0.0, probability=0.25)])
     tried.learn([shared, features.labeled("|T id=a", cost=0.0, probability=0.9), "|T id=b"])
     assert tried.of(["|T id=a", "|T id=b", "|T id=c"]) == [2, 1, 0]
@@ -128,6 +130,24 @@ def test_the_learner_counts_every_learned_pick_and_a_new_title_is_tried_first(se
     client.put("/v1/policies/titles", json={"epsilon": 0.0, "epsilon_decay_after": 0, "exploration_bonus": 0.0})
     first = {client.post("/v1/rank", json={"slots": 1}).get_json()["slots"][0]["title_id"] for _ in range(10)}
     assert "n00" not in first
+
+
+def test_a_vw_candidate_counts_what_it_learned_so_that_applied_it_keeps_a_bonus(served):
+    from bandits.evaluate import offline
+
+    rank_and_learn(served, 40, np.random.default_rng(3))
+    db = connect(served.config["DATABASE"])
+    rounds = offline.from_log(db, policy="titles", aggregation="earliest", default_reward=0.0)
+    assert len(rounds) == 120
+    for spec in (
+        {"kind": "vw", "vw_args": "-q UT", "epsilon": 0.1},
+        {"kind": "vw", "vw_args": "-q UT", "epsilon": 0.1, "exploration_bonus": 2},
+    ):
+        candidate = offline.parse_candidate(spec)
+        trained: dict = {}
+        offline.target_distribution(rounds, candidate, trained=trained)
+        counts = Tried.loads(trained[candidate.name].tried)
+        assert counts is not None and sum(counts.counts.values()) == len(rounds)
 
 
 def test_an_uploaded_model_explores_without_a_bonus_until_reset(served):
