@@ -523,6 +523,19 @@ def checkpoint(db: Database) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
+def time_range(column: str, since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
+    """Return the WHERE conditions and parameters of ``since <= column < until`` (either end left open by None)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(until)
+    return where, params
+
+
 def bump(db: Database, key: str) -> int:
     """Increment a counter in ``meta`` inside the caller's transaction and return its new value."""
     db.execute(

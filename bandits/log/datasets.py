@@ -22,7 +22,7 @@ from bandits.errors import Invalid, SpecError
 from bandits.log.logimport import FORMATS, INLINE_POLICY, Decision, Skip, read_line
 from bandits.log.rounds import Rounds, concatenate
 from bandits.model.policy import ONLINE
-from bandits.storage import Database, write_transaction
+from bandits.storage import Database, time_range, write_transaction
 from bandits.vw import blocks
 
 BATCH = 2000  # decisions written per transaction while importing
@@ -291,14 +291,9 @@ def _range(
     reader that pages through the range starts its keyset there, since SQLite would seek its index
     by a plain lower bound and then scan from it on every page.
     """
-    where: list[str] = ["dataset_id = ?"]
-    params: list[Any] = [dataset_id]
-    if since is not None:
-        where.append("created_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("created_at < ?")
-        params.append(until)
+    in_range, in_range_params = time_range("created_at", since, until)
+    where: list[str] = ["dataset_id = ?", *in_range]
+    params: list[Any] = [dataset_id, *in_range_params]
     if limit is not None:
         row = db.execute(
             f"SELECT DISTINCT event_index FROM dataset_rounds WHERE {' AND '.join(where)} "

@@ -25,7 +25,7 @@ import numpy as np
 from bandits.errors import SpecError
 from bandits.log.labels import aggregate, mode_of, offered_titles, valued
 from bandits.model.policy import ACTIONS, ONLINE, POLICY_NAMES, TITLES
-from bandits.storage import Database
+from bandits.storage import Database, time_range
 from bandits.vw import blocks, features
 
 
@@ -189,14 +189,8 @@ def _closed_where(policy: str, since: float | None, until: float | None) -> tupl
         "e.kind = 'actions'" if policy == ACTIONS else "e.kind IS NULL",  # the policy's own decisions
         "NOT EXISTS (SELECT 1 FROM pending p WHERE p.policy = ? AND p.event_seq = e.seq AND p.closed_at IS NULL)",
     ]
-    params: list[Any] = [policy]
-    if since is not None:
-        where.append("e.created_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("e.created_at < ?")
-        params.append(until)
-    return " AND ".join(where), params
+    in_range, in_range_params = time_range("e.created_at", since, until)
+    return " AND ".join([*where, *in_range]), [policy, *in_range_params]
 
 
 def closed_event_count(db: Database, policy: str, *, since: float | None = None, until: float | None = None) -> int:
