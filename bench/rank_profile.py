@@ -60,7 +60,7 @@ def stages(app: Any) -> list[tuple[str, int, Any, Any]]:
         ("VW predictions", 3, ServingModel, "costs"),
         ("log the decision", 2, runtime, "log_decision"),
         ("content-addressed blocks", 3, blocks, "store"),
-        ("take the write lock (BEGIN IMMEDIATE)", 3, storage, "_begin_immediate"),
+        ("take the write lock (BEGIN IMMEDIATE)", 3, storage.SQLiteDatabase, "begin_write"),
         ("count it (metrics)", 2, metrics, "decision"),
         ("response JSON", 1, decisions, "jsonify"),
     ]
