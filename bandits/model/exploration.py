@@ -241,16 +241,30 @@ def _sample(pmf: np.ndarray, rng: np.random.Generator) -> int:
 BONUS_FLOOR = 0.01  # the least estimated reward the bonus counts with: an unseen action's is not 0
 
 
+# Below this many actions the bonus is computed on Python floats, at and above it on arrays: NumPy's
+# fixed cost a call outweighs its speed for an artwork's few (5 artworks: 2.8 us against 9.6 us; 40
+# titles: 11.7 us on arrays against 19.6 us). The arithmetic is the same, in the same order, so
+# either way gives the same numbers to the last bit.
+ARRAY_FROM = 16
+
+
 def optimistic(costs: Sequence[float], tried: Sequence[int], bonus: float) -> list[float]:
     """Return the costs with each action's reward raised by ``bonus`` times its standard error (see the module)."""
     if len(tried) != len(costs):
         raise ValueError("tried must give one count per action")
+    if len(costs) < ARRAY_FROM:
+        raised = []
+        for cost, count in zip(costs, tried):
+            reward = features.reward_of(float(cost))
+            rate = min(max(reward, BONUS_FLOOR), 1.0 - BONUS_FLOOR)
+            raised.append(features.cost_of(reward + bonus * math.sqrt(rate * (1.0 - rate) / (count + 1.0))))
+        return raised
     reward = features.rewards_of(np.asarray(costs, dtype=float))
     rate = np.clip(reward, BONUS_FLOOR, 1.0 - BONUS_FLOOR)
-    raised: list[float] = features.costs_of(
+    on_arrays: list[float] = features.costs_of(
         reward + bonus * np.sqrt(rate * (1.0 - rate) / (np.asarray(tried, dtype=float) + 1.0))
     ).tolist()
-    return raised
+    return on_arrays
 
 
 def judged_by(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pick]:
@@ -261,6 +275,32 @@ def judged_by(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pick]:
     model's (the lowest index of the lowest estimates, the lead the highest), as without a bonus. The
     picks are a row's in slot order (or one pick); each slot's choice is among what it offered.
     """
+    if any(pick.offered is not None for pick in picks):
+        return _judged_by_offered(picks, costs)
+    # Every slot offered all the actions left: walk the actions once, cheapest first (ties in index
+    # order), skipping the ones earlier slots took.
+    order = sorted(range(len(costs)), key=costs.__getitem__)
+    taken: set[int] = set()
+    judged = []
+    start = 0
+    for pick in picks:
+        while order[start] in taken:
+            start += 1
+        low = costs[order[start]]
+        greedy = lead = order[start]
+        for index in order[start + 1 :]:
+            if costs[index] != low:
+                break
+            if index not in taken:
+                lead = index
+        if costs[pick.index] == low:
+            greedy = pick.index
+        judged.append(Pick(pick.index, pick.probability, greedy, None, lead))
+        taken.add(pick.index)
+    return judged
+
+
+def _judged_by_offered(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pick]:
     left = list(range(len(costs)))
     judged = []
     for pick in picks:
@@ -268,7 +308,7 @@ def judged_by(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pick]:
         low = min(costs[i] for i in offered)
         best = [i for i in offered if costs[i] == low]
         greedy = pick.index if pick.index in best else min(best)
-        judged.append(replace(pick, greedy_index=greedy, lead=max(best)))
+        judged.append(Pick(pick.index, pick.probability, greedy, pick.offered, max(best)))
         left = [i for i in left if i != pick.index]
     return judged
 

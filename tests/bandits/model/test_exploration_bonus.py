@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bandits.learn.learner import Learner
-from bandits.model.exploration import BONUS_FLOOR, Exploration, Pick, judged_by, optimistic
+from bandits.model import exploration
+from bandits.model.exploration import BONUS_FLOOR, Exploration, Pick, epsilon_greedy_row, judged_by, optimistic
 from bandits.model.policy import latest_model
 from bandits.model.tried import Tried, action_key
 from bandits.storage import connect
@@ -34,6 +35,39 @@ def test_the_bonus_is_the_standard_error_of_the_estimated_rate():
     assert [features.reward_of(cost) for cost in raised] == pytest.approx(expected)
     with pytest.raises(ValueError, match="one count per action"):
         optimistic(costs, [0, 0], 2.0)
+
+
+def test_few_actions_and_many_get_the_same_bonus_to_the_last_bit(monkeypatch):
+    """A few actions are raised on Python floats, many on arrays: the served and the replayed probabilities
+    must not depend on which, so both give identical numbers, ties and out-of-range estimates included."""
+    rng = np.random.default_rng(3)
+    for k in (1, 2, 5, 15, 16, 40, 120):
+        costs = [float(c) for c in np.round(rng.normal(-0.2, 0.5, k), 2)]
+        tried = [int(n) for n in rng.integers(0, 500, k)]
+        monkeypatch.setattr(exploration, "ARRAY_FROM", 10**9)
+        on_floats = optimistic(costs, tried, 2.0)
+        monkeypatch.setattr(exploration, "ARRAY_FROM", 0)
+        on_arrays = optimistic(costs, tried, 2.0)
+        assert on_floats == on_arrays
+        assert all(type(cost) is float for cost in on_floats + on_arrays)
+
+
+def test_a_rows_picks_are_judged_as_slot_by_slot_over_the_titles_left():
+    """The row's judgement walks the titles once; each slot's greedy choice and lead must be what the
+    lowest estimates among the titles left give, ties included."""
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        k = int(rng.integers(2, 50))
+        costs = [float(c) for c in np.round(-rng.random(k) * 0.3, 1)]  # rounded: many ties
+        picks = epsilon_greedy_row(optimistic(costs, [0] * k, 2.0), int(rng.integers(1, k + 1)), 0.3, rng)
+        left = list(range(k))
+        for pick, judged in zip(picks, judged_by(picks, costs)):
+            low = min(costs[i] for i in left)
+            best = [i for i in left if costs[i] == low]
+            assert (judged.index, judged.probability) == (pick.index, pick.probability)
+            assert judged.greedy_index == (pick.index if pick.index in best else best[0])
+            assert judged.lead == best[-1] and judged.explored == (pick.index not in best)
+            left.remove(pick.index)
 
 
 def test_an_untried_action_leads_until_it_has_been_tried_enough():
