@@ -259,10 +259,10 @@ def optimistic(costs: Sequence[float], tried: Sequence[int], bonus: float) -> li
             rate = min(max(reward, BONUS_FLOOR), 1.0 - BONUS_FLOOR)
             raised.append(features.cost_of(reward + bonus * math.sqrt(rate * (1.0 - rate) / (count + 1.0))))
         return raised
-    reward = features.rewards_of(np.asarray(costs, dtype=float))
-    rate = np.clip(reward, BONUS_FLOOR, 1.0 - BONUS_FLOOR)
+    rewards = features.rewards_of(np.asarray(costs, dtype=float))
+    rates = np.clip(rewards, BONUS_FLOOR, 1.0 - BONUS_FLOOR)
     on_arrays: list[float] = features.costs_of(
-        reward + bonus * np.sqrt(rate * (1.0 - rate) / (np.asarray(tried, dtype=float) + 1.0))
+        rewards + bonus * np.sqrt(rates * (1.0 - rates) / (np.asarray(tried, dtype=float) + 1.0))
     ).tolist()
     return on_arrays
 
