@@ -137,10 +137,10 @@ class Database(Protocol):
 
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated to after a checkpoint
 # The page size of a new file. Every commit writes each page it changed whole into the WAL, and a
-# decision changes the last page of seven B-trees (events, its two indexes, impressions, the reward
-# windows and their index, page 1), adding about 4 KB in all: with 1 KiB pages it writes 17.9 KB of
-# WAL, with SQLite's default of 4 KiB 43.7 KB (BENCHMARKS.md, "smaller pages"). Reads of the log
-# cost the same in Python; a file of 4 KiB pages made before keeps its size (docs/operations.md).
+# decision changes the last page of six B-trees (events and its two indexes, impressions, the reward
+# windows and their index) and page 1, adding about 4 KB in all: with 1 KiB pages it writes 17.9 KB
+# of WAL, with SQLite's default of 4 KiB 43.7 KB (BENCHMARKS.md, "smaller pages"). Reading the log
+# costs the same; a file made before with 4 KiB pages keeps them (docs/operations.md).
 PAGE_SIZE = 1024
 
 
