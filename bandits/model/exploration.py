@@ -295,7 +295,7 @@ def judged_by(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pick]:
                 lead = index
         if costs[pick.index] == low:
             greedy = pick.index
-        judged.append(Pick(pick.index, pick.probability, greedy, None, lead))
+        judged.append(Pick(index=pick.index, probability=pick.probability, greedy_index=greedy, lead=lead))
         taken.add(pick.index)
     return judged
 
@@ -308,7 +308,15 @@ def _judged_by_offered(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pi
         low = min(costs[i] for i in offered)
         best = [i for i in offered if costs[i] == low]
         greedy = pick.index if pick.index in best else min(best)
-        judged.append(Pick(pick.index, pick.probability, greedy, pick.offered, max(best)))
+        judged.append(
+            Pick(
+                index=pick.index,
+                probability=pick.probability,
+                greedy_index=greedy,
+                offered=pick.offered,
+                lead=max(best),
+            )
+        )
         left = [i for i in left if i != pick.index]
     return judged
 

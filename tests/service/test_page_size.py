@@ -11,7 +11,6 @@ import sqlite3
 from pathlib import Path
 
 from bandits import storage
-from bandits.storage import connect
 from service import create_app, runtime
 from tests.helpers import add_catalog, table_counts
 
@@ -23,7 +22,7 @@ def serve(data: Path) -> tuple[int, int, dict[str, int]]:
     app = create_app({"DATA_DIR": str(data), "LEARNER": False, "REWARD_WAIT_SECONDS": 60.0})
     client = app.test_client()
     add_catalog(client, titles=8)
-    db = connect(app.config["DATABASE"])
+    db = storage.connect(app.config["DATABASE"])
     wal = Path(app.config["DATABASE"] + "-wal")
     for index in range(3):  # models loaded, blocks stored: only the decisions' own writes are measured
         assert client.post("/v1/rank", json={"user": {"id": f"w{index}"}, "slots": 4}).status_code == 200
