@@ -360,7 +360,7 @@ def load_snapshot(db: Database) -> CatalogSnapshot:
             action_line=features.title_action(title),
             artwork_ids=tuple(a for a, _, _ in arts),
             artwork_lines=tuple(line for _, line, _ in arts),
-            artwork_block=Block.of([line for _, line, _ in arts]),
+            artwork_block=Block.of([line for _, line, _ in arts], [a for a, _, _ in arts]),
             artwork_created=tuple(c for _, _, c in arts),
             created_at=title["created_at"],
         )
@@ -368,5 +368,5 @@ def load_snapshot(db: Database) -> CatalogSnapshot:
         version=version,
         titles=titles,
         order=tuple(titles),
-        all_titles_block=Block.of([title.action_line for title in titles.values()]),
+        all_titles_block=Block.of([title.action_line for title in titles.values()], list(titles)),
     )

@@ -281,6 +281,7 @@ ADDED_COLUMNS = (
     ("models", "tried", "TEXT"),
     ("evaluation_models", "tried", "TEXT"),
     ("optimizations", "before_tried", "TEXT"),
+    ("feature_blocks", "ids", "TEXT"),
 )
 
 
@@ -328,9 +329,10 @@ def _rekey_pending(db: Database) -> None:
 
 
 # The layout of the tables this Marquee writes, kept in ``meta`` as ``schema_version``: raised by every
-# change a store is migrated for (2: reward windows keyed by event, 2026-12-06). A store a newer
-# Marquee has migrated is refused, rather than written in a layout this one does not know.
-SCHEMA_VERSION = 2
+# change a store is migrated for (2: reward windows keyed by event, 2026-12-06; 3: id lists kept with
+# their feature block, events.candidates and impressions.artwork_ids then '', 2026-12-06). A store a
+# newer Marquee has migrated is refused, rather than written in a layout this one does not know.
+SCHEMA_VERSION = 3
 
 
 class SchemaTooNew(RuntimeError):
@@ -406,14 +408,17 @@ def ensure_schema(db: Database) -> None:
                 vw_args TEXT NOT NULL, events_learned INTEGER NOT NULL, examples_learned INTEGER NOT NULL,
                 origin TEXT NOT NULL, tried TEXT, PRIMARY KEY (policy, version))"""
         )
-        # VW action lines as used by decisions, stored once by content (see bandits.log.eventlog).
+        # VW action lines as used by decisions, stored once by content (bandits.vw.blocks), with their
+        # actions' ids as a JSON list (NULL for a block stored without them).
         db.execute(
-            "CREATE TABLE IF NOT EXISTS feature_blocks (key TEXT PRIMARY KEY, lines TEXT NOT NULL) WITHOUT ROWID"
+            "CREATE TABLE IF NOT EXISTS feature_blocks (key TEXT PRIMARY KEY, lines TEXT NOT NULL, ids TEXT) "
+            "WITHOUT ROWID"
         )
         # kind: NULL for a catalog row (titles and artwork policies), 'actions' for a decision over inline
         # actions (bandits.decide.inline), whose one impression leaves the artwork columns empty.
         # seq is the rowid (no AUTOINCREMENT: one page write less per event); it only grows, since
-        # the newest event is never deleted.
+        # the newest event is never deleted. candidates: the candidate title (or action) ids as a JSON list,
+        # or '' when title_block carries them (bandits.vw.blocks.IN_BLOCK); impressions.artwork_ids likewise.
         db.execute(
             """CREATE TABLE IF NOT EXISTS events (
                 seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,

@@ -171,7 +171,7 @@ def rank(
     order = sorted(range(len(ids)), key=lambda i: (i != pick.index, -pmf[i], costs[i], i))
     ranking = [(ids[i], float(pmf[i])) for i in order]
     ranking += [(action_id, 0.0) for action_id, _ in actions if action_id in skipped]
-    block = Block.of(lines)
+    block = Block.of(lines, ids)
     slot = _picked(0, ids, list(range(len(ids))), pick, costs, block=block, logged_offered=None)
     decision = RowDecision(
         shared_line=shared,
@@ -230,7 +230,7 @@ def rank_slots(
     """
     ids = [action_id for action_id, _ in actions]
     lines = [action_line(action_id, found) for action_id, found in actions]
-    block = Block.of(lines)
+    block = Block.of(lines, ids)
     position_of = {action_id: index for index, action_id in enumerate(ids)}
     used: set[int] = set()
     decided: list[SlotDecision] = []

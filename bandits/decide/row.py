@@ -120,7 +120,7 @@ def decide_row(
     if candidates is None and not exclude:
         block = snapshot.all_titles_block
     else:
-        block = Block.of([snapshot.titles[tid].action_line for tid in ids])
+        block = Block.of([snapshot.titles[tid].action_line for tid in ids], ids)
     lines = block.lines
     # The slot position is a shared, uncrossed feature: it shifts every title's cost equally, so one
     # prediction ranks the whole row and each slot's greedy pick is the best title not yet placed.

@@ -49,6 +49,11 @@ def ids_json(ids: tuple[str, ...]) -> str:
     return json.dumps(ids)
 
 
+def logged_ids(ids: tuple[str, ...], block: blocks.Block) -> str:
+    """Return what the log writes for a decision's id list: ``blocks.IN_BLOCK`` when its block carries it."""
+    return blocks.IN_BLOCK if block.carries(ids) else ids_json(ids)
+
+
 def log_decision(
     db: Database,
     *,
@@ -84,7 +89,7 @@ def log_decision(
                     now,
                     user_id,
                     json.dumps(context, sort_keys=True),
-                    ids_json(decision.candidate_ids),
+                    logged_ids(decision.candidate_ids, decision.candidate_block),
                     decision.shared_line,
                     decision.candidate_block.key,
                     json.dumps(dict(decision.model_versions)),
@@ -112,7 +117,7 @@ def log_decision(
                     s.title_prob,
                     int(s.title_explored),
                     s.artwork_id,
-                    ids_json(s.artwork_ids),
+                    logged_ids(s.artwork_ids, s.artwork_block),
                     s.artwork_block.key,
                     s.artwork_index,
                     s.artwork_prob,
@@ -303,7 +308,9 @@ def get_event(db: Database, event_id: str) -> dict[str, Any]:
     if not rows:
         raise NotFound(f"event {event_id!r} does not exist")
     event = rows[0]
-    candidates = json.loads(event["candidates"])
+    candidates = blocks.listed(
+        event["candidates"], blocks.load_blocks(db, [event["title_block"]])[event["title_block"]]
+    )
     slots = []
     for r in db.query("SELECT * FROM impressions WHERE event_seq = ? ORDER BY position", [event["seq"]]):
         slot = {

@@ -346,14 +346,15 @@ def _chunk(
     events = [by_seq[seq] for seq in seqs]
     keys = {event["title_block"] for event in events}
     keys.update(row["artwork_block"] for rows in impressions.values() for row in rows)
-    lines_of = blocks.load(db, keys)
+    block_of = blocks.load_blocks(db, keys)
+    lines_of = {key: list(block.lines) for key, block in block_of.items()}
 
     builder = RoundBuilder(policy, lines_of)
     for number, event in enumerate(events, start=first_index):
         context = json.loads(event["context"])
         candidates = lines_of[event["title_block"]]
         left = list(range(len(candidates)))
-        candidate_ids = json.loads(event["candidates"])
+        candidate_ids = blocks.listed(event["candidates"], block_of[event["title_block"]])
         mode = mode_of(event, policy)
         for row in impressions.get(event["seq"], []):
             reward = aggregate(
@@ -390,7 +391,7 @@ def _chunk(
                 )
                 left.remove(row["title_index"])
             else:
-                artwork_ids = json.loads(row["artwork_ids"])
+                artwork_ids = blocks.listed(row["artwork_ids"], block_of[row["artwork_block"]])
                 builder.add(
                     **common,
                     shared=features.artwork_shared(event["title_shared"], candidates[row["title_index"]]),

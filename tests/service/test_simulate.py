@@ -127,7 +127,8 @@ def test_artworks_are_offered_from_their_arrival(tmp_path: Path):
     drive(transport, world, impressions=800, slots=2, window=100)
     db = connect(app.config["DATABASE"])
     shown = db.execute(
-        "SELECT i.artwork_ids, e.seq FROM impressions i JOIN events e ON e.seq = i.event_seq ORDER BY e.seq"
+        "SELECT COALESCE(NULLIF(i.artwork_ids, ''), b.ids), e.seq FROM impressions i JOIN events e ON e.seq = "
+        "i.event_seq JOIN feature_blocks b ON b.key = i.artwork_block ORDER BY e.seq"
     ).fetchall()
     for artwork_id, arrives_at in arrivals.items():  # offered to no row before its arrival, to every one after
         offered_at = [2 * (seq - 1) for ids, seq in shown if artwork_id in ids]
