@@ -42,7 +42,7 @@ BASE_ARGS = ["--cb_adf"]
 # unweighted regression is not confounded by it. Without the 1/p weights VW's default rate
 # over-shoots less, and 0.2 learned faster than 0.05 and 0.5.
 DEFAULT_VW_ARGS: dict[str, list[str]] = {
-    TITLES: ["-q", "UT", "-q", "UG", "-q", "IG", "-l", "0.2", "--clip_p", "1"],
+    TITLES: ["-q", "UT", "-q", "UG", "-q", "IG", "-l", "0.5", "--clip_p", "1"],
     ARTWORK: ["-q", "UA", "-q", "UG", "-q", "IA", "-l", "0.2", "--clip_p", "1"],
     ACTIONS: ["-q", "CX", "-l", "0.05"],  # context x action (bandits.decide.inline's namespaces)
 }
