@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,9 +22,12 @@ class NotEnoughCandidates(Invalid):
     """Fewer servable candidate titles than slots."""
 
 
-@dataclass(frozen=True)
-class SlotDecision:
-    """The title and artwork picks of one slot, with exact probabilities and the features as used."""
+class SlotDecision(NamedTuple):
+    """The title and artwork picks of one slot, with exact probabilities and the features as used.
+
+    A named tuple rather than a frozen dataclass: a row makes ten, and a frozen dataclass of twenty
+    fields costs 3.4 us to build.
+    """
 
     position: int
     title_id: str

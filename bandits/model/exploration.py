@@ -42,9 +42,13 @@ import numpy as np
 from bandits.vw import features
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Pick:
-    """One draw: the index chosen among the offered actions, its probability, and whether it explored."""
+    """One draw: the index chosen among the offered actions, its probability, and whether it explored.
+
+    Not frozen, though nothing changes a pick once made: a row makes some thirty, and a frozen
+    dataclass costs twice as much to build (1.1 us against 0.5 us a pick).
+    """
 
     index: int
     probability: float
@@ -80,20 +84,35 @@ def epsilon_greedy_pmf(costs: Sequence[float] | np.ndarray, epsilon: float) -> n
 
 
 def _check_finite(costs: Sequence[float]) -> None:
-    if not all(math.isfinite(cost) for cost in costs):
+    # A sum of finite numbers is finite unless it overflows, and any infinity or NaN makes it not:
+    # one pass in C for the common case, the exact check only when the sum is not finite.
+    if not math.isfinite(sum(costs)) and not all(math.isfinite(cost) for cost in costs):
         raise ValueError("costs must be finite numbers")
 
 
-def _draw(best: list[int], others_and_best: list[int], epsilon: float, rng: np.random.Generator) -> Pick:
-    """Draw among ``others_and_best`` (all actions offered), the ``best`` ones favoured."""
+def uniforms(rng: np.random.Generator, count: int) -> list[float]:
+    """Draw ``count`` uniform numbers in [0, 1) at once: one call into NumPy for a whole row's draws
+    instead of two a slot (each call costs 0.5 to 1.4 us; the row's batch 1.3 us)."""
+    return rng.random(count).tolist()
+
+
+def _index(u: float, k: int) -> int:
+    """Return ``floor(u * k)`` for a uniform ``u`` in [0, 1): each of ``0 .. k-1`` with probability ``1/k``
+    (to within 2**-53, the grid ``u`` is drawn on; ``min`` guards the product rounding up to ``k``)."""
+    return min(int(u * k), k - 1)
+
+
+def _draw(best: list[int], others_and_best: list[int], epsilon: float, explore: float, among: float) -> Pick:
+    """Draw among ``others_and_best`` (all actions offered), the ``best`` ones favoured, with two uniforms:
+    ``explore`` decides whether the draw is uniform over all, ``among`` which action it takes."""
     k, m = len(others_and_best), len(best)
-    if rng.random() < epsilon:
-        index = others_and_best[int(rng.integers(k))]
+    if explore < epsilon:
+        index = others_and_best[_index(among, k)]
     else:
-        index = best[int(rng.integers(m))] if m > 1 else best[0]
+        index = best[_index(among, m)] if m > 1 else best[0]
     is_best = index in best
     probability = epsilon / k + ((1.0 - epsilon) / m if is_best else 0.0)
-    return Pick(index=index, probability=probability, greedy_index=index if is_best else best[0], lead=best[-1])
+    return Pick(index, probability, index if is_best else best[0], None, best[-1])
 
 
 def epsilon_greedy(
@@ -120,11 +139,13 @@ def epsilon_greedy(
     best = [index for index, cost in enumerate(costs) if cost == low]
     actions = list(range(k))
     if not trial or len(trial) >= k or trial_share <= 0.0:
-        return _draw(best, actions, epsilon, rng)
-    if rng.random() < trial_share:
-        index = trial[int(rng.integers(len(trial)))]
+        explore, among = uniforms(rng, 2)
+        return _draw(best, actions, epsilon, explore, among)
+    on_trial, explore, among = uniforms(rng, 3)
+    if on_trial < trial_share:
+        index = trial[_index(among, len(trial))]
     else:
-        index = _draw(best, actions, epsilon, rng).index
+        index = _draw(best, actions, epsilon, explore, among).index
     greedy_mass = epsilon / k + ((1.0 - epsilon) / len(best) if index in best else 0.0)
     probability = (1.0 - trial_share) * greedy_mass + (trial_share / len(trial) if index in trial else 0.0)
     return Pick(index=index, probability=probability, greedy_index=index if index in best else best[0], lead=best[-1])
@@ -172,7 +193,8 @@ def epsilon_greedy_row(
     values = list(costs)
     order = sorted(range(len(values)), key=values.__getitem__)  # cheapest first; stable for ties
     picks: list[Pick] = []
-    for _ in range(slots):
+    drawn = uniforms(rng, 3 * slots if on_trial else 2 * slots)  # each slot's own, in slot order
+    for slot in range(slots):
         offered, restricted = _offered(allowed, picks, order)
         low = values[offered[0]]
         best = []
@@ -181,11 +203,15 @@ def epsilon_greedy_row(
                 break
             best.append(index)
         trial_here = [index for index in offered if index in on_trial] if on_trial else []
+        if on_trial:
+            explore, among, trial_draw = drawn[3 * slot : 3 * slot + 3]
+        else:
+            explore, among = drawn[2 * slot], drawn[2 * slot + 1]
         if trial_here and len(trial_here) < len(offered):
-            if rng.random() < trial_share:
-                index = trial_here[int(rng.integers(len(trial_here)))]
+            if trial_draw < trial_share:
+                index = trial_here[_index(among, len(trial_here))]
             else:
-                index = _draw(best, offered, epsilon, rng).index
+                index = _draw(best, offered, epsilon, explore, among).index
             greedy_mass = epsilon / len(offered) + ((1.0 - epsilon) / len(best) if index in best else 0.0)
             probability = (1.0 - trial_share) * greedy_mass + (
                 trial_share / len(trial_here) if index in on_trial else 0.0
@@ -194,7 +220,7 @@ def epsilon_greedy_row(
                 index=index, probability=probability, greedy_index=index if index in best else best[0], lead=best[-1]
             )
         else:
-            pick = _draw(best, offered, epsilon, rng)
+            pick = _draw(best, offered, epsilon, explore, among)
         if restricted:
             pick = replace(pick, offered=tuple(sorted(offered)))
         order.remove(pick.index)
@@ -277,6 +303,12 @@ def judged_by(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pick]:
     """
     if any(pick.offered is not None for pick in picks):
         return _judged_by_offered(picks, costs)
+    if len(picks) == 1:  # one draw over all the actions (an artwork's): the lowest estimate, first and last
+        pick, values = picks[0], list(costs)
+        low = min(values)
+        greedy = pick.index if values[pick.index] == low else values.index(low)
+        lead = len(values) - 1 - values[::-1].index(low)
+        return [Pick(pick.index, pick.probability, greedy, None, lead)]
     # Every slot offered all the actions left: walk the actions once, cheapest first (ties in index
     # order), skipping the ones earlier slots took.
     order = sorted(range(len(costs)), key=costs.__getitem__)

@@ -624,7 +624,9 @@ class ServingModel:
         costs = [0.0] * len(actions)
         for index, score in scores:
             costs[index] = score
-        if not all(math.isfinite(cost) for cost in costs):
+        # Finite numbers sum to a finite number unless the sum overflows; any infinity or NaN makes it
+        # not: one pass in C, and the exact check only when it fails.
+        if not math.isfinite(sum(costs)) and not all(math.isfinite(cost) for cost in costs):
             raise ModelFailure(
                 f"the model cannot decide right now (model version {self.version} produced a non-finite cost "
                 "estimate); nothing was logged"

@@ -68,6 +68,8 @@ def test_a_rows_picks_are_judged_as_slot_by_slot_over_the_titles_left():
             assert judged.greedy_index == (pick.index if pick.index in best else best[0])
             assert judged.lead == best[-1] and judged.explored == (pick.index not in best)
             left.remove(pick.index)
+        # One pick (an artwork's) is judged without the walk: the same answer as the row's first slot.
+        assert judged_by(picks[:1], costs) == judged_by(picks, costs)[:1]
 
 
 def test_an_untried_action_leads_until_it_has_been_tried_enough():
