@@ -98,7 +98,8 @@ def uniforms(rng: np.random.Generator, count: int) -> list[float]:
 
 def _index(u: float, k: int) -> int:
     """Return ``floor(u * k)`` for a uniform ``u`` in [0, 1): each of ``0 .. k-1`` with probability ``1/k``
-    (to within 2**-53, the grid ``u`` is drawn on; ``min`` guards the product rounding up to ``k``)."""
+    to within ``k * 2**-53`` (``u`` is drawn on a grid of 2**53 points; ``min`` guards the product
+    rounding up to ``k``)."""
     return min(int(u * k), k - 1)
 
 
@@ -112,7 +113,7 @@ def _draw(best: list[int], others_and_best: list[int], epsilon: float, explore: 
         index = best[_index(among, m)] if m > 1 else best[0]
     is_best = index in best
     probability = epsilon / k + ((1.0 - epsilon) / m if is_best else 0.0)
-    return Pick(index, probability, index if is_best else best[0], None, best[-1])
+    return Pick(index=index, probability=probability, greedy_index=index if is_best else best[0], lead=best[-1])
 
 
 def epsilon_greedy(
@@ -308,7 +309,7 @@ def judged_by(picks: Sequence[Pick], costs: Sequence[float]) -> list[Pick]:
         low = min(values)
         greedy = pick.index if values[pick.index] == low else values.index(low)
         lead = len(values) - 1 - values[::-1].index(low)
-        return [Pick(pick.index, pick.probability, greedy, None, lead)]
+        return [Pick(index=pick.index, probability=pick.probability, greedy_index=greedy, lead=lead)]
     # Every slot offered all the actions left: walk the actions once, cheapest first (ties in index
     # order), skipping the ones earlier slots took.
     order = sorted(range(len(costs)), key=costs.__getitem__)
