@@ -83,10 +83,17 @@ def epsilon_greedy_pmf(costs: Sequence[float] | np.ndarray, epsilon: float) -> n
     return pmf
 
 
+def all_finite(values: Sequence[float]) -> bool:
+    """Whether every value is a finite number.
+
+    A sum of finite numbers is finite unless it overflows, and any infinity or NaN makes it not: one
+    pass in C for the common case, the exact check only when the sum is not finite.
+    """
+    return math.isfinite(sum(values)) or all(math.isfinite(value) for value in values)
+
+
 def _check_finite(costs: Sequence[float]) -> None:
-    # A sum of finite numbers is finite unless it overflows, and any infinity or NaN makes it not:
-    # one pass in C for the common case, the exact check only when the sum is not finite.
-    if not math.isfinite(sum(costs)) and not all(math.isfinite(cost) for cost in costs):
+    if not all_finite(costs):
         raise ValueError("costs must be finite numbers")
 
 

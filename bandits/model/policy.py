@@ -8,7 +8,6 @@ every pick is Marquee's, so it is exact even when a row's slots are drawn one af
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from bandits.deployment import Deployment
 from bandits.errors import Invalid, Unavailable
 from bandits.model.diversity import Diversity, DiversityError
-from bandits.model.exploration import RULES, Exploration
+from bandits.model.exploration import RULES, Exploration, all_finite
 from bandits.model.tried import Tried
 from bandits.storage import Database, bump, write_transaction
 from bandits.vw.options import OptionError, check_model, check_user_args
@@ -624,9 +623,7 @@ class ServingModel:
         costs = [0.0] * len(actions)
         for index, score in scores:
             costs[index] = score
-        # Finite numbers sum to a finite number unless the sum overflows; any infinity or NaN makes it
-        # not: one pass in C, and the exact check only when it fails.
-        if not math.isfinite(sum(costs)) and not all(math.isfinite(cost) for cost in costs):
+        if not all_finite(costs):
             raise ModelFailure(
                 f"the model cannot decide right now (model version {self.version} produced a non-finite cost "
                 "estimate); nothing was logged"
