@@ -44,6 +44,12 @@ class Deployment:
     auto_optimize_events: int
     # processes an evaluation's VW passes run in (bandits.evaluate.passes.processes_for); 0: one per core
     evaluation_processes: int
+    # viewers' taste classes (bandits.model.tastes, refitted by bandits.learn.tastes); 0 classes: off
+    taste_classes: int
+    taste_min_impressions: int
+    taste_refit_events: int
+    taste_refit_seconds: float
+    taste_window_events: int
 
     @property
     def max_bytes(self) -> int:

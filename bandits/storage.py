@@ -265,6 +265,8 @@ TABLES = (
     "api_keys",
     "optimizations",
     "personalizer_items",
+    "taste_fits",
+    "viewer_tastes",
 )
 
 
@@ -504,6 +506,19 @@ def ensure_schema(db: Database) -> None:
                 name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,
                 revoked_at REAL)"""
         )
+        # Viewers' taste classes (bandits.model.tastes): the latest fits, each class's response rate for each
+        # artwork (JSON), and each placed viewer's features from the latest fit that placed them.
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS taste_fits (
+                id INTEGER PRIMARY KEY, created_at REAL NOT NULL, classes INTEGER NOT NULL, arms TEXT NOT NULL,
+                rates TEXT NOT NULL, shares TEXT NOT NULL, viewers INTEGER NOT NULL, placed INTEGER NOT NULL,
+                impressions INTEGER NOT NULL, last_event INTEGER NOT NULL)"""
+        )
+        db.execute(
+            """CREATE TABLE IF NOT EXISTS viewer_tastes (
+                user_id TEXT PRIMARY KEY, fit INTEGER NOT NULL, features TEXT NOT NULL)"""
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS viewer_tastes_fit ON viewer_tastes (fit)")
         # Imported logs (bandits.log.datasets): one row per file, one per decision read from it.
         db.execute(
             """CREATE TABLE IF NOT EXISTS datasets (

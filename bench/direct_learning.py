@@ -5,6 +5,7 @@ Usage (from the repository root):
     python -m bench.direct_learning [--world long-tail] [--seeds 1 2 3] [--impressions 100000]
                                     [--title-bonus 2] [--artwork-bonus 2] [--titles-args "..."]
                                     [--artwork-args "..."] [--epsilon 0.1] [--decay-after 2000] [--floor 0.01]
+                                    [--taste-classes 8] [--taste-every 8000] [--taste-min-shown 30]
 
 The row is decided by the service's own ``bandits.decide.row.decide_row`` over the demo catalog the
 learning benchmark builds for the world, with the policies' exploration (``Exploration.decaying``
@@ -37,6 +38,7 @@ import vowpal_wabbit_next
 from assets.catalog import load_snapshot
 from bandits.decide.row import RowDecision, decide_row
 from bandits.learn.learner import artwork_examples, title_examples
+from bandits.model import tastes
 from bandits.model.exploration import Exploration
 from bandits.model.policy import ARTWORK, DEFAULT_VW_ARGS, TITLES, new_workspace
 from bandits.model.tried import Tried
@@ -117,6 +119,9 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     window: dict[str, list[float]] = {"policy": [], "oracle": [], "uniform": []}
     shares: dict[int, float] = {}
     waiting: list[tuple[RowDecision, list[float]]] = []
+    responses: list[tuple[str, str, bool]] = []  # (viewer, artwork, clicked) of every impression, for taste classes
+    taste_fit: tastes.TasteClasses | None = None
+    taste_features: dict[str, dict[str, float]] = {}
 
     def explorer(policy: Policy, bonus: float) -> Exploration:
         found = Exploration.decaying(
@@ -138,6 +143,7 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             artwork_exploration=explorer(artwork, args.artwork_bonus),
             user_id=viewer.id,
             user_features=viewer.features,
+            tastes=taste_features.get(viewer.id),
             slots=SLOTS,
             candidates=None,
             exclude=[],
@@ -146,6 +152,8 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         shown = [(slot.title_id, slot.artwork_id) for slot in decision.slots]
         outcomes = world.respond(viewer, shown, viewers, at=at)
         waiting.append((decision, [1.0 if outcome.played else 0.0 for outcome in outcomes]))
+        if args.taste_classes:
+            responses.extend((viewer.id, outcome.artwork_id, outcome.clicked) for outcome in outcomes)
         rows = baseline_rows(world, viewer, shown, at=at, reward="play", rng=baselines)
         window["policy"].append(world.row_value(viewer, shown, at=at))
         window["oracle"].append(world.row_value(viewer, rows["oracle"], at=at))
@@ -157,6 +165,10 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
                 artwork.learn(artwork_lines)
             waiting = []
         done = (row + 1) * SLOTS
+        if args.taste_classes and done % args.taste_every == 0:
+            records = tastes.Records.of(responses)
+            taste_fit, posterior = tastes.fit(records, classes=args.taste_classes, previous=taste_fit, seed=seed)
+            taste_features = tastes.placed(records, posterior, min_impressions=args.taste_min_shown)
         if done % 1000 == 0:
             policy, oracle, uniform = (float(np.mean(window[key])) for key in ("policy", "oracle", "uniform"))
             shares[done] = (policy - uniform) / (oracle - uniform)
@@ -177,6 +189,13 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=0.1)
     parser.add_argument("--decay-after", type=float, default=2000.0)
     parser.add_argument("--floor", type=float, default=0.01)
+    parser.add_argument(
+        "--taste-classes", type=int, default=8, help="viewers' taste classes fitted on their clicks (0: none)"
+    )
+    parser.add_argument("--taste-every", type=int, default=8000, help="impressions between two fits of the classes")
+    parser.add_argument(
+        "--taste-min-shown", type=int, default=30, help="impressions a viewer needs before their classes are sent"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     runs = {seed: run(args, seed) for seed in args.seeds}

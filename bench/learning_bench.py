@@ -40,9 +40,14 @@ from bench.report import chosen, machine, report
 from service import create_app
 from service.simulate import Transport, baseline_rows, catalog_from_service, drive, scratch_service
 
+# Settings of every run: a simulation's decisions come far faster than a deployment's, so the taste classes are
+# refitted every MARQUEE_TASTE_REFIT_EVENTS decisions, as in a deployment whose decisions take longer to come than
+# MARQUEE_TASTE_REFIT_SECONDS (about 3 a second at the defaults), not once in the whole run.
+SIMULATED = {"TASTE_REFIT_SECONDS": 0.0}
 # name -> deployment settings (``MARQUEE_*`` without the prefix) and per-policy overrides (``PUT /v1/policies/{name}``)
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "default": {},
+    "no taste classes (the defaults before 2026-12-06, late)": {"settings": {"TASTE_CLASSES": 0}},
     "fixed epsilon 0.1": {"settings": {"EPSILON_DECAY_AFTER": 0.0}},
     "no exploration bonus (the defaults before 2026-12-06)": {"settings": {"EXPLORATION_BONUS": 0.0}},
     "default before 2026-12-03": {
@@ -244,7 +249,7 @@ def main() -> None:
                     seed=seed,
                     titles=titles,
                     artworks_per_title=shape.artworks_per_title,
-                    settings=configuration.get("settings"),
+                    settings={**SIMULATED, **(configuration.get("settings") or {})},
                 )
                 for policy in ("titles", "artwork"):
                     if configuration.get(policy):

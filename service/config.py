@@ -198,6 +198,20 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
         float,
         "Decisions older than this many days are pruned by the learner, hourly, in small batches (0 keeps everything).",
     ),
+    "TASTE_CLASSES": (
+        8,
+        int,
+        "Kinds of viewers the learner fits on which artworks each viewer answered; a placed viewer's classes join "
+        "their requests' features (0: off).",
+    ),
+    "TASTE_MIN_IMPRESSIONS": (
+        30,
+        int,
+        "Artworks a viewer must have been shown in the window before their taste classes are sent.",
+    ),
+    "TASTE_REFIT_EVENTS": (2000, int, "Decisions logged since the last fit before the taste classes are refitted."),
+    "TASTE_REFIT_SECONDS": (600.0, float, "Seconds at least between two fits of the taste classes."),
+    "TASTE_WINDOW_EVENTS": (100000, int, "The most recent decisions a fit of the taste classes reads."),
 }
 
 
@@ -310,6 +324,13 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError("MAX_DATABASE_MB caps the SQLite file; with DATABASE_URL, use the PostgreSQL server's limits")
     if float(config["RETENTION_DAYS"]) < 0:
         raise ValueError(f"RETENTION_DAYS must be >= 0, got {config['RETENTION_DAYS']}")
+    if not 0 <= int(config["TASTE_CLASSES"]) <= 64:
+        raise ValueError(f"TASTE_CLASSES must be an integer in [0, 64], got {config['TASTE_CLASSES']}")
+    for name in ("TASTE_MIN_IMPRESSIONS", "TASTE_REFIT_EVENTS", "TASTE_WINDOW_EVENTS"):
+        if int(config[name]) < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {config[name]}")
+    if float(config["TASTE_REFIT_SECONDS"]) < 0:
+        raise ValueError(f"TASTE_REFIT_SECONDS must be >= 0, got {config['TASTE_REFIT_SECONDS']}")
     if float(config["REWARD_WAIT_SECONDS"]) < 0:
         raise ValueError(f"REWARD_WAIT_SECONDS must be >= 0, got {config['REWARD_WAIT_SECONDS']}")
     if not -1.0 <= float(config["DEFAULT_REWARD"]) <= 1.0:

@@ -458,6 +458,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200, OBJECT, query=(Param("policy", {"type": "string", "enum": ["titles", "artwork", "actions"]}),)
     ),
     ("GET", "/v1/optimizations/{optimization_id}"): Operation(200, OBJECT),
+    ("GET", "/v1/tastes"): Operation(
+        200, OBJECT, query=(Param("user_id", {"type": "string", "minLength": 1, "maxLength": 128}),)
+    ),
     ("POST", "/v1/optimizations/{optimization_id}/rollback"): Operation(200, OBJECT),
     ("GET", "/v1/logs/export"): Operation(
         200,

@@ -27,6 +27,7 @@ import numpy as np
 
 from assets.demo import build_demo_catalog
 from bandits.learn.learner import Learner
+from bandits.learn.tastes import refit_if_due
 from bandits.simulator import REWARDS, Viewer, World
 from bandits.storage import connect
 
@@ -349,7 +350,8 @@ def scratch_service(
     The demo catalog has ``titles`` titles with ``artworks_per_title`` artworks each (None: 3 to 6).
     ``create_app`` is the app factory (``service.create_app``; the caller hands it down, as this module is
     below it). ``settings`` override the scratch service's configuration (e.g. ``EPSILON``). Its reward windows
-    last a second and the learner step closes them at once, so that the simulation need not wait.
+    last a second and the learner step closes them at once, so that the simulation need not wait; the step also
+    refits the viewers' taste classes when due (``bandits.learn.tastes``).
     """
     # AUTH off: the scratch service lives in this process only and nothing else can reach it.
     app = create_app(
@@ -357,9 +359,11 @@ def scratch_service(
     )
     db = connect(app.config["DATABASE"])
     build_demo_catalog(db, data_dir=folder, seed=seed, count=titles, artworks_per_title=artworks_per_title)
-    learner = Learner(db, app.extensions["marquee"]["deployment"])
+    config = app.extensions["marquee"]["deployment"]
+    learner = Learner(db, config)
 
     def learn() -> None:
         learner.run_once(now=time.time() + 2.0)
+        refit_if_due(db, config)
 
     return FlaskTransport(app.test_client()), learn

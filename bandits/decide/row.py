@@ -103,6 +103,7 @@ def decide_row(
     diversity: Diversity | None = None,
     title_trial_seconds: float = 0.0,
     title_trial_share: float = 0.0,
+    tastes: Mapping[str, float] | None = None,
 ) -> RowDecision:
     """Choose titles for ``slots`` positions (no repeats) and an artwork for each; one VW call per policy step.
 
@@ -110,7 +111,8 @@ def decide_row(
     extra ``trial_share`` of that title's artwork draws (``bandits.model.exploration.Exploration.pick``).
     Titles added less than ``title_trial_seconds`` ago likewise get an extra ``title_trial_share``
     of each slot's title draw, among those the slot offers. A ``diversity`` constraint narrows each
-    slot's title draw (``bandits.model.diversity``).
+    slot's title draw (``bandits.model.diversity``). ``tastes`` are the viewer's taste classes
+    (``bandits.model.tastes.of_viewer``), part of the shared line both policies see and the log keeps.
     """
     now = time.time() if now is None else now
     ids, unavailable = candidate_titles(snapshot, candidates=candidates, exclude=exclude)
@@ -119,7 +121,7 @@ def decide_row(
             f"slots: {slots} requested but only {len(ids)} candidate titles are servable"
             + (f" (not servable: {', '.join(unavailable[:20])})" if unavailable else "")
         )
-    shared = features.viewer_shared(user_id=user_id, features=user_features)
+    shared = features.viewer_shared(user_id=user_id, features=user_features, tastes=tastes)
     if candidates is None and not exclude:
         block = snapshot.all_titles_block
     else:

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import vowpal_wabbit_next as vw
 
 from bandits.deployment import Deployment
+from bandits.learn import tastes as taste_classes
 from bandits.log.labels import closed_labels, mode_of, offered_titles
 from bandits.log.maintenance import PruneSummary, prune
 from bandits.model.policy import (
@@ -509,6 +510,16 @@ def _learn_until_orphaned(
                     pruned.impressions,
                     pruned.rewards,
                     pruned.batches,
+                )
+            refitted = taste_classes.refit_if_due(db, config, writes=writes)
+            if refitted is not None:
+                log.info(
+                    "taste classes: fit %d placed %d of %d viewers (%d impressions, decisions up to %d)",
+                    refitted.fit,
+                    refitted.placed,
+                    refitted.viewers,
+                    refitted.impressions,
+                    refitted.last_event,
                 )
         except StorageBusy as exc:
             log.warning("database busy, retrying next round: %s", exc)

@@ -34,15 +34,17 @@ POLICY_NAMES = (TITLES, ARTWORK, ACTIONS)
 
 BASE_ARGS = ["--cb_adf"]
 # Titles: viewer x title (id and genre), viewer id x genre (each viewer's own taste); artwork: viewer
-# x artwork and viewer id x artwork (each viewer's own eye). ``--clip_p 1`` learns every shown pick
-# at weight 1 instead of 1/p: at 1/p an explored pick weighs up to hundreds of greedy ones, the
-# model learns mostly from those few and corrects its greedy choices slowly (BENCHMARKS.md, "Where
-# the lift was lost"). A pick's probability depends only on the features the model sees, so the
-# unweighted regression is not confounded by it. Without the 1/p weights VW's default rate
-# over-shoots less, and 0.2 learned faster than 0.05 and 0.5.
+# x artwork and viewer id x artwork (each viewer's own eye); both: taste class x title or artwork,
+# and x genre (what each kind of viewer likes, learned from everyone of that kind: bandits.model.tastes).
+# ``--clip_p 1`` learns every shown pick at weight 1 instead of 1/p: at 1/p an explored pick weighs up
+# to hundreds of greedy ones, the model learns mostly from those few and corrects its greedy choices
+# slowly (BENCHMARKS.md, "Where the lift was lost"). A pick's probability depends only on the features
+# the model sees, so the unweighted regression is not confounded by it. Without the 1/p weights VW's
+# default rate over-shoots less: 0.2 learned faster than 0.05 and 0.5 on artwork, and titles, each
+# shown rarely in a catalog of many, learn best at 0.5 ("the titles policy's learning rate").
 DEFAULT_VW_ARGS: dict[str, list[str]] = {
-    TITLES: ["-q", "UT", "-q", "UG", "-q", "IG", "-l", "0.5", "--clip_p", "1"],
-    ARTWORK: ["-q", "UA", "-q", "UG", "-q", "IA", "-l", "0.2", "--clip_p", "1"],
+    TITLES: ["-q", "UT", "-q", "UG", "-q", "IG", "-q", "KT", "-q", "KG", "-l", "0.5", "--clip_p", "1"],
+    ARTWORK: ["-q", "UA", "-q", "UG", "-q", "IA", "-q", "KA", "-q", "KG", "-l", "0.2", "--clip_p", "1"],
     ACTIONS: ["-q", "CX", "-l", "0.05"],  # context x action (bandits.decide.inline's namespaces)
 }
 AGGREGATIONS = ("earliest", "sum", "max")

@@ -28,7 +28,15 @@ from bandits.model.policy import ServingModel, new_workspace
 from bandits.vw import features
 from bandits.vw.workspace import TextExamples
 
-NAMESPACES = {"U": "viewer", "I": "viewer id", "P": "position", "T": "title", "G": "genre", "A": "artwork"}
+NAMESPACES = {
+    "U": "viewer",
+    "I": "viewer id",
+    "K": "taste class",
+    "P": "position",
+    "T": "title",
+    "G": "genre",
+    "A": "artwork",
+}
 TOP = 5
 
 

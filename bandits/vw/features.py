@@ -115,11 +115,15 @@ def namespace(name: str, tokens: Iterable[str]) -> str:
     return f"|{name} " + " ".join(tokens)
 
 
-def viewer_shared(*, user_id: str | None, features: Mapping[str, Any]) -> str:
-    """Return the shared line of a title decision (viewer features and id)."""
+def viewer_shared(
+    *, user_id: str | None, features: Mapping[str, Any], tastes: Mapping[str, float] | None = None
+) -> str:
+    """Return the shared line of a title decision: viewer features, id and taste classes (``bandits.model.tastes``)."""
     parts = ["shared", namespace("U", feature_tokens(features))]
     if user_id:
         parts.append(namespace("I", [f"id={escape(user_id)}"]))
+    if tastes:
+        parts.append(namespace("K", [f"{escape_name(name)}:{number_text(share)}" for name, share in tastes.items()]))
     return " ".join(parts)
 
 

@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from bandits.decide.row import RowDecision, decide_row
 from bandits.log.eventlog import activate, get_event, new_event_id, record_reward
+from bandits.model import tastes
 from bandits.model.exploration import event_rng
 from bandits.model.policy import parse_reward_values
 from bandits.reports import explain
@@ -81,6 +82,7 @@ def rank() -> ResponseReturnValue:
         for index, title_id in enumerate(ids):
             check_id(title_id, what=f"{field}[{index}]")
     event_id = body.event_id or new_event_id()
+    viewer_tastes = tastes.of_viewer(get_db(), body.user.id) if body.user.id and config["TASTE_CLASSES"] else None
 
     def decide(state: ServingState) -> RowDecision:
         snapshot, models, policies = state.snapshot, state.models, state.policies
@@ -107,6 +109,7 @@ def rank() -> ResponseReturnValue:
             diversity=diversity,
             title_trial_seconds=float(config["TITLE_TRIAL_HOURS"]) * 3600,
             title_trial_share=float(config["TITLE_TRIAL_SHARE"]),
+            tastes=viewer_tastes,
         )
 
     decision, state = rank_and_log(
@@ -188,3 +191,16 @@ def show_event(event_id: str) -> ResponseReturnValue:
     """Return a logged event: context, slots, probabilities, rewards and learning state."""
     check_id(event_id, what="event_id")
     return jsonify(get_event(get_db(), event_id))
+
+
+@bp.get("/v1/tastes")
+def show_tastes() -> ResponseReturnValue:
+    """Return the taste classes' setting and latest fits; with ``user_id``, also that viewer's classes."""
+    config = current_app.config
+    found: dict[str, Any] = {"classes": int(config["TASTE_CLASSES"]), "fits": tastes.fits(get_db())}
+    user_id = request.args.get("user_id")
+    if user_id is not None:
+        if not user_id or len(user_id) > 128:
+            raise Invalid("user_id: a viewer id of 1 to 128 characters")
+        found["viewer"] = {"user_id": user_id, "classes": tastes.of_viewer(get_db(), user_id)}
+    return jsonify(found)

@@ -156,3 +156,38 @@ def test_workers_starting_together_start_one_learner(tmp_path, database_url):
         assert status == 200 and health["learner"] == "running"
     finally:
         svc.stop()
+
+
+def test_the_learner_process_fits_taste_classes_that_the_workers_send(tmp_path, database_url):
+    tastes_on = {
+        **SETTINGS,
+        "MARQUEE_TASTE_CLASSES": "2",
+        "MARQUEE_TASTE_MIN_IMPRESSIONS": "6",
+        "MARQUEE_TASTE_REFIT_EVENTS": "40",
+        "MARQUEE_TASTE_REFIT_SECONDS": "0",
+    }
+    svc = Service(tmp_path / "data", env=tastes_on, database_url=database_url)
+    svc.flask("demo-catalog", "--titles", "12", "--seed", "3")
+    svc.start()
+    try:
+        for n in range(48):  # 6 viewers, 8 rows of 3 each; a viewer answers the row's first slot
+            status, body = svc.request("POST", "/v1/rank", {"user": {"id": f"v{n % 6}", "features": {}}, "slots": 3})
+            assert status == 200, body
+            reward = {"title_id": body["slots"][0]["title_id"], "type": "click"}
+            assert svc.request("POST", f"/v1/events/{body['event_id']}/reward", reward)[0] == 201
+        deadline = time.monotonic() + 60
+        shown: dict = {}
+        while time.monotonic() < deadline and not shown.get("fits"):
+            status, shown = svc.request("GET", "/v1/tastes", headers={"Content-Type": "application/json"})
+            time.sleep(0.2)
+        assert shown["fits"] and shown["fits"][0]["viewers_placed"] == 6, shown
+        status, body = svc.request("POST", "/v1/rank", {"user": {"id": "v0", "features": {}}, "slots": 3})
+        assert status == 200, body
+        db = connect(svc.database)
+        try:
+            line = db.execute("SELECT title_shared FROM events WHERE id = ?", [body["event_id"]]).fetchone()[0]
+        finally:
+            db.close()
+        assert "|K c" in line, line
+    finally:
+        svc.stop()

@@ -75,13 +75,29 @@ def test_the_search_space_varies_rates_interactions_regularization_and_explorati
         "without -q UA",
         "without -q UG",
         "without -q IA",
+        "without -q KA",
+        "without -q KG",
         "epsilon 0.05",
         "epsilon 0.2",
         "exploration bonus 2",
     }
     assert space["exploration bonus 2"]["exploration_bonus"] == 2.0
-    assert space["learning rate 0.5"]["vw_args"] == ["-q", "UA", "-q", "UG", "-q", "IA", "--clip_p", "1", "-l", "0.5"]
-    assert space["without -q UG"]["vw_args"] == ["-q", "UA", "-q", "IA", "-l", "0.2", "--clip_p", "1"]
+    crosses = ["-q", "UA", "-q", "UG", "-q", "IA", "-q", "KA", "-q", "KG"]
+    assert space["learning rate 0.5"]["vw_args"] == [*crosses, "--clip_p", "1", "-l", "0.5"]
+    assert space["without -q UG"]["vw_args"] == [
+        "-q",
+        "UA",
+        "-q",
+        "IA",
+        "-q",
+        "KA",
+        "-q",
+        "KG",
+        "-l",
+        "0.2",
+        "--clip_p",
+        "1",
+    ]
     # Every candidate explores as the policy does, decay included, so its estimate is of what would serve.
     assert all(c["epsilon_decay_after"] == 2000.0 and c["epsilon_floor"] == 0.01 for c in space.values())
     assert {c["epsilon"] for c in space.values()} == {0.1, 0.05, 0.2}

@@ -158,3 +158,12 @@ def test_a_line_splits_into_the_namespaces_it_was_written_with():
         None,
     )
     assert features.sections("0:-1:0.5 |A id=a |B") == [("A", ["id=a"]), ("B", [])]
+
+
+def test_taste_classes_go_in_their_own_namespace_after_the_id_and_before_the_position():
+    shared = features.viewer_shared(user_id="u1", features={"device": "tv"}, tastes={"c0": 0.93, "c3": 0.07})
+    assert shared == "shared |U device=tv |I id=u1 |K c0:0.93 c3:0.07"
+    slot = features.with_position(shared, 2)
+    assert features.without_position(slot) == shared
+    assert dict(features.sections(slot))["K"] == ["c0:0.93", "c3:0.07"]
+    assert features.viewer_shared(user_id="u1", features={"device": "tv"}, tastes={}) == "shared |U device=tv |I id=u1"
