@@ -193,7 +193,7 @@ def fits(db: Database, *, limit: int = FITS_KEPT) -> list[dict[str, object]]:
 def save(
     db: Database,
     fitted: TasteClasses,
-    placed: Mapping[str, Mapping[str, float]],
+    viewer_features: Mapping[str, Mapping[str, float]],
     *,
     created_at: float,
     viewers: int,
@@ -202,7 +202,7 @@ def save(
     chunk: int = 5000,
     writes: Writes = inline,
 ) -> int:
-    """Keep a fit and the features of the viewers it placed; return the fit's id.
+    """Keep a fit and the features of the viewers it placed (``viewer_features``); return the fit's id.
 
     The viewers' rows are written ``chunk`` at a time, each chunk its own short transaction (a rank
     reads one viewer's row, from this fit or the one before); the rows of viewers this fit did not
@@ -221,7 +221,7 @@ def save(
                     json.dumps(np.round(fitted.rates, 6).tolist()),
                     json.dumps(fitted.shares.tolist()),
                     viewers,
-                    len(placed),
+                    len(viewer_features),
                     impressions,
                     last_event,
                 ],
@@ -245,7 +245,9 @@ def save(
             )
 
     fit_id = writes(keep_fit)
-    rows = [(user_id, fit_id, json.dumps(dict(found), separators=(",", ":"))) for user_id, found in placed.items()]
+    rows = [
+        (user_id, fit_id, json.dumps(dict(found), separators=(",", ":"))) for user_id, found in viewer_features.items()
+    ]
     for start in range(0, len(rows), chunk):
         writes(partial(place, rows[start : start + chunk]))
     writes(partial(forget_older, fit_id))
