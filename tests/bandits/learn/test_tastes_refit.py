@@ -48,7 +48,8 @@ def show(client: FlaskClient, viewer: str, kind: str | None, *, rows: int) -> li
     return events
 
 
-def shared_line(client: FlaskClient, event_id: str, db: Any) -> str:
+def shared_line(event_id: str, db: Any) -> str:
+    """Return the title decision's shared line as the log kept it."""
     return str(db.execute("SELECT title_shared FROM events WHERE id = ?", [event_id]).fetchone()[0])
 
 
@@ -76,10 +77,10 @@ def test_the_learner_places_viewers_by_what_they_answered_and_their_ranks_carry_
 
     # A placed viewer's rank carries their classes in the logged shared line; the newcomer's does not.
     (event,) = show(client, "v01", None, rows=1)
-    line = shared_line(client, event, db)
+    line = shared_line(event, db)
     assert f" {top['v01']}:" in line.split("|K", 1)[1]
     (event,) = show(client, "newcomer", None, rows=1)
-    assert "|K" not in shared_line(client, event, db)
+    assert "|K" not in shared_line(event, db)
 
     kept = tastes.fits(db)
     assert [fit["fit"] for fit in kept] == [done.fit] and kept[0]["viewers_placed"] == 20
