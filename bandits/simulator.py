@@ -31,7 +31,8 @@ different hours), the genres of their viewing history and of their highest-rated
 their own tastes), and a recent search (a genre word, from their tastes most of the time). These
 signals are drawn once, when the world is made, from the tastes at that time: when genre tastes
 drift, they go stale as real histories do. ``reveal_segment`` adds the segment itself, for tests
-that want an audience a model can read directly.
+that want an audience a model can read directly, and ``reveal_tastes`` each genre taste at the start
+(``taste_<genre>``, a number), for measuring what a learner makes of perfect knowledge of a viewer.
 
 Shapes (``SHAPES``, the ``shape`` of ``World.build``) are the kinds of world the benchmarks run on;
 each also names the demo catalog to build for it (titles, artworks per title):
@@ -76,6 +77,7 @@ changed once it is made.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -433,6 +435,9 @@ class World:
     seed: int
     genre_drift: tuple[int, int] = (0, 0)  # genre tastes drift from the first impression to the second
     shape: str = "audience"  # the name of the shape the world was built as
+    signals: Shape | None = (
+        None  # the shape whose requests the viewers send (``request_log_likelihood``); None: audience
+    )
     _tables: _Tables = field(init=False, repr=False, compare=False)
     _last: _Values | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -453,6 +458,7 @@ class World:
         impressions: int = 100_000,
         drift_impressions: int | None = None,
         reveal_segment: bool = False,
+        reveal_tastes: bool = False,
     ) -> World:
         """Make a world of the shape from catalog titles (``id``, ``genres``, ``artworks`` with ``id`` and ``visual``).
 
@@ -526,6 +532,7 @@ class World:
                         taste=taste,
                         device=DEVICES[int(device)],
                         reveal_segment=reveal_segment,
+                        reveal_tastes=reveal_tastes,
                     ),
                 )
             )
@@ -537,6 +544,7 @@ class World:
             seed=seed,
             genre_drift=shape.genre_drift,
             shape=shape.name,
+            signals=shape,
         )
 
     # ------------------------------------------------------------ probabilities
@@ -641,13 +649,32 @@ class World:
         values = self._values(viewer, at)
         kind = "click" if reward == "click" else "play"
         if kind not in values.best:
-            tables = self._tables
             value = values.click_array if kind == "click" else values.click_array * values.play_array
-            value = np.where(tables.arm_arrives <= at, value, -np.inf)
-            best = np.maximum.reduceat(value, tables.starts)
-            arm = np.maximum.reduceat(np.where(value == best[tables.arm_title], tables.arm_order, -1), tables.starts)
-            values.best[kind] = (best, arm)
+            values.best[kind] = self._title_best(value, at)
         return values.best[kind]
+
+    def _title_best(self, value: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return each title's best value among its artworks offered at ``at`` (``value`` per arm), and its arm."""
+        tables = self._tables
+        value = np.where(tables.arm_arrives <= at, value, -np.inf)
+        best = np.maximum.reduceat(value, tables.starts)
+        arm = np.maximum.reduceat(np.where(value == best[tables.arm_title], tables.arm_order, -1), tables.starts)
+        return best, arm
+
+    def _row(
+        self, best: np.ndarray, arm: np.ndarray, *, slots: int, at: int, candidates: Sequence[str] | None
+    ) -> list[tuple[str, str]]:
+        """Return the row of the titles of the pool with the highest ``best``, each in its ``arm``; ties by title id."""
+        tables = self._tables
+        if candidates is None:
+            titles = np.flatnonzero(tables.title_arrives <= at)
+        else:
+            titles = np.array([tables.title_index[title_id] for title_id in candidates], dtype=int)
+        value = best[titles]
+        if np.any(value == -np.inf):
+            raise ValueError(f"a title of the pool has no artwork offered at impression {at}")
+        order = np.lexsort((tables.title_rank[titles], -value))[:slots]
+        return [(tables.title_ids[title], tables.arm_ids[arm[title]]) for title in titles[order].tolist()]
 
     # ------------------------------------------------------------ decisions and outcomes
 
@@ -683,17 +710,8 @@ class World:
         the largest values in the earliest slots maximize (the rearrangement inequality). Ties go
         to the lowest title id, and within a title to the highest artwork id.
         """
-        tables = self._tables
-        if candidates is None:
-            titles = np.flatnonzero(tables.title_arrives <= at)
-        else:
-            titles = np.array([tables.title_index[title_id] for title_id in candidates], dtype=int)
         best, arm = self._best(viewer, at, reward)
-        value = best[titles]
-        if np.any(value == -np.inf):
-            raise ValueError(f"a title of the pool has no artwork offered at impression {at}")
-        order = np.lexsort((tables.title_rank[titles], -value))[:slots]
-        return [(tables.title_ids[title], tables.arm_ids[arm[title]]) for title in titles[order].tolist()]
+        return self._row(best, arm, slots=slots, at=at, candidates=candidates)
 
     def draw_viewer(self, rng: np.random.Generator) -> Viewer:
         """Return a viewer of the audience, drawn uniformly."""
@@ -713,6 +731,131 @@ class World:
                 Outcome(position=position, title_id=title_id, artwork_id=artwork_id, clicked=clicked, played=played)
             )
         return outcomes
+
+    # ------------------------------------------------------------ hypothetical viewers, for reference policies
+
+    def draw_hypotheses(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``count`` viewers as the world draws its own: a segment by share, its genre tastes plus a deviation.
+
+        Returns segment indices, shape (count,), in the order of ``segments``, and genre tastes,
+        shape (count, genres), in the columns of ``genres``. This is the prior of a policy told
+        every parameter of the world but not who a viewer is.
+        """
+        segments = list(self.segments.values())
+        shares = np.array([segment.share for segment in segments], dtype=float)
+        members = rng.choice(len(segments), size=count, p=shares / shares.sum())
+        genres = self._tables.genres
+        mean = np.array([[segment.genre_taste.get(genre, 0.0) for genre in genres] for segment in segments])
+        spread = (self.signals or SHAPES["audience"]).taste_spread
+        return members, mean[members].reshape(count, len(genres)) + rng.normal(0.0, spread, size=(count, len(genres)))
+
+    @property
+    def genres(self) -> list[str]:
+        """The genres of the world, in the columns of a taste array (``draw_hypotheses``)."""
+        return list(self._tables.genres)
+
+    def request_log_likelihood(
+        self, features: Mapping[str, Any], segments: np.ndarray, tastes: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Return the log-probability of a request's fields for each hypothetical viewer (``draw_hypotheses``).
+
+        What ``_signals`` draws from a viewer's segment and tastes, read back: the device, the hour,
+        the history's genres (drawn without replacement by ``exp(1.5 * taste)``), the top-rated
+        genre (the best taste after noise, whose probability is estimated by one draw of the noise
+        per hypothesis: 1 or 0, unbiased), the search, the region and the weekly minutes. Fields a
+        shape leaves out at random, and those unrelated to taste, are the same for every
+        hypothesis and left out; -inf where a hypothesis could not have sent the request.
+        """
+        signals = self.signals or SHAPES["audience"]
+        segment_list = list(self.segments.values())
+        genres = self._tables.genres
+        column = {genre: i for i, genre in enumerate(genres)}
+        log = np.zeros(len(segments))
+
+        def per_segment(values: Sequence[float]) -> np.ndarray:
+            with np.errstate(divide="ignore"):
+                return np.log(np.array(values, dtype=float))[segments]
+
+        if "device" in features:
+            device = DEVICES.index(features["device"])
+            log += per_segment([s.devices[device] / sum(s.devices) for s in segment_list])
+        if "hour" in features:
+            hour = int(features["hour"])
+            log += per_segment([(hour in s.hours) / len(s.hours) if s.hours else 1 / 24 for s in segment_list])
+        if features.get("history_genres") and genres:
+            weights = np.exp(1.5 * tastes)
+            total = weights.sum(axis=1)
+            history = [column[genre] for genre in features["history_genres"]]
+            chance = np.zeros(len(segments))
+            for order in itertools.permutations(history):
+                left, step = total.copy(), np.ones(len(segments))
+                for genre in order:
+                    step *= weights[:, genre] / left
+                    left -= weights[:, genre]
+                chance += step
+            log += np.log(chance)
+        if genres and ("top_rated_genres" in features or "recent_searches" in features):
+            liked = (tastes + rng.normal(0.0, 0.3, size=tastes.shape)).argmax(axis=1)
+            if "top_rated_genres" in features:
+                with np.errstate(divide="ignore"):
+                    log += np.log(liked == column[features["top_rated_genres"][0]])
+            if "recent_searches" in features:
+                searched = column[features["recent_searches"][0]]
+                log += np.log(0.6 * (liked == searched) + 0.4 / len(genres))
+        if "region" in features and signals.regions:
+            chances = []
+            for s in segment_list:
+                home = [region for region in s.regions if region in signals.regions]
+                away = [region for region in signals.regions if region not in home]
+                near = 0.0 if not home else (1.0 if not away else HOME_REGION_SHARE)
+                region = features["region"]
+                chances.append(near / len(home) if region in home else (1 - near) / len(away))
+            log += per_segment(chances)
+        if "watch_minutes" in features:
+            minutes = float(features["watch_minutes"])
+            chances = []
+            for s in segment_list:
+                if s.watch_minutes is None:
+                    chances.append(0.0)
+                elif minutes >= MAX_WATCH_MINUTES:
+                    z = (math.log(MAX_WATCH_MINUTES) - math.log(s.watch_minutes)) / WATCH_MINUTES_SPREAD
+                    chances.append(0.5 * math.erfc(z / math.sqrt(2)))
+                else:  # the density of the log of the minutes
+                    z = (math.log(max(minutes, 0.05)) - math.log(s.watch_minutes)) / WATCH_MINUTES_SPREAD
+                    chances.append(math.exp(-0.5 * z * z) / WATCH_MINUTES_SPREAD)
+            log += per_segment(chances)
+        if "segment" in features:
+            log += per_segment([s.name == features["segment"] for s in segment_list])
+        return log
+
+    def hypothetical_values(
+        self, segments: np.ndarray, tastes: np.ndarray, *, at: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return, for each hypothetical viewer, every arm's click probability in slot 0 and play probability.
+
+        Shapes (count, arms), arms in the order of ``arm_of``; genre and look tastes as of impression ``at``.
+        """
+        tables = self._tables
+        taste = np.concatenate([tastes, np.full((len(segments), 1), -np.inf)], axis=1)
+        if tables.genre_shift is not None:
+            taste = taste + self._genre_progress(at) * tables.genre_shift[segments]
+        base, play = tables.static(taste, segments)
+        progress = self._look_progress(at)
+        weights = (1 - progress) * tables.look_start + progress * tables.look_later
+        click = 1.0 / (1.0 + np.exp(-(base + (weights @ tables.looks.T)[segments])))
+        return click, play
+
+    def arm_of(self, title_id: str, artwork_id: str) -> int:
+        """Return the index of a (title, artwork) pair in ``hypothetical_values``' arrays."""
+        return self._arm(title_id, artwork_id)
+
+    def best_row(self, value: np.ndarray, *, slots: int, at: int) -> list[tuple[str, str]]:
+        """Return the best row for a viewer whose expected reward of each arm in slot 0 is ``value``, shape (arms,).
+
+        As ``oracle`` builds its row: each title's best artwork offered at ``at``, the best titles first.
+        """
+        best, arm = self._title_best(np.asarray(value, dtype=float), at)
+        return self._row(best, arm, slots=slots, at=at, candidates=None)
 
 
 @dataclass
@@ -868,6 +1011,7 @@ def _signals(
     taste: Mapping[str, float],
     device: str,
     reveal_segment: bool,
+    reveal_tastes: bool = False,
 ) -> dict[str, Any]:
     """Draw what a catalog knows of a viewer with these tastes: device, usual hour, history, ratings, a search...
 
@@ -905,4 +1049,6 @@ def _signals(
             features.pop(name, None)
     if reveal_segment:
         features["segment"] = segment.name
+    if reveal_tastes:
+        features.update({f"taste_{genre}": round(taste[genre], 3) for genre in genres})
     return features

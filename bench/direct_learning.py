@@ -6,6 +6,7 @@ Usage (from the repository root):
                                     [--title-bonus 2] [--artwork-bonus 2] [--titles-args "..."]
                                     [--artwork-args "..."] [--epsilon 0.1] [--decay-after 2000] [--floor 0.01]
                                     [--taste-classes 8] [--taste-every 8000] [--taste-min-shown 30]
+                                    [--reveal segment tastes]
 
 The row is decided by the service's own ``bandits.decide.row.decide_row`` over the demo catalog the
 learning benchmark builds for the world, with the policies' exploration (``Exploration.decaying``
@@ -19,7 +20,9 @@ examples, in the same batches. Its figures are the share of the oracle's lift ov
 ``--seeds``, so a run repeats exactly and two settings are compared on the same viewers; a seed's
 figures differ from that benchmark's (whose service seeds its draws per process) by its run-to-run
 spread, so compare two runs of this script with each other. ``mean of the last 5`` averages the
-windows from 96k to 100k.
+windows from 96k to 100k. ``--reveal`` adds to every request what no client knows, for measuring
+what the learner makes of it: the viewer's ``segment``, or their genre ``tastes`` as numbers
+(``taste_<genre>``, as at the start); the world, viewers and outcomes stay those of the seed.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from bandits.model import tastes
 from bandits.model.exploration import Exploration
 from bandits.model.policy import ARTWORK, DEFAULT_VW_ARGS, TITLES, new_workspace
 from bandits.model.tried import Tried
-from bandits.simulator import SHAPES, World
+from bandits.simulator import SHAPES, Viewer, World
 from bandits.storage import connect
 from bandits.vw.workspace import TextExamples
 from bench.report import machine, report
@@ -52,6 +55,46 @@ from service.simulate import baseline_rows, catalog_from_service, scratch_servic
 SLOTS = 4
 LEARN_EVERY = 200  # rows, as bench.learning_bench learns
 CHECKPOINTS = (5_000, 20_000, 50_000, 100_000)
+
+
+class Curve:
+    """A policy's share of the oracle's lift over uniform rows, window by window of 1,000 impressions."""
+
+    def __init__(self, world: World, baselines: np.random.Generator) -> None:
+        self.world, self.baselines = world, baselines
+        self.window: dict[str, list[float]] = {"policy": [], "oracle": [], "uniform": []}
+        self.shares: dict[int, float] = {}
+
+    def add(self, viewer: Viewer, shown: list[tuple[str, str]], *, at: int) -> None:
+        """Score a row shown at impression ``at`` against the oracle's and a uniform row for the same viewer."""
+        world, window = self.world, self.window
+        rows = baseline_rows(world, viewer, shown, at=at, reward="play", rng=self.baselines)
+        window["policy"].append(world.row_value(viewer, shown, at=at))
+        window["oracle"].append(world.row_value(viewer, rows["oracle"], at=at))
+        window["uniform"].append(world.row_value(viewer, rows["uniform"], at=at))
+        done = at + len(shown)
+        if done % 1000 == 0:
+            policy, oracle, uniform = (float(np.mean(window[key])) for key in ("policy", "oracle", "uniform"))
+            self.shares[done] = (policy - uniform) / (oracle - uniform)
+            self.window = {key: [] for key in window}
+
+    def result(self) -> dict[str, Any]:
+        """The shares by impressions done, and the mean of the last five windows."""
+        last = [self.shares[key] for key in sorted(self.shares)[-5:]]
+        return {"shares": self.shares, "last5": float(np.mean(last))}
+
+
+def summary(runs: dict[int, dict[str, Any]], impressions: int) -> dict[str, str]:
+    """Return the table rows of several seeds' curves: the share at each checkpoint, the mean of the last windows."""
+    rows = {}
+    for checkpoint in [c for c in CHECKPOINTS if c <= impressions]:
+        values = [run["shares"][checkpoint] for run in runs.values()]
+        rows[f"share at {checkpoint // 1000}k"] = (
+            f"{np.mean(values):.0%} [{min(values):.0%}-{max(values):.0%}] ({', '.join(f'{v:.3f}' for v in values)})"
+        )
+    lasts = [run["last5"] for run in runs.values()]
+    rows["mean of the last 5 windows"] = f"{np.mean(lasts):.3f} ({', '.join(f'{v:.3f}' for v in lasts)})"
+    return rows
 
 
 class Policy:
@@ -111,13 +154,18 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         transport, _ = scratch_service(
             folder, create_app=create_app, seed=seed, titles=shape.titles, artworks_per_title=shape.artworks_per_title
         )
-        world = World.build(catalog_from_service(transport), seed=seed, shape=shape)
+        world = World.build(
+            catalog_from_service(transport),
+            seed=seed,
+            shape=shape,
+            reveal_segment="segment" in args.reveal,
+            reveal_tastes="tastes" in args.reveal,
+        )
         snapshot = load_snapshot(connect(transport.client.application.config["DATABASE"]))
     titles = Policy(args.titles_args.split() if args.titles_args is not None else DEFAULT_VW_ARGS[TITLES])
     artwork = Policy(args.artwork_args.split() if args.artwork_args is not None else DEFAULT_VW_ARGS[ARTWORK])
     rng, viewers, baselines = (np.random.default_rng([seed, k]) for k in (11, 12, 13))
-    window: dict[str, list[float]] = {"policy": [], "oracle": [], "uniform": []}
-    shares: dict[int, float] = {}
+    curve = Curve(world, baselines)
     waiting: list[tuple[RowDecision, list[float]]] = []
     responses: list[tuple[str, str, bool]] = []  # (viewer, artwork, clicked) of every impression, for taste classes
     taste_fit: tastes.TasteClasses | None = None
@@ -154,10 +202,6 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         waiting.append((decision, [1.0 if outcome.played else 0.0 for outcome in outcomes]))
         if args.taste_classes:
             responses.extend((viewer.id, outcome.artwork_id, outcome.clicked) for outcome in outcomes)
-        rows = baseline_rows(world, viewer, shown, at=at, reward="play", rng=baselines)
-        window["policy"].append(world.row_value(viewer, shown, at=at))
-        window["oracle"].append(world.row_value(viewer, rows["oracle"], at=at))
-        window["uniform"].append(world.row_value(viewer, rows["uniform"], at=at))
         if (row + 1) % LEARN_EVERY == 0:
             for made, rewards in waiting:
                 title_lines, artwork_lines = _examples(made, rewards)
@@ -169,12 +213,8 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             records = tastes.Records.of(responses)
             taste_fit, posterior = tastes.fit(records, classes=args.taste_classes, previous=taste_fit, seed=seed)
             taste_features = tastes.placed(records, posterior, min_impressions=args.taste_min_shown)
-        if done % 1000 == 0:
-            policy, oracle, uniform = (float(np.mean(window[key])) for key in ("policy", "oracle", "uniform"))
-            shares[done] = (policy - uniform) / (oracle - uniform)
-            window = {key: [] for key in window}
-    last = [shares[key] for key in sorted(shares)[-5:]]
-    return {"shares": shares, "last5": float(np.mean(last))}
+        curve.add(viewer, shown, at=at)
+    return curve.result()
 
 
 def main() -> None:
@@ -196,29 +236,26 @@ def main() -> None:
     parser.add_argument(
         "--taste-min-shown", type=int, default=30, help="impressions a viewer needs before their classes are sent"
     )
+    parser.add_argument(
+        "--reveal", nargs="*", choices=("segment", "tastes"), default=[], help="add to every request what none carries"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     runs = {seed: run(args, seed) for seed in args.seeds}
-    checkpoints = [c for c in CHECKPOINTS if c <= args.impressions]
     result: dict[str, Any] = {
         "command": "python -m bench.direct_learning "
         + " ".join(
             f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
             for key, value in vars(args).items()
-            if key != "seeds" and value is not None
+            if key not in ("seeds", "reveal") and value is not None
         )
+        + (f" --reveal {' '.join(args.reveal)}" if args.reveal else "")
         + f" --seeds {' '.join(map(str, args.seeds))}",
         "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
         "date": time.strftime("%Y-%m-%d"),
         "seconds": round(time.perf_counter() - started),
     }
-    for checkpoint in checkpoints:
-        values = [runs[seed]["shares"][checkpoint] for seed in args.seeds]
-        result[f"share at {checkpoint // 1000}k"] = (
-            f"{np.mean(values):.0%} [{min(values):.0%}-{max(values):.0%}] ({', '.join(f'{v:.3f}' for v in values)})"
-        )
-    lasts = [runs[seed]["last5"] for seed in args.seeds]
-    result["mean of the last 5 windows"] = f"{np.mean(lasts):.3f} ({', '.join(f'{v:.3f}' for v in lasts)})"
+    result.update(summary(runs, args.impressions))
     report("direct-learning", result)
 
 

@@ -358,3 +358,52 @@ def test_artwork_matters_most_in_the_artwork_world(style_looks):
     assert len({v.features["region"] for v in world.viewers}) == 12
     home = [v.features["region"] in world.segments[v.segment].regions for v in world.viewers]
     assert 0.75 < np.mean(home) < 0.85
+
+
+# ------------------------------------------------------------ hypothetical viewers (bench.bayes_reference)
+
+
+@pytest.mark.parametrize("shape", ["audience", "artwork", "long-tail", "drift"])
+def test_a_viewer_told_as_a_hypothesis_has_the_viewers_values_and_oracle_row(style_looks, shape):
+    world = simulator.World.build(shape_catalog(style_looks, shape=shape), seed=3, shape=shape)
+    viewers = world.viewers[:5]
+    segments = np.array([list(world.segments).index(v.segment) for v in viewers])
+    tastes = np.array([[v.genre_taste[genre] for genre in world.genres] for v in viewers])
+    at = 40_000  # past the drift world's genre drift and into the look drift
+    click, play = world.hypothetical_values(segments, tastes, at=at)
+    for n, viewer in enumerate(viewers):
+        for title in list(world.titles.values())[:6]:
+            for artwork in title.artworks:
+                arm = world.arm_of(title.id, artwork.id)
+                assert click[n, arm] == pytest.approx(world.click_probability(viewer, title.id, artwork.id, at=at))
+                assert play[n, arm] == pytest.approx(world.play_probability(viewer, title.id, artwork.id, at=at))
+        assert world.best_row(click[n] * play[n], slots=4, at=at) == world.oracle(viewer, slots=4, at=at)
+
+
+@pytest.mark.parametrize("shape", ["audience", "artwork", "long-tail"])
+def test_a_requests_likelihood_tells_a_viewers_segment_and_rules_out_what_could_not_send_it(style_looks, shape):
+    world = simulator.World.build(shape_catalog(style_looks, shape=shape), seed=3, shape=shape)
+    rng = np.random.default_rng(8)
+    names = list(world.segments)
+    hypotheses, tastes = world.draw_hypotheses(20_000, rng)
+    shares = np.bincount(hypotheses, minlength=len(names)) / len(hypotheses)
+    assert shares == pytest.approx(
+        [s.share / sum(x.share for x in world.segments.values()) for s in world.segments.values()], abs=0.02
+    )
+    # Each hypothesis' tastes spread around its segment's as the world's viewers' do.
+    first = world.segments[names[0]]
+    deviation = tastes[hypotheses == 0] - [first.genre_taste.get(g, 0.0) for g in world.genres]
+    assert float(np.std(deviation)) == pytest.approx(simulator.SHAPES[shape].taste_spread, rel=0.05)
+    believed = []
+    for viewer in world.viewers[:60]:
+        log = world.request_log_likelihood(viewer.features, hypotheses, tastes, rng)
+        weights = np.exp(log - log.max())
+        believed.append(weights[hypotheses == names.index(viewer.segment)].sum() / weights.sum())
+    # The request alone puts most of the belief on the viewer's own segment, far above the prior's share.
+    assert float(np.mean(believed)) > 0.6 > float(shares.max())
+    if shape == "audience":  # a night owl's hour rules the families out: their viewers keep hours 17 to 20
+        owl = next(v for v in world.viewers if v.segment == "night-owl")
+        log = world.request_log_likelihood(owl.features, hypotheses, tastes, rng)
+        assert np.all(log[hypotheses == names.index("family")] == -np.inf)
+        revealed = world.request_log_likelihood({"segment": "family"}, hypotheses, tastes, rng)
+        assert np.all((revealed == 0) == (hypotheses == names.index("family")))
