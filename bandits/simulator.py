@@ -92,6 +92,9 @@ LOOKS = ("brightness", "warmth", "saturation", "contrast", "colorfulness", "skin
 REWARDS = ("play", "click")
 TASTE_SPREAD = 0.6  # standard deviation of a viewer's genre taste around the segment's
 HISTORY_GENRES = 3  # genres in a viewer's viewing history
+HISTORY_SHARPNESS = 1.5  # a history's genres are drawn by exp(HISTORY_SHARPNESS * taste), without replacement
+RATING_NOISE = 0.3  # the top-rated genre is the best taste after normal noise of this spread
+SEARCH_LIKED_SHARE = 0.6  # share of searches for the top-rated genre; the rest are for any genre
 DEVICES = ("tv", "phone", "web")
 DAYPARTS = ["night"] * 6 + ["morning"] * 6 + ["afternoon"] * 5 + ["evening"] * 5 + ["night"] * 2  # by hour
 HOME_REGION_SHARE = 0.8  # share of a segment's viewers who live in one of its home regions
@@ -435,9 +438,8 @@ class World:
     seed: int
     genre_drift: tuple[int, int] = (0, 0)  # genre tastes drift from the first impression to the second
     shape: str = "audience"  # the name of the shape the world was built as
-    signals: Shape | None = (
-        None  # the shape whose requests the viewers send (``request_log_likelihood``); None: audience
-    )
+    # The shape whose requests the viewers send, read back by ``request_log_likelihood``; None: the audience's.
+    signals: Shape | None = None
     _tables: _Tables = field(init=False, repr=False, compare=False)
     _last: _Values | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -759,12 +761,13 @@ class World:
     ) -> np.ndarray:
         """Return the log-probability of a request's fields for each hypothetical viewer (``draw_hypotheses``).
 
-        What ``_signals`` draws from a viewer's segment and tastes, read back: the device, the hour,
-        the history's genres (drawn without replacement by ``exp(1.5 * taste)``), the top-rated
-        genre (the best taste after noise, whose probability is estimated by one draw of the noise
-        per hypothesis: 1 or 0, unbiased), the search, the region and the weekly minutes. Fields a
-        shape leaves out at random, and those unrelated to taste, are the same for every
-        hypothesis and left out; -inf where a hypothesis could not have sent the request.
+        What ``_signals`` draws from a viewer's segment and tastes, read back: the device, the
+        hour, the history's genres (drawn without replacement by ``exp(HISTORY_SHARPNESS *
+        taste)``), the top-rated genre (the best taste after noise, whose probability is estimated
+        by one draw of the noise per hypothesis: 1 or 0, unbiased), the search, the region, the
+        weekly minutes and a revealed segment. Fields a shape leaves out at random, and those
+        unrelated to taste, are as likely for every hypothesis and left out; -inf where a
+        hypothesis could not have sent the request.
         """
         signals = self.signals or SHAPES["audience"]
         segment_list = list(self.segments.values())
@@ -783,7 +786,7 @@ class World:
             hour = int(features["hour"])
             log += per_segment([(hour in s.hours) / len(s.hours) if s.hours else 1 / 24 for s in segment_list])
         if features.get("history_genres") and genres:
-            weights = np.exp(1.5 * tastes)
+            weights = np.exp(HISTORY_SHARPNESS * tastes)
             total = weights.sum(axis=1)
             history = [column[genre] for genre in features["history_genres"]]
             chance = np.zeros(len(segments))
@@ -795,13 +798,13 @@ class World:
                 chance += step
             log += np.log(chance)
         if genres and ("top_rated_genres" in features or "recent_searches" in features):
-            liked = (tastes + rng.normal(0.0, 0.3, size=tastes.shape)).argmax(axis=1)
+            liked = (tastes + rng.normal(0.0, RATING_NOISE, size=tastes.shape)).argmax(axis=1)
             if "top_rated_genres" in features:
                 with np.errstate(divide="ignore"):
                     log += np.log(liked == column[features["top_rated_genres"][0]])
             if "recent_searches" in features:
                 searched = column[features["recent_searches"][0]]
-                log += np.log(0.6 * (liked == searched) + 0.4 / len(genres))
+                log += np.log(SEARCH_LIKED_SHARE * (liked == searched) + (1 - SEARCH_LIKED_SHARE) / len(genres))
         if "region" in features and signals.regions:
             chances = []
             for s in segment_list:
@@ -1024,14 +1027,14 @@ def _signals(
     if shape.daypart:
         features["daypart"] = DAYPARTS[hour]
     if genres:
-        weights = np.exp(1.5 * np.array([taste[g] for g in genres]))
+        weights = np.exp(HISTORY_SHARPNESS * np.array([taste[g] for g in genres]))
         picked = rng.choice(
             len(genres), size=min(HISTORY_GENRES, len(genres)), replace=False, p=weights / weights.sum()
         )
         features["history_genres"] = sorted(genres[int(i)] for i in picked)
-        liked = max(genres, key=lambda g: taste[g] + float(rng.normal(0.0, 0.3)))
+        liked = max(genres, key=lambda g: taste[g] + float(rng.normal(0.0, RATING_NOISE)))
         features["top_rated_genres"] = [liked]
-        searched = liked if rng.random() < 0.6 else genres[int(rng.integers(len(genres)))]
+        searched = liked if rng.random() < SEARCH_LIKED_SHARE else genres[int(rng.integers(len(genres)))]
         features["recent_searches"] = [searched]
     if shape.regions:
         home = [region for region in segment.regions if region in shape.regions]
