@@ -51,14 +51,15 @@ class Beliefs:
     def hypotheses(self, viewer_id: str, features: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found = self.of.get(viewer_id)
         if found is None:
-            segments, tastes = self.world.draw_hypotheses(self.prior, self.rng)
             if "request" in self.evidence:
+                segments, tastes = self.world.draw_hypotheses(self.prior, self.rng)
                 log = self.world.request_log_likelihood(features, segments, tastes, self.rng)
                 weights = np.exp(log - log.max())
                 picked = self.rng.choice(self.prior, size=self.keep, p=weights / weights.sum())
-            else:
-                picked = np.arange(self.keep)
-            found = self.of[viewer_id] = (segments[picked], tastes[picked], np.zeros(self.keep))
+                segments, tastes = segments[picked], tastes[picked]
+            else:  # the prior itself: nothing to resample
+                segments, tastes = self.world.draw_hypotheses(self.keep, self.rng)
+            found = self.of[viewer_id] = (segments, tastes, np.zeros(self.keep))
         return found
 
 
