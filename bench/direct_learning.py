@@ -47,7 +47,7 @@ from bandits.model.policy import ARTWORK, DEFAULT_VW_ARGS, TITLES, new_workspace
 from bandits.model.tried import Tried
 from bandits.simulator import SHAPES, Viewer, World
 from bandits.storage import connect
-from bandits.vw.workspace import TextExamples
+from bandits.vw.workspace import CACHED_ACTION_LINES, TextExamples
 from bench.report import machine, report
 from service import create_app
 from service.simulate import baseline_rows, catalog_from_service, scratch_service
@@ -102,7 +102,7 @@ class Policy:
 
     def __init__(self, vw_args: list[str]) -> None:
         self.workspace = new_workspace(vw_args)
-        self.examples = TextExamples(self.workspace, cached_actions=8192)
+        self.examples = TextExamples(self.workspace, cached_actions=CACHED_ACTION_LINES)
         self.tried = Tried()
         self.version = 0
         self.examples_learned = 0

@@ -38,7 +38,7 @@ from bandits.model.policy import new_workspace
 from bandits.model.tried import Tried
 from bandits.storage import connect
 from bandits.vw import features
-from bandits.vw.workspace import TextExamples, TextLines
+from bandits.vw.workspace import CACHED_ACTION_LINES, TextExamples, TextLines
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 PARALLEL_MIN_ROUNDS = 100_000  # below this, starting processes costs more than it saves (``processes`` 0)
@@ -180,7 +180,7 @@ def candidate_pmf(
         tried = Tried()
     else:
         raise ValueError(f"candidate {candidate.name!r} of kind {candidate.kind} has no model to run")
-    examples = TextExamples(workspace)
+    examples = TextExamples(workspace, cached_actions=CACHED_ACTION_LINES)
     stage = f"candidate {candidate.name}"
     bonus = candidate.exploration_bonus > 0.0
     done = 0

@@ -60,7 +60,7 @@ from bandits.model.tried import Tried
 from bandits.postgres import LEARNER_LOCK, SessionLock, is_url, lock_held, try_session_lock
 from bandits.storage import Database, StorageBusy, Writes, connect, inline, write_transaction
 from bandits.vw import blocks, features
-from bandits.vw.workspace import TextExamples
+from bandits.vw.workspace import CACHED_ACTION_LINES, TextExamples
 
 log = logging.getLogger("marquee.learner")
 
@@ -270,7 +270,7 @@ class Learner:
         # Learning changes the workspace in place: until the commit succeeds it is no longer the
         # published version, so it must not be found in the cache by a retry.
         self._workspaces.pop(policy, None)
-        examples_of = TextExamples(workspace)
+        examples_of = TextExamples(workspace, cached_actions=CACHED_ACTION_LINES)
         build = EXAMPLE_BUILDERS[policy]
         labels = closed_labels(self.db, policy, [event["event_seq"] for event in closed])
         learned_rows = []

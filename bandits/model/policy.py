@@ -24,7 +24,7 @@ from bandits.model.exploration import RULES, Exploration, all_finite
 from bandits.model.tried import Tried
 from bandits.storage import Database, bump, write_transaction
 from bandits.vw.options import OptionError, check_model, check_user_args
-from bandits.vw.workspace import TextExamples, VWError
+from bandits.vw.workspace import CACHED_ACTION_LINES, TextExamples, VWError
 
 TITLES = "titles"
 ARTWORK = "artwork"
@@ -593,11 +593,6 @@ def publish_empty(db: Database, config: Deployment, name: str, *, origin: str) -
         keep=config.model_versions_kept,
         tried=Tried(),
     )
-
-
-# Parsed action lines a serving model keeps (bandits.vw.workspace.TextExamples): a catalog's titles and
-# artworks, parsed once instead of for every viewer; at a few kB each, a few tens of MB at most a model.
-CACHED_ACTION_LINES = 8192
 
 
 class ServingModel:

@@ -17,6 +17,11 @@ from collections.abc import Sequence
 import vowpal_wabbit_next as vw
 from vowpal_wabbit_next import _core
 
+# Parsed action lines a serving model, the learner or an evaluation keeps: a catalog's titles and
+# artworks, parsed once instead of for every viewer or every learned row; at a few kB each, a few tens
+# of MB at most.
+CACHED_ACTION_LINES = 8192
+
 
 class VWError(Exception):
     """Vowpal Wabbit refused an example."""
@@ -26,13 +31,16 @@ class TextExamples:
     """Predict and learn on multi-line text examples of one workspace."""
 
     def __init__(self, workspace: vw.Workspace, *, cached_actions: int = 0) -> None:
-        """``cached_actions``: how many parsed action lines ``predict`` keeps for reuse (0: none).
+        """``cached_actions``: how many parsed, unlabelled action lines are kept for reuse (0: none).
 
-        A serving model scores the same catalog lines for every viewer, and VW leaves a parsed action
-        example as it found it after a prediction (the shared features it joins to the actions are
-        taken off again), so parsing each action line once is enough; tests/bandits/vw/test_vwtext.py
-        checks that the predictions are identical. The cache is emptied when it is full, which bounds
-        its memory for catalogs or inline actions that never repeat.
+        A serving model scores the same catalog lines for every viewer, and the learner learns rows
+        whose action lines are the catalog's, all but the chosen one unlabelled. VW leaves a parsed
+        action example as it found it after a prediction or an update (the shared features it joins
+        to the actions are taken off again; a reduction that reweighs or relabels an example for an
+        update restores it), so parsing each unlabelled action line once is enough:
+        tests/bandits/vw/test_vwtext.py checks that the predictions and the learned models are
+        identical. A labelled line is parsed each time. The cache is emptied when it is full, which
+        bounds its memory for catalogs or inline actions that never repeat.
         """
         if not workspace.multiline:
             raise ValueError("TextExamples is for multi-line (ADF) workspaces")
@@ -52,6 +60,9 @@ class TextExamples:
             example = cache.get(line)
             if example is None:
                 example = _core._parse_line_text(core, line)
+                if not line.startswith("|"):  # a label (or a tag) before the features: not reused
+                    parsed.append(example)
+                    continue
                 if len(cache) >= self._cached_actions:
                     cache.clear()
                 cache[line] = example
@@ -79,7 +90,8 @@ class TextExamples:
             VWError: VW refused the example.
         """
         try:
-            self._core.learn_multi_ex_one(self._parse(lines))
+            examples = self._parse_reusing_actions(lines) if self._cached_actions and lines else self._parse(lines)
+            self._core.learn_multi_ex_one(examples)
         except RuntimeError as exc:
             raise VWError(str(exc)) from None
 

@@ -82,3 +82,33 @@ def test_reused_action_examples_predict_exactly_as_freshly_parsed_ones(args):
     shared, action = unlabelled[0], unlabelled[1]
     assert reusing.predict([shared, action, action]) == fresh.predict([shared, action, action])
     assert reusing.predict([shared, action]) == fresh.predict([shared, action])
+
+
+# Options that act when a model learns: the prediction-time ones, and every --cb_type's update.
+LEARN_REUSE_ARGS = [
+    *REUSE_ARGS,
+    ["-q", "UT", "--cb_type", "ips", "--clip_p", "0.1"],
+    ["-q", "UT", "--cb_type", "dm"],
+    ["-q", "UT", "--power_t", "0.3", "--l1", "1e-7"],
+    ["-q", "UT", "--cb_type", "mtr", "--adaptive", "--invariant", "--normalized"],
+]
+
+
+@pytest.mark.parametrize("args", LEARN_REUSE_ARGS, ids=[" ".join(args) for args in LEARN_REUSE_ARGS])
+def test_reused_action_examples_learn_exactly_as_freshly_parsed_ones(args):
+    fresh_ws = vw.Workspace(["--cb_adf", *args])
+    reusing_ws = vw.Workspace(["--cb_adf", *args])
+    fresh = TextExamples(fresh_ws)
+    reusing = TextExamples(reusing_ws, cached_actions=16)  # 30 distinct action lines: the cache refills
+    for unlabelled, labelled in stream(11, n=600):
+        fresh.learn(labelled)
+        reusing.learn(labelled)
+        assert reusing.predict(unlabelled) == fresh.predict(unlabelled)  # every update, not only the end
+    assert reusing_ws.serialize() == fresh_ws.serialize()
+    assert all(line.startswith("|") for line in reusing._actions)  # a labelled line is never kept
+    # The same unlabelled line twice in one example, and the labelled one as well, learn as parsed.
+    shared, action = labelled[0], unlabelled[1]
+    twice = [shared, f"0:-1:0.5 {action}", action, action]
+    fresh.learn(twice)
+    reusing.learn(twice)
+    assert reusing_ws.serialize() == fresh_ws.serialize()
