@@ -35,11 +35,11 @@ class TextExamples:
 
         A serving model scores the same catalog lines for every viewer, and the learner learns rows
         whose action lines are the catalog's, all but the chosen one unlabelled. VW leaves a parsed
-        action example as it found it after a prediction or an update (the shared features it joins
-        to the actions are taken off again; a reduction that reweighs or relabels an example for an
-        update restores it), so parsing each unlabelled action line once is enough:
-        tests/bandits/vw/test_vwtext.py checks that the predictions and the learned models are
-        identical. A labelled line is parsed each time. The cache is emptied when it is full, which
+        unlabelled action example as it found it after a prediction or an update (the shared
+        features it joins to the actions are taken off again), so parsing each such line once is
+        enough: tests/bandits/vw/test_vwtext.py checks, under every option a policy may set, that
+        the predictions and the learned models are identical. A labelled line is parsed each time:
+        reused, it changes what ``--lrqdropout`` learns. The cache is emptied when it is full, which
         bounds its memory for catalogs or inline actions that never repeat.
         """
         if not workspace.multiline:
