@@ -71,6 +71,9 @@ class TextExamples:
             return self._parse(lines)
         return parsed
 
+    def _examples(self, lines: Sequence[str]) -> list[_core.Example]:
+        return self._parse_reusing_actions(lines) if self._cached_actions and lines else self._parse(lines)
+
     def predict(self, lines: Sequence[str]) -> list[tuple[int, float]]:
         """Return VW's prediction for one multi-line example (for ``--cb_adf``: (action, cost) pairs).
 
@@ -78,8 +81,7 @@ class TextExamples:
             VWError: VW refused the example.
         """
         try:
-            examples = self._parse_reusing_actions(lines) if self._cached_actions and lines else self._parse(lines)
-            return self._core.predict_multi_ex_one(examples)  # type: ignore[return-value]
+            return self._core.predict_multi_ex_one(self._examples(lines))  # type: ignore[return-value]
         except RuntimeError as exc:
             raise VWError(str(exc)) from None
 
@@ -90,8 +92,7 @@ class TextExamples:
             VWError: VW refused the example.
         """
         try:
-            examples = self._parse_reusing_actions(lines) if self._cached_actions and lines else self._parse(lines)
-            self._core.learn_multi_ex_one(examples)
+            self._core.learn_multi_ex_one(self._examples(lines))
         except RuntimeError as exc:
             raise VWError(str(exc)) from None
 
