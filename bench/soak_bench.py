@@ -9,11 +9,12 @@ on). Open-loop Poisson arrivals (``bench/loadgen.py``) at ``--rate`` requests a 
 three rank a row of 10 slots from 10 named candidates for a varying viewer, with an event id the
 client chooses; the third rewards one of the titles of the row ranked 60 requests earlier (all 10
 candidates are shown, so any of them is in it). Latency is measured from each request's scheduled
-time, in windows of ``--window`` seconds, so the table shows p50/p99 over time. At the start (after
-warm-up) and at the end it reads the resident memory of every process of the service. Afterwards it
-waits for the learner and checks the log: every row answered is an event with its 10 impressions,
-every reward answered is stored, every event is learned exactly once by each policy, and
-``PRAGMA integrity_check`` is ok. Results print as a Markdown table and are saved under bench/results/.
+time, in windows of ``--window`` seconds, so the table shows p50/p99 over time, with the cores the
+workers and the learner used in each window. At the start (after warm-up) and at the end it reads
+the resident memory of every process of the service. Afterwards it waits for the learner and checks
+the log: every row answered is an event with its 10 impressions, every reward answered is stored,
+every event is learned exactly once by each policy, and ``PRAGMA integrity_check`` is ok. Results
+print as a Markdown table and are saved under bench/results/.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench.loadgen import run
-from bench.rank_bench import BODY, started_service
+from bench.rank_bench import BODY, cpu_seconds, started_service
 from bench.report import machine, report
 
 SLOTS = 10
@@ -87,6 +88,8 @@ def main() -> None:
             for pid in service.processes()
         }
         at_start = memory(list(roles))
+        workers = [pid for pid, role in roles.items() if role == "worker"]
+        learners = [pid for pid, role in roles.items() if role == "learner"]
         started = time.monotonic()
         while time.monotonic() - started < args.minutes * 60:
             offset = sent
@@ -94,7 +97,9 @@ def main() -> None:
             def make(index: int, offset: int = offset) -> tuple[str, str, dict[str, Any]]:
                 return request_for(offset + index)
 
+            cpu = (cpu_seconds(workers), cpu_seconds(learners), time.monotonic())
             result = run("127.0.0.1", service.port, rate=args.rate, seconds=args.window, make=make, seed=len(windows))
+            elapsed = time.monotonic() - cpu[2]
             sent += len(result.latencies) + result.failures
             failures += result.failures
             for status, count in result.statuses.items():
@@ -108,6 +113,8 @@ def main() -> None:
                     "p99_ms": round(float(np.percentile(latency, 99)), 1),
                     "max_ms": round(float(latency.max()), 1),
                     "errors": result.failures + sum(n for s, n in result.statuses.items() if s not in (200, 201)),
+                    "worker_cores": round((cpu_seconds(workers) - cpu[0]) / elapsed, 2),
+                    "learner_cores": round((cpu_seconds(learners) - cpu[1]) / elapsed, 3),
                 }
             )
         at_end = memory(list(roles))
@@ -150,6 +157,8 @@ def main() -> None:
         "p99_ms_per_window": p99s,
         "p99_ms_first_last_worst": (p99s[0], p99s[-1], max(p99s)),
         "p50_ms_per_window": [w["p50_ms"] for w in windows],
+        "worker_cores_per_window": [w["worker_cores"] for w in windows],
+        "learner_cores_per_window": [w["learner_cores"] for w in windows],
         "rss_kib_start": {f"{roles[pid]} {pid}": kib for pid, kib in at_start.items()},
         "rss_kib_end": {f"{roles[pid]} {pid}": kib for pid, kib in at_end.items()},
         "rows_logged": events,
