@@ -32,7 +32,8 @@ import json
 import shlex
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -100,8 +101,9 @@ def summary(runs: dict[int, dict[str, Any]], impressions: int) -> dict[str, str]
 class Policy:
     """A policy's workspace in this process, scored and learned as a serving model and the learner would."""
 
-    def __init__(self, vw_args: list[str]) -> None:
-        self.workspace = new_workspace(vw_args)
+    def __init__(self, vw_args: list[str], *, model_data: bytes | None = None) -> None:
+        self.vw_args = list(vw_args)
+        self.workspace = new_workspace(vw_args, model_data=model_data)
         self.examples = TextExamples(self.workspace, cached_actions=CACHED_ACTION_LINES)
         self.tried = Tried()
         self.version = 0
@@ -147,8 +149,35 @@ def _examples(decision: RowDecision, rewards: list[float]) -> tuple[list[list[st
     )
 
 
-def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """Drive one world of ``seed`` for ``args.impressions`` impressions; return its curve of shares."""
+@dataclass
+class Driven:
+    """What a run leaves: the world and catalog it ran on, both policies as they ended, the viewers'
+    taste classes as last fitted, and the curve of shares."""
+
+    world: World
+    snapshot: Any
+    titles: Policy
+    artwork: Policy
+    taste_features: dict[str, dict[str, float]]
+    curve: dict[str, Any]
+
+
+Learned = Callable[[Policy, Policy, list[list[str]], list[list[str]]], None]
+
+
+def drive(
+    args: argparse.Namespace,
+    seed: int,
+    *,
+    exploring: Exploration | None = None,
+    after_learning: Learned | None = None,
+) -> Driven:
+    """Drive one world of ``seed`` for ``args.impressions`` impressions.
+
+    ``exploring``, when given, replaces both policies' exploration (the defaults' decaying epsilon and
+    bonus) for the whole run; ``after_learning`` is called after every batch with both policies and the
+    batch's title and artwork examples.
+    """
     shape = SHAPES[args.world]
     with tempfile.TemporaryDirectory(prefix="marquee-direct-") as folder:
         transport, _ = scratch_service(
@@ -172,6 +201,8 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     taste_features: dict[str, dict[str, float]] = {}
 
     def explorer(policy: Policy, bonus: float) -> Exploration:
+        if exploring is not None:
+            return exploring
         found = Exploration.decaying(
             epsilon=args.epsilon,
             decay_after=args.decay_after,
@@ -203,43 +234,58 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         if args.taste_classes:
             responses.extend((viewer.id, outcome.artwork_id, outcome.clicked) for outcome in outcomes)
         if (row + 1) % LEARN_EVERY == 0:
+            batch: tuple[list[list[str]], list[list[str]]] = ([], [])
             for made, rewards in waiting:
                 title_lines, artwork_lines = _examples(made, rewards)
                 titles.learn(title_lines)
                 artwork.learn(artwork_lines)
+                batch[0].extend(title_lines)
+                batch[1].extend(artwork_lines)
             waiting = []
+            if after_learning is not None:
+                after_learning(titles, artwork, *batch)
         done = (row + 1) * SLOTS
         if args.taste_classes and done % args.taste_every == 0:
             records = tastes.Records.of(responses)
             taste_fit, posterior = tastes.fit(records, classes=args.taste_classes, previous=taste_fit, seed=seed)
             taste_features = tastes.placed(records, posterior, min_impressions=args.taste_min_shown)
         curve.add(viewer, shown, at=at)
-    return curve.result()
+    return Driven(world, snapshot, titles, artwork, taste_features, curve.result())
+
+
+def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """Drive one world of ``seed`` for ``args.impressions`` impressions; return its curve of shares."""
+    return drive(args, seed).curve
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of a run: the world, the seeds, and every setting of the policies."""
+    found = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    found.add_argument("--world", default="long-tail", choices=sorted(SHAPES))
+    found.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    found.add_argument("--impressions", type=int, default=100_000)
+    found.add_argument("--title-bonus", type=float, default=2.0, help="the titles policy's exploration_bonus")
+    found.add_argument("--artwork-bonus", type=float, default=2.0, help="the artwork policy's exploration_bonus")
+    found.add_argument("--titles-args", default=None, help="the titles policy's VW options (default: its defaults)")
+    found.add_argument("--artwork-args", default=None, help="the artwork policy's VW options (default: its defaults)")
+    found.add_argument("--epsilon", type=float, default=0.1)
+    found.add_argument("--decay-after", type=float, default=2000.0)
+    found.add_argument("--floor", type=float, default=0.01)
+    found.add_argument(
+        "--taste-classes", type=int, default=8, help="viewers' taste classes fitted on their clicks (0: none)"
+    )
+    found.add_argument("--taste-every", type=int, default=8000, help="impressions between two fits of the classes")
+    found.add_argument(
+        "--taste-min-shown", type=int, default=30, help="impressions a viewer needs before their classes are sent"
+    )
+    found.add_argument(
+        "--reveal", nargs="*", choices=("segment", "tastes"), default=[], help="add to every request what none carries"
+    )
+    return found
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", default="long-tail", choices=sorted(SHAPES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--impressions", type=int, default=100_000)
-    parser.add_argument("--title-bonus", type=float, default=2.0, help="the titles policy's exploration_bonus")
-    parser.add_argument("--artwork-bonus", type=float, default=2.0, help="the artwork policy's exploration_bonus")
-    parser.add_argument("--titles-args", default=None, help="the titles policy's VW options (default: its defaults)")
-    parser.add_argument("--artwork-args", default=None, help="the artwork policy's VW options (default: its defaults)")
-    parser.add_argument("--epsilon", type=float, default=0.1)
-    parser.add_argument("--decay-after", type=float, default=2000.0)
-    parser.add_argument("--floor", type=float, default=0.01)
-    parser.add_argument(
-        "--taste-classes", type=int, default=8, help="viewers' taste classes fitted on their clicks (0: none)"
-    )
-    parser.add_argument("--taste-every", type=int, default=8000, help="impressions between two fits of the classes")
-    parser.add_argument(
-        "--taste-min-shown", type=int, default=30, help="impressions a viewer needs before their classes are sent"
-    )
-    parser.add_argument(
-        "--reveal", nargs="*", choices=("segment", "tastes"), default=[], help="add to every request what none carries"
-    )
-    args = parser.parse_args()
+    args = parser().parse_args()
     started = time.perf_counter()
     runs = {seed: run(args, seed) for seed in args.seeds}
     result: dict[str, Any] = {
