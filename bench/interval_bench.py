@@ -16,8 +16,10 @@ in production.
 Logged policies (one fresh log of ``--rounds`` rounds per repetition): uniform; epsilon-greedy
 0.1 and 0.2 around a fixed scoring, each title's A/B winner (its artwork with the highest expected
 reward over the whole audience); and Marquee's own learner (the artwork policy's default VW options,
-epsilon-greedy at the deployment defaults: 0.1, decaying after 2,000 learned examples to a floor of
-0.01, its model updated every ``PUBLISH_EVERY`` rounds). Every logged probability is exact.
+epsilon-greedy at the deployment defaults: 0.1, decaying after ``MARQUEE_EPSILON_DECAY_AFTER``
+learned examples to a floor of 0.01, its model updated every ``PUBLISH_EVERY`` rounds). Every
+logged probability is exact. ``--logged`` draws only the named policies' logs (the same logs they
+get in a full run).
 
 Target policies: ``greedy``, each viewer's best artwork by the world (personalized, where the A/B
 winner is not); ``greedy eps=0.05``, the same with 5 % uniform draws; ``uniform``; and a ``vw``
@@ -59,6 +61,7 @@ import contextlib
 import dataclasses
 import io
 import math
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -450,14 +453,17 @@ def normal_estimates(log: Log, model: offline.RewardModel, scores: offline.Score
 
 
 def run(
-    audience: Audience, *, repetitions: int, rounds: int, seed: int
+    audience: Audience, *, repetitions: int, rounds: int, seed: int, logging: Sequence[str] = LOGGING
 ) -> tuple[dict[tuple[str, str, str], Tally], dict[str, float]]:
-    """Estimate every target on ``repetitions`` fresh logs of every logging policy; return the tallies and seconds."""
+    """Estimate every target on ``repetitions`` fresh logs of each of the ``logging`` policies (a policy's logs
+    are the same whichever others run beside it); return the tallies and seconds."""
     tallies = {
-        (logged, target, name): Tally() for logged in LOGGING for target in TARGETS for name in estimator_names()
+        (logged, target, name): Tally() for logged in logging for target in TARGETS for name in estimator_names()
     }
     seconds: dict[str, float] = {}
     for number, logged in enumerate(LOGGING):
+        if logged not in logging:
+            continue
         started = time.perf_counter()
         for repetition in range(repetitions):
             rng = np.random.default_rng([seed, number, repetition])
@@ -529,7 +535,7 @@ def by_model(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "mean_r_squared": float(np.mean([row["r_squared"] for row in mine])),
                 "r_squared_by_logged": {
                     logged: float(np.mean([row["r_squared"] for row in mine if row["logged"] == logged]))
-                    for logged in LOGGING
+                    for logged in dict.fromkeys(row["logged"] for row in mine)
                 },
                 "mean_coverage": float(np.mean([row["coverage"] for row in mine])),
                 "pairs_below_90": sum(row["coverage"] < TARGET_COVERAGE for row in mine),
@@ -548,8 +554,9 @@ def geometric_mean(ratios: Sequence[float]) -> float:
 
 def model_table(summaries: list[dict[str, Any]]) -> str:
     """Return the per-reward-model summary as a Markdown table."""
+    logged = ", ".join(summaries[0]["r_squared_by_logged"]) if summaries else ""
     lines = [
-        "| DR's reward model | mean R² | R² by logged policy (uniform, eps 0.1, eps 0.2, learner) | "
+        f"| DR's reward model | mean R² | R² by logged policy ({logged}) | "
         "mean coverage | pairs < 90 % | lowest coverage | width / IPS's | RMSE / IPS's | largest bias in s.e. |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -557,7 +564,7 @@ def model_table(summaries: list[dict[str, Any]]) -> str:
         by_logged = ", ".join(f"{value:+.3f}" for value in s["r_squared_by_logged"].values())
         lines.append(
             f"| {s['reward_model']} | {s['mean_r_squared']:+.3f} | {by_logged} | {s['mean_coverage']:.3f} | "
-            f"{s['pairs_below_90']} of {len(TARGETS) * len(LOGGING)} | {s['worst']} | "
+            f"{s['pairs_below_90']} of {len(s['r_squared_by_logged']) * len(TARGETS)} | {s['worst']} | "
             f"{s['width_vs_ips']:.2f} | {s['rmse_vs_ips']:.2f} | {s['largest_bias_in_se']:.1f} |"
         )
     return "\n".join(lines)
@@ -568,12 +575,16 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=200, help="logs per logged policy (each target on each)")
     parser.add_argument("--rounds", type=int, default=4000, help="decisions per log")
     parser.add_argument("--seed", type=int, default=1, help="seed of the world and of every log")
+    parser.add_argument(
+        "--logged", nargs="+", choices=LOGGING, default=list(LOGGING), help="the logging policies to draw logs of"
+    )
     args = parser.parse_args()
     if args.repetitions < 2 or args.rounds < 10:
         parser.error("--repetitions must be at least 2 and --rounds at least 10")
     started = time.perf_counter()
     audience = Audience.build(demo_catalog(titles=8, artworks=6), seed=args.seed)
-    tallies, seconds = run(audience, repetitions=args.repetitions, rounds=args.rounds, seed=args.seed)
+    logging = [name for name in LOGGING if name in args.logged]
+    tallies, seconds = run(audience, repetitions=args.repetitions, rounds=args.rounds, seed=args.seed, logging=logging)
     rows = [
         {"logged": logged, "target": target, "estimator": name, **tally.summary()}
         for (logged, target, name), tally in tallies.items()
@@ -582,7 +593,8 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     result = {
         "command": f"python -m bench.interval_bench --repetitions {args.repetitions} --rounds {args.rounds} "
-        f"--seed {args.seed}",
+        f"--seed {args.seed}"
+        + ("" if len(logging) == len(LOGGING) else " --logged " + " ".join(shlex.quote(name) for name in logging)),
         "machine": machine(f"NumPy {np.__version__}", f"vowpal-wabbit-next {vowpal_wabbit_next.__version__}"),
         "date": time.strftime("%Y-%m-%d"),
         "world": (
