@@ -4,7 +4,7 @@ Usage (from the repository root):
 
     python -m bench.direct_learning [--world long-tail] [--seeds 1 2 3] [--impressions 100000]
                                     [--title-bonus 2] [--artwork-bonus 2] [--titles-args "..."]
-                                    [--artwork-args "..."] [--epsilon 0.1] [--decay-after 2000] [--floor 0.01]
+                                    [--artwork-args "..."] [--epsilon 0.1] [--decay-after 100] [--floor 0.01]
                                     [--taste-classes 8] [--taste-every 8000] [--taste-min-shown 30]
                                     [--reveal segment tastes]
 
@@ -269,7 +269,7 @@ def parser() -> argparse.ArgumentParser:
     found.add_argument("--titles-args", default=None, help="the titles policy's VW options (default: its defaults)")
     found.add_argument("--artwork-args", default=None, help="the artwork policy's VW options (default: its defaults)")
     found.add_argument("--epsilon", type=float, default=0.1)
-    found.add_argument("--decay-after", type=float, default=2000.0)
+    found.add_argument("--decay-after", type=float, default=100.0)
     found.add_argument("--floor", type=float, default=0.01)
     found.add_argument(
         "--taste-classes", type=int, default=8, help="viewers' taste classes fitted on their clicks (0: none)"

@@ -74,7 +74,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
         "Default exploration rule of both policies: `epsilon-greedy` or `squarecb` (each policy can override it).",
     ),
     "EPSILON_DECAY_AFTER": (
-        2000.0,
+        100.0,
         float,
         "Examples a model learns before epsilon-greedy's rate starts to shrink, as `epsilon * (after / n) ** "
         "(1/3)` after `n` (0: a fixed rate; each policy can override it).",

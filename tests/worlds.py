@@ -54,7 +54,10 @@ class LoggedWorld:
                 "DATA_DIR": str(root / "data"),
                 "LEARNER": False,
                 "REWARD_WAIT_SECONDS": 60.0,
+                # A log for offline evaluation: exploring at 0.2 for its first 2,000 examples and
+                # decaying slowly after, whatever the deployment default's decay is.
                 "EPSILON": 0.2,
+                "EPSILON_DECAY_AFTER": 2000.0,
                 **(config or {}),
             }
         )

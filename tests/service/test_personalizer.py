@@ -14,6 +14,7 @@ import pytest
 
 from bandits.evaluate.offline import from_log
 from bandits.learn.learner import Learner
+from bandits.model.exploration import Exploration
 from service.runtime import serving_state
 from tests.gunicorn_harness import Service
 from tests.helpers import add_catalog, deployment, serve_newest_models, table_counts
@@ -199,6 +200,15 @@ def test_the_actions_policy_learns_which_action_each_context_wants(app, client, 
         if index % 100 == 99:
             learner.run_once(now=time.time() + 3600)
     serve_newest_models(app)
+    settings = deployment(app)
+    # Every event was rewarded and learned, one example each: the serving version's epsilon has decayed from 0.2.
+    epsilon = Exploration.decaying(
+        epsilon=0.2,
+        decay_after=settings.epsilon_decay_after,
+        floor=settings.epsilon_floor,
+        examples_learned=600,
+    ).epsilon
+    assert 0.01 <= epsilon < 0.2
     for segment, action in wanted.items():
         answer = client.post(
             "/personalizer/v1.0/rank",
@@ -206,7 +216,7 @@ def test_the_actions_policy_learns_which_action_each_context_wants(app, client, 
         ).get_json()
         best = max(answer["ranking"], key=lambda item: item["probability"])
         assert best["id"] == action, answer["ranking"]
-        assert best["probability"] == pytest.approx(0.8 + 0.2 / 3)  # the greedy share at epsilon 0.2
+        assert best["probability"] == pytest.approx(1.0 - epsilon + epsilon / 3)  # the greedy share
     # Offline evaluation sees the actions policy's decisions, and the catalog policies none of them.
     rounds = from_log(db, policy="actions", aggregation="earliest", default_reward=0.0)
     assert len(rounds) == 600

@@ -62,7 +62,7 @@ def test_the_search_space_varies_rates_interactions_regularization_and_explorati
         vw_args=list(DEFAULT_VW_ARGS["artwork"]),
         reward_wait=10.0,
         default_reward=0.0,
-        epsilon_decay_after=2000.0,
+        epsilon_decay_after=100.0,
         epsilon_floor=0.01,
     )
     space = {candidate["name"]: candidate for candidate in optimize.search_space(default)}
@@ -99,7 +99,7 @@ def test_the_search_space_varies_rates_interactions_regularization_and_explorati
         "1",
     ]
     # Every candidate explores as the policy does, decay included, so its estimate is of what would serve.
-    assert all(c["epsilon_decay_after"] == 2000.0 and c["epsilon_floor"] == 0.01 for c in space.values())
+    assert all(c["epsilon_decay_after"] == 100.0 and c["epsilon_floor"] == 0.01 for c in space.values())
     assert {c["epsilon"] for c in space.values()} == {0.1, 0.05, 0.2}
     for candidate in space.values():
         offline.parse_candidate(candidate)  # VW accepts every one
@@ -110,8 +110,8 @@ def test_the_search_space_varies_rates_interactions_regularization_and_explorati
     space = {candidate["name"]: candidate for candidate in optimize.search_space(mis_tuned)}
     assert space["default options"]["vw_args"] == DEFAULT_VW_ARGS["artwork"]
     assert "learning rate 0.2" in space and not any(name.startswith("without") for name in space)
-    decaying = space["epsilon decaying after 2000"]  # its rate is fixed: a decaying one is tried
-    assert (decaying["epsilon"], decaying["epsilon_decay_after"], decaying["epsilon_floor"]) == (0.3, 2000.0, 0.01)
+    decaying = space["epsilon decaying after 100"]  # its rate is fixed: a decaying one is tried
+    assert (decaying["epsilon"], decaying["epsilon_decay_after"], decaying["epsilon_floor"]) == (0.3, 100.0, 0.01)
     assert space["epsilon 0.5"]["epsilon"] == 0.5 and space["epsilon 0.15"]["epsilon"] == 0.15
 
 
