@@ -51,6 +51,7 @@ from bandits.storage import connect
 from bandits.vw.workspace import CACHED_ACTION_LINES, TextExamples
 from bench.report import machine, report
 from service import create_app
+from service.config import SETTINGS
 from service.simulate import baseline_rows, catalog_from_service, scratch_service
 
 SLOTS = 4
@@ -264,13 +265,14 @@ def parser() -> argparse.ArgumentParser:
     found.add_argument("--world", default="long-tail", choices=sorted(SHAPES))
     found.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     found.add_argument("--impressions", type=int, default=100_000)
-    found.add_argument("--title-bonus", type=float, default=2.0, help="the titles policy's exploration_bonus")
-    found.add_argument("--artwork-bonus", type=float, default=2.0, help="the artwork policy's exploration_bonus")
+    bonus = float(SETTINGS["EXPLORATION_BONUS"][0])  # the deployment defaults, as a service starts with them
+    found.add_argument("--title-bonus", type=float, default=bonus, help="the titles policy's exploration_bonus")
+    found.add_argument("--artwork-bonus", type=float, default=bonus, help="the artwork policy's exploration_bonus")
     found.add_argument("--titles-args", default=None, help="the titles policy's VW options (default: its defaults)")
     found.add_argument("--artwork-args", default=None, help="the artwork policy's VW options (default: its defaults)")
-    found.add_argument("--epsilon", type=float, default=0.1)
-    found.add_argument("--decay-after", type=float, default=100.0)
-    found.add_argument("--floor", type=float, default=0.01)
+    found.add_argument("--epsilon", type=float, default=float(SETTINGS["EPSILON"][0]))
+    found.add_argument("--decay-after", type=float, default=float(SETTINGS["EPSILON_DECAY_AFTER"][0]))
+    found.add_argument("--floor", type=float, default=float(SETTINGS["EPSILON_FLOOR"][0]))
     found.add_argument(
         "--taste-classes", type=int, default=8, help="viewers' taste classes fitted on their clicks (0: none)"
     )
