@@ -20,7 +20,11 @@ It builds a catalog of 40 titles with 5 artworks each in a temporary folder, the
    top, ``stack_bound_rows_per_second`` is what a service doing nothing else could reach;
 5. the same without Flask: gunicorn serving a plain WSGI callable (``bench.empty_app.bare``) that
    reads and parses the request and writes the same row; ``bare_bound_rows_per_second`` bounds any
-   Python service under gunicorn that makes these VW calls, whatever its framework.
+   Python service under gunicorn that makes these VW calls, whatever its framework;
+6. the log writes alone (``log_only``, SQLite): one decided row logged again and again, as a rank
+   logs it, on a copy of the file the service wrote, in one process. Added to the Flask stack and the
+   VW calls, ``durable_bound_rows_per_second`` bounds a Flask service that makes these VW calls and
+   commits this log before it answers, as Marquee promises, and does nothing else.
 
 The learner runs throughout, as in production: every row is learned after the reward window. API
 keys are checked (``--auth keys``, the default: a client key made with ``flask keys create``, sent in
@@ -81,20 +85,26 @@ BODY: dict[str, Any] = {
 SETTLE_SECONDS = 3.0
 
 
-def vw_only(data_dir: Path, *, seconds: float, database_url: str = "") -> dict[str, float]:
-    """Rows per second of the VW calls alone, on this process's one core."""
+def served(data_dir: Path, database_url: str = "") -> tuple[dict[str, Any], Any]:
+    """The settings of a service on ``data_dir`` and a serving state loaded from its store, in this process."""
     os.environ["MARQUEE_DATA_DIR"] = str(data_dir)
     os.environ["MARQUEE_DATABASE_URL"] = database_url
-    from bandits.model.exploration import epsilon_greedy, epsilon_greedy_row
     from bandits.storage import connect
-    from bandits.vw import features
     from service import config as settings
     from service.runtime import ServingState
 
     config = settings.load({"LEARNER": False})
-    db = connect(config["DATABASE"])
     state = ServingState()
-    state.refresh(db, settings.typed(config))
+    state.refresh(connect(config["DATABASE"]), settings.typed(config))
+    return config, state
+
+
+def vw_only(data_dir: Path, *, seconds: float, database_url: str = "") -> dict[str, float]:
+    """Rows per second of the VW calls alone, on this process's one core."""
+    from bandits.model.exploration import epsilon_greedy, epsilon_greedy_row
+    from bandits.vw import features
+
+    _, state = served(data_dir, database_url)
     snapshot = state.snapshot
     assert snapshot is not None
     ids = list(snapshot.order)
@@ -113,6 +123,66 @@ def vw_only(data_dir: Path, *, seconds: float, database_url: str = "") -> dict[s
             )
         rows += 1
     elapsed = time.perf_counter() - started
+    return {"rows_per_second": rows / elapsed, "ms_per_row": 1000 * elapsed / rows}
+
+
+def log_only(data_dir: Path, *, seconds: float) -> dict[str, float]:
+    """Milliseconds a row of logging decided rows as a rank does, on a copy of the service's SQLite file.
+
+    One row is decided for the benchmark's request with the serving models, then logged again and
+    again under new event ids by ``bandits.log.eventlog.log_decision`` (the event, its impressions and
+    its reward windows in one committed transaction, the durability a rank's answer waits for), on a
+    connection opened as a serving one is. The copy is thrown away: the service never sees these rows.
+    """
+    import sqlite3
+
+    from bandits.decide.row import decide_row
+    from bandits.log.eventlog import log_decision, new_event_id
+    from bandits.storage import checkpoint, connect
+
+    config, state = served(data_dir)
+    assert state.snapshot is not None
+    decision = decide_row(
+        snapshot=state.snapshot,
+        titles_model=state.models["titles"],
+        artwork_model=state.models["artwork"],
+        titles_exploration=state.policies["titles"].explorer(0),
+        artwork_exploration=state.policies["artwork"].explorer(0),
+        user_id=BODY["user"]["id"],
+        user_features=BODY["user"]["features"],
+        slots=BODY["slots"],
+        candidates=None,
+        exclude=[],
+        rng=np.random.default_rng(0),
+    )
+    with tempfile.TemporaryDirectory(prefix="marquee-log-only-") as folder:
+        copy = str(Path(folder) / "copy.db")
+        with (
+            contextlib.closing(sqlite3.connect(config["DATABASE"])) as source,
+            contextlib.closing(sqlite3.connect(copy)) as target,
+        ):
+            source.backup(target)
+        db = connect(copy, autocheckpoint=False, synchronous=config["SQLITE_SYNCHRONOUS"])
+        rows = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            log_decision(
+                db,
+                database=copy,
+                event_id=new_event_id(),
+                decision=decision,
+                user_id=BODY["user"]["id"],
+                context=BODY["user"]["features"],
+                deferred=False,
+                policies=state.policies,
+            )
+            rows += 1
+            if rows % 1000 == 0:  # as the serving processes' background thread does, off the timed path
+                pause = time.perf_counter()
+                checkpoint(db)
+                started += time.perf_counter() - pause
+        elapsed = time.perf_counter() - started
+        db.close()
     return {"rows_per_second": rows / elapsed, "ms_per_row": 1000 * elapsed / rows}
 
 
@@ -359,14 +429,28 @@ def main() -> None:
         finally:
             for service in services:
                 service.stop()
+        # The same rows' log writes alone, on a copy of the file the service logged to (SQLite only).
+        logged = None if args.database_url else log_only(services[0].data_dir, seconds=min(10.0, args.seconds))
     stack = empty_stack(args.workers, seconds=args.seconds)
     bare = empty_stack(args.workers, seconds=args.seconds, app="bench.empty_app:bare")
     ceiling_n = ceiling["rows_per_second"] * args.workers
 
-    def bound(stack_rows_per_second: float) -> float:
-        # CPU per row of a service that only adds the VW calls to a stack: the stack's share (workers /
-        # its throughput, with the workers saturating their cores) plus the VW calls' share.
-        return args.workers / (args.workers / stack_rows_per_second + ceiling["ms_per_row"] / 1000)
+    def bound(stack_rows_per_second: float, added_ms: float = 0.0) -> float:
+        # CPU per row of a service that only adds the VW calls (and ``added_ms`` more) to a stack: the
+        # stack's share (workers / its throughput, with the workers saturating their cores) plus theirs.
+        return args.workers / (args.workers / stack_rows_per_second + (ceiling["ms_per_row"] + added_ms) / 1000)
+
+    durable = (
+        {}
+        if logged is None
+        else {
+            "log_only_ms_per_row": round(logged["ms_per_row"], 3),
+            "durable_bound_rows_per_second": round(bound(stack["rows_per_second"], logged["ms_per_row"]), 1),
+            "service_share_of_durable_bound": round(
+                closed["rows_per_second"] / bound(stack["rows_per_second"], logged["ms_per_row"]), 3
+            ),
+        }
+    )
 
     result = {
         "command": f"python -m bench.rank_bench --seconds {args.seconds:g} --rate {args.rate} --workers {args.workers}"
@@ -407,6 +491,7 @@ def main() -> None:
         "bare_stack_rows_per_second": round(bare["rows_per_second"], 1),
         "bare_bound_rows_per_second": round(bound(bare["rows_per_second"]), 1),
         "bare_bound_share_of_ceiling": round(bound(bare["rows_per_second"]) / ceiling_n, 3),
+        **durable,
     }
     report("rank", result)
     shutil.rmtree(work, ignore_errors=True)

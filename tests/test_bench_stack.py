@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -114,3 +115,47 @@ def test_the_wal_meter_leaves_this_processs_sqlite_locks_alone(tmp_path):
     assert meter.frames >= 5
     assert held() == before
     connection.close()
+
+
+def test_the_log_only_bound_logs_whole_decisions_on_a_copy_and_leaves_the_service_file_alone(
+    app, client, monkeypatch
+) -> None:
+    """``bench.rank_bench.log_only`` times what a rank commits (the event, its impressions, its reward
+    windows) and does it on a copy: the file the service serves from keeps every row it had, and no more."""
+    import sqlite3
+
+    from bandits.log import eventlog
+    from bench import rank_bench
+    from tests.helpers import add_catalog
+
+    add_catalog(client, titles=BODY["slots"] + 2)
+
+    monkeypatch.setenv("MARQUEE_DATA_DIR", "")  # log_only points both at the service's folder; restored afterwards
+    monkeypatch.setenv("MARQUEE_DATABASE_URL", "")
+    tables = ("events", "impressions", "pending")
+
+    def counts() -> tuple[int, ...]:
+        with contextlib.closing(sqlite3.connect(app.config["DATABASE"])) as check:
+            return tuple(check.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables)
+
+    before = counts()
+    logged: list[tuple[int, int, int]] = []
+    log_decision = eventlog.log_decision
+
+    def counting(db: Any, **kwargs: Any) -> int:
+        seq = log_decision(db, **kwargs)
+        logged.append(
+            (
+                seq,
+                db.execute("SELECT count(*) FROM impressions WHERE event_seq = ?", [seq]).fetchone()[0],
+                db.execute("SELECT count(*) FROM pending WHERE event_seq = ?", [seq]).fetchone()[0],
+            )
+        )
+        return seq
+
+    monkeypatch.setattr(eventlog, "log_decision", counting)
+    measured = rank_bench.log_only(Path(app.config["DATA_DIR"]), seconds=0.3)
+    assert logged and len({seq for seq, _, _ in logged}) == len(logged)  # every row its own committed event
+    assert {(slots, windows) for _, slots, windows in logged} == {(BODY["slots"], 2)}  # titles and artwork
+    assert measured["ms_per_row"] == pytest.approx(1000 / measured["rows_per_second"])
+    assert counts() == before == (0, 0, 0)  # the service's own file: not one row added
