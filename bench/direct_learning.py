@@ -142,8 +142,11 @@ class Policy:
         self.examples_learned += len(examples)
 
 
-def _examples(decision: RowDecision, rewards: list[float]) -> tuple[list[list[str]], list[list[str]]]:
-    """Return the title and artwork examples the learner would build from the decision's logged rows."""
+def _examples(
+    decision: RowDecision, rewards: list[float], artwork_rewards: list[float] | None = None
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Return the title and artwork examples the learner would build from the decision's logged rows
+    (the artwork's labelled by ``artwork_rewards`` when the policies value outcomes differently)."""
     event = {"title_block": decision.candidate_block.key, "title_shared": decision.shared_line}
     lines_of = {decision.candidate_block.key: list(decision.candidate_block.lines)}
     impressions = []
@@ -162,7 +165,7 @@ def _examples(decision: RowDecision, rewards: list[float]) -> tuple[list[list[st
         )
     return (
         title_examples(event, impressions, rewards, lines_of),
-        artwork_examples(event, impressions, rewards, lines_of),
+        artwork_examples(event, impressions, rewards if artwork_rewards is None else artwork_rewards, lines_of),
     )
 
 
@@ -212,7 +215,7 @@ def drive(
     artwork = Policy(args.artwork_args.split() if args.artwork_args is not None else DEFAULT_VW_ARGS[ARTWORK])
     rng, viewers, baselines = (np.random.default_rng([seed, k]) for k in (11, 12, 13))
     curve = Curve(world, baselines)
-    waiting: list[tuple[RowDecision, list[float]]] = []
+    waiting: list[tuple[RowDecision, list[float], list[float]]] = []
     responses: list[tuple[str, str, bool]] = []  # (viewer, artwork, clicked) of every impression, for taste classes
     taste_fit: tastes.TasteClasses | None = None
     taste_features: dict[str, dict[str, float]] = {}
@@ -247,13 +250,19 @@ def drive(
         )
         shown = [(slot.title_id, slot.artwork_id) for slot in decision.slots]
         outcomes = world.respond(viewer, shown, viewers, at=at)
-        waiting.append((decision, [1.0 if outcome.played else 0.0 for outcome in outcomes]))
+        waiting.append(
+            (
+                decision,
+                [valued(outcome.clicked, outcome.played, args.title_click_value) for outcome in outcomes],
+                [valued(outcome.clicked, outcome.played, args.artwork_click_value) for outcome in outcomes],
+            )
+        )
         if args.taste_classes:
             responses.extend((viewer.id, outcome.artwork_id, outcome.clicked) for outcome in outcomes)
         if (row + 1) % LEARN_EVERY == 0:
             batch: tuple[list[list[str]], list[list[str]]] = ([], [])
-            for made, rewards in waiting:
-                title_lines, artwork_lines = _examples(made, rewards)
+            for made, rewards, artwork_rewards in waiting:
+                title_lines, artwork_lines = _examples(made, rewards, artwork_rewards)
                 titles.learn(title_lines)
                 artwork.learn(artwork_lines)
                 batch[0].extend(title_lines)
@@ -268,6 +277,12 @@ def drive(
             taste_features = tastes.placed(records, posterior, min_impressions=args.taste_min_shown)
         curve.add(viewer, shown, at=at)
     return Driven(world, snapshot, titles, artwork, taste_features, curve.result())
+
+
+def valued(clicked: bool, played: bool, click_value: float) -> float:
+    """An impression's reward as a policy with ``reward_values`` {click: click_value, play: 1} and
+    ``aggregation`` max learns it."""
+    return 1.0 if played else click_value if clicked else 0.0
 
 
 def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -286,6 +301,9 @@ def parser() -> argparse.ArgumentParser:
     found.add_argument("--artwork-bonus", type=float, default=bonus, help="the artwork policy's exploration_bonus")
     found.add_argument("--titles-args", default=None, help="the titles policy's VW options (default: its defaults)")
     found.add_argument("--artwork-args", default=None, help="the artwork policy's VW options (default: its defaults)")
+    worth = "what a click that did not become a play is worth to the {} policy (a play: 1)"
+    found.add_argument("--title-click-value", type=float, default=0.0, help=worth.format("titles"))
+    found.add_argument("--artwork-click-value", type=float, default=0.0, help=worth.format("artwork"))
     found.add_argument("--epsilon", type=float, default=float(SETTINGS["EPSILON"][0]))
     found.add_argument("--decay-after", type=float, default=float(SETTINGS["EPSILON_DECAY_AFTER"][0]))
     found.add_argument("--floor", type=float, default=float(SETTINGS["EPSILON_FLOOR"][0]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.direct_learning import first_reaching, summary
+from bench.direct_learning import first_reaching, summary, valued
 
 
 def curve(values: list[float]) -> dict[int, float]:
@@ -27,3 +27,12 @@ def test_the_summary_names_each_seeds_first_window_at_the_target_or_says_not_by_
     assert rows["share at 5k"].startswith("70% [50%-90%]") and rows["share at 20k"].startswith("70%")
     assert "share at 50k" not in rows
     assert rows["mean of the last 5 windows"] == "0.700 (0.900, 0.500)"
+
+
+def test_a_click_is_worth_its_value_only_when_no_play_follows() -> None:
+    assert [valued(clicked, played, 0.25) for clicked, played in ((False, False), (True, False), (True, True))] == [
+        0.0,
+        0.25,
+        1.0,
+    ]
+    assert valued(True, False, 0.0) == 0.0  # the loop's default: plays only, as the learning benchmark rewards
