@@ -4,7 +4,8 @@ Usage (from the repository root):
 
     python -m bench.direct_learning [--world long-tail] [--seeds 1 2 3] [--impressions 100000]
                                     [--title-bonus 2] [--artwork-bonus 2] [--titles-args "..."]
-                                    [--artwork-args "..."] [--epsilon 0.1] [--decay-after 100] [--floor 0.01]
+                                    [--artwork-args "..."] [--title-click-value 0] [--artwork-click-value 0]
+                                    [--epsilon 0.1] [--decay-after 100] [--floor 0.01]
                                     [--taste-classes 8] [--taste-every 8000] [--taste-min-shown 30]
                                     [--reveal segment tastes]
 
@@ -20,9 +21,13 @@ examples, in the same batches. Its figures are the share of the oracle's lift ov
 ``--seeds``, so a run repeats exactly and two settings are compared on the same viewers; a seed's
 figures differ from that benchmark's (whose service seeds its draws per process) by its run-to-run
 spread, so compare two runs of this script with each other. ``mean of the last 5`` averages the
-windows from 96k to 100k. ``--reveal`` adds to every request what no client knows, for measuring
-what the learner makes of it: the viewer's ``segment``, or their genre ``tastes`` as numbers
-(``taste_<genre>``, as at the start); the world, viewers and outcomes stay those of the seed.
+windows from 96k to 100k; ``first at 85%`` gives, for each seed, the impressions at which the mean
+of five consecutive windows first reached 85 %. Each play is a reward of 1; ``--title-click-value``
+and ``--artwork-click-value`` make a click that no play followed worth that much to a policy, as
+``reward_values`` ``{"click": v, "play": 1}`` with ``aggregation`` ``max`` would. ``--reveal`` adds
+to every request what no client knows, for measuring what the learner makes of it: the viewer's
+``segment``, or their genre ``tastes`` as numbers (``taste_<genre>``, as at the start); the world,
+viewers and outcomes stay those of the seed.
 """
 
 from __future__ import annotations
@@ -143,10 +148,10 @@ class Policy:
 
 
 def _examples(
-    decision: RowDecision, rewards: list[float], artwork_rewards: list[float] | None = None
+    decision: RowDecision, title_rewards: list[float], artwork_rewards: list[float]
 ) -> tuple[list[list[str]], list[list[str]]]:
-    """Return the title and artwork examples the learner would build from the decision's logged rows
-    (the artwork's labelled by ``artwork_rewards`` when the policies value outcomes differently)."""
+    """Return the title and artwork examples the learner would build from the decision's logged rows,
+    each policy's labelled by its own rewards (the policies may value a click differently)."""
     event = {"title_block": decision.candidate_block.key, "title_shared": decision.shared_line}
     lines_of = {decision.candidate_block.key: list(decision.candidate_block.lines)}
     impressions = []
@@ -164,8 +169,8 @@ def _examples(
             }
         )
     return (
-        title_examples(event, impressions, rewards, lines_of),
-        artwork_examples(event, impressions, rewards if artwork_rewards is None else artwork_rewards, lines_of),
+        title_examples(event, impressions, title_rewards, lines_of),
+        artwork_examples(event, impressions, artwork_rewards, lines_of),
     )
 
 
@@ -261,8 +266,8 @@ def drive(
             responses.extend((viewer.id, outcome.artwork_id, outcome.clicked) for outcome in outcomes)
         if (row + 1) % LEARN_EVERY == 0:
             batch: tuple[list[list[str]], list[list[str]]] = ([], [])
-            for made, rewards, artwork_rewards in waiting:
-                title_lines, artwork_lines = _examples(made, rewards, artwork_rewards)
+            for made, title_rewards, artwork_rewards in waiting:
+                title_lines, artwork_lines = _examples(made, title_rewards, artwork_rewards)
                 titles.learn(title_lines)
                 artwork.learn(artwork_lines)
                 batch[0].extend(title_lines)
