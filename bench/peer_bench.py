@@ -3,15 +3,18 @@
 Usage (from the repository root, after ``.venv/bin/pip install -r bench/requirements.txt``):
 
     python -m bench.peer_bench [--impressions 100000] [--world audience] [--titles N] [--seeds 1 2 3]
+                               [--only NAME ...] [--reveal segment tastes]
 
-(``--seed 1`` is the same as ``--seeds 1``.) ``--world`` names the shape of the simulated world (a
-key of ``bandits.simulator.SHAPES``: audience, artwork, long-tail, drift; see that module's
-docstring). Each seed's world is built as ``bench/learning_bench.py`` builds it: a scratch service on
-the demo catalog of the shape's size (``--titles`` titles instead if given; the shape's artworks per
-title either way) (``service.simulate.scratch_service``, in a temporary folder) gives the titles,
-their artworks and the visual features measured on them, and ``World.build(catalog, seed=seed,
-shape=world)`` makes the audience from that catalog and the seed. The service does nothing else: the
-peer policies run in this process, without HTTP.
+(``--seed 1`` is the same as ``--seeds 1``; ``--only`` runs the configurations it names alone;
+``--reveal`` adds to every viewer's context what no request carries, their segment and their genre
+tastes as numbers, as ``bench.direct_learning --reveal`` does for Marquee.) ``--world`` names the
+shape of the simulated world (a key of ``bandits.simulator.SHAPES``: audience, artwork, long-tail,
+drift; see that module's docstring). Each seed's world is built as ``bench/learning_bench.py``
+builds it: a scratch service on the demo catalog of the shape's size (``--titles`` titles instead
+if given; the shape's artworks per title either way) (``service.simulate.scratch_service``, in a
+temporary folder) gives the titles, their artworks and the visual features measured on them, and
+``World.build(catalog, seed=seed, shape=world)`` makes the audience from that catalog and the seed.
+The service does nothing else: the peer policies run in this process, without HTTP.
 
 Method, per configuration and seed:
 
@@ -402,6 +405,9 @@ def main() -> None:
     parser.add_argument("--titles", type=int, default=None, help="demo catalog titles (default: the world's)")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[1])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations (by name)")
+    parser.add_argument(
+        "--reveal", nargs="*", choices=("segment", "tastes"), default=[], help="add to every context what none carries"
+    )
     args = parser.parse_args()
     configurations = chosen(CONFIGURATIONS, args.only, parser)
     shape = SHAPES[args.world]
@@ -411,6 +417,7 @@ def main() -> None:
         "command": (
             f"python -m bench.peer_bench --impressions {args.impressions} --world {args.world} "
             f"--titles {titles} --seeds {' '.join(map(str, args.seeds))}"
+            + (f" --reveal {' '.join(args.reveal)}" if args.reveal else "")
         ),
         "world": f"{args.world}: {shape.description}",
         "machine": machine(f"NumPy {np.__version__}", f"MABWiser {version('mabwiser')}"),
@@ -422,7 +429,13 @@ def main() -> None:
             transport, _ = scratch_service(
                 folder, create_app=create_app, seed=seed, titles=titles, artworks_per_title=shape.artworks_per_title
             )
-            world = World.build(catalog_from_service(transport), seed=seed, shape=args.world)
+            world = World.build(
+                catalog_from_service(transport),
+                seed=seed,
+                shape=args.world,
+                reveal_segment="segment" in args.reveal,
+                reveal_tastes="tastes" in args.reveal,
+            )
         encoder = ContextEncoder.from_viewers(world.viewers)
         arms = sum(len(title.artworks) for title in world.titles.values())
         print(
