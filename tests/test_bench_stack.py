@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from bench.empty_app import ROW, app, bare
+from bench.empty_app import ROW, bare
+from bench.empty_app import app as flask_stand_in
 from bench.rank_bench import BODY
+
+BACKENDS = ("sqlite",)  # log_only times the SQLite file's writes, whatever MARQUEE_TEST_BACKEND says
 
 
 def call_bare(body: bytes) -> tuple[str, dict[str, str], Any]:
@@ -37,7 +40,7 @@ def call_bare(body: bytes) -> tuple[str, dict[str, str], Any]:
 def test_both_stacks_answer_the_benchmark_request_with_the_same_row() -> None:
     status, headers, answer = call_bare(json.dumps(BODY).encode())
     assert status.startswith("200") and headers["Content-Type"] == "application/json"
-    flask_answer = app.test_client().post("/v1/rank", json=BODY)
+    flask_answer = flask_stand_in.test_client().post("/v1/rank", json=BODY)
     assert flask_answer.status_code == 200
     assert answer == flask_answer.get_json() == ROW
     assert len(answer["slots"]) == BODY["slots"]
@@ -46,7 +49,7 @@ def test_both_stacks_answer_the_benchmark_request_with_the_same_row() -> None:
 @pytest.mark.parametrize("body", [b"[1, 2]", b'"row"', b"7"])
 def test_both_stacks_refuse_a_body_that_is_not_an_object(body: bytes) -> None:
     assert call_bare(body)[0].startswith("422")
-    assert app.test_client().post("/v1/rank", data=body, content_type="application/json").status_code == 422
+    assert flask_stand_in.test_client().post("/v1/rank", data=body, content_type="application/json").status_code == 422
 
 
 def test_the_bare_stack_parses_the_body_and_fails_on_broken_json() -> None:
