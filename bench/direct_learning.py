@@ -47,6 +47,7 @@ import vowpal_wabbit_next
 from assets.catalog import load_snapshot
 from bandits.decide.row import RowDecision, decide_row
 from bandits.learn.learner import artwork_examples, title_examples
+from bandits.log import labels
 from bandits.model import tastes
 from bandits.model.exploration import Exploration
 from bandits.model.policy import ARTWORK, DEFAULT_VW_ARGS, TITLES, new_workspace
@@ -286,8 +287,10 @@ def drive(
 
 def valued(clicked: bool, played: bool, click_value: float) -> float:
     """An impression's reward as a policy with ``reward_values`` {click: click_value, play: 1} and
-    ``aggregation`` max learns it."""
-    return 1.0 if played else click_value if clicked else 0.0
+    ``aggregation`` max learns it, valued by the learner's own ``bandits.log.labels``."""
+    reported: list[tuple[float, str | None]] = [(1.0, "click")] * clicked + [(1.0, "play")] * played
+    values = labels.valued(reported, {"click": click_value, "play": 1.0})
+    return labels.aggregate(values, aggregation="max", default_reward=0.0)
 
 
 def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
