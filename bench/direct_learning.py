@@ -288,7 +288,9 @@ def drive(
 def valued(clicked: bool, played: bool, click_value: float) -> float:
     """An impression's reward as a policy with ``reward_values`` {click: click_value, play: 1} and
     ``aggregation`` max learns it, valued by the learner's own ``bandits.log.labels``."""
-    reported: list[tuple[float, str | None]] = [(1.0, "click")] * clicked + [(1.0, "play")] * played
+    reported: list[tuple[float, str | None]] = [
+        (1.0, kind) for kind, happened in (("click", clicked), ("play", played)) if happened
+    ]
     values = labels.valued(reported, {"click": click_value, "play": 1.0})
     return labels.aggregate(values, aggregation="max", default_reward=0.0)
 
