@@ -4,13 +4,18 @@ Closed-loop tools (wrk, hey's per-worker tickers) wait for a response before sen
 request, so a slow response delays the requests behind it and hides their waiting ("coordinated
 omission"). Here every request has a scheduled send time drawn from a Poisson process, and its
 latency is measured from that time, whether or not the generator could send it on schedule.
+
+The generator shares the machine with the server it measures, so its own CPU is part of what the
+server's tail sees; it reports that CPU (``generator_cores``, ``generator_ms_per_request``) beside
+how late it sent (``generator_send_lag_p99_ms``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
+import selectors
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +32,7 @@ class LoadResult:
     statuses: dict[int, int] = field(default_factory=dict)
     failures: int = 0
     elapsed: float = 0.0
+    cpu_seconds: float = 0.0  # the generator's own CPU while it sent and read (its thread's, not the process's)
 
     def summary(self) -> dict[str, float]:
         """Return rate, percentiles in milliseconds and error counts."""
@@ -44,84 +50,53 @@ class LoadResult:
             "generator_send_lag_p99_ms": round(float(np.percentile(np.array(self.send_lags) * 1000, 99)), 2)
             if self.send_lags
             else float("nan"),
+            "generator_cores": round(self.cpu_seconds / self.elapsed, 3),
+            "generator_ms_per_request": round(1000 * self.cpu_seconds / max(len(self.send_lags), 1), 3),
         }
 
 
-class _Pool:
-    """Keep-alive connections, reused when the server keeps them open (gunicorn's sync workers do not)."""
+class _Request:
+    """One request in flight: its socket, the bytes still to send and the answer read so far."""
 
-    def __init__(self, host: str, port: int, headers: Mapping[str, str] | None = None) -> None:
-        self.host, self.port = host, port
-        self.extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    __slots__ = ("sock", "scheduled", "payload", "sent", "answer", "head_end", "length", "deadline")
 
-    async def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
-        reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
-        try:
-            writer.write(
-                f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"{self.extra}Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-            head = await reader.readuntil(b"\r\n\r\n")
-            headers = {}
-            for line in head.split(b"\r\n")[1:]:
+    def __init__(self, sock: socket.socket, scheduled: float, payload: bytes, deadline: float) -> None:
+        self.sock, self.scheduled, self.payload, self.deadline = sock, scheduled, payload, deadline
+        self.sent = 0
+        self.answer = bytearray()
+        self.head_end = -1  # where the answer's head ends, once it has
+        self.length = -1  # the answer's Content-Length, once its head is read
+
+    def complete(self) -> bool:
+        """Return whether the whole answer (head and body) has been read."""
+        if self.head_end < 0:
+            end = self.answer.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            self.head_end = end + 4
+            self.length = 0
+            for line in bytes(self.answer[:end]).split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                headers[name.strip().lower()] = value.strip()
-            payload = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-        except BaseException:
-            writer.close()
-            raise
-        if headers.get(b"connection", b"").lower() == b"close":
-            writer.close()
-        else:
-            self.idle.append((reader, writer))
-        return int(head.split(b" ", 2)[1]), payload
+                if name.strip().lower() == b"content-length":
+                    self.length = int(value)
+        return len(self.answer) >= self.head_end + self.length
+
+    def status(self) -> int:
+        """Return the answer's status code."""
+        return int(bytes(self.answer[: self.answer.find(b"\r\n")]).split(b" ", 2)[1])
+
+    def keeps_alive(self) -> bool:
+        """Return whether the server left the connection open for another request."""
+        return b"connection: close" not in bytes(self.answer[: self.head_end]).lower()
 
 
-async def _run(
-    host: str,
-    port: int,
-    *,
-    rate: float,
-    seconds: float,
-    make: Callable[[int], tuple[str, str, dict]],
-    seed: int,
-    timeout: float,
-    headers: Mapping[str, str] | None,
-) -> LoadResult:
-    rng = random.Random(seed)
-    result = LoadResult()
-    pool = _Pool(host, port, headers)
-    tasks = []
-    start = time.perf_counter()
-
-    async def one(index: int, scheduled: float) -> None:
-        result.send_lags.append(time.perf_counter() - scheduled)
-        method, path, body = make(index)
-        try:
-            status, _ = await asyncio.wait_for(pool.request(method, path, json.dumps(body).encode()), timeout)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-            result.failures += 1
-            return
-        result.latencies.append(time.perf_counter() - scheduled)
-        result.statuses[status] = result.statuses.get(status, 0) + 1
-
-    scheduled = start
-    index = 0
-    while True:
-        scheduled += rng.expovariate(rate)
-        if scheduled - start > seconds:
-            break
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(index, scheduled)))
-        index += 1
-    await asyncio.gather(*tasks)
-    result.elapsed = time.perf_counter() - start
-    return result
+def _encoded(host: str, method: str, path: str, body: dict, extra: str) -> bytes:
+    data = json.dumps(body).encode()
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"{extra}Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
 
 
 def run(
@@ -137,8 +112,94 @@ def run(
 ) -> LoadResult:
     """Send ``rate`` requests per second (Poisson) for ``seconds``; ``make(i)`` gives (method, path, JSON body).
 
-    ``headers`` go with every request (an API key, say).
+    ``headers`` go with every request (an API key, say). Every request's bytes are made before the
+    first is sent, and one thread drives all connections through the kernel's readiness events
+    (``selectors``, epoll on Linux), so the generator spends as little CPU a request as Python
+    allows on the cores it shares with the server (under half of what an asyncio generator
+    spent). A connection the server keeps open is used again.
     """
-    return asyncio.run(
-        _run(host, port, rate=rate, seconds=seconds, make=make, seed=seed, timeout=timeout, headers=headers)
-    )
+    rng = random.Random(seed)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    offsets: list[float] = []
+    at = 0.0
+    while True:
+        at += rng.expovariate(rate)
+        if at > seconds:
+            break
+        offsets.append(at)
+    payloads = [_encoded(host, *make(index), extra) for index in range(len(offsets))]
+    result = LoadResult()
+    selector = selectors.DefaultSelector()
+    idle: list[socket.socket] = []
+    flying: dict[int, _Request] = {}  # by socket file number
+
+    def finish(request: _Request, *, failed: bool) -> None:
+        selector.unregister(request.sock)
+        del flying[request.sock.fileno()]
+        if failed:
+            request.sock.close()
+            result.failures += 1
+            return
+        result.latencies.append(time.perf_counter() - request.scheduled)
+        status = request.status()
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        if request.keeps_alive():
+            idle.append(request.sock)
+        else:
+            request.sock.close()
+
+    def send(request: _Request) -> bool:
+        """Send what the socket takes; return whether the whole request is out."""
+        request.sent += request.sock.send(request.payload[request.sent :])
+        return request.sent == len(request.payload)
+
+    cpu = time.thread_time()
+    start = time.perf_counter()
+    following = 0
+    next_sweep = start + 1.0
+    while following < len(offsets) or flying:
+        now = time.perf_counter()
+        while following < len(offsets) and start + offsets[following] <= now:
+            scheduled = start + offsets[following]
+            result.send_lags.append(now - scheduled)
+            if idle:
+                sock = idle.pop()
+            else:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.connect_ex((host, port))
+            request = _Request(sock, scheduled, payloads[following], scheduled + timeout)
+            flying[sock.fileno()] = request
+            selector.register(sock, selectors.EVENT_WRITE, request)
+            following += 1
+        wait = (start + offsets[following] - time.perf_counter()) if following < len(offsets) else 0.05
+        for key, events in selector.select(timeout=max(wait, 0.0)):
+            request = key.data
+            try:
+                if events & selectors.EVENT_WRITE:
+                    if send(request):
+                        selector.modify(request.sock, selectors.EVENT_READ, request)
+                    continue
+                chunk = request.sock.recv(65536)
+                if not chunk:
+                    finish(request, failed=True)
+                    continue
+                request.answer += chunk
+                if request.complete():
+                    finish(request, failed=False)
+            except BlockingIOError:  # not ready after all: wait for the next event
+                continue
+            except (OSError, ValueError, IndexError):
+                finish(request, failed=True)
+        now = time.perf_counter()
+        if now >= next_sweep:
+            next_sweep = now + 1.0
+            for request in [r for r in flying.values() if r.deadline < now]:
+                finish(request, failed=True)
+    for sock in idle:
+        sock.close()
+    selector.close()
+    result.elapsed = time.perf_counter() - start
+    result.cpu_seconds = time.thread_time() - cpu
+    return result

@@ -13,7 +13,8 @@ It builds a catalog of 40 titles with 5 artworks each in a temporary folder, the
 2. the service's throughput: wrk, closed loop, 8 connections, rows of 10 slots;
 3. the service's latency at a fixed rate: open-loop Poisson arrivals at ``--rate`` rows/s
    (bench/loadgen.py; latency from each request's scheduled time), p50/p95/p99 and errors, and the
-   generator's own lag in sending; ``--fixed-runs`` repeats it (each run's p99 is reported);
+   generator's own lag in sending and its own CPU (it shares the machine's cores with the service);
+   ``--fixed-runs`` repeats it (each run's p99 is reported);
 4. the HTTP stack alone: gunicorn with the same workers serving ``bench/empty_app.py`` (Flask parses
    the same request and answers a row of the same size, without deciding or logging) under the same
    wrk load. Its throughput bounds any Flask service on this machine; with the VW calls added on
@@ -255,6 +256,7 @@ def fixed_rate(
         merged.latencies += result.latencies
         merged.send_lags += result.send_lags
         merged.failures += result.failures
+        merged.cpu_seconds += result.cpu_seconds
         for status, count in result.statuses.items():
             merged.statuses[status] = merged.statuses.get(status, 0) + count
     return merged.summary()
@@ -481,6 +483,8 @@ def main() -> None:
         "fixed_rate_generator_send_lag_p99_ms": fixed["generator_send_lag_p99_ms"],
         "fixed_rate_p99_ms_each_run": [run["p99_ms"] for run in runs],
         "fixed_rate_generator_lag_p99_ms_each_run": [run["generator_send_lag_p99_ms"] for run in runs],
+        "fixed_rate_generator_cores_each_run": [run["generator_cores"] for run in runs],
+        "fixed_rate_generator_ms_per_request": fixed["generator_ms_per_request"],
         "fixed_rate_achieved_each_run": [run["achieved_per_second"] for run in runs],
         **{k: v for k, v in {**fixed, **closed}.items() if "_cpu_" in k},
         "learner_catch_up_after_closed_loop_s": round(catch_up, 1),

@@ -97,9 +97,9 @@ def main() -> None:
             def make(index: int, offset: int = offset) -> tuple[str, str, dict[str, Any]]:
                 return request_for(offset + index)
 
-            cpu = (cpu_seconds(workers), cpu_seconds(learners), time.monotonic())
+            cpu = (cpu_seconds(workers), cpu_seconds(learners))
             result = run("127.0.0.1", service.port, rate=args.rate, seconds=args.window, make=make, seed=len(windows))
-            elapsed = time.monotonic() - cpu[2]
+            elapsed = result.elapsed  # the requests' bytes are made before the window's clock starts
             sent += len(result.latencies) + result.failures
             failures += result.failures
             for status, count in result.statuses.items():
@@ -115,6 +115,7 @@ def main() -> None:
                     "errors": result.failures + sum(n for s, n in result.statuses.items() if s not in (200, 201)),
                     "worker_cores": round((cpu_seconds(workers) - cpu[0]) / elapsed, 2),
                     "learner_cores": round((cpu_seconds(learners) - cpu[1]) / elapsed, 3),
+                    "generator_cores": round(result.cpu_seconds / elapsed, 3),
                 }
             )
         at_end = memory(list(roles))
@@ -159,6 +160,7 @@ def main() -> None:
         "p50_ms_per_window": [w["p50_ms"] for w in windows],
         "worker_cores_per_window": [w["worker_cores"] for w in windows],
         "learner_cores_per_window": [w["learner_cores"] for w in windows],
+        "generator_cores_per_window": [w["generator_cores"] for w in windows],
         "rss_kib_start": {f"{roles[pid]} {pid}": kib for pid, kib in at_start.items()},
         "rss_kib_end": {f"{roles[pid]} {pid}": kib for pid, kib in at_end.items()},
         "rows_logged": events,
