@@ -15,9 +15,14 @@ from schemathesis.specs.openapi.checks import (
 
 from bench.coffee_log import foreign_log
 from service import create_app, openapi
+from service.views import personalizer
 from tests.helpers import add_catalog, table_counts
 
 EXAMPLES_PER_OPERATION = 25
+# The Personalizer API answers at three places (service.views.personalizer): the same blueprint, and
+# the same declared operation, or the same plus ``api-version``. Fuzzed in full at /personalizer/v1.0,
+# its other two places get a few cases each, enough to show they route to it and check their version.
+EXAMPLES_PER_ALIAS = 5
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +101,17 @@ def test_the_json_examples_are_accepted(app):
 schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 
 
+def _examples(path: str) -> int:
+    """Return how many cases to generate for an operation at ``path``."""
+    if path.startswith(personalizer.REST_PREFIX + "/") and not path.startswith(personalizer.V1_PREFIX + "/"):
+        return EXAMPLES_PER_ALIAS  # the v1.1-preview.1 path, or /personalizer with the api-version asked for
+    return EXAMPLES_PER_OPERATION
+
+
 def _fuzz(operation, mode: GenerationMode, checks: list) -> None:
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
+        max_examples=_examples(operation.path),
         deadline=None,
         database=None,
         derandomize=True,
@@ -140,6 +152,12 @@ def test_schemathesis_finds_no_server_error_and_no_undeclared_answer(app, tmp_pa
                 failures.append(f"{mode.value} {operation.method.upper()} {operation.path}: {exc}")
     # schemathesis does not fuzz the document it reads; every other operation it does.
     assert fuzzed == set(openapi.OPERATIONS) - {("GET", "/openapi.json")}
+    # Each place fuzzed lightly is another place of an operation fuzzed in full at v1.0.
+    for method, path in fuzzed:
+        if _examples(path) < EXAMPLES_PER_OPERATION:
+            rest = path.removeprefix(personalizer.PREVIEW_PREFIX).removeprefix(personalizer.REST_PREFIX)
+            assert (method, personalizer.V1_PREFIX + rest) in fuzzed, (method, path)
+            assert _examples(personalizer.V1_PREFIX + rest) == EXAMPLES_PER_OPERATION
     assert not failures, "\n\n".join(failures)
     check = _db(app).execute("PRAGMA integrity_check").fetchone()[0]
     assert check == "ok" and table_counts(_db(app))["titles"] >= db_before["titles"]
