@@ -3,9 +3,11 @@
 A serving process keeps the newest model of each policy, the policies' settings and a snapshot of
 the catalog in memory. Before each decision it reads their version counters (one small query):
 a changed catalog or setting is reloaded at once, so a retired title is never chosen after its
-DELETE returned; a new model version is loaded by a background thread of the process (VW releases
-the GIL while it builds a workspace, about 2 ms a model) and swapped in when ready, so requests
-never wait for a model to load. Every process serves a new version within about a second. The same
+DELETE returned; a new model version is loaded by a background thread of the process and swapped in
+when ready, so no request waits for a model's read and build in its own handling. VW holds the GIL
+while it builds a workspace (5 to 6 ms on the machine's slowest hour, whatever the -b), so a request
+that arrives meanwhile waits that long; workers loading at most every 5 s instead measured the same
+tail (BENCHMARKS.md). Every process serves a new version within about a second. The same
 thread checkpoints SQLite's WAL, which serving connections never do inside a request's commit.
 Randomness is created per process (after any fork), so gunicorn workers never share an
 exploration sequence.
