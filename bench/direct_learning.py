@@ -46,7 +46,7 @@ import vowpal_wabbit_next
 
 from assets.catalog import load_snapshot
 from bandits.decide.row import RowDecision, decide_row
-from bandits.learn.learner import artwork_examples, title_examples
+from bandits.learn.learner import artwork_decisions, title_decisions
 from bandits.log import labels
 from bandits.model import tastes
 from bandits.model.exploration import Exploration
@@ -54,6 +54,7 @@ from bandits.model.policy import ARTWORK, DEFAULT_VW_ARGS, TITLES, new_workspace
 from bandits.model.tried import Tried
 from bandits.simulator import SHAPES, Viewer, World
 from bandits.storage import connect
+from bandits.vw.options import learns_chosen_alone
 from bandits.vw.workspace import CACHED_ACTION_LINES, TextExamples
 from bench.report import machine, report
 from service import create_app
@@ -127,7 +128,9 @@ class Policy:
     def __init__(self, vw_args: list[str], *, model_data: bytes | None = None) -> None:
         self.vw_args = list(vw_args)
         self.workspace = new_workspace(vw_args, model_data=model_data)
-        self.examples = TextExamples(self.workspace, cached_actions=CACHED_ACTION_LINES)
+        self.examples = TextExamples(
+            self.workspace, cached_actions=CACHED_ACTION_LINES, chosen_alone=learns_chosen_alone(self.vw_args)
+        )
         self.tried = Tried()
         self.version = 0
         self.examples_learned = 0
@@ -170,8 +173,8 @@ def _examples(
             }
         )
     return (
-        title_examples(event, impressions, title_rewards, lines_of),
-        artwork_examples(event, impressions, artwork_rewards, lines_of),
+        [decision.example() for decision in title_decisions(event, impressions, title_rewards, lines_of)],
+        [decision.example() for decision in artwork_decisions(event, impressions, artwork_rewards, lines_of)],
     )
 
 

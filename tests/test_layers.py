@@ -131,7 +131,8 @@ def test_nothing_below_service_imports_service():
 
 
 # The store is one leaf in two modules: its door (connections, transactions, schema) and its server engine.
-WITHIN_A_LEAF = {"bandits.storage": {"bandits.postgres"}}
+# The VW format likewise: its text (features, the one reader and writer of lines) and the workspace door.
+WITHIN_A_LEAF = {"bandits.storage": {"bandits.postgres"}, "bandits.vw.workspace": {"bandits.vw.features"}}
 
 
 def test_leaves_import_nothing_of_ours_but_the_errors():

@@ -38,6 +38,7 @@ from bandits.model.policy import new_workspace
 from bandits.model.tried import Tried
 from bandits.storage import connect
 from bandits.vw import features
+from bandits.vw.options import learns_chosen_alone
 from bandits.vw.workspace import CACHED_ACTION_LINES, TextExamples, TextLines
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
@@ -180,7 +181,8 @@ def candidate_pmf(
         tried = Tried()
     else:
         raise ValueError(f"candidate {candidate.name!r} of kind {candidate.kind} has no model to run")
-    examples = TextExamples(workspace, cached_actions=CACHED_ACTION_LINES)
+    chosen_alone = learn and learns_chosen_alone(candidate.vw_args)
+    examples = TextExamples(workspace, cached_actions=CACHED_ACTION_LINES, chosen_alone=chosen_alone)
     stage = f"candidate {candidate.name}"
     bonus = candidate.exploration_bonus > 0.0
     done = 0

@@ -60,6 +60,7 @@ from bandits.model.tried import Tried
 from bandits.postgres import LEARNER_LOCK, SessionLock, is_url, lock_held, try_session_lock
 from bandits.storage import Database, StorageBusy, Writes, connect, inline, write_transaction
 from bandits.vw import blocks, features
+from bandits.vw.options import learns_chosen_alone, model_options
 from bandits.vw.workspace import CACHED_ACTION_LINES, TextExamples
 
 log = logging.getLogger("marquee.learner")
@@ -115,71 +116,107 @@ def _close_due(db: Database, cfg: PolicyConfig, *, now: float, limit: int, write
     return closed
 
 
-def title_examples(
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """One logged decision with its label: what a model learns from it.
+
+    ``lines`` are the action lines of the decision's block (unlabelled), ``offered`` the indices of
+    those it chose from, in the order offered, and ``chosen`` the index of the one it chose.
+    """
+
+    shared: str
+    lines: Sequence[str]
+    offered: Sequence[int]
+    chosen: int
+    cost: float
+    probability: float
+
+    def chosen_line(self) -> str:
+        """The chosen action's line, unlabelled."""
+        return self.lines[self.chosen]
+
+    def labelled_line(self) -> str:
+        """The chosen action's line with its CB label."""
+        return features.labeled(self.lines[self.chosen], cost=self.cost, probability=self.probability)
+
+    def example(self) -> list[str]:
+        """The whole VW example: the shared line, then every action offered, the chosen one labelled."""
+        lines, chosen = self.lines, self.chosen
+        return [self.shared, *(self.labelled_line() if index == chosen else lines[index] for index in self.offered)]
+
+
+def title_decisions(
     event: Mapping[str, Any],
     impressions: Sequence[Mapping[str, Any]],
     rewards: list[float],
     lines_of: Mapping[str, list[str]],
-) -> list[list[str]]:
-    """Return the labelled VW examples of a row's title decisions, one per slot, as logged."""
+) -> list[Labelled]:
+    """Return a row's title decisions, one per slot, as logged, each with its label."""
     lines = lines_of[event["title_block"]]
     left = list(range(len(lines)))
-    examples = []
+    decisions = []
     for impression, reward in zip(impressions, rewards):
         chosen = impression["title_index"]
-        example = [features.with_position(event["title_shared"], impression["position"])]
-        for index in offered_titles(impression, left):
-            if index == chosen:
-                example.append(
-                    features.labeled(lines[index], cost=features.cost_of(reward), probability=impression["title_prob"])
-                )
-            else:
-                example.append(lines[index])
-        examples.append(example)
+        decisions.append(
+            Labelled(
+                shared=features.with_position(event["title_shared"], impression["position"]),
+                lines=lines,
+                offered=offered_titles(impression, left),
+                chosen=chosen,
+                cost=features.cost_of(reward),
+                probability=impression["title_prob"],
+            )
+        )
         left.remove(chosen)
-    return examples
+    return decisions
 
 
-def artwork_examples(
+def artwork_decisions(
     event: Mapping[str, Any],
     impressions: Sequence[Mapping[str, Any]],
     rewards: list[float],
     lines_of: Mapping[str, list[str]],
-) -> list[list[str]]:
-    """Return the labelled VW examples of a row's artwork decisions, one per shown title, as logged."""
+) -> list[Labelled]:
+    """Return a row's artwork decisions, one per shown title, as logged, each with its label."""
     lines = lines_of[event["title_block"]]
-    examples = []
+    decisions = []
     for impression, reward in zip(impressions, rewards):
-        example = [features.artwork_shared(event["title_shared"], lines[impression["title_index"]])]
-        for index, line in enumerate(lines_of[impression["artwork_block"]]):
-            if index == impression["artwork_index"]:
-                line = features.labeled(line, cost=features.cost_of(reward), probability=impression["artwork_prob"])
-            example.append(line)
-        examples.append(example)
-    return examples
+        artworks = lines_of[impression["artwork_block"]]
+        decisions.append(
+            Labelled(
+                shared=features.artwork_shared(event["title_shared"], lines[impression["title_index"]]),
+                lines=artworks,
+                offered=range(len(artworks)),
+                chosen=impression["artwork_index"],
+                cost=features.cost_of(reward),
+                probability=impression["artwork_prob"],
+            )
+        )
+    return decisions
 
 
-def action_examples(
+def action_decisions(
     event: Mapping[str, Any],
     impressions: Sequence[Mapping[str, Any]],
     rewards: list[float],
     lines_of: Mapping[str, list[str]],
-) -> list[list[str]]:
-    """Return the labelled VW example of a decision over inline actions (one pick; no slot position)."""
+) -> list[Labelled]:
+    """Return the decisions over inline actions (one pick each; no slot position), each with its label."""
     lines = lines_of[event["title_block"]]
-    examples = []
-    for impression, reward in zip(impressions, rewards):
-        example = [impression.get("shared") or event["title_shared"]]  # a multi-slot ranking's slot has its own
-        for index in offered_titles(impression, list(range(len(lines)))):
-            line = lines[index]
-            if index == impression["title_index"]:
-                line = features.labeled(line, cost=features.cost_of(reward), probability=impression["title_prob"])
-            example.append(line)
-        examples.append(example)
-    return examples
+    return [
+        Labelled(
+            shared=impression.get("shared") or event["title_shared"],  # a multi-slot ranking's slot has its own
+            lines=lines,
+            offered=offered_titles(impression, list(range(len(lines)))),
+            chosen=impression["title_index"],
+            cost=features.cost_of(reward),
+            probability=impression["title_prob"],
+        )
+        for impression, reward in zip(impressions, rewards)
+    ]
 
 
-EXAMPLE_BUILDERS = {TITLES: title_examples, ARTWORK: artwork_examples, ACTIONS: action_examples}
+DECISION_BUILDERS = {TITLES: title_decisions, ARTWORK: artwork_decisions, ACTIONS: action_decisions}
 IMITATION_ACTIONS = 10  # actions a decision that served the baseline teaches: the baseline and up to 9 others
 
 
@@ -270,21 +307,35 @@ class Learner:
         # Learning changes the workspace in place: until the commit succeeds it is no longer the
         # published version, so it must not be found in the cache by a retry.
         self._workspaces.pop(policy, None)
-        examples_of = TextExamples(workspace, cached_actions=CACHED_ACTION_LINES)
-        build = EXAMPLE_BUILDERS[policy]
+        chosen_alone = learns_chosen_alone(model_options(record.blob))
+        examples_of = TextExamples(workspace, cached_actions=CACHED_ACTION_LINES, chosen_alone=chosen_alone)
+        build = DECISION_BUILDERS[policy]
         labels = closed_labels(self.db, policy, [event["event_seq"] for event in closed])
         learned_rows = []
         for event in closed:
             rewards = labels[event["event_seq"]]
             mode = mode_of(event, policy)
-            examples = [] if mode == LOGGING_ONLY else build(event, impressions[event["event_seq"]], rewards, lines_of)
+            decisions = [] if mode == LOGGING_ONLY else build(event, impressions[event["event_seq"]], rewards, lines_of)
             if mode == APPRENTICE:
-                examples = apprentice_examples(examples, default_reward=cfg.default_reward, seed=event["event_seq"])
-            for example in examples:
-                examples_of.learn(example)
+                examples = apprentice_examples(
+                    [decision.example() for decision in decisions],
+                    default_reward=cfg.default_reward,
+                    seed=event["event_seq"],
+                )
+                for example in examples:
+                    examples_of.learn(example)
+                    if tried is not None:
+                        tried.learn(example)
+                learned_rows.append((event["event_seq"], len(examples)))
+                continue
+            for decision in decisions:
+                if chosen_alone:
+                    examples_of.learn_chosen(decision.shared, decision.labelled_line(), actions=len(decision.offered))
+                else:
+                    examples_of.learn(decision.example())
                 if tried is not None:
-                    tried.learn(example)
-            learned_rows.append((event["event_seq"], len(examples)))
+                    tried.learn_action(decision.chosen_line())
+            learned_rows.append((event["event_seq"], len(decisions)))
         result.events = len(learned_rows)
         result.examples = sum(n for _, n in learned_rows)
         blob = workspace.serialize() if result.examples else b""

@@ -26,6 +26,7 @@ from bandits.model.exploration import lead_of
 from bandits.model.policy import latest_model, load_policy, new_workspace, publish
 from bandits.model.tried import Tried
 from bandits.storage import Database, write_transaction
+from bandits.vw.options import learns_chosen_alone, model_options
 from bandits.vw.workspace import TextExamples
 
 STARTS = ("empty", "newest")
@@ -72,11 +73,13 @@ def warm_start(
     if start == "newest" and newest is not None:
         workspace, vw_args, learned = new_workspace([], model_data=newest.blob), newest.vw_args, newest
         tried = Tried.loads(newest.tried)
+        chosen_alone = learns_chosen_alone(model_options(newest.blob))
     else:
         workspace, vw_args, learned = new_workspace(settings.vw_args), settings.vw_args, None
         tried = Tried()
+        chosen_alone = learns_chosen_alone(settings.vw_args)
     rounds = datasets.load(db, dataset_id)
-    examples = TextExamples(workspace)
+    examples = TextExamples(workspace, chosen_alone=chosen_alone)
     n = len(rounds)
     model_hit, baseline_hit = np.zeros(n), np.zeros(n)
     for step in range(passes):

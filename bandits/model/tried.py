@@ -34,10 +34,13 @@ class Tried:
         """Count the labelled action lines of one multi-line example (its shared line first)."""
         for line in example[1:]:
             if line.startswith("0:"):
-                action = features.unlabeled(line)
-                key = action_key(action)
-                self.counts[key] = self.counts.get(key, 0) + 1
-                self._by_line.pop(action, None)
+                self.learn_action(features.unlabeled(line))
+
+    def learn_action(self, line: str) -> None:
+        """Count one labelled example learned for the action whose unlabelled line is ``line``."""
+        key = action_key(line)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self._by_line.pop(line, None)
 
     def learn_all(self, examples: Iterable[Sequence[str]]) -> None:
         """Count every example's labelled action lines."""

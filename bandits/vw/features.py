@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -196,6 +196,14 @@ def without_shared(line: str) -> str:
 def unlabeled(line: str) -> str:
     """Return an action line without the CB label ``labeled`` put in front of it (unchanged if it has none)."""
     return line.split(" ", 1)[1] if line.startswith("0:") else line
+
+
+def shared_and_labelled(example: Sequence[str]) -> tuple[str, str] | None:
+    """Return a multi-line example's shared line and its one labelled action line; None unless it has both, once."""
+    if not example or not example[0].startswith("shared"):
+        return None
+    labelled = [line for line in example[1:] if not line.startswith("|")]  # an action line starts with its features
+    return (example[0], labelled[0]) if len(labelled) == 1 else None
 
 
 def label_of(line: str) -> tuple[float, float] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bandits.errors import Invalid
 
@@ -139,6 +139,16 @@ def model_options(blob: bytes) -> list[str]:
     except (struct.error, UnicodeDecodeError):
         raise OptionError("model: not a Vowpal Wabbit model file Marquee can read") from None
     return text.split()
+
+
+def learns_chosen_alone(options: Sequence[str]) -> bool:
+    """Whether VW learns a labelled example through its chosen action alone under these options (``--cb_type mtr``).
+
+    ``options``: a policy's ``vw_args`` or the options a model's header records (``model_options``).
+    The other ``--cb_type``s read every action of a labelled example.
+    """
+    cb_types = [options[i + 1] for i in range(len(options) - 1) if options[i] == "--cb_type"]
+    return (cb_types[-1] if cb_types else "mtr") == "mtr"
 
 
 def check_model(blob: bytes) -> list[str]:

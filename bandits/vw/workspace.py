@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import vowpal_wabbit_next as vw
 from vowpal_wabbit_next import _core
 
+from bandits.vw import features
+
 # Parsed action lines a serving model, the learner or an evaluation keeps: a catalog's titles and
 # artworks, parsed once instead of for every viewer or every learned row; at a few kB each, a few tens
 # of MB at most.
@@ -30,7 +32,7 @@ class VWError(Exception):
 class TextExamples:
     """Predict and learn on multi-line text examples of one workspace."""
 
-    def __init__(self, workspace: vw.Workspace, *, cached_actions: int = 0) -> None:
+    def __init__(self, workspace: vw.Workspace, *, cached_actions: int = 0, chosen_alone: bool = False) -> None:
         """``cached_actions``: how many parsed, unlabelled action lines are kept for reuse (0: none).
 
         A serving model scores the same catalog lines for every viewer, and the learner learns rows
@@ -41,13 +43,19 @@ class TextExamples:
         the predictions and the learned models are identical. A labelled line is parsed each time:
         reused, it changes what ``--lrqdropout`` learns. The cache is emptied when it is full, which
         bounds its memory for catalogs or inline actions that never repeat.
+
+        ``chosen_alone``: learn a labelled example from its shared line and its labelled action
+        alone, each other action stood in for by a line without features (``learn_chosen``). Only
+        for a workspace that learns through the chosen action alone (``bandits.vw.options.learns_chosen_alone``).
         """
         if not workspace.multiline:
             raise ValueError("TextExamples is for multi-line (ADF) workspaces")
         self.workspace = workspace
+        self.chosen_alone = chosen_alone
         self._core = workspace._workspace
         self._cached_actions = cached_actions
         self._actions: dict[str, _core.Example] = {}
+        self._blanks: list[_core.Example] = []
 
     def _parse(self, lines: Sequence[str]) -> list[_core.Example]:
         core = self._core
@@ -91,8 +99,43 @@ class TextExamples:
         Raises:
             VWError: VW refused the example.
         """
+        if self.chosen_alone:
+            found = features.shared_and_labelled(lines)
+            if found is not None:
+                self.learn_chosen(*found, actions=len(lines) - 1)
+                return
         try:
             self._core.learn_multi_ex_one(self._examples(lines))
+        except RuntimeError as exc:
+            raise VWError(str(exc)) from None
+
+    def learn_chosen(self, shared: str, labelled: str, *, actions: int) -> None:
+        """Learn the example of shared line ``shared`` whose ``actions`` action lines hold the labelled ``labelled``.
+
+        Under ``--cb_type mtr`` VW learns a labelled example through its chosen action alone: it
+        regresses on that action's features (with the shared ones) and weights it by its inverse
+        probability times the examples it has learned over the actions it has counted in them. The
+        other actions are counted, never read. So they are stood in for here by lines without
+        features, parsed once and reused: VW counts the same, and learns the same weights, as from
+        the whole example, while it neither parses nor joins the shared features to every title of a
+        catalog. tests/bandits/vw/test_vwtext.py learns one stream both ways under every ``mtr``
+        option a policy may set and finds every weight and every prediction identical.
+
+        Raises:
+            VWError: VW refused the example.
+        """
+        if not self.chosen_alone:
+            raise ValueError("learn_chosen needs a TextExamples made with chosen_alone=True")
+        core, blanks = self._core, self._blanks
+        while len(blanks) < actions - 1:
+            blanks.append(_core._parse_line_text(core, "|"))
+        examples = [
+            _core._parse_line_text(core, shared),
+            _core._parse_line_text(core, labelled),
+            *blanks[: actions - 1],
+        ]
+        try:
+            core.learn_multi_ex_one(examples)
         except RuntimeError as exc:
             raise VWError(str(exc)) from None
 

@@ -12,7 +12,7 @@ import pytest
 
 from assets.demo import poster
 from bandits.evaluate.offline import from_log
-from bandits.learn.learner import title_examples
+from bandits.learn.learner import title_decisions
 from bandits.model.diversity import Diversity, DiversityError
 from bandits.model.exploration import Exploration
 from bandits.storage import connect
@@ -188,7 +188,7 @@ def test_restricted_slots_are_logged_and_replayed_against_their_offer(app, clien
     from bandits.vw import blocks
 
     lines_of = blocks.load(db, {event_row["title_block"]})
-    examples = title_examples(event_row, impressions, [0.0] * 4, lines_of)
+    examples = [decision.example() for decision in title_decisions(event_row, impressions, [0.0] * 4, lines_of)]
     for example, slot in zip(examples, event["slots"]):
         assert len(example) - 1 == len(slot.get("offered_title_ids") or titles[: len(titles) - slot["position"]])
     db.execute(

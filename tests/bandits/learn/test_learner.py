@@ -171,17 +171,22 @@ def test_the_write_lock_is_never_held_while_learning_or_serializing(app, client,
 
     learner = Learner(db, deployment(app))
     calls = []
-    learn, serialize = TextExamples.learn, vw.Workspace.serialize
+    learn, learn_chosen, serialize = TextExamples.learn, TextExamples.learn_chosen, vw.Workspace.serialize
 
     def learn_outside(self, lines):
         calls.append(("learn", db.in_transaction))
         return learn(self, lines)
+
+    def learn_chosen_outside(self, shared, labelled, *, actions):
+        calls.append(("learn", db.in_transaction))
+        return learn_chosen(self, shared, labelled, actions=actions)
 
     def serialize_outside(self):
         calls.append(("serialize", db.in_transaction))
         return serialize(self)
 
     monkeypatch.setattr(TextExamples, "learn", learn_outside)
+    monkeypatch.setattr(TextExamples, "learn_chosen", learn_chosen_outside)
     monkeypatch.setattr(vw.Workspace, "serialize", serialize_outside)
     rank_many(client, 5)
     result = learner.run_once(now=time.time() + 61)
@@ -224,3 +229,56 @@ def test_transactions_run_at_normal_priority_while_learning_runs_at_idle(app, cl
     assert set(writes_seen) == {(os.SCHED_OTHER, outcome["writer"])}
     assert os.SCHED_IDLE in {policy for policy, _ in reads_seen}  # the reads around learning stay at idle
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+def _learned_state(blob: bytes) -> list[str]:
+    """A model's weights and settings as VW's readable model writes them, without its running report's figures."""
+    import vowpal_wabbit_next as vw
+
+    report = ("sum_loss ", "sum_loss_since_last_dump ", "total_features ")
+    text = vw.Workspace([], model_data=blob).readable_model()
+    return [line for line in text.splitlines() if not line.startswith(report)]
+
+
+@pytest.mark.parametrize("vw_args", ["", "-q UT -q UG --cb_type dr"], ids=["defaults (mtr)", "cb_type dr"])
+def test_the_learner_publishes_the_model_the_whole_examples_teach(
+    app, client, db, catalog, monkeypatch, tmp_path, vw_args
+):
+    """Under mtr the learner shows VW a decision's chosen action alone (TextExamples.learn_chosen): the same model."""
+    import bandits.learn.learner as learner_module
+    from bandits.vw.workspace import TextExamples
+
+    if vw_args:
+        for policy in ("titles", "artwork"):
+            assert client.patch(f"/v1/policies/{policy}", json={"vw_args": vw_args}).status_code == 200
+    events = rank_many(client, 30, slots=4)
+    for n, event in enumerate(events[::3]):
+        title = event["slots"][n % 4]["title_id"]
+        assert (
+            client.post(f"/v1/events/{event['event_id']}/reward", json={"title_id": title, "value": 1}).status_code
+            == 201
+        )
+    later = time.time() + 61
+    with copy_of_store(app.config["DATABASE"], tmp_path) as copy:  # the reference: every decision's whole example
+        with monkeypatch.context() as whole_examples:
+            whole_examples.setattr(learner_module, "learns_chosen_alone", lambda options: False)
+            reference = Learner(connect(copy), deployment(app))
+            reference.run_once(now=later)
+        expected = {policy: latest_model(reference.db, policy) for policy in ("titles", "artwork")}
+        reference.db.close()
+    calls = []
+    learn_chosen = TextExamples.learn_chosen
+    monkeypatch.setattr(
+        TextExamples,
+        "learn_chosen",
+        lambda self, *args, **kwargs: calls.append(1) or learn_chosen(self, *args, **kwargs),
+    )
+    Learner(db, deployment(app)).run_once(now=later)
+    assert len(calls) == (0 if vw_args else 2 * 30 * 4)  # every slot of both policies, under mtr only
+    for policy, model in expected.items():
+        published = latest_model(db, policy)
+        assert published.examples_learned == model.examples_learned == 120
+        assert published.tried == model.tried
+        assert _learned_state(published.blob) == _learned_state(model.blob)
+        if vw_args:
+            assert published.blob == model.blob

@@ -7,7 +7,8 @@ import random
 import pytest
 import vowpal_wabbit_next as vw
 
-from bandits.vw.workspace import TextExamples, TextLines
+from bandits.vw.options import learns_chosen_alone, model_options
+from bandits.vw.workspace import TextExamples, TextLines, VWError
 
 
 def stream(seed: int, n: int = 400):
@@ -112,3 +113,58 @@ def test_reused_action_examples_learn_exactly_as_freshly_parsed_ones(args):
     fresh.learn(twice)
     reusing.learn(twice)
     assert reusing_ws.serialize() == fresh_ws.serialize()
+
+
+PROGRESS_LINES = ("sum_loss ", "sum_loss_since_last_dump ", "total_features ")  # VW's running report, not the model
+
+
+def learned_state(workspace: vw.Workspace) -> list[str]:
+    """Everything a model learned, as VW's readable model writes it, without the running report's figures."""
+    return [line for line in workspace.readable_model().splitlines() if not line.startswith(PROGRESS_LINES)]
+
+
+MTR_ARGS = [args for args in LEARN_REUSE_ARGS if learns_chosen_alone(args)]
+
+
+@pytest.mark.parametrize("args", MTR_ARGS, ids=[" ".join(args) for args in MTR_ARGS])
+def test_learning_through_the_chosen_action_alone_learns_the_whole_examples_model(args):
+    whole_ws = vw.Workspace(["--cb_adf", *args])
+    chosen_ws = vw.Workspace(["--cb_adf", *args])
+    whole = TextExamples(whole_ws, cached_actions=64)
+    chosen = TextExamples(chosen_ws, chosen_alone=True)
+    most = 0
+    for step, (unlabelled, labelled) in enumerate(stream(13, n=600)):
+        most = max(most, len(labelled) - 1)
+        whole.learn(labelled)
+        if step % 2:  # the learner's way: the shared and labelled lines and how many actions there were
+            (label,) = [line for line in labelled[1:] if not line.startswith("|")]
+            chosen.learn_chosen(labelled[0], label, actions=len(labelled) - 1)
+        else:  # a whole example, as an evaluation's candidate or a warm start passes it
+            chosen.learn(labelled)
+        assert chosen.predict(unlabelled) == whole.predict(unlabelled)  # every update, not only the end
+    assert learned_state(chosen_ws) == learned_state(whole_ws)
+    assert chosen_ws.serialize() != whole_ws.serialize()  # the report's figures differ, so the check above has teeth
+    assert len(chosen._blanks) == most - 1  # the blank lines are parsed once: as many as the widest example needed
+
+
+def test_an_example_without_one_labelled_action_or_a_shared_line_is_learned_whole():
+    whole_ws = vw.Workspace(["--cb_adf", "-q", "UT"])
+    chosen_ws = vw.Workspace(["--cb_adf", "-q", "UT"])
+    whole, chosen = TextExamples(whole_ws), TextExamples(chosen_ws, chosen_alone=True)
+    shared, first, second = "shared |U seg=1", "|T id=a", "|T id=b"
+    for example in ([shared, first, second], [f"0:-1:0.5 {first}", second], [shared, f"0:-1:0.5 {first}", second]):
+        whole.learn(example)
+        chosen.learn(example)
+    assert learned_state(chosen_ws) == learned_state(whole_ws)
+    with pytest.raises(VWError):  # two labels: VW refuses the example either way
+        chosen.learn([shared, f"0:-1:0.5 {first}", f"0:0:0.5 {second}"])
+    with pytest.raises(ValueError):
+        whole.learn_chosen(shared, f"0:-1:0.5 {first}", actions=2)
+
+
+def test_which_options_learn_through_the_chosen_action_alone():
+    assert learns_chosen_alone([]) and learns_chosen_alone(["-q", "UT", "--cb_type", "mtr"])
+    assert not learns_chosen_alone(["--cb_type", "dr"]) and not learns_chosen_alone(["--cb_type", "sm", "-q", "UT"])
+    stored = vw.Workspace(["--cb_adf", "--cb_type", "ips"]).serialize()
+    assert not learns_chosen_alone(model_options(stored))
+    assert learns_chosen_alone(model_options(vw.Workspace(["--cb_adf", "-q", "UT"]).serialize()))
