@@ -117,9 +117,10 @@ class TextExamples:
         probability times the examples it has learned over the actions it has counted in them. The
         other actions are counted, never read. So they are stood in for here by lines without
         features, parsed once and reused: VW counts the same, and learns the same weights, as from
-        the whole example, while it neither parses nor joins the shared features to every title of a
-        catalog. tests/bandits/vw/test_vwtext.py learns one stream both ways under every ``mtr``
-        option a policy may set and finds every weight and every prediction identical.
+        the whole example, while no other action's line is built, looked up or parsed, and VW (which
+        scores every action of a labelled example before it learns) crosses no other action's
+        features with the viewer's. tests/bandits/vw/test_vwtext.py learns one stream both ways under
+        every ``mtr`` option a policy may set and finds every weight and every prediction identical.
 
         Raises:
             VWError: VW refused the example.
