@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import vowpal_wabbit_next as vw
 from PIL import Image
 
 from assets.demo import poster
@@ -183,3 +184,13 @@ def deployment(app: Any) -> Deployment:
     """The typed settings ``app`` hands down to ``bandits/`` (``service.config.deployment``)."""
     found: Deployment = app.extensions["marquee"]["deployment"]
     return found
+
+
+# Lines of VW's readable model that are its running report (progressive loss, features seen), not what it learned.
+VW_REPORT_LINES = ("sum_loss ", "sum_loss_since_last_dump ", "total_features ")
+
+
+def learned_state(model: vw.Workspace | bytes) -> list[str]:
+    """Everything a model learned (weights, counts, settings) as VW's readable model writes it, less its report."""
+    workspace = model if isinstance(model, vw.Workspace) else vw.Workspace([], model_data=model)
+    return [line for line in workspace.readable_model().splitlines() if not line.startswith(VW_REPORT_LINES)]

@@ -12,7 +12,7 @@ import pytest
 from bandits.learn.learner import Learner, PriorityWrites, _close_due, lower_priority
 from bandits.model.policy import latest_model, load_policy
 from bandits.storage import connect
-from tests.helpers import copy_of_store, deployment
+from tests.helpers import copy_of_store, deployment, learned_state
 
 # Every test here that opens a store runs on SQLite and on PostgreSQL (tests/conftest.py).
 BACKENDS = ("sqlite", "postgresql")
@@ -231,15 +231,6 @@ def test_transactions_run_at_normal_priority_while_learning_runs_at_idle(app, cl
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
-def _learned_state(blob: bytes) -> list[str]:
-    """A model's weights and settings as VW's readable model writes them, without its running report's figures."""
-    import vowpal_wabbit_next as vw
-
-    report = ("sum_loss ", "sum_loss_since_last_dump ", "total_features ")
-    text = vw.Workspace([], model_data=blob).readable_model()
-    return [line for line in text.splitlines() if not line.startswith(report)]
-
-
 @pytest.mark.parametrize("vw_args", ["", "-q UT -q UG --cb_type dr"], ids=["defaults (mtr)", "cb_type dr"])
 def test_the_learner_publishes_the_model_the_whole_examples_teach(
     app, client, db, catalog, monkeypatch, tmp_path, vw_args
@@ -279,6 +270,6 @@ def test_the_learner_publishes_the_model_the_whole_examples_teach(
         published = latest_model(db, policy)
         assert published.examples_learned == model.examples_learned == 120
         assert published.tried == model.tried
-        assert _learned_state(published.blob) == _learned_state(model.blob)
+        assert learned_state(published.blob) == learned_state(model.blob)
         if vw_args:
             assert published.blob == model.blob

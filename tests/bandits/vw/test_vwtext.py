@@ -9,6 +9,7 @@ import vowpal_wabbit_next as vw
 
 from bandits.vw.options import learns_chosen_alone, model_options
 from bandits.vw.workspace import TextExamples, TextLines, VWError
+from tests.helpers import learned_state
 
 
 def stream(seed: int, n: int = 400):
@@ -113,14 +114,6 @@ def test_reused_action_examples_learn_exactly_as_freshly_parsed_ones(args):
     fresh.learn(twice)
     reusing.learn(twice)
     assert reusing_ws.serialize() == fresh_ws.serialize()
-
-
-PROGRESS_LINES = ("sum_loss ", "sum_loss_since_last_dump ", "total_features ")  # VW's running report, not the model
-
-
-def learned_state(workspace: vw.Workspace) -> list[str]:
-    """Everything a model learned, as VW's readable model writes it, without the running report's figures."""
-    return [line for line in workspace.readable_model().splitlines() if not line.startswith(PROGRESS_LINES)]
 
 
 MTR_ARGS = [args for args in LEARN_REUSE_ARGS if learns_chosen_alone(args)]
