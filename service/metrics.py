@@ -14,9 +14,10 @@ whichever worker Prometheus reaches and costs nothing between scrapes.
 
 from __future__ import annotations
 
+import glob
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,26 @@ class DatabaseCollector(Collector):
         yield from (version, age, lag, waiting, learned, up, mode)
 
 
+class WorkerFiles(multiprocess.MultiProcessCollector):
+    """Every worker's metric files summed, less any file a starting worker has created and not yet sized.
+
+    prometheus-client creates a worker's file empty and then grows it to its first size; a scrape that
+    lists the folder in between would fail to read its header (a 500 from ``/metrics`` whenever a
+    worker is replaced during a scrape). An empty file holds no samples, so leaving it out is exact.
+    A live gauge's file the master removes between the listing and the read is left out too.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+            except FileNotFoundError:
+                continue
+        return self.merge(files, accumulate=True)
+
+
 def _endpoint() -> str:
     rule = request.url_rule
     return rule.rule if rule is not None else "unmatched"
@@ -129,7 +150,7 @@ def register(app: Flask) -> None:
     if multiprocess_mode():
         Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        WorkerFiles(registry)
     else:
         registry = CollectorRegistry()
         registry.register(_ProcessMetrics())

@@ -150,3 +150,23 @@ def test_metrics_need_an_admin_key_which_prometheus_can_send_as_basic_auth(tmp_p
     response = client.get("/metrics", headers={"Authorization": f"Basic {basic}"})
     assert response.status_code == 200 and response.content_type.startswith("text/plain")
     assert "marquee_model_version" in response.get_data(as_text=True)
+
+
+def test_a_scrape_while_a_worker_starts_reads_every_sized_file_and_skips_the_empty_one(tmp_path):
+    """A starting worker's file exists empty for a moment before it is sized; a scrape then still answers."""
+    import struct
+
+    from prometheus_client import multiprocess
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from service.metrics import WorkerFiles
+
+    running = MmapedDict(str(tmp_path / "counter_101.db"))
+    running.write_value(mmap_key("marquee_decisions", "marquee_decisions_total", [], [], "Rows"), 7.0, 0.0)
+    running.close()
+    (tmp_path / "counter_102.db").touch()  # opened by the starting worker, not yet sized
+
+    with pytest.raises(struct.error):  # what prometheus-client's own collector does in that moment
+        multiprocess.MultiProcessCollector(None, path=str(tmp_path)).collect()
+    families = {family.name: family for family in WorkerFiles(None, path=str(tmp_path)).collect()}
+    assert [(s.name, s.value) for s in families["marquee_decisions"].samples] == [("marquee_decisions_total", 7.0)]
