@@ -15,6 +15,7 @@ from bandits.model.policy import ensure_models
 from bandits.storage import connect
 from service import auth, errors
 from service import config as settings
+from service.jsonprovider import FastJSONProvider
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -28,7 +29,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # VW logs its option banner for every workspace it makes (each model a worker loads); the server log
     # keeps VW's warnings and errors only.
     logging.getLogger("vowpal_wabbit_next").setLevel(logging.WARNING)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = FastJSONProvider(app)
+    app.json.sort_keys = False  # answers keep the order the code writes their keys in
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
     try:
