@@ -42,11 +42,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     # Imported here, not above: gunicorn.conf.py reads the settings (this package) before it tells
     # prometheus-client, on its first import, to share metrics between workers.
-    from service import metrics
+    from service import metrics, runtime
 
     errors.register(app)
     metrics.register(app)  # before auth, so refused requests are timed and counted too
     auth.register(app)
+    runtime.after_response(app)  # a new model version is built after a response, not during one
 
     @app.errorhandler(sqlite3.OperationalError)
     def _storage(exc: sqlite3.OperationalError) -> Response:

@@ -3,28 +3,36 @@
 A serving process keeps the newest model of each policy, the policies' settings and a snapshot of
 the catalog in memory. Before each decision it reads their version counters (one small query):
 a changed catalog or setting is reloaded at once, so a retired title is never chosen after its
-DELETE returned; a new model version is loaded by a background thread of the process and swapped in
-when ready, so no request waits for a model's read and build in its own handling. VW holds the GIL
-while it builds a workspace (5 to 6 ms on the machine's slowest hour, whatever the -b), so a request
-that arrives meanwhile waits that long; workers loading at most every 5 s instead measured the same
-tail (BENCHMARKS.md). Every process serves a new version within about a second. The same
-thread checkpoints SQLite's WAL, which serving connections never do inside a request's commit.
+DELETE returned. A new model version is not built inside a request: VW holds the GIL while it builds
+a workspace (3 to 6 ms, whatever the -b), so a request that arrived meanwhile would wait that long.
+Built by a background thread, a version a second of titles and artwork tripled the p99 at 500
+rows/s (BENCHMARKS.md). So a request that finds a version due leaves it to be built after its own
+answer has been sent (``after_response``), before its gunicorn worker takes the next connection:
+meanwhile the other workers take the new ones. A process that serves no request for a second builds
+it in its background thread. Every process serves a new version within about a second. The
+background thread checkpoints SQLite's WAL, which serving connections never do inside a request's
+commit.
 Randomness is created per process (after any fork), so gunicorn workers never share an
 exploration sequence.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import gc
 import logging
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from flask import Flask, Response
 
 from assets.catalog import CATALOG_VERSION, CatalogSnapshot, load_snapshot
 from bandits.decide.row import RowDecision
@@ -45,10 +53,12 @@ from bandits.postgres import STARTING_LOCK, is_url, try_session_lock
 from bandits.storage import Database, StorageError, checkpoint, connect
 from service import metrics, workers
 from service.config import PROJECT_ROOT
+from service.db import get_db
 
 log = logging.getLogger("marquee.runtime")
 
 MODEL_POLL_SECONDS = 0.25  # how often a serving process looks for new model versions by itself
+IDLE_LOAD_SECONDS = 1.0  # how long a due version waits for a request to build it before the background thread does
 CHECKPOINT_SECONDS = 1.0  # how often it copies the WAL into the database file
 
 
@@ -64,6 +74,8 @@ class ServingState:
         self._policies_version: int | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._due_since: float | None = None  # when a newer model version was first seen and not yet loaded
+        self._loading = threading.Lock()  # one build of due versions at a time, by a request or the background
         self._background: threading.Thread | None = None
         self._frozen = False
 
@@ -108,7 +120,8 @@ class ServingState:
         if not stale:
             return
         if wait_for_models or any(name not in self.models for name in stale):
-            self._load_models(db, stale)
+            with self._loading:
+                self._load_models(db, stale)
             if not self._frozen:
                 # Everything loaded so far (modules, the app, models, catalog) lives as long as the
                 # process: keep it out of the cyclic garbage collector, whose full passes over it
@@ -116,7 +129,49 @@ class ServingState:
                 gc.freeze()
                 self._frozen = True
         else:
-            self._wake.set()
+            self._mark_due()
+
+    def _mark_due(self) -> None:
+        if self._due_since is None:
+            self._due_since = time.monotonic()
+
+    @property
+    def models_due(self) -> bool:
+        """Whether a newer model version was seen and is not loaded yet."""
+        return self._due_since is not None
+
+    def load_due(self, db: Database, turns: Path | None = None) -> None:
+        """Load one newer model version seen, unless another thread or worker is loading one; log what fails.
+
+        Called after a response has been sent (``after_response``), one policy's version at a time
+        (the others on the next responses), and by one worker of the machine at a time (``turns``, a
+        lock file the workers share), so that the others stay free to take the new connections. A
+        database or model that fails leaves the versions due, for the next request or the background.
+        """
+        try:
+            self._load_due(db, turns=turns, only_one=True)
+        except (*StorageError, PolicyError, OSError) as exc:
+            log.warning("loading a new model version after a response failed: %s", exc)
+
+    def _load_due(self, db: Database, *, turns: Path | None, only_one: bool) -> None:
+        if self._due_since is None or not self._loading.acquire(blocking=False):
+            return
+        try:
+            with _turn(turns) as ours:
+                if not ours:  # another worker is loading: this one stays free, and tries after its next answer
+                    return
+                due_since, self._due_since = self._due_since, None
+                try:
+                    stale = self._stale(self._versions(db))
+                    if stale:
+                        self._load_models(db, stale[:1] if only_one else stale)
+                        if only_one and len(stale) > 1:
+                            self._mark_due()
+                except BaseException:
+                    self._due_since = due_since
+                    raise
+        finally:
+            self._loading.release()
 
     def _load_models(self, db: Database, names: list[str]) -> None:
         loaded = {}
@@ -157,7 +212,10 @@ class ServingState:
             try:
                 stale = self._stale(self._versions(db))
                 if stale:
-                    self._load_models(db, stale)
+                    self._mark_due()
+                    due_since = self._due_since
+                    if due_since is not None and time.monotonic() - due_since >= IDLE_LOAD_SECONDS:
+                        self._load_due(db, turns=None, only_one=False)  # no request took it: this process is idle
                 if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
                     checkpoint(db)  # SQLite releases the GIL meanwhile; requests go on
                     last_checkpoint = time.monotonic()
@@ -186,6 +244,41 @@ def serving_state(database: str) -> ServingState:
 
 
 T = TypeVar("T")
+
+
+def after_response(app: Flask) -> None:
+    """Have a request that found a new model version due load it once its response is sent.
+
+    ``call_on_close`` runs when the server closes the response, after its last byte was written:
+    under gunicorn's sync workers, before the worker accepts its next connection.
+    """
+
+    turns = Path(app.config["DATA_DIR"]) / "model-loads.lock"
+
+    @app.after_request
+    def _load_after_sending(response: Response) -> Response:
+        state = _states.get((os.getpid(), app.config["DATABASE"]))
+        if state is not None and state.models_due:
+            response.call_on_close(functools.partial(state.load_due, get_db(), turns))
+        return response
+
+
+@contextlib.contextmanager
+def _turn(path: Path | None) -> Iterator[bool]:
+    """Hold the lock file ``path`` if no other process holds it (yield True), else yield False; None: always ours."""
+    if path is None:
+        yield True
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing the file releases the lock
 
 
 def rank_and_log(
