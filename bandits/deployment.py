@@ -25,6 +25,7 @@ class Deployment:
     learner_batch: int
     learner_interval_seconds: float
     learner_priority: str
+    learner_cpu: str
     # the defaults of every policy's settings (bandits.model.policy.deployment_defaults)
     epsilon: float
     exploration: str

@@ -165,6 +165,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
         "CPU priority of the learner: `idle` (runs only on CPU time serving leaves; Linux SCHED_IDLE), `low` (nice "
         "10) or `normal`.",
     ),
+    "LEARNER_CPU": (
+        "last",
+        str,
+        "The CPU the learner keeps to: `last` (the last the process may use), a CPU number, or `any` (wherever the "
+        "OS puts it).",
+    ),
     "LEARNER_BATCH": (2000, int, "Most events the learner learns into one model version."),
     "MODEL_VERSIONS_KEPT": (20, int, "Model versions kept per policy; older checkpoints are pruned."),
     "SQLITE_SYNCHRONOUS": (
@@ -314,6 +320,13 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ValueError(f"SQLITE_SYNCHRONOUS must be normal or full, got {config['SQLITE_SYNCHRONOUS']!r}")
     if config["LEARNER_PRIORITY"] not in ("idle", "low", "normal"):
         raise ValueError(f"LEARNER_PRIORITY must be idle, low or normal, got {config['LEARNER_PRIORITY']!r}")
+    learner_cpu = str(config["LEARNER_CPU"])
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if learner_cpu not in ("last", "any") and not (learner_cpu.isdigit() and int(learner_cpu) in usable):
+        raise ValueError(
+            f"LEARNER_CPU must be last, any or one of the CPUs this process may use "
+            f"({', '.join(map(str, usable)) or 'none can be chosen here'}), got {learner_cpu!r}"
+        )
     if config["IMAGE_STORE"] not in ("folder", "database"):
         raise ValueError(f"IMAGE_STORE must be folder or database, got {config['IMAGE_STORE']!r}")
     if int(config["EVALUATION_PROCESSES"]) < 0:

@@ -45,6 +45,9 @@ def test_what_bandits_reads_is_handed_down_typed(tmp_path):
         ("MARQUEE_EPSILON", "1.5", "EPSILON must be in [0, 1]"),
         ("MARQUEE_LEARNER", "perhaps", "MARQUEE_LEARNER"),
         ("MARQUEE_DEFAULT_REWARD", "-2", "DEFAULT_REWARD"),
+        ("MARQUEE_LEARNER_CPU", "first", "LEARNER_CPU must be last, any or one of the CPUs"),
+        ("MARQUEE_LEARNER_CPU", "4096", "LEARNER_CPU must be last, any or one of the CPUs"),
+        ("MARQUEE_LEARNER_CPU", "-1", "got '-1'"),
     ],
 )
 def test_bad_settings_are_named(name, value, message):

@@ -6,6 +6,7 @@ Each test runs on a SQLite file and on PostgreSQL (``BACKENDS``, tests/conftest.
 from __future__ import annotations
 
 import http.client
+import os
 import threading
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ def test_two_workers_one_learner_every_impression_learned_once(service, tmp_path
     db = connect(service.database)
     wait_until_learned(db, 150)
     check_accounting(db, traffic, events=150)
-    one_learner(service)  # the second worker's learner found the lock taken and left
+    (learner,) = one_learner(service)  # the second worker's learner found the lock taken and left
+    last_cpu = max(os.sched_getaffinity(0))  # the learner keeps to it (MARQUEE_LEARNER_CPU=last), every thread
+    assert {tuple(os.sched_getaffinity(int(t))) for t in os.listdir(f"/proc/{learner}/task")} == {(last_cpu,)}
 
     newest = {row[0]: row[1] for row in db.execute("SELECT policy, MAX(version) FROM models GROUP BY policy")}
     assert newest["titles"] >= 1 and newest["artwork"] >= 1

@@ -273,3 +273,36 @@ def test_the_learner_publishes_the_model_the_whole_examples_teach(
         assert learned_state(published.blob) == learned_state(model.blob)
         if vw_args:
             assert published.blob == model.blob
+
+
+def test_the_learner_keeps_every_thread_on_one_cpu_and_any_leaves_them_be():
+    """In a child process (the test's own threads keep their CPUs): threads started before and after."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import json, os, sys, threading
+        from bandits.learn.learner import keep_to_one_cpu
+        never = threading.Event()
+        threading.Thread(target=never.wait, daemon=True).start()
+        cpu = keep_to_one_cpu(sys.argv[1])
+        threading.Thread(target=never.wait, daemon=True).start()
+        tasks = os.listdir("/proc/self/task")
+        print(json.dumps({"cpu": cpu, "threads": [sorted(os.sched_getaffinity(int(t))) for t in tasks]}))
+        """
+    )
+
+    def run(choice: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", script, choice], capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    allowed = sorted(os.sched_getaffinity(0))
+    for choice, expected in (("last", allowed[-1]), (str(allowed[0]), allowed[0])):
+        found = run(choice)  # the main thread, the two started, and any the imports started (BLAS)
+        assert found["cpu"] == expected and len(found["threads"]) >= 3, found
+        assert all(cpus == [expected] for cpus in found["threads"]), (choice, found)
+    untouched = run("any")
+    assert untouched["cpu"] is None and all(cpus == allowed for cpus in untouched["threads"]), untouched
