@@ -1,16 +1,16 @@
 """Flask's JSON out through orjson: the same documents, written in a twentieth of the time.
 
 A rank's answer (ten slots, about 2 kB) took 35 us through Flask's ``jsonify`` (Python's ``json``)
-and takes under 2 through orjson, a few percent of a rank's serving CPU. What a client reads does not
-change but for two things no JSON parser notices or accepts: text outside ASCII is sent as UTF-8
-rather than as ``\\u`` escapes, and a number that is not finite (never in an answer: the schemas
-refuse it in, the service computes none) would be ``null`` rather than the invalid ``NaN``.
+and takes under 2 through orjson, which saves about 2 % of a rank's serving CPU. What a client reads
+does not change but for two things: text outside ASCII is sent as UTF-8 rather than as ``\\u``
+escapes (the same text to any JSON parser), and a number that is not finite is written ``null``
+where Python's ``json`` wrote ``NaN`` or ``Infinity``, which strict JSON parsers refuse.
 
 Everything orjson does not write the way Flask does goes through Flask's own ``default``: dates as
 HTTP dates, dataclasses as dicts, objects with ``__html__``. What orjson cannot write at all (an
 integer past 64 bits, a string holding a lone surrogate) is written by Flask's provider, escaped to
-ASCII as before. Indented output (``app.json.dumps(obj,
-indent=2)``, or answers in debug mode) and any other keyword ask for Python's ``json`` too.
+ASCII as before. Indented output (``app.json.dumps(obj, indent=2)``, or answers in debug mode) and
+any other keyword ask for Python's ``json`` too.
 """
 
 from __future__ import annotations
