@@ -452,7 +452,10 @@ def keep_to_one_cpu(choice: str) -> int | None:
     except FileNotFoundError:  # no /proc: this thread, and the threads it starts from now on
         threads = [0]
     for thread in threads:
-        os.sched_setaffinity(thread, {cpu})
+        try:
+            os.sched_setaffinity(thread, {cpu})
+        except ProcessLookupError:  # a thread that ended since the listing
+            continue
     return cpu
 
 
