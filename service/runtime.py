@@ -73,7 +73,9 @@ class ServingState:
         self.policies: dict[str, PolicyConfig] = {}
         self._policies_version: int | None = None
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        # The background thread's pause between polls: an Event's wait, which nothing sets, rather than
+        # time.sleep, which tests patch (service.runtime's watchdog) while such threads run.
+        self._pause = threading.Event()
         self._due_since: float | None = None  # when a newer model version was first seen and not yet loaded
         self._loading = threading.Lock()  # one build of due versions at a time, by a request or the background
         self._background: threading.Thread | None = None
@@ -207,8 +209,7 @@ class ServingState:
         last_checkpoint = time.monotonic()
         failures = 0
         while True:
-            self._wake.wait(timeout=MODEL_POLL_SECONDS * (1 + min(failures, 20)))
-            self._wake.clear()
+            self._pause.wait(timeout=MODEL_POLL_SECONDS * (1 + min(failures, 20)))
             try:
                 stale = self._stale(self._versions(db))
                 if stale:

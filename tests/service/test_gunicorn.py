@@ -94,7 +94,6 @@ def test_kill_9_during_traffic_loses_nothing_and_learns_nothing_twice(service, t
 
 def test_kill_9_of_a_worker_and_of_the_learner_while_serving(service, tmp_path):
     """The master replaces the worker, a serving process restarts the learner; nothing acknowledged is lost."""
-    import os
     import signal
 
     traffic = Traffic(service, seed=5)
