@@ -9,7 +9,10 @@ Keys arrive in ``X-API-Key``; the pages also take HTTP Basic authentication with
 password, so a browser can open them. Keys come from ``MARQUEE_API_KEYS`` and ``MARQUEE_ADMIN_KEYS``
 (comma-separated) and from the ``api_keys`` table (``flask keys create``). Only SHA-256 digests are
 kept: the table never holds a key, and the configured ones are hashed when the app starts. A
-presented key is hashed and compared with every known digest in constant time.
+presented key is hashed once; its digest is compared in constant time with each configured digest
+and looked up in the table by its unique index, so a request costs the same with ten stored keys or
+ten thousand. The lookup's time may depend on the digest, which tells nothing of any key: finding a
+key from SHA-256 digests close to its own is no easier than from none.
 
 ``MARQUEE_AUTH=off`` turns the checks off; nothing else does.
 """
@@ -88,9 +91,15 @@ def configured_digests(config: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def stored_digests(db: Database) -> dict[str, str]:
-    """Return digest -> role of the keys in the table that are not revoked."""
-    return {row[0]: row[1] for row in db.execute("SELECT hash, role FROM api_keys WHERE revoked_at IS NULL")}
+def any_stored(db: Database) -> bool:
+    """Return whether the table holds a key that is not revoked."""
+    return db.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
+
+
+def stored_role(db: Database, presented: str) -> str | None:
+    """Return the role of the stored, unrevoked key whose digest is ``presented`` (None: no such key)."""
+    row = db.execute("SELECT role FROM api_keys WHERE hash = ? AND revoked_at IS NULL", [presented]).fetchone()
+    return None if row is None else str(row[0])
 
 
 def role_of(presented: str, known: Mapping[str, str]) -> str | None:
@@ -180,8 +189,7 @@ def check_request() -> None:
             "key (flask keys create)"
         )
     presented = digest(key)  # once: the role lookup and the rate limit both use it
-    known = {**current_app.extensions["marquee_key_digests"], **stored_digests(get_db())}
-    role = role_of(presented, known)
+    role = stored_role(get_db(), presented) or role_of(presented, current_app.extensions["marquee_key_digests"])
     if role is None:
         raise _unauthorized(f"{HEADER}: not a key this service knows (or it was revoked)")
     if needed == ADMIN and role != ADMIN:
@@ -221,6 +229,6 @@ def register(app: Flask) -> None:
 
 def first_keys(app: Flask, db: Database) -> dict[str, str]:
     """Create a client and an admin key if checks are on and no key exists at all; return them (else {})."""
-    if app.config["AUTH"] == "off" or app.extensions["marquee_key_digests"] or stored_digests(db):
+    if app.config["AUTH"] == "off" or app.extensions["marquee_key_digests"] or any_stored(db):
         return {}
     return {role: create_key(db, name=f"first-{role}", role=role) for role in ROLES}

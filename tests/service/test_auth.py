@@ -161,6 +161,49 @@ def test_stored_keys_are_made_listed_and_revoked_and_never_kept(app):
     assert CLIENT not in str(app.config.get("API_KEYS"))  # configured keys are kept hashed only
 
 
+def test_a_request_reads_only_its_own_key_however_many_are_stored(app):
+    """A rank with 3,000 stored keys runs no more of SQLite's steps than with 3, and each key keeps its role."""
+    from service.db import get_db
+
+    runner = app.test_cli_runner()
+    made = {
+        role: runner.invoke(args=["keys", "create", "--name", f"first-{role}", "--role", role]).stdout.strip()
+        for role in ("client", "admin")
+    }
+    gone = runner.invoke(args=["keys", "create", "--name", "gone"]).stdout.strip()
+    assert runner.invoke(args=["keys", "revoke", "gone"]).exit_code == 0
+    with app.app_context():
+        db = get_db()  # the connection this thread's requests use
+
+    def steps(key: str) -> int:
+        counted = [0]
+
+        def tick() -> int:
+            counted[0] += 1
+            return 0
+
+        db.conn.set_progress_handler(tick, 10)
+        try:
+            assert as_key(app, key).post("/v1/rank", json={"slots": 2, "user": {"id": "u1"}}).status_code == 200
+        finally:
+            db.conn.set_progress_handler(None, 10)
+        return counted[0]
+
+    few = min(steps(made["client"]) for _ in range(3))
+    db.executemany(
+        "INSERT INTO api_keys (name, role, hash, created_at) VALUES (?, 'client', ?, 0)",
+        [(f"bulk-{index}", auth.digest(f"bulk-key-{index}")) for index in range(3000)],
+    )
+    many = min(steps(made["client"]) for _ in range(3))
+    assert many < 1.1 * few, (few, many)  # a scan of the table would add some 3,000 rows' steps
+    assert as_key(app, "bulk-key-2999").post("/v1/rank", json={"slots": 2}).status_code == 200
+    assert as_key(app, "bulk-key-7").post("/v1/titles", json={"name": "x"}).status_code == 403
+    assert as_key(app, made["admin"]).post("/v1/titles", json={"name": "x"}).status_code != 403
+    assert as_key(app, gone).post("/v1/rank", json={"slots": 2}).status_code == 401
+    assert as_key(app, ADMIN).get("/v1/policies").status_code == 200  # configured keys beside the table's
+    assert as_key(app, CLIENT).post("/v1/rank", json={"slots": 2}).status_code == 200
+
+
 def test_the_demo_catalog_prints_first_keys_once(tmp_path: Path):
     app = create_app({"DATA_DIR": str(tmp_path / "data"), "LEARNER": False, "AUTH": "keys"})
     runner = app.test_cli_runner()
