@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.rank_bench import measured, started_service, wait_for_learner
-from bench.report import machine, report
+from bench.report import cpu_idle, machine, report
 
 SCRIPT = Path(__file__).resolve().parent / "rank_reward.lua"
 REWARD_WAIT_SECONDS = 10.0  # the service's default reward window
@@ -105,7 +105,7 @@ def main() -> None:
             f"python -m bench.load_bench --seconds {args.seconds:g} --connections {args.connections} "
             f"--reward-share {args.reward_share:g} --workers {args.workers}"
         ),
-        "machine": machine(platform.platform()),
+        "machine": machine(platform.platform(), cpu_idle()),
         "date": time.strftime("%Y-%m-%d"),
         "vw_only_rows_per_second_one_core": round(ceiling["rows_per_second"], 1),
         "vw_only_ceiling_rows_per_second": round(ceiling_n, 1),

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from bandits.postgres import is_url, redacted
-from bench.report import machine, report
+from bench.report import cpu_idle, machine, report
 from bench.walmeter import PostgresWalMeter, WalMeter, fresh_schema
 
 BODY: dict[str, Any] = {
@@ -459,7 +459,7 @@ def main() -> None:
         f" --fixed-runs {args.fixed_runs} --auth {args.auth}"
         + (f" --database-url {redacted(args.database_url)} --nodes {args.nodes}" if args.database_url else ""),
         "store": f"PostgreSQL, {args.nodes} node(s) of {args.workers} workers" if args.database_url else "SQLite file",
-        "machine": machine(platform.platform()),
+        "machine": machine(platform.platform(), cpu_idle()),
         "date": time.strftime("%Y-%m-%d"),
         "vw_only_rows_per_second_one_core": round(ceiling["rows_per_second"], 1),
         "vw_only_ms_per_row": round(ceiling["ms_per_row"], 3),

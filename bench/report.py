@@ -23,6 +23,26 @@ def machine(*extra: str) -> str:
     )
 
 
+def cpu_idle(sysfs: Path = Path("/sys")) -> str:
+    """Describe how the CPUs idle: the cpuidle driver and, for a virtual machine's ``haltpoll``, its poll time.
+
+    On a virtual machine an idle virtual CPU that halts hands its core back to the host, and the next
+    request runs on cold caches: latency at a fixed rate depends on this (BENCHMARKS.md, "the tail at
+    500 rows/s, taken apart"), so the figures say what it was.
+    """
+    driver = sysfs / "devices/system/cpu/cpuidle/current_driver"
+    poll = sysfs / "module/haltpoll/parameters/guest_halt_poll_ns"
+    try:
+        described = f"cpuidle {driver.read_text().strip()}"
+    except OSError:
+        return "cpuidle unknown"
+    try:
+        described += f", guest_halt_poll_ns {int(poll.read_text())}"
+    except (OSError, ValueError):
+        pass
+    return described
+
+
 def report(name: str, result: Mapping[str, Any]) -> Path:
     """Save ``result`` as ``bench/results/<name>-<time>.json``, print it as a table, return the path."""
     RESULTS.mkdir(exist_ok=True)

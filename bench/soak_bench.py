@@ -31,7 +31,7 @@ import numpy as np
 
 from bench.loadgen import run
 from bench.rank_bench import BODY, cpu_seconds, started_service
-from bench.report import machine, report
+from bench.report import cpu_idle, machine, report
 
 SLOTS = 10
 REWARD_LAG = 60  # a reward goes to the row ranked this many requests earlier
@@ -147,7 +147,7 @@ def main() -> None:
         "command": f"python -m bench.soak_bench --minutes {args.minutes:g} --rate {args.rate:g} --window "
         f"{args.window:g} "
         f"--workers {args.workers}",
-        "machine": machine(platform.platform()),
+        "machine": machine(platform.platform(), cpu_idle()),
         "date": time.strftime("%Y-%m-%d"),
         "requests": sent,
         "rows_sent": ranks_sent,
