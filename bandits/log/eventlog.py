@@ -351,7 +351,11 @@ def get_event(db: Database, event_id: str) -> dict[str, Any]:
     ]
     learned = {
         r["policy"]: r["version"]
-        for r in db.query("SELECT policy, version FROM learned WHERE event_seq = ?", [event["seq"]])
+        for r in db.query(  # the policies named, so that the lookup is by the table's key, not a scan
+            f"SELECT policy, version FROM learned WHERE policy IN ({', '.join('?' * len(POLICY_NAMES))}) "
+            "AND event_seq = ?",
+            [*POLICY_NAMES, event["seq"]],
+        )
     }
     return {
         "event_id": event["id"],

@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from bandits.errors import Conflict
+from bandits.model.policy import POLICY_NAMES
 from bandits.postgres import is_url
 from bandits.storage import Database, Writes, inline, write_transaction
 
@@ -152,7 +153,10 @@ def prune(
             )
             rewards = db.execute(f"DELETE FROM rewards WHERE event_seq IN ({marks})", seqs).rowcount
             impressions = db.execute(f"DELETE FROM impressions WHERE event_seq IN ({marks})", seqs).rowcount
-            db.execute(f"DELETE FROM learned WHERE event_seq IN ({marks})", seqs)
+            names = ",".join("?" * len(POLICY_NAMES))  # named, so the delete finds rows by the table's key
+            db.execute(
+                f"DELETE FROM learned WHERE policy IN ({names}) AND event_seq IN ({marks})", [*POLICY_NAMES, *seqs]
+            )
             db.execute(f"DELETE FROM pending WHERE event_seq IN ({marks})", seqs)
             events = db.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs).rowcount
         return events, impressions, rewards
