@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from bandits.learn.learner import learner_running
 from bandits.log import eventlog
-from bandits.model.policy import POLICY_NAMES, latest_model
+from bandits.model.policy import POLICY_NAMES, newest_stamps
 from service.db import get_db
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -97,19 +97,23 @@ class DatabaseCollector(Collector):
                 "marquee_events_pending", "Events not yet learned, by state", labels=["policy", "state"]
             )
             learned = GaugeMetricFamily(
-                "marquee_events_learned", "Events learned into the policy's models", labels=["policy"]
+                "marquee_events_learned",
+                "Events the policy's newest model has learned, along its versions (a reset starts again at 0)",
+                labels=["policy"],
             )
+            # A scrape reads no model and counts no more of the log than the reward windows still open.
+            stamps = newest_stamps(db)
             for name in POLICY_NAMES:
-                record = latest_model(db, name)
-                if record is not None:
-                    version.add_metric([name], record.version)
-                    age.add_metric([name], now - record.created_at)
-                stats = eventlog.policy_stats(db, name, now=now)
-                lag.add_metric([name], stats["learner_lag_seconds"])
-                waiting.add_metric([name, "waiting_for_rewards"], stats["events_waiting_for_rewards"])
-                waiting.add_metric([name, "due"], stats["events_due"])
-                waiting.add_metric([name, "deferred"], stats["events_deferred_not_activated"])
-                learned.add_metric([name], stats["events_learned"])
+                stamp = stamps.get(name)
+                if stamp is not None:
+                    version.add_metric([name], stamp.version)
+                    age.add_metric([name], now - stamp.created_at)
+                    learned.add_metric([name], stamp.events_learned)
+                lag.add_metric([name], eventlog.learner_lag(db, name, now=now))
+                windows = eventlog.window_counts(db, name, now=now)
+                waiting.add_metric([name, "waiting_for_rewards"], windows["events_waiting_for_rewards"])
+                waiting.add_metric([name, "due"], windows["events_due"])
+                waiting.add_metric([name, "deferred"], windows["events_deferred_not_activated"])
             up = GaugeMetricFamily("marquee_learner_running", "1 when a learner holds the database's learner lock")
             up.add_metric([], 1.0 if learner_running(self.app.config["DATABASE"]) else 0.0)
             mode = GaugeMetricFamily(

@@ -194,3 +194,30 @@ def learned_state(model: vw.Workspace | bytes) -> list[str]:
     """Everything a model learned (weights, counts, settings) as VW's readable model writes it, less its report."""
     workspace = model if isinstance(model, vw.Workspace) else vw.Workspace([], model_data=model)
     return [line for line in workspace.readable_model().splitlines() if not line.startswith(VW_REPORT_LINES)]
+
+
+def sqlite_steps(app: Any, action: Any) -> tuple[int | None, Any]:
+    """Call ``action()`` and count, in tens, the SQLite steps it ran on the connection this thread's requests use.
+
+    The count is None on PostgreSQL. What a statement costs in steps does not vary with the machine's
+    speed, so a test can compare two counts where it may not compare two times.
+    """
+    from bandits.storage import SQLiteDatabase
+    from service.db import get_db
+
+    with app.app_context():
+        serving = get_db()
+    if not isinstance(serving, SQLiteDatabase):
+        return None, action()
+    counted = [0]
+
+    def tick() -> int:
+        counted[0] += 1
+        return 0
+
+    serving.conn.set_progress_handler(tick, 10)
+    try:
+        result = action()
+    finally:
+        serving.conn.set_progress_handler(None, 10)
+    return counted[0], result

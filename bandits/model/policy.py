@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import vowpal_wabbit_next as vw
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -522,6 +522,23 @@ def latest_model(db: Database, policy: str) -> ModelRecord | None:
         f"SELECT {MODEL_COLUMNS} FROM models WHERE policy = ? ORDER BY version DESC LIMIT 1", [policy]
     ).fetchone()
     return _record(row, with_blob=True) if row else None
+
+
+class ModelStamp(NamedTuple):
+    """What a health check or a metric says of a policy's newest model, read without the model itself."""
+
+    version: int
+    created_at: float
+    events_learned: int
+
+
+def newest_stamps(db: Database) -> dict[str, ModelStamp]:
+    """Return each policy's newest version, when it was made and how many events it learned (no blob read)."""
+    rows = db.execute(
+        "SELECT policy, version, created_at, events_learned FROM models m "
+        "WHERE version = (SELECT MAX(version) FROM models WHERE policy = m.policy)"
+    ).fetchall()
+    return {policy: ModelStamp(int(version), float(created), int(events)) for policy, version, created, events in rows}
 
 
 def latest_versions(db: Database) -> dict[str, int]:

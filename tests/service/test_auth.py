@@ -10,7 +10,7 @@ import pytest
 from bandits.storage import connect
 from service import auth, create_app, openapi
 from service import config as settings
-from tests.helpers import ROOT, add_catalog, table_counts
+from tests.helpers import ROOT, add_catalog, sqlite_steps, table_counts
 
 CLIENT, ADMIN = "client-key-0123456789", "admin-key-0123456789"
 
@@ -163,8 +163,6 @@ def test_stored_keys_are_made_listed_and_revoked_and_never_kept(app):
 
 def test_a_request_reads_only_its_own_key_however_many_are_stored(app):
     """A rank with 3,000 stored keys runs no more of SQLite's steps than with 3, and each key keeps its role."""
-    from service.db import get_db
-
     runner = app.test_cli_runner()
     made = {
         role: runner.invoke(args=["keys", "create", "--name", f"first-{role}", "--role", role]).stdout.strip()
@@ -172,25 +170,16 @@ def test_a_request_reads_only_its_own_key_however_many_are_stored(app):
     }
     gone = runner.invoke(args=["keys", "create", "--name", "gone"]).stdout.strip()
     assert runner.invoke(args=["keys", "revoke", "gone"]).exit_code == 0
-    with app.app_context():
-        db = get_db()  # the connection this thread's requests use
 
     def steps(key: str) -> int:
-        counted = [0]
-
-        def tick() -> int:
-            counted[0] += 1
-            return 0
-
-        db.conn.set_progress_handler(tick, 10)
-        try:
-            assert as_key(app, key).post("/v1/rank", json={"slots": 2, "user": {"id": "u1"}}).status_code == 200
-        finally:
-            db.conn.set_progress_handler(None, 10)
-        return counted[0]
+        counted, answer = sqlite_steps(
+            app, lambda: as_key(app, key).post("/v1/rank", json={"slots": 2, "user": {"id": "u1"}})
+        )
+        assert answer.status_code == 200
+        return counted or 0
 
     few = min(steps(made["client"]) for _ in range(3))
-    db.executemany(
+    connect(app.config["DATABASE"]).executemany(
         "INSERT INTO api_keys (name, role, hash, created_at) VALUES (?, 'client', ?, 0)",
         [(f"bulk-{index}", auth.digest(f"bulk-key-{index}")) for index in range(3000)],
     )

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bandits.storage import connect
 from service import create_app
 from tests.gunicorn_harness import SETTINGS, Service, Traffic, alive, wait_until_learned
+from tests.helpers import sqlite_steps
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -170,3 +171,38 @@ def test_a_scrape_while_a_worker_starts_reads_every_sized_file_and_skips_the_emp
         multiprocess.MultiProcessCollector(None, path=str(tmp_path)).collect()
     families = {family.name: family for family in WorkerFiles(None, path=str(tmp_path)).collect()}
     assert [(s.name, s.value) for s in families["marquee_decisions"].samples] == [("marquee_decisions_total", 7.0)]
+
+
+def test_health_checks_and_scrapes_read_no_more_as_the_log_grows_and_say_the_lag(app, client, db, learner, catalog):
+    """``/healthz`` and ``/metrics`` read the newest models' stamps and the learner's backlog, not the log's size."""
+    event = client.post("/v1/rank", json={"slots": 2}).get_json()["event_id"]
+    learner.run_once(now=time.time() + 61)  # learned: version 1 of each row policy, one event each
+
+    def steps(path: str) -> tuple[int | None, str]:
+        counted, answer = sqlite_steps(app, lambda: client.get(path))
+        assert answer.status_code == 200, (path, answer.get_data(as_text=True)[:200])
+        return counted, answer.get_data(as_text=True)
+
+    few = {path: min(steps(path)[0] or 0 for _ in range(3)) for path in ("/healthz", "/metrics")}
+    db.executemany(
+        "INSERT INTO learned (policy, event_seq, version, examples) VALUES (?, ?, 1, 1)",
+        [(policy, seq) for seq in range(1000, 11000) for policy in ("titles", "artwork")],
+    )
+    many = {path: min(steps(path)[0] or 0 for _ in range(3)) for path in ("/healthz", "/metrics")}
+    for path in few:  # counting the learned rows would add some 20,000 rows' steps (0 and 0 on PostgreSQL)
+        assert many[path] <= 1.1 * few[path], (path, few[path], many[path])
+
+    _, scraped = steps("/metrics")
+    assert value(scraped, "marquee_model_version", policy="titles") == 1
+    assert value(scraped, "marquee_events_learned", policy="titles") == 1  # the model's count, not the rows'
+    # The lag is the oldest due window not yet learned: open past its due time, or closed and waiting.
+    seq = db.execute("SELECT seq FROM events WHERE id = ?", [event]).fetchone()[0]
+    now = time.time()
+    db.executemany(
+        "INSERT INTO pending (event_seq, policy, due_at, closed_at) VALUES (?, ?, ?, ?)",
+        [(seq, "titles", now - 30, None), (seq, "artwork", now - 50, now - 40)],
+    )
+    health = client.get("/healthz").get_json()["policies"]
+    assert 30 <= health["titles"]["learner_lag_seconds"] < 40
+    assert 50 <= health["artwork"]["learner_lag_seconds"] < 60
+    assert health["titles"]["version"] == 1 and health["actions"]["learner_lag_seconds"] == 0.0
