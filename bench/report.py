@@ -26,9 +26,9 @@ def machine(*extra: str) -> str:
 def cpu_idle(sysfs: Path = Path("/sys")) -> str:
     """Describe how the CPUs idle: the cpuidle driver and, for a virtual machine's ``haltpoll``, its poll time.
 
-    On a virtual machine an idle virtual CPU that halts hands its core back to the host, and the next
-    request runs on cold caches: latency at a fixed rate depends on this (BENCHMARKS.md, "the tail at
-    500 rows/s, taken apart"), so the figures say what it was.
+    How a virtual machine's idle CPUs wait is one of the machine's settings a fixed-rate tail may
+    depend on; whether it does here was not established (BENCHMARKS.md, "2026-12-07 (late night)"),
+    so the figures say what it was.
     """
     driver = sysfs / "devices/system/cpu/cpuidle/current_driver"
     poll = sysfs / "module/haltpoll/parameters/guest_halt_poll_ns"

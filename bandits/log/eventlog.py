@@ -407,8 +407,8 @@ def learner_lag(db: Database, name: str, *, now: float) -> float:
 def policy_stats(db: Database, name: str, *, now: float | None = None) -> dict[str, Any]:
     """Return learning progress: events waiting, due, learned, and how far the learner is behind.
 
-    ``events_learned`` counts the log's learned rows, which grow with the log: for pages and reports,
-    not for what runs often (``learner_lag`` and ``window_counts`` do not).
+    ``events_learned`` counts the log's learned rows, a read that grows with the log: for pages, not
+    for health checks or scrapes, which call ``learner_lag`` and ``window_counts`` alone.
     """
     now = time.time() if now is None else now
     learned = db.execute("SELECT COUNT(*) FROM learned WHERE policy = ?", [name]).fetchone()[0]
